@@ -1,0 +1,176 @@
+//! Requests, responses and streamed events of the `/v1` API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, BuildpackName, MemorySize};
+
+/// The one shape of every error the API returns, with a status code >= 400.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code such as `invalid-name` or `app-not-found`.
+    pub code: String,
+    /// What happened, to what.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `GET /v1/info`: what the daemon is and where apps answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Info {
+    pub version: String,
+    pub domain: String,
+    /// The router's base address as a client would use it, e.g. `http://localhost:8080`.
+    pub router_url: String,
+}
+
+/// `PUT /v1/apps/{name}`: the desired settings of an app; creates it if new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppSettings {
+    pub instances: u32,
+    pub memory: MemorySize,
+    /// Buildpacks in the order they run; empty means detect.
+    #[serde(default)]
+    pub buildpacks: Vec<BuildpackName>,
+    /// The start command; `None` takes the Procfile's or the buildpack's.
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+impl AppSettings {
+    /// The most instances one app may ask for on one host.
+    pub const MAX_INSTANCES: u32 = 100;
+}
+
+/// What the API says about an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppSummary {
+    pub name: AppName,
+    pub settings: AppSettings,
+    /// `started` once a release runs, `pending` before the first successful push.
+    pub state: String,
+    pub running_instances: u32,
+    pub url: String,
+    /// The SHA-256 of the running droplet, if any.
+    #[serde(default)]
+    pub droplet: Option<String>,
+    /// The detected or chosen buildpack of the running droplet.
+    #[serde(default)]
+    pub detected_buildpack: Option<String>,
+    /// The start command of the running release.
+    #[serde(default)]
+    pub start_command: Option<String>,
+}
+
+/// `POST /v1/apps/{name}/packages` answer: the upload is stored under its SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageStored {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// `POST /v1/apps/{name}/deployments` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub package: String,
+}
+
+/// One line of the newline-delimited JSON stream that a deployment answers with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum DeployEvent {
+    /// The deployment entered a phase: `staging`, `starting`.
+    Phase { phase: String },
+    /// A line of the staging log, as the buildpack printed it.
+    Log(LogLine),
+    /// Done: the app runs the new release and answers at `url`.
+    Done { url: String, instances: u32 },
+    /// Failed: nothing was changed for the running release.
+    Failed { error: ErrorBody },
+}
+
+/// One log line of an app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// `STG`, `APP/WEB/<index>`, `API`, `CELL`, `RTR`.
+    pub source: String,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Out,
+    Err,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Out => "OUT",
+            LogStream::Err => "ERR",
+        }
+    }
+}
+
+/// Formats milliseconds since the epoch as RFC 3339 in UTC, `2026-11-21T23:03:31.123Z`.
+pub fn format_timestamp_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(format_timestamp_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_timestamp_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_timestamp_ms(1_795_302_211_123),
+            "2026-11-21T23:03:31.123Z"
+        );
+    }
+
+    #[test]
+    fn deploy_events_are_tagged() {
+        let e = DeployEvent::Phase {
+            phase: "staging".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"phase","phase":"staging"}"#
+        );
+        let back: DeployEvent = serde_json::from_str(
+            r#"{"event":"done","url":"http://a.localhost:8080","instances":2}"#,
+        )
+        .unwrap();
+        assert!(matches!(back, DeployEvent::Done { instances: 2, .. }));
+    }
+}

@@ -1,0 +1,360 @@
+//! The daemon side: start, stop and clean up containers.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
+use crate::network::{AddressPool, InstanceAddress, NetworkError};
+use crate::spec::{ContainerSpec, Mount, ProcessSpec};
+use crate::stack::HostStack;
+use crate::INIT_FAILURE_EXIT_CODE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    #[error("container {id}: {action}: {source}")]
+    Io {
+        id: String,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container id {0:?} is invalid: use 1-40 lowercase letters, digits and '-'")]
+    BadId(String),
+}
+
+/// How a container reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Loopback only: used for staging, which must not reach the platform.
+    Isolated,
+    /// Its own address from the pool, reachable from the host (the router, health checks).
+    Routed,
+}
+
+/// What to run, and how.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    /// Unique on this host; names the cgroup and the container's folder.
+    pub id: String,
+    pub hostname: String,
+    /// Mounts on top of the stack's, in order.
+    pub mounts: Vec<Mount>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub limits: Limits,
+    pub network: NetworkMode,
+}
+
+/// Why a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    Exited(i32),
+    Signaled(i32),
+    /// The kernel killed it for using more than its memory limit.
+    OutOfMemory,
+    /// `paas-init` could not set the container up; the reason is on its stderr.
+    SetupFailed,
+}
+
+impl std::fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReason::Exited(c) => write!(f, "exited with status {c}"),
+            ExitReason::Signaled(s) => write!(f, "killed by signal {s}"),
+            ExitReason::OutOfMemory => f.write_str("out of memory"),
+            ExitReason::SetupFailed => f.write_str("container setup failed"),
+        }
+    }
+}
+
+/// What the daemon needs to clean a container up, even after the daemon itself crashed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Leftovers {
+    address: Option<(u32, String, String)>,
+}
+
+/// Starts containers. One per host.
+#[derive(Debug)]
+pub struct Runtime {
+    init_exe: PathBuf,
+    state_dir: PathBuf,
+    cgroups: CgroupDriver,
+    pool: Arc<AddressPool>,
+    stack: HostStack,
+}
+
+impl Runtime {
+    /// `init_exe` is the `paas-init` binary; container folders live under `state_dir`.
+    pub fn new(
+        init_exe: PathBuf,
+        state_dir: PathBuf,
+        cgroups: CgroupDriver,
+        pool: AddressPool,
+        stack: HostStack,
+    ) -> Result<Self, RuntimeError> {
+        std::fs::create_dir_all(&state_dir).map_err(|source| RuntimeError::Io {
+            id: String::new(),
+            action: "creating the state folder",
+            source,
+        })?;
+        Ok(Runtime {
+            init_exe,
+            state_dir,
+            cgroups,
+            pool: Arc::new(pool),
+            stack,
+        })
+    }
+
+    pub fn cgroup_version(&self) -> u8 {
+        self.cgroups.version()
+    }
+
+    /// The folder of container `id`: callers may put its overlay layers here, and it is
+    /// removed with the container.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join(id)
+    }
+
+    /// Starts a container. Its stdout and stderr are pipes the caller reads.
+    pub async fn start(&self, cfg: ContainerConfig) -> Result<Container, RuntimeError> {
+        let id = cfg.id.clone();
+        let valid = !id.is_empty()
+            && id.len() <= 40
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(RuntimeError::BadId(id));
+        }
+        let io = |action: &'static str| {
+            let id = id.clone();
+            move |source| RuntimeError::Io { id, action, source }
+        };
+        let dir = self.container_dir(&id);
+        let rootfs = dir.join("rootfs");
+        tokio::fs::create_dir_all(&rootfs)
+            .await
+            .map_err(io("creating its folder"))?;
+
+        let address = match cfg.network {
+            NetworkMode::Routed => Some(self.pool.allocate(&id)?),
+            NetworkMode::Isolated => None,
+        };
+        let leftovers = Leftovers {
+            address: address
+                .as_ref()
+                .map(|a| (a.pair, a.netns.clone(), a.host_if.clone())),
+        };
+        let mut container = Container {
+            id: id.clone(),
+            dir: dir.clone(),
+            cgroup: self.cgroups.cgroup(&id),
+            address,
+            pool: Arc::clone(&self.pool),
+            child: None,
+            stdout: None,
+            stderr: None,
+        };
+        // From here on, a failure cleans up what was made so far.
+        match self.launch(&mut container, cfg, &rootfs, &leftovers).await {
+            Ok(()) => Ok(container),
+            Err(e) => {
+                container.destroy().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn launch(
+        &self,
+        c: &mut Container,
+        cfg: ContainerConfig,
+        rootfs: &Path,
+        leftovers: &Leftovers,
+    ) -> Result<(), RuntimeError> {
+        let io = |action: &'static str| {
+            let id = c.id.clone();
+            move |source| RuntimeError::Io { id, action, source }
+        };
+        let state = serde_json::to_vec(leftovers).unwrap_or_default();
+        tokio::fs::write(c.dir.join("state.json"), state)
+            .await
+            .map_err(io("writing its state"))?;
+        c.cgroup = self.cgroups.create(&c.id, cfg.limits)?;
+        if let Some(a) = &c.address {
+            self.pool.create(a).await?;
+        }
+        let (mut mounts, symlinks) = self.stack.mounts();
+        mounts.extend(cfg.mounts);
+        let spec = ContainerSpec {
+            hostname: cfg.hostname,
+            cgroup_procs: c.cgroup.procs_files(),
+            netns: c.address.as_ref().map(InstanceAddress::netns_path),
+            rootfs: rootfs.to_path_buf(),
+            mounts,
+            symlinks,
+            process: ProcessSpec {
+                args: cfg.args,
+                env: cfg.env,
+                cwd: cfg.cwd,
+                uid: cfg.uid,
+                gid: cfg.gid,
+            },
+        };
+        let spec_path = c.dir.join("spec.json");
+        let json = serde_json::to_vec(&spec).unwrap_or_default();
+        tokio::fs::write(&spec_path, json)
+            .await
+            .map_err(io("writing its spec"))?;
+        let mut child = Command::new(&self.init_exe)
+            .arg(&spec_path)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C meant for paasd does not reach apps.
+            .process_group(0)
+            .spawn()
+            .map_err(io("starting paas-init"))?;
+        c.stdout = child.stdout.take();
+        c.stderr = child.stderr.take();
+        c.child = Some(child);
+        Ok(())
+    }
+
+    /// Removes what containers of an earlier run of the daemon left behind: their
+    /// processes, cgroups, networks and folders. Returns how many there were.
+    pub async fn clean_up_leftovers(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let Some(id) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let leftovers: Leftovers = std::fs::read(e.path().join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Leftovers { address: None });
+            let address = leftovers
+                .address
+                .map(|(pair, netns, host_if)| InstanceAddress {
+                    pair,
+                    netns,
+                    host_if,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                });
+            let c = Container {
+                cgroup: self.cgroups.cgroup(&id),
+                id,
+                dir: e.path(),
+                address,
+                pool: Arc::clone(&self.pool),
+                child: None,
+                stdout: None,
+                stderr: None,
+            };
+            c.destroy().await;
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A started container. Call [`Container::destroy`] once it has exited.
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    /// Its address, for a routed container.
+    pub address: Option<InstanceAddress>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    dir: PathBuf,
+    cgroup: Cgroup,
+    pool: Arc<AddressPool>,
+    child: Option<Child>,
+}
+
+impl Container {
+    /// Waits for the process to end.
+    pub async fn wait(&mut self) -> ExitReason {
+        let status = match self.child.as_mut() {
+            Some(child) => child.wait().await,
+            None => return ExitReason::SetupFailed,
+        };
+        let reason = match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(INIT_FAILURE_EXIT_CODE), _) => ExitReason::SetupFailed,
+                (Some(c), _) if c > 128 && c < 128 + 65 => ExitReason::Signaled(c - 128),
+                (Some(c), _) => ExitReason::Exited(c),
+                (None, Some(sig)) => ExitReason::Signaled(sig),
+                (None, None) => ExitReason::SetupFailed,
+            },
+            Err(_) => ExitReason::SetupFailed,
+        };
+        if matches!(reason, ExitReason::Signaled(9)) && self.cgroup.oom_kills() > 0 {
+            return ExitReason::OutOfMemory;
+        }
+        reason
+    }
+
+    /// The container's memory use now, in bytes.
+    pub fn memory_usage(&self) -> u64 {
+        self.cgroup.memory_usage()
+    }
+
+    /// Asks the process to stop with SIGTERM, and kills everything in the container once
+    /// `grace` has passed.
+    pub async fn stop(&mut self, grace: Duration) -> ExitReason {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(reason) => reason,
+            Err(_) => {
+                let _ = self.cgroup.destroy().await;
+                self.wait().await
+            }
+        }
+    }
+
+    /// Kills anything left, and removes the cgroup, the network and the folder. Errors
+    /// are logged, not returned: there is nothing a caller could do but try again.
+    pub async fn destroy(mut self) {
+        if let Err(e) = self.cgroup.destroy().await {
+            tracing::warn!(container = %self.id, "cleaning up the cgroup: {e}");
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait().await;
+        }
+        if let Some(a) = &self.address {
+            if let Err(e) = self.pool.destroy(a).await {
+                tracing::warn!(container = %self.id, "cleaning up the network: {e}");
+            }
+        }
+        if let Err(e) = tokio::fs::remove_dir_all(&self.dir).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(container = %self.id, "removing {}: {e}", self.dir.display());
+            }
+        }
+    }
+}

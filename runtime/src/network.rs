@@ -1,0 +1,238 @@
+//! Instance networking: a network namespace per instance, joined to the host by a veth pair.
+//!
+//! Each instance takes a /31 from the platform's pool: the even address is the host end
+//! (and the instance's gateway), the odd one the instance. Point-to-point links with no
+//! bridge mean instances share no layer-2 segment, so one cannot reach another without
+//! going through the host's routing, where it can be filtered.
+//!
+//! Links are made with iproute2's `ip -batch`, two processes per instance.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("instance address pool {0} is invalid: give an IPv4 network of /8 to /30, such as 10.244.0.0/16")]
+    BadPool(String),
+    #[error("the instance address pool {0} is used up: stop some instances or give a larger pool")]
+    Exhausted(String),
+    #[error("running `ip` to {action}: {source}; is iproute2 installed?")]
+    Spawn {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`ip` failed to {action}: {stderr}")]
+    Ip { action: String, stderr: String },
+}
+
+/// A pool of /31 point-to-point networks for instances.
+#[derive(Debug)]
+pub struct AddressPool {
+    cidr: String,
+    base: u32,
+    pairs: u32,
+    used: Mutex<BTreeSet<u32>>,
+}
+
+/// One instance's network: its namespace, the host end of its veth, and its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceAddress {
+    pub pair: u32,
+    pub netns: String,
+    pub host_if: String,
+    pub host_ip: Ipv4Addr,
+    pub instance_ip: Ipv4Addr,
+}
+
+impl InstanceAddress {
+    /// The namespace file that `paas-init` joins.
+    pub fn netns_path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.netns)
+    }
+}
+
+impl AddressPool {
+    /// Parses `A.B.C.D/N`.
+    pub fn new(cidr: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::BadPool(cidr.to_string());
+        let (ip, len) = cidr.split_once('/').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let len: u32 = len.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&len) {
+            return Err(bad());
+        }
+        let mask = u32::MAX << (32 - len);
+        Ok(AddressPool {
+            cidr: cidr.to_string(),
+            base: u32::from(ip) & mask,
+            pairs: 1 << (32 - len - 1),
+            used: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Takes a free /31 for the container `id` (whose first 8 characters name its links).
+    pub fn allocate(&self, id: &str) -> Result<InstanceAddress, NetworkError> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let pair = (0..self.pairs)
+            .find(|p| !used.contains(p))
+            .ok_or_else(|| NetworkError::Exhausted(self.cidr.clone()))?;
+        used.insert(pair);
+        let short: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(10)
+            .collect();
+        Ok(InstanceAddress {
+            pair,
+            netns: format!("paas-{short}"),
+            host_if: format!("pv{short}"),
+            host_ip: Ipv4Addr::from(self.base + 2 * pair),
+            instance_ip: Ipv4Addr::from(self.base + 2 * pair + 1),
+        })
+    }
+
+    /// Returns a pair to the pool.
+    pub fn release(&self, addr: &InstanceAddress) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.remove(&addr.pair);
+    }
+
+    /// Makes the namespace and the veth pair, and configures both ends.
+    pub async fn create(&self, a: &InstanceAddress) -> Result<(), NetworkError> {
+        ip(
+            &[],
+            &format!(
+                "netns add {ns}\n\
+                 link add {hif} type veth peer name eth0 netns {ns}\n\
+                 addr add {hip}/31 dev {hif}\n\
+                 link set {hif} up\n",
+                ns = a.netns,
+                hif = a.host_if,
+                hip = a.host_ip
+            ),
+            "create the instance network",
+        )
+        .await?;
+        ip(
+            &["-n", &a.netns],
+            &format!(
+                "link set lo up\n\
+                 addr add {iip}/31 dev eth0\n\
+                 link set eth0 up\n\
+                 route add default via {hip} dev eth0\n",
+                iip = a.instance_ip,
+                hip = a.host_ip
+            ),
+            "configure the instance network",
+        )
+        .await
+    }
+
+    /// Removes the namespace and the veth pair (deleting either end deletes both).
+    /// Tolerates a network that is already gone.
+    pub async fn destroy(&self, a: &InstanceAddress) -> Result<(), NetworkError> {
+        let _ = ip(&[], &format!("link del {}\n", a.host_if), "delete the veth").await;
+        let res = ip(
+            &[],
+            &format!("netns del {}\n", a.netns),
+            "delete the namespace",
+        )
+        .await;
+        self.release(a);
+        match res {
+            Err(NetworkError::Ip { stderr, .. }) if stderr.contains("No such file") => Ok(()),
+            other => other,
+        }
+    }
+}
+
+async fn ip(opts: &[&str], batch: &str, action: &str) -> Result<(), NetworkError> {
+    let mut child = Command::new("ip")
+        .args(opts)
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| NetworkError::Spawn {
+            action: action.to_string(),
+            source,
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .await
+            .map_err(|source| NetworkError::Spawn {
+                action: action.to_string(),
+                source,
+            })?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| NetworkError::Spawn {
+            action: action.to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetworkError::Ip {
+            action: action.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_point_to_point_within_the_pool() {
+        let pool = AddressPool::new("10.250.3.0/24").unwrap();
+        let a = pool.allocate("abcdef0123456").unwrap();
+        let b = pool.allocate("99").unwrap();
+        assert_eq!(a.host_ip, Ipv4Addr::new(10, 250, 3, 0));
+        assert_eq!(a.instance_ip, Ipv4Addr::new(10, 250, 3, 1));
+        assert_eq!(b.instance_ip, Ipv4Addr::new(10, 250, 3, 3));
+        assert_eq!(a.host_if, "pvabcdef0123");
+        assert!(
+            a.host_if.len() <= 15,
+            "interface names are at most 15 bytes"
+        );
+        pool.release(&a);
+        assert_eq!(pool.allocate("c").unwrap().pair, 0);
+    }
+
+    #[test]
+    fn a_full_pool_says_so() {
+        let pool = AddressPool::new("10.0.0.0/30").unwrap();
+        pool.allocate("a").unwrap();
+        pool.allocate("b").unwrap();
+        assert!(matches!(
+            pool.allocate("c"),
+            Err(NetworkError::Exhausted(_))
+        ));
+    }
+
+    #[test]
+    fn bad_pools_are_refused() {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/31",
+            "10.0.0.0/4",
+            "x/16",
+            "10.0.0.0/abc",
+        ] {
+            assert!(AddressPool::new(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The container spec: everything `paas-init` needs, written by the daemon as JSON.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub hostname: String,
+    /// `cgroup.procs` files that `paas-init` writes its pid to before anything else, so
+    /// that everything it starts is held to the limits from the first instruction.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// A network namespace to join (`/run/netns/NAME`); `None` makes a new one with only
+    /// loopback.
+    pub netns: Option<PathBuf>,
+    /// An empty host folder on which the new root is assembled (on a tmpfs that only the
+    /// container's mount namespace sees).
+    pub rootfs: PathBuf,
+    /// Mounts in order; each target is a path inside the container.
+    pub mounts: Vec<Mount>,
+    /// Symlinks made in the root: `(target, link path inside the container)`.
+    pub symlinks: Vec<(String, String)>,
+    pub process: ProcessSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// `args[0]` is an absolute path inside the container.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs, the whole environment.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mount {
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MountKind {
+    /// A bind mount of a host file or folder.
+    Bind { source: PathBuf, readonly: bool },
+    /// A fresh tmpfs, owned by `uid:gid`.
+    Tmpfs {
+        size_bytes: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// An overlay: read-only `lower` host folder, writes go to `upper`.
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// `/proc` of the new pid namespace, with runc's masked and read-only paths.
+    Proc,
+    /// A minimal `/dev`: null, zero, full, random, urandom, tty, pts, shm.
+    Dev,
+}

@@ -1,0 +1,173 @@
+//! The stack: the read-only operating system files every container sees at `/`.
+//!
+//! The one stack today is the host's own userland: its `/usr` read-only (with `/bin`,
+//! `/lib`, … as on a merged-usr system) and an `/etc` that the platform writes, so that no
+//! host configuration, secret or user list is visible. It needs no download, so a fresh
+//! host can stage and run apps offline; its languages are the host's (`python3`, `node`).
+//! A root-filesystem stack (a debootstrap'd or cflinuxfs folder) would replace the `/usr`
+//! bind with the whole folder; [`HostStack::mounts`] is the only place that would change.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use crate::spec::{Mount, MountKind};
+use crate::{VCAP_GID, VCAP_UID};
+
+/// The stack's name, as buildpacks see it in `CF_STACK`.
+pub const STACK_NAME: &str = "host";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("preparing the stack's /etc in {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The host-userland stack, with its generated `/etc` under `dir`.
+#[derive(Debug, Clone)]
+pub struct HostStack {
+    etc: PathBuf,
+}
+
+/// Top-level folders that are links into `/usr` on a merged-usr host, or bound on others.
+const USR_LINKS: [&str; 4] = ["bin", "sbin", "lib", "lib64"];
+
+/// Host `/etc` entries copied as they are: the dynamic linker's cache, and the links
+/// that Debian's alternatives system points `/usr/bin` tools through.
+const ETC_COPIED: [&str; 4] = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives"];
+
+impl HostStack {
+    /// Writes the stack's `/etc` into `dir/etc` (replacing an older one).
+    pub fn prepare(dir: &Path) -> Result<Self, StackError> {
+        let etc = dir.join("etc");
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StackError::Io { path, source }
+        };
+        let staging = dir.join("etc.new");
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(err(&staging))?;
+        }
+        fs::create_dir_all(&staging).map_err(err(&staging))?;
+        let files = [
+            (
+                "passwd",
+                format!(
+                    "root:x:0:0:root:/root:/usr/sbin/nologin\n\
+                     vcap:x:{VCAP_UID}:{VCAP_GID}:vcap:/home/vcap:/bin/bash\n\
+                     nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+                ),
+            ),
+            (
+                "group",
+                format!("root:x:0:\nvcap:x:{VCAP_GID}:\nnogroup:x:65534:\n"),
+            ),
+            (
+                "hosts",
+                "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n".to_string(),
+            ),
+            (
+                "nsswitch.conf",
+                "passwd: files\ngroup: files\nhosts: files dns\n".to_string(),
+            ),
+            ("resolv.conf", resolv_conf()),
+            (
+                "os-release",
+                "NAME=\"paas host stack\"\nID=paas-host\n".to_string(),
+            ),
+        ];
+        for (name, body) in files {
+            let p = staging.join(name);
+            fs::write(&p, body).map_err(err(&p))?;
+        }
+        for name in ETC_COPIED {
+            copy_tree(&Path::new("/etc").join(name), &staging.join(name)).map_err(err(&staging))?;
+        }
+        // Mount point for the host's CA certificates, bound read-only at start.
+        fs::create_dir_all(staging.join("ssl")).map_err(err(&staging))?;
+        if etc.exists() {
+            fs::remove_dir_all(&etc).map_err(err(&etc))?;
+        }
+        fs::rename(&staging, &etc).map_err(err(&etc))?;
+        Ok(HostStack { etc })
+    }
+
+    /// The mounts and links that make up `/` from this stack, before per-container ones.
+    pub fn mounts(&self) -> (Vec<Mount>, Vec<(String, String)>) {
+        let ro = |source: &str, target: &str| Mount {
+            target: target.to_string(),
+            kind: MountKind::Bind {
+                source: PathBuf::from(source),
+                readonly: true,
+            },
+        };
+        let mut mounts = vec![
+            ro("/usr", "/usr"),
+            Mount {
+                target: "/etc".into(),
+                kind: MountKind::Bind {
+                    source: self.etc.clone(),
+                    readonly: true,
+                },
+            },
+        ];
+        if Path::new("/etc/ssl").is_dir() {
+            mounts.push(ro("/etc/ssl", "/etc/ssl"));
+        }
+        let mut links = Vec::new();
+        for name in USR_LINKS {
+            let host = Path::new("/").join(name);
+            match fs::read_link(&host) {
+                Ok(target) => {
+                    links.push((target.to_string_lossy().into_owned(), format!("/{name}")))
+                }
+                Err(_) if host.is_dir() => {
+                    mounts.push(ro(&format!("/{name}"), &format!("/{name}")))
+                }
+                Err(_) => {}
+            }
+        }
+        mounts.push(Mount {
+            target: "/dev".into(),
+            kind: MountKind::Dev,
+        });
+        mounts.push(Mount {
+            target: "/proc".into(),
+            kind: MountKind::Proc,
+        });
+        (mounts, links)
+    }
+}
+
+/// No name servers: instances have no outbound network yet, and a resolver that cannot
+/// be reached makes every lookup wait for its timeout (Python's `http.server` waits 10 s
+/// in `getfqdn` before it listens). With none listed, glibc asks 127.0.0.1 inside the
+/// container and fails at once.
+fn resolv_conf() -> String {
+    "# paas: instances have no outbound network, so no name servers are listed\n".to_string()
+}
+
+/// Copies a file, a symlink (as a symlink) or a folder of them. A missing source is fine.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = match fs::symlink_metadata(from) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if meta.file_type().is_symlink() {
+        symlink(fs::read_link(from)?, to)
+    } else if meta.is_dir() {
+        fs::create_dir_all(to)?;
+        for e in fs::read_dir(from)? {
+            let e = e?;
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::copy(from, to).map(|_| ())
+    }
+}

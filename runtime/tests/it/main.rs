@@ -1,0 +1,185 @@
+//! Runtime tests with real namespaces and cgroups. They need root, as `paasd` does; the
+//! project's test command runs them as root.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use paas_runtime::spec::{Mount, MountKind};
+use paas_runtime::{
+    AddressPool, CgroupDriver, ContainerConfig, ExitReason, HostStack, Limits, NetworkMode,
+    Runtime, VCAP_GID, VCAP_UID,
+};
+use tokio::io::AsyncReadExt;
+
+struct Fixture {
+    runtime: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(pool: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = HostStack::prepare(&dir.path().join("stack")).unwrap();
+    let runtime = Runtime::new(
+        PathBuf::from(env!("CARGO_BIN_EXE_paas-init")),
+        dir.path().join("containers"),
+        CgroupDriver::detect(std::path::Path::new("/sys/fs/cgroup")).unwrap(),
+        AddressPool::new(pool).unwrap(),
+        stack,
+    )
+    .unwrap();
+    Fixture { runtime, _dir: dir }
+}
+
+fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
+    ContainerConfig {
+        id: id.to_string(),
+        hostname: id.to_string(),
+        mounts: vec![Mount {
+            target: "/tmp".into(),
+            kind: MountKind::Tmpfs {
+                size_bytes: 8 << 20,
+                mode: 0o1777,
+                uid: 0,
+                gid: 0,
+            },
+        }],
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/usr/bin:/bin".into()],
+        cwd: "/".into(),
+        uid: VCAP_UID,
+        gid: VCAP_GID,
+        limits: Limits {
+            memory_bytes: 64 << 20,
+            pids: 64,
+        },
+        network,
+    }
+}
+
+async fn run(f: &Fixture, cfg: ContainerConfig) -> (ExitReason, String, String) {
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut so = c.stdout.take().unwrap();
+    let mut se = c.stderr.take().unwrap();
+    let (r, _, _) = tokio::join!(
+        c.wait(),
+        so.read_to_string(&mut out),
+        se.read_to_string(&mut err)
+    );
+    c.destroy().await;
+    (r, out, err)
+}
+
+#[tokio::test]
+async fn process_runs_as_vcap_as_pid_2_with_its_own_hostname() {
+    let f = fixture("10.251.0.0/24");
+    let (r, out, err) = run(
+        &f,
+        config(
+            "rt-identity",
+            "id -u; id -g; hostname; echo $$; ls /",
+            NetworkMode::Isolated,
+        ),
+    )
+    .await;
+    assert_eq!(r, ExitReason::Exited(0), "stderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "2000");
+    assert_eq!(lines[1], "2000");
+    assert_eq!(lines[2], "rt-identity");
+    assert_eq!(lines[3], "2", "pid 1 is paas-init; the process comes next");
+    assert!(
+        !out.contains("root\n"),
+        "the host's /root is not visible: {out}"
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_and_setup_failures_are_reported() {
+    let f = fixture("10.251.1.0/24");
+    let (r, _, _) = run(&f, config("rt-exit", "exit 7", NetworkMode::Isolated)).await;
+    assert_eq!(r, ExitReason::Exited(7));
+    let mut cfg = config("rt-noexec", "", NetworkMode::Isolated);
+    cfg.args = vec!["/no/such/program".into()];
+    let (r, _, err) = run(&f, cfg).await;
+    assert_eq!(r, ExitReason::Exited(127));
+    assert!(err.contains("running /no/such/program"), "{err}");
+}
+
+#[tokio::test]
+async fn stack_is_read_only_and_tmp_is_writable() {
+    let f = fixture("10.251.2.0/24");
+    let (r, out, err) = run(
+        &f,
+        config(
+            "rt-rofs",
+            "touch /usr/x 2>/dev/null && echo usr-writable; touch /x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp-ok",
+            NetworkMode::Isolated,
+        ),
+    )
+    .await;
+    assert_eq!(r, ExitReason::Exited(0), "{err}");
+    assert_eq!(out.trim(), "tmp-ok");
+}
+
+#[tokio::test]
+async fn memory_hog_is_killed_and_reported_as_out_of_memory() {
+    let f = fixture("10.251.3.0/24");
+    let (r, _, err) = run(
+        &f,
+        config(
+            "rt-oom",
+            "python3 -c 'x = bytearray(256 * 1024 * 1024); print(len(x))'",
+            NetworkMode::Isolated,
+        ),
+    )
+    .await;
+    assert_eq!(r, ExitReason::OutOfMemory, "stderr: {err}");
+}
+
+#[tokio::test]
+async fn routed_container_answers_on_its_own_address() {
+    let f = fixture("10.251.4.0/24");
+    let cfg = config(
+        "rt-routed",
+        "exec python3 -m http.server 8080 --bind 0.0.0.0 --directory /etc",
+        NetworkMode::Routed,
+    );
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let addr = std::net::SocketAddr::from((c.address.as_ref().unwrap().instance_ip, 8080));
+    let mut answered = false;
+    for _ in 0..200 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            use tokio::io::AsyncWriteExt;
+            s.write_all(b"GET /hosts HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut body = String::new();
+            s.read_to_string(&mut body).await.unwrap();
+            assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+            assert!(body.contains("127.0.0.1 localhost"), "{body}");
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !answered {
+        c.stop(Duration::from_secs(1)).await;
+        let mut err = String::new();
+        c.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
+        c.destroy().await;
+        panic!("the container never answered on {addr}: {err}");
+    }
+    let r = c.stop(Duration::from_secs(5)).await;
+    assert_eq!(r, ExitReason::Signaled(15));
+    let netns = c.address.as_ref().unwrap().netns_path();
+    c.destroy().await;
+    assert!(
+        !netns.exists(),
+        "the network namespace is removed with the container"
+    );
+}
