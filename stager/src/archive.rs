@@ -1,0 +1,364 @@
+//! Unpacking untrusted tar.gz archives (app packages, buildpacks).
+//!
+//! Every entry is checked before anything is written for it:
+//! - its path is relative and has no `..` (the "zip slip" family, e.g. CVE-2018-1002200);
+//! - no entry goes through a symlink that the archive made earlier: a symlink may only be
+//!   a leaf, so a later entry cannot be written through it (the "symlink, then a file
+//!   beneath it" trick of node-tar's CVE-2021-32803);
+//! - a symlink's target, taken from the link's own folder, stays inside the archive root,
+//!   and may not be absolute;
+//! - a hardlink names a regular file already unpacked from the same archive;
+//! - devices, fifos and sockets are dropped; setuid, setgid and sticky bits are cleared;
+//! - entry count, total size and path length are bounded (a gzip bomb stops at the
+//!   size bound).
+//!
+//! [`scan`] applies the same checks without writing, so an upload can be refused before
+//! it is stored. [`unpack`] writes into a folder that must be empty; on error the caller
+//! removes the folder, so nothing half-written is ever used.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("the archive is not a valid tar.gz: {0}")]
+    Corrupt(#[source] io::Error),
+    #[error("archive entry {path:?} is refused: {reason}")]
+    Unsafe { path: String, reason: &'static str },
+    #[error("the archive has more than {0} entries; leave build output and dependencies out of the upload (see .paasignore)")]
+    TooManyEntries(usize),
+    #[error("the archive unpacks to more than {0} MiB; leave build output and dependencies out of the upload (see .paasignore)")]
+    TooLarge(u64),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What one archive may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchivePolicy {
+    pub max_entries: usize,
+    pub max_bytes: u64,
+    /// Allow symlinks to any target. Unpacking never writes through a symlink, so such
+    /// links are harmless to the host; they are allowed in droplets, where they resolve
+    /// inside the container (a Python venv links `bin/python3` to `/usr/bin/python3`),
+    /// and refused in uploads, where they point at the uploader's own machine.
+    pub symlinks_anywhere: bool,
+}
+
+impl ArchivePolicy {
+    /// For app packages and buildpacks that users upload.
+    pub fn upload() -> Self {
+        ArchivePolicy {
+            max_entries: 100_000,
+            max_bytes: 1 << 30,
+            symlinks_anywhere: false,
+        }
+    }
+
+    /// For droplets, which buildpacks made.
+    pub fn droplet() -> Self {
+        ArchivePolicy {
+            max_entries: 1_000_000,
+            max_bytes: 4 << 30,
+            symlinks_anywhere: true,
+        }
+    }
+}
+
+/// What an archive held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveStats {
+    pub entries: usize,
+    pub bytes: u64,
+    /// Devices, fifos and other entries that were left out.
+    pub dropped: usize,
+}
+
+/// Checks every entry of a tar.gz without writing anything.
+pub fn scan(reader: impl Read, limits: ArchivePolicy) -> Result<ArchiveStats, ArchiveError> {
+    walk(reader, limits, None)
+}
+
+/// Unpacks a tar.gz into the empty folder `dest`, giving every file to `owner` (uid, gid).
+pub fn unpack(
+    reader: impl Read,
+    dest: &Path,
+    limits: ArchivePolicy,
+    owner: Option<(u32, u32)>,
+) -> Result<ArchiveStats, ArchiveError> {
+    walk(reader, limits, Some((dest, owner)))
+}
+
+const MAX_PATH_BYTES: usize = 4096;
+
+fn unsafe_entry(path: &Path, reason: &'static str) -> ArchiveError {
+    ArchiveError::Unsafe {
+        path: path.to_string_lossy().chars().take(200).collect(),
+        reason,
+    }
+}
+
+/// Makes an entry path relative and plain: `./a/b/` → `a/b`. Refuses anything else.
+fn clean_path(raw: &Path) -> Result<Option<PathBuf>, ArchiveError> {
+    if raw.as_os_str().len() > MAX_PATH_BYTES {
+        return Err(unsafe_entry(raw, "its path is too long"));
+    }
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(unsafe_entry(raw, "its path contains '..'"));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(unsafe_entry(raw, "its path is absolute"));
+            }
+        }
+    }
+    Ok(if out.as_os_str().is_empty() {
+        None
+    } else {
+        Some(out)
+    })
+}
+
+/// Resolves a symlink target lexically from the link's folder; `None` if it leaves the root.
+fn resolve_inside(link: &Path, target: &Path) -> Option<PathBuf> {
+    if target.is_absolute() {
+        return None;
+    }
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    if let Some(parent) = link.parent() {
+        parts.extend(parent.components().map(|c| c.as_os_str()));
+    }
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.iter().collect())
+}
+
+fn walk(
+    reader: impl Read,
+    limits: ArchivePolicy,
+    dest: Option<(&Path, Option<(u32, u32)>)>,
+) -> Result<ArchiveStats, ArchiveError> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let mut stats = ArchiveStats::default();
+    let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    let mut files: HashSet<PathBuf> = HashSet::new();
+    for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        stats.entries += 1;
+        if stats.entries > limits.max_entries {
+            return Err(ArchiveError::TooManyEntries(limits.max_entries));
+        }
+        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+        let Some(path) = clean_path(&raw)? else {
+            continue; // the archive root itself, "./"
+        };
+        if path.ancestors().skip(1).any(|a| symlinks.contains(a)) {
+            return Err(unsafe_entry(
+                &raw,
+                "it goes through a symlink in the same archive",
+            ));
+        }
+        let kind = entry.header().entry_type();
+        let mode = entry.header().mode().map_err(ArchiveError::Corrupt)? & 0o777;
+        let target = dest.map(|(d, _)| d.join(&path));
+        match kind {
+            tar::EntryType::Directory => {
+                if let Some(t) = &target {
+                    create_dir(t, mode | 0o700)?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
+                if stats.bytes.saturating_add(size) > limits.max_bytes {
+                    return Err(ArchiveError::TooLarge(limits.max_bytes >> 20));
+                }
+                match &target {
+                    Some(t) => {
+                        let written =
+                            write_file(&mut entry, t, mode, limits.max_bytes - stats.bytes)?;
+                        stats.bytes += written;
+                    }
+                    None => {
+                        let read = io::copy(&mut (&mut entry).take(size), &mut io::sink())
+                            .map_err(ArchiveError::Corrupt)?;
+                        stats.bytes += read;
+                    }
+                }
+                files.insert(path.clone());
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(ArchiveError::Corrupt)?
+                    .ok_or_else(|| unsafe_entry(&raw, "it is a symlink with no target"))?
+                    .into_owned();
+                if !limits.symlinks_anywhere && link.is_absolute() {
+                    return Err(unsafe_entry(&raw, "it is a symlink to an absolute path"));
+                }
+                if !limits.symlinks_anywhere && resolve_inside(&path, &link).is_none() {
+                    return Err(unsafe_entry(
+                        &raw,
+                        "it is a symlink that points outside the archive",
+                    ));
+                }
+                if let Some(t) = &target {
+                    prepare_parent(t)?;
+                    remove_existing(t)?;
+                    symlink(&link, t).map_err(|source| ArchiveError::Write {
+                        path: t.clone(),
+                        source,
+                    })?;
+                }
+                symlinks.insert(path.clone());
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(ArchiveError::Corrupt)?
+                    .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink with no target"))?
+                    .into_owned();
+                let source = clean_path(&link)?
+                    .filter(|s| files.contains(s))
+                    .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink to something other than a file earlier in the archive"))?;
+                if let (Some(t), Some((d, _))) = (&target, dest) {
+                    prepare_parent(t)?;
+                    remove_existing(t)?;
+                    fs::hard_link(d.join(&source), t).map_err(|e| ArchiveError::Write {
+                        path: t.clone(),
+                        source: e,
+                    })?;
+                }
+                files.insert(path.clone());
+            }
+            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {}
+            _ => {
+                stats.dropped += 1;
+                continue;
+            }
+        }
+        if let (Some(t), Some((_, Some((uid, gid))))) = (&target, dest) {
+            std::os::unix::fs::lchown(t, Some(uid), Some(gid)).map_err(|source| {
+                ArchiveError::Write {
+                    path: t.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(stats)
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), ArchiveError> {
+    let err = |source| ArchiveError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            remove_existing(path)?;
+            fs::create_dir_all(path).map_err(err)?;
+        }
+        Err(_) => fs::create_dir_all(path).map_err(err)?,
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+fn prepare_parent(path: &Path) -> Result<(), ArchiveError> {
+    if let Some(parent) = path.parent() {
+        if !parent.is_dir() {
+            fs::create_dir_all(parent).map_err(|source| ArchiveError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A later entry replaces an earlier one of the same name; never write through it.
+fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
+    let res = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+    res.map_err(|source| ArchiveError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file(
+    entry: &mut impl Read,
+    path: &Path,
+    mode: u32,
+    budget: u64,
+) -> Result<u64, ArchiveError> {
+    prepare_parent(path)?;
+    remove_existing(path)?;
+    let err = |source| ArchiveError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(err)?;
+    let written = io::copy(&mut entry.take(budget + 1), &mut f).map_err(ArchiveError::Corrupt)?;
+    if written > budget {
+        return Err(ArchiveError::TooLarge(budget >> 20));
+    }
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(err)?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_resolve_from_the_links_folder() {
+        let p = Path::new;
+        assert_eq!(resolve_inside(p("a/l"), p("b")), Some(PathBuf::from("a/b")));
+        assert_eq!(
+            resolve_inside(p("a/l"), p("../b")),
+            Some(PathBuf::from("b"))
+        );
+        assert_eq!(resolve_inside(p("a/l"), p("../../b")), None);
+        assert_eq!(resolve_inside(p("l"), p("/etc/passwd")), None);
+        assert_eq!(resolve_inside(p("l"), p("..")), None);
+    }
+
+    #[test]
+    fn paths_are_cleaned_or_refused() {
+        assert_eq!(
+            clean_path(Path::new("./a/b/")).unwrap(),
+            Some(PathBuf::from("a/b"))
+        );
+        assert_eq!(clean_path(Path::new("./")).unwrap(), None);
+        assert!(clean_path(Path::new("a/../../b")).is_err());
+        assert!(clean_path(Path::new("/etc/passwd")).is_err());
+    }
+}

@@ -1,0 +1,632 @@
+//! The staging lifecycle: package → build folder → buildpacks → droplet.
+//!
+//! Inside every staging container the layout is the one apps run with, so paths that
+//! buildpacks bake in stay true at launch:
+//!
+//! | path                         | what                                   |
+//! |------------------------------|----------------------------------------|
+//! | `/home/vcap/app`             | the build folder (`BUILD_DIR`)         |
+//! | `/home/vcap/deps`, `profile.d` | buildpack output beside the app      |
+//! | `/tmp/cache`                 | the build cache (`CACHE_DIR`)          |
+//! | `/tmp/env`                   | config vars, one file each (`ENV_DIR`) |
+//! | `/tmp/buildpacks/<name>`     | each buildpack, a private copy         |
+//!
+//! Buildpacks get copies rather than read-only binds because Heroku's multi-buildpack
+//! protocol has a buildpack write an `export` file into its own folder.
+//!
+//! Only the Heroku dialect runs so far; the others are recognised and refused with a
+//! message that says so.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use paas_api::{AppName, LogStream, MemorySize};
+use paas_runtime::spec::{Mount, MountKind};
+use paas_runtime::{
+    ContainerConfig, ExitReason, Limits, NetworkMode, Runtime, RuntimeError, VCAP_GID, VCAP_UID,
+};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use crate::archive::{self, ArchiveError, ArchivePolicy};
+use crate::buildpack::{Buildpack, Dialect};
+use crate::droplet::{self, StagingInfo};
+
+/// Where a staging log line goes: `(stream, line)`.
+pub type LogSink = UnboundedSender<(LogStream, String)>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error("the app package was refused: {0}")]
+    Package(#[source] ArchiveError),
+    #[error("no buildpack detected this app: add a Procfile and choose one with -b (for example -b binary), or add the files a buildpack looks for (Staticfile, requirements.txt, package.json)")]
+    NoneDetected,
+    #[error("buildpack {buildpack} failed to {step} ({reason}); see the staging log above")]
+    StepFailed {
+        buildpack: String,
+        step: &'static str,
+        reason: ExitReason,
+    },
+    #[error("buildpack {buildpack} printed release output that is not YAML with default_process_types: {detail}")]
+    BadRelease { buildpack: String, detail: String },
+    #[error("buildpack {buildpack} is a {dialect} buildpack; this platform runs Heroku-style buildpacks (bin/detect, bin/compile) so far")]
+    UnsupportedDialect { buildpack: String, dialect: Dialect },
+    #[error("no start command: add a Procfile with a 'web:' line, or give one with -c")]
+    NoStartCommand,
+    #[error("staging took longer than {0:?} and was stopped")]
+    Timeout(Duration),
+    #[error("staging container: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("staging: {action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StagingError {
+    /// Cloud Foundry's exit code for the failure, where it has one.
+    pub fn cf_exit_code(&self) -> Option<i32> {
+        match self {
+            StagingError::NoneDetected => Some(222),
+            StagingError::StepFailed { step, .. } => match *step {
+                "detect" => Some(222),
+                "compile" => Some(223),
+                "release" => Some(224),
+                _ => None,
+            },
+            StagingError::BadRelease { .. } => Some(224),
+            _ => None,
+        }
+    }
+
+    /// True when the user's input (package, buildpack, app) caused the failure.
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, StagingError::Runtime(_) | StagingError::Io { .. })
+    }
+}
+
+fn io_err(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> StagingError {
+    let action = action.into();
+    move |source| StagingError::Io { action, source }
+}
+
+/// One staging.
+#[derive(Debug, Clone)]
+pub struct StagingRequest {
+    /// Unique id of this staging: lowercase letters and digits.
+    pub id: String,
+    pub app: AppName,
+    /// The app's source, a tar.gz already checked with [`archive::scan`].
+    pub package: PathBuf,
+    /// Buildpacks in position order.
+    pub buildpacks: Vec<Buildpack>,
+    /// Detect: pick the first of `buildpacks` whose `bin/detect` passes. Otherwise run
+    /// all of them in order, as `-b` asks.
+    pub detect: bool,
+    /// `-c`: overrides the Procfile and the buildpack.
+    pub start_command: Option<String>,
+    /// The app's own environment, also written to `ENV_DIR`.
+    pub env: Vec<(String, String)>,
+    pub memory: MemorySize,
+    pub timeout: Duration,
+    /// Where the droplet is written.
+    pub droplet_out: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct StagingResult {
+    pub info: StagingInfo,
+}
+
+/// Runs stagings in containers of `runtime`, with scratch folders under `work_root`.
+#[derive(Debug, Clone)]
+pub struct Stager {
+    runtime: Arc<Runtime>,
+    work_root: PathBuf,
+}
+
+/// Memory for staging: never less than this, however small the app's limit.
+const MIN_STAGING_MEMORY: u64 = 1 << 30;
+
+impl Stager {
+    pub fn new(runtime: Arc<Runtime>, work_root: PathBuf) -> Self {
+        Stager { runtime, work_root }
+    }
+
+    /// Stages `req`, sending the log to `log` line by line as it is printed.
+    pub async fn stage(
+        &self,
+        req: &StagingRequest,
+        log: &LogSink,
+    ) -> Result<StagingResult, StagingError> {
+        let work = self.work_root.join(&req.id);
+        let result = self.stage_in(&work, req, log).await;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        result
+    }
+
+    async fn stage_in(
+        &self,
+        work: &Path,
+        req: &StagingRequest,
+        log: &LogSink,
+    ) -> Result<StagingResult, StagingError> {
+        let deadline = Instant::now() + req.timeout;
+        for bp in &req.buildpacks {
+            if bp.dialect != Dialect::Heroku {
+                return Err(StagingError::UnsupportedDialect {
+                    buildpack: bp.name.to_string(),
+                    dialect: bp.dialect,
+                });
+            }
+        }
+        let layout = Layout::new(work);
+        layout.create(req).await?;
+
+        let chosen: Vec<&Buildpack> = if req.detect {
+            vec![self.detect(req, &layout, log, deadline).await?]
+        } else {
+            req.buildpacks.iter().collect()
+        };
+        let names: Vec<String> = chosen.iter().map(|b| b.name.to_string()).collect();
+        say(log, &format!("Buildpacks: {}", names.join(", ")));
+
+        for (i, bp) in chosen.iter().enumerate() {
+            say(log, &format!("Running {} (compile)", bp.name));
+            // Heroku's multi-buildpack protocol: each buildpack sees the `export` files
+            // of the ones before it.
+            let mut script = String::from("set -e\n");
+            for before in &chosen[..i] {
+                script.push_str(&format!(
+                    "if [ -f /tmp/buildpacks/{n}/export ]; then . /tmp/buildpacks/{n}/export; fi\n",
+                    n = before.name
+                ));
+            }
+            script.push_str(&format!(
+                "exec /tmp/buildpacks/{}/bin/compile /home/vcap/app /tmp/cache /tmp/env\n",
+                bp.name
+            ));
+            let (reason, _) = self
+                .run_step(
+                    req,
+                    &layout,
+                    format!("c{i}"),
+                    script,
+                    log,
+                    Output::Log,
+                    deadline,
+                )
+                .await?;
+            if reason != ExitReason::Exited(0) {
+                return Err(StagingError::StepFailed {
+                    buildpack: bp.name.to_string(),
+                    step: "compile",
+                    reason,
+                });
+            }
+        }
+
+        let last = chosen.last().ok_or(StagingError::NoneDetected)?;
+        let mut process_types = BTreeMap::new();
+        if last.dir.join("bin/release").is_file() {
+            let script = format!(
+                "exec /tmp/buildpacks/{}/bin/release /home/vcap/app\n",
+                last.name
+            );
+            let (reason, out) = self
+                .run_step(
+                    req,
+                    &layout,
+                    "r".into(),
+                    script,
+                    log,
+                    Output::Capture,
+                    deadline,
+                )
+                .await?;
+            if reason != ExitReason::Exited(0) {
+                return Err(StagingError::StepFailed {
+                    buildpack: last.name.to_string(),
+                    step: "release",
+                    reason,
+                });
+            }
+            process_types = parse_release(&out).map_err(|detail| StagingError::BadRelease {
+                buildpack: last.name.to_string(),
+                detail,
+            })?;
+        }
+        let procfile = tokio::fs::read_to_string(layout.home.join("app/Procfile"))
+            .await
+            .map(|s| parse_procfile(&s))
+            .unwrap_or_default();
+        for (k, v) in procfile {
+            process_types.insert(k, v);
+        }
+        let start_command = req
+            .start_command
+            .clone()
+            .or_else(|| process_types.get("web").cloned())
+            .ok_or(StagingError::NoStartCommand)?;
+        let info = StagingInfo {
+            detected_buildpack: names.join(", "),
+            start_command,
+            process_types,
+        };
+        say(log, "Uploading droplet");
+        let home = layout.home.clone();
+        let out = req.droplet_out.clone();
+        let info2 = info.clone();
+        tokio::task::spawn_blocking(move || droplet::pack(&home, &info2, &out))
+            .await
+            .map_err(|e| StagingError::Io {
+                action: "packing the droplet".into(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(io_err("packing the droplet"))?;
+        Ok(StagingResult { info })
+    }
+
+    /// Runs every candidate's `bin/detect` at once; the first by position that passes wins.
+    async fn detect<'a>(
+        &self,
+        req: &'a StagingRequest,
+        layout: &Layout,
+        log: &LogSink,
+        deadline: Instant,
+    ) -> Result<&'a Buildpack, StagingError> {
+        let runs = req.buildpacks.iter().enumerate().map(|(i, bp)| {
+            let script = format!(
+                "exec /tmp/buildpacks/{}/bin/detect /home/vcap/app\n",
+                bp.name
+            );
+            self.run_step(
+                req,
+                layout,
+                format!("d{i}"),
+                script,
+                log,
+                Output::Capture,
+                deadline,
+            )
+        });
+        let results = futures_join_all(runs).await;
+        for (bp, res) in req.buildpacks.iter().zip(results) {
+            let (reason, out) = res?;
+            if reason == ExitReason::Exited(0) {
+                let name = out.lines().next().unwrap_or("").trim();
+                say(
+                    log,
+                    &format!(
+                        "Detected {}{}",
+                        bp.name,
+                        if name.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({name})")
+                        }
+                    ),
+                );
+                return Ok(bp);
+            }
+        }
+        Err(StagingError::NoneDetected)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        step: String,
+        script: String,
+        log: &LogSink,
+        output: Output,
+        deadline: Instant,
+    ) -> Result<(ExitReason, String), StagingError> {
+        let memory_bytes = req.memory.bytes().max(MIN_STAGING_MEMORY);
+        let mut env = vec![
+            "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
+            "HOME=/home/vcap".to_string(),
+            "USER=vcap".to_string(),
+            "LANG=C.UTF-8".to_string(),
+            "TMPDIR=/tmp".to_string(),
+            format!("CF_STACK={}", paas_runtime::stack::STACK_NAME),
+            format!("MEMORY_LIMIT={}m", memory_bytes >> 20),
+        ];
+        env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let cfg = ContainerConfig {
+            id: format!("stg-{}-{step}", req.id),
+            hostname: "staging".to_string(),
+            mounts: layout.mounts(req),
+            args: vec!["/bin/bash".into(), "-c".into(), script],
+            env,
+            cwd: "/home/vcap/app".into(),
+            uid: VCAP_UID,
+            gid: VCAP_GID,
+            limits: Limits {
+                memory_bytes,
+                pids: 1024,
+            },
+            network: NetworkMode::Isolated,
+        };
+        let mut c = self.runtime.start(cfg).await?;
+        let stdout = c.stdout.take();
+        let stderr = c.stderr.take();
+        let work = async {
+            let (out, _) = tokio::join!(
+                pump(stdout, LogStream::Out, log, output),
+                pump(stderr, LogStream::Err, log, Output::Log)
+            );
+            (c.wait().await, out)
+        };
+        let res = tokio::time::timeout_at(deadline, work).await;
+        let res = match res {
+            Ok((reason, out)) => Ok((reason, out)),
+            Err(_) => {
+                c.stop(Duration::ZERO).await;
+                Err(StagingError::Timeout(req.timeout))
+            }
+        };
+        c.destroy().await;
+        res
+    }
+}
+
+/// What to do with a step's stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Log,
+    Capture,
+}
+
+/// The longest line kept from a buildpack; the rest of a longer line is cut.
+const MAX_LINE: usize = 16 * 1024;
+/// The most a step's captured output may be (detect names, release YAML).
+const MAX_CAPTURE: usize = 1 << 20;
+
+async fn pump(
+    pipe: Option<impl AsyncRead + Unpin>,
+    stream: LogStream,
+    log: &LogSink,
+    output: Output,
+) -> String {
+    let mut captured = String::new();
+    let Some(pipe) = pipe else { return captured };
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut line = String::from_utf8_lossy(&buf).into_owned();
+        if output == Output::Capture {
+            if captured.len() + line.len() <= MAX_CAPTURE {
+                captured.push_str(&line);
+            }
+            continue;
+        }
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        let _ = log.send((stream, line.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    captured
+}
+
+fn say(log: &LogSink, msg: &str) {
+    let _ = log.send((LogStream::Out, format!("-----> {msg}")));
+}
+
+/// Polls futures together (each drives its own container) and returns their outputs in
+/// order. They borrow the stager, so they cannot be spawned as `'static` tasks.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+/// `bin/release` output: YAML whose `default_process_types` maps names to commands.
+fn parse_release(out: &str) -> Result<BTreeMap<String, String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Release {
+        #[serde(default)]
+        default_process_types: Option<BTreeMap<String, String>>,
+    }
+    if out.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let r: Release = serde_yaml_ng::from_str(out).map_err(|e| e.to_string())?;
+    Ok(r.default_process_types.unwrap_or_default())
+}
+
+/// A Procfile: `name: command` lines; blank lines and `#` comments are skipped.
+pub fn parse_procfile(s: &str) -> BTreeMap<String, String> {
+    s.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, v)| {
+            !k.is_empty()
+                && !v.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
+        .collect()
+}
+
+/// The scratch folders of one staging.
+struct Layout {
+    home: PathBuf,
+    cache: PathBuf,
+    env: PathBuf,
+    buildpacks: PathBuf,
+}
+
+impl Layout {
+    fn new(work: &Path) -> Self {
+        Layout {
+            home: work.join("home"),
+            cache: work.join("cache"),
+            env: work.join("env"),
+            buildpacks: work.join("buildpacks"),
+        }
+    }
+
+    async fn create(&self, req: &StagingRequest) -> Result<(), StagingError> {
+        let home = self.home.clone();
+        let cache = self.cache.clone();
+        let env_dir = self.env.clone();
+        let bps = self.buildpacks.clone();
+        let req = req.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StagingError> {
+            for d in ["app", "deps", "profile.d", "tmp"] {
+                let p = home.join(d);
+                std::fs::create_dir_all(&p).map_err(io_err("creating the build folder"))?;
+            }
+            for d in [&cache, &env_dir, &bps] {
+                std::fs::create_dir_all(d).map_err(io_err("creating the build folder"))?;
+            }
+            let pkg = std::fs::File::open(&req.package).map_err(io_err("opening the package"))?;
+            archive::unpack(
+                std::io::BufReader::new(pkg),
+                &home.join("app"),
+                ArchivePolicy::upload(),
+                Some((VCAP_UID, VCAP_GID)),
+            )
+            .map_err(StagingError::Package)?;
+            for (k, v) in &req.env {
+                std::fs::write(env_dir.join(k), v).map_err(io_err("writing ENV_DIR"))?;
+            }
+            for bp in &req.buildpacks {
+                copy_dir(&bp.dir, &bps.join(bp.name.as_str()))
+                    .map_err(io_err(format!("copying buildpack {}", bp.name)))?;
+            }
+            for d in [
+                home.clone(),
+                home.join("app"),
+                home.join("deps"),
+                home.join("profile.d"),
+                home.join("tmp"),
+                cache.clone(),
+            ] {
+                std::os::unix::fs::chown(&d, Some(VCAP_UID), Some(VCAP_GID))
+                    .map_err(io_err("handing the build folder to vcap"))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StagingError::Io {
+            action: "preparing the build".into(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
+    fn mounts(&self, req: &StagingRequest) -> Vec<Mount> {
+        let bind = |source: &Path, target: &str, readonly: bool| Mount {
+            target: target.to_string(),
+            kind: MountKind::Bind {
+                source: source.to_path_buf(),
+                readonly,
+            },
+        };
+        let mut m = vec![
+            Mount {
+                target: "/tmp".into(),
+                kind: MountKind::Tmpfs {
+                    size_bytes: 256 << 20,
+                    mode: 0o1777,
+                    uid: 0,
+                    gid: 0,
+                },
+            },
+            bind(&self.home, "/home/vcap", false),
+            bind(&self.cache, "/tmp/cache", false),
+            bind(&self.env, "/tmp/env", true),
+        ];
+        for bp in &req.buildpacks {
+            m.push(bind(
+                &self.buildpacks.join(bp.name.as_str()),
+                &format!("/tmp/buildpacks/{}", bp.name),
+                false,
+            ));
+        }
+        m
+    }
+}
+
+/// Copies a buildpack folder, giving every file to vcap. Symlinks are copied as links.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    std::os::unix::fs::chown(to, Some(VCAP_UID), Some(VCAP_GID))?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            std::os::unix::fs::lchown(&dst, Some(VCAP_UID), Some(VCAP_GID))?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+            std::os::unix::fs::chown(&dst, Some(VCAP_UID), Some(VCAP_GID))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfile_lines_become_process_types() {
+        let p = parse_procfile(
+            "# comment\nweb: python3 app.py --port $PORT\nworker:  ./w\n\nbad line\n: x\n",
+        );
+        assert_eq!(p.get("web").unwrap(), "python3 app.py --port $PORT");
+        assert_eq!(p.get("worker").unwrap(), "./w");
+        assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn release_yaml_gives_default_process_types() {
+        let p =
+            parse_release("---\naddons: []\ndefault_process_types:\n  web: npm start\n").unwrap();
+        assert_eq!(p.get("web").unwrap(), "npm start");
+        assert!(parse_release("").unwrap().is_empty());
+        assert!(parse_release("default_process_types: [1, 2").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Hostile and odd archives: each is refused with a clear reason, or unpacked safely.
+
+use std::io::Write;
+use std::path::Path;
+
+use paas_stager::archive::{self, ArchivePolicy};
+use paas_stager::ArchiveError;
+
+/// An entry written with its raw name, bypassing the tar crate's own path checks.
+enum E<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+    CharDevice(&'a str),
+}
+
+fn tar_gz(entries: &[E]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for e in entries {
+        let mut h = tar::Header::new_old();
+        let (name, data, kind, mode, link): (&str, &[u8], _, u32, Option<&str>) = match e {
+            E::File(n, d, m) => (n, d, tar::EntryType::Regular, *m, None),
+            E::Dir(n) => (n, b"", tar::EntryType::Directory, 0o755, None),
+            E::Symlink(n, t) => (n, b"", tar::EntryType::Symlink, 0o777, Some(t)),
+            E::Hardlink(n, t) => (n, b"", tar::EntryType::Link, 0o644, Some(t)),
+            E::CharDevice(n) => (n, b"", tar::EntryType::Char, 0o666, None),
+        };
+        let raw = h.as_old_mut();
+        raw.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(t) = link {
+            raw.linkname[..t.len()].copy_from_slice(t.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    let mut gz = b.into_inner().unwrap();
+    gz.flush().unwrap();
+    gz.finish().unwrap()
+}
+
+/// Unpacks into `root/dest` and returns the result and what ended up in `root` outside
+/// `dest`.
+fn unpack(
+    entries: &[E],
+) -> (
+    Result<archive::ArchiveStats, ArchiveError>,
+    Vec<String>,
+    tempfile::TempDir,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let dest = root.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let data = tar_gz(entries);
+    let scanned = archive::scan(data.as_slice(), ArchivePolicy::upload());
+    let res = archive::unpack(data.as_slice(), &dest, ArchivePolicy::upload(), None);
+    assert_eq!(
+        scanned.is_ok(),
+        res.is_ok(),
+        "scan and unpack must agree: {scanned:?} vs {res:?}"
+    );
+    let outside: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "dest")
+        .collect();
+    (res, outside, root)
+}
+
+fn refused_because(entries: &[E], reason: &str) {
+    let (res, outside, _root) = unpack(entries);
+    let err = res.expect_err("the archive must be refused").to_string();
+    assert!(err.contains(reason), "expected {reason:?} in {err:?}");
+    assert!(
+        outside.is_empty(),
+        "nothing may be written outside: {outside:?}"
+    );
+}
+
+#[test]
+fn parent_dir_entries_are_refused() {
+    refused_because(&[E::File("../escaped", b"x", 0o644)], "contains '..'");
+    refused_because(&[E::File("a/../../escaped", b"x", 0o644)], "contains '..'");
+}
+
+#[test]
+fn absolute_entries_are_refused() {
+    refused_because(&[E::File("/tmp/escaped", b"x", 0o644)], "absolute");
+}
+
+#[test]
+fn symlinks_out_of_the_archive_are_refused() {
+    refused_because(&[E::Symlink("link", "/etc/passwd")], "absolute path");
+    refused_because(&[E::Symlink("a/link", "../../outside")], "points outside");
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    // The node-tar CVE-2021-32803 shape: a link to a folder, then a file "inside" it.
+    refused_because(
+        &[
+            E::Dir("sub"),
+            E::Symlink("sub/up", ".."),
+            E::File("sub/up/x", b"x", 0o644),
+        ],
+        "goes through a symlink",
+    );
+}
+
+#[test]
+fn hardlinks_to_anything_but_earlier_files_are_refused() {
+    refused_because(&[E::Hardlink("h", "/etc/passwd")], "absolute");
+    refused_because(&[E::Hardlink("h", "missing")], "hardlink");
+}
+
+#[test]
+fn devices_are_dropped_and_setuid_is_cleared() {
+    let (res, outside, root) = unpack(&[
+        E::File("run.sh", b"#!/bin/sh\n", 0o4755),
+        E::CharDevice("null"),
+        E::Symlink("inside", "run.sh"),
+        E::Hardlink("again", "run.sh"),
+    ]);
+    let stats = res.unwrap();
+    assert!(outside.is_empty());
+    assert_eq!(stats.dropped, 1);
+    let dest = root.path().join("dest");
+    assert!(!dest.join("null").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dest.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "setuid must be cleared");
+    assert_eq!(
+        std::fs::read_link(dest.join("inside")).unwrap(),
+        Path::new("run.sh")
+    );
+    assert_eq!(std::fs::read(dest.join("again")).unwrap(), b"#!/bin/sh\n");
+}
+
+#[test]
+fn sizes_and_counts_are_bounded() {
+    let data = tar_gz(&[E::File("a", &[0u8; 4096], 0o644), E::File("b", b"x", 0o644)]);
+    let small = ArchivePolicy {
+        max_entries: 1,
+        ..ArchivePolicy::upload()
+    };
+    assert!(matches!(
+        archive::scan(data.as_slice(), small),
+        Err(ArchiveError::TooManyEntries(1))
+    ));
+    let tiny = ArchivePolicy {
+        max_bytes: 1024,
+        ..ArchivePolicy::upload()
+    };
+    assert!(matches!(
+        archive::scan(data.as_slice(), tiny),
+        Err(ArchiveError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn garbage_is_not_a_tar_gz() {
+    let err = archive::scan(&b"this is not gzip"[..], ArchivePolicy::upload()).unwrap_err();
+    assert!(err.to_string().contains("not a valid tar.gz"), "{err}");
+}
