@@ -1,0 +1,55 @@
+//! Host header normalisation: `MyApp.Example.COM.:8080` → `myapp.example.com`.
+
+/// Normalises a Host header value for route lookup: lowercase, no port, no trailing dot.
+/// Returns `None` for a value that is not a plausible host name.
+pub fn normalise(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // An IPv6 literal, `[::1]:8080`: never an app route, but not malformed either.
+        let end = rest.find(']')?;
+        return Some(format!("[{}]", rest[..end].to_ascii_lowercase()));
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let ok = host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !ok || host.starts_with('.') || host.contains("..") {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn ignores_case_port_and_trailing_dot() {
+        assert_eq!(
+            normalise("MyApp.Example.COM.:8080").as_deref(),
+            Some("myapp.example.com")
+        );
+        assert_eq!(normalise("app.localhost").as_deref(), Some("app.localhost"));
+        assert_eq!(
+            normalise("app.localhost:80").as_deref(),
+            Some("app.localhost")
+        );
+        assert_eq!(normalise("[::1]:8080").as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn refuses_malformed_hosts() {
+        for bad in ["", ":80", "a b", "a/b", "a..b", ".a", "a:port", "a:", "x@y"] {
+            assert_eq!(normalise(bad), None, "{bad:?}");
+        }
+    }
+}

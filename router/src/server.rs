@@ -1,0 +1,133 @@
+//! The listener: accepts connections and runs each request through the phases.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::proxy::{self, Body, Fault, ProxyError};
+use crate::table::RouteTable;
+
+/// How long a client may take to send a request's headers (slowloris defence).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a pooled connection to an instance may sit idle. Shorter than the keep-alive
+/// timeout of common app servers (Node's is 5 s), so the router closes an idle connection
+/// before the app does and never sends a request down a connection the app is closing
+/// (the well-known gorouter 502 race).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a connection to an instance may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The router: a route table snapshot and a pooled client to the instances.
+pub struct Router {
+    table: ArcSwap<RouteTable>,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Router {
+            table: ArcSwap::from_pointee(RouteTable::new()),
+            client,
+        }
+    }
+
+    /// Publishes a new route table; requests already in flight finish on the old one.
+    pub fn update(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!("router accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let router = Arc::clone(&self);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let router = Arc::clone(&router);
+                    async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, "router connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+        match self.proxy(req, client).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.fault == Fault::Upstream {
+                    tracing::info!(status = e.status.as_u16(), "{}", e.message);
+                }
+                e.into_response()
+            }
+        }
+    }
+
+    async fn proxy(
+        &self,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<Body>, ProxyError> {
+        let host = proxy::request_filter(&req)?;
+        let (app, backend) = {
+            let table = self.table.load();
+            proxy::upstream_peer(&table, &host)?
+        };
+        proxy::upstream_request_filter(&mut req, client, &backend);
+        let mut resp = self.client.request(req).await.map_err(|e| ProxyError {
+            status: StatusCode::BAD_GATEWAY,
+            kind: "app_unreachable",
+            message: format!(
+                "app {app} instance {} could not be reached: {e}",
+                backend.index
+            ),
+            fault: Fault::Upstream,
+        })?;
+        proxy::response_filter(&mut resp);
+        Ok(resp.map(|b| b.boxed()))
+    }
+}

@@ -1,0 +1,154 @@
+//! The router against real backends on loopback.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use paas_router::{Backend, RouteTable, Router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A backend that answers every request with its name and the request's head.
+async fn backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let body = format!("{name}\n{}", String::from_utf8_lossy(&head));
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    addr
+}
+
+async fn router(table: RouteTable) -> SocketAddr {
+    let r = Arc::new(Router::new());
+    r.update(table);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(r.run(l, std::future::pending()));
+    addr
+}
+
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn routes_by_host_round_robin_and_404s_unknown_hosts() {
+    let (a, b) = (backend("one").await, backend("two").await);
+    let mut t = RouteTable::new();
+    t.insert(
+        "app.localhost",
+        "app",
+        vec![Backend { addr: a, index: 0 }, Backend { addr: b, index: 1 }],
+    );
+    let r = router(t).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let resp = raw(
+            r,
+            "GET /x HTTP/1.1\r\nHost: App.Localhost:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        seen.push(if resp.contains("\r\n\r\none\n") {
+            "one"
+        } else {
+            "two"
+        });
+    }
+    assert!(seen.contains(&"one") && seen.contains(&"two"), "{seen:?}");
+
+    let resp = raw(
+        r,
+        "GET / HTTP/1.1\r\nHost: nope.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(
+        resp.contains("x-paas-router-error: unknown_route"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("no app is routed at nope.localhost"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_set_and_hop_by_hop_headers_dropped() {
+    let a = backend("one").await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend { addr: a, index: 0 }]);
+    let r = router(t).await;
+    let resp = raw(
+        r,
+        "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: close, x-drop-me\r\nX-Drop-Me: 1\r\n\r\n",
+    )
+    .await;
+    let lower = resp.to_ascii_lowercase();
+    assert!(lower.contains("x-forwarded-for: 127.0.0.1\r\n"), "{resp}");
+    assert!(
+        !lower.contains("6.6.6.6"),
+        "client-supplied X-Forwarded-For is not trusted: {resp}"
+    );
+    assert!(!lower.contains("x-drop-me"), "{resp}");
+    assert!(lower.contains("x-forwarded-host: app.localhost"), "{resp}");
+}
+
+#[tokio::test]
+async fn missing_host_is_400_and_dead_instance_is_502_and_no_instance_is_503() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut t = RouteTable::new();
+    t.insert(
+        "dead.localhost",
+        "dead",
+        vec![Backend {
+            addr: dead,
+            index: 0,
+        }],
+    );
+    t.insert("idle.localhost", "idle", vec![]);
+    let r = router(t).await;
+    let resp = raw(r, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let resp = raw(
+        r,
+        "GET / HTTP/1.1\r\nHost: dead.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(
+        resp.contains("x-paas-router-error: app_unreachable"),
+        "{resp}"
+    );
+    let resp = raw(
+        r,
+        "GET / HTTP/1.1\r\nHost: idle.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+}
