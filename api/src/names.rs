@@ -35,12 +35,6 @@ impl AppName {
         if name.len() > MAX_APP_NAME_LEN {
             return fail("it is longer than 63 characters");
         }
-        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return fail("it must start with a lowercase letter");
-        }
-        if name.ends_with('-') {
-            return fail("it must not end with '-'");
-        }
         if let Some(bad) = name
             .chars()
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
@@ -53,6 +47,12 @@ impl AppName {
                     "it has a character other than a-z, 0-9 and '-'"
                 },
             });
+        }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            return fail("it must start with a lowercase letter");
+        }
+        if name.ends_with('-') {
+            return fail("it must not end with '-'");
         }
         Ok(AppName(name.to_string()))
     }
@@ -180,8 +180,12 @@ mod tests {
     #[test]
     fn error_names_the_problem() {
         let err = AppName::parse("My_App").unwrap_err().to_string();
-        assert!(err
-            .starts_with("app name \"My_App\" is invalid: it must start with a lowercase letter"));
+        assert!(
+            err.starts_with("app name \"My_App\" is invalid: it has an uppercase letter"),
+            "{err}"
+        );
+        let err = AppName::parse("1app").unwrap_err().to_string();
+        assert!(err.contains("must start with a lowercase letter"), "{err}");
         let err = AppName::parse("my_app").unwrap_err().to_string();
         assert!(err.contains("other than a-z"), "{err}");
     }

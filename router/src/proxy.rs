@@ -178,6 +178,8 @@ pub fn upstream_request_filter<B>(req: &mut Request<B>, client: SocketAddr, back
 
 /// Phase 4: the app's response, minus its hop-by-hop headers.
 pub fn response_filter<B>(resp: &mut Response<B>) {
+    // The client talks HTTP/1.1 to the router whatever the app speaks behind it.
+    *resp.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(resp.headers_mut());
 }
 

@@ -33,12 +33,13 @@ pub enum RuntimeError {
 }
 
 /// How a container reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkMode {
     /// Loopback only: used for staging, which must not reach the platform.
     Isolated,
-    /// Its own address from the pool, reachable from the host (the router, health checks).
-    Routed,
+    /// Its own address, from [`Runtime::allocate_address`], reachable from the host (the
+    /// router, health checks). The container owns it from then on, and frees it.
+    Routed(InstanceAddress),
 }
 
 /// What to run, and how.
@@ -123,6 +124,12 @@ impl Runtime {
         self.cgroups.version()
     }
 
+    /// Takes an address for the routed container `id`, so that its environment can name
+    /// it before it starts. Pass it in [`NetworkMode::Routed`].
+    pub fn allocate_address(&self, id: &str) -> Result<InstanceAddress, RuntimeError> {
+        Ok(self.pool.allocate(id)?)
+    }
+
     /// The folder of container `id`: callers may put its overlay layers here, and it is
     /// removed with the container.
     pub fn container_dir(&self, id: &str) -> PathBuf {
@@ -150,8 +157,8 @@ impl Runtime {
             .await
             .map_err(io("creating its folder"))?;
 
-        let address = match cfg.network {
-            NetworkMode::Routed => Some(self.pool.allocate(&id)?),
+        let address = match &cfg.network {
+            NetworkMode::Routed(a) => Some(a.clone()),
             NetworkMode::Isolated => None,
         };
         let leftovers = Leftovers {

@@ -77,18 +77,15 @@ impl AddressPool {
         })
     }
 
-    /// Takes a free /31 for the container `id` (whose first 8 characters name its links).
+    /// Takes a free /31 for the container `id`. Its links are named after a hash of the
+    /// id, which keeps names within the kernel's 15 bytes and unique for distinct ids.
     pub fn allocate(&self, id: &str) -> Result<InstanceAddress, NetworkError> {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         let pair = (0..self.pairs)
             .find(|p| !used.contains(p))
             .ok_or_else(|| NetworkError::Exhausted(self.cidr.clone()))?;
         used.insert(pair);
-        let short: String = id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(10)
-            .collect();
+        let short = short_name(id);
         Ok(InstanceAddress {
             pair,
             netns: format!("paas-{short}"),
@@ -151,6 +148,16 @@ impl AddressPool {
             other => other,
         }
     }
+}
+
+/// 10 hex digits of a 64-bit FNV-1a hash of `id`.
+fn short_name(id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:010x}", h & 0xff_ffff_ffff)
 }
 
 async fn ip(opts: &[&str], batch: &str, action: &str) -> Result<(), NetworkError> {

@@ -141,10 +141,11 @@ async fn memory_hog_is_killed_and_reported_as_out_of_memory() {
 #[tokio::test]
 async fn routed_container_answers_on_its_own_address() {
     let f = fixture("10.251.4.0/24");
+    let address = f.runtime.allocate_address("rt-routed").unwrap();
     let cfg = config(
         "rt-routed",
         "exec python3 -m http.server 8080 --bind 0.0.0.0 --directory /etc",
-        NetworkMode::Routed,
+        NetworkMode::Routed(address),
     );
     let mut c = f.runtime.start(cfg).await.unwrap();
     let addr = std::net::SocketAddr::from((c.address.as_ref().unwrap().instance_ip, 8080));

@@ -1,0 +1,152 @@
+//! Packs an app folder into the tar.gz that `push` uploads.
+//!
+//! Files named in `.paasignore` or `.cfignore` (gitignore syntax) are left out, as are
+//! the files Cloud Foundry always leaves out (version-control folders, `.DS_Store`,
+//! `manifest.yml`). Symlinks are packed as symlinks; the API refuses those that point
+//! outside the folder, so they are caught here first with a clearer message.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::Context;
+
+/// Names never uploaded, wherever they are (Cloud Foundry's defaults).
+const ALWAYS_IGNORED: [&str; 10] = [
+    ".git",
+    ".hg",
+    ".svn",
+    "_darcs",
+    ".DS_Store",
+    ".gitignore",
+    ".cfignore",
+    ".paasignore",
+    "manifest.yml",
+    ".paas",
+];
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Packed {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Writes the tar.gz of `dir` to `out`.
+pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Packed> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    let mut packed = Packed::default();
+    let walker = ignore::WalkBuilder::new(dir)
+        .standard_filters(false)
+        .add_custom_ignore_filename(".cfignore")
+        .add_custom_ignore_filename(".paasignore")
+        .filter_entry(|e| !ALWAYS_IGNORED.iter().any(|n| e.file_name() == *n))
+        .sort_by_file_name(|a, b| a.cmp(b))
+        .build();
+    for entry in walker {
+        let entry = entry.context("reading the app folder")?;
+        let path = entry.path();
+        let rel = path.strip_prefix(dir).unwrap_or(path);
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(path)?;
+            if !stays_inside(rel, &target) {
+                anyhow::bail!(
+                    "{} is a symlink to {}, outside the app folder: remove it, or list it in .paasignore",
+                    rel.display(),
+                    target.display()
+                );
+            }
+        } else if meta.is_file() {
+            packed.files += 1;
+            packed.bytes += meta.len();
+        } else if !meta.is_dir() {
+            continue; // sockets, fifos, devices: nothing an app can use
+        }
+        tar.append_path_with_name(path, rel)
+            .with_context(|| format!("packing {}", rel.display()))?;
+    }
+    let gz = tar.into_inner().context("finishing the package")?;
+    gz.finish().context("finishing the package")?;
+    Ok(packed)
+}
+
+/// Whether symlink `link` (relative to the app folder) with `target` resolves inside it.
+fn stays_inside(link: &Path, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: Vec<PathBuf> = link
+        .parent()
+        .map(|p| {
+            p.components()
+                .map(|c| PathBuf::from(c.as_os_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => depth.push(PathBuf::from(p)),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tgz: &Path) -> Vec<String> {
+        let f = std::fs::File::open(tgz).unwrap();
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn ignore_files_and_defaults_leave_files_out() {
+        let d = tempfile::tempdir().unwrap();
+        let app = d.path().join("app");
+        std::fs::create_dir_all(app.join(".git")).unwrap();
+        std::fs::create_dir_all(app.join("logs")).unwrap();
+        std::fs::write(app.join(".git/config"), "x").unwrap();
+        std::fs::write(app.join("logs/a.log"), "x").unwrap();
+        std::fs::write(app.join("app.py"), "print()").unwrap();
+        std::fs::write(app.join("manifest.yml"), "applications: []").unwrap();
+        std::fs::write(app.join(".cfignore"), "logs/\n*.tmp\n").unwrap();
+        std::fs::write(app.join("x.tmp"), "x").unwrap();
+        std::os::unix::fs::symlink("app.py", app.join("link")).unwrap();
+        let out = d.path().join("p.tgz");
+        let packed = pack(&app, &out).unwrap();
+        assert_eq!(packed.files, 1);
+        let mut n = names(&out);
+        n.sort();
+        assert_eq!(n, vec!["app.py", "link"]);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_folder_are_refused_with_advice() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("passwd")).unwrap();
+        let err = pack(d.path(), &d.path().join("..").join("p.tgz"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside the app folder"), "{err}");
+        assert!(stays_inside(Path::new("a/l"), Path::new("../b")));
+        assert!(!stays_inside(Path::new("a/l"), Path::new("../../b")));
+    }
+}

@@ -1,0 +1,58 @@
+//! `paas apps`: a table of apps.
+
+use http::Method;
+use paas_api::AppSummary;
+
+use crate::exit::Failure;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub async fn run(_: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let apps: Vec<AppSummary> = super::client(skip_ssl_validation)?
+        .json(Method::GET, "/v1/apps", None::<&()>)
+        .await?;
+    if apps.is_empty() {
+        println!("No apps yet: push one with `paas push NAME`.");
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = apps
+        .iter()
+        .map(|a| {
+            [
+                a.name.to_string(),
+                a.state.clone(),
+                format!("{}/{}", a.running_instances, a.settings.instances),
+                a.settings.memory.to_string().to_uppercase(),
+                a.url.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["name", "state", "instances", "memory", "url"], &rows);
+    Ok(())
+}
+
+/// Prints rows under headers, each column as wide as its widest cell.
+pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = headers.map(str::len);
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}   "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

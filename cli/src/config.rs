@@ -1,0 +1,90 @@
+//! Where the CLI sends requests: the API address, token and trusted certificate.
+//!
+//! `PAAS_API`, `PAAS_TOKEN` and `PAAS_CA_CERT` win over what `paas login` saved in
+//! `$PAAS_HOME/config.json` (default `~/.paas`). The file holds the token, so it is
+//! written with mode 0600.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Failure;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Target {
+    /// `https://host:port`
+    pub api: String,
+    pub token: String,
+    /// PEM of the certificate (or CA) to trust for the API; `None` trusts nothing extra.
+    #[serde(default)]
+    pub ca_cert_pem: Option<String>,
+    #[serde(default)]
+    pub skip_ssl_validation: bool,
+}
+
+pub fn home() -> anyhow::Result<PathBuf> {
+    if let Some(h) = std::env::var_os("PAAS_HOME") {
+        return Ok(PathBuf::from(h));
+    }
+    let home = std::env::var_os("HOME").context("neither PAAS_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".paas"))
+}
+
+fn config_path() -> anyhow::Result<PathBuf> {
+    Ok(home()?.join("config.json"))
+}
+
+pub fn read_ca(path: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!("reading the CA certificate {path}: {e}"))
+            .with_hint("give the API's certificate, e.g. /var/lib/paas/api-cert.pem")
+    })
+}
+
+/// The target from the environment, else from the saved config.
+pub fn load(skip_ssl_validation: bool) -> Result<Target, Failure> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut target = match (env("PAAS_API"), env("PAAS_TOKEN")) {
+        (Some(api), Some(token)) => Target {
+            api,
+            token,
+            ca_cert_pem: env("PAAS_CA_CERT").map(|p| read_ca(&p)).transpose()?,
+            skip_ssl_validation: false,
+        },
+        _ => {
+            let path = config_path()?;
+            let raw = std::fs::read(&path).map_err(|_| {
+                Failure::general("no API to talk to").with_hint(
+                    "run `paas login --api https://HOST:9443 --token TOKEN --ca-cert FILE`, or set PAAS_API and PAAS_TOKEN",
+                )
+            })?;
+            serde_json::from_slice(&raw).map_err(|e| {
+                Failure::general(format!("{} is not valid: {e}", path.display()))
+                    .with_hint("run `paas login` again")
+            })?
+        }
+    };
+    target.skip_ssl_validation |= skip_ssl_validation;
+    Ok(target)
+}
+
+pub fn save(target: &Target) -> anyhow::Result<PathBuf> {
+    let path = config_path()?;
+    let dir = path.parent().context("config path has no folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(&serde_json::to_vec_pretty(target)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,66 @@
+//! How the CLI ends: a message for the person, and an exit code for scripts.
+
+use std::io::Write;
+
+use paas_api::ErrorBody;
+
+pub const GENERAL: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const UPLOAD: i32 = 3;
+pub const STAGING: i32 = 4;
+pub const START: i32 = 5;
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn general(message: impl Into<String>) -> Self {
+        Self::new(GENERAL, message)
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(USAGE, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// An error the API returned.
+    pub fn api(code: i32, body: ErrorBody) -> Self {
+        Failure {
+            code,
+            message: body.message,
+            hint: body.hint,
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::general(format!("{e:#}"))
+    }
+}
+
+pub fn fail(f: Failure) -> ! {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", f.message);
+    if let Some(h) = f.hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+    std::process::exit(f.code)
+}

@@ -1,0 +1,72 @@
+//! `paas`: the command line for a paas platform. One file per command in `commands/`.
+#![forbid(unsafe_code)]
+
+mod archive;
+mod client;
+mod commands;
+mod config;
+mod exit;
+
+use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  error (the message says what went wrong)
+  2  usage: a command, flag or value is wrong
+  3  upload: the app folder could not be packed or uploaded
+  4  staging: no buildpack could build the app
+  5  start: the app was built but its instances did not start
+
+Environment:
+  PAAS_API, PAAS_TOKEN, PAAS_CA_CERT  target the API without `paas login`
+  PAAS_HOME                            where `paas login` keeps its settings [default: ~/.paas]";
+
+/// Push apps to a paas platform and manage them, the way `cf` does.
+#[derive(Debug, Parser)]
+#[command(name = "paas", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Do not verify the API's TLS certificate (only for a test platform you trust).
+    #[arg(long, global = true)]
+    skip_ssl_validation: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save the API address and token to use from now on.
+    Login(commands::login::Args),
+    /// Upload the app in a folder, build it with buildpacks and run it.
+    Push(commands::push::Args),
+    /// List apps.
+    Apps(commands::apps::Args),
+    /// Show an app's logs: its staging, instances and platform events.
+    Logs(commands::logs::Args),
+    /// Stop an app and delete it.
+    Delete(commands::delete::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => exit::fail(exit::Failure::general(format!("starting: {e}"))),
+    };
+    let skip = cli.skip_ssl_validation;
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Login(a) => commands::login::run(a, skip).await,
+            Command::Push(a) => commands::push::run(a, skip).await,
+            Command::Apps(a) => commands::apps::run(a, skip).await,
+            Command::Logs(a) => commands::logs::run(a, skip).await,
+            Command::Delete(a) => commands::delete::run(a, skip).await,
+        }
+    });
+    if let Err(f) = result {
+        exit::fail(f);
+    }
+}

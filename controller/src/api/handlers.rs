@@ -1,0 +1,279 @@
+//! `/v1` routes and their handlers.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use paas_api::{AppName, AppSettings, DeployEvent, DeployRequest, Info, PackageStored};
+use paas_stager::archive::{self, ArchivePolicy};
+use serde::de::DeserializeOwned;
+
+use super::body::{self, ApiBody};
+use crate::blobs::is_sha256;
+use crate::platform::{Failure, Platform};
+
+/// The largest JSON request body.
+const MAX_JSON_BYTES: u64 = 1 << 20;
+/// The largest package upload (compressed).
+const MAX_PACKAGE_BYTES: u64 = 512 << 20;
+
+pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBody> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let method = req.method().clone();
+    let result = match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["v1", "info"]) => Ok(info(p)),
+        (Method::GET, ["v1", "apps"]) => list_apps(p),
+        (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
+            Err(f) => Err(f),
+            Ok(app) => match (m, rest) {
+                (Method::GET, []) => get_app(p, &app),
+                (Method::PUT, []) => put_app(p, &app, req).await,
+                (Method::DELETE, []) => p.delete(&app).await.map(|()| body::empty(204)),
+                (Method::POST, ["packages"]) => upload_package(p, &app, req).await,
+                (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
+                (Method::GET, ["logs"]) => logs(p, &app, &query),
+                _ => Err(not_found(&method, &path)),
+            },
+        },
+        _ => Err(not_found(&method, &path)),
+    };
+    result.unwrap_or_else(body::failure)
+}
+
+fn not_found(method: &Method, path: &str) -> Failure {
+    Failure::new(
+        404,
+        "no-such-route",
+        format!(
+            "the API has no route {method} {}",
+            path.chars().take(200).collect::<String>()
+        ),
+        Some("check that the CLI and paasd are the same version (`paas --version`)"),
+    )
+}
+
+fn app_name(raw: &str) -> Result<AppName, Failure> {
+    AppName::parse(raw).map_err(|e| Failure::new(400, "invalid-name", e.to_string(), None))
+}
+
+fn info(p: &Platform) -> Response<ApiBody> {
+    body::json(
+        200,
+        &Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: p.domain.clone(),
+            router_url: p.router_url(),
+        },
+    )
+}
+
+fn list_apps(p: &Platform) -> Result<Response<ApiBody>, Failure> {
+    let apps = p.store.apps().map_err(Failure::internal)?;
+    let summaries: Vec<_> = apps.iter().map(|a| p.summary(a)).collect();
+    Ok(body::json(200, &summaries))
+}
+
+fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p
+        .store
+        .app(app)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::app_not_found(app))?;
+    Ok(body::json(200, &p.summary(&record)))
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON_BYTES as usize);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| {
+            Failure::new(
+                400,
+                "invalid-request",
+                format!("reading the request body: {e}"),
+                None,
+            )
+        })?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::new(
+            400,
+            "invalid-request",
+            format!("the request body is not valid: {e}"),
+            None,
+        )
+    })
+}
+
+async fn put_app(
+    p: &Platform,
+    app: &AppName,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    let settings: AppSettings = read_json(req).await?;
+    if settings.instances == 0 || settings.instances > AppSettings::MAX_INSTANCES {
+        return Err(Failure::new(
+            422,
+            "invalid-instances",
+            format!("{} instances is not allowed", settings.instances),
+            Some(&format!("ask for 1 to {}", AppSettings::MAX_INSTANCES)),
+        ));
+    }
+    if let Some(c) = &settings.command {
+        if c.trim().is_empty() || c.contains('\0') {
+            return Err(Failure::new(
+                422,
+                "invalid-command",
+                "the start command is empty or holds a NUL byte",
+                None,
+            ));
+        }
+    }
+    let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
+    Ok(body::json(200, &p.summary(&record)))
+}
+
+/// Stores a package after checking every entry: an unsafe archive is refused whole and
+/// nothing of it is kept.
+async fn upload_package(
+    p: &Platform,
+    app: &AppName,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    let mut writer = p
+        .blobs
+        .writer(MAX_PACKAGE_BYTES)
+        .map_err(Failure::internal)?;
+    let mut incoming = req.into_body();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
+            Failure::new(
+                400,
+                "upload-failed",
+                format!("reading the upload: {e}"),
+                Some("try the push again"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            writer.write(data).map_err(|e| match e {
+                crate::blobs::BlobError::TooLarge(mb) => Failure::new(
+                    413,
+                    "package-too-large",
+                    format!("the package is larger than {mb} MiB"),
+                    Some("leave build output and dependencies out with a .paasignore file"),
+                ),
+                other => Failure::internal(other),
+            })?;
+        }
+    }
+    let path = writer.path().to_path_buf();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path)?;
+        Ok::<_, std::io::Error>(archive::scan(
+            std::io::BufReader::new(f),
+            ArchivePolicy::upload(),
+        ))
+    })
+    .await
+    .map_err(Failure::internal)?
+    .map_err(Failure::internal)?;
+    if let Err(e) = scanned {
+        return Err(Failure::new(
+            422,
+            "unsafe-package",
+            format!("the upload was refused: {e}"),
+            Some("upload only files inside the app folder; symlinks must point inside it too"),
+        ));
+    }
+    let bytes = writer.bytes();
+    let sha256 = p.blobs.commit(writer).map_err(Failure::internal)?;
+    Ok(body::json(201, &PackageStored { sha256, bytes }))
+}
+
+/// Streams the deployment's events as NDJSON. The deployment runs in its own task, so a
+/// client that goes away does not stop it half-way.
+async fn deploy(
+    p: &Arc<Platform>,
+    app: &AppName,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    let DeployRequest { package } = read_json(req).await?;
+    if !is_sha256(&package) {
+        return Err(Failure::new(
+            400,
+            "invalid-request",
+            "package must be a SHA-256 in lowercase hex",
+            None,
+        ));
+    }
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    let (out, resp) = body::ndjson_stream();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
+    let platform = Arc::clone(p);
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(f) = platform.deploy(&app, &package, &tx).await {
+            let _ = tx.send(DeployEvent::Failed { error: f.body });
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            out.send(&event);
+        }
+    });
+    Ok(resp)
+}
+
+/// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
+fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, Failure> {
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    let follow = query
+        .split('&')
+        .any(|kv| kv == "follow=true" || kv == "follow");
+    let (out, resp) = body::ndjson_stream();
+    if !follow {
+        for line in p.logs.recent(app) {
+            out.send(&line);
+        }
+        return Ok(resp);
+    }
+    let (recent, mut live) = p.logs.follow(app);
+    for line in recent {
+        out.send(&line);
+    }
+    tokio::spawn(async move {
+        loop {
+            match live.recv().await {
+                Ok(line) => {
+                    if !out.send(&line) {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = paas_api::LogLine {
+                        timestamp_ms: crate::logs::now_ms(),
+                        source: "API".into(),
+                        stream: paas_api::LogStream::Err,
+                        line: format!("{n} lines were dropped because the client read too slowly"),
+                    };
+                    if !out.send(&note) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(resp)
+}

@@ -1,0 +1,24 @@
+//! What `paasd` is told at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Everything the daemon keeps: database, blobs, certificates, logs.
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    /// Where the router listens for app traffic.
+    pub http_listen: SocketAddr,
+    /// Apps answer at `NAME.DOMAIN`.
+    pub domain: String,
+    /// The pool instance addresses come from.
+    pub instance_cidr: String,
+    /// The `paas-init` binary.
+    pub init_exe: PathBuf,
+    /// How long one staging may take.
+    pub staging_timeout: Duration,
+    /// How long an instance may take to pass its first health check.
+    pub start_timeout: Duration,
+}

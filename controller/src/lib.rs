@@ -1,0 +1,73 @@
+//! `paasd`: the API server, the desired-state store, the blob store, and the
+//! orchestration that turns a push into running, routed instances.
+//!
+//! [`run`] wires the parts together; everything long-running stops when its `shutdown`
+//! future completes.
+//!
+//! - [`store`]: apps and releases in SQLite (WAL, synchronous commits);
+//! - [`blobs`]: content-addressed files (packages, droplets), written atomically;
+//! - [`logs`]: per-app log lines, in memory and on disk;
+//! - [`platform`]: deployments, instance supervision, and the route table;
+//! - [`api`]: the HTTPS `/v1` API.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod blobs;
+pub mod config;
+pub mod logs;
+pub mod platform;
+pub mod secrets;
+pub mod shipped;
+pub mod store;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+/// Starts everything and serves until `shutdown` completes; then stops every instance.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating the data folder {}", cfg.data_dir.display()))?;
+    let tls = secrets::load_or_create_tls(&cfg.data_dir, &cfg.api_listen)?;
+    let token = secrets::load_or_create_token(&cfg.data_dir)?;
+
+    let api_listener = TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("listening for the API on {}", cfg.api_listen))?;
+    let http_listener = TcpListener::bind(cfg.http_listen)
+        .await
+        .with_context(|| format!("listening for app traffic on {}", cfg.http_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let router = Arc::new(paas_router::Router::new());
+    let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
+    platform.restore().await;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let router_task =
+        tokio::spawn(Arc::clone(&router).run(http_listener, stopped(stop_rx.clone())));
+    let api = api::Api::new(Arc::clone(&platform), token);
+    let api_task = tokio::spawn(api.run(api_listener, tls, stopped(stop_rx.clone())));
+
+    // The one line scripts and tests wait for: where to reach this daemon.
+    println!(
+        "paasd ready api=https://{api_addr} router=http://{http_addr} domain={}",
+        cfg.domain
+    );
+    tracing::info!(%api_addr, %http_addr, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
+
+    shutdown.await;
+    tracing::info!("stopping: draining instances");
+    let _ = stop_tx.send(true);
+    platform.shutdown().await;
+    let _ = tokio::join!(router_task, api_task);
+    Ok(())
+}

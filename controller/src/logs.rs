@@ -1,0 +1,190 @@
+//! App logs: the last lines of each app in memory, all lines on disk, and live followers.
+//!
+//! Each app's lines are appended to `logs/<app>.ndjson` as they arrive, so
+//! `paas logs --recent` still has them after `paasd` restarts; the file is rotated to
+//! `<app>.ndjson.1` past a size bound. In memory, a bounded ring serves `--recent` and a
+//! broadcast channel serves followers.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use paas_api::{AppName, LogLine, LogStream};
+use tokio::sync::broadcast;
+
+/// Lines kept in memory per app, and returned by `--recent`.
+pub const RECENT_LINES: usize = 1000;
+/// Size past which an app's log file is rotated.
+const ROTATE_BYTES: u64 = 8 << 20;
+
+pub struct Logs {
+    dir: PathBuf,
+    apps: Mutex<HashMap<String, AppLog>>,
+}
+
+struct AppLog {
+    recent: VecDeque<LogLine>,
+    live: broadcast::Sender<LogLine>,
+    file: Option<File>,
+    written: u64,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Logs {
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Logs {
+            dir,
+            apps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn path(&self, app: &AppName) -> PathBuf {
+        self.dir.join(format!("{app}.ndjson"))
+    }
+
+    fn with_app<R>(&self, app: &AppName, f: impl FnOnce(&mut AppLog) -> R) -> R {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = apps.entry(app.to_string()).or_insert_with(|| {
+            let path = self.path(app);
+            let recent = read_tail(&path);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .ok();
+            let written = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len());
+            AppLog {
+                recent,
+                live: broadcast::channel(1024).0,
+                file,
+                written,
+            }
+        });
+        f(entry)
+    }
+
+    /// Records one line.
+    pub fn append(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
+        let line = LogLine {
+            timestamp_ms: now_ms(),
+            source: source.to_string(),
+            stream,
+            line: line.to_string(),
+        };
+        let rotate_path = self.path(app);
+        self.with_app(app, |log| {
+            if log.recent.len() == RECENT_LINES {
+                log.recent.pop_front();
+            }
+            log.recent.push_back(line.clone());
+            if let (Some(f), Ok(mut json)) = (log.file.as_mut(), serde_json::to_vec(&line)) {
+                json.push(b'\n');
+                if f.write_all(&json).is_ok() {
+                    log.written += json.len() as u64;
+                }
+            }
+            if log.written > ROTATE_BYTES {
+                let _ = std::fs::rename(&rotate_path, rotate_path.with_extension("ndjson.1"));
+                log.file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&rotate_path)
+                    .ok();
+                log.written = 0;
+            }
+            let _ = log.live.send(line);
+        });
+    }
+
+    /// The most recent lines, oldest first.
+    pub fn recent(&self, app: &AppName) -> Vec<LogLine> {
+        self.with_app(app, |log| log.recent.iter().cloned().collect())
+    }
+
+    /// The recent lines and a receiver for every line after them.
+    pub fn follow(&self, app: &AppName) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+        self.with_app(app, |log| {
+            (log.recent.iter().cloned().collect(), log.live.subscribe())
+        })
+    }
+
+    /// Forgets an app's logs, on disk too.
+    pub fn remove(&self, app: &AppName) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.remove(app.as_str());
+        let path = self.path(app);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("ndjson.1"));
+    }
+}
+
+/// The last [`RECENT_LINES`] valid lines of a log file; unreadable lines are skipped.
+fn read_tail(path: &std::path::Path) -> VecDeque<LogLine> {
+    let mut out = VecDeque::with_capacity(RECENT_LINES);
+    let Ok(f) = File::open(path) else { return out };
+    for line in BufReader::new(f).lines().map_while(Result::ok) {
+        if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
+            if out.len() == RECENT_LINES {
+                out.pop_front();
+            }
+            out.push_back(l);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_lines_survive_reopening_and_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = AppName::parse("web").unwrap();
+        {
+            let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+            for i in 0..(RECENT_LINES + 5) {
+                logs.append(&app, "APP/WEB/0", LogStream::Out, &format!("line {i}"));
+            }
+            assert_eq!(logs.recent(&app).len(), RECENT_LINES);
+        }
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        let recent = logs.recent(&app);
+        assert_eq!(recent.len(), RECENT_LINES);
+        assert_eq!(
+            recent.last().unwrap().line,
+            format!("line {}", RECENT_LINES + 4)
+        );
+        assert_eq!(recent[0].line, "line 5");
+        logs.remove(&app);
+        assert!(logs.recent(&app).is_empty());
+    }
+
+    #[tokio::test]
+    async fn followers_get_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = AppName::parse("web").unwrap();
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        logs.append(&app, "STG", LogStream::Out, "before");
+        let (recent, mut rx) = logs.follow(&app);
+        assert_eq!(recent.len(), 1);
+        logs.append(&app, "APP/WEB/0", LogStream::Err, "after");
+        let l = rx.recv().await.unwrap();
+        assert_eq!(
+            (l.source.as_str(), l.stream, l.line.as_str()),
+            ("APP/WEB/0", LogStream::Err, "after")
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `paasd`: the paas daemon. See the `paas_controller` crate for what it does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// The paas daemon: API, stager, runtime and router on one host.
+///
+/// At first start it creates the data folder with a self-signed TLS certificate for the
+/// API (api-cert.pem) and an admin token (admin-token, mode 0600). Point the CLI at it:
+///
+///   paas login --api https://127.0.0.1:9443 --token "$(cat /var/lib/paas/admin-token)" --ca-cert /var/lib/paas/api-cert.pem
+///
+/// It must run as root: it makes namespaces, cgroups and network links for apps.
+#[derive(Debug, Parser)]
+#[command(name = "paasd", version)]
+struct Args {
+    /// Where state lives: database, blobs, certificates, logs.
+    #[arg(long, default_value = "/var/lib/paas", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address of the HTTPS API.
+    #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
+    api_listen: SocketAddr,
+    /// Address of the router, where apps answer.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    http_listen: SocketAddr,
+    /// Apps answer at NAME.DOMAIN; with "localhost", at http://NAME.localhost:PORT.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// The IPv4 network instance addresses are taken from, a /31 per instance.
+    #[arg(long, default_value = "10.244.0.0/16", value_name = "CIDR")]
+    instance_cidr: String,
+    /// The paas-init binary [default: next to paasd].
+    #[arg(long, value_name = "PATH")]
+    init_path: Option<PathBuf>,
+    /// Seconds a staging may take before it is stopped.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    staging_timeout: u64,
+    /// Seconds an instance may take to pass its first health check.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    start_timeout: u64,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAASD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main(Args::parse()) {
+        eprintln!("paasd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(args: Args) -> anyhow::Result<()> {
+    let init_exe = match args.init_path {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("finding paasd's own path")?
+            .with_file_name("paas-init"),
+    };
+    anyhow::ensure!(
+        init_exe.is_file(),
+        "{} is missing: build it with `cargo build --workspace`, or give --init-path",
+        init_exe.display()
+    );
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "paasd must run as root: it creates namespaces, cgroups and network links for apps"
+    );
+    let domain = args.domain.trim_end_matches('.').to_ascii_lowercase();
+    anyhow::ensure!(
+        paas_router::host::normalise(&domain).as_deref() == Some(domain.as_str()),
+        "--domain {:?} is not a valid domain name",
+        args.domain
+    );
+    let cfg = paas_controller::Config {
+        data_dir: args.data_dir,
+        api_listen: args.api_listen,
+        http_listen: args.http_listen,
+        domain,
+        instance_cidr: args.instance_cidr,
+        init_exe,
+        staging_timeout: Duration::from_secs(args.staging_timeout),
+        start_timeout: Duration::from_secs(args.start_timeout),
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(paas_controller::run(cfg, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

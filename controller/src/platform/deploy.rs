@@ -1,0 +1,228 @@
+//! A deployment: stage a package, record a release, start its instances, and only once
+//! they all run, route them and stop the old ones. If staging fails or a new instance
+//! does not come up, the old release keeps running untouched.
+
+use std::sync::Arc;
+
+use paas_api::{AppName, DeployEvent, LogLine, LogStream};
+use paas_stager::{Buildpack, StagingRequest};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{stop_all, Failure, Instance, Platform};
+use crate::logs::now_ms;
+
+/// The largest droplet a staging may produce.
+const MAX_DROPLET_BYTES: u64 = 4 << 30;
+
+impl Platform {
+    /// Deploys `package` to `app`, reporting progress on `events`.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        app: &AppName,
+        package: &str,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Failure> {
+        let lock = self.app_lock(app);
+        let _held = lock.lock().await;
+        let record = self
+            .store
+            .app(app)
+            .map_err(Failure::internal)?
+            .ok_or_else(|| Failure::app_not_found(app))?;
+        if !self.blobs.exists(package) {
+            return Err(Failure::new(
+                404,
+                "package-not-found",
+                format!("package {package} was not uploaded"),
+                Some("upload it first: POST /v1/apps/NAME/packages"),
+            ));
+        }
+        let (buildpacks, detect) = self.choose_buildpacks(&record.settings.buildpacks)?;
+
+        let _ = events.send(DeployEvent::Phase {
+            phase: "staging".into(),
+        });
+        let mut id = [0u8; 6];
+        let _ = getrandom::fill(&mut id);
+        let id = hex::encode(id);
+        let droplet_tmp = tempfile::Builder::new()
+            .prefix("droplet-")
+            .tempfile_in(self.blobs.tmp_dir())
+            .map_err(Failure::internal)?
+            .into_temp_path();
+        let req = StagingRequest {
+            id,
+            app: app.clone(),
+            package: self.blobs.path(package),
+            buildpacks,
+            detect,
+            start_command: record.settings.command.clone(),
+            env: Vec::new(),
+            memory: record.settings.memory,
+            timeout: self.staging_timeout,
+            droplet_out: droplet_tmp.to_path_buf(),
+        };
+        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
+        let forward = {
+            let platform = Arc::clone(self);
+            let app = app.clone();
+            let events = events.clone();
+            tokio::spawn(async move {
+                while let Some((stream, line)) = log_rx.recv().await {
+                    platform.logs.append(&app, "STG", stream, &line);
+                    let _ = events.send(DeployEvent::Log(LogLine {
+                        timestamp_ms: now_ms(),
+                        source: "STG".into(),
+                        stream,
+                        line,
+                    }));
+                }
+            })
+        };
+        let staged = self.stager.stage(&req, &log_tx).await;
+        drop(log_tx);
+        let _ = forward.await;
+        let staged = staged.map_err(|e| {
+            let status = if e.is_user_error() { 422 } else { 500 };
+            let code = match e.cf_exit_code() {
+                Some(c) => format!("staging-failed-{c}"),
+                None => "staging-failed".to_string(),
+            };
+            self.logs
+                .append(app, "STG", LogStream::Err, &format!("staging failed: {e}"));
+            Failure::new(status, &code, format!("staging failed: {e}"), None)
+        })?;
+
+        let path = droplet_tmp.to_path_buf();
+        let blobs = self.blobs.clone();
+        let droplet = tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if size > MAX_DROPLET_BYTES {
+                return Err(format!(
+                    "the droplet is {} MiB, more than the {} MiB allowed",
+                    size >> 20,
+                    MAX_DROPLET_BYTES >> 20
+                ));
+            }
+            blobs.put_file(&path).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(Failure::internal)?
+        .map_err(|e| Failure::new(422, "droplet-refused", e, None))?;
+        drop(droplet_tmp);
+        let release = self
+            .store
+            .add_release(
+                app,
+                &droplet,
+                package,
+                &staged.info.detected_buildpack,
+                &staged.info.start_command,
+            )
+            .map_err(Failure::internal)?;
+        let droplet_dir = self
+            .droplet_dir(&droplet)
+            .await
+            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+
+        let _ = events.send(DeployEvent::Phase {
+            phase: "starting".into(),
+        });
+        let fresh = self.start_instances(&record, &release, &droplet_dir);
+        self.instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(app.clone())
+            .or_default()
+            .extend(fresh.iter().cloned());
+        if let Err(failure) = wait_all_started(&fresh).await {
+            self.forget(app, &fresh);
+            stop_all(fresh).await;
+            return Err(failure);
+        }
+        self.store
+            .set_release(app, release.id)
+            .map_err(Failure::internal)?;
+        let old = self.replace_with(app, &fresh);
+        // Old instances leave the route table at once; their graceful stop (up to the
+        // grace period) need not hold up the push.
+        tokio::spawn(stop_all(old));
+        let _ = events.send(DeployEvent::Done {
+            url: self.url(app),
+            instances: fresh.len() as u32,
+        });
+        Ok(())
+    }
+
+    /// Buildpacks for a staging: the named ones in order, or every shipped one to detect.
+    fn choose_buildpacks(
+        &self,
+        names: &[paas_api::BuildpackName],
+    ) -> Result<(Vec<Buildpack>, bool), Failure> {
+        if names.is_empty() {
+            return Ok((self.buildpacks.clone(), true));
+        }
+        let chosen = names
+            .iter()
+            .map(|n| {
+                self.buildpacks
+                    .iter()
+                    .find(|b| &b.name == n)
+                    .cloned()
+                    .ok_or_else(|| {
+                        let known: Vec<&str> =
+                            self.buildpacks.iter().map(|b| b.name.as_str()).collect();
+                        Failure::new(
+                            422,
+                            "unknown-buildpack",
+                            format!("there is no buildpack named {n}"),
+                            Some(&format!("choose one of: {}", known.join(", "))),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((chosen, false))
+    }
+
+    /// Drops `gone` from the app's instance list.
+    fn forget(&self, app: &AppName, gone: &[Arc<Instance>]) {
+        let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(app) {
+            list.retain(|i| !gone.iter().any(|g| Arc::ptr_eq(g, i)));
+        }
+        drop(map);
+        self.refresh_routes();
+    }
+
+    /// Makes `fresh` the app's only instances; returns the ones they replace.
+    fn replace_with(&self, app: &AppName, fresh: &[Arc<Instance>]) -> Vec<Arc<Instance>> {
+        let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(app.clone()).or_default();
+        let old: Vec<Arc<Instance>> = list
+            .iter()
+            .filter(|i| !fresh.iter().any(|f| Arc::ptr_eq(f, i)))
+            .cloned()
+            .collect();
+        *list = fresh.to_vec();
+        drop(map);
+        self.refresh_routes();
+        old
+    }
+}
+
+async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Failure> {
+    for inst in fresh {
+        if let Err(why) = inst.started().await {
+            return Err(Failure::new(
+                422,
+                "start-failed",
+                format!(
+                    "instance {} of the new release {why}; the previous release keeps running",
+                    inst.index
+                ),
+                Some(&format!("see `paas logs {} --recent`", inst.app)),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The platform: desired state on one side, running instances and routes on the other.
+//!
+//! Every app has a list of live [`Instance`]s; each is supervised by its own task (see
+//! [`instance`]). Whenever an instance becomes healthy or stops being so, the route table
+//! is rebuilt from these lists and published to the router as a new snapshot.
+//!
+//! Pushes and deletes of one app are serialised by a per-app lock; different apps deploy
+//! in parallel.
+
+mod deploy;
+pub mod instance;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use paas_api::{AppName, AppSummary, ErrorBody};
+use paas_router::{Backend, RouteTable, Router};
+use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
+use paas_stager::archive::{self, ArchivePolicy};
+use paas_stager::{Buildpack, Stager};
+
+use crate::blobs::Blobs;
+use crate::logs::Logs;
+use crate::store::{AppRecord, Release, Store};
+use crate::Config;
+pub use instance::{Instance, InstanceState};
+
+/// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// An error for the API: an HTTP status and the error envelope.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: u16,
+    pub body: ErrorBody,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &str, message: impl Into<String>, hint: Option<&str>) -> Self {
+        Failure {
+            status,
+            body: ErrorBody {
+                code: code.to_string(),
+                message: message.into(),
+                hint: hint.map(str::to_string),
+            },
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {e}");
+        Failure::new(
+            500,
+            "internal",
+            format!("internal error: {e}"),
+            Some("see paasd's log"),
+        )
+    }
+
+    pub fn app_not_found(app: &AppName) -> Self {
+        Failure::new(
+            404,
+            "app-not-found",
+            format!("app {app} does not exist"),
+            Some("see `paas apps` for the apps there are"),
+        )
+    }
+}
+
+pub struct Platform {
+    pub domain: String,
+    router_port: u16,
+    pub store: Store,
+    pub blobs: Blobs,
+    pub logs: Logs,
+    runtime: Arc<Runtime>,
+    stager: Stager,
+    router: Arc<Router>,
+    buildpacks: Vec<Buildpack>,
+    droplets_dir: PathBuf,
+    staging_timeout: Duration,
+    start_timeout: Duration,
+    /// The live instances of each app, old and new during a deploy.
+    instances: Mutex<HashMap<AppName, Vec<Arc<Instance>>>>,
+    app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Platform {
+    /// Opens the data folder: database, blobs, logs, stack, buildpacks, runtime.
+    pub async fn open(
+        cfg: &Config,
+        router_port: u16,
+        router: Arc<Router>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = &cfg.data_dir;
+        let store = Store::open(&dir.join("paas.db")).context("opening the database")?;
+        let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
+        let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
+        let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
+        let cgroups = CgroupDriver::detect(std::path::Path::new("/sys/fs/cgroup"))
+            .context("finding cgroups")?;
+        let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
+        let runtime = Arc::new(
+            Runtime::new(
+                cfg.init_exe.clone(),
+                dir.join("containers"),
+                cgroups,
+                pool,
+                stack,
+            )
+            .context("starting the runtime")?,
+        );
+        let buildpacks = crate::shipped::install(&dir.join("buildpacks"))?;
+        let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
+        let droplets_dir = dir.join("droplets");
+        std::fs::create_dir_all(&droplets_dir).context("creating the droplets folder")?;
+        tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
+        Ok(Arc::new(Platform {
+            domain: cfg.domain.clone(),
+            router_port,
+            store,
+            blobs,
+            logs,
+            runtime,
+            stager,
+            router,
+            buildpacks,
+            droplets_dir,
+            staging_timeout: cfg.staging_timeout,
+            start_timeout: cfg.start_timeout,
+            instances: Mutex::new(HashMap::new()),
+            app_locks: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// After a start: removes what an earlier run left behind, then starts every app's
+    /// instances again from the desired state.
+    pub async fn restore(self: &Arc<Self>) {
+        let n = self.runtime.clean_up_leftovers().await;
+        if n > 0 {
+            tracing::info!("cleaned up {n} containers left by an earlier run");
+        }
+        let apps = match self.store.apps() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("reading apps to restore: {e}");
+                return;
+            }
+        };
+        for app in apps {
+            let Some(release) = app.release.clone() else {
+                continue;
+            };
+            match self.droplet_dir(&release.droplet).await {
+                Ok(droplet) => {
+                    let started = self.start_instances(&app, &release, &droplet);
+                    self.instances
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(app.name.clone(), started);
+                    tracing::info!(app = %app.name, instances = app.settings.instances, "restarting app");
+                }
+                Err(e) => tracing::error!(app = %app.name, "cannot restore: {e:#}"),
+            }
+        }
+        self.refresh_routes();
+    }
+
+    /// The app's route host, `NAME.DOMAIN`.
+    pub fn host(&self, app: &AppName) -> String {
+        format!("{app}.{}", self.domain)
+    }
+
+    /// The URL an app answers at.
+    pub fn url(&self, app: &AppName) -> String {
+        match self.router_port {
+            80 => format!("http://{}", self.host(app)),
+            p => format!("http://{}:{p}", self.host(app)),
+        }
+    }
+
+    pub fn router_url(&self) -> String {
+        format!("http://{}:{}", self.domain, self.router_port)
+    }
+
+    fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(app.clone()).or_default())
+    }
+
+    /// Publishes a route table built from every instance that is running now.
+    pub fn refresh_routes(&self) {
+        let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = RouteTable::new();
+        for (app, list) in instances.iter() {
+            let backends = list
+                .iter()
+                .filter_map(|i| {
+                    i.routable_addr().map(|addr| Backend {
+                        addr,
+                        index: i.index,
+                    })
+                })
+                .collect();
+            table.insert(&self.host(app), app.as_str(), backends);
+        }
+        self.router.update(table);
+    }
+
+    pub fn summary(&self, app: &AppRecord) -> AppSummary {
+        let running = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&app.name)
+            .map(|l| {
+                l.iter()
+                    .filter(|i| i.state() == InstanceState::Running)
+                    .count() as u32
+            })
+            .unwrap_or(0);
+        AppSummary {
+            name: app.name.clone(),
+            settings: app.settings.clone(),
+            state: if app.release.is_some() {
+                "started"
+            } else {
+                "pending"
+            }
+            .to_string(),
+            running_instances: running,
+            url: self.url(&app.name),
+            droplet: app.release.as_ref().map(|r| r.droplet.clone()),
+            detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
+            start_command: app.release.as_ref().map(|r| r.start_command.clone()),
+        }
+    }
+
+    /// Stops and forgets an app: instances, routes, state and logs.
+    pub async fn delete(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
+        let lock = self.app_lock(app);
+        let _held = lock.lock().await;
+        if self.store.app(app).map_err(Failure::internal)?.is_none() {
+            return Err(Failure::app_not_found(app));
+        }
+        let old = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app)
+            .unwrap_or_default();
+        self.refresh_routes();
+        stop_all(old).await;
+        self.store.delete_app(app).map_err(Failure::internal)?;
+        self.logs.remove(app);
+        Ok(())
+    }
+
+    /// Stops every instance of every app, for a clean shutdown of the daemon.
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Instance>> = {
+            let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().flat_map(|(_, v)| v).collect()
+        };
+        self.refresh_routes();
+        stop_all(all).await;
+    }
+
+    /// The unpacked droplet `sha`, unpacking it on first use. Instances share it read-only
+    /// as the lower layer of their `/home/vcap` overlay.
+    async fn droplet_dir(&self, sha: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.droplets_dir.join(sha);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let blob = self.blobs.path(sha);
+        let tmp = self.droplets_dir.join(format!(".{sha}.tmp"));
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir_all(&tmp)?;
+            let f = std::fs::File::open(&blob)
+                .with_context(|| format!("opening droplet {}", blob.display()))?;
+            archive::unpack(
+                std::io::BufReader::new(f),
+                &tmp,
+                ArchivePolicy::droplet(),
+                Some((paas_runtime::VCAP_UID, paas_runtime::VCAP_GID)),
+            )
+            .context("unpacking the droplet")?;
+            std::os::unix::fs::chown(
+                &tmp,
+                Some(paas_runtime::VCAP_UID),
+                Some(paas_runtime::VCAP_GID),
+            )?;
+            std::fs::rename(&tmp, &target)?;
+            Ok(())
+        })
+        .await
+        .context("unpacking the droplet")??;
+        Ok(dir)
+    }
+
+    fn start_instances(
+        self: &Arc<Self>,
+        app: &AppRecord,
+        release: &Release,
+        droplet: &std::path::Path,
+    ) -> Vec<Arc<Instance>> {
+        (0..app.settings.instances)
+            .map(|index| {
+                instance::spawn(
+                    Arc::clone(self),
+                    instance::InstanceSpec {
+                        app: app.name.clone(),
+                        app_guid: app.guid.clone(),
+                        index,
+                        settings: app.settings.clone(),
+                        start_command: release.start_command.clone(),
+                        droplet_dir: droplet.to_path_buf(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Stops instances in parallel and waits until all are gone.
+async fn stop_all(list: Vec<Arc<Instance>>) {
+    let tasks: Vec<_> = list
+        .into_iter()
+        .map(|i| tokio::spawn(async move { i.stop().await }))
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}

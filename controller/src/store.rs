@@ -1,0 +1,315 @@
+//! Desired state: apps and their releases, in SQLite.
+//!
+//! The database runs in WAL mode with `synchronous=FULL`: a write the API acknowledged
+//! survives a crash of the daemon or the host. Calls are short and made under a
+//! `std::sync::Mutex`; none waits on anything but SQLite itself.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use paas_api::{AppName, AppSettings};
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database holds invalid data for app {app}: {detail}")]
+    Corrupt { app: String, detail: String },
+}
+
+/// A stored app.
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    pub name: AppName,
+    pub guid: String,
+    pub settings: AppSettings,
+    pub release: Option<Release>,
+}
+
+/// What runs: a droplet with its start command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub id: i64,
+    pub version: i64,
+    pub droplet: String,
+    pub package: String,
+    pub buildpack: String,
+    pub start_command: String,
+}
+
+pub struct Store {
+    db: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    guid TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    release_id INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    droplet TEXT NOT NULL,
+    package TEXT NOT NULL,
+    buildpack TEXT NOT NULL,
+    start_command TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS releases_by_app ON releases (app, version);
+";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.pragma_update(None, "foreign_keys", "ON")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Store { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the app, or changes its settings. Returns the stored record.
+    pub fn put_app(&self, name: &AppName, settings: &AppSettings) -> Result<AppRecord, StoreError> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt {
+            app: name.to_string(),
+            detail: e.to_string(),
+        })?;
+        let guid = new_guid();
+        self.db().execute(
+            "INSERT INTO apps (name, guid, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+            params![name.as_str(), guid, json, now()],
+        )?;
+        self.app(name)?.ok_or_else(|| StoreError::Corrupt {
+            app: name.to_string(),
+            detail: "vanished after being written".into(),
+        })
+    }
+
+    pub fn app(&self, name: &AppName) -> Result<Option<AppRecord>, StoreError> {
+        let db = self.db();
+        let row = db
+            .query_row(
+                "SELECT a.name, a.guid, a.settings, r.id, r.version, r.droplet, r.package, r.buildpack, r.start_command
+                 FROM apps a LEFT JOIN releases r ON r.id = a.release_id WHERE a.name = ?1",
+                params![name.as_str()],
+                row_to_parts,
+            )
+            .optional()?;
+        row.map(parts_to_record).transpose()
+    }
+
+    pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT a.name, a.guid, a.settings, r.id, r.version, r.droplet, r.package, r.buildpack, r.start_command
+             FROM apps a LEFT JOIN releases r ON r.id = a.release_id ORDER BY a.name",
+        )?;
+        let rows = stmt.query_map([], row_to_parts)?;
+        rows.map(|r| parts_to_record(r?)).collect()
+    }
+
+    /// Records a new release of `app`; [`Store::set_release`] makes it the current one
+    /// once its instances are healthy.
+    pub fn add_release(
+        &self,
+        app: &AppName,
+        droplet: &str,
+        package: &str,
+        buildpack: &str,
+        start_command: &str,
+    ) -> Result<Release, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let version: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?1",
+            params![app.as_str()],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO releases (app, version, droplet, package, buildpack, start_command, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![app.as_str(), version, droplet, package, buildpack, start_command, now()],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Release {
+            id,
+            version,
+            droplet: droplet.to_string(),
+            package: package.to_string(),
+            buildpack: buildpack.to_string(),
+            start_command: start_command.to_string(),
+        })
+    }
+
+    /// Makes release `id` the one `app` runs.
+    pub fn set_release(&self, app: &AppName, id: i64) -> Result<(), StoreError> {
+        self.db().execute(
+            "UPDATE apps SET release_id = ?1, updated_at = ?2 WHERE name = ?3",
+            params![id, now(), app.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the app and its releases. Returns false if there was no such app.
+    pub fn delete_app(&self, app: &AppName) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
+        let n = tx.execute("DELETE FROM apps WHERE name = ?1", params![app.as_str()])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+}
+
+type Parts = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn row_to_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<Parts> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+fn parts_to_record(p: Parts) -> Result<AppRecord, StoreError> {
+    let (name, guid, settings, id, version, droplet, package, buildpack, start) = p;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        app: name.clone(),
+        detail,
+    };
+    let app = AppName::parse(&name).map_err(|e| corrupt(e.to_string()))?;
+    let settings: AppSettings =
+        serde_json::from_str(&settings).map_err(|e| corrupt(e.to_string()))?;
+    let release = match (id, version, droplet, package, buildpack, start) {
+        (
+            Some(id),
+            Some(version),
+            Some(droplet),
+            Some(package),
+            Some(buildpack),
+            Some(start_command),
+        ) => Some(Release {
+            id,
+            version,
+            droplet,
+            package,
+            buildpack,
+            start_command,
+        }),
+        _ => None,
+    };
+    Ok(AppRecord {
+        name: app,
+        guid,
+        settings,
+        release,
+    })
+}
+
+/// A random version-4 UUID, as Cloud Foundry's GUIDs are.
+pub fn new_guid() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paas_api::MemorySize;
+
+    fn settings(instances: u32) -> AppSettings {
+        AppSettings {
+            instances,
+            memory: MemorySize::parse("256M").unwrap(),
+            buildpacks: vec![],
+            command: None,
+        }
+    }
+
+    #[test]
+    fn apps_and_releases_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paas.db");
+        let name = AppName::parse("web").unwrap();
+        {
+            let s = Store::open(&path).unwrap();
+            let created = s.put_app(&name, &settings(1)).unwrap();
+            let updated = s.put_app(&name, &settings(3)).unwrap();
+            assert_eq!(created.guid, updated.guid, "updating keeps the guid");
+            let r1 = s
+                .add_release(&name, "d1", "p1", "python", "python3 app.py")
+                .unwrap();
+            let r2 = s
+                .add_release(&name, "d2", "p1", "python", "python3 app.py")
+                .unwrap();
+            assert_eq!((r1.version, r2.version), (1, 2));
+            assert!(
+                s.app(&name).unwrap().unwrap().release.is_none(),
+                "not current until set"
+            );
+            s.set_release(&name, r2.id).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let app = s.app(&name).unwrap().unwrap();
+        assert_eq!(app.settings.instances, 3);
+        assert_eq!(app.release.unwrap().droplet, "d2");
+        assert_eq!(s.apps().unwrap().len(), 1);
+        assert!(s.delete_app(&name).unwrap());
+        assert!(s.app(&name).unwrap().is_none());
+        assert!(!s.delete_app(&name).unwrap());
+    }
+
+    #[test]
+    fn guids_are_uuid_v4() {
+        let g = new_guid();
+        assert_eq!(g.len(), 36);
+        assert_eq!(&g[14..15], "4");
+    }
+}
