@@ -1,0 +1,246 @@
+//! A `paasd` per test, the CLI, and a tiny HTTP client for the router.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The workspace's binaries: `target/debug/` beside this test's `deps/`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Each daemon in this process gets its own instance address pool.
+static NEXT_POOL: AtomicU32 = AtomicU32::new(0);
+
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+    pub api: String,
+    pub router: SocketAddr,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
+        let mut child = Command::new(bin("paasd"))
+            .args(["--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--domain", "localhost"])
+            .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
+            .args(["--start-timeout", "30"])
+            .env("PAASD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting paasd");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("paasd did not print its ready line within 60 s");
+        let field = |k: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {ready:?}"))
+                .to_string()
+        };
+        let api = field("api=");
+        let router = field("router=")
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        Daemon {
+            child,
+            dir,
+            home,
+            api,
+            router,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.path().join("api-cert.pem")
+    }
+
+    /// Runs the CLI against this daemon.
+    pub fn paas(&self, args: &[&str]) -> Output {
+        Command::new(bin("paas"))
+            .args(args)
+            .env("PAAS_HOME", self.home.path())
+            .env("PAAS_API", &self.api)
+            .env("PAAS_TOKEN", self.token())
+            .env("PAAS_CA_CERT", self.cert())
+            .output()
+            .expect("running paas")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns its stdout.
+    pub fn paas_ok(&self, args: &[&str]) -> String {
+        let out = self.paas(args);
+        assert!(
+            out.status.success(),
+            "paas {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Calls the API with curl, as any HTTP client would: returns (status, body).
+    pub fn api_call(&self, method: &str, path: &str, body: Option<&Path>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("--cacert")
+            .arg(self.cert())
+            .args(["-H", &format!("Authorization: Bearer {}", self.token())]);
+        if let Some(b) = body {
+            cmd.args([
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", b.display()));
+        }
+        let out = cmd
+            .arg(format!("{}{path}", self.api))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// A GET through the router with the given Host.
+    pub fn get(&self, host: &str, path: &str) -> HttpResponse {
+        get(self.router, host, path)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A one-shot HTTP/1.1 GET with `Connection: close`.
+pub fn get(addr: SocketAddr, host: &str, path: &str) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).expect("connecting to the router");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let headers: Vec<(String, String)> = headers;
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    HttpResponse {
+        status,
+        headers,
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    }
+}
+
+/// Decodes a chunked body (RFC 9112 §7.1), ignoring extensions and trailers.
+fn dechunk(mut raw: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = raw.split_once("\r\n") {
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        raw = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

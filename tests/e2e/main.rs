@@ -1,0 +1,7 @@
+//! End-to-end: a real `paasd` on ephemeral ports with its own data folder, the real `paas`
+//! CLI, real containers, real HTTP through the router. Needs root, like `paasd`, and the
+//! workspace binaries built (`cargo build --workspace`), which the test command does.
+
+mod harness;
+mod push;
+mod refusals;
