@@ -222,3 +222,53 @@ async fn binary_needs_a_start_command() {
     let (res, _, _) = stage(&f, "binary", app.path(), vec![binary], false).await;
     assert!(matches!(res, Err(StagingError::NoStartCommand)), "{res:?}");
 }
+
+/// Writes a minimal pure-Python wheel of `tinydep` 1.0 into `dir` (a wheel is a zip with
+/// the package and its dist-info; Python's zipfile writes it).
+fn write_wheel(dir: &Path) {
+    let script = r#"
+import sys, zipfile
+path = sys.argv[1] + "/tinydep-1.0-py3-none-any.whl"
+with zipfile.ZipFile(path, "w") as z:
+    z.writestr("tinydep/__init__.py", "GREETING = 'hello from a vendored wheel'\n")
+    z.writestr("tinydep-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n")
+    z.writestr("tinydep-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: paas-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr("tinydep-1.0.dist-info/RECORD", "")
+"#;
+    let status = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn python_requirements_install_with_pip_from_vendored_wheels() {
+    let f = fixture();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("requirements.txt"), "tinydep==1.0\n").unwrap();
+    std::fs::write(app.path().join("app.py"), "import tinydep\n").unwrap();
+    std::fs::create_dir(app.path().join("vendor")).unwrap();
+    write_wheel(&app.path().join("vendor"));
+    let (res, log, droplet) = stage(&f, "pipwheel", app.path(), shipped(), true).await;
+    let text: Vec<&str> = log.iter().map(|(_, l)| l.as_str()).collect();
+    let result = res.unwrap_or_else(|e| panic!("{e}\n{}", text.join("\n")));
+    assert_eq!(result.info.start_command, "python3 app.py");
+    assert!(
+        text.iter()
+            .any(|l| l.contains("Successfully installed tinydep-1.0")),
+        "{text:#?}"
+    );
+    let entries = droplet_entries(&droplet);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e == "app/.python-packages/tinydep/__init__.py"),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().any(|e| e == "app/.profile.d/python.sh"),
+        "{entries:?}"
+    );
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what paas and its tests need on a Debian or Ubuntu host, if missing:
+# iproute2 (instance networks), curl, python3 with pip and nodejs with npm (the host
+# stack's languages, used by the shipped buildpacks), and a Rust toolchain check.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: run as root (for example with sudo): paas makes namespaces, cgroups and network links" >&2
+  exit 1
+fi
+
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+[ -x /usr/bin/node ] || missing+=(nodejs)
+[ -x /usr/bin/npm ] || missing+=(npm)
+command -v cc >/dev/null || missing+=(gcc)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is missing: install Rust (https://rustup.rs), then run this again" >&2
+  exit 1
+fi
