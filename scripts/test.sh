@@ -15,4 +15,8 @@ echo "== cargo build"
 # The tests run the binaries (paasd, paas, paas-init) from target/debug.
 cargo build --workspace
 echo "== cargo test"
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

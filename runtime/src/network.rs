@@ -210,11 +210,9 @@ mod tests {
         assert_eq!(a.host_ip, Ipv4Addr::new(10, 250, 3, 0));
         assert_eq!(a.instance_ip, Ipv4Addr::new(10, 250, 3, 1));
         assert_eq!(b.instance_ip, Ipv4Addr::new(10, 250, 3, 3));
-        assert_eq!(a.host_if, "pvabcdef0123");
-        assert!(
-            a.host_if.len() <= 15,
-            "interface names are at most 15 bytes"
-        );
+        assert_eq!(a.host_if.len(), 12, "interface names are at most 15 bytes");
+        assert_ne!(a.host_if, b.host_if);
+        assert_eq!(a.netns, format!("paas-{}", &a.host_if[2..]));
         pool.release(&a);
         assert_eq!(pool.allocate("c").unwrap().pair, 0);
     }
