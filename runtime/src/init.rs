@@ -538,6 +538,14 @@ fn exec_process(spec: &ContainerSpec, signals: &SigSet) -> String {
     if let Err(e) = chdir(p.cwd.as_str()) {
         return format!("entering {}: {e}", p.cwd);
     }
+    // Open files: the limit Cloud Foundry gives (`limits.fds` in VCAP_APPLICATION).
+    if let Err(e) = nix::sys::resource::setrlimit(
+        nix::sys::resource::Resource::RLIMIT_NOFILE,
+        crate::NOFILE_LIMIT,
+        crate::NOFILE_LIMIT,
+    ) {
+        return format!("limiting open files: {e}");
+    }
     // Close every inherited descriptor but stdio, so no host file or directory leaks into
     // the app (CVE-2024-21626 was a leaked cgroup directory descriptor in runc).
     // SAFETY: close_range takes plain integers.
@@ -552,6 +560,10 @@ fn exec_process(spec: &ContainerSpec, signals: &SigSet) -> String {
         Ok(e) => e,
         Err(e) => return e,
     };
+    // Last, so that nothing above needs a syscall the filter refuses.
+    if let Err(e) = crate::seccomp::apply() {
+        return e;
+    }
     match nix::unistd::execve(&args[0], &args, &env) {
         Ok(never) => match never {},
         Err(e) => format!("running {}: {e}", p.args[0]),

@@ -17,6 +17,7 @@ pub mod cgroup;
 mod container;
 pub mod init;
 pub mod network;
+pub mod seccomp;
 pub mod spec;
 pub mod stack;
 
@@ -28,6 +29,9 @@ pub use stack::{HostStack, StackError};
 /// The uid and gid apps and buildpacks run as, as in Cloud Foundry's stacks.
 pub const VCAP_UID: u32 = 2000;
 pub const VCAP_GID: u32 = 2000;
+
+/// Open files a container process may have (`RLIMIT_NOFILE`).
+pub const NOFILE_LIMIT: u64 = 16384;
 
 /// The exit code `paas-init` uses when it could not set up the container, before the
 /// process ran. The reason is on the container's stderr, prefixed `paas-init:`.

@@ -6,6 +6,11 @@
 //! going through the host's routing, where it can be filtered.
 //!
 //! Links are made with iproute2's `ip -batch`, two processes per instance.
+//!
+//! [`isolate_instances`] installs the nftables rules that make an instance reachable
+//! from the host (router, health checks) but keep it from starting a connection to the
+//! host or to another instance. The rules match every `pv*` link, so daemons sharing a
+//! host share them; applying them is one atomic, idempotent transaction.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -30,6 +35,12 @@ pub enum NetworkError {
     },
     #[error("`ip` failed to {action}: {stderr}")]
     Ip { action: String, stderr: String },
+    #[error(
+        "running `nft` to isolate instances: {0}; install nftables (apt-get install nftables)"
+    )]
+    NftMissing(#[source] std::io::Error),
+    #[error("`nft` refused the instance isolation rules: {0}")]
+    Nft(String),
 }
 
 /// A pool of /31 point-to-point networks for instances.
@@ -147,6 +158,50 @@ impl AddressPool {
             Err(NetworkError::Ip { stderr, .. }) if stderr.contains("No such file") => Ok(()),
             other => other,
         }
+    }
+}
+
+/// The nftables table that isolates instances.
+const NFT_TABLE: &str = "paas";
+
+/// Installs (or refreshes) the host firewall rules for instances: traffic that an
+/// instance starts towards the host or through it is dropped; replies to connections the
+/// host started are let through.
+pub async fn isolate_instances() -> Result<(), NetworkError> {
+    let ruleset = format!(
+        "add table inet {t}\n\
+         flush table inet {t}\n\
+         add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\n\
+         add chain inet {t} forward {{ type filter hook forward priority -10; policy accept; }}\n\
+         add rule inet {t} input iifname \"pv*\" ct state established,related accept\n\
+         add rule inet {t} input iifname \"pv*\" counter drop\n\
+         add rule inet {t} forward iifname \"pv*\" counter drop\n\
+         add rule inet {t} forward oifname \"pv*\" counter drop\n",
+        t = NFT_TABLE
+    );
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(NetworkError::NftMissing)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(ruleset.as_bytes())
+            .await
+            .map_err(NetworkError::NftMissing)?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(NetworkError::NftMissing)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetworkError::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 

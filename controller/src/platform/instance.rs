@@ -358,7 +358,7 @@ fn instance_env(
         "uris": [host],
         "instance_id": id,
         "instance_index": spec.index,
-        "limits": { "mem": spec.settings.memory.mb(), "fds": 16384 },
+        "limits": { "mem": spec.settings.memory.mb(), "fds": paas_runtime::NOFILE_LIMIT },
     });
     vec![
         format!("PORT={APP_PORT}"),

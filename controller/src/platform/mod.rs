@@ -103,6 +103,9 @@ impl Platform {
         let cgroups = CgroupDriver::detect(std::path::Path::new("/sys/fs/cgroup"))
             .context("finding cgroups")?;
         let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
+        paas_runtime::network::isolate_instances()
+            .await
+            .context("isolating instances from the host")?;
         let runtime = Arc::new(
             Runtime::new(
                 cfg.init_exe.clone(),

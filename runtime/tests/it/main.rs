@@ -1,6 +1,8 @@
 //! Runtime tests with real namespaces and cgroups. They need root, as `paasd` does; the
 //! project's test command runs them as root.
 
+mod isolation;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,12 +13,12 @@ use paas_runtime::{
 };
 use tokio::io::AsyncReadExt;
 
-struct Fixture {
-    runtime: Runtime,
+pub struct Fixture {
+    pub runtime: Runtime,
     _dir: tempfile::TempDir,
 }
 
-fn fixture(pool: &str) -> Fixture {
+pub fn fixture(pool: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stack = HostStack::prepare(&dir.path().join("stack")).unwrap();
     let runtime = Runtime::new(
@@ -30,9 +32,15 @@ fn fixture(pool: &str) -> Fixture {
     Fixture { runtime, _dir: dir }
 }
 
-fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
+/// A container id unique to this test run, so that leftovers of an earlier run that
+/// panicked half-way cannot collide with this one.
+pub fn unique(id: &str) -> String {
+    format!("{id}-{}", std::process::id())
+}
+
+pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
     ContainerConfig {
-        id: id.to_string(),
+        id: unique(id),
         hostname: id.to_string(),
         mounts: vec![Mount {
             target: "/tmp".into(),
@@ -56,7 +64,7 @@ fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
     }
 }
 
-async fn run(f: &Fixture, cfg: ContainerConfig) -> (ExitReason, String, String) {
+pub async fn run(f: &Fixture, cfg: ContainerConfig) -> (ExitReason, String, String) {
     let mut c = f.runtime.start(cfg).await.unwrap();
     let mut out = String::new();
     let mut err = String::new();
@@ -141,7 +149,7 @@ async fn memory_hog_is_killed_and_reported_as_out_of_memory() {
 #[tokio::test]
 async fn routed_container_answers_on_its_own_address() {
     let f = fixture("10.251.4.0/24");
-    let address = f.runtime.allocate_address("rt-routed").unwrap();
+    let address = f.runtime.allocate_address(&unique("rt-routed")).unwrap();
     let cfg = config(
         "rt-routed",
         "exec python3 -m http.server 8080 --bind 0.0.0.0 --directory /etc",

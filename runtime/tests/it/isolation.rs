@@ -1,0 +1,345 @@
+//! From inside a real container, every way out is tried and must fail. Each probe prints
+//! DENIED when the attempt failed as it should and ALLOWED when it got through, so a
+//! probe that cannot run at all fails the test too.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use paas_runtime::{ExitReason, NetworkMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{config, fixture, run, unique, Fixture};
+
+/// Runs a Python probe as the container's process and returns its stdout.
+async fn probe(f: &Fixture, id: &str, python: &str) -> String {
+    let script = format!("exec python3 -c '{}'", python.replace('\'', "'\\''"));
+    let (reason, out, err) = run(f, config(id, &script, NetworkMode::Isolated)).await;
+    assert_eq!(
+        reason,
+        ExitReason::Exited(0),
+        "probe {id} failed to run: {err}"
+    );
+    out
+}
+
+/// A probe that tries `attempt` (Python statements) and reports whether it raised.
+fn attempt(attempt: &str) -> String {
+    format!("try:\n{}\n    print(\"ALLOWED\")\nexcept Exception as e:\n    print(\"DENIED\", type(e).__name__, e)\n", indent(attempt))
+}
+
+fn indent(code: &str) -> String {
+    code.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+const LIBC: &str = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\ndef check(r):\n    if r != 0:\n        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))\n";
+
+async fn assert_denied(f: &Fixture, id: &str, setup: &str, code: &str) {
+    let out = probe(f, id, &format!("{setup}{}", attempt(code))).await;
+    assert!(
+        out.starts_with("DENIED"),
+        "{id}: the attempt got through: {out}"
+    );
+}
+
+#[tokio::test]
+async fn cannot_become_root() {
+    let f = fixture("10.252.0.0/24");
+    assert_denied(&f, "iso-root", "import os\n", "os.setuid(0)").await;
+}
+
+#[tokio::test]
+async fn has_no_capabilities() {
+    let f = fixture("10.252.1.0/24");
+    let out = probe(
+        &f,
+        "iso-caps",
+        "print([l.split()[1] for l in open(\"/proc/self/status\") if l.startswith((\"CapInh\", \"CapPrm\", \"CapEff\", \"CapBnd\", \"CapAmb\"))])",
+    )
+    .await;
+    assert_eq!(
+        out.trim(),
+        format!("{:?}", ["0000000000000000"; 5]).replace('"', "'")
+    );
+}
+
+#[tokio::test]
+async fn cannot_read_host_files() {
+    let f = fixture("10.252.2.0/24");
+    let secret = tempfile::NamedTempFile::new_in("/root").unwrap();
+    std::fs::write(secret.path(), "host secret").unwrap();
+    for (n, path) in [
+        secret.path().to_str().unwrap(),
+        "/etc/shadow",
+        "/work",
+        "/var/lib",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_denied(
+            &f,
+            &format!("iso-file{n}"),
+            "import os\n",
+            &format!("os.stat(\"{path}\")"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn sees_only_its_own_processes() {
+    let f = fixture("10.252.3.0/24");
+    let out = probe(
+        &f,
+        "iso-ps",
+        "import os\nprint(sorted(int(p) for p in os.listdir(\"/proc\") if p.isdigit()))",
+    )
+    .await;
+    assert_eq!(
+        out.trim(),
+        "[1, 2]",
+        "pid 1 (paas-init) and the probe itself"
+    );
+}
+
+#[tokio::test]
+async fn cannot_mount_unshare_or_join_namespaces() {
+    let f = fixture("10.252.4.0/24");
+    assert_denied(
+        &f,
+        "iso-mount",
+        LIBC,
+        "check(libc.mount(b\"none\", b\"/tmp\", b\"tmpfs\", 0, None))",
+    )
+    .await;
+    for (name, flag) in [
+        ("user", 0x1000_0000),
+        ("mnt", 0x0002_0000),
+        ("net", 0x4000_0000),
+        ("pid", 0x2000_0000),
+    ] {
+        assert_denied(
+            &f,
+            &format!("iso-unshare-{name}"),
+            LIBC,
+            &format!("check(libc.unshare({flag}))"),
+        )
+        .await;
+    }
+    assert_denied(
+        &f,
+        "iso-setns",
+        LIBC,
+        "fd = os.open(\"/proc/1/ns/mnt\", os.O_RDONLY)\ncheck(libc.setns(fd, 0))",
+    )
+    .await;
+    // A child in a new user namespace through a raw clone(CLONE_NEWUSER | SIGCHLD): the
+    // filter reads clone's flags. (56 is clone on x86_64.)
+    #[cfg(target_arch = "x86_64")]
+    assert_denied(
+        &f,
+        "iso-clone",
+        LIBC,
+        "r = libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)\nif r == 0:\n    os._exit(0)\nif r < 0:\n    raise OSError(ctypes.get_errno(), \"clone\")",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cannot_open_raw_or_packet_sockets() {
+    let f = fixture("10.252.5.0/24");
+    assert_denied(
+        &f,
+        "iso-raw",
+        "import socket\n",
+        "socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)",
+    )
+    .await;
+    assert_denied(
+        &f,
+        "iso-packet",
+        "import socket\n",
+        "socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cannot_make_devices_write_the_stack_or_rename_the_host() {
+    let f = fixture("10.252.6.0/24");
+    assert_denied(
+        &f,
+        "iso-mknod",
+        "import os, stat\n",
+        "os.mknod(\"/tmp/null\", stat.S_IFCHR | 0o600, os.makedev(1, 3))",
+    )
+    .await;
+    assert_denied(
+        &f,
+        "iso-stack",
+        "",
+        "open(\"/usr/bin/paas-was-here\", \"w\")",
+    )
+    .await;
+    assert_denied(&f, "iso-etc", "", "open(\"/etc/passwd\", \"a\")").await;
+    assert_denied(
+        &f,
+        "iso-hostname",
+        "import socket\n",
+        "socket.sethostname(\"pwned\")",
+    )
+    .await;
+}
+
+/// A host service listening on every address, answering "host" to anyone who connects.
+async fn host_service() -> u16 {
+    let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.write_all(b"host\n").await;
+        }
+    });
+    port
+}
+
+/// A Python probe that connects to `addr` with a timeout.
+fn connect_probe(addr: SocketAddr) -> String {
+    format!(
+        "import socket\n{}",
+        attempt(&format!(
+            "socket.create_connection((\"{}\", {}), timeout=2).recv(10)",
+            addr.ip(),
+            addr.port()
+        ))
+    )
+}
+
+async fn routed_probe(f: &Fixture, id: &str, python: &str) -> String {
+    let address = f.runtime.allocate_address(&unique(id)).unwrap();
+    let script = format!("exec python3 -c '{}'", python.replace('\'', "'\\''"));
+    let (reason, out, err) = run(f, config(id, &script, NetworkMode::Routed(address))).await;
+    assert_eq!(
+        reason,
+        ExitReason::Exited(0),
+        "probe {id} failed to run: {err}"
+    );
+    out
+}
+
+#[tokio::test]
+async fn cannot_reach_host_services_or_other_instances() {
+    paas_runtime::network::isolate_instances().await.unwrap();
+    let f = fixture("10.252.7.0/24");
+    let port = host_service().await;
+
+    // A neighbour the host can reach: the positive control for the probes below.
+    let address = f
+        .runtime
+        .allocate_address(&unique("iso-neighbour"))
+        .unwrap();
+    let neighbour_ip = address.instance_ip;
+    let mut neighbour = f
+        .runtime
+        .start(config(
+            "iso-neighbour",
+            "exec python3 -m http.server 8080",
+            NetworkMode::Routed(address),
+        ))
+        .await
+        .unwrap();
+    let neighbour_addr = SocketAddr::from((neighbour_ip, 8080));
+    let mut reachable = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(neighbour_addr).await.is_ok() {
+            reachable = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(reachable, "the host reaches an instance");
+
+    // The gateway is the host end of the probe's own link: the pool gives each pair in
+    // turn, so the probe's is the next one after the neighbour's.
+    let gateway = Ipv4Addr::from(u32::from(neighbour_ip) + 1);
+    let out = routed_probe(
+        &f,
+        "iso-probe-gw",
+        &connect_probe(SocketAddr::from((gateway, port))),
+    )
+    .await;
+    assert!(
+        out.starts_with("DENIED"),
+        "host service via the gateway: {out}"
+    );
+    let out = routed_probe(&f, "iso-probe-nb", &connect_probe(neighbour_addr)).await;
+    assert!(out.starts_with("DENIED"), "another instance: {out}");
+    let out = routed_probe(
+        &f,
+        "iso-probe-lo",
+        &connect_probe(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+    )
+    .await;
+    assert!(
+        out.starts_with("DENIED"),
+        "the host's loopback is not the container's: {out}"
+    );
+
+    neighbour.stop(Duration::from_secs(2)).await;
+    neighbour.destroy().await;
+}
+
+#[tokio::test]
+async fn fork_bomb_and_memory_hog_harm_only_themselves() {
+    let f = fixture("10.252.8.0/24");
+    let address = f.runtime.allocate_address(&unique("iso-survivor")).unwrap();
+    let ip = address.instance_ip;
+    let mut survivor = f
+        .runtime
+        .start(config(
+            "iso-survivor",
+            "exec python3 -m http.server 8080",
+            NetworkMode::Routed(address),
+        ))
+        .await
+        .unwrap();
+    // The bomb stops by itself after 3 s: when `timeout` exits, pid 1 kills the rest.
+    let bomb = f.runtime.start(config(
+        "iso-bomb",
+        "timeout 3 bash -c 'b() { b | b & }; b'; echo done",
+        NetworkMode::Isolated,
+    ));
+    let hog = f.runtime.start(config(
+        "iso-hog",
+        "python3 -c 'x = bytearray(512 * 1024 * 1024)'",
+        NetworkMode::Isolated,
+    ));
+    let (bomb, hog) = (bomb.await.unwrap(), hog.await.unwrap());
+    let mut answered = 0;
+    for _ in 0..40 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect((ip, 8080)).await {
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body).await;
+            if body.starts_with("HTTP/1.0 200") {
+                answered += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        answered >= 20,
+        "the neighbour kept answering: {answered} of 40"
+    );
+    let mut hog = hog;
+    assert_eq!(hog.wait().await, ExitReason::OutOfMemory);
+    hog.destroy().await;
+    let mut bomb = bomb;
+    let reason = tokio::time::timeout(Duration::from_secs(30), bomb.wait())
+        .await
+        .expect("the bomb stops");
+    assert!(matches!(reason, ExitReason::Exited(_)), "{reason:?}");
+    bomb.destroy().await;
+    survivor.stop(Duration::from_secs(2)).await;
+    survivor.destroy().await;
+}
