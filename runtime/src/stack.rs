@@ -96,6 +96,13 @@ impl HostStack {
         Ok(HostStack { etc })
     }
 
+    /// Uses the `/etc` that [`HostStack::prepare`] wrote into `dir` earlier.
+    pub fn open(dir: &Path) -> Self {
+        HostStack {
+            etc: dir.join("etc"),
+        }
+    }
+
     /// The mounts and links that make up `/` from this stack, before per-container ones.
     pub fn mounts(&self) -> (Vec<Mount>, Vec<(String, String)>) {
         let ro = |source: &str, target: &str| Mount {
