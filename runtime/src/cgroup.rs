@@ -30,10 +30,15 @@ pub struct Limits {
 /// Which cgroup layout the host has.
 #[derive(Debug, Clone)]
 pub enum CgroupDriver {
-    /// v1: one hierarchy per controller (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/pids`).
-    V1 { memory: PathBuf, pids: PathBuf },
-    /// v2: the unified hierarchy.
-    V2 { root: PathBuf },
+    /// v1: one hierarchy per controller (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/pids`,
+    /// and `/sys/fs/cgroup/cpu` when mounted).
+    V1 {
+        memory: PathBuf,
+        pids: PathBuf,
+        cpu: Option<PathBuf>,
+    },
+    /// v2: the unified hierarchy; `cpu` when the cpu controller is available.
+    V2 { root: PathBuf, cpu: bool },
 }
 
 /// One container's cgroup folders.
@@ -56,17 +61,20 @@ impl CgroupDriver {
     /// Looks at `/sys/fs/cgroup` (or `base`) and picks v2 when it is the whole tree, v1
     /// when the memory controller is mounted on its own.
     pub fn detect(base: &Path) -> Result<Self, CgroupError> {
-        if base.join("cgroup.controllers").exists() {
+        if let Ok(controllers) = fs::read_to_string(base.join("cgroup.controllers")) {
             return Ok(CgroupDriver::V2 {
                 root: base.join("paas"),
+                cpu: controllers.split_whitespace().any(|c| c == "cpu"),
             });
         }
         let memory = base.join("memory");
         let pids = base.join("pids");
         if memory.join("memory.limit_in_bytes").exists() && pids.join("cgroup.procs").exists() {
+            let cpu = base.join("cpu");
             return Ok(CgroupDriver::V1 {
                 memory: memory.join("paas"),
                 pids: pids.join("paas"),
+                cpu: cpu.join("cpu.shares").exists().then(|| cpu.join("paas")),
             });
         }
         Err(CgroupError::NotFound(base.to_path_buf()))
@@ -81,8 +89,12 @@ impl CgroupDriver {
 
     fn parents(&self) -> Vec<PathBuf> {
         match self {
-            CgroupDriver::V1 { memory, pids } => vec![memory.clone(), pids.clone()],
-            CgroupDriver::V2 { root } => vec![root.clone()],
+            CgroupDriver::V1 { memory, pids, cpu } => {
+                let mut v = vec![memory.clone(), pids.clone()];
+                v.extend(cpu.clone());
+                v
+            }
+            CgroupDriver::V2 { root, .. } => vec![root.clone()],
         }
     }
 
@@ -96,13 +108,18 @@ impl CgroupDriver {
 
     /// Creates the cgroup of container `id` with `limits`.
     pub fn create(&self, id: &str, limits: Limits) -> Result<Cgroup, CgroupError> {
-        if let CgroupDriver::V2 { root } = self {
+        if let CgroupDriver::V2 { root, cpu } = self {
             if !root.exists() {
                 fs::create_dir_all(root).map_err(io_err(root, "creating"))?;
             }
             // Children of `paas` may only use controllers that `paas` hands down.
             let ctl = root.join("cgroup.subtree_control");
-            fs::write(&ctl, "+memory +pids").map_err(io_err(&ctl, "enabling memory and pids"))?;
+            let wanted = if *cpu {
+                "+memory +pids +cpu"
+            } else {
+                "+memory +pids"
+            };
+            fs::write(&ctl, wanted).map_err(io_err(&ctl, "enabling memory, pids and cpu"))?;
         }
         let cg = self.cgroup(id);
         for dir in &cg.dirs {
@@ -111,8 +128,15 @@ impl CgroupDriver {
         let mem = limits.memory_bytes.to_string();
         let pids = limits.pids.to_string();
         match self {
-            CgroupDriver::V1 { .. } => {
+            CgroupDriver::V1 { cpu, .. } => {
                 let (m, p) = (&cg.dirs[0], &cg.dirs[1]);
+                if cpu.is_some() {
+                    write(
+                        &cg.dirs[2],
+                        "cpu.shares",
+                        &cpu_shares(limits.memory_bytes).to_string(),
+                    )?;
+                }
                 write(m, "memory.limit_in_bytes", &mem)?;
                 // memsw = memory means no swap at all; absent when swap accounting is off.
                 if m.join("memory.memsw.limit_in_bytes").exists() {
@@ -123,6 +147,13 @@ impl CgroupDriver {
             CgroupDriver::V2 { .. } => {
                 let d = &cg.dirs[0];
                 write(d, "memory.max", &mem)?;
+                if d.join("cpu.weight").exists() {
+                    write(
+                        d,
+                        "cpu.weight",
+                        &cpu_weight(limits.memory_bytes).to_string(),
+                    )?;
+                }
                 if d.join("memory.swap.max").exists() {
                     write(d, "memory.swap.max", "0")?;
                 }
@@ -131,6 +162,17 @@ impl CgroupDriver {
         }
         Ok(cg)
     }
+}
+
+/// CPU in proportion to memory, as Cloud Foundry gives it: v1 shares equal to the
+/// memory in MiB (so 1 GiB gets the kernel's default 1024)...
+pub fn cpu_shares(memory_bytes: u64) -> u64 {
+    (memory_bytes >> 20).clamp(2, 262_144)
+}
+
+/// ...and the same proportion as a v2 weight (1 GiB gets the default 100).
+pub fn cpu_weight(memory_bytes: u64) -> u64 {
+    ((memory_bytes >> 20) * 100 / 1024).clamp(1, 10_000)
 }
 
 fn write(dir: &Path, file: &'static str, value: &str) -> Result<(), CgroupError> {
@@ -218,5 +260,21 @@ impl Cgroup {
             last.map_err(io_err(dir, "removing"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_follows_memory() {
+        assert_eq!(cpu_shares(1 << 30), 1024);
+        assert_eq!(cpu_shares(256 << 20), 256);
+        assert_eq!(cpu_shares(1 << 20), 2);
+        assert_eq!(cpu_weight(1 << 30), 100);
+        assert_eq!(cpu_weight(256 << 20), 25);
+        assert_eq!(cpu_weight(1 << 20), 1);
+        assert_eq!(cpu_weight(1 << 50), 10_000);
     }
 }

@@ -192,3 +192,47 @@ async fn routed_container_answers_on_its_own_address() {
         "the network namespace is removed with the container"
     );
 }
+
+#[tokio::test]
+async fn limits_are_set_on_the_cgroup_with_no_swap() {
+    let f = fixture("10.251.6.0/24");
+    let cfg = config("rt-limits", "exec sleep 30", NetworkMode::Isolated);
+    let id = cfg.id.clone();
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let read = |p: String| {
+        std::fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").exists() {
+        let d = format!("/sys/fs/cgroup/paas/{id}");
+        assert_eq!(read(format!("{d}/memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(format!("{d}/memory.swap.max")), "0");
+        assert_eq!(read(format!("{d}/pids.max")), "64");
+    } else {
+        let mem = format!("/sys/fs/cgroup/memory/paas/{id}");
+        assert_eq!(
+            read(format!("{mem}/memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        if std::path::Path::new(&format!("{mem}/memory.memsw.limit_in_bytes")).exists() {
+            assert_eq!(
+                read(format!("{mem}/memory.memsw.limit_in_bytes")),
+                (64u64 << 20).to_string()
+            );
+        }
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/pids/paas/{id}/pids.max")),
+            "64"
+        );
+        if base.join("cpu/cpu.shares").exists() {
+            assert_eq!(
+                read(format!("/sys/fs/cgroup/cpu/paas/{id}/cpu.shares")),
+                "64"
+            );
+        }
+    }
+    c.stop(Duration::from_secs(2)).await;
+    c.destroy().await;
+}
