@@ -36,11 +36,96 @@ pub struct AppSettings {
     /// The start command; `None` takes the Procfile's or the buildpack's.
     #[serde(default)]
     pub command: Option<String>,
+    /// How the platform tells that an instance is healthy.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Seconds an instance may take to pass its first health check; `None` is the
+    /// platform's default (60).
+    #[serde(default)]
+    pub start_timeout_secs: Option<u32>,
 }
 
 impl AppSettings {
     /// The most instances one app may ask for on one host.
     pub const MAX_INSTANCES: u32 = 100;
+    /// The longest start timeout one may ask for, as Cloud Foundry allows.
+    pub const MAX_START_TIMEOUT_SECS: u32 = 600;
+}
+
+/// A health check, as Cloud Foundry's `health-check-type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HealthCheck {
+    /// Healthy while `$PORT` accepts TCP connections.
+    #[default]
+    Port,
+    /// Healthy while `GET endpoint` on `$PORT` answers 2xx or 3xx.
+    Http { endpoint: String },
+    /// Healthy while the process runs.
+    Process,
+}
+
+impl HealthCheck {
+    /// Parses cf's `-u TYPE` with its `--endpoint`.
+    pub fn parse(kind: &str, endpoint: Option<&str>) -> Result<Self, String> {
+        match (kind, endpoint) {
+            ("port", None) => Ok(HealthCheck::Port),
+            ("process", None) => Ok(HealthCheck::Process),
+            ("http", e) => {
+                let endpoint = e.unwrap_or("/");
+                if !endpoint.starts_with('/')
+                    || endpoint.chars().any(|c| c.is_control() || c == ' ')
+                {
+                    return Err(format!(
+                        "health check endpoint {endpoint:?} must be a path such as /health"
+                    ));
+                }
+                Ok(HealthCheck::Http {
+                    endpoint: endpoint.to_string(),
+                })
+            }
+            ("port" | "process", Some(_)) => {
+                Err("--endpoint goes only with the http health check (-u http)".into())
+            }
+            (other, _) => Err(format!(
+                "health check type {other:?} is unknown: use port, http or process"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealthCheck::Port => f.write_str("port"),
+            HealthCheck::Http { endpoint } => write!(f, "http {endpoint}"),
+            HealthCheck::Process => f.write_str("process"),
+        }
+    }
+}
+
+/// One instance of an app as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    pub index: u32,
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`.
+    pub state: String,
+    /// When it entered that state, in milliseconds since the epoch.
+    pub since_ms: u64,
+    pub memory_bytes: u64,
+}
+
+/// Something that happened to an app: a crash, a deploy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppEvent {
+    pub timestamp_ms: u64,
+    /// `crash`, `deploy`, `deploy-failed`.
+    pub kind: String,
+    #[serde(default)]
+    pub instance: Option<u32>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    pub description: String,
 }
 
 /// What the API says about an app.
@@ -61,6 +146,8 @@ pub struct AppSummary {
     /// The start command of the running release.
     #[serde(default)]
     pub start_command: Option<String>,
+    #[serde(default)]
+    pub instances: Vec<InstanceSummary>,
 }
 
 /// `POST /v1/apps/{name}/packages` answer: the upload is stored under its SHA-256.
@@ -172,5 +259,43 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(back, DeployEvent::Done { instances: 2, .. }));
+    }
+}
+
+#[cfg(test)]
+mod health_check_tests {
+    use super::HealthCheck;
+
+    #[test]
+    fn parses_cf_health_check_flags() {
+        assert_eq!(HealthCheck::parse("port", None), Ok(HealthCheck::Port));
+        assert_eq!(
+            HealthCheck::parse("process", None),
+            Ok(HealthCheck::Process)
+        );
+        assert_eq!(
+            HealthCheck::parse("http", Some("/health")),
+            Ok(HealthCheck::Http {
+                endpoint: "/health".into()
+            })
+        );
+        assert_eq!(
+            HealthCheck::parse("http", None),
+            Ok(HealthCheck::Http {
+                endpoint: "/".into()
+            })
+        );
+        assert!(HealthCheck::parse("http", Some("health")).is_err());
+        assert!(HealthCheck::parse("port", Some("/x")).is_err());
+        assert!(HealthCheck::parse("none", None)
+            .unwrap_err()
+            .contains("port, http or process"));
+    }
+
+    #[test]
+    fn old_settings_without_a_health_check_mean_port() {
+        let s: super::AppSettings =
+            serde_json::from_str(r#"{"instances":1,"memory":256}"#).unwrap();
+        assert_eq!(s.health_check, HealthCheck::Port);
     }
 }

@@ -41,6 +41,10 @@ enum Command {
     Push(commands::push::Args),
     /// List apps.
     Apps(commands::apps::Args),
+    /// Show an app: its settings, release and instances.
+    App(commands::app::Args),
+    /// Show an app's crashes and deploys.
+    Events(commands::events::Args),
     /// Show an app's logs: its staging, instances and platform events.
     Logs(commands::logs::Args),
     /// Stop an app and delete it.
@@ -62,6 +66,8 @@ fn main() {
             Command::Login(a) => commands::login::run(a, skip).await,
             Command::Push(a) => commands::push::run(a, skip).await,
             Command::Apps(a) => commands::apps::run(a, skip).await,
+            Command::App(a) => commands::app::run(a, skip).await,
+            Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
         }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use paas_api::{AppName, AppSettings};
+use paas_api::{AppEvent, AppName, AppSettings};
 use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +62,20 @@ CREATE TABLE IF NOT EXISTS releases (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS releases_by_app ON releases (app, version);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    instance INTEGER,
+    exit_code INTEGER,
+    description TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
 ";
+
+/// Events kept per app; older ones are dropped as new ones arrive.
+const EVENTS_KEPT: i64 = 500;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -170,11 +183,53 @@ impl Store {
         Ok(())
     }
 
+    /// Records an event of `app`, keeping the newest [`EVENTS_KEPT`].
+    pub fn add_event(&self, app: &AppName, e: &AppEvent) -> Result<(), StoreError> {
+        let db = self.db();
+        db.execute(
+            "INSERT INTO events (app, timestamp_ms, kind, instance, exit_code, description)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                app.as_str(),
+                e.timestamp_ms as i64,
+                e.kind,
+                e.instance,
+                e.exit_code,
+                e.description
+            ],
+        )?;
+        db.execute(
+            "DELETE FROM events WHERE app = ?1 AND id <= (SELECT MAX(id) FROM events WHERE app = ?1) - ?2",
+            params![app.as_str(), EVENTS_KEPT],
+        )?;
+        Ok(())
+    }
+
+    /// The app's events, oldest first.
+    pub fn events(&self, app: &AppName) -> Result<Vec<AppEvent>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT timestamp_ms, kind, instance, exit_code, description FROM events WHERE app = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![app.as_str()], |r| {
+            Ok(AppEvent {
+                timestamp_ms: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                instance: r.get(2)?,
+                exit_code: r.get(3)?,
+                description: r.get(4)?,
+            })
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(StoreError::from)
+    }
+
     /// Deletes the app and its releases. Returns false if there was no such app.
     pub fn delete_app(&self, app: &AppName) -> Result<bool, StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
+        tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", params![app.as_str()])?;
         tx.commit()?;
         Ok(n > 0)
@@ -270,6 +325,8 @@ mod tests {
             memory: MemorySize::parse("256M").unwrap(),
             buildpacks: vec![],
             command: None,
+            health_check: Default::default(),
+            start_timeout_secs: None,
         }
     }
 
@@ -304,6 +361,33 @@ mod tests {
         assert!(s.delete_app(&name).unwrap());
         assert!(s.app(&name).unwrap().is_none());
         assert!(!s.delete_app(&name).unwrap());
+    }
+
+    #[test]
+    fn events_are_kept_in_order_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("paas.db")).unwrap();
+        let name = AppName::parse("web").unwrap();
+        s.put_app(&name, &settings(1)).unwrap();
+        for i in 0..(EVENTS_KEPT + 3) {
+            let e = AppEvent {
+                timestamp_ms: i as u64,
+                kind: "crash".into(),
+                instance: Some(0),
+                exit_code: Some(i as i32),
+                description: format!("crash {i}"),
+            };
+            s.add_event(&name, &e).unwrap();
+        }
+        let events = s.events(&name).unwrap();
+        assert_eq!(events.len() as i64, EVENTS_KEPT);
+        assert_eq!(
+            events.last().unwrap().exit_code,
+            Some((EVENTS_KEPT + 2) as i32)
+        );
+        assert_eq!(events[0].description, "crash 3");
+        s.delete_app(&name).unwrap();
+        assert!(s.events(&name).unwrap().is_empty());
     }
 
     #[test]

@@ -319,9 +319,9 @@ impl Container {
         reason
     }
 
-    /// The container's memory use now, in bytes.
-    pub fn memory_usage(&self) -> u64 {
-        self.cgroup.memory_usage()
+    /// The container's cgroup, to read its usage from while it runs.
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
     }
 
     /// Asks the process to stop with SIGTERM, and kills everything in the container once

@@ -17,11 +17,12 @@ pub mod cgroup;
 mod container;
 pub mod init;
 pub mod network;
+pub mod output;
 pub mod seccomp;
 pub mod spec;
 pub mod stack;
 
-pub use cgroup::{CgroupDriver, CgroupError, Limits};
+pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 pub use container::{Container, ContainerConfig, ExitReason, NetworkMode, Runtime, RuntimeError};
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use stack::{HostStack, StackError};

@@ -27,7 +27,7 @@ use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
     ContainerConfig, ExitReason, Limits, NetworkMode, Runtime, RuntimeError, VCAP_GID, VCAP_UID,
 };
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::AsyncRead;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 
@@ -398,30 +398,17 @@ async fn pump(
 ) -> String {
     let mut captured = String::new();
     let Some(pipe) = pipe else { return captured };
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        let mut line = String::from_utf8_lossy(&buf).into_owned();
+    paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
         if output == Output::Capture {
-            if captured.len() + line.len() <= MAX_CAPTURE {
+            if captured.len() + line.len() < MAX_CAPTURE {
                 captured.push_str(&line);
+                captured.push('\n');
             }
-            continue;
+        } else {
+            let _ = log.send((stream, line));
         }
-        if line.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-        }
-        let _ = log.send((stream, line.trim_end_matches(['\n', '\r']).to_string()));
-    }
+    })
+    .await;
     captured
 }
 

@@ -5,3 +5,4 @@
 mod harness;
 mod push;
 mod refusals;
+mod supervision;

@@ -1,7 +1,9 @@
 //! One module per command.
 
+pub mod app;
 pub mod apps;
 pub mod delete;
+pub mod events;
 pub mod login;
 pub mod logs;
 pub mod push;

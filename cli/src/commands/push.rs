@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use http::Method;
 use paas_api::{
-    AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, MemorySize, PackageStored,
+    AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, HealthCheck, MemorySize,
+    PackageStored,
 };
 
 use crate::archive;
@@ -37,6 +38,20 @@ pub struct Args {
     /// The start command, instead of the Procfile's or the buildpack's.
     #[arg(short = 'c', long = "command", value_name = "COMMAND")]
     command: Option<String>,
+    /// How to tell an instance is healthy: port, http or process.
+    #[arg(
+        short = 'u',
+        long = "health-check-type",
+        default_value = "port",
+        value_name = "TYPE"
+    )]
+    health_check_type: String,
+    /// The path an http health check asks for, e.g. /health.
+    #[arg(long = "endpoint", value_name = "PATH")]
+    endpoint: Option<String>,
+    /// Seconds an instance may take to become healthy [default: the platform's, 60].
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
+    timeout: Option<u32>,
 }
 
 pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
@@ -61,11 +76,23 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
         )
         .with_hint("give the app's folder with -p PATH"));
     }
+    let health_check = HealthCheck::parse(&args.health_check_type, args.endpoint.as_deref())
+        .map_err(Failure::usage)?;
+    if let Some(t) = args.timeout {
+        if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
+            return Err(Failure::usage(format!(
+                "-t {t} is out of range: give 1 to {} seconds",
+                AppSettings::MAX_START_TIMEOUT_SECS
+            )));
+        }
+    }
     let settings = AppSettings {
         instances: args.instances,
         memory,
         buildpacks,
         command: args.command,
+        health_check,
+        start_timeout_secs: args.timeout,
     };
     let client = super::client(skip_ssl_validation)?;
     println!("Pushing app {name} from {}", args.path.display());

@@ -35,6 +35,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::POST, ["packages"]) => upload_package(p, &app, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
+                (Method::GET, ["events"]) => events(p, &app),
                 _ => Err(not_found(&method, &path)),
             },
         },
@@ -123,6 +124,24 @@ async fn put_app(
             Some(&format!("ask for 1 to {}", AppSettings::MAX_INSTANCES)),
         ));
     }
+    if let Some(t) = settings.start_timeout_secs {
+        if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
+            return Err(Failure::new(
+                422,
+                "invalid-timeout",
+                format!("a start timeout of {t} seconds is not allowed"),
+                Some(&format!(
+                    "ask for 1 to {} seconds",
+                    AppSettings::MAX_START_TIMEOUT_SECS
+                )),
+            ));
+        }
+    }
+    if let paas_api::HealthCheck::Http { endpoint } = &settings.health_check {
+        if let Err(e) = paas_api::HealthCheck::parse("http", Some(endpoint)) {
+            return Err(Failure::new(422, "invalid-health-check", e, None));
+        }
+    }
     if let Some(c) = &settings.command {
         if c.trim().is_empty() || c.contains('\0') {
             return Err(Failure::new(
@@ -135,6 +154,14 @@ async fn put_app(
     }
     let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
     Ok(body::json(200, &p.summary(&record)))
+}
+
+fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    let events = p.store.events(app).map_err(Failure::internal)?;
+    Ok(body::json(200, &events))
 }
 
 /// Stores a package after checking every entry: an unsafe archive is refused whole and

@@ -138,12 +138,21 @@ impl Platform {
         if let Err(failure) = wait_all_started(&fresh).await {
             self.forget(app, &fresh);
             stop_all(fresh).await;
+            self.record_event(app, "deploy-failed", None, None, &failure.body.message);
             return Err(failure);
         }
         self.store
             .set_release(app, release.id)
             .map_err(Failure::internal)?;
         let old = self.replace_with(app, &fresh);
+        let description = format!(
+            "release {} (droplet {}, {}) runs {} instance(s)",
+            release.version,
+            &droplet[..12],
+            staged.info.detected_buildpack,
+            fresh.len()
+        );
+        self.record_event(app, "deploy", None, None, &description);
         // Old instances leave the route table at once; their graceful stop (up to the
         // grace period) need not hold up the push.
         tokio::spawn(stop_all(old));

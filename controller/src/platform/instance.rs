@@ -1,19 +1,23 @@
 //! One app instance and the task that keeps it alive.
 //!
-//! The task starts the container, waits for its port to answer, marks it running (which
-//! routes it), and restarts it when it crashes, with DESIGN.md's backoff. Asking it to
-//! stop takes it out of the route table first, then sends SIGTERM, and SIGKILL after
-//! [`STOP_GRACE`].
+//! The task starts the container, waits for its health check to pass, marks it running
+//! (which routes it), keeps checking it, and restarts it when it crashes, with DESIGN.md's
+//! backoff. A failed check takes it out of the route table at once; three in a row kill
+//! it. Asking it to stop takes it out of the route table first, then sends SIGTERM, and
+//! SIGKILL after [`STOP_GRACE`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paas_api::{AppName, AppSettings, LogStream};
+use paas_api::{AppName, AppSettings, HealthCheck, InstanceSummary, LogStream};
 use paas_runtime::spec::{Mount, MountKind};
-use paas_runtime::{Container, ContainerConfig, Limits, NetworkMode, VCAP_GID, VCAP_UID};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use paas_runtime::{
+    Cgroup, Container, ContainerConfig, ExitReason, Limits, NetworkMode, VCAP_GID, VCAP_UID,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -25,14 +29,35 @@ pub const APP_PORT: u16 = 8080;
 const PIDS_LIMIT: u32 = 1024;
 /// An instance that ran this long before crashing has its crash count reset.
 const CRASH_RESET_AFTER: Duration = Duration::from_secs(5 * 60);
+/// How often a running instance's health check runs.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Failed checks in a row after which a running instance is killed and restarted.
+const LIVENESS_FAILURES: u32 = 3;
+/// How long one health check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceState {
     Starting,
     Running,
+    /// Running, but its last health check failed: not routed until one passes.
+    Unhealthy,
     Crashed(String),
     Stopping,
     Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Running => "running",
+            InstanceState::Unhealthy => "unhealthy",
+            InstanceState::Crashed(_) => "crashed",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
 }
 
 /// What an instance runs.
@@ -50,6 +75,8 @@ pub struct Instance {
     pub app: AppName,
     pub index: u32,
     state: watch::Sender<InstanceState>,
+    since_ms: AtomicU64,
+    cgroup: Mutex<Option<Cgroup>>,
     addr: Mutex<Option<SocketAddr>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -58,6 +85,22 @@ pub struct Instance {
 impl Instance {
     pub fn state(&self) -> InstanceState {
         self.state.borrow().clone()
+    }
+
+    /// What the API reports about this instance.
+    pub fn summary(&self) -> InstanceSummary {
+        let memory_bytes = self
+            .cgroup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, Cgroup::memory_usage);
+        InstanceSummary {
+            index: self.index,
+            state: self.state.borrow().as_str().to_string(),
+            since_ms: self.since_ms.load(Ordering::Relaxed),
+            memory_bytes,
+        }
     }
 
     /// Where the router may send requests: only while running.
@@ -95,6 +138,8 @@ impl Instance {
 
     fn set(&self, platform: &Platform, s: InstanceState) {
         let routed_before = self.routable_addr().is_some();
+        self.since_ms
+            .store(crate::logs::now_ms(), Ordering::Relaxed);
         self.state.send_replace(s);
         if routed_before != self.routable_addr().is_some() {
             platform.refresh_routes();
@@ -108,6 +153,8 @@ pub fn spawn(platform: Arc<Platform>, spec: InstanceSpec) -> Arc<Instance> {
         app: spec.app.clone(),
         index: spec.index,
         state: watch::channel(InstanceState::Starting).0,
+        since_ms: AtomicU64::new(crate::logs::now_ms()),
+        cgroup: Mutex::new(None),
         addr: Mutex::new(None),
         stop: watch::channel(false).0,
         task: Mutex::new(None),
@@ -139,39 +186,41 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
     loop {
         inst.set(&platform, InstanceState::Starting);
         let began = Instant::now();
-        let why = match start(&platform, &spec).await {
-            Err(e) => format!("could not start: {e}"),
+        let (why, exit_code) = match start(&platform, &spec).await {
+            Err(e) => (format!("could not start: {e}"), None),
             Ok(mut c) => {
                 let addr = c
                     .address
                     .as_ref()
                     .map(|a| SocketAddr::from((a.instance_ip, APP_PORT)));
                 *inst.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+                *inst.cgroup.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.cgroup().clone());
                 let pumps = (
-                    tokio::spawn(pump(
-                        Arc::clone(&platform),
-                        spec.app.clone(),
-                        source.clone(),
+                    spawn_pump(
+                        &platform,
+                        &spec.app,
+                        &source,
                         LogStream::Out,
                         c.stdout.take(),
-                    )),
-                    tokio::spawn(pump(
-                        Arc::clone(&platform),
-                        spec.app.clone(),
-                        source.clone(),
+                    ),
+                    spawn_pump(
+                        &platform,
+                        &spec.app,
+                        &source,
                         LogStream::Err,
                         c.stderr.take(),
-                    )),
+                    ),
                 );
-                let outcome = run_once(&platform, &inst, &mut c, addr, &mut stop).await;
+                let outcome = run_once(&platform, &inst, &spec, &mut c, addr, &mut stop).await;
                 let _ = tokio::join!(pumps.0, pumps.1);
+                *inst.cgroup.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 c.destroy().await;
                 match outcome {
                     Outcome::Stopped => {
                         inst.set(&platform, InstanceState::Stopped);
                         return;
                     }
-                    Outcome::Crashed(why) => why,
+                    Outcome::Crashed { why, exit_code } => (why, exit_code),
                 }
             }
         };
@@ -180,7 +229,7 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
         } else {
             crashes + 1
         };
-        cell(format!("instance {} crashed: {why}", spec.index));
+        platform.record_event(&spec.app, "crash", Some(spec.index), exit_code, &why);
         inst.set(&platform, InstanceState::Crashed(why));
         let delay = restart_delay(crashes);
         if !delay.is_zero() {
@@ -202,57 +251,116 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
 
 enum Outcome {
     Stopped,
-    Crashed(String),
+    Crashed { why: String, exit_code: Option<i32> },
 }
 
-/// Health-checks a started container, then waits for it to exit or to be stopped.
+impl Outcome {
+    fn exited(reason: ExitReason, during_start: bool) -> Self {
+        let exit_code = match reason {
+            ExitReason::Exited(c) => Some(c),
+            _ => None,
+        };
+        let why = if during_start {
+            format!("exited during start ({reason})")
+        } else {
+            reason.to_string()
+        };
+        Outcome::Crashed { why, exit_code }
+    }
+}
+
+/// Health-checks a started container until it is ready, then keeps checking it until it
+/// exits or is stopped.
 async fn run_once(
     platform: &Platform,
     inst: &Instance,
+    spec: &InstanceSpec,
     c: &mut Container,
     addr: Option<SocketAddr>,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let Some(addr) = addr else {
-        return Outcome::Crashed("the container has no address".into());
+        return Outcome::Crashed {
+            why: "the container has no address".into(),
+            exit_code: None,
+        };
     };
-    let deadline = Instant::now() + platform.start_timeout;
-    // The `port` health check: the instance is healthy once its port accepts connections.
-    let healthy = loop {
+    let check = &spec.settings.health_check;
+    let timeout = spec
+        .settings
+        .start_timeout_secs
+        .map_or(platform.start_timeout, |s| {
+            Duration::from_secs(u64::from(s))
+        });
+    let deadline = Instant::now() + timeout;
+    let ready = loop {
         tokio::select! {
-            reason = c.wait() => break Err(format!("exited during start ({reason})")),
-            _ = stopped(stop) => {
-                inst.set(platform, InstanceState::Stopping);
-                c.stop(STOP_GRACE).await;
-                return Outcome::Stopped;
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                break Err(format!("did not listen on port {APP_PORT} within {}s", platform.start_timeout.as_secs()));
-            }
-            ok = port_answers(addr) => if ok { break Ok(()) } else {
+            reason = c.wait() => return Outcome::exited(reason, true),
+            _ = stopped(stop) => return stop_now(platform, inst, c).await,
+            _ = tokio::time::sleep_until(deadline) => break false,
+            ok = healthy(check, addr) => if ok { break true } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             },
         }
     };
-    if let Err(why) = healthy {
+    if !ready {
         c.stop(Duration::ZERO).await;
-        return Outcome::Crashed(why);
+        return Outcome::Crashed {
+            why: format!(
+                "did not pass its {check} health check within {}s",
+                timeout.as_secs()
+            ),
+            exit_code: None,
+        };
     }
     inst.set(platform, InstanceState::Running);
-    platform.logs.append(
-        &inst.app,
-        "CELL",
-        LogStream::Out,
-        &format!("instance {} is running", inst.index),
-    );
-    tokio::select! {
-        reason = c.wait() => Outcome::Crashed(reason.to_string()),
-        _ = stopped(stop) => {
-            inst.set(platform, InstanceState::Stopping);
-            c.stop(STOP_GRACE).await;
-            Outcome::Stopped
+    let cell = |msg: String| {
+        platform
+            .logs
+            .append(&inst.app, "CELL", LogStream::Out, &msg)
+    };
+    cell(format!("instance {} is running", inst.index));
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            reason = c.wait() => return Outcome::exited(reason, false),
+            _ = stopped(stop) => return stop_now(platform, inst, c).await,
+            _ = tokio::time::sleep(LIVENESS_INTERVAL) => {}
+        }
+        if healthy(check, addr).await {
+            if failures > 0 {
+                cell(format!(
+                    "instance {} passes its health check again",
+                    inst.index
+                ));
+                inst.set(platform, InstanceState::Running);
+            }
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        if failures == 1 {
+            // Out of the route table at once; killed only if it stays unhealthy.
+            cell(format!(
+                "instance {} failed its {check} health check",
+                inst.index
+            ));
+            inst.set(platform, InstanceState::Unhealthy);
+        }
+        if failures >= LIVENESS_FAILURES {
+            c.stop(Duration::ZERO).await;
+            return Outcome::Crashed {
+                why: format!("failed its {check} health check {failures} times in a row"),
+                exit_code: None,
+            };
         }
     }
+}
+
+async fn stop_now(platform: &Platform, inst: &Instance, c: &mut Container) -> Outcome {
+    inst.set(platform, InstanceState::Stopping);
+    c.stop(STOP_GRACE).await;
+    Outcome::Stopped
 }
 
 /// Completes once the instance is asked to stop.
@@ -260,10 +368,36 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn port_answers(addr: SocketAddr) -> bool {
+/// One health check: `port` connects, `http` wants a 2xx or 3xx, `process` always passes
+/// (the process running is the check).
+async fn healthy(check: &HealthCheck, addr: SocketAddr) -> bool {
+    match check {
+        HealthCheck::Port => matches!(
+            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        ),
+        HealthCheck::Http { endpoint } => http_ok(addr, endpoint).await,
+        HealthCheck::Process => true,
+    }
+}
+
+async fn http_ok(addr: SocketAddr, endpoint: &str) -> bool {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!(
+            "GET {endpoint} HTTP/1.0\r\nHost: {}\r\nUser-Agent: paas-health-check\r\n\r\n",
+            addr.ip()
+        );
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut head = [0u8; 32];
+        let n = s.read(&mut head).await.ok()?;
+        let line = std::str::from_utf8(&head[..n]).ok()?;
+        let code: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some((200..400).contains(&code))
+    };
     matches!(
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
+        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
+        Ok(Some(true))
     )
 }
 
@@ -382,28 +516,75 @@ fn instance_env(
 
 /// The longest app log line kept; longer lines are cut.
 const MAX_LINE: usize = 16 * 1024;
+/// Lines per second one instance may log (on each stream); more are dropped and counted,
+/// so one noisy instance cannot flood the platform's log store.
+const LINES_PER_SECOND: u32 = 1000;
 
-async fn pump(
-    platform: Arc<Platform>,
-    app: AppName,
-    source: String,
+fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
+    platform: &Arc<Platform>,
+    app: &AppName,
+    source: &str,
     stream: LogStream,
-    pipe: Option<impl AsyncRead + Unpin>,
-) {
-    let Some(pipe) = pipe else { return };
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+    pipe: Option<R>,
+) -> tokio::task::JoinHandle<()> {
+    let (platform, app, source) = (Arc::clone(platform), app.clone(), source.to_string());
+    tokio::spawn(async move {
+        let Some(pipe) = pipe else { return };
+        let mut limit = RateLimit::new(LINES_PER_SECOND);
+        paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
+            let now = Instant::now();
+            if let Some(dropped) = limit.dropped_before(now) {
+                platform.logs.append(
+                    &app,
+                    &source,
+                    LogStream::Err,
+                    &format!("paas: {dropped} lines dropped: this instance logs more than {LINES_PER_SECOND} lines a second"),
+                );
+            }
+            if limit.admit(now) {
+                platform.logs.append(&app, &source, stream, &line);
+            }
+        })
+        .await;
+    })
+}
+
+/// A fixed one-second window of at most `per_second` lines.
+struct RateLimit {
+    per_second: u32,
+    window: Instant,
+    used: u32,
+    dropped: u64,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second,
+            window: Instant::now(),
+            used: 0,
+            dropped: 0,
         }
-        buf.truncate(MAX_LINE);
-        let line = String::from_utf8_lossy(&buf);
-        platform
-            .logs
-            .append(&app, &source, stream, line.trim_end_matches(['\n', '\r']));
+    }
+
+    /// When a new window starts: how many lines the last one dropped, if any.
+    fn dropped_before(&mut self, now: Instant) -> Option<u64> {
+        if now.duration_since(self.window) < Duration::from_secs(1) {
+            return None;
+        }
+        self.window = now;
+        self.used = 0;
+        Some(std::mem::take(&mut self.dropped)).filter(|n| *n > 0)
+    }
+
+    fn admit(&mut self, _now: Instant) -> bool {
+        if self.used < self.per_second {
+            self.used += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
     }
 }
 
@@ -411,6 +592,21 @@ async fn pump(
 mod tests {
     use super::restart_delay;
     use std::time::Duration;
+
+    #[test]
+    fn log_rate_limit_drops_past_the_budget_and_reports_once_a_second() {
+        let start = tokio::time::Instant::now();
+        let mut l = super::RateLimit::new(3);
+        let admitted = (0..5).filter(|_| l.admit(start)).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(l.dropped_before(start + Duration::from_millis(500)), None);
+        assert_eq!(
+            l.dropped_before(start + Duration::from_millis(1500)),
+            Some(2)
+        );
+        assert!(l.admit(start + Duration::from_millis(1500)));
+        assert_eq!(l.dropped_before(start + Duration::from_millis(2600)), None);
+    }
 
     #[test]
     fn first_three_restarts_are_immediate_then_backoff_doubles_to_16_minutes() {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppName, AppSummary, ErrorBody};
+use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
 use paas_router::{Backend, RouteTable, Router};
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
@@ -214,17 +214,17 @@ impl Platform {
     }
 
     pub fn summary(&self, app: &AppRecord) -> AppSummary {
-        let running = self
+        let instances: Vec<_> = self
             .instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&app.name)
-            .map(|l| {
-                l.iter()
-                    .filter(|i| i.state() == InstanceState::Running)
-                    .count() as u32
-            })
-            .unwrap_or(0);
+            .map(|l| l.iter().map(|i| i.summary()).collect())
+            .unwrap_or_default();
+        let running = instances
+            .iter()
+            .filter(|i| i.state == InstanceState::Running.as_str())
+            .count() as u32;
         AppSummary {
             name: app.name.clone(),
             settings: app.settings.clone(),
@@ -239,7 +239,38 @@ impl Platform {
             droplet: app.release.as_ref().map(|r| r.droplet.clone()),
             detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),
+            instances,
         }
+    }
+
+    /// Records an event in the store and in the app's log (as `API`).
+    pub fn record_event(
+        &self,
+        app: &AppName,
+        kind: &str,
+        instance: Option<u32>,
+        exit_code: Option<i32>,
+        description: &str,
+    ) {
+        let event = AppEvent {
+            timestamp_ms: crate::logs::now_ms(),
+            kind: kind.to_string(),
+            instance,
+            exit_code,
+            description: description.to_string(),
+        };
+        if let Err(e) = self.store.add_event(app, &event) {
+            tracing::warn!(%app, "recording an event: {e}");
+        }
+        let who = instance
+            .map(|i| format!("instance {i} "))
+            .unwrap_or_default();
+        self.logs.append(
+            app,
+            "API",
+            LogStream::Out,
+            &format!("{kind}: {who}{description}"),
+        );
     }
 
     /// Stops and forgets an app: instances, routes, state and logs.

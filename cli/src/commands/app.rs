@@ -1,0 +1,67 @@
+//! `paas app NAME`: an app's summary and its instances.
+
+use http::Method;
+use paas_api::{format_timestamp_ms, AppSummary};
+
+use super::apps::print_table;
+use crate::exit::Failure;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The app to show.
+    name: String,
+}
+
+pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let a: AppSummary = super::client(skip_ssl_validation)?
+        .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
+        .await?;
+    let s = &a.settings;
+    let fields = [
+        ("name", a.name.to_string()),
+        ("state", a.state.clone()),
+        ("url", a.url.clone()),
+        (
+            "instances",
+            format!("{}/{}", a.running_instances, s.instances),
+        ),
+        ("memory", s.memory.to_string().to_uppercase()),
+        ("health check", s.health_check.to_string()),
+        (
+            "buildpacks",
+            a.detected_buildpack.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "start command",
+            a.start_command.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "droplet",
+            a.droplet
+                .as_deref()
+                .map_or("-".to_string(), |d| d.chars().take(12).collect()),
+        ),
+    ];
+    for (k, v) in fields {
+        println!("{:<15}{v}", format!("{k}:"));
+    }
+    if a.instances.is_empty() {
+        return Ok(());
+    }
+    println!();
+    let rows: Vec<[String; 4]> = a
+        .instances
+        .iter()
+        .map(|i| {
+            [
+                format!("#{}", i.index),
+                i.state.clone(),
+                format_timestamp_ms(i.since_ms),
+                format!("{:.1}M", i.memory_bytes as f64 / (1u64 << 20) as f64),
+            ]
+        })
+        .collect();
+    print_table(&["", "state", "since", "memory"], &rows);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Crashes, out-of-memory kills and health checks, seen through the router, `paas app`
+//! and `paas events`.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::Daemon;
+
+/// A Python app: `/crash` exits with status 7, `/hog` allocates far past the memory
+/// limit, `/health` answers 200 unless `/sick` was asked for, and `/` answers "ok".
+const APP: &str = r#"
+import http.server, os
+sick = False
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global sick
+        if self.path == "/crash":
+            os._exit(7)
+        if self.path == "/hog":
+            hog = bytearray(1024 * 1024 * 1024)
+        if self.path == "/sick":
+            sick = True
+        code = 500 if (self.path == "/health" and sick) else 200
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn push_app(d: &Daemon, name: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.py"), APP).unwrap();
+    let path = dir.path().to_str().unwrap().to_string();
+    let mut args = vec![
+        "push",
+        name,
+        "-p",
+        &path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "-m",
+        "64M",
+    ];
+    args.extend_from_slice(extra);
+    d.paas_ok(&args);
+    dir
+}
+
+/// Polls `check` every 100 ms for up to `secs` seconds.
+fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_crashed_instance_restarts_and_its_exit_code_shows_in_events() {
+    let d = Daemon::start();
+    let _app = push_app(&d, "crashy", &[]);
+    let host = "crashy.localhost";
+    assert_eq!(d.get(host, "/").status, 200);
+    let resp = d.get(host, "/crash");
+    assert_eq!(
+        resp.status, 502,
+        "the request that crashed it fails: {resp:?}"
+    );
+    assert!(
+        eventually(20, || d.get(host, "/").status == 200),
+        "the instance is restarted and routed again"
+    );
+    let events = d.paas_ok(&["events", "crashy"]);
+    let crash = events
+        .lines()
+        .find(|l| l.contains("crash "))
+        .unwrap_or_else(|| panic!("{events}"));
+    assert!(
+        crash.contains("#0") && crash.contains(" 7 ") && crash.contains("exited with status 7"),
+        "{events}"
+    );
+    assert!(events.contains("deploy"), "{events}");
+    let app = d.paas_ok(&["app", "crashy"]);
+    assert!(app.contains("running"), "{app}");
+}
+
+#[test]
+fn an_out_of_memory_kill_is_reported_as_such() {
+    let d = Daemon::start();
+    let _app = push_app(&d, "hungry", &[]);
+    let _ = d.get("hungry.localhost", "/hog");
+    assert!(
+        eventually(20, || d
+            .paas_ok(&["events", "hungry"])
+            .contains("out of memory")),
+        "{}",
+        d.paas_ok(&["events", "hungry"])
+    );
+    assert!(eventually(20, || d.get("hungry.localhost", "/").status == 200));
+}
+
+#[test]
+fn an_instance_failing_its_http_check_leaves_the_route_table() {
+    let d = Daemon::start();
+    let _app = push_app(
+        &d,
+        "sickly",
+        &["-u", "http", "--endpoint", "/health", "-t", "10"],
+    );
+    assert_eq!(d.get("sickly.localhost", "/").status, 200);
+    let _ = d.get("sickly.localhost", "/sick");
+    // The next check (every 5 s) fails: the only instance leaves the route table (503),
+    // and after three failures in a row it is restarted healthy (200 again).
+    assert!(
+        eventually(15, || d.get("sickly.localhost", "/").status == 503),
+        "an unhealthy instance is not routed"
+    );
+    assert!(
+        eventually(30, || d.get("sickly.localhost", "/").status == 200),
+        "restarted healthy"
+    );
+    let events = d.paas_ok(&["events", "sickly"]);
+    assert!(
+        events.contains("failed its http /health health check 3 times in a row"),
+        "{events}"
+    );
+}
