@@ -177,6 +177,23 @@ pub enum DeployEvent {
     Failed { error: ErrorBody },
 }
 
+/// `POST /v1/apps/{name}/exec`: run a command in one running instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub index: u32,
+    /// The command and its arguments, run through the instance's launcher (so profile
+    /// scripts are sourced, as `cf ssh` does).
+    pub command: Vec<String>,
+}
+
+/// One line of the NDJSON stream an exec answers with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ExecEvent {
+    Output { stream: LogStream, line: String },
+    Exit { code: i32 },
+}
+
 /// One log line of an app.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LogLine {

@@ -47,6 +47,8 @@ enum Command {
     Events(commands::events::Args),
     /// Show an app's logs: its staging, instances and platform events.
     Logs(commands::logs::Args),
+    /// Run a command in a running instance and exit with its exit code.
+    Exec(commands::exec::Args),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
 }
@@ -70,6 +72,7 @@ fn main() {
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
+            Command::Exec(a) => commands::exec::run(a, skip).await,
         }
     });
     if let Err(f) = result {

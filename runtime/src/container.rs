@@ -15,7 +15,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
-use crate::spec::{ContainerSpec, Mount, ProcessSpec};
+use crate::spec::{ContainerSpec, ExecSpec, Mount, ProcessSpec};
 use crate::stack::HostStack;
 use crate::INIT_FAILURE_EXIT_CODE;
 
@@ -175,6 +175,7 @@ impl Runtime {
             address,
             pool: Arc::clone(&self.pool),
             child: None,
+            process: None,
             stdout: None,
             stderr: None,
         };
@@ -222,6 +223,7 @@ impl Runtime {
                 gid: cfg.gid,
             },
         };
+        c.process = Some(spec.process.clone());
         let spec_path = c.dir.join("spec.json");
         let json = serde_json::to_vec(&spec).unwrap_or_default();
         std::fs::write(&spec_path, json).map_err(io("writing its spec"))?;
@@ -239,6 +241,46 @@ impl Runtime {
         c.stderr = child.stderr.take();
         c.child = Some(child);
         Ok(())
+    }
+
+    /// Runs `args` inside the running container `target`, as its process runs: same
+    /// namespaces, cgroup, user, environment and seccomp filter. Its stdout and stderr are
+    /// pipes; dropping the child kills it.
+    pub fn exec(&self, target: &ExecTarget, args: Vec<String>) -> Result<Child, RuntimeError> {
+        let io = |action: &'static str| {
+            move |source| RuntimeError::Io {
+                id: String::new(),
+                action,
+                source,
+            }
+        };
+        let spec = ExecSpec {
+            target_pid: target.pid1,
+            cgroup_procs: target.cgroup_procs.clone(),
+            process: ProcessSpec {
+                args,
+                ..target.process.clone()
+            },
+        };
+        let mut rand = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut rand))
+            .map_err(io("reading random bytes"))?;
+        let name: String = rand.iter().map(|b| format!("{b:02x}")).collect();
+        let path = target.dir.join(format!("exec-{name}.json"));
+        std::fs::write(&path, serde_json::to_vec(&spec).unwrap_or_default())
+            .map_err(io("writing the exec spec"))?;
+        Command::new(&self.init_exe)
+            .arg("--exec")
+            .arg(&path)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io("starting paas-init --exec"))
     }
 
     /// Removes what containers of an earlier run of the daemon left behind: their
@@ -272,6 +314,7 @@ impl Runtime {
                 address,
                 pool: Arc::clone(&self.pool),
                 child: None,
+                process: None,
                 stdout: None,
                 stderr: None,
             };
@@ -294,9 +337,35 @@ pub struct Container {
     cgroup: Cgroup,
     pool: Arc<AddressPool>,
     child: Option<Child>,
+    process: Option<ProcessSpec>,
+}
+
+/// What [`Runtime::exec`] needs to run a process in a running container.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pid1: i32,
+    cgroup_procs: Vec<PathBuf>,
+    dir: PathBuf,
+    process: ProcessSpec,
 }
 
 impl Container {
+    /// How to run more processes in this container while it runs: its pid 1 and the
+    /// environment, user and folder of its process.
+    pub fn exec_target(&self) -> Option<ExecTarget> {
+        let shim = self.child.as_ref()?.id()?;
+        // pid 1 of the container is the shim's only child.
+        let children =
+            std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).ok()?;
+        let pid1 = children.split_whitespace().next()?.parse().ok()?;
+        Some(ExecTarget {
+            pid1,
+            cgroup_procs: self.cgroup.procs_files(),
+            dir: self.dir.clone(),
+            process: self.process.clone()?,
+        })
+    }
+
     /// Waits for the process to end.
     pub async fn wait(&mut self) -> ExitReason {
         let status = match self.child.as_mut() {

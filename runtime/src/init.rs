@@ -28,7 +28,7 @@ use nix::unistd::{
     Uid,
 };
 
-use crate::spec::{ContainerSpec, Mount, MountKind};
+use crate::spec::{ContainerSpec, ExecSpec, Mount, MountKind, ProcessSpec};
 use crate::INIT_FAILURE_EXIT_CODE;
 
 type Result<T> = std::result::Result<T, String>;
@@ -53,6 +53,75 @@ pub fn main(spec_path: &Path) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// Entry point of `paas-init --exec SPEC.json`: runs a process inside a running
+/// container. Never returns.
+pub fn exec_main(spec_path: &Path) -> ! {
+    let code = match run_exec(spec_path) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("paas-init: {e}");
+            INIT_FAILURE_EXIT_CODE
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Namespaces joined by `--exec`, the mount namespace last: once in it, the host's
+/// `/proc` is no longer visible to open the others.
+const EXEC_NAMESPACES: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+fn run_exec(spec_path: &Path) -> Result<i32> {
+    let raw = ctx(
+        fs::read(spec_path),
+        &format!("reading {}", spec_path.display()),
+    )?;
+    let _ = fs::remove_file(spec_path);
+    let spec: ExecSpec = ctx(serde_json::from_slice(&raw), "parsing the exec spec")?;
+    for procs in &spec.cgroup_procs {
+        ctx(
+            fs::write(procs, std::process::id().to_string()),
+            &format!("joining cgroup {}", procs.display()),
+        )?;
+    }
+    // Open every namespace first: after joining the mount namespace, /proc/<pid> of the
+    // host is gone.
+    let mut handles = Vec::new();
+    for (name, flag) in EXEC_NAMESPACES {
+        let path = format!("/proc/{}/ns/{name}", spec.target_pid);
+        handles.push((
+            ctx(fs::File::open(&path), &format!("opening {path}"))?,
+            flag,
+            name,
+        ));
+    }
+    for (file, flag, name) in handles {
+        ctx(setns(file, flag), &format!("joining the {name} namespace"))?;
+    }
+    let signals = blocked_signals();
+    ctx(signals.thread_block(), "blocking signals")?;
+    // The pid namespace applies to children: the process is forked into it. It becomes
+    // vcap with no capabilities before anything of the container's can see it, so a
+    // container process cannot reach this host binary through /proc/PID/exe
+    // (CVE-2019-5736 needs root in the container, which no container process has).
+    // SAFETY: paas-init is single-threaded, so the child may run any code after fork.
+    match ctx(unsafe { fork() }, "forking into the container")? {
+        ForkResult::Child => {
+            let _ = chdir("/");
+            let err = exec_process(&spec.process, &signals);
+            eprintln!("paas-init: {err}");
+            std::process::exit(127)
+        }
+        ForkResult::Parent { child } => Ok(supervise(child, &signals, false)),
+    }
 }
 
 fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Result<T> {
@@ -174,7 +243,7 @@ fn run_pid1(spec: &ContainerSpec) -> Result<i32> {
     // SAFETY: pid 1 is single-threaded, so the child may run any code after fork.
     match ctx(unsafe { fork() }, "forking the process")? {
         ForkResult::Child => {
-            let err = exec_process(spec, &signals);
+            let err = exec_process(&spec.process, &signals);
             eprintln!("paas-init: {err}");
             std::process::exit(127)
         }
@@ -499,8 +568,7 @@ fn loopback_up() -> Result<()> {
 }
 
 /// Becomes the unprivileged process and execs it. Returns only on failure.
-fn exec_process(spec: &ContainerSpec, signals: &SigSet) -> String {
-    let p = &spec.process;
+fn exec_process(p: &ProcessSpec, signals: &SigSet) -> String {
     if let Err(e) = signals.thread_unblock() {
         return format!("unblocking signals: {e}");
     }
@@ -532,6 +600,9 @@ fn exec_process(spec: &ContainerSpec, signals: &SigSet) -> String {
     if let Err(e) = setuid(Uid::from_raw(p.uid)) {
         return format!("setting uid {}: {e}", p.uid);
     }
+    // Dies with its parent (pid 1, or `paas-init --exec`); set after the uid change,
+    // which clears it.
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         return format!("setting no_new_privs: {e}");
     }

@@ -23,7 +23,9 @@ pub mod spec;
 pub mod stack;
 
 pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
-pub use container::{Container, ContainerConfig, ExitReason, NetworkMode, Runtime, RuntimeError};
+pub use container::{
+    Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError,
+};
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use stack::{HostStack, StackError};
 

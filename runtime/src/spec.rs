@@ -23,6 +23,15 @@ pub struct ContainerSpec {
     pub process: ProcessSpec,
 }
 
+/// A process to run inside a running container (`paas-init --exec`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// A process of the container whose namespaces to join: its pid 1, as the host sees it.
+    pub target_pid: i32,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub process: ProcessSpec,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessSpec {
     /// `args[0]` is an absolute path inside the container.

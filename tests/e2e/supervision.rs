@@ -131,3 +131,27 @@ fn an_instance_failing_its_http_check_leaves_the_route_table() {
         "{events}"
     );
 }
+
+#[test]
+fn exec_runs_a_command_in_an_instance_and_returns_its_exit_code() {
+    let d = Daemon::start();
+    let path = crate::harness::repo().join("examples/python-app");
+    d.paas_ok(&["push", "shell", "-p", path.to_str().unwrap(), "-i", "2"]);
+    let out = d.paas_ok(&[
+        "exec",
+        "shell",
+        "-i",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo $CF_INSTANCE_INDEX $USER; id -u; ls app.py",
+    ]);
+    assert_eq!(out, "1 vcap\n2000\napp.py\n");
+    let out = d.paas(&["exec", "shell", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    let out = d.paas(&["exec", "shell", "-i", "5", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("instance 5 of app shell is not running"));
+}

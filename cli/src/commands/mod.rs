@@ -4,6 +4,7 @@ pub mod app;
 pub mod apps;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod login;
 pub mod logs;
 pub mod push;

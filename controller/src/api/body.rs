@@ -75,6 +75,11 @@ pub struct NdjsonSender {
 }
 
 impl NdjsonSender {
+    /// Completes once the client has gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Sends one line; `false` once the client has gone.
     pub fn send<T: Serialize>(&self, value: &T) -> bool {
         let mut line = serde_json::to_vec(value).unwrap_or_default();

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use paas_api::{AppName, AppSettings, DeployEvent, DeployRequest, Info, PackageStored};
+use paas_api::{
+    AppName, AppSettings, DeployEvent, DeployRequest, ExecEvent, ExecRequest, Info, LogStream,
+    PackageStored,
+};
 use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
 
@@ -36,6 +39,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
                 (Method::GET, ["events"]) => events(p, &app),
+                (Method::POST, ["exec"]) => exec(p, &app, req).await,
                 _ => Err(not_found(&method, &path)),
             },
         },
@@ -154,6 +158,58 @@ async fn put_app(
     }
     let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
     Ok(body::json(200, &p.summary(&record)))
+}
+
+/// Runs a command in an instance and streams its output, then its exit code. A client
+/// that goes away kills the command.
+async fn exec(
+    p: &Platform,
+    app: &AppName,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    let ExecRequest { index, command } = read_json(req).await?;
+    if command.is_empty() || command.iter().any(|a| a.contains('\0')) {
+        return Err(Failure::new(
+            400,
+            "invalid-request",
+            "give a command to run, with no NUL bytes",
+            None,
+        ));
+    }
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    let mut child = p.exec(app, index, &command)?;
+    let (out, resp) = body::ndjson_stream();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    tokio::spawn(async move {
+        let pump = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, stream| {
+            let out = out.clone();
+            async move {
+                if let Some(pipe) = pipe {
+                    paas_runtime::output::for_each_line(pipe, 64 * 1024, |line| {
+                        out.send(&ExecEvent::Output { stream, line });
+                    })
+                    .await;
+                }
+            }
+        };
+        let run = async {
+            tokio::join!(
+                pump(stdout.map(|p| Box::new(p) as _), LogStream::Out),
+                pump(stderr.map(|p| Box::new(p) as _), LogStream::Err)
+            );
+            child.wait().await
+        };
+        tokio::select! {
+            status = run => {
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                out.send(&ExecEvent::Exit { code });
+            }
+            _ = out.closed() => {}
+        }
+    });
+    Ok(resp)
 }
 
 fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {

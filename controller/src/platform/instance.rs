@@ -15,7 +15,8 @@ use std::time::Duration;
 use paas_api::{AppName, AppSettings, HealthCheck, InstanceSummary, LogStream};
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    Cgroup, Container, ContainerConfig, ExitReason, Limits, NetworkMode, VCAP_GID, VCAP_UID,
+    Cgroup, Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, VCAP_GID,
+    VCAP_UID,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -77,6 +78,7 @@ pub struct Instance {
     state: watch::Sender<InstanceState>,
     since_ms: AtomicU64,
     cgroup: Mutex<Option<Cgroup>>,
+    exec: Mutex<Option<ExecTarget>>,
     addr: Mutex<Option<SocketAddr>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -101,6 +103,11 @@ impl Instance {
             since_ms: self.since_ms.load(Ordering::Relaxed),
             memory_bytes,
         }
+    }
+
+    /// How to run a command in this instance, while it runs.
+    pub fn exec_target(&self) -> Option<ExecTarget> {
+        self.exec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Where the router may send requests: only while running.
@@ -155,6 +162,7 @@ pub fn spawn(platform: Arc<Platform>, spec: InstanceSpec) -> Arc<Instance> {
         state: watch::channel(InstanceState::Starting).0,
         since_ms: AtomicU64::new(crate::logs::now_ms()),
         cgroup: Mutex::new(None),
+        exec: Mutex::new(None),
         addr: Mutex::new(None),
         stop: watch::channel(false).0,
         task: Mutex::new(None),
@@ -214,6 +222,7 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                 let outcome = run_once(&platform, &inst, &spec, &mut c, addr, &mut stop).await;
                 let _ = tokio::join!(pumps.0, pumps.1);
                 *inst.cgroup.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 c.destroy().await;
                 match outcome {
                     Outcome::Stopped => {
@@ -313,6 +322,7 @@ async fn run_once(
             exit_code: None,
         };
     }
+    *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = c.exec_target();
     inst.set(platform, InstanceState::Running);
     let cell = |msg: String| {
         platform
@@ -410,6 +420,34 @@ done
 if [ -f /home/vcap/app/.profile ]; then . /home/vcap/app/.profile; fi
 exec bash -c "$1""#;
 
+/// The launcher's arguments for running `command` (a shell command line).
+pub fn launcher_args(command: &str) -> Vec<String> {
+    vec![
+        "/bin/bash".into(),
+        "-c".into(),
+        LAUNCHER.into(),
+        "launcher".into(),
+        command.to_string(),
+    ]
+}
+
+/// Quotes arguments for a POSIX shell, so that `exec` runs exactly the words given.
+pub fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, String> {
     let id = container_id(spec);
     let dir = platform.runtime.container_dir(&id);
@@ -448,13 +486,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
                 },
             },
         ],
-        args: vec![
-            "/bin/bash".into(),
-            "-c".into(),
-            LAUNCHER.into(),
-            "launcher".into(),
-            spec.start_command.clone(),
-        ],
+        args: launcher_args(&spec.start_command),
         env: instance_env(platform, spec, &id, address.instance_ip),
         cwd: "/home/vcap/app".into(),
         uid: VCAP_UID,
@@ -606,6 +638,18 @@ mod tests {
         );
         assert!(l.admit(start + Duration::from_millis(1500)));
         assert_eq!(l.dropped_before(start + Duration::from_millis(2600)), None);
+    }
+
+    #[test]
+    fn shell_join_quotes_what_the_shell_would_split_or_expand() {
+        let args: Vec<String> = ["ls", "-la", "a b", "$HOME", "it's", ""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            super::shell_join(&args),
+            r#"ls -la 'a b' '$HOME' 'it'\''s' ''"#
+        );
     }
 
     #[test]

@@ -243,6 +243,35 @@ impl Platform {
         }
     }
 
+    /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it.
+    pub fn exec(
+        &self,
+        app: &AppName,
+        index: u32,
+        command: &[String],
+    ) -> Result<tokio::process::Child, Failure> {
+        let target = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .and_then(|l| {
+                l.iter()
+                    .filter(|i| i.index == index)
+                    .find_map(|i| i.exec_target())
+            });
+        let target = target.ok_or_else(|| {
+            Failure::new(
+                404,
+                "instance-not-running",
+                format!("instance {index} of app {app} is not running"),
+                Some(&format!("see `paas app {app}` for its instances")),
+            )
+        })?;
+        let args = instance::launcher_args(&instance::shell_join(command));
+        self.runtime.exec(&target, args).map_err(Failure::internal)
+    }
+
     /// Records an event in the store and in the app's log (as `API`).
     pub fn record_event(
         &self,

@@ -236,3 +236,64 @@ async fn limits_are_set_on_the_cgroup_with_no_swap() {
     c.stop(Duration::from_secs(2)).await;
     c.destroy().await;
 }
+
+#[tokio::test]
+async fn exec_runs_inside_the_running_container_as_its_process_does() {
+    let f = fixture("10.251.7.0/24");
+    let mut cfg = config("rt-exec", "exec sleep 30", NetworkMode::Isolated);
+    cfg.env.push("GREETING=hello".into());
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let mut target = None;
+    for _ in 0..100 {
+        target = c.exec_target();
+        if target.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let target = target.expect("the container's pid 1 appears");
+    let sh = |script: &str| vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
+    let child = f
+        .runtime
+        .exec(
+            &target,
+            sh("id -u; echo $GREETING; hostname; ls /proc | grep -c '^[0-9]'"),
+        )
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..3], ["2000", "hello", "rt-exec"], "{text}");
+    let pids: u32 = lines[3].parse().unwrap();
+    assert!(pids <= 5, "it sees the container's processes only: {pids}");
+    let out = f
+        .runtime
+        .exec(&target, sh("exit 4"))
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let out = f
+        .runtime
+        .exec(
+            &target,
+            sh("python3 -c 'import ctypes; print(ctypes.CDLL(None).unshare(0x10000000))'"),
+        )
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "-1",
+        "the seccomp filter holds for exec too"
+    );
+    c.stop(Duration::from_secs(2)).await;
+    c.destroy().await;
+}
