@@ -37,6 +37,7 @@ pub struct Daemon {
     child: Child,
     pub dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
+    pool: u32,
     pub api: String,
     pub router: SocketAddr,
 }
@@ -46,52 +47,40 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
-        let mut child = Command::new(bin("paasd"))
-            .args(["--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--api-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--domain", "localhost"])
-            .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
-            .args(["--start-timeout", "30"])
-            .env("PAASD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting paasd");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let ready = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("paasd did not print its ready line within 60 s");
-        let field = |k: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {ready:?}"))
-                .to_string()
-        };
-        let api = field("api=");
-        let router = field("router=")
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap();
+        let (child, api, router) = spawn(dir.path(), pool);
         Daemon {
             child,
             dir,
             home,
+            pool,
             api,
             router,
         }
+    }
+
+    /// Kills paasd with SIGKILL, as a crash would, and starts it again on the same data.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, api, router) = spawn(self.dir.path(), self.pool);
+        self.child = child;
+        self.api = api;
+        self.router = router;
+    }
+
+    /// Stops paasd with SIGTERM and waits for it, as `systemctl stop` would.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().unwrap()
     }
 
     pub fn token(&self) -> String {
@@ -162,18 +151,72 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
+}
+
+/// Starts paasd on `dir` with instance pool number `pool`; returns it with its API URL
+/// and router address, read from its ready line.
+fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr) {
+    let mut child = Command::new(bin("paasd"))
+        .args(["--data-dir"])
+        .arg(dir)
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--domain", "localhost"])
+        .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
+        .args(["--start-timeout", "30"])
+        .env("PAASD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting paasd");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let ready = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("paasd did not print its ready line within 60 s");
+    let field = |k: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {ready:?}"))
+            .to_string()
+    };
+    let api = field("api=");
+    let router = field("router=")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    (child, api, router)
+}
+
+/// The `paas-init` processes (shims and pid 1s) of the containers under a data folder.
+pub fn container_processes(data_dir: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("paas-init") && c.contains(data_dir)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 #[derive(Debug)]

@@ -5,4 +5,5 @@
 mod harness;
 mod push;
 mod refusals;
+mod restart;
 mod supervision;

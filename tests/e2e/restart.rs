@@ -1,0 +1,110 @@
+//! paasd crashing or stopping: apps come back, and nothing is left behind.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{container_processes, repo, Daemon};
+
+/// The network namespaces and cgroups paasd's containers have now, from their state.
+fn container_resources(d: &Daemon) -> (Vec<String>, Vec<String>) {
+    let mut netns = Vec::new();
+    let mut ids = Vec::new();
+    let dir = d.dir.path().join("containers");
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        ids.push(e.file_name().to_string_lossy().into_owned());
+        if let Ok(raw) = std::fs::read(e.path().join("state.json")) {
+            let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            if let Some(name) = v["address"][1].as_str() {
+                netns.push(name.to_string());
+            }
+        }
+    }
+    (netns, ids)
+}
+
+fn cgroup_exists(id: &str) -> bool {
+    [
+        "/sys/fs/cgroup/paas",
+        "/sys/fs/cgroup/memory/paas",
+        "/sys/fs/cgroup/pids/paas",
+    ]
+    .iter()
+    .any(|base| std::path::Path::new(base).join(id).exists())
+}
+
+#[test]
+fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
+    let mut d = Daemon::start();
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", "survivor", "-p", path.to_str().unwrap(), "-i", "2"]);
+    let data = d.dir.path().to_str().unwrap().to_string();
+    let before = container_processes(&data);
+    assert_eq!(
+        before.len(),
+        2 * 2,
+        "a shim and a pid 1 per instance: {before:?}"
+    );
+
+    d.crash_and_restart();
+    let start = Instant::now();
+    let mut back = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if d.get("survivor.localhost", "/").status == 200 {
+            back = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(back, "the app answers again after a restart");
+    eprintln!(
+        "app answered again {:?} after paasd was restarted",
+        start.elapsed()
+    );
+    let after = container_processes(&data);
+    assert_eq!(
+        after.len(),
+        2 * 2,
+        "the old instances were cleaned up: {after:?}"
+    );
+    assert!(
+        before.iter().all(|p| !after.contains(p)),
+        "no process of the killed daemon survives"
+    );
+    let recent = d.paas_ok(&["logs", "survivor", "--recent"]);
+    assert!(
+        recent.contains("[STG]"),
+        "logs survive the restart: {recent}"
+    );
+
+    let (netns, ids) = container_resources(&d);
+    assert_eq!(netns.len(), 2);
+    assert!(d.stop().success(), "paasd stops cleanly on SIGTERM");
+    assert!(container_processes(&data).is_empty(), "no process is left");
+    let listed = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for n in &netns {
+        assert!(
+            !listed.contains(n.as_str()),
+            "network namespace {n} is left: {listed}"
+        );
+        let links = std::process::Command::new("ip")
+            .args(["link", "show", &format!("pv{}", &n[5..])])
+            .output()
+            .unwrap();
+        assert!(!links.status.success(), "veth of {n} is left");
+    }
+    for id in &ids {
+        assert!(!cgroup_exists(id), "cgroup {id} is left");
+    }
+    assert_eq!(
+        std::fs::read_dir(d.dir.path().join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
