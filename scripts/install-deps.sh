@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what paas and its tests need on a Debian or Ubuntu host, if missing:
-# iproute2 and nftables (instance networks), curl, python3 with pip and nodejs with npm (the host
+# iproute2 and nftables (instance networks), e2fsprogs (disk quotas), curl, python3 with pip and nodejs with npm (the host
 # stack's languages, used by the shipped buildpacks), and a Rust toolchain check.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ fi
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
 command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)

@@ -43,6 +43,9 @@ pub struct AppSettings {
     /// platform's default (60).
     #[serde(default)]
     pub start_timeout_secs: Option<u32>,
+    /// The most each instance may write to its disk; `None` is the default, 1G.
+    #[serde(default)]
+    pub disk: Option<MemorySize>,
 }
 
 impl AppSettings {
@@ -50,6 +53,14 @@ impl AppSettings {
     pub const MAX_INSTANCES: u32 = 100;
     /// The longest start timeout one may ask for, as Cloud Foundry allows.
     pub const MAX_START_TIMEOUT_SECS: u32 = 600;
+    /// Cloud Foundry's default disk quota.
+    pub const DEFAULT_DISK_MB: u64 = 1024;
+
+    pub fn disk_or_default(&self) -> MemorySize {
+        self.disk.unwrap_or_else(|| {
+            MemorySize::from_mb(Self::DEFAULT_DISK_MB).expect("1024M is a valid size")
+        })
+    }
 }
 
 /// A health check, as Cloud Foundry's `health-check-type`.

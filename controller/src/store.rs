@@ -327,6 +327,7 @@ mod tests {
             command: None,
             health_check: Default::default(),
             start_timeout_secs: None,
+            disk: None,
         }
     }
 

@@ -15,7 +15,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
-use crate::spec::{ContainerSpec, ExecSpec, Mount, ProcessSpec};
+use crate::spec::{ContainerSpec, ExecSpec, Mount, MountKind, ProcessSpec};
 use crate::stack::HostStack;
 use crate::INIT_FAILURE_EXIT_CODE;
 
@@ -25,6 +25,8 @@ pub enum RuntimeError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
     #[error("container {id}: {action}: {source}")]
     Io {
         id: String,
@@ -61,6 +63,19 @@ pub struct ContainerConfig {
     pub gid: u32,
     pub limits: Limits,
     pub network: NetworkMode,
+    /// A writable layer over a read-only folder (a droplet), with an optional quota.
+    pub writable: Option<WritableLayer>,
+}
+
+/// A copy-on-write layer: `lower` read-only, changes kept in the container's folder (or
+/// on its quota filesystem) and gone with the container.
+#[derive(Debug, Clone)]
+pub struct WritableLayer {
+    /// Where it appears inside the container.
+    pub target: String,
+    pub lower: PathBuf,
+    /// The most its changes may take, in bytes; `None` for no quota.
+    pub disk_bytes: Option<u64>,
 }
 
 /// Why a container's process ended.
@@ -207,6 +222,26 @@ impl Runtime {
             self.pool.create(a).await?;
         }
         let (mut mounts, symlinks) = self.stack.mounts();
+        if let Some(layer) = &cfg.writable {
+            let base = match layer.disk_bytes {
+                Some(bytes) => crate::disk::create(&c.dir, bytes, cfg.uid, cfg.gid).await?,
+                None => c.dir.clone(),
+            };
+            let (upper, work) = (base.join("upper"), base.join("work"));
+            for d in [&upper, &work] {
+                std::fs::create_dir_all(d).map_err(io("creating its writable layer"))?;
+            }
+            std::os::unix::fs::chown(&upper, Some(cfg.uid), Some(cfg.gid))
+                .map_err(io("handing its writable layer to its user"))?;
+            mounts.push(Mount {
+                target: layer.target.clone(),
+                kind: MountKind::Overlay {
+                    lower: layer.lower.clone(),
+                    upper,
+                    work,
+                },
+            });
+        }
         mounts.extend(cfg.mounts);
         let spec = ContainerSpec {
             hostname: cfg.hostname,
@@ -425,6 +460,7 @@ impl Container {
                 tracing::warn!(container = %self.id, "cleaning up the network: {e}");
             }
         }
+        crate::disk::remove(&self.dir);
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(container = %self.id, "removing {}: {e}", self.dir.display());

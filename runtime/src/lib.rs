@@ -15,6 +15,7 @@
 
 pub mod cgroup;
 mod container;
+pub mod disk;
 pub mod init;
 pub mod network;
 pub mod output;
@@ -25,6 +26,7 @@ pub mod stack;
 pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 pub use container::{
     Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError,
+    WritableLayer,
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use stack::{HostStack, StackError};

@@ -354,6 +354,7 @@ impl Stager {
                 pids: 1024,
             },
             network: NetworkMode::Isolated,
+            writable: None,
         };
         let mut c = self.runtime.start(cfg).await?;
         let stdout = c.stdout.take();

@@ -32,6 +32,9 @@ pub struct Args {
         value_name = "SIZE"
     )]
     memory: String,
+    /// Disk per instance, e.g. 512M or 2G [default: 1G].
+    #[arg(short = 'k', long = "disk", value_name = "SIZE")]
+    disk: Option<String>,
     /// A buildpack to use instead of detecting one; repeat to run several in order.
     #[arg(short = 'b', long = "buildpack", value_name = "BUILDPACK")]
     buildpacks: Vec<String>,
@@ -57,6 +60,12 @@ pub struct Args {
 pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
     let memory = MemorySize::parse(&args.memory).map_err(|e| Failure::usage(e.to_string()))?;
+    let disk = args
+        .disk
+        .as_deref()
+        .map(MemorySize::parse)
+        .transpose()
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let buildpacks = args
         .buildpacks
         .iter()
@@ -93,6 +102,7 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
         command: args.command,
         health_check,
         start_timeout_secs: args.timeout,
+        disk,
     };
     let client = super::client(skip_ssl_validation)?;
     println!("Pushing app {name} from {}", args.path.display());

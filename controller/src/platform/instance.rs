@@ -15,8 +15,8 @@ use std::time::Duration;
 use paas_api::{AppName, AppSettings, HealthCheck, InstanceSummary, LogStream};
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    Cgroup, Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, VCAP_GID,
-    VCAP_UID,
+    Cgroup, Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, WritableLayer,
+    VCAP_GID, VCAP_UID,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -450,15 +450,6 @@ pub fn shell_join(args: &[String]) -> String {
 
 async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, String> {
     let id = container_id(spec);
-    let dir = platform.runtime.container_dir(&id);
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
-    for d in [&upper, &work] {
-        tokio::fs::create_dir_all(d)
-            .await
-            .map_err(|e| format!("creating {}: {e}", d.display()))?;
-    }
-    std::os::unix::fs::chown(&upper, Some(VCAP_UID), Some(VCAP_GID))
-        .map_err(|e| format!("preparing the writable layer: {e}"))?;
     let memory = spec.settings.memory;
     let address = platform
         .runtime
@@ -467,25 +458,20 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
     let cfg = ContainerConfig {
         id: id.clone(),
         hostname: id.clone(),
-        mounts: vec![
-            Mount {
-                target: "/home/vcap".into(),
-                kind: MountKind::Overlay {
-                    lower: spec.droplet_dir.clone(),
-                    upper,
-                    work,
-                },
+        mounts: vec![Mount {
+            target: "/tmp".into(),
+            kind: MountKind::Tmpfs {
+                size_bytes: memory.bytes().min(256 << 20),
+                mode: 0o1777,
+                uid: 0,
+                gid: 0,
             },
-            Mount {
-                target: "/tmp".into(),
-                kind: MountKind::Tmpfs {
-                    size_bytes: memory.bytes().min(256 << 20),
-                    mode: 0o1777,
-                    uid: 0,
-                    gid: 0,
-                },
-            },
-        ],
+        }],
+        writable: Some(WritableLayer {
+            target: "/home/vcap".into(),
+            lower: spec.droplet_dir.clone(),
+            disk_bytes: Some(spec.settings.disk_or_default().bytes()),
+        }),
         args: launcher_args(&spec.start_command),
         env: instance_env(platform, spec, &id, address.instance_ip),
         cwd: "/home/vcap/app".into(),

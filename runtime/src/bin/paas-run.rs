@@ -113,6 +113,7 @@ fn run() -> Result<ExitCode, String> {
             pids,
         },
         network: NetworkMode::Isolated,
+        writable: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -61,6 +61,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
             pids: 64,
         },
         network,
+        writable: None,
     }
 }
 
@@ -296,4 +297,42 @@ async fn exec_runs_inside_the_running_container_as_its_process_does() {
     );
     c.stop(Duration::from_secs(2)).await;
     c.destroy().await;
+}
+
+#[tokio::test]
+async fn the_writable_layer_is_held_to_its_disk_quota() {
+    let f = fixture("10.251.8.0/24");
+    let lower = tempfile::tempdir().unwrap();
+    std::fs::write(lower.path().join("from-droplet"), "read-only below\n").unwrap();
+    for p in [
+        lower.path().to_path_buf(),
+        lower.path().join("from-droplet"),
+    ] {
+        std::os::unix::fs::chown(&p, Some(VCAP_UID), Some(VCAP_GID)).unwrap();
+    }
+    let mut cfg = config(
+        "rt-disk",
+        "cat /home/vcap/from-droplet; echo changed > /home/vcap/from-droplet; \
+         dd if=/dev/zero of=/home/vcap/big bs=1M count=64 2>&1 | grep -o 'No space left on device'; \
+         cat /home/vcap/from-droplet",
+        NetworkMode::Isolated,
+    );
+    cfg.writable = Some(paas_runtime::WritableLayer {
+        target: "/home/vcap".into(),
+        lower: lower.path().to_path_buf(),
+        disk_bytes: Some(32 << 20),
+    });
+    let (r, out, err) = run(&f, cfg).await;
+    assert_eq!(r, ExitReason::Exited(0), "{err}");
+    assert!(out.starts_with("read-only below\n"), "{out}");
+    assert!(
+        out.contains("No space left on device"),
+        "the quota stops the write: {out}"
+    );
+    assert!(out.ends_with("changed\n"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(lower.path().join("from-droplet")).unwrap(),
+        "read-only below\n",
+        "the lower layer is never written"
+    );
 }

@@ -1,0 +1,104 @@
+//! Disk quotas for a container's writable layer.
+//!
+//! The writable layer lives on its own small ext4 filesystem in a sparse image file,
+//! mounted through a loop device: writes past the quota fail with `ENOSPC` inside that
+//! container only, and the host's filesystem needs no quota support. The image takes
+//! host disk only for what is written.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("disk quota: creating {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("disk quota: running {tool}: {source}; install {package}")]
+    Missing {
+        tool: &'static str,
+        package: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("disk quota: {tool} failed: {stderr}")]
+    Failed { tool: &'static str, stderr: String },
+}
+
+/// The smallest quota: ext4 needs some room for its own metadata.
+pub const MIN_DISK_BYTES: u64 = 16 << 20;
+
+/// Makes a `bytes`-sized filesystem for container folder `dir` and mounts it at
+/// `dir/disk`, whose root belongs to `uid:gid`. Returns the mount point.
+pub async fn create(dir: &Path, bytes: u64, uid: u32, gid: u32) -> Result<PathBuf, DiskError> {
+    let image = dir.join("disk.img");
+    let mount = dir.join("disk");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DiskError::Io { path, source }
+    };
+    let f = std::fs::File::create(&image).map_err(io(&image))?;
+    f.set_len(bytes.max(MIN_DISK_BYTES)).map_err(io(&image))?;
+    drop(f);
+    std::fs::create_dir_all(&mount).map_err(io(&mount))?;
+    run(
+        "mkfs.ext4",
+        "e2fsprogs",
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-O", "^has_journal"])
+            .arg("-E")
+            .arg(format!(
+                "lazy_itable_init=1,nodiscard,root_owner={uid}:{gid}"
+            ))
+            .arg(&image),
+    )
+    .await?;
+    run(
+        "mount",
+        "mount (util-linux)",
+        Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop,nosuid,nodev,noatime"])
+            .arg(&image)
+            .arg(&mount),
+    )
+    .await?;
+    Ok(mount)
+}
+
+/// Unmounts the quota filesystem of `dir`, if it has one; the loop device frees itself.
+pub fn remove(dir: &Path) {
+    let mount = dir.join("disk");
+    if mount.is_dir() {
+        let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+async fn run(
+    tool: &'static str,
+    package: &'static str,
+    cmd: &mut Command,
+) -> Result<(), DiskError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|source| DiskError::Missing {
+            tool,
+            package,
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DiskError::Failed {
+            tool,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
