@@ -188,6 +188,29 @@ pub enum DeployEvent {
     Failed { error: ErrorBody },
 }
 
+/// A buildpack as `GET /v1/buildpacks` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BuildpackInfo {
+    pub name: BuildpackName,
+    /// 1-based; detection tries enabled buildpacks in this order.
+    pub position: u32,
+    /// `heroku`, `cloud-foundry` or `cloud-native`.
+    pub dialect: String,
+    pub enabled: bool,
+    /// Shipped with the platform rather than added by a user.
+    pub shipped: bool,
+    pub sha256: String,
+}
+
+/// `PATCH /v1/buildpacks/{name}`: what to change; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BuildpackUpdate {
+    #[serde(default)]
+    pub position: Option<u32>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
 /// `POST /v1/apps/{name}/exec`: run a command in one running instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecRequest {

@@ -49,6 +49,14 @@ enum Command {
     Logs(commands::logs::Args),
     /// Run a command in a running instance and exit with its exit code.
     Exec(commands::exec::Args),
+    /// List buildpacks in detection order.
+    Buildpacks(commands::buildpacks::ListArgs),
+    /// Add a buildpack from a folder or a .zip, .tgz or .tar.gz archive.
+    CreateBuildpack(commands::buildpacks::CreateArgs),
+    /// Change a buildpack's bits, position or state.
+    UpdateBuildpack(commands::buildpacks::UpdateArgs),
+    /// Delete a buildpack that was added with create-buildpack.
+    DeleteBuildpack(commands::buildpacks::DeleteArgs),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
 }
@@ -72,6 +80,10 @@ fn main() {
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
+            Command::Buildpacks(a) => commands::buildpacks::list(a, skip).await,
+            Command::CreateBuildpack(a) => commands::buildpacks::create(a, skip).await,
+            Command::UpdateBuildpack(a) => commands::buildpacks::update(a, skip).await,
+            Command::DeleteBuildpack(a) => commands::buildpacks::delete(a, skip).await,
             Command::Exec(a) => commands::exec::run(a, skip).await,
         }
     });

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod blobs;
+pub mod buildpacks;
 pub mod config;
 pub mod logs;
 pub mod platform;

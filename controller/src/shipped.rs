@@ -25,12 +25,20 @@ pub fn install(dir: &Path) -> anyhow::Result<Vec<Buildpack>> {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     std::fs::rename(&fresh, dir).with_context(|| format!("renaming into {}", dir.display()))?;
+    // Every shipped buildpack is versioned by the archive that carries them all: a new
+    // paasd with changed buildpacks drops the build caches they made.
+    let version = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(ARCHIVE))
+    };
     SHIPPED
         .iter()
         .map(|name| {
             let name = BuildpackName::parse(name).context("a shipped buildpack name")?;
-            Buildpack::open(name.clone(), &dir.join(name.as_str()))
-                .with_context(|| format!("opening shipped buildpack {name}"))
+            let mut bp = Buildpack::open(name.clone(), &dir.join(name.as_str()))
+                .with_context(|| format!("opening shipped buildpack {name}"))?;
+            bp.version = version.clone();
+            Ok(bp)
         })
         .collect()
 }

@@ -72,7 +72,23 @@ CREATE TABLE IF NOT EXISTS events (
     description TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
+CREATE TABLE IF NOT EXISTS buildpacks (
+    position INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    enabled INTEGER NOT NULL,
+    shipped INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
 ";
+
+/// A buildpack as stored; its position is its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildpackRow {
+    pub name: paas_api::BuildpackName,
+    pub enabled: bool,
+    pub shipped: bool,
+    pub sha256: String,
+}
 
 /// Events kept per app; older ones are dropped as new ones arrive.
 const EVENTS_KEPT: i64 = 500;
@@ -180,6 +196,51 @@ impl Store {
             "UPDATE apps SET release_id = ?1, updated_at = ?2 WHERE name = ?3",
             params![id, now(), app.as_str()],
         )?;
+        Ok(())
+    }
+
+    /// Every buildpack, in position order.
+    pub fn buildpacks(&self) -> Result<Vec<BuildpackRow>, StoreError> {
+        let db = self.db();
+        let mut stmt =
+            db.prepare("SELECT name, enabled, shipped, sha256 FROM buildpacks ORDER BY position")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, enabled, shipped, sha256) = row?;
+            let name = paas_api::BuildpackName::parse(&name).map_err(|e| StoreError::Corrupt {
+                app: format!("buildpack {name}"),
+                detail: e.to_string(),
+            })?;
+            out.push(BuildpackRow {
+                name,
+                enabled,
+                shipped,
+                sha256,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the buildpack list with `rows`, in order, in one transaction.
+    pub fn save_buildpacks(&self, rows: &[BuildpackRow]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM buildpacks", [])?;
+        for (i, r) in rows.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO buildpacks (position, name, enabled, shipped, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![i as i64 + 1, r.name.as_str(), r.enabled, r.shipped, r.sha256],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -362,3 +362,91 @@ mod tests {
         assert!(clean_path(Path::new("/etc/passwd")).is_err());
     }
 }
+
+/// The archive formats uploads may come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    TarGz,
+    Zip,
+}
+
+impl Format {
+    /// Tells the format from an archive's first bytes.
+    pub fn sniff(head: &[u8]) -> Option<Format> {
+        match head {
+            [0x1f, 0x8b, ..] => Some(Format::TarGz),
+            [b'P', b'K', 3, 4, ..] | [b'P', b'K', 5, 6, ..] => Some(Format::Zip),
+            _ => None,
+        }
+    }
+}
+
+/// Rewrites a zip archive as a tar.gz, entry by entry, so that it is checked and unpacked
+/// by the same code as every other archive. Paths that are absolute or contain `..` are
+/// refused here already; symlinks (a Unix mode of `S_IFLNK`) stay symlinks.
+pub fn zip_to_tar_gz(
+    input: impl Read + std::io::Seek,
+    out: impl std::io::Write,
+    limits: ArchivePolicy,
+) -> Result<(), ArchiveError> {
+    let corrupt = |e: zip::result::ZipError| {
+        ArchiveError::Corrupt(io::Error::other(format!("not a valid zip: {e}")))
+    };
+    let mut zip = zip::ZipArchive::new(input).map_err(corrupt)?;
+    if zip.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries(limits.max_entries));
+    }
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::fast(),
+    ));
+    let mut total: u64 = 0;
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(corrupt)?;
+        let name = f.name().to_string();
+        let path = clean_path(Path::new(&name))?;
+        let Some(path) = path else { continue };
+        let mode = f
+            .unix_mode()
+            .unwrap_or(if f.is_dir() { 0o40755 } else { 0o100644 });
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(mode & 0o777);
+        let res = if mode & 0o170000 == 0o120000 {
+            let mut target = String::new();
+            (&mut f)
+                .take(4096)
+                .read_to_string(&mut target)
+                .map_err(ArchiveError::Corrupt)?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            tar.append_link(&mut h, &path, &target)
+        } else if f.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            tar.append_data(&mut h, &path, io::empty())
+        } else {
+            total = total.saturating_add(f.size());
+            if total > limits.max_bytes {
+                return Err(ArchiveError::TooLarge(limits.max_bytes >> 20));
+            }
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(f.size());
+            tar.append_data(&mut h, &path, &mut f)
+        };
+        res.map_err(|e| unsafe_entry_owned(&name, e))?;
+    }
+    let gz = tar.into_inner().map_err(ArchiveError::Corrupt)?;
+    gz.finish().map_err(ArchiveError::Corrupt)?;
+    Ok(())
+}
+
+fn unsafe_entry_owned(name: &str, e: io::Error) -> ArchiveError {
+    if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::Other {
+        ArchiveError::Unsafe {
+            path: name.chars().take(200).collect(),
+            reason: "the tar format cannot hold it safely (absolute path, '..' or a name too long)",
+        }
+    } else {
+        ArchiveError::Corrupt(e)
+    }
+}

@@ -36,6 +36,9 @@ pub struct Buildpack {
     pub name: BuildpackName,
     pub dir: PathBuf,
     pub dialect: Dialect,
+    /// Names the buildpack's content (a SHA-256): its build cache is kept only while
+    /// this stays the same.
+    pub version: String,
 }
 
 impl Buildpack {
@@ -57,6 +60,7 @@ impl Buildpack {
             name,
             dir: dir.to_path_buf(),
             dialect,
+            version: String::new(),
         })
     }
 }

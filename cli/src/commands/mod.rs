@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod buildpacks;
 pub mod delete;
 pub mod events;
 pub mod exec;

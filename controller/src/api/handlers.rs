@@ -6,8 +6,8 @@ use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use paas_api::{
-    AppName, AppSettings, DeployEvent, DeployRequest, ExecEvent, ExecRequest, Info, LogStream,
-    PackageStored,
+    AppName, AppSettings, BuildpackName, BuildpackUpdate, DeployEvent, DeployRequest, ExecEvent,
+    ExecRequest, Info, LogStream, PackageStored,
 };
 use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
@@ -29,6 +29,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     let result = match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
         (Method::GET, ["v1", "apps"]) => list_apps(p),
+        (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),
             Ok(app) => match (m, rest) {
@@ -230,6 +231,18 @@ async fn upload_package(
     if p.store.app(app).map_err(Failure::internal)?.is_none() {
         return Err(Failure::app_not_found(app));
     }
+    let (sha256, bytes) = receive_archive(p, req, "package").await?;
+    Ok(body::json(201, &PackageStored { sha256, bytes }))
+}
+
+/// Receives an uploaded archive (tar.gz, or zip which is rewritten as tar.gz), checks
+/// every entry, and stores it as a blob. An unsafe archive is refused whole and nothing
+/// of it is kept. Returns the blob's SHA-256 and the upload's size.
+async fn receive_archive(
+    p: &Platform,
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<(String, u64), Failure> {
     let mut writer = p
         .blobs
         .writer(MAX_PACKAGE_BYTES)
@@ -241,24 +254,74 @@ async fn upload_package(
                 400,
                 "upload-failed",
                 format!("reading the upload: {e}"),
-                Some("try the push again"),
+                Some("try again"),
             )
         })?;
         if let Some(data) = frame.data_ref() {
             writer.write(data).map_err(|e| match e {
                 crate::blobs::BlobError::TooLarge(mb) => Failure::new(
                     413,
-                    "package-too-large",
-                    format!("the package is larger than {mb} MiB"),
+                    "upload-too-large",
+                    format!("the {what} is larger than {mb} MiB"),
                     Some("leave build output and dependencies out with a .paasignore file"),
                 ),
                 other => Failure::internal(other),
             })?;
         }
     }
-    let path = writer.path().to_path_buf();
+    let uploaded = writer.bytes();
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(writer.path())
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(Failure::internal)?;
+    let refused = |e: paas_stager::ArchiveError| {
+        Failure::new(
+            422,
+            &format!("unsafe-{what}"),
+            format!("the upload was refused: {e}"),
+            Some("upload only files inside the folder; symlinks must point inside it too"),
+        )
+    };
+    // A zip is rewritten as a tar.gz next to the upload; the tar.gz is what is checked
+    // and stored.
+    let converted = match archive::Format::sniff(&head[..n]) {
+        Some(archive::Format::TarGz) => None,
+        Some(archive::Format::Zip) => {
+            let tgz =
+                tempfile::NamedTempFile::new_in(p.blobs.tmp_dir()).map_err(Failure::internal)?;
+            let (src, dst) = (writer.path().to_path_buf(), tgz.path().to_path_buf());
+            tokio::task::spawn_blocking(move || {
+                let input =
+                    std::fs::File::open(&src).map_err(paas_stager::ArchiveError::Corrupt)?;
+                let out =
+                    std::fs::File::create(&dst).map_err(paas_stager::ArchiveError::Corrupt)?;
+                archive::zip_to_tar_gz(
+                    std::io::BufReader::new(input),
+                    std::io::BufWriter::new(out),
+                    ArchivePolicy::upload(),
+                )
+            })
+            .await
+            .map_err(Failure::internal)?
+            .map_err(refused)?;
+            Some(tgz)
+        }
+        None => {
+            return Err(Failure::new(
+                422,
+                &format!("unsafe-{what}"),
+                format!("the {what} is neither a tar.gz nor a zip archive"),
+                Some("upload a .tgz, .tar.gz or .zip file, or a folder with the CLI"),
+            ))
+        }
+    };
+    let path = converted
+        .as_ref()
+        .map_or(writer.path(), |t| t.path())
+        .to_path_buf();
+    let checked = path.clone();
     let scanned = tokio::task::spawn_blocking(move || {
-        let f = std::fs::File::open(&path)?;
+        let f = std::fs::File::open(&checked)?;
         Ok::<_, std::io::Error>(archive::scan(
             std::io::BufReader::new(f),
             ArchivePolicy::upload(),
@@ -267,17 +330,79 @@ async fn upload_package(
     .await
     .map_err(Failure::internal)?
     .map_err(Failure::internal)?;
-    if let Err(e) = scanned {
-        return Err(Failure::new(
-            422,
-            "unsafe-package",
-            format!("the upload was refused: {e}"),
-            Some("upload only files inside the app folder; symlinks must point inside it too"),
-        ));
+    scanned.map_err(refused)?;
+    let sha256 = match converted {
+        None => p.blobs.commit(writer),
+        Some(_) => p.blobs.put_file(&path),
     }
-    let bytes = writer.bytes();
-    let sha256 = p.blobs.commit(writer).map_err(Failure::internal)?;
-    Ok(body::json(201, &PackageStored { sha256, bytes }))
+    .map_err(Failure::internal)?;
+    Ok((sha256, uploaded))
+}
+
+fn buildpack_name(raw: &str) -> Result<BuildpackName, Failure> {
+    BuildpackName::parse(raw).map_err(|e| Failure::new(400, "invalid-name", e.to_string(), None))
+}
+
+/// `?position=N` of a query string.
+fn position(query: &str) -> Result<Option<u32>, Failure> {
+    match query.split('&').find_map(|kv| kv.strip_prefix("position=")) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            Failure::new(
+                400,
+                "invalid-position",
+                format!("position {v:?} is not a whole number"),
+                None,
+            )
+        }),
+    }
+}
+
+async fn buildpacks(
+    p: &Platform,
+    method: Method,
+    rest: &[&str],
+    query: &str,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    match (method, rest) {
+        (Method::GET, []) => Ok(body::json(200, &p.buildpacks.list())),
+        (Method::POST, [name]) => {
+            let name = buildpack_name(name)?;
+            let position = position(query)?;
+            let (sha, _) = receive_archive(p, req, "buildpack").await?;
+            let info = p
+                .buildpacks
+                .create(&p.store, &p.blobs, &name, &sha, position)?;
+            Ok(body::json(201, &info))
+        }
+        (Method::PUT, [name, "bits"]) => {
+            let name = buildpack_name(name)?;
+            let (sha, _) = receive_archive(p, req, "buildpack").await?;
+            let info = p.buildpacks.update(
+                &p.store,
+                &p.blobs,
+                &name,
+                Some(&sha),
+                &BuildpackUpdate::default(),
+            )?;
+            Ok(body::json(200, &info))
+        }
+        (Method::PATCH, [name]) => {
+            let name = buildpack_name(name)?;
+            let update: BuildpackUpdate = read_json(req).await?;
+            let info = p
+                .buildpacks
+                .update(&p.store, &p.blobs, &name, None, &update)?;
+            Ok(body::json(200, &info))
+        }
+        (Method::DELETE, [name]) => {
+            let name = buildpack_name(name)?;
+            p.buildpacks.delete(&p.store, &name)?;
+            Ok(body::empty(204))
+        }
+        (m, _) => Err(not_found(&m, &format!("/v1/buildpacks/{}", rest.join("/")))),
+    }
 }
 
 /// Streams the deployment's events as NDJSON. The deployment runs in its own task, so a

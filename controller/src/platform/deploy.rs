@@ -163,34 +163,15 @@ impl Platform {
         Ok(())
     }
 
-    /// Buildpacks for a staging: the named ones in order, or every shipped one to detect.
+    /// Buildpacks for a staging: the named ones in order, or every enabled one to detect.
     fn choose_buildpacks(
         &self,
         names: &[paas_api::BuildpackName],
     ) -> Result<(Vec<Buildpack>, bool), Failure> {
         if names.is_empty() {
-            return Ok((self.buildpacks.clone(), true));
+            return Ok((self.buildpacks.for_detection(), true));
         }
-        let chosen = names
-            .iter()
-            .map(|n| {
-                self.buildpacks
-                    .iter()
-                    .find(|b| &b.name == n)
-                    .cloned()
-                    .ok_or_else(|| {
-                        let known: Vec<&str> =
-                            self.buildpacks.iter().map(|b| b.name.as_str()).collect();
-                        Failure::new(
-                            422,
-                            "unknown-buildpack",
-                            format!("there is no buildpack named {n}"),
-                            Some(&format!("choose one of: {}", known.join(", "))),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((chosen, false))
+        Ok((self.buildpacks.by_names(names)?, false))
     }
 
     /// Drops `gone` from the app's instance list.

@@ -20,7 +20,9 @@ use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
 use paas_router::{Backend, RouteTable, Router};
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
-use paas_stager::{Buildpack, Stager};
+use paas_stager::Stager;
+
+use crate::buildpacks::Registry;
 
 use crate::blobs::Blobs;
 use crate::logs::Logs;
@@ -79,7 +81,7 @@ pub struct Platform {
     runtime: Arc<Runtime>,
     stager: Stager,
     router: Arc<Router>,
-    buildpacks: Vec<Buildpack>,
+    pub buildpacks: Registry,
     droplets_dir: PathBuf,
     staging_timeout: Duration,
     start_timeout: Duration,
@@ -116,7 +118,8 @@ impl Platform {
             )
             .context("starting the runtime")?,
         );
-        let buildpacks = crate::shipped::install(&dir.join("buildpacks"))?;
+        let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
+        let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped)?;
         let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
         let droplets_dir = dir.join("droplets");
         std::fs::create_dir_all(&droplets_dir).context("creating the droplets folder")?;

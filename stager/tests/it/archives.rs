@@ -169,3 +169,74 @@ fn garbage_is_not_a_tar_gz() {
     let err = archive::scan(&b"this is not gzip"[..], ArchivePolicy::upload()).unwrap_err();
     assert!(err.to_string().contains("not a valid tar.gz"), "{err}");
 }
+
+fn zip_of(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        for (name, data, mode) in entries {
+            let opts = zip::write::SimpleFileOptions::default().unix_permissions(*mode);
+            if mode & 0o170000 == 0o120000 {
+                z.add_symlink(*name, std::str::from_utf8(data).unwrap(), opts)
+                    .unwrap();
+            } else {
+                z.start_file(*name, opts).unwrap();
+                z.write_all(data).unwrap();
+            }
+        }
+        z.finish().unwrap();
+    }
+    out.into_inner()
+}
+
+#[test]
+fn zips_become_tar_gz_and_meet_the_same_rules() {
+    use paas_stager::archive::{zip_to_tar_gz, Format};
+    let good = zip_of(&[
+        ("bin/detect", b"#!/bin/sh\n", 0o100755),
+        ("lib/link", b"../bin/detect", 0o120777),
+    ]);
+    assert_eq!(Format::sniff(&good), Some(Format::Zip));
+    let mut tgz = Vec::new();
+    zip_to_tar_gz(
+        std::io::Cursor::new(good),
+        &mut tgz,
+        ArchivePolicy::upload(),
+    )
+    .unwrap();
+    assert_eq!(Format::sniff(&tgz), Some(Format::TarGz));
+    let dest = tempfile::tempdir().unwrap();
+    archive::unpack(tgz.as_slice(), dest.path(), ArchivePolicy::upload(), None).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dest.path().join("bin/detect"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "the executable bit survives");
+    assert_eq!(
+        std::fs::read_link(dest.path().join("lib/link")).unwrap(),
+        Path::new("../bin/detect")
+    );
+
+    let evil = zip_of(&[("../../escape", b"x", 0o100644)]);
+    let err = zip_to_tar_gz(
+        std::io::Cursor::new(evil),
+        Vec::new(),
+        ArchivePolicy::upload(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("'..'"), "{err}");
+    let link_out = zip_of(&[("l", b"/etc/passwd", 0o120777)]);
+    let mut tgz = Vec::new();
+    zip_to_tar_gz(
+        std::io::Cursor::new(link_out),
+        &mut tgz,
+        ArchivePolicy::upload(),
+    )
+    .unwrap();
+    let err = archive::scan(tgz.as_slice(), ArchivePolicy::upload()).unwrap_err();
+    assert!(
+        err.to_string().contains("symlink to an absolute path"),
+        "{err}"
+    );
+}
