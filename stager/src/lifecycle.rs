@@ -7,7 +7,7 @@
 //! |------------------------------|----------------------------------------|
 //! | `/home/vcap/app`             | the build folder (`BUILD_DIR`)         |
 //! | `/home/vcap/deps`, `profile.d` | buildpack output beside the app      |
-//! | `/tmp/cache`                 | the build cache (`CACHE_DIR`)          |
+//! | `/tmp/cache/<name>`          | each buildpack's build cache (`CACHE_DIR`) |
 //! | `/tmp/env`                   | config vars, one file each (`ENV_DIR`) |
 //! | `/tmp/buildpacks/<name>`     | each buildpack, a private copy         |
 //!
@@ -116,6 +116,9 @@ pub struct StagingRequest {
     pub timeout: Duration,
     /// Where the droplet is written.
     pub droplet_out: PathBuf,
+    /// Where this app's build caches are kept between stagings, one per buildpack;
+    /// `None` for no cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +178,9 @@ impl Stager {
         };
         let names: Vec<String> = chosen.iter().map(|b| b.name.to_string()).collect();
         say(log, &format!("Buildpacks: {}", names.join(", ")));
+        if let Some(store) = &req.cache_dir {
+            restore_caches(store, &layout.cache, &chosen, log).await;
+        }
 
         for (i, bp) in chosen.iter().enumerate() {
             say(log, &format!("Running {} (compile)", bp.name));
@@ -188,8 +194,8 @@ impl Stager {
                 ));
             }
             script.push_str(&format!(
-                "exec /tmp/buildpacks/{}/bin/compile /home/vcap/app /tmp/cache /tmp/env\n",
-                bp.name
+                "exec /tmp/buildpacks/{n}/bin/compile /home/vcap/app /tmp/cache/{n} /tmp/env\n",
+                n = bp.name
             ));
             let (reason, _) = self
                 .run_step(
@@ -258,6 +264,9 @@ impl Stager {
             start_command,
             process_types,
         };
+        if let Some(store) = &req.cache_dir {
+            save_caches(store, &layout.cache, &chosen, log).await;
+        }
         say(log, "Uploading droplet");
         let home = layout.home.clone();
         let out = req.droplet_out.clone();
@@ -377,6 +386,127 @@ impl Stager {
         c.destroy().await;
         res
     }
+}
+
+/// The largest build cache kept for one buildpack.
+const MAX_CACHE_BYTES: u64 = 1 << 30;
+
+/// Restores each buildpack's cache from `store` into `work_cache/<name>` (its
+/// `CACHE_DIR`), if it was saved by the same version of that buildpack.
+async fn restore_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], log: &LogSink) {
+    for bp in chosen {
+        let (archive_path, version_path) = cache_paths(store, bp);
+        let dir = work_cache.join(bp.name.as_str());
+        let saved = std::fs::read_to_string(&version_path).unwrap_or_default();
+        if saved.trim() != bp.version || !archive_path.is_file() {
+            let why = if saved.is_empty() {
+                "first staging"
+            } else {
+                "the buildpack changed"
+            };
+            say(log, &format!("Build cache for {}: none ({why})", bp.name));
+            continue;
+        }
+        let target = dir.clone();
+        let restored = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let f = std::fs::File::open(&archive_path).map_err(|e| e.to_string())?;
+            archive::unpack(
+                std::io::BufReader::new(f),
+                &target,
+                ArchivePolicy::droplet(),
+                Some((VCAP_UID, VCAP_GID)),
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match restored {
+            Ok(()) => say(log, &format!("Build cache for {}: restored", bp.name)),
+            Err(e) => {
+                // A broken cache costs a slower build, never a failed one.
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::os::unix::fs::chown(&dir, Some(VCAP_UID), Some(VCAP_GID));
+                say(
+                    log,
+                    &format!(
+                        "Build cache for {}: dropped, it could not be read ({e})",
+                        bp.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Saves each buildpack's `CACHE_DIR` after a successful staging, atomically.
+async fn save_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], log: &LogSink) {
+    if let Err(e) = std::fs::create_dir_all(store) {
+        say(log, &format!("Build cache not saved: {e}"));
+        return;
+    }
+    for bp in chosen {
+        let (archive_path, version_path) = cache_paths(store, bp);
+        let dir = work_cache.join(bp.name.as_str());
+        let version = bp.version.clone();
+        let saved = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+            let size = dir_size(&dir);
+            if size > MAX_CACHE_BYTES {
+                return Err(format!(
+                    "it is {} MiB, more than the {} MiB kept",
+                    size >> 20,
+                    MAX_CACHE_BYTES >> 20
+                ));
+            }
+            let tmp = archive_path.with_extension("tgz.tmp");
+            let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+                f,
+                flate2::Compression::fast(),
+            ));
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &dir).map_err(|e| e.to_string())?;
+            let f = tar
+                .into_inner()
+                .and_then(|gz| gz.finish())
+                .map_err(|e| e.to_string())?;
+            f.sync_all().map_err(|e| e.to_string())?;
+            std::fs::rename(&tmp, &archive_path).map_err(|e| e.to_string())?;
+            std::fs::write(&version_path, &version).map_err(|e| e.to_string())?;
+            Ok(size)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match saved {
+            Ok(size) => say(
+                log,
+                &format!("Build cache for {}: saved ({} KiB)", bp.name, size >> 10),
+            ),
+            Err(e) => say(log, &format!("Build cache for {}: not saved: {e}", bp.name)),
+        }
+    }
+}
+
+fn cache_paths(store: &Path, bp: &Buildpack) -> (PathBuf, PathBuf) {
+    (
+        store.join(format!("{}.tgz", bp.name)),
+        store.join(format!("{}.version", bp.name)),
+    )
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// What to do with a step's stdout.
@@ -520,6 +650,10 @@ impl Layout {
             for bp in &req.buildpacks {
                 copy_dir(&bp.dir, &bps.join(bp.name.as_str()))
                     .map_err(io_err(format!("copying buildpack {}", bp.name)))?;
+                let own_cache = cache.join(bp.name.as_str());
+                std::fs::create_dir_all(&own_cache).map_err(io_err("creating a cache folder"))?;
+                std::os::unix::fs::chown(&own_cache, Some(VCAP_UID), Some(VCAP_GID))
+                    .map_err(io_err("handing the cache folder to vcap"))?;
             }
             for d in [
                 home.clone(),

@@ -34,6 +34,32 @@ fn a_custom_buildpack_is_added_detected_first_disabled_and_deleted() {
     let out = d.paas_ok(&["push", "banner-demo", "-p", app.to_str().unwrap()]);
     assert!(out.contains("-----> Detected banner"), "{out}");
     assert!(out.contains("Build number 1"), "{out}");
+    assert!(
+        out.contains("Build cache for banner: none (first staging)"),
+        "{out}"
+    );
+    let out = d.paas_ok(&["push", "banner-demo", "-p", app.to_str().unwrap()]);
+    assert!(out.contains("Build cache for banner: restored"), "{out}");
+    assert!(
+        out.contains("Build number 2"),
+        "the cache carried the count over: {out}"
+    );
+    // Changed bits drop the cache the old ones made.
+    let changed = tempfile::tempdir().unwrap();
+    copy_tree(&bp, changed.path());
+    std::fs::write(changed.path().join("VERSION"), "2\n").unwrap();
+    d.paas_ok(&[
+        "update-buildpack",
+        "banner",
+        "--path",
+        changed.path().to_str().unwrap(),
+    ]);
+    let out = d.paas_ok(&["push", "banner-demo", "-p", app.to_str().unwrap()]);
+    assert!(
+        out.contains("Build cache for banner: none (the buildpack changed)"),
+        "{out}"
+    );
+    assert!(out.contains("Build number 1"), "{out}");
     let resp = d.get("banner-demo.localhost", "/");
     assert!(
         resp.body.contains("Hello from a custom buildpack"),
@@ -69,6 +95,18 @@ fn a_custom_buildpack_is_added_detected_first_disabled_and_deleted() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ships with the platform"));
     d.paas_ok(&["delete-buildpack", "banner"]);
     assert!(!d.paas_ok(&["buildpacks"]).contains("banner"));
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -61,6 +61,7 @@ impl Platform {
             memory: record.settings.memory,
             timeout: self.staging_timeout,
             droplet_out: droplet_tmp.to_path_buf(),
+            cache_dir: Some(self.caches_dir.join(app.as_str())),
         };
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
         let forward = {

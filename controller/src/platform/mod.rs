@@ -83,6 +83,7 @@ pub struct Platform {
     router: Arc<Router>,
     pub buildpacks: Registry,
     droplets_dir: PathBuf,
+    caches_dir: PathBuf,
     staging_timeout: Duration,
     start_timeout: Duration,
     /// The live instances of each app, old and new during a deploy.
@@ -135,6 +136,7 @@ impl Platform {
             router,
             buildpacks,
             droplets_dir,
+            caches_dir: dir.join("caches"),
             staging_timeout: cfg.staging_timeout,
             start_timeout: cfg.start_timeout,
             instances: Mutex::new(HashMap::new()),
@@ -322,6 +324,7 @@ impl Platform {
         stop_all(old).await;
         self.store.delete_app(app).map_err(Failure::internal)?;
         self.logs.remove(app);
+        let _ = std::fs::remove_dir_all(self.caches_dir.join(app.as_str()));
         Ok(())
     }
 

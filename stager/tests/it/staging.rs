@@ -98,6 +98,7 @@ async fn stage(
         memory: MemorySize::parse("256M").unwrap(),
         timeout: Duration::from_secs(120),
         droplet_out: droplet.clone(),
+        cache_dir: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let res = f.stager.stage(&req, &tx).await;
