@@ -10,7 +10,7 @@ mod names;
 mod wire;
 
 pub use memory::{MemorySize, MemorySizeError};
-pub use names::{AppName, AppNameError, BuildpackName, BuildpackNameError};
+pub use names::{check_env_name, AppName, AppNameError, BuildpackName, BuildpackNameError};
 pub use wire::*;
 
 /// The path prefix of every API route: bumped only for incompatible changes.

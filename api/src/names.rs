@@ -88,6 +88,34 @@ impl<'de> serde::Deserialize<'de> for AppName {
     }
 }
 
+/// Checks an environment variable name an app may set: a shell variable name, and not
+/// one the platform sets itself (`PORT`, `VCAP_*`, `CF_*`, `MEMORY_LIMIT`, ...).
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let shell_name = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !shell_name {
+        return Err(format!(
+            "environment variable name {name:?} is invalid: use letters, digits and '_', not starting with a digit"
+        ));
+    }
+    const RESERVED: [&str; 7] = [
+        "PORT",
+        "HOME",
+        "TMPDIR",
+        "USER",
+        "MEMORY_LIMIT",
+        "INSTANCE_INDEX",
+        "LANG",
+    ];
+    if RESERVED.contains(&name) || name.starts_with("VCAP_") || name.starts_with("CF_") {
+        return Err(format!(
+            "{name} is set by the platform and cannot be changed"
+        ));
+    }
+    Ok(())
+}
+
 /// A buildpack's name: 1–63 of `a-z 0-9 - _ .`, starting with a letter or digit. It is
 /// used as a folder name, so it can never hold a path separator or be `..`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,6 +222,23 @@ mod tests {
     fn deserialising_validates() {
         assert!(serde_json::from_str::<AppName>("\"ok-name\"").is_ok());
         assert!(serde_json::from_str::<AppName>("\"../etc\"").is_err());
+    }
+
+    #[test]
+    fn env_names_are_shell_names_the_platform_does_not_own() {
+        assert!(check_env_name("DATABASE_URL").is_ok());
+        assert!(check_env_name("_x1").is_ok());
+        for bad in [
+            "",
+            "1X",
+            "A-B",
+            "A B",
+            "PORT",
+            "VCAP_SERVICES",
+            "CF_INSTANCE_IP",
+        ] {
+            assert!(check_env_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

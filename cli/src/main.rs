@@ -57,6 +57,12 @@ enum Command {
     UpdateBuildpack(commands::buildpacks::UpdateArgs),
     /// Delete a buildpack that was added with create-buildpack.
     DeleteBuildpack(commands::buildpacks::DeleteArgs),
+    /// Show an app's own environment variables.
+    Env(commands::env::ShowArgs),
+    /// Set an environment variable of an app (applies at its next push or restart).
+    SetEnv(commands::env::SetArgs),
+    /// Remove an environment variable of an app.
+    UnsetEnv(commands::env::UnsetArgs),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
 }
@@ -80,6 +86,9 @@ fn main() {
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
+            Command::Env(a) => commands::env::show(a, skip).await,
+            Command::SetEnv(a) => commands::env::set(a, skip).await,
+            Command::UnsetEnv(a) => commands::env::unset(a, skip).await,
             Command::Buildpacks(a) => commands::buildpacks::list(a, skip).await,
             Command::CreateBuildpack(a) => commands::buildpacks::create(a, skip).await,
             Command::UpdateBuildpack(a) => commands::buildpacks::update(a, skip).await,

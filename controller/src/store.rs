@@ -72,6 +72,12 @@ CREATE TABLE IF NOT EXISTS events (
     description TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
+CREATE TABLE IF NOT EXISTS app_env (
+    app TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app, key)
+);
 CREATE TABLE IF NOT EXISTS buildpacks (
     position INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -199,6 +205,42 @@ impl Store {
         Ok(())
     }
 
+    /// The app's own environment variables.
+    pub fn env(
+        &self,
+        app: &AppName,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT key, value FROM app_env WHERE app = ?1")?;
+        let rows = stmt.query_map(params![app.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    /// Sets (`Some`) or removes (`None`) variables, all in one transaction.
+    pub fn update_env(
+        &self,
+        app: &AppName,
+        changes: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for (k, v) in changes {
+            match v {
+                Some(v) => tx.execute(
+                    "INSERT INTO app_env (app, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(app, key) DO UPDATE SET value = excluded.value",
+                    params![app.as_str(), k, v],
+                )?,
+                None => tx.execute(
+                    "DELETE FROM app_env WHERE app = ?1 AND key = ?2",
+                    params![app.as_str(), k],
+                )?,
+            };
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Every buildpack, in position order.
     pub fn buildpacks(&self) -> Result<Vec<BuildpackRow>, StoreError> {
         let db = self.db();
@@ -291,6 +333,7 @@ impl Store {
         let tx = db.transaction()?;
         tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
+        tx.execute("DELETE FROM app_env WHERE app = ?1", params![app.as_str()])?;
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", params![app.as_str()])?;
         tx.commit()?;
         Ok(n > 0)

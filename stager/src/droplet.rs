@@ -19,7 +19,11 @@ pub struct StagingInfo {
 }
 
 /// The folders of `home` that make up a droplet.
-const PARTS: [&str; 4] = ["app", "deps", "profile.d", "tmp"];
+const PARTS: [&str; 5] = ["app", "deps", "layers", "profile.d", "tmp"];
+
+/// A script in the droplet's root that the launcher sources first: the environment that
+/// Cloud Foundry `deps/` folders and Cloud Native launch layers ask for.
+pub const LAUNCH_ENV: &str = ".paas-env.sh";
 
 /// Packs `home` (holding the parts above) and `info` into a tar.gz at `out`.
 pub fn pack(home: &Path, info: &StagingInfo, out: &Path) -> io::Result<()> {
@@ -38,6 +42,9 @@ pub fn pack(home: &Path, info: &StagingInfo, out: &Path) -> io::Result<()> {
             h.set_size(0);
             tar.append_data(&mut h, part, io::empty())?;
         }
+    }
+    if home.join(LAUNCH_ENV).is_file() {
+        tar.append_path_with_name(home.join(LAUNCH_ENV), LAUNCH_ENV)?;
     }
     let json = serde_json::to_vec_pretty(info).map_err(io::Error::other)?;
     let mut h = tar::Header::new_gnu();

@@ -12,8 +12,10 @@
 
 pub mod archive;
 pub mod buildpack;
+pub mod cnb;
 pub mod droplet;
 pub mod lifecycle;
+pub mod shell;
 
 pub use archive::{ArchiveError, ArchivePolicy};
 pub use buildpack::{Buildpack, BuildpackError, Dialect};

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::archive::{self, ArchiveError, ArchivePolicy};
 use crate::buildpack::{Buildpack, Dialect};
+use crate::cnb::{self, DetectPlan, Phase};
 use crate::droplet::{self, StagingInfo};
 
 /// Where a staging log line goes: `(stream, line)`.
@@ -52,8 +53,18 @@ pub enum StagingError {
     },
     #[error("buildpack {buildpack} printed release output that is not YAML with default_process_types: {detail}")]
     BadRelease { buildpack: String, detail: String },
-    #[error("buildpack {buildpack} is a {dialect} buildpack; this platform runs Heroku-style buildpacks (bin/detect, bin/compile) so far")]
-    UnsupportedDialect { buildpack: String, dialect: Dialect },
+    #[error("buildpack {buildpack} cannot run {position}: {detail}")]
+    BadOrder {
+        buildpack: String,
+        position: &'static str,
+        detail: &'static str,
+    },
+    #[error("buildpack {buildpack} wrote a build plan that cannot be read: {detail}")]
+    BadPlan { buildpack: String, detail: String },
+    #[error("no buildpack of the group provides {0:?}, which the build plan requires: add a buildpack that provides it")]
+    UnmetRequirement(String),
+    #[error("buildpack {buildpack} left layers that cannot be read: {detail}")]
+    BadLayers { buildpack: String, detail: String },
     #[error("no start command: add a Procfile with a 'web:' line, or give one with -c")]
     NoStartCommand,
     #[error("staging took longer than {0:?} and was stopped")]
@@ -75,10 +86,15 @@ impl StagingError {
             StagingError::NoneDetected => Some(222),
             StagingError::StepFailed { step, .. } => match *step {
                 "detect" => Some(222),
-                "compile" => Some(223),
+                // A Cloud Native build is the compile of its dialect.
+                "compile" | "build" => Some(223),
                 "release" => Some(224),
+                "supply" => Some(225),
+                "finalize" => Some(226),
                 _ => None,
             },
+            StagingError::UnmetRequirement(_) | StagingError::BadPlan { .. } => Some(222),
+            StagingError::BadLayers { .. } => Some(223),
             StagingError::BadRelease { .. } => Some(224),
             _ => None,
         }
@@ -160,66 +176,86 @@ impl Stager {
         log: &LogSink,
     ) -> Result<StagingResult, StagingError> {
         let deadline = Instant::now() + req.timeout;
-        for bp in &req.buildpacks {
-            if bp.dialect != Dialect::Heroku {
-                return Err(StagingError::UnsupportedDialect {
-                    buildpack: bp.name.to_string(),
-                    dialect: bp.dialect,
-                });
-            }
-        }
         let layout = Layout::new(work);
         layout.create(req).await?;
 
+        let mut plans: BTreeMap<String, DetectPlan> = BTreeMap::new();
         let chosen: Vec<&Buildpack> = if req.detect {
-            vec![self.detect(req, &layout, log, deadline).await?]
+            let (bp, plan) = self.detect(req, &layout, log, deadline).await?;
+            if let Some(plan) = plan {
+                plans.insert(bp.name.to_string(), plan);
+            }
+            vec![bp]
         } else {
+            // Cloud Native buildpacks always detect: their detect writes the build plan.
+            for (i, bp) in req.buildpacks.iter().enumerate() {
+                if bp.dialect == Dialect::CloudNative {
+                    match self.detect_one(req, &layout, i, bp, log, deadline).await? {
+                        Detection::Pass { plan, .. } => {
+                            plans.insert(bp.name.to_string(), plan.unwrap_or_default());
+                        }
+                        Detection::Fail => {
+                            return Err(StagingError::StepFailed {
+                                buildpack: bp.name.to_string(),
+                                step: "detect",
+                                reason: ExitReason::Exited(100),
+                            })
+                        }
+                    }
+                }
+            }
             req.buildpacks.iter().collect()
         };
+        let group: Vec<&DetectPlan> = plans.values().collect();
+        if let Some(missing) = cnb::unmet_requirement(&group) {
+            return Err(StagingError::UnmetRequirement(missing));
+        }
         let names: Vec<String> = chosen.iter().map(|b| b.name.to_string()).collect();
         say(log, &format!("Buildpacks: {}", names.join(", ")));
         if let Some(store) = &req.cache_dir {
             restore_caches(store, &layout.cache, &chosen, log).await;
         }
 
+        layout.create_dialect_dirs(&chosen).await?;
         for (i, bp) in chosen.iter().enumerate() {
-            say(log, &format!("Running {} (compile)", bp.name));
-            // Heroku's multi-buildpack protocol: each buildpack sees the `export` files
-            // of the ones before it.
-            let mut script = String::from("set -e\n");
-            for before in &chosen[..i] {
-                script.push_str(&format!(
-                    "if [ -f /tmp/buildpacks/{n}/export ]; then . /tmp/buildpacks/{n}/export; fi\n",
-                    n = before.name
-                ));
+            let last = i + 1 == chosen.len();
+            let idx = deps_index(i, chosen.len());
+            let steps = dialect_steps(bp, &chosen[..i], &idx, last)?;
+            if bp.dialect == Dialect::CloudNative {
+                let plan = plans.get(bp.name.as_str()).cloned().unwrap_or_default();
+                layout.prepare_cnb_build(bp, &plan).await?;
             }
-            script.push_str(&format!(
-                "exec /tmp/buildpacks/{n}/bin/compile /home/vcap/app /tmp/cache/{n} /tmp/env\n",
-                n = bp.name
-            ));
-            let (reason, _) = self
-                .run_step(
-                    req,
-                    &layout,
-                    format!("c{i}"),
-                    script,
-                    log,
-                    Output::Log,
-                    deadline,
-                )
-                .await?;
-            if reason != ExitReason::Exited(0) {
-                return Err(StagingError::StepFailed {
-                    buildpack: bp.name.to_string(),
-                    step: "compile",
-                    reason,
-                });
+            for (step, script) in steps {
+                say(log, &format!("Running {} ({step})", bp.name));
+                let env = step_env(bp);
+                let (reason, _) = self
+                    .run_step(
+                        req,
+                        &layout,
+                        format!("{step}{i}"),
+                        script,
+                        env,
+                        log,
+                        Output::Log,
+                        deadline,
+                    )
+                    .await?;
+                if reason != ExitReason::Exited(0) {
+                    return Err(StagingError::StepFailed {
+                        buildpack: bp.name.to_string(),
+                        step,
+                        reason,
+                    });
+                }
+            }
+            if bp.dialect == Dialect::CloudNative {
+                layout.after_cnb_build(bp, &chosen[..=i]).await?;
             }
         }
 
         let last = chosen.last().ok_or(StagingError::NoneDetected)?;
-        let mut process_types = BTreeMap::new();
-        if last.dir.join("bin/release").is_file() {
+        let mut process_types = layout.declared_processes(&chosen)?;
+        if last.dialect != Dialect::CloudNative && last.dir.join("bin/release").is_file() {
             let script = format!(
                 "exec /tmp/buildpacks/{}/bin/release /home/vcap/app\n",
                 last.name
@@ -230,6 +266,7 @@ impl Stager {
                     &layout,
                     "r".into(),
                     script,
+                    Vec::new(),
                     log,
                     Output::Capture,
                     deadline,
@@ -242,23 +279,23 @@ impl Stager {
                     reason,
                 });
             }
-            process_types = parse_release(&out).map_err(|detail| StagingError::BadRelease {
+            let released = parse_release(&out).map_err(|detail| StagingError::BadRelease {
                 buildpack: last.name.to_string(),
                 detail,
             })?;
+            process_types.extend(released);
         }
         let procfile = tokio::fs::read_to_string(layout.home.join("app/Procfile"))
             .await
             .map(|s| parse_procfile(&s))
             .unwrap_or_default();
-        for (k, v) in procfile {
-            process_types.insert(k, v);
-        }
+        process_types.extend(procfile);
         let start_command = req
             .start_command
             .clone()
             .or_else(|| process_types.get("web").cloned())
             .ok_or(StagingError::NoStartCommand)?;
+        layout.finish_droplet(&chosen).await?;
         let info = StagingInfo {
             detected_buildpack: names.join(", "),
             start_command,
@@ -281,50 +318,92 @@ impl Stager {
         Ok(StagingResult { info })
     }
 
-    /// Runs every candidate's `bin/detect` at once; the first by position that passes wins.
+    /// Runs every candidate's detect at once; the first by position that passes wins.
     async fn detect<'a>(
         &self,
         req: &'a StagingRequest,
         layout: &Layout,
         log: &LogSink,
         deadline: Instant,
-    ) -> Result<&'a Buildpack, StagingError> {
-        let runs = req.buildpacks.iter().enumerate().map(|(i, bp)| {
-            let script = format!(
-                "exec /tmp/buildpacks/{}/bin/detect /home/vcap/app\n",
-                bp.name
-            );
-            self.run_step(
+    ) -> Result<(&'a Buildpack, Option<DetectPlan>), StagingError> {
+        let runs = req
+            .buildpacks
+            .iter()
+            .enumerate()
+            .map(|(i, bp)| self.detect_one(req, layout, i, bp, log, deadline));
+        let results = futures_join_all(runs).await;
+        for (bp, res) in req.buildpacks.iter().zip(results) {
+            if let Detection::Pass { name, plan } = res? {
+                let label = if name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({name})")
+                };
+                say(log, &format!("Detected {}{label}", bp.name));
+                return Ok((bp, plan));
+            }
+        }
+        Err(StagingError::NoneDetected)
+    }
+
+    /// Runs one buildpack's detect, as its dialect has it.
+    async fn detect_one(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        i: usize,
+        bp: &Buildpack,
+        log: &LogSink,
+        deadline: Instant,
+    ) -> Result<Detection, StagingError> {
+        if !bp.dir.join("bin/detect").is_file() {
+            return Ok(Detection::Fail); // a supply-only Cloud Foundry buildpack
+        }
+        let n = &bp.name;
+        let script = match bp.dialect {
+            Dialect::CloudNative => {
+                format!(
+                    "exec /tmp/buildpacks/{n}/bin/detect /tmp/platform /tmp/stage/{n}.plan.toml\n"
+                )
+            }
+            _ => format!("exec /tmp/buildpacks/{n}/bin/detect /home/vcap/app\n"),
+        };
+        let (reason, out) = self
+            .run_step(
                 req,
                 layout,
                 format!("d{i}"),
                 script,
+                step_env(bp),
                 log,
                 Output::Capture,
                 deadline,
             )
-        });
-        let results = futures_join_all(runs).await;
-        for (bp, res) in req.buildpacks.iter().zip(results) {
-            let (reason, out) = res?;
-            if reason == ExitReason::Exited(0) {
-                let name = out.lines().next().unwrap_or("").trim();
-                say(
-                    log,
-                    &format!(
-                        "Detected {}{}",
-                        bp.name,
-                        if name.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({name})")
-                        }
-                    ),
-                );
-                return Ok(bp);
+            .await?;
+        let name = out.lines().next().unwrap_or("").trim().to_string();
+        match (bp.dialect, reason) {
+            (Dialect::CloudNative, ExitReason::Exited(0)) => {
+                let raw = std::fs::read_to_string(layout.stage.join(format!("{n}.plan.toml")))
+                    .unwrap_or_default();
+                let plan = DetectPlan::parse(&raw).map_err(|detail| StagingError::BadPlan {
+                    buildpack: n.to_string(),
+                    detail,
+                })?;
+                Ok(Detection::Pass {
+                    name,
+                    plan: Some(plan),
+                })
             }
+            (Dialect::CloudNative, ExitReason::Exited(100)) => Ok(Detection::Fail),
+            // CNB: any other code is an error, not a "no".
+            (Dialect::CloudNative, reason) => Err(StagingError::StepFailed {
+                buildpack: n.to_string(),
+                step: "detect",
+                reason,
+            }),
+            (_, ExitReason::Exited(0)) => Ok(Detection::Pass { name, plan: None }),
+            _ => Ok(Detection::Fail),
         }
-        Err(StagingError::NoneDetected)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -334,6 +413,7 @@ impl Stager {
         layout: &Layout,
         step: String,
         script: String,
+        extra_env: Vec<String>,
         log: &LogSink,
         output: Output,
         deadline: Instant,
@@ -349,6 +429,7 @@ impl Stager {
             format!("MEMORY_LIMIT={}m", memory_bytes >> 20),
         ];
         env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
+        env.extend(extra_env);
         let cfg = ContainerConfig {
             id: format!("stg-{}-{step}", req.id),
             hostname: "staging".to_string(),
@@ -509,6 +590,119 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+/// What a detect said.
+enum Detection {
+    Pass {
+        name: String,
+        plan: Option<DetectPlan>,
+    },
+    Fail,
+}
+
+/// The steps (name, script) a buildpack runs in its place in the group, by dialect.
+///
+/// - Heroku: `compile`, seeing the `export` files of Heroku buildpacks before it;
+/// - Cloud Foundry: `supply` when it has one, then for the last `finalize`, or `compile`
+///   for an older final buildpack;
+/// - Cloud Native: `build`, after sourcing the build environment of earlier layers.
+fn dialect_steps(
+    bp: &Buildpack,
+    before: &[&Buildpack],
+    idx: &str,
+    last: bool,
+) -> Result<Vec<(&'static str, String)>, StagingError> {
+    let n = &bp.name;
+    let has = |f: &str| bp.dir.join("bin").join(f).is_file();
+    let mut steps = Vec::new();
+    match bp.dialect {
+        Dialect::Heroku => {
+            let mut script = String::from("set -e\n");
+            for b in before.iter().filter(|b| b.dialect == Dialect::Heroku) {
+                script.push_str(&format!(
+                    "if [ -f /tmp/buildpacks/{m}/export ]; then . /tmp/buildpacks/{m}/export; fi\n",
+                    m = b.name
+                ));
+            }
+            script.push_str(&format!(
+                "exec /tmp/buildpacks/{n}/bin/compile /home/vcap/app /tmp/cache/{n} /tmp/env\n"
+            ));
+            steps.push(("compile", script));
+        }
+        Dialect::CloudFoundry => {
+            if has("supply") {
+                steps.push((
+                    "supply",
+                    format!("exec /tmp/buildpacks/{n}/bin/supply /home/vcap/app /tmp/cache/{n} /home/vcap/deps {idx}\n"),
+                ));
+            } else if !last {
+                return Err(StagingError::BadOrder {
+                    buildpack: n.to_string(),
+                    position: "before other buildpacks",
+                    detail: "it has no bin/supply; make it the last buildpack",
+                });
+            }
+            if last {
+                if has("finalize") {
+                    steps.push((
+                        "finalize",
+                        format!(
+                            "exec /tmp/buildpacks/{n}/bin/finalize /home/vcap/app /tmp/cache/{n} /home/vcap/deps {idx} /home/vcap/profile.d\n"
+                        ),
+                    ));
+                } else if has("compile") {
+                    steps.push((
+                        "compile",
+                        format!(
+                            "exec /tmp/buildpacks/{n}/bin/compile /home/vcap/app /tmp/cache/{n}\n"
+                        ),
+                    ));
+                } else {
+                    return Err(StagingError::BadOrder {
+                        buildpack: n.to_string(),
+                        position: "last",
+                        detail: "it has neither bin/finalize nor bin/compile; add a final buildpack after it",
+                    });
+                }
+            }
+        }
+        Dialect::CloudNative => {
+            steps.push((
+                "build",
+                format!(
+                    "if [ -f /tmp/stage/build-env.sh ]; then . /tmp/stage/build-env.sh; fi\n\
+                     exec /tmp/buildpacks/{n}/bin/build /home/vcap/layers/{n} /tmp/platform /tmp/stage/{n}.bp-plan.toml\n"
+                ),
+            ));
+        }
+    }
+    Ok(steps)
+}
+
+/// The environment a buildpack's steps get beyond the common one: the Cloud Native
+/// Buildpacks variables for that dialect.
+fn step_env(bp: &Buildpack) -> Vec<String> {
+    if bp.dialect != Dialect::CloudNative {
+        return Vec::new();
+    }
+    let n = &bp.name;
+    vec![
+        format!("CNB_BUILDPACK_DIR=/tmp/buildpacks/{n}"),
+        "CNB_PLATFORM_DIR=/tmp/platform".to_string(),
+        format!("CNB_BUILD_PLAN_PATH=/tmp/stage/{n}.plan.toml"),
+        format!("CNB_LAYERS_DIR=/home/vcap/layers/{n}"),
+        format!("CNB_BP_PLAN_PATH=/tmp/stage/{n}.bp-plan.toml"),
+        "CNB_TARGET_OS=linux".to_string(),
+        format!(
+            "CNB_TARGET_ARCH={}",
+            if cfg!(target_arch = "aarch64") {
+                "arm64"
+            } else {
+                "amd64"
+            }
+        ),
+    ]
+}
+
 /// What to do with a step's stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Output {
@@ -610,6 +804,24 @@ struct Layout {
     cache: PathBuf,
     env: PathBuf,
     buildpacks: PathBuf,
+    /// `/tmp/stage`: build plans and the build environment of Cloud Native layers.
+    stage: PathBuf,
+}
+
+/// `deps/<idx>` is zero-padded when there are more than ten buildpacks, as in Cloud Foundry.
+fn deps_index(i: usize, len: usize) -> String {
+    let width = if len > 10 { 2 } else { 1 };
+    format!("{i:0width$}")
+}
+
+fn own(path: &Path) -> Result<(), StagingError> {
+    std::os::unix::fs::chown(path, Some(VCAP_UID), Some(VCAP_GID))
+        .map_err(io_err(format!("handing {} to vcap", path.display())))
+}
+
+fn mkdir_owned(path: &Path) -> Result<(), StagingError> {
+    std::fs::create_dir_all(path).map_err(io_err(format!("creating {}", path.display())))?;
+    own(path)
 }
 
 impl Layout {
@@ -618,6 +830,7 @@ impl Layout {
             home: work.join("home"),
             cache: work.join("cache"),
             env: work.join("env"),
+            stage: work.join("stage"),
             buildpacks: work.join("buildpacks"),
         }
     }
@@ -627,13 +840,14 @@ impl Layout {
         let cache = self.cache.clone();
         let env_dir = self.env.clone();
         let bps = self.buildpacks.clone();
+        let stage = self.stage.clone();
         let req = req.clone();
         tokio::task::spawn_blocking(move || -> Result<(), StagingError> {
             for d in ["app", "deps", "profile.d", "tmp"] {
                 let p = home.join(d);
                 std::fs::create_dir_all(&p).map_err(io_err("creating the build folder"))?;
             }
-            for d in [&cache, &env_dir, &bps] {
+            for d in [&cache, &env_dir, &bps, &stage] {
                 std::fs::create_dir_all(d).map_err(io_err("creating the build folder"))?;
             }
             let pkg = std::fs::File::open(&req.package).map_err(io_err("opening the package"))?;
@@ -662,6 +876,7 @@ impl Layout {
                 home.join("profile.d"),
                 home.join("tmp"),
                 cache.clone(),
+                stage.clone(),
             ] {
                 std::os::unix::fs::chown(&d, Some(VCAP_UID), Some(VCAP_GID))
                     .map_err(io_err("handing the build folder to vcap"))?;
@@ -673,6 +888,214 @@ impl Layout {
             action: "preparing the build".into(),
             source: std::io::Error::other(e),
         })?
+    }
+
+    /// `deps/<idx>` for Cloud Foundry buildpacks, `layers/<name>` for Cloud Native ones.
+    async fn create_dialect_dirs(&self, chosen: &[&Buildpack]) -> Result<(), StagingError> {
+        for (i, bp) in chosen.iter().enumerate() {
+            match bp.dialect {
+                Dialect::CloudFoundry => {
+                    mkdir_owned(&self.home.join("deps").join(deps_index(i, chosen.len())))?
+                }
+                Dialect::CloudNative => {
+                    mkdir_owned(&self.home.join("layers").join(bp.name.as_str()))?
+                }
+                Dialect::Heroku => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the Buildpack Plan and brings back the layers cached by the last build.
+    async fn prepare_cnb_build(
+        &self,
+        bp: &Buildpack,
+        plan: &DetectPlan,
+    ) -> Result<(), StagingError> {
+        let plan_path = self.stage.join(format!("{}.bp-plan.toml", bp.name));
+        std::fs::write(&plan_path, cnb::buildpack_plan(plan))
+            .map_err(io_err("writing the buildpack plan"))?;
+        own(&plan_path)?;
+        let cached = self.cache.join(bp.name.as_str()).join("layers");
+        if cached.is_dir() {
+            copy_dir(&cached, &self.home.join("layers").join(bp.name.as_str()))
+                .map_err(io_err("restoring cached layers"))?;
+        }
+        Ok(())
+    }
+
+    /// After a Cloud Native build: keeps its `cache` layers for the next staging, and
+    /// writes the build environment of every `build` layer so far for later buildpacks.
+    async fn after_cnb_build(
+        &self,
+        bp: &Buildpack,
+        so_far: &[&Buildpack],
+    ) -> Result<(), StagingError> {
+        let bad = |detail: String| StagingError::BadLayers {
+            buildpack: bp.name.to_string(),
+            detail,
+        };
+        let dir = self.home.join("layers").join(bp.name.as_str());
+        let cached = self.cache.join(bp.name.as_str()).join("layers");
+        let _ = std::fs::remove_dir_all(&cached);
+        for layer in cnb::layers(&dir).map_err(bad)? {
+            if layer.types.cache {
+                let toml = dir.join(format!("{}.toml", layer.name));
+                mkdir_owned(&cached)?;
+                copy_dir(&layer.dir, &cached.join(&layer.name))
+                    .map_err(io_err("caching a layer"))?;
+                std::fs::copy(&toml, cached.join(format!("{}.toml", layer.name)))
+                    .map_err(io_err("caching a layer"))?;
+            }
+        }
+        let mut script = String::from(cnb::ENV_FUNCTIONS);
+        for b in so_far.iter().filter(|b| b.dialect == Dialect::CloudNative) {
+            let bdir = self.home.join("layers").join(b.name.as_str());
+            for layer in cnb::layers(&bdir)
+                .map_err(bad)?
+                .iter()
+                .filter(|l| l.types.build)
+            {
+                let seen = Path::new("/home/vcap/layers")
+                    .join(b.name.as_str())
+                    .join(&layer.name);
+                for line in cnb::env_lines(layer, &seen, Phase::Build) {
+                    script.push_str(&line);
+                    script.push('\n');
+                }
+            }
+        }
+        std::fs::write(self.stage.join("build-env.sh"), script)
+            .map_err(io_err("writing the build environment"))
+    }
+
+    /// Process types the buildpacks declared in their own files: Cloud Foundry's
+    /// `deps/<idx>/launch.yml` and Cloud Native's `launch.toml`; later buildpacks win.
+    fn declared_processes(
+        &self,
+        chosen: &[&Buildpack],
+    ) -> Result<BTreeMap<String, String>, StagingError> {
+        #[derive(serde::Deserialize)]
+        struct LaunchYml {
+            #[serde(default)]
+            processes: Vec<LaunchYmlProcess>,
+        }
+        #[derive(serde::Deserialize)]
+        struct LaunchYmlProcess {
+            #[serde(rename = "type")]
+            kind: String,
+            command: String,
+        }
+        let mut out = BTreeMap::new();
+        for (i, bp) in chosen.iter().enumerate() {
+            match bp.dialect {
+                Dialect::CloudFoundry => {
+                    let path = self
+                        .home
+                        .join("deps")
+                        .join(deps_index(i, chosen.len()))
+                        .join("launch.yml");
+                    if let Ok(raw) = std::fs::read_to_string(&path) {
+                        let l: LaunchYml = serde_yaml_ng::from_str(&raw).map_err(|e| {
+                            StagingError::BadRelease {
+                                buildpack: bp.name.to_string(),
+                                detail: format!("launch.yml: {e}"),
+                            }
+                        })?;
+                        out.extend(l.processes.into_iter().map(|p| (p.kind, p.command)));
+                    }
+                }
+                Dialect::CloudNative => {
+                    let launch =
+                        cnb::LaunchToml::read(&self.home.join("layers").join(bp.name.as_str()))
+                            .map_err(|detail| StagingError::BadLayers {
+                                buildpack: bp.name.to_string(),
+                                detail,
+                            })?;
+                    out.extend(
+                        launch
+                            .processes
+                            .iter()
+                            .map(|p| (p.kind.clone(), p.command_line())),
+                    );
+                }
+                Dialect::Heroku => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops build-only layers and writes the launch environment script
+    /// ([`droplet::LAUNCH_ENV`]): Cloud Foundry's `deps/<idx>/{bin,lib,env}` and the
+    /// environment of Cloud Native `launch` layers.
+    async fn finish_droplet(&self, chosen: &[&Buildpack]) -> Result<(), StagingError> {
+        let mut lines: Vec<String> = Vec::new();
+        for (i, bp) in chosen.iter().enumerate() {
+            match bp.dialect {
+                Dialect::CloudFoundry => {
+                    let idx = deps_index(i, chosen.len());
+                    let dir = self.home.join("deps").join(&idx);
+                    let seen = format!("/home/vcap/deps/{idx}");
+                    if dir.join("bin").is_dir() {
+                        lines.push(format!("_paas_prepend PATH {seen}/bin :"));
+                    }
+                    if dir.join("lib").is_dir() {
+                        lines.push(format!("_paas_prepend LD_LIBRARY_PATH {seen}/lib :"));
+                    }
+                    if let Ok(entries) = std::fs::read_dir(dir.join("env")) {
+                        let mut vars: Vec<(String, String)> = entries
+                            .flatten()
+                            .filter_map(|e| {
+                                Some((
+                                    e.file_name().to_str()?.to_string(),
+                                    std::fs::read_to_string(e.path()).ok()?,
+                                ))
+                            })
+                            .filter(|(k, _)| cnb::valid_var(k))
+                            .collect();
+                        vars.sort();
+                        for (k, v) in vars {
+                            lines.push(format!(
+                                "export {k}={}",
+                                crate::shell::quote(v.trim_end_matches('\n'))
+                            ));
+                        }
+                    }
+                }
+                Dialect::CloudNative => {
+                    let dir = self.home.join("layers").join(bp.name.as_str());
+                    let bad = |detail: String| StagingError::BadLayers {
+                        buildpack: bp.name.to_string(),
+                        detail,
+                    };
+                    for layer in cnb::layers(&dir).map_err(bad)? {
+                        if layer.types.launch {
+                            let seen = Path::new("/home/vcap/layers")
+                                .join(bp.name.as_str())
+                                .join(&layer.name);
+                            lines.extend(cnb::env_lines(&layer, &seen, Phase::Launch));
+                        } else {
+                            let _ = std::fs::remove_dir_all(&layer.dir);
+                            let _ = std::fs::remove_file(dir.join(format!("{}.toml", layer.name)));
+                        }
+                    }
+                }
+                Dialect::Heroku => {}
+            }
+        }
+        if !lines.is_empty() {
+            let mut script = String::from(
+                "# Written at staging: the environment buildpacks set up for launch.\n",
+            );
+            script.push_str(cnb::ENV_FUNCTIONS);
+            for l in lines {
+                script.push_str(&l);
+                script.push('\n');
+            }
+            std::fs::write(self.home.join(droplet::LAUNCH_ENV), script)
+                .map_err(io_err("writing the launch environment"))?;
+        }
+        Ok(())
     }
 
     fn mounts(&self, req: &StagingRequest) -> Vec<Mount> {
@@ -696,6 +1119,8 @@ impl Layout {
             bind(&self.home, "/home/vcap", false),
             bind(&self.cache, "/tmp/cache", false),
             bind(&self.env, "/tmp/env", true),
+            bind(&self.env, "/tmp/platform/env", true),
+            bind(&self.stage, "/tmp/stage", false),
         ];
         for bp in &req.buildpacks {
             m.push(bind(

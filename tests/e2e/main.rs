@@ -3,6 +3,7 @@
 //! workspace binaries built (`cargo build --workspace`), which the test command does.
 
 mod buildpacks;
+mod conformance;
 mod harness;
 mod push;
 mod refusals;

@@ -4,6 +4,7 @@ pub mod app;
 pub mod apps;
 pub mod buildpacks;
 pub mod delete;
+pub mod env;
 pub mod events;
 pub mod exec;
 pub mod login;

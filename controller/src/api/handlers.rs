@@ -40,6 +40,8 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
                 (Method::GET, ["events"]) => events(p, &app),
+                (Method::GET, ["env"]) => get_env(p, &app),
+                (Method::PATCH, ["env"]) => patch_env(p, &app, req).await,
                 (Method::POST, ["exec"]) => exec(p, &app, req).await,
                 _ => Err(not_found(&method, &path)),
             },
@@ -211,6 +213,47 @@ async fn exec(
         }
     });
     Ok(resp)
+}
+
+fn get_env(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    Ok(body::json(
+        200,
+        &p.store.env(app).map_err(Failure::internal)?,
+    ))
+}
+
+/// `{"KEY": "value", "OTHER": null}` sets KEY and removes OTHER. Takes effect at the next
+/// push or restart.
+async fn patch_env(
+    p: &Platform,
+    app: &AppName,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    let changes: std::collections::BTreeMap<String, Option<String>> = read_json(req).await?;
+    if p.store.app(app).map_err(Failure::internal)?.is_none() {
+        return Err(Failure::app_not_found(app));
+    }
+    for (k, v) in &changes {
+        paas_api::check_env_name(k).map_err(|e| Failure::new(422, "invalid-env", e, None))?;
+        if v.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Failure::new(
+                422,
+                "invalid-env",
+                format!("the value of {k} holds a NUL byte"),
+                None,
+            ));
+        }
+    }
+    p.store
+        .update_env(app, &changes)
+        .map_err(Failure::internal)?;
+    Ok(body::json(
+        200,
+        &p.store.env(app).map_err(Failure::internal)?,
+    ))
 }
 
 fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {

@@ -57,7 +57,12 @@ impl Platform {
             buildpacks,
             detect,
             start_command: record.settings.command.clone(),
-            env: Vec::new(),
+            env: self
+                .store
+                .env(app)
+                .map_err(Failure::internal)?
+                .into_iter()
+                .collect(),
             memory: record.settings.memory,
             timeout: self.staging_timeout,
             droplet_out: droplet_tmp.to_path_buf(),
@@ -91,7 +96,11 @@ impl Platform {
             };
             self.logs
                 .append(app, "STG", LogStream::Err, &format!("staging failed: {e}"));
-            Failure::new(status, &code, format!("staging failed: {e}"), None)
+            let message = match e.cf_exit_code() {
+                Some(c) => format!("staging failed (code {c}): {e}"),
+                None => format!("staging failed: {e}"),
+            };
+            Failure::new(status, &code, message, None)
         })?;
 
         let path = droplet_tmp.to_path_buf();

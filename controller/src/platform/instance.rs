@@ -70,6 +70,8 @@ pub struct InstanceSpec {
     pub settings: AppSettings,
     pub start_command: String,
     pub droplet_dir: PathBuf,
+    /// The app's own environment, set after the platform's.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Instance {
@@ -414,6 +416,7 @@ async fn http_ok(addr: SocketAddr, endpoint: &str) -> bool {
 /// The launcher: sources profile scripts as Cloud Foundry's does, then runs the start
 /// command (`$1`) through bash, which execs a simple command directly.
 const LAUNCHER: &str = r#"cd /home/vcap/app || exit 1
+if [ -f /home/vcap/.paas-env.sh ]; then . /home/vcap/.paas-env.sh; fi
 for f in /home/vcap/deps/*/profile.d/*.sh /home/vcap/profile.d/*.sh /home/vcap/app/.profile.d/*.sh; do
   if [ -f "$f" ]; then . "$f"; fi
 done
@@ -429,23 +432,6 @@ pub fn launcher_args(command: &str) -> Vec<String> {
         "launcher".into(),
         command.to_string(),
     ]
-}
-
-/// Quotes arguments for a POSIX shell, so that `exec` runs exactly the words given.
-pub fn shell_join(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, String> {
@@ -530,6 +516,9 @@ fn instance_env(
         "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
         format!("CF_STACK={}", paas_runtime::stack::STACK_NAME),
     ]
+    .into_iter()
+    .chain(spec.env.iter().map(|(k, v)| format!("{k}={v}")))
+    .collect()
 }
 
 /// The longest app log line kept; longer lines are cut.
@@ -624,18 +613,6 @@ mod tests {
         );
         assert!(l.admit(start + Duration::from_millis(1500)));
         assert_eq!(l.dropped_before(start + Duration::from_millis(2600)), None);
-    }
-
-    #[test]
-    fn shell_join_quotes_what_the_shell_would_split_or_expand() {
-        let args: Vec<String> = ["ls", "-la", "a b", "$HOME", "it's", ""]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(
-            super::shell_join(&args),
-            r#"ls -la 'a b' '$HOME' 'it'\''s' ''"#
-        );
     }
 
     #[test]

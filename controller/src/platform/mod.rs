@@ -273,7 +273,7 @@ impl Platform {
                 Some(&format!("see `paas app {app}` for its instances")),
             )
         })?;
-        let args = instance::launcher_args(&instance::shell_join(command));
+        let args = instance::launcher_args(&paas_stager::shell::join(command));
         self.runtime.exec(&target, args).map_err(Failure::internal)
     }
 
@@ -379,6 +379,13 @@ impl Platform {
         release: &Release,
         droplet: &std::path::Path,
     ) -> Vec<Arc<Instance>> {
+        let env: Vec<(String, String)> = match self.store.env(&app.name) {
+            Ok(e) => e.into_iter().collect(),
+            Err(e) => {
+                tracing::error!(app = %app.name, "reading the app's environment: {e}");
+                Vec::new()
+            }
+        };
         (0..app.settings.instances)
             .map(|index| {
                 instance::spawn(
@@ -390,6 +397,7 @@ impl Platform {
                         settings: app.settings.clone(),
                         start_command: release.start_command.clone(),
                         droplet_dir: droplet.to_path_buf(),
+                        env: env.clone(),
                     },
                 )
             })

@@ -1,0 +1,133 @@
+//! `paas env`, `set-env`, `unset-env`: an app's own environment variables.
+//!
+//! Changes apply at the app's next push (or restart), as in Cloud Foundry.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::client::{check, read_all};
+use crate::exit::{self, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    name: String,
+    /// Show the values of variables that look secret (passwords, tokens, keys).
+    #[arg(long)]
+    reveal: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    name: String,
+    key: String,
+    value: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UnsetArgs {
+    name: String,
+    key: String,
+}
+
+/// Names whose values are hidden unless `--reveal`.
+fn looks_secret(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    [
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+pub async fn show(args: ShowArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let env: BTreeMap<String, String> = super::client(skip_ssl_validation)?
+        .json(Method::GET, &format!("/v1/apps/{name}/env"), None::<&()>)
+        .await?;
+    if env.is_empty() {
+        println!("App {name} sets no environment variables of its own.");
+    }
+    for (k, v) in env {
+        let shown = if looks_secret(&k) && !args.reveal {
+            "[redacted: use --reveal]"
+        } else {
+            v.as_str()
+        };
+        println!("{k}: {shown}");
+    }
+    Ok(())
+}
+
+async fn patch(
+    name: &str,
+    changes: BTreeMap<String, Option<String>>,
+    skip_ssl_validation: bool,
+) -> Result<(), Failure> {
+    let client = super::client(skip_ssl_validation)?;
+    let body = Bytes::from(serde_json::to_vec(&changes).unwrap_or_default());
+    let resp = client
+        .send(
+            Method::PATCH,
+            &format!("/v1/apps/{name}/env"),
+            body,
+            "application/json",
+        )
+        .await?;
+    let resp = check(resp, exit::GENERAL).await?;
+    read_all(resp).await.map(|_| ())
+}
+
+pub async fn set(args: SetArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    paas_api::check_env_name(&args.key).map_err(Failure::usage)?;
+    patch(
+        name.as_str(),
+        BTreeMap::from([(args.key.clone(), Some(args.value))]),
+        skip_ssl_validation,
+    )
+    .await?;
+    println!(
+        "Set {} for app {name}; push or restart the app to apply it.",
+        args.key
+    );
+    Ok(())
+}
+
+pub async fn unset(args: UnsetArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    patch(
+        name.as_str(),
+        BTreeMap::from([(args.key.clone(), None)]),
+        skip_ssl_validation,
+    )
+    .await?;
+    println!(
+        "Removed {} from app {name}; push or restart the app to apply it.",
+        args.key
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secret_looking_names_are_recognised() {
+        for k in [
+            "DB_PASSWORD",
+            "api_token",
+            "AWS_SECRET_ACCESS_KEY",
+            "PRIVATE_PEM",
+        ] {
+            assert!(super::looks_secret(k), "{k}");
+        }
+        assert!(!super::looks_secret("GREETING"));
+    }
+}
