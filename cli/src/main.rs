@@ -63,6 +63,11 @@ enum Command {
     SetEnv(commands::env::SetArgs),
     /// Remove an environment variable of an app.
     UnsetEnv(commands::env::UnsetArgs),
+    /// Stage the app's current package again and roll its instances over.
+    Restage(commands::restage::Args),
+    /// Work with an app's droplet.
+    #[command(subcommand)]
+    Droplet(commands::droplet::Command),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
 }
@@ -86,6 +91,8 @@ fn main() {
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
+            Command::Restage(a) => commands::restage::run(a, skip).await,
+            Command::Droplet(c) => commands::droplet::run(c, skip).await,
             Command::Env(a) => commands::env::show(a, skip).await,
             Command::SetEnv(a) => commands::env::set(a, skip).await,
             Command::UnsetEnv(a) => commands::env::unset(a, skip).await,

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,6 +141,10 @@ pub struct StagingRequest {
 #[derive(Debug, Clone)]
 pub struct StagingResult {
     pub info: StagingInfo,
+    /// The whole staging, from start to a packed droplet.
+    pub total: Duration,
+    /// The part of it spent running buildpack scripts (parallel detects count once).
+    pub in_buildpacks: Duration,
 }
 
 /// Runs stagings in containers of `runtime`, with scratch folders under `work_root`.
@@ -163,10 +168,27 @@ impl Stager {
         req: &StagingRequest,
         log: &LogSink,
     ) -> Result<StagingResult, StagingError> {
+        let started = Instant::now();
         let work = self.work_root.join(&req.id);
         let result = self.stage_in(&work, req, log).await;
         let _ = tokio::fs::remove_dir_all(&work).await;
-        result
+        result.map(|(info, in_buildpacks)| {
+            let total = started.elapsed();
+            say(
+                log,
+                &format!(
+                    "Staged in {} ms: {} ms in buildpack scripts, {} ms by the platform",
+                    total.as_millis(),
+                    in_buildpacks.as_millis(),
+                    total.saturating_sub(in_buildpacks).as_millis()
+                ),
+            );
+            StagingResult {
+                info,
+                total,
+                in_buildpacks,
+            }
+        })
     }
 
     async fn stage_in(
@@ -174,7 +196,7 @@ impl Stager {
         work: &Path,
         req: &StagingRequest,
         log: &LogSink,
-    ) -> Result<StagingResult, StagingError> {
+    ) -> Result<(StagingInfo, Duration), StagingError> {
         let deadline = Instant::now() + req.timeout;
         let layout = Layout::new(work);
         layout.create(req).await?;
@@ -315,7 +337,10 @@ impl Stager {
                 source: std::io::Error::other(e),
             })?
             .map_err(io_err("packing the droplet"))?;
-        Ok(StagingResult { info })
+        let in_buildpacks = Duration::from_micros(
+            layout.detect_us.load(Ordering::Relaxed) + layout.steps_us.load(Ordering::Relaxed),
+        );
+        Ok((info, in_buildpacks))
     }
 
     /// Runs every candidate's detect at once; the first by position that passes wins.
@@ -434,7 +459,7 @@ impl Stager {
             id: format!("stg-{}-{step}", req.id),
             hostname: "staging".to_string(),
             mounts: layout.mounts(req),
-            args: vec!["/bin/bash".into(), "-c".into(), script],
+            args: vec!["/bin/bash".into(), "-c".into(), timed(&step, &script)],
             env,
             cwd: "/home/vcap/app".into(),
             uid: VCAP_UID,
@@ -465,6 +490,14 @@ impl Stager {
             }
         };
         c.destroy().await;
+        if let Ok(us) = std::fs::read_to_string(layout.stage.join(format!("time-{step}"))) {
+            let us: u64 = us.trim().parse().unwrap_or(0);
+            if step.starts_with('d') {
+                layout.detect_us.fetch_max(us, Ordering::Relaxed);
+            } else {
+                layout.steps_us.fetch_add(us, Ordering::Relaxed);
+            }
+        }
         res
     }
 }
@@ -806,6 +839,20 @@ struct Layout {
     buildpacks: PathBuf,
     /// `/tmp/stage`: build plans and the build environment of Cloud Native layers.
     stage: PathBuf,
+    /// Microseconds in detect scripts (they run in parallel: the longest counts).
+    detect_us: AtomicU64,
+    /// Microseconds in every other buildpack script.
+    steps_us: AtomicU64,
+}
+
+/// Wraps a step's script so that it records how long the buildpack's own code ran, in
+/// microseconds, in `/tmp/stage/time-STEP` (bash's clock, read with no process started).
+fn timed(step: &str, script: &str) -> String {
+    format!(
+        "__paas_t0=${{EPOCHREALTIME/./}}\n( {script} )\n__paas_rc=$?\n\
+         echo $(( ${{EPOCHREALTIME/./}} - __paas_t0 )) > /tmp/stage/time-{step} 2>/dev/null\n\
+         exit $__paas_rc\n"
+    )
 }
 
 /// `deps/<idx>` is zero-padded when there are more than ten buildpacks, as in Cloud Foundry.
@@ -831,6 +878,8 @@ impl Layout {
             cache: work.join("cache"),
             env: work.join("env"),
             stage: work.join("stage"),
+            detect_us: AtomicU64::new(0),
+            steps_us: AtomicU64::new(0),
             buildpacks: work.join("buildpacks"),
         }
     }

@@ -169,3 +169,42 @@ fn buildpacks_upload_as_zip_and_unsafe_ones_are_refused() {
     );
     assert!(!d.paas_ok(&["buildpacks"]).contains("evil"));
 }
+
+#[test]
+fn restage_builds_the_current_package_again_and_the_droplet_downloads() {
+    let d = Daemon::start();
+    let app = repo().join("examples/python-app");
+    d.paas_ok(&["push", "again", "-p", app.to_str().unwrap()]);
+    let out = d.paas_ok(&["restage", "again"]);
+    assert!(
+        out.contains("Restaging app again") && out.contains("-----> Detected python"),
+        "{out}"
+    );
+    assert!(out.contains("App again is running 1 instance(s)"), "{out}");
+    let events = d.paas_ok(&["events", "again"]);
+    assert!(
+        events.contains("release 2"),
+        "restage makes a new release: {events}"
+    );
+    assert_eq!(d.get("again.localhost", "/").status, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("droplet.tgz");
+    let out = d.paas_ok(&["droplet", "download", "again", "-o", file.to_str().unwrap()]);
+    assert!(out.contains("Saved the droplet of again"), "{out}");
+    let f = std::fs::File::open(&file).unwrap();
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut info = String::new();
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some("staging_info.yml") {
+            std::io::Read::read_to_string(&mut e, &mut info).unwrap();
+        }
+    }
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["detected_buildpack"], "python");
+    assert_eq!(info["start_command"], "python3 app.py");
+
+    let out = d.paas(&["restage", "nosuch"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("app nosuch does not exist"));
+}

@@ -4,12 +4,14 @@ pub mod app;
 pub mod apps;
 pub mod buildpacks;
 pub mod delete;
+pub mod droplet;
 pub mod env;
 pub mod events;
 pub mod exec;
 pub mod login;
 pub mod logs;
 pub mod push;
+pub mod restage;
 
 use paas_api::AppName;
 

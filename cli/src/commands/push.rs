@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use http::Method;
 use paas_api::{
-    AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, HealthCheck, MemorySize,
-    PackageStored,
+    AppName, AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, HealthCheck,
+    MemorySize, PackageStored,
 };
 
 use crate::archive;
@@ -164,6 +164,15 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
             "application/json",
         )
         .await?;
+    follow_deployment(resp, &name).await
+}
+
+/// Prints a deployment's NDJSON stream as it arrives (phases, the staging log) and ends
+/// with the app's URL, or with the failure and its exit code.
+pub async fn follow_deployment(
+    resp: http::Response<hyper::body::Incoming>,
+    name: &AppName,
+) -> Result<(), Failure> {
     let resp = check(resp, exit::STAGING).await?;
     let mut outcome: Option<Result<String, Failure>> = None;
     let mut phase = String::new();
@@ -171,15 +180,12 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
     ndjson(resp, |event: DeployEvent| {
         match event {
             DeployEvent::Phase { phase: p } => {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    match p.as_str() {
-                        "staging" => "Staging app and tracing logs...",
-                        "starting" => "Waiting for app to start...",
-                        other => other,
-                    }
-                );
+                let line = match p.as_str() {
+                    "staging" => "Staging app and tracing logs...",
+                    "starting" => "Waiting for app to start...",
+                    other => other,
+                };
+                let _ = writeln!(stdout, "{line}");
                 phase = p;
             }
             DeployEvent::Log(l) => {
@@ -213,8 +219,9 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
         }
         Some(Err(f)) => Err(f),
         None => Err(
-            Failure::general("the API ended the push without saying how it went")
-                .with_hint(format!("see `paas apps` and `paas logs {name} --recent`")),
+            Failure::general("the API ended the deployment without saying how it went").with_hint(
+                format!("see `paas app {name}` and `paas logs {name} --recent`"),
+            ),
         ),
     }
 }

@@ -38,6 +38,47 @@ pub fn empty(status: u16) -> Response<ApiBody> {
     r
 }
 
+/// A file streamed in chunks, so a large blob never sits in memory whole.
+pub struct FileBody {
+    file: tokio::fs::File,
+    buf: Vec<u8>,
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let mut read = tokio::io::ReadBuf::new(&mut this.buf);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut this.file), cx, &mut read) {
+            Poll::Pending => Poll::Pending,
+            // A read error ends the body early; the client sees a short download.
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
+            Poll::Ready(Ok(())) => {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(read.filled())))))
+            }
+        }
+    }
+}
+
+pub fn file(file: tokio::fs::File, content_type: &'static str) -> Response<ApiBody> {
+    let mut r = Response::new(
+        FileBody {
+            file,
+            buf: vec![0; 256 * 1024],
+        }
+        .boxed(),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
 /// A streamed body fed by a channel: one JSON document per line, sent as produced.
 pub struct NdjsonBody {
     rx: mpsc::UnboundedReceiver<Bytes>,

@@ -38,6 +38,8 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::DELETE, []) => p.delete(&app).await.map(|()| body::empty(204)),
                 (Method::POST, ["packages"]) => upload_package(p, &app, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
+                (Method::POST, ["restage"]) => restage(p, &app),
+                (Method::GET, ["droplet"]) => droplet(p, &app).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
                 (Method::GET, ["events"]) => events(p, &app),
                 (Method::GET, ["env"]) => get_env(p, &app),
@@ -467,6 +469,50 @@ async fn deploy(
     if p.store.app(app).map_err(Failure::internal)?.is_none() {
         return Err(Failure::app_not_found(app));
     }
+    Ok(stream_deployment(p, app, package))
+}
+
+/// Stages the current package again, as a new deployment.
+fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p
+        .store
+        .app(app)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::app_not_found(app))?;
+    let release = record.release.ok_or_else(|| {
+        Failure::new(
+            422,
+            "nothing-to-restage",
+            format!("app {app} has never been staged"),
+            Some(&format!("push it first: `paas push {app}`")),
+        )
+    })?;
+    Ok(stream_deployment(p, app, release.package))
+}
+
+/// The droplet the app runs, as a tar.gz.
+async fn droplet(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p
+        .store
+        .app(app)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::app_not_found(app))?;
+    let release = record.release.ok_or_else(|| {
+        Failure::new(
+            404,
+            "no-droplet",
+            format!("app {app} has no droplet yet"),
+            Some(&format!("push it first: `paas push {app}`")),
+        )
+    })?;
+    let file = tokio::fs::File::open(p.blobs.path(&release.droplet))
+        .await
+        .map_err(Failure::internal)?;
+    Ok(body::file(file, "application/gzip"))
+}
+
+/// Runs a deployment in its own task and streams its events as NDJSON.
+fn stream_deployment(p: &Arc<Platform>, app: &AppName, package: String) -> Response<ApiBody> {
     let (out, resp) = body::ndjson_stream();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
     let platform = Arc::clone(p);
@@ -481,7 +527,7 @@ async fn deploy(
             out.send(&event);
         }
     });
-    Ok(resp)
+    resp
 }
 
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.

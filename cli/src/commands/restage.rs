@@ -1,0 +1,28 @@
+//! `paas restage NAME`: stage the app's current package again (with the buildpacks and
+//! environment it has now) and roll the instances over to the new droplet.
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::exit::Failure;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The app to restage.
+    name: String,
+}
+
+pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let client = super::client(skip_ssl_validation)?;
+    println!("Restaging app {name}");
+    let resp = client
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{name}/restage"),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    super::push::follow_deployment(resp, &name).await
+}
