@@ -188,6 +188,22 @@ pub enum DeployEvent {
     Failed { error: ErrorBody },
 }
 
+/// `GET /v1/routes`: the route table, for routers that run apart from `paasd`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// Lowercase host, e.g. `myapp.example.com`.
+    pub host: String,
+    pub app: String,
+    /// The running instances: `ip:port` and instance index.
+    pub backends: Vec<RouteBackend>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteBackend {
+    pub addr: String,
+    pub index: u32,
+}
+
 /// A buildpack as `GET /v1/buildpacks` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInfo {

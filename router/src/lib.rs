@@ -17,5 +17,5 @@ pub mod proxy;
 mod server;
 pub mod table;
 
-pub use server::Router;
+pub use server::{Router, RouterConfig};
 pub use table::{Backend, RouteTable};

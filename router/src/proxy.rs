@@ -53,6 +53,11 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         h.insert("x-paas-router-error", HeaderValue::from_static(self.kind));
+        if self.status == StatusCode::BAD_REQUEST {
+            // After a malformed request the connection's framing cannot be trusted: close
+            // it rather than read what follows as a next request (request smuggling).
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -63,8 +68,52 @@ pub fn text_body(s: String) -> Body {
         .boxed()
 }
 
-/// Phase 1: which host does the request want? HTTP/1.1 must name one.
+/// Refuses the message framings that request-smuggling attacks use (CWE-444; the
+/// CL.TE/TE.CL desyncs of "HTTP Desync Attacks", Kettle 2019): Content-Length with
+/// Transfer-Encoding, more than one Content-Length, and any Transfer-Encoding whose last
+/// coding is not exactly `chunked`.
+pub fn framing_filter(h: &HeaderMap) -> Result<(), ProxyError> {
+    let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if !cl.is_empty() && !te.is_empty() {
+        return Err(bad_request("Content-Length and Transfer-Encoding together"));
+    }
+    if cl.len() > 1 || cl.iter().any(|v| v.as_bytes().contains(&b',')) {
+        return Err(bad_request("more than one Content-Length"));
+    }
+    if !te.is_empty() {
+        let codings: Vec<String> = te
+            .iter()
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+            .flat_map(|v| v.split(','))
+            .map(|c| c.trim().to_string())
+            .collect();
+        let tokens_ok = codings
+            .iter()
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        let last_chunked = codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+        let chunked_once = codings
+            .iter()
+            .filter(|c| c.eq_ignore_ascii_case("chunked"))
+            .count()
+            == 1;
+        if !(tokens_ok && last_chunked && chunked_once) {
+            return Err(bad_request(
+                "Transfer-Encoding must end with a single chunked",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Phase 1: which host does the request want? HTTP/1.1 must name one, once.
 pub fn request_filter<B>(req: &Request<B>) -> Result<String, ProxyError> {
+    framing_filter(req.headers())?;
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(bad_request("more than one Host header"));
+    }
     let raw = match req.uri().authority() {
         Some(a) => Some(a.as_str().to_string()),
         None => match req.headers().get(header::HOST) {
@@ -152,9 +201,48 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::UPGRADE);
 }
 
-/// Phase 3: point the request at the instance and say who the client is.
-/// Client-supplied forwarding headers are replaced, not trusted.
-pub fn upstream_request_filter<B>(req: &mut Request<B>, client: SocketAddr, backend: &Backend) {
+/// A request id a client may send and have kept: 1 to 200 of `A-Za-z0-9-_.:`.
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 200
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+}
+
+/// A W3C `traceparent` of version 00: `00-<32 hex>-<16 hex>-<2 hex>`, ids not all zero.
+fn valid_traceparent(v: &HeaderValue) -> bool {
+    let Ok(s) = v.to_str() else { return false };
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0')
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Phase 3: point the request at the instance and say who the client is. Client-supplied
+/// forwarding headers are replaced, not trusted. Returns the request id, kept from the
+/// client when valid and made otherwise, to echo in the response.
+pub fn upstream_request_filter<B>(
+    req: &mut Request<B>,
+    client: SocketAddr,
+    backend: &Backend,
+    started_ms: u128,
+) -> HeaderValue {
     let path = req
         .uri()
         .path_and_query()
@@ -174,13 +262,42 @@ pub fn upstream_request_filter<B>(req: &mut Request<B>, client: SocketAddr, back
     if let Some(host) = host {
         h.insert("x-forwarded-host", host);
     }
+    if let Ok(v) = HeaderValue::from_str(&started_ms.to_string()) {
+        h.insert("x-request-start", v);
+    }
+    let id = match h.get("x-request-id") {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => {
+            let r = random_hex(16);
+            let uuid = format!(
+                "{}-{}-{}-{}-{}",
+                &r[..8],
+                &r[8..12],
+                &r[12..16],
+                &r[16..20],
+                &r[20..]
+            );
+            HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("-"))
+        }
+    };
+    h.insert("x-request-id", id.clone());
+    if !h.get("traceparent").is_some_and(valid_traceparent) {
+        // Start a trace: a new trace id and span id, sampled.
+        let tp = format!("00-{}-{}-01", random_hex(16), random_hex(8));
+        if let Ok(v) = HeaderValue::from_str(&tp) {
+            h.insert("traceparent", v);
+        }
+        h.remove("tracestate");
+    }
+    id
 }
 
 /// Phase 4: the app's response, minus its hop-by-hop headers.
-pub fn response_filter<B>(resp: &mut Response<B>) {
+pub fn response_filter<B>(resp: &mut Response<B>, request_id: HeaderValue) {
     // The client talks HTTP/1.1 to the router whatever the app speaks behind it.
     *resp.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(resp.headers_mut());
+    resp.headers_mut().insert("x-request-id", request_id);
 }
 
 #[cfg(test)]
@@ -200,6 +317,50 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn framings_used_for_smuggling_are_refused() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            m
+        };
+        assert!(framing_filter(&h(&[("content-length", "5")])).is_ok());
+        assert!(framing_filter(&h(&[("transfer-encoding", "chunked")])).is_ok());
+        assert!(framing_filter(&h(&[("transfer-encoding", "gzip, chunked")])).is_ok());
+        for bad in [
+            &[("content-length", "5"), ("transfer-encoding", "chunked")][..],
+            &[("content-length", "5"), ("content-length", "5")],
+            &[("content-length", "5, 6")],
+            &[("transfer-encoding", "chunked, identity")],
+            &[("transfer-encoding", "xchunked")],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "identity"),
+            ],
+        ] {
+            assert!(framing_filter(&h(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_ids_and_traceparents_are_checked() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!valid_request_id(&HeaderValue::from_static("has space")));
+        assert!(valid_traceparent(&HeaderValue::from_static(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        )));
+        assert!(!valid_traceparent(&HeaderValue::from_static(
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+        )));
+        assert!(!valid_traceparent(&HeaderValue::from_static("junk")));
     }
 
     #[test]

@@ -28,10 +28,29 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a connection to an instance may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Limits a router holds clients to.
+#[derive(Debug, Clone, Copy)]
+pub struct RouterConfig {
+    /// How long a client may take to send a request's headers (slowloris defence).
+    pub header_read_timeout: Duration,
+    /// The most bytes a request's head may take; more is answered with 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
 /// The router: a route table snapshot and a pooled client to the instances.
 pub struct Router {
     table: ArcSwap<RouteTable>,
     client: Client<HttpConnector, Incoming>,
+    config: RouterConfig,
 }
 
 impl Default for Router {
@@ -42,6 +61,10 @@ impl Default for Router {
 
 impl Router {
     pub fn new() -> Self {
+        Self::with_config(RouterConfig::default())
+    }
+
+    pub fn with_config(config: RouterConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -52,6 +75,7 @@ impl Router {
         Router {
             table: ArcSwap::from_pointee(RouteTable::new()),
             client,
+            config,
         }
     }
 
@@ -78,6 +102,7 @@ impl Router {
             };
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
+            let config = self.config;
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let router = Arc::clone(&router);
@@ -85,8 +110,8 @@ impl Router {
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(64 * 1024)
+                    .header_read_timeout(config.header_read_timeout)
+                    .max_buf_size(config.max_header_bytes)
                     .serve_connection(TokioIo::new(stream), service);
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, "router connection ended: {e}");
@@ -117,7 +142,11 @@ impl Router {
             let table = self.table.load();
             proxy::upstream_peer(&table, &host)?
         };
-        proxy::upstream_request_filter(&mut req, client, &backend);
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let request_id = proxy::upstream_request_filter(&mut req, client, &backend, started_ms);
         let mut resp = self.client.request(req).await.map_err(|e| ProxyError {
             status: StatusCode::BAD_GATEWAY,
             kind: "app_unreachable",
@@ -127,7 +156,7 @@ impl Router {
             ),
             fault: Fault::Upstream,
         })?;
-        proxy::response_filter(&mut resp);
+        proxy::response_filter(&mut resp, request_id);
         Ok(resp.map(|b| b.boxed()))
     }
 }

@@ -56,6 +56,26 @@ impl RouteTable {
         );
     }
 
+    /// A table from the API's route list; backends whose address does not parse are
+    /// left out.
+    pub fn from_entries(entries: &[paas_api::RouteEntry]) -> Self {
+        let mut t = RouteTable::new();
+        for e in entries {
+            let backends = e
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    Some(Backend {
+                        addr: b.addr.parse().ok()?,
+                        index: b.index,
+                    })
+                })
+                .collect();
+            t.insert(&e.host, &e.app, backends);
+        }
+        t
+    }
+
     pub fn lookup(&self, host: &str) -> Option<&Pool> {
         self.hosts.get(host)
     }

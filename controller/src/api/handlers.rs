@@ -29,6 +29,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     let result = match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
         (Method::GET, ["v1", "apps"]) => list_apps(p),
+        (Method::GET, ["v1", "routes"]) => Ok(body::json(200, &p.routes())),
         (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
-use paas_router::{Backend, RouteTable, Router};
+use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream, RouteBackend, RouteEntry};
+use paas_router::{RouteTable, Router};
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::Stager;
@@ -201,21 +201,30 @@ impl Platform {
 
     /// Publishes a route table built from every instance that is running now.
     pub fn refresh_routes(&self) {
+        self.router.update(RouteTable::from_entries(&self.routes()));
+    }
+
+    /// Every route with the instances that are running now.
+    pub fn routes(&self) -> Vec<RouteEntry> {
         let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        let mut table = RouteTable::new();
-        for (app, list) in instances.iter() {
-            let backends = list
-                .iter()
-                .filter_map(|i| {
-                    i.routable_addr().map(|addr| Backend {
-                        addr,
-                        index: i.index,
+        let mut out: Vec<RouteEntry> = instances
+            .iter()
+            .map(|(app, list)| RouteEntry {
+                host: self.host(app),
+                app: app.to_string(),
+                backends: list
+                    .iter()
+                    .filter_map(|i| {
+                        i.routable_addr().map(|addr| RouteBackend {
+                            addr: addr.to_string(),
+                            index: i.index,
+                        })
                     })
-                })
-                .collect();
-            table.insert(&self.host(app), app.as_str(), backends);
-        }
-        self.router.update(table);
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out
     }
 
     pub fn summary(&self, app: &AppRecord) -> AppSummary {

@@ -1,5 +1,7 @@
 //! The router against real backends on loopback.
 
+mod desync;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

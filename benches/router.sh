@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
+# front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
+# connections). The proxies run on CPU 1; wrk and the backend share CPU 0.
+#
+#   sudo benches/router.sh [SECONDS]        (default 10 s per run)
+#
+# Last line: router rps ratio paas/haproxy: X.XX
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+[ "$(id -u)" -eq 0 ] || { echo "run as root (to install peers)" >&2; exit 1; }
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --quiet -p paas-router --bin paas-router
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904
+cat > "$work/backend.conf" <<NGX
+daemon off; worker_processes 1; pid $work/backend.pid; error_log $work/backend.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$BACK; location / { return 200 "hello from the backend\n"; } } }
+NGX
+cat > "$work/proxy.conf" <<NGX
+daemon off; worker_processes 1; pid $work/proxy.pid; error_log $work/proxy.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$BACK; keepalive 128; }
+  server { listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGX
+cat > "$work/haproxy.cfg" <<HAP
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend f
+  bind 127.0.0.1:$HAPROXY
+  default_backend b
+backend b
+  server s1 127.0.0.1:$BACK
+HAP
+
+taskset -c 0 nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
+taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAAS --threads 1 \
+  --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
+taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.out" 2>&1 & pids+=($!)
+taskset -c 1 nginx -c "$work/proxy.conf" -p "$work" & pids+=($!)
+for port in $BACK $PAAS $HAPROXY $NGINX; do
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -H 'Host: bench.localhost' "http://127.0.0.1:$port/" && break
+    sleep 0.05
+  done
+done
+
+# Prints "RPS P99_MS" for one wrk run.
+load() {
+  taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "http://127.0.0.1:$1/" >/dev/null
+  taskset -c 0 wrk -t1 -c50 -d"${secs}s" --latency -H 'Host: bench.localhost' "http://127.0.0.1:$1/" > "$work/wrk.txt"
+  local rps p99
+  rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.txt")
+  p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$work/wrk.txt")
+  if grep -q 'Non-2xx' "$work/wrk.txt"; then echo "warning: non-2xx answers on port $1" >&2; fi
+  echo "$rps $p99"
+}
+
+declare -A rps p99
+for name in direct paas haproxy nginx; do
+  case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
+  read -r r p < <(load "$port")
+  rps[$name]=$r; p99[$name]=$p
+  printf '%-8s requests/s %10s   p99 %8s ms\n' "$name" "$r" "$p"
+done
+ratio=$(awk -v a="${rps[paas]}" -v b="${rps[haproxy]}" 'BEGIN { printf "%.2f", a / b }')
+echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'))"
+echo "router rps ratio paas/haproxy: $ratio"

@@ -1,0 +1,202 @@
+//! `paas-router`: the paas router on its own, for edge hosts. It takes its routes from a
+//! `paasd` (polling `GET /v1/routes`) or from `--route` flags, and serves app traffic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use paas_api::{RouteBackend, RouteEntry};
+use paas_router::{RouteTable, Router};
+
+/// Routes HTTP traffic for paas apps, apart from paasd.
+///
+/// With --api it follows the daemon's route table (polled every second); with --route it
+/// serves fixed routes (for tests and benchmarks). Both may be given.
+#[derive(Debug, Parser)]
+#[command(name = "paas-router", version)]
+struct Args {
+    /// Where to listen for app traffic.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// A fixed route: HOST=ADDR[,ADDR...], e.g. app.example.com=10.0.0.2:8080.
+    #[arg(long = "route", value_name = "HOST=ADDRS")]
+    routes: Vec<String>,
+    /// The daemon's API, e.g. https://10.0.0.1:9443, to take routes from.
+    #[arg(long, value_name = "URL", requires = "token")]
+    api: Option<String>,
+    /// A token for the API.
+    #[arg(long, env = "PAAS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The API's certificate (paasd's api-cert.pem).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAAS_ROUTER_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("paas-router: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
+    flags
+        .iter()
+        .map(|f| {
+            let (host, addrs) = f
+                .split_once('=')
+                .ok_or_else(|| format!("--route {f:?}: write it as HOST=ADDR[,ADDR...]"))?;
+            let backends = addrs
+                .split(',')
+                .enumerate()
+                .map(|(i, a)| {
+                    a.parse::<SocketAddr>()
+                        .map(|addr| RouteBackend {
+                            addr: addr.to_string(),
+                            index: i as u32,
+                        })
+                        .map_err(|_| format!("--route {f:?}: {a:?} is not an IP:PORT address"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RouteEntry {
+                host: host.to_ascii_lowercase(),
+                app: host.split('.').next().unwrap_or(host).to_string(),
+                backends,
+            })
+        })
+        .collect()
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let fixed = fixed_routes(&args.routes)?;
+    if fixed.is_empty() && args.api.is_none() {
+        return Err(
+            "no routes: give --api URL --token TOKEN to follow a paasd, or --route HOST=ADDR"
+                .into(),
+        );
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let router = Arc::new(Router::new());
+        router.update(RouteTable::from_entries(&fixed));
+        if let Some(api) = args.api {
+            let tls = tls_config(args.ca_cert.as_deref())?;
+            let token = args.token.unwrap_or_default();
+            tokio::spawn(follow(api, token, tls, fixed, Arc::clone(&router)));
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("paas-router ready listen={local}");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        router.run(listener, shutdown).await;
+        Ok(())
+    })
+}
+
+fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = ca.ok_or("--api needs --ca-cert FILE (paasd's api-cert.pem)")?;
+    let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots
+            .add(cert.map_err(|e| format!("{}: {e}", ca.display()))?)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Polls the daemon's routes every second and publishes them with the fixed ones. While
+/// the daemon cannot be reached, the last table keeps serving.
+async fn follow(
+    api: String,
+    token: String,
+    tls: Arc<rustls::ClientConfig>,
+    fixed: Vec<RouteEntry>,
+    router: Arc<Router>,
+) {
+    let mut last: Option<Vec<RouteEntry>> = None;
+    loop {
+        match fetch_routes(&api, &token, &tls).await {
+            Ok(mut routes) => {
+                routes.extend(fixed.iter().cloned());
+                if last.as_ref() != Some(&routes) {
+                    tracing::info!(routes = routes.len(), "route table updated");
+                    router.update(RouteTable::from_entries(&routes));
+                    last = Some(routes);
+                }
+            }
+            Err(e) => tracing::warn!("reading routes from {api}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn fetch_routes(
+    api: &str,
+    token: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<Vec<RouteEntry>, String> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = api.parse().map_err(|_| format!("{api} is not a URL"))?;
+    let host = uri.host().ok_or("the API URL has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("{}/v1/routes", api.trim_end_matches('/')))
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!(
+            "the API answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
