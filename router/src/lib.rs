@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod host;
+mod pool;
 pub mod proxy;
 mod server;
 pub mod table;

@@ -228,10 +228,41 @@ fn valid_traceparent(v: &HeaderValue) -> bool {
         && parts[2].bytes().any(|b| b != b'0')
 }
 
+thread_local! {
+    /// A per-thread xorshift generator, seeded once from the OS: request and trace ids
+    /// need to be unique, not secret, and a system call per request would cost more
+    /// than the rest of the id.
+    static RNG: std::cell::Cell<u64> = std::cell::Cell::new({
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        u64::from_ne_bytes(seed) | 1
+    });
+}
+
+fn next_random() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        x
+    })
+}
+
 fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes * 2);
+    let mut left = bytes;
+    while left > 0 {
+        let v = next_random();
+        let take = left.min(8);
+        for i in 0..take {
+            let _ = write!(out, "{:02x}", (v >> (i * 8)) as u8);
+        }
+        left -= take;
+    }
+    out
 }
 
 /// Phase 3: point the request at the instance and say who the client is. Client-supplied
@@ -240,15 +271,17 @@ fn random_hex(bytes: usize) -> String {
 pub fn upstream_request_filter<B>(
     req: &mut Request<B>,
     client: SocketAddr,
-    backend: &Backend,
     started_ms: u128,
 ) -> HeaderValue {
-    let path = req
+    // Origin form (`/path?query`) towards the app, whatever form the client used.
+    let pq = req
         .uri()
         .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
-    if let Ok(uri) = format!("http://{}{}", backend.addr, path).parse::<Uri>() {
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(pq);
+    if let Ok(uri) = Uri::from_parts(parts) {
         *req.uri_mut() = uri;
     }
     *req.version_mut() = Version::HTTP_11;

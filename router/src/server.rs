@@ -10,23 +10,15 @@ use arc_swap::ArcSwap;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::pool::Pool;
 use crate::proxy::{self, Body, Fault, ProxyError};
 use crate::table::RouteTable;
 
 /// How long a client may take to send a request's headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a pooled connection to an instance may sit idle. Shorter than the keep-alive
-/// timeout of common app servers (Node's is 5 s), so the router closes an idle connection
-/// before the app does and never sends a request down a connection the app is closing
-/// (the well-known gorouter 502 race).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// How long a connection to an instance may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Limits a router holds clients to.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +41,7 @@ impl Default for RouterConfig {
 /// The router: a route table snapshot and a pooled client to the instances.
 pub struct Router {
     table: ArcSwap<RouteTable>,
-    client: Client<HttpConnector, Incoming>,
+    pool: Arc<Pool>,
     config: RouterConfig,
 }
 
@@ -65,16 +57,9 @@ impl Router {
     }
 
     pub fn with_config(config: RouterConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Router {
             table: ArcSwap::from_pointee(RouteTable::new()),
-            client,
+            pool: Arc::new(Pool::default()),
             config,
         }
     }
@@ -146,16 +131,20 @@ impl Router {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
-        let request_id = proxy::upstream_request_filter(&mut req, client, &backend, started_ms);
-        let mut resp = self.client.request(req).await.map_err(|e| ProxyError {
-            status: StatusCode::BAD_GATEWAY,
-            kind: "app_unreachable",
-            message: format!(
-                "app {app} instance {} could not be reached: {e}",
-                backend.index
-            ),
-            fault: Fault::Upstream,
-        })?;
+        let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
+        let mut resp = self
+            .pool
+            .send(backend.addr, req)
+            .await
+            .map_err(|e| ProxyError {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "app_unreachable",
+                message: format!(
+                    "app {app} instance {} could not be reached: {e}",
+                    backend.index
+                ),
+                fault: Fault::Upstream,
+            })?;
         proxy::response_filter(&mut resp, request_id);
         Ok(resp.map(|b| b.boxed()))
     }

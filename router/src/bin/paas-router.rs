@@ -87,10 +87,16 @@ fn run(args: Args) -> Result<(), String> {
                 .into(),
         );
     }
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.threads {
-        rt.worker_threads(n.max(1));
-    }
+    // One thread: a current-thread runtime, which skips the work-stealing machinery.
+    let mut rt = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let router = Arc::new(Router::new());

@@ -1,0 +1,166 @@
+//! Keep-alive connections to instances: a small HTTP/1 pool per instance address.
+//!
+//! A connection goes back to the pool once the app's response has been read to its
+//! end, and is dropped after [`IDLE_TIMEOUT`] unused. The timeout is shorter than the
+//! keep-alive of common app servers (Node's is 5 s), so the router closes an idle
+//! connection before the app does and never sends a request down a connection the app
+//! is closing (the well-known gorouter 502 race).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+/// How long a pooled connection may sit idle.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a connection to an instance may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per instance.
+const MAX_IDLE_PER_INSTANCE: usize = 256;
+
+/// Why a request did not get a response from the instance.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: nothing reached the app, a retry is safe.
+    Connect(std::io::Error),
+    /// The request was sent (perhaps in part): the app may have seen it.
+    Request(hyper::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "connecting: {e}"),
+            SendError::Request(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+type Idle = Vec<(SendRequest<Incoming>, Instant)>;
+
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Idle>>,
+}
+
+impl Pool {
+    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some((sender, since)) = list.pop() {
+            if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr).or_default();
+        list.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        if list.len() < MAX_IDLE_PER_INSTANCE {
+            list.push((sender, Instant::now()));
+        }
+    }
+
+    async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, SendError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                SendError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "timed out",
+                ))
+            })?
+            .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Request)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends `req` to the instance at `addr` on a pooled or new connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        // A pooled connection may still be finishing its last message; waiting for it is
+        // cheap. One that turns out closed is replaced by a new connection.
+        let mut sender = loop {
+            match self.checkout(addr) {
+                Some(mut s) => {
+                    if s.ready().await.is_ok() {
+                        break s;
+                    }
+                }
+                None => break Self::connect(addr).await?,
+            }
+        };
+        let resp = sender.send_request(req).await.map_err(SendError::Request)?;
+        Ok(resp.map(|body| PooledBody {
+            body,
+            back: Some((sender, addr, Arc::clone(self))),
+        }))
+    }
+}
+
+/// An instance's response body; when read to the end, its connection returns to the pool.
+pub struct PooledBody {
+    body: Incoming,
+    back: Option<(SendRequest<Incoming>, SocketAddr, Arc<Pool>)>,
+}
+
+impl PooledBody {
+    /// Returns the connection to the pool: the message has been read to its end. (It is
+    /// idle once hyper's connection task has seen that end too; checkout waits for it.)
+    fn release(&mut self) {
+        if let Some((sender, addr, pool)) = self.back.take() {
+            pool.checkin(addr, sender);
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A server stops polling once `is_end_stream` says so; a body dropped before its
+        // end leaves the connection mid-message, and it is closed instead.
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.release();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
