@@ -1,18 +1,51 @@
 //! The phases of one proxied request, each a small function with a default behaviour.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 
 use crate::host;
 use crate::table::{Backend, RouteTable};
 
-/// The body type of every response the router sends.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The body of every response the router sends: the app's, streamed through, or a
+/// short one the router makes. An enum rather than a boxed body: no allocation and no
+/// dynamic call per response.
+pub enum Body {
+    App(crate::pool::PooledBody),
+    Local(Full<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::App(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Body::Local(b) => std::pin::Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::App(b) => b.is_end_stream(),
+            Body::Local(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::App(b) => b.size_hint(),
+            Body::Local(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Whose fault a failed request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +96,7 @@ impl ProxyError {
 }
 
 pub fn text_body(s: String) -> Body {
-    Full::new(Bytes::from(s))
-        .map_err(|never| match never {})
-        .boxed()
+    Body::Local(Full::new(Bytes::from(s)))
 }
 
 /// Refuses the message framings that request-smuggling attacks use (CWE-444; the
@@ -201,6 +232,13 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::UPGRADE);
 }
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// A request id a client may send and have kept: 1 to 200 of `A-Za-z0-9-_.:`.
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -270,8 +308,8 @@ fn random_hex(bytes: usize) -> String {
 /// client when valid and made otherwise, to echo in the response.
 pub fn upstream_request_filter<B>(
     req: &mut Request<B>,
-    client: SocketAddr,
-    started_ms: u128,
+    client: &HeaderValue,
+    started_ms: u64,
 ) -> HeaderValue {
     // Origin form (`/path?query`) towards the app, whatever form the client used.
     let pq = req
@@ -288,17 +326,13 @@ pub fn upstream_request_filter<B>(
     let host = req.headers().get(header::HOST).cloned();
     let h = req.headers_mut();
     strip_hop_by_hop(h);
-    if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
-        h.insert("x-forwarded-for", v);
-    }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_FOR.clone(), client.clone());
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
+        h.insert(X_FORWARDED_HOST.clone(), host);
     }
-    if let Ok(v) = HeaderValue::from_str(&started_ms.to_string()) {
-        h.insert("x-request-start", v);
-    }
-    let id = match h.get("x-request-id") {
+    h.insert(X_REQUEST_START.clone(), HeaderValue::from(started_ms));
+    let id = match h.get(&X_REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
         _ => {
             let r = random_hex(16);
@@ -313,12 +347,12 @@ pub fn upstream_request_filter<B>(
             HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("-"))
         }
     };
-    h.insert("x-request-id", id.clone());
-    if !h.get("traceparent").is_some_and(valid_traceparent) {
+    h.insert(X_REQUEST_ID.clone(), id.clone());
+    if !h.get(&TRACEPARENT).is_some_and(valid_traceparent) {
         // Start a trace: a new trace id and span id, sampled.
         let tp = format!("00-{}-{}-01", random_hex(16), random_hex(8));
         if let Ok(v) = HeaderValue::from_str(&tp) {
-            h.insert("traceparent", v);
+            h.insert(TRACEPARENT.clone(), v);
         }
         h.remove("tracestate");
     }
@@ -330,7 +364,7 @@ pub fn response_filter<B>(resp: &mut Response<B>, request_id: HeaderValue) {
     // The client talks HTTP/1.1 to the router whatever the app speaks behind it.
     *resp.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(resp.headers_mut());
-    resp.headers_mut().insert("x-request-id", request_id);
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
 }
 
 #[cfg(test)]

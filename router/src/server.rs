@@ -2,13 +2,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -88,10 +86,14 @@ impl Router {
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
             let config = self.config;
+            // X-Forwarded-For is the same for every request of a connection: made once.
+            let client = HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"));
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let router = Arc::clone(&router);
-                    async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+                    let client = client.clone();
+                    async move { Ok::<_, Infallible>(router.handle(req, &client).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -105,7 +107,7 @@ impl Router {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, client: &HeaderValue) -> Response<Body> {
         match self.proxy(req, client).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -120,7 +122,7 @@ impl Router {
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
         let host = proxy::request_filter(&req)?;
         let (app, backend) = {
@@ -129,7 +131,7 @@ impl Router {
         };
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
+            .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
         let mut resp = self
@@ -146,6 +148,6 @@ impl Router {
                 fault: Fault::Upstream,
             })?;
         proxy::response_filter(&mut resp, request_id);
-        Ok(resp.map(|b| b.boxed()))
+        Ok(resp.map(Body::App))
     }
 }
