@@ -204,6 +204,25 @@ pub struct RouteBackend {
     pub index: u32,
 }
 
+/// One revision of an app, as `GET /v1/apps/{name}/revisions` lists them, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Revision {
+    pub version: i64,
+    pub droplet: String,
+    pub buildpack: String,
+    pub start_command: String,
+    /// The revision the app runs now.
+    pub current: bool,
+    /// Its droplet is still kept, so it can be rolled back to.
+    pub available: bool,
+}
+
+/// `POST /v1/apps/{name}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub version: i64,
+}
+
 /// A buildpack as `GET /v1/buildpacks` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInfo {

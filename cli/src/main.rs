@@ -68,6 +68,18 @@ enum Command {
     /// Work with an app's droplet.
     #[command(subcommand)]
     Droplet(commands::droplet::Command),
+    /// Start a stopped app.
+    Start(commands::lifecycle::NameArgs),
+    /// Stop all instances of an app (it stays stopped until started).
+    Stop(commands::lifecycle::NameArgs),
+    /// Replace every instance with a fresh one, rolling over.
+    Restart(commands::lifecycle::NameArgs),
+    /// Change instances, memory or disk, rolling over.
+    Scale(commands::lifecycle::ScaleArgs),
+    /// List an app's revisions (one per staging).
+    Revisions(commands::lifecycle::NameArgs),
+    /// Run an earlier revision again.
+    Rollback(commands::lifecycle::RollbackArgs),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
 }
@@ -91,6 +103,12 @@ fn main() {
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,
+            Command::Start(a) => commands::lifecycle::start(a, skip).await,
+            Command::Stop(a) => commands::lifecycle::stop(a, skip).await,
+            Command::Restart(a) => commands::lifecycle::restart(a, skip).await,
+            Command::Scale(a) => commands::lifecycle::scale(a, skip).await,
+            Command::Revisions(a) => commands::lifecycle::revisions(a, skip).await,
+            Command::Rollback(a) => commands::lifecycle::rollback(a, skip).await,
             Command::Restage(a) => commands::restage::run(a, skip).await,
             Command::Droplet(c) => commands::droplet::run(c, skip).await,
             Command::Env(a) => commands::env::show(a, skip).await,

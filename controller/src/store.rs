@@ -72,6 +72,9 @@ CREATE TABLE IF NOT EXISTS events (
     description TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
+CREATE TABLE IF NOT EXISTS app_stopped (
+    app TEXT PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS app_env (
     app TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -205,6 +208,75 @@ impl Store {
         Ok(())
     }
 
+    /// Marks the app stopped (it is not started after a restart of paasd) or not.
+    pub fn set_stopped(&self, app: &AppName, stopped: bool) -> Result<(), StoreError> {
+        let db = self.db();
+        if stopped {
+            db.execute(
+                "INSERT OR IGNORE INTO app_stopped (app) VALUES (?1)",
+                params![app.as_str()],
+            )?;
+        } else {
+            db.execute(
+                "DELETE FROM app_stopped WHERE app = ?1",
+                params![app.as_str()],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn is_stopped(&self, app: &AppName) -> Result<bool, StoreError> {
+        let n: i64 = self.db().query_row(
+            "SELECT COUNT(*) FROM app_stopped WHERE app = ?1",
+            params![app.as_str()],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Every release of the app, newest first.
+    pub fn releases(&self, app: &AppName) -> Result<Vec<Release>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "SELECT id, version, droplet, package, buildpack, start_command FROM releases WHERE app = ?1 ORDER BY version DESC",
+        )?;
+        let rows = stmt.query_map(params![app.as_str()], |r| {
+            Ok(Release {
+                id: r.get(0)?,
+                version: r.get(1)?,
+                droplet: r.get(2)?,
+                package: r.get(3)?,
+                buildpack: r.get(4)?,
+                start_command: r.get(5)?,
+            })
+        })?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    /// Droplets that no app needs any more: referenced only by releases older than each
+    /// app's newest `keep`, and by no app's current release.
+    pub fn unneeded_droplets(&self, keep: i64) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare(
+            "WITH ranked AS (
+                 SELECT droplet, ROW_NUMBER() OVER (PARTITION BY app ORDER BY version DESC) AS rn
+                 FROM releases)
+             SELECT DISTINCT droplet FROM ranked
+             WHERE droplet NOT IN (SELECT droplet FROM ranked WHERE rn <= ?1)
+               AND droplet NOT IN (SELECT r.droplet FROM apps a JOIN releases r ON r.id = a.release_id)",
+        )?;
+        let rows = stmt.query_map(params![keep], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    }
+
+    /// Release `version` of the app.
+    pub fn release(&self, app: &AppName, version: i64) -> Result<Option<Release>, StoreError> {
+        Ok(self
+            .releases(app)?
+            .into_iter()
+            .find(|r| r.version == version))
+    }
+
     /// The app's own environment variables.
     pub fn env(
         &self,
@@ -334,6 +406,10 @@ impl Store {
         tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM app_env WHERE app = ?1", params![app.as_str()])?;
+        tx.execute(
+            "DELETE FROM app_stopped WHERE app = ?1",
+            params![app.as_str()],
+        )?;
         let n = tx.execute("DELETE FROM apps WHERE name = ?1", params![app.as_str()])?;
         tx.commit()?;
         Ok(n > 0)

@@ -7,5 +7,6 @@ mod conformance;
 mod harness;
 mod push;
 mod refusals;
+mod releases;
 mod restart;
 mod supervision;

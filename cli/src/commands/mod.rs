@@ -8,6 +8,7 @@ pub mod droplet;
 pub mod env;
 pub mod events;
 pub mod exec;
+pub mod lifecycle;
 pub mod login;
 pub mod logs;
 pub mod push;

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use paas_api::{
     AppName, AppSettings, BuildpackName, BuildpackUpdate, DeployEvent, DeployRequest, ExecEvent,
-    ExecRequest, Info, LogStream, PackageStored,
+    ExecRequest, Info, LogStream, PackageStored, Revision, RollbackRequest,
 };
 use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
@@ -40,6 +40,12 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::POST, ["packages"]) => upload_package(p, &app, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::POST, ["restage"]) => restage(p, &app),
+                (Method::POST, ["restart"] | ["start"]) => Ok(stream_restart(p, &app, None)),
+                (Method::POST, ["rollback"]) => read_json::<RollbackRequest>(req)
+                    .await
+                    .map(|r| stream_restart(p, &app, Some(r.version))),
+                (Method::POST, ["stop"]) => p.stop_app(&app).await.map(|()| body::empty(204)),
+                (Method::GET, ["revisions"]) => revisions(p, &app),
                 (Method::GET, ["droplet"]) => droplet(p, &app).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
                 (Method::GET, ["events"]) => events(p, &app),
@@ -510,6 +516,50 @@ async fn droplet(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failu
         .await
         .map_err(Failure::internal)?;
     Ok(body::file(file, "application/gzip"))
+}
+
+/// Rolls the app over to its current (restart) or an older (rollback) release, streamed
+/// like a deployment.
+fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Response<ApiBody> {
+    let (out, resp) = body::ndjson_stream();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
+    let platform = Arc::clone(p);
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(f) = platform.restart(&app, version, &tx).await {
+            let _ = tx.send(DeployEvent::Failed { error: f.body });
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            out.send(&event);
+        }
+    });
+    resp
+}
+
+fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p
+        .store
+        .app(app)
+        .map_err(Failure::internal)?
+        .ok_or_else(|| Failure::app_not_found(app))?;
+    let current = record.release.map(|r| r.version);
+    let list: Vec<Revision> = p
+        .store
+        .releases(app)
+        .map_err(Failure::internal)?
+        .into_iter()
+        .map(|r| Revision {
+            available: p.blobs.exists(&r.droplet),
+            current: Some(r.version) == current,
+            version: r.version,
+            droplet: r.droplet,
+            buildpack: r.buildpack,
+            start_command: r.start_command,
+        })
+        .collect();
+    Ok(body::json(200, &list))
 }
 
 /// Runs a deployment in its own task and streams its events as NDJSON.

@@ -10,6 +10,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{stop_all, Failure, Instance, Platform};
 use crate::logs::now_ms;
+use crate::store::{AppRecord, Release};
+
+/// Revisions per app whose droplets are kept for rollbacks.
+const KEPT_REVISIONS: i64 = 5;
 
 /// The largest droplet a staging may produce.
 const MAX_DROPLET_BYTES: u64 = 4 << 30;
@@ -130,15 +134,30 @@ impl Platform {
                 &staged.info.start_command,
             )
             .map_err(Failure::internal)?;
+        self.roll_out(&record, &release, "deploy", events).await
+    }
+
+    /// Starts `release` with the app's current settings and, once every new instance
+    /// passes its health check, routes them and stops the old ones; the app's current
+    /// release becomes `release`. If a new instance fails, the old ones keep running and
+    /// routed, and the failure is returned. Deploys, restarts, scaling and rollbacks all
+    /// go through here. Call with the app's lock held.
+    pub(super) async fn roll_out(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        what: &str,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Failure> {
+        let app = &record.name;
         let droplet_dir = self
-            .droplet_dir(&droplet)
+            .droplet_dir(&release.droplet)
             .await
             .map_err(|e| Failure::internal(format!("{e:#}")))?;
-
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self.start_instances(&record, &release, &droplet_dir);
+        let fresh = self.start_instances(record, release, &droplet_dir);
         self.instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -148,28 +167,128 @@ impl Platform {
         if let Err(failure) = wait_all_started(&fresh).await {
             self.forget(app, &fresh);
             stop_all(fresh).await;
-            self.record_event(app, "deploy-failed", None, None, &failure.body.message);
+            self.record_event(
+                app,
+                &format!("{what}-failed"),
+                None,
+                None,
+                &failure.body.message,
+            );
             return Err(failure);
         }
         self.store
             .set_release(app, release.id)
             .map_err(Failure::internal)?;
+        self.store
+            .set_stopped(app, false)
+            .map_err(Failure::internal)?;
         let old = self.replace_with(app, &fresh);
         let description = format!(
             "release {} (droplet {}, {}) runs {} instance(s)",
             release.version,
-            &droplet[..12],
-            staged.info.detected_buildpack,
+            release.droplet.get(..12).unwrap_or(&release.droplet),
+            release.buildpack,
             fresh.len()
         );
-        self.record_event(app, "deploy", None, None, &description);
+        self.record_event(app, what, None, None, &description);
         // Old instances leave the route table at once; their graceful stop (up to the
-        // grace period) need not hold up the push.
-        tokio::spawn(stop_all(old));
+        // grace period) need not hold up the push. Droplets are collected after it, as
+        // stopping instances still run on theirs.
+        let platform = Arc::clone(self);
+        tokio::spawn(async move {
+            stop_all(old).await;
+            platform.collect_droplets();
+        });
         let _ = events.send(DeployEvent::Done {
             url: self.url(app),
             instances: fresh.len() as u32,
         });
+        Ok(())
+    }
+
+    /// Rolls the app over to `release` (its current one for a restart, an older one for a
+    /// rollback) without staging.
+    pub async fn restart(
+        self: &Arc<Self>,
+        app: &AppName,
+        version: Option<i64>,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Failure> {
+        let lock = self.app_lock(app);
+        let _held = lock.lock().await;
+        let record = self
+            .store
+            .app(app)
+            .map_err(Failure::internal)?
+            .ok_or_else(|| Failure::app_not_found(app))?;
+        let (release, what) = match version {
+            None => (
+                record.release.clone().ok_or_else(|| never_staged(app))?,
+                "restart",
+            ),
+            Some(v) => (
+                self.store
+                    .release(app, v)
+                    .map_err(Failure::internal)?
+                    .ok_or_else(|| {
+                        Failure::new(
+                            404,
+                            "no-such-revision",
+                            format!("app {app} has no revision {v}"),
+                            Some(&format!("see `paas revisions {app}`")),
+                        )
+                    })?,
+                "rollback",
+            ),
+        };
+        if !self.blobs.exists(&release.droplet) {
+            return Err(Failure::new(
+                410,
+                "droplet-collected",
+                format!(
+                    "the droplet of revision {} is no longer kept",
+                    release.version
+                ),
+                Some("only the droplets of recent revisions are kept; push again instead"),
+            ));
+        }
+        self.roll_out(&record, &release, what, events).await
+    }
+
+    /// Deletes the droplets (blob and unpacked folder) that only releases older than the
+    /// last [`KEPT_REVISIONS`] of their app use.
+    fn collect_droplets(&self) {
+        match self.store.unneeded_droplets(KEPT_REVISIONS) {
+            Ok(list) => {
+                for sha in list {
+                    let _ = std::fs::remove_file(self.blobs.path(&sha));
+                    let _ = std::fs::remove_dir_all(self.droplets_dir.join(&sha));
+                    tracing::info!(droplet = %sha, "collected an old droplet");
+                }
+            }
+            Err(e) => tracing::warn!("finding old droplets: {e}"),
+        }
+    }
+
+    /// Stops every instance and keeps the app stopped, also across restarts of paasd.
+    pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
+        let lock = self.app_lock(app);
+        let _held = lock.lock().await;
+        if self.store.app(app).map_err(Failure::internal)?.is_none() {
+            return Err(Failure::app_not_found(app));
+        }
+        self.store
+            .set_stopped(app, true)
+            .map_err(Failure::internal)?;
+        let old = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(app.clone(), Vec::new())
+            .unwrap_or_default();
+        self.refresh_routes();
+        stop_all(old).await;
+        self.record_event(app, "stop", None, None, "stopped by request");
         Ok(())
     }
 
@@ -225,4 +344,13 @@ async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn never_staged(app: &AppName) -> Failure {
+    Failure::new(
+        422,
+        "never-staged",
+        format!("app {app} has never been staged"),
+        Some(&format!("push it first: `paas push {app}`")),
+    )
 }

@@ -162,6 +162,14 @@ impl Platform {
             let Some(release) = app.release.clone() else {
                 continue;
             };
+            if self.store.is_stopped(&app.name).unwrap_or(false) {
+                // Routed with no instance: a stopped app answers 503, not 404.
+                self.instances
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(app.name.clone(), Vec::new());
+                continue;
+            }
             match self.droplet_dir(&release.droplet).await {
                 Ok(droplet) => {
                     let started = self.start_instances(&app, &release, &droplet);
@@ -242,10 +250,12 @@ impl Platform {
         AppSummary {
             name: app.name.clone(),
             settings: app.settings.clone(),
-            state: if app.release.is_some() {
-                "started"
-            } else {
+            state: if app.release.is_none() {
                 "pending"
+            } else if self.store.is_stopped(&app.name).unwrap_or(false) {
+                "stopped"
+            } else {
+                "started"
             }
             .to_string(),
             running_instances: running,

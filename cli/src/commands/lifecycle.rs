@@ -1,0 +1,177 @@
+//! `paas start`, `stop`, `restart`, `scale`, `revisions` and `rollback`: running an app's
+//! releases without staging. Every change rolls over: new instances start and pass their
+//! health check before the old ones stop.
+
+use bytes::Bytes;
+use http::Method;
+use paas_api::{AppSummary, MemorySize, Revision, RollbackRequest};
+
+use super::apps::print_table;
+use super::push::follow_deployment;
+use crate::client::check;
+use crate::exit::{self, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct NameArgs {
+    name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    name: String,
+    /// How many instances.
+    #[arg(short = 'i', long = "instances", value_name = "N")]
+    instances: Option<u32>,
+    /// Memory per instance, e.g. 512M.
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    memory: Option<String>,
+    /// Disk per instance, e.g. 2G.
+    #[arg(short = 'k', long = "disk", value_name = "SIZE")]
+    disk: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    name: String,
+    /// The revision to run again (see `paas revisions`).
+    #[arg(long, value_name = "N")]
+    version: i64,
+}
+
+async fn roll(
+    name: &str,
+    path: &str,
+    body: Bytes,
+    skip_ssl_validation: bool,
+) -> Result<(), Failure> {
+    let name = super::app_name(name)?;
+    let client = super::client(skip_ssl_validation)?;
+    let resp = client
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{name}/{path}"),
+            body,
+            "application/json",
+        )
+        .await?;
+    follow_deployment(resp, &name).await
+}
+
+pub async fn start(args: NameArgs, skip: bool) -> Result<(), Failure> {
+    println!("Starting app {}", args.name);
+    roll(&args.name, "start", Bytes::new(), skip).await
+}
+
+pub async fn restart(args: NameArgs, skip: bool) -> Result<(), Failure> {
+    println!("Restarting app {}", args.name);
+    roll(&args.name, "restart", Bytes::new(), skip).await
+}
+
+pub async fn stop(args: NameArgs, skip: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let client = super::client(skip)?;
+    let resp = client
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{name}/stop"),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    check(resp, exit::GENERAL).await?;
+    println!("Stopped app {name}");
+    Ok(())
+}
+
+pub async fn scale(args: ScaleArgs, skip: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    if args.instances.is_none() && args.memory.is_none() && args.disk.is_none() {
+        return Err(Failure::usage("nothing to change: give -i, -m or -k"));
+    }
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .map(MemorySize::parse)
+            .transpose()
+            .map_err(|e| Failure::usage(e.to_string()))
+    };
+    let (memory, disk) = (parse(&args.memory)?, parse(&args.disk)?);
+    let client = super::client(skip)?;
+    let current: AppSummary = client
+        .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
+        .await?;
+    let mut settings = current.settings;
+    if let Some(i) = args.instances {
+        settings.instances = i;
+    }
+    if let Some(m) = memory {
+        settings.memory = m;
+    }
+    if disk.is_some() {
+        settings.disk = disk;
+    }
+    let _: AppSummary = client
+        .json(Method::PUT, &format!("/v1/apps/{name}"), Some(&settings))
+        .await?;
+    if current.droplet.is_none() {
+        println!("Scaled app {name}; it runs once it is pushed");
+        return Ok(());
+    }
+    println!(
+        "Scaling app {name} to {} instance(s) of {}",
+        settings.instances,
+        settings.memory.to_string().to_uppercase()
+    );
+    roll(name.as_str(), "restart", Bytes::new(), skip).await
+}
+
+pub async fn revisions(args: NameArgs, skip: bool) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let list: Vec<Revision> = super::client(skip)?
+        .json(
+            Method::GET,
+            &format!("/v1/apps/{name}/revisions"),
+            None::<&()>,
+        )
+        .await?;
+    if list.is_empty() {
+        println!("App {name} has no revisions yet: push it first.");
+        return Ok(());
+    }
+    let rows: Vec<[String; 5]> = list
+        .iter()
+        .map(|r| {
+            [
+                format!("{}{}", r.version, if r.current { " (current)" } else { "" }),
+                r.droplet.chars().take(12).collect(),
+                r.buildpack.clone(),
+                if r.available { "yes" } else { "no" }.to_string(),
+                r.start_command.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "revision",
+            "droplet",
+            "buildpacks",
+            "rollback",
+            "start command",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+pub async fn rollback(args: RollbackArgs, skip: bool) -> Result<(), Failure> {
+    println!(
+        "Rolling app {} back to revision {}",
+        args.name, args.version
+    );
+    let body = Bytes::from(
+        serde_json::to_vec(&RollbackRequest {
+            version: args.version,
+        })
+        .unwrap_or_default(),
+    );
+    roll(&args.name, "rollback", body, skip).await
+}
