@@ -12,6 +12,10 @@ use super::{stop_all, Failure, Instance, Platform};
 use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
+/// How long replaced instances keep serving the requests already sent to them before
+/// they are asked to stop.
+const DRAIN_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Revisions per app whose droplets are kept for rollbacks.
 const KEPT_REVISIONS: i64 = 5;
 
@@ -194,9 +198,22 @@ impl Platform {
         // Old instances leave the route table at once; their graceful stop (up to the
         // grace period) need not hold up the push. Droplets are collected after it, as
         // stopping instances still run on theirs.
+        self.retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(old.iter().cloned());
         let platform = Arc::clone(self);
         tokio::spawn(async move {
-            stop_all(old).await;
+            // Requests the router sent before the switch finish on the old instances.
+            if !old.is_empty() {
+                tokio::time::sleep(DRAIN_DELAY).await;
+            }
+            stop_all(old.clone()).await;
+            platform
+                .retiring
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|r| !old.iter().any(|o| Arc::ptr_eq(o, r)));
             platform.collect_droplets();
         });
         let _ = events.send(DeployEvent::Done {

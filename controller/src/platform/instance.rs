@@ -136,12 +136,18 @@ impl Instance {
         }
     }
 
-    /// Stops the instance and waits until it is gone.
+    /// Stops the instance and waits until it is gone, whoever else asked first.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = task {
-            let _ = t.await;
+        match task {
+            Some(t) => {
+                let _ = t.await;
+            }
+            None => {
+                let mut rx = self.state.subscribe();
+                let _ = rx.wait_for(|s| *s == InstanceState::Stopped).await;
+            }
         }
     }
 

@@ -88,6 +88,8 @@ pub struct Platform {
     start_timeout: Duration,
     /// The live instances of each app, old and new during a deploy.
     instances: Mutex<HashMap<AppName, Vec<Arc<Instance>>>>,
+    /// Replaced instances that still drain before they stop; a shutdown stops them too.
+    retiring: Mutex<Vec<Arc<Instance>>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -140,6 +142,7 @@ impl Platform {
             staging_timeout: cfg.staging_timeout,
             start_timeout: cfg.start_timeout,
             instances: Mutex::new(HashMap::new()),
+            retiring: Mutex::new(Vec::new()),
             app_locks: Mutex::new(HashMap::new()),
         }))
     }
@@ -349,10 +352,16 @@ impl Platform {
 
     /// Stops every instance of every app, for a clean shutdown of the daemon.
     pub async fn shutdown(&self) {
-        let all: Vec<Arc<Instance>> = {
+        let mut all: Vec<Arc<Instance>> = {
             let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
             map.drain().flat_map(|(_, v)| v).collect()
         };
+        all.extend(
+            self.retiring
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..),
+        );
         self.refresh_routes();
         stop_all(all).await;
     }
