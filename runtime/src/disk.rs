@@ -41,6 +41,7 @@ pub async fn create(dir: &Path, bytes: u64, uid: u32, gid: u32) -> Result<PathBu
         let path = path.to_path_buf();
         move |source| DiskError::Io { path, source }
     };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let f = std::fs::File::create(&image).map_err(io(&image))?;
     f.set_len(bytes.max(MIN_DISK_BYTES)).map_err(io(&image))?;
     drop(f);

@@ -130,6 +130,8 @@ pub struct StagingRequest {
     /// The app's own environment, also written to `ENV_DIR`.
     pub env: Vec<(String, String)>,
     pub memory: MemorySize,
+    /// The most the build may write (app, dependencies, caches); `None` for no limit.
+    pub disk: Option<MemorySize>,
     pub timeout: Duration,
     /// Where the droplet is written.
     pub droplet_out: PathBuf,
@@ -170,7 +172,19 @@ impl Stager {
     ) -> Result<StagingResult, StagingError> {
         let started = Instant::now();
         let work = self.work_root.join(&req.id);
-        let result = self.stage_in(&work, req, log).await;
+        // The build writes only inside `work`: with a disk limit, `work` is a filesystem
+        // of that size, so a runaway build fails with "no space left" and harms no one.
+        let result = match req.disk {
+            Some(limit) => match paas_runtime::disk::create(&work, limit.bytes(), 0, 0).await {
+                Ok(mounted) => self.stage_in(&mounted, req, log).await,
+                Err(e) => Err(StagingError::Io {
+                    action: "making the build's disk".into(),
+                    source: std::io::Error::other(e),
+                }),
+            },
+            None => self.stage_in(&work, req, log).await,
+        };
+        paas_runtime::disk::remove(&work);
         let _ = tokio::fs::remove_dir_all(&work).await;
         result.map(|(info, in_buildpacks)| {
             let total = started.elapsed();

@@ -72,6 +72,7 @@ impl Platform {
                 .into_iter()
                 .collect(),
             memory: record.settings.memory,
+            disk: Some(record.settings.disk_or_default()),
             timeout: self.staging_timeout,
             droplet_out: droplet_tmp.to_path_buf(),
             cache_dir: Some(self.caches_dir.join(app.as_str())),

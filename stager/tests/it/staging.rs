@@ -84,6 +84,21 @@ async fn stage(
     Vec<(LogStream, String)>,
     PathBuf,
 ) {
+    stage_with_disk(f, id, app_dir, buildpacks, detect, None).await
+}
+
+async fn stage_with_disk(
+    f: &Fixture,
+    id: &str,
+    app_dir: &Path,
+    buildpacks: Vec<Buildpack>,
+    detect: bool,
+    disk: Option<MemorySize>,
+) -> (
+    Result<paas_stager::StagingResult, StagingError>,
+    Vec<(LogStream, String)>,
+    PathBuf,
+) {
     let pkg = f.dir.path().join(format!("{id}.tgz"));
     package(app_dir, &pkg);
     let droplet = f.dir.path().join(format!("{id}-droplet.tgz"));
@@ -99,6 +114,7 @@ async fn stage(
         timeout: Duration::from_secs(120),
         droplet_out: droplet.clone(),
         cache_dir: None,
+        disk,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let res = f.stager.stage(&req, &tx).await;
@@ -272,4 +288,40 @@ async fn python_requirements_install_with_pip_from_vendored_wheels() {
         entries.iter().any(|e| e == "app/.profile.d/python.sh"),
         "{entries:?}"
     );
+}
+
+#[tokio::test]
+async fn a_build_is_held_to_its_disk_limit() {
+    let f = fixture();
+    let bp_dir = tempfile::tempdir().unwrap();
+    let bin = bp_dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (name, body) in [
+        ("detect", "#!/bin/sh\nexit 0\n"),
+        ("compile", "#!/bin/sh\ndd if=/dev/zero of=$1/big bs=1M count=64 2>&1 | grep -o 'No space left on device'\nexit 1\n"),
+    ] {
+        std::fs::write(bin.join(name), body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let bp = Buildpack::open(BuildpackName::parse("filler").unwrap(), bp_dir.path()).unwrap();
+    let (res, log, _) = stage_with_disk(
+        &f,
+        "filler",
+        &repo().join("examples/python-app"),
+        vec![bp],
+        false,
+        Some(MemorySize::parse("32M").unwrap()),
+    )
+    .await;
+    assert!(res.is_err());
+    assert!(
+        log.iter()
+            .any(|(_, l)| l.contains("No space left on device")),
+        "the build stops at its disk limit: {log:?}"
+    );
+    let leftover = std::fs::read_dir(f.dir.path().join("staging"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftover, 0, "the build's disk is unmounted and removed");
 }
