@@ -291,6 +291,7 @@ impl Stager {
 
         let last = chosen.last().ok_or(StagingError::NoneDetected)?;
         let mut process_types = layout.declared_processes(&chosen)?;
+        let mut config_vars = BTreeMap::new();
         if last.dialect != Dialect::CloudNative && last.dir.join("bin/release").is_file() {
             let script = format!(
                 "exec /tmp/buildpacks/{}/bin/release /home/vcap/app\n",
@@ -319,7 +320,8 @@ impl Stager {
                 buildpack: last.name.to_string(),
                 detail,
             })?;
-            process_types.extend(released);
+            process_types.extend(released.default_process_types);
+            config_vars = released.config_vars;
         }
         let procfile = tokio::fs::read_to_string(layout.home.join("app/Procfile"))
             .await
@@ -331,7 +333,7 @@ impl Stager {
             .clone()
             .or_else(|| process_types.get("web").cloned())
             .ok_or(StagingError::NoStartCommand)?;
-        layout.finish_droplet(&chosen).await?;
+        layout.finish_droplet(&chosen, &config_vars).await?;
         let info = StagingInfo {
             detected_buildpack: names.join(", "),
             start_command,
@@ -817,17 +819,22 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 }
 
 /// `bin/release` output: YAML whose `default_process_types` maps names to commands.
-fn parse_release(out: &str) -> Result<BTreeMap<String, String>, String> {
-    #[derive(serde::Deserialize)]
-    struct Release {
-        #[serde(default)]
-        default_process_types: Option<BTreeMap<String, String>>,
-    }
+/// What `bin/release` says: process types, and config vars that are defaults for the
+/// app's environment (the app's own variables win, as on Heroku).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Release {
+    #[serde(default)]
+    default_process_types: BTreeMap<String, String>,
+    #[serde(default)]
+    config_vars: BTreeMap<String, String>,
+}
+
+fn parse_release(out: &str) -> Result<Release, String> {
     if out.trim().is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Release::default());
     }
-    let r: Release = serde_yaml_ng::from_str(out).map_err(|e| e.to_string())?;
-    Ok(r.default_process_types.unwrap_or_default())
+    let r: Option<Release> = serde_yaml_ng::from_str(out).map_err(|e| e.to_string())?;
+    Ok(r.unwrap_or_default())
 }
 
 /// A Procfile: `name: command` lines; blank lines and `#` comments are skipped.
@@ -1091,8 +1098,16 @@ impl Layout {
     /// Drops build-only layers and writes the launch environment script
     /// ([`droplet::LAUNCH_ENV`]): Cloud Foundry's `deps/<idx>/{bin,lib,env}` and the
     /// environment of Cloud Native `launch` layers.
-    async fn finish_droplet(&self, chosen: &[&Buildpack]) -> Result<(), StagingError> {
-        let mut lines: Vec<String> = Vec::new();
+    async fn finish_droplet(
+        &self,
+        chosen: &[&Buildpack],
+        config_vars: &BTreeMap<String, String>,
+    ) -> Result<(), StagingError> {
+        let mut lines: Vec<String> = config_vars
+            .iter()
+            .filter(|(k, _)| cnb::valid_var(k))
+            .map(|(k, v)| format!("_paas_default {k} {}", crate::shell::quote(v)))
+            .collect();
         for (i, bp) in chosen.iter().enumerate() {
             match bp.dialect {
                 Dialect::CloudFoundry => {
@@ -1233,10 +1248,13 @@ mod tests {
 
     #[test]
     fn release_yaml_gives_default_process_types() {
-        let p =
-            parse_release("---\naddons: []\ndefault_process_types:\n  web: npm start\n").unwrap();
-        assert_eq!(p.get("web").unwrap(), "npm start");
-        assert!(parse_release("").unwrap().is_empty());
+        let p = parse_release(
+            "---\naddons: []\ndefault_process_types:\n  web: npm start\nconfig_vars:\n  A: b\n",
+        )
+        .unwrap();
+        assert_eq!(p.default_process_types.get("web").unwrap(), "npm start");
+        assert_eq!(p.config_vars.get("A").unwrap(), "b");
+        assert!(parse_release("").unwrap().default_process_types.is_empty());
         assert!(parse_release("default_process_types: [1, 2").is_err());
     }
 }

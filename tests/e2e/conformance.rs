@@ -92,7 +92,11 @@ fn dialects_list_and_heroku_contract() {
     );
     let view = runtime_view(&d, "heroku");
     assert_eq!(view["env"]["HEROKU_PROFILE_VAR"], "from-heroku-profile-d");
-    assert_eq!(view["env"]["GREETING"], "hello-env-dir");
+    assert_eq!(
+        view["env"]["GREETING"], "hello-env-dir",
+        "the app's own variable wins"
+    );
+    assert_eq!(view["env"]["RELEASE_DEFAULT"], "from-release-config-vars");
     assert_eq!(
         view["argv"][0], "heroku-last",
         "the last buildpack's release wins"
