@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod config;
 mod exit;
+mod manifest;
 
 use clap::{Parser, Subcommand};
 

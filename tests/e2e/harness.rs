@@ -106,6 +106,19 @@ impl Daemon {
             .expect("running paas")
     }
 
+    /// Runs the CLI in folder `dir`.
+    pub fn paas_in(&self, dir: &Path, args: &[&str]) -> Output {
+        Command::new(bin("paas"))
+            .args(args)
+            .current_dir(dir)
+            .env("PAAS_HOME", self.home.path())
+            .env("PAAS_API", &self.api)
+            .env("PAAS_TOKEN", self.token())
+            .env("PAAS_CA_CERT", self.cert())
+            .output()
+            .expect("running paas")
+    }
+
     /// Runs the CLI and insists it succeeds; returns its stdout.
     pub fn paas_ok(&self, args: &[&str]) -> String {
         let out = self.paas(args);

@@ -5,6 +5,7 @@
 mod buildpacks;
 mod conformance;
 mod harness;
+mod manifest;
 mod push;
 mod refusals;
 mod releases;

@@ -1,5 +1,6 @@
 //! `paas push NAME`: upload the app folder, stage it, run it, print its URL.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -13,25 +14,34 @@ use paas_api::{
 use crate::archive;
 use crate::client::{check, ndjson};
 use crate::exit::{self, Failure};
+use crate::manifest::{self, ManifestApp};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The app's name: lowercase letters, digits and '-'. It answers at NAME.DOMAIN.
-    name: String,
-    /// The app folder to upload.
-    #[arg(short = 'p', long = "path", default_value = ".", value_name = "PATH")]
-    path: PathBuf,
-    /// How many instances to run.
-    #[arg(short = 'i', long = "instances", default_value_t = 1, value_name = "N")]
-    instances: u32,
-    /// Memory per instance, e.g. 256M or 1G.
-    #[arg(
-        short = 'm',
-        long = "memory",
-        default_value = "256M",
-        value_name = "SIZE"
-    )]
-    memory: String,
+    /// Without it, every app of the manifest is pushed.
+    name: Option<String>,
+    /// The manifest [default: manifest.yml in this folder, if there is one].
+    #[arg(short = 'f', long = "manifest", value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Ignore manifest.yml.
+    #[arg(long, conflicts_with = "manifest")]
+    no_manifest: bool,
+    /// A value for ((NAME)) in the manifest; repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// A YAML file of values for ((NAME)) in the manifest; repeatable.
+    #[arg(long = "vars-file", value_name = "FILE")]
+    vars_files: Vec<PathBuf>,
+    /// The app folder to upload [default: .].
+    #[arg(short = 'p', long = "path", value_name = "PATH")]
+    path: Option<PathBuf>,
+    /// How many instances to run [default: 1].
+    #[arg(short = 'i', long = "instances", value_name = "N")]
+    instances: Option<u32>,
+    /// Memory per instance, e.g. 256M or 1G [default: 256M].
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    memory: Option<String>,
     /// Disk per instance, e.g. 512M or 2G [default: 1G].
     #[arg(short = 'k', long = "disk", value_name = "SIZE")]
     disk: Option<String>,
@@ -41,14 +51,9 @@ pub struct Args {
     /// The start command, instead of the Procfile's or the buildpack's.
     #[arg(short = 'c', long = "command", value_name = "COMMAND")]
     command: Option<String>,
-    /// How to tell an instance is healthy: port, http or process.
-    #[arg(
-        short = 'u',
-        long = "health-check-type",
-        default_value = "port",
-        value_name = "TYPE"
-    )]
-    health_check_type: String,
+    /// How to tell an instance is healthy: port, http or process [default: port].
+    #[arg(short = 'u', long = "health-check-type", value_name = "TYPE")]
+    health_check_type: Option<String>,
     /// The path an http health check asks for, e.g. /health.
     #[arg(long = "endpoint", value_name = "PATH")]
     endpoint: Option<String>,
@@ -57,69 +62,184 @@ pub struct Args {
     timeout: Option<u32>,
 }
 
+impl Args {
+    fn has_app_flags(&self) -> bool {
+        self.path.is_some()
+            || self.instances.is_some()
+            || self.memory.is_some()
+            || self.disk.is_some()
+            || !self.buildpacks.is_empty()
+            || self.command.is_some()
+            || self.health_check_type.is_some()
+            || self.endpoint.is_some()
+            || self.timeout.is_some()
+    }
+}
+
+/// One app to push: the manifest's entry with the flags laid over it.
+struct Plan {
+    name: AppName,
+    path: PathBuf,
+    settings: AppSettings,
+    env: BTreeMap<String, String>,
+}
+
 pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
-    let name = super::app_name(&args.name)?;
-    let memory = MemorySize::parse(&args.memory).map_err(|e| Failure::usage(e.to_string()))?;
-    let disk = args
-        .disk
-        .as_deref()
-        .map(MemorySize::parse)
-        .transpose()
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let buildpacks = args
-        .buildpacks
+    let manifest_path = match (&args.manifest, args.no_manifest) {
+        (Some(p), _) => Some(p.clone()),
+        (None, false) if std::path::Path::new("manifest.yml").is_file() => {
+            Some(PathBuf::from("manifest.yml"))
+        }
+        _ => None,
+    };
+    let entries = match &manifest_path {
+        Some(path) => {
+            let vars = manifest::vars(&args.vars_files, &args.vars).map_err(Failure::usage)?;
+            let (apps, warnings) = manifest::load(path, &vars).map_err(|e| {
+                Failure::usage(format!("manifest {e}"))
+                    .with_hint("see Cloud Foundry's manifest schema; --no-manifest ignores it")
+            })?;
+            for w in warnings {
+                eprintln!("warning: {}: {w}", path.display());
+            }
+            apps
+        }
+        None => Vec::new(),
+    };
+    let chosen: Vec<ManifestApp> = match &args.name {
+        Some(n) if entries.is_empty() => vec![ManifestApp {
+            name: n.clone(),
+            ..ManifestApp::default()
+        }],
+        Some(n) => vec![entries
+            .iter()
+            .find(|a| &a.name == n)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::usage(format!("the manifest has no app named {n}"))
+                    .with_hint("give a name from the manifest, or --no-manifest")
+            })?],
+        None if entries.is_empty() => {
+            return Err(Failure::usage(
+                "give the app's name, or push from a folder with a manifest.yml",
+            ))
+        }
+        None if entries.len() > 1 && args.has_app_flags() => {
+            return Err(Failure::usage(
+                "flags such as -i or -p apply to one app: give its name",
+            ))
+        }
+        None => entries,
+    };
+    let plans = chosen
+        .into_iter()
+        .map(|entry| plan(&args, entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in plans {
+        push_one(p, skip_ssl_validation).await?;
+    }
+    Ok(())
+}
+
+/// Lays the flags over a manifest entry and checks the result.
+fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
+    let name = super::app_name(&m.name)?;
+    let size = |flag: &Option<String>,
+                manifest: &Option<String>,
+                default: &str|
+     -> Result<MemorySize, Failure> {
+        let raw = flag.as_deref().or(manifest.as_deref()).unwrap_or(default);
+        MemorySize::parse(raw).map_err(|e| Failure::usage(format!("{name}: {e}")))
+    };
+    let memory = size(&args.memory, &m.memory, "256M")?;
+    let disk = match args.disk.as_ref().or(m.disk_quota.as_ref()) {
+        Some(d) => Some(MemorySize::parse(d).map_err(|e| Failure::usage(format!("{name}: {e}")))?),
+        None => None,
+    };
+    let names = if args.buildpacks.is_empty() {
+        &m.buildpacks
+    } else {
+        &args.buildpacks
+    };
+    let buildpacks = names
         .iter()
         .map(|b| BuildpackName::parse(b).map_err(|e| Failure::usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.instances == 0 || args.instances > AppSettings::MAX_INSTANCES {
+    let instances = args.instances.or(m.instances).unwrap_or(1);
+    if instances == 0 || instances > AppSettings::MAX_INSTANCES {
         return Err(Failure::usage(format!(
-            "-i {} is out of range: give 1 to {}",
-            args.instances,
+            "{name}: {instances} instances is out of range: give 1 to {}",
             AppSettings::MAX_INSTANCES
         )));
     }
-    if !args.path.is_dir() {
-        return Err(Failure::new(
-            exit::UPLOAD,
-            format!("{} is not a folder", args.path.display()),
-        )
-        .with_hint("give the app's folder with -p PATH"));
-    }
-    let health_check = HealthCheck::parse(&args.health_check_type, args.endpoint.as_deref())
-        .map_err(Failure::usage)?;
-    if let Some(t) = args.timeout {
+    let kind = args
+        .health_check_type
+        .as_deref()
+        .or(m.health_check_type.as_deref())
+        .unwrap_or("port");
+    let endpoint = args
+        .endpoint
+        .as_deref()
+        .or(m.health_check_http_endpoint.as_deref());
+    let health_check =
+        HealthCheck::parse(kind, endpoint).map_err(|e| Failure::usage(format!("{name}: {e}")))?;
+    let timeout = args.timeout.or(m.timeout);
+    if let Some(t) = timeout {
         if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
             return Err(Failure::usage(format!(
-                "-t {t} is out of range: give 1 to {} seconds",
+                "{name}: a start timeout of {t} s is out of range: give 1 to {} seconds",
                 AppSettings::MAX_START_TIMEOUT_SECS
             )));
         }
     }
-    let settings = AppSettings {
-        instances: args.instances,
-        memory,
-        buildpacks,
-        command: args.command,
-        health_check,
-        start_timeout_secs: args.timeout,
-        disk,
-    };
+    for k in m.env.keys() {
+        paas_api::check_env_name(k).map_err(|e| Failure::usage(format!("{name}: {e}")))?;
+    }
+    let path = args
+        .path
+        .clone()
+        .or(m.path)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if !path.is_dir() {
+        return Err(
+            Failure::new(exit::UPLOAD, format!("{} is not a folder", path.display()))
+                .with_hint("give the app's folder with -p PATH, or `path:` in the manifest"),
+        );
+    }
+    Ok(Plan {
+        name,
+        path,
+        settings: AppSettings {
+            instances,
+            memory,
+            buildpacks,
+            command: args.command.clone().or(m.command),
+            health_check,
+            start_timeout_secs: timeout,
+            disk,
+        },
+        env: m.env,
+    })
+}
+
+async fn push_one(plan: Plan, skip_ssl_validation: bool) -> Result<(), Failure> {
+    let Plan {
+        name,
+        path,
+        settings,
+        env,
+    } = plan;
     let client = super::client(skip_ssl_validation)?;
-    println!("Pushing app {name} from {}", args.path.display());
+    println!("Pushing app {name} from {}", path.display());
 
     let tmp = tempfile::NamedTempFile::new()
         .map_err(|e| Failure::new(exit::UPLOAD, format!("creating a temporary file: {e}")))?;
-    let dir = args.path.clone();
+    let dir = path.clone();
     let out = tmp.path().to_path_buf();
     let packed = tokio::task::spawn_blocking(move || archive::pack(&dir, &out))
         .await
         .map_err(|e| Failure::new(exit::UPLOAD, e.to_string()))?
-        .map_err(|e| {
-            Failure::new(
-                exit::UPLOAD,
-                format!("packing {}: {e:#}", args.path.display()),
-            )
-        })?;
+        .map_err(|e| Failure::new(exit::UPLOAD, format!("packing {}: {e:#}", path.display())))?;
     let data = std::fs::read(tmp.path())
         .map_err(|e| Failure::new(exit::UPLOAD, format!("reading the package: {e}")))?;
     println!(
@@ -132,6 +252,17 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
     let _: AppSummary = client
         .json(Method::PUT, &format!("/v1/apps/{name}"), Some(&settings))
         .await?;
+    if !env.is_empty() {
+        let changes: BTreeMap<String, Option<String>> =
+            env.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let _: BTreeMap<String, String> = client
+            .json(
+                Method::PATCH,
+                &format!("/v1/apps/{name}/env"),
+                Some(&changes),
+            )
+            .await?;
+    }
     let resp = client
         .send(
             Method::POST,

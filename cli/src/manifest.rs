@@ -1,0 +1,276 @@
+//! `manifest.yml`, in Cloud Foundry's schema: `applications:` with their settings, and
+//! `((var))` placeholders filled from `--var KEY=VALUE` and `--vars-file FILE`.
+//!
+//! Keys paas does not act on are reported as warnings, not errors, so a manifest written
+//! for Cloud Foundry pushes as it is.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+/// One application of a manifest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestApp {
+    pub name: String,
+    /// Relative to the manifest's folder.
+    pub path: Option<PathBuf>,
+    pub instances: Option<u32>,
+    pub memory: Option<String>,
+    pub disk_quota: Option<String>,
+    pub buildpacks: Vec<String>,
+    pub command: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub health_check_type: Option<String>,
+    pub health_check_http_endpoint: Option<String>,
+    pub timeout: Option<u32>,
+}
+
+/// Keys paas reads.
+const KNOWN: [&str; 12] = [
+    "name",
+    "path",
+    "instances",
+    "memory",
+    "disk_quota",
+    "buildpacks",
+    "buildpack",
+    "command",
+    "env",
+    "health-check-type",
+    "health-check-http-endpoint",
+    "timeout",
+];
+
+/// Reads `--vars-file` files and `--var` flags (flags win).
+pub fn vars(files: &[PathBuf], flags: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        let raw =
+            std::fs::read_to_string(f).map_err(|e| format!("reading {}: {e}", f.display()))?;
+        let v: Value =
+            serde_yaml_ng::from_str(&raw).map_err(|e| format!("{}: {e}", f.display()))?;
+        let Value::Mapping(m) = v else {
+            return Err(format!("{} must be a map of names to values", f.display()));
+        };
+        for (k, v) in m {
+            if let (Some(k), Some(v)) = (scalar(&k), scalar(&v)) {
+                out.insert(k, v);
+            }
+        }
+    }
+    for f in flags {
+        let (k, v) = f
+            .split_once('=')
+            .ok_or_else(|| format!("--var {f:?}: write it as NAME=VALUE"))?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+/// Replaces every `((name))` with its value; an unknown name is an error that says where.
+pub fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("((") {
+        let Some(len) = rest[start + 2..].find("))") else {
+            break;
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            out.push_str(&rest[..start + 2]);
+            rest = &rest[start + 2..];
+            continue;
+        }
+        let value = vars.get(name).ok_or_else(|| {
+            let line = text[..text.len() - rest.len() + start]
+                .lines()
+                .count()
+                .max(1);
+            format!(
+                "line {line}: (({name})) has no value: give --var {name}=VALUE or a --vars-file"
+            )
+        })?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[start + 2 + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a manifest's text; returns its applications and warnings for what is ignored.
+pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
+    let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let apps = doc
+        .get("applications")
+        .and_then(Value::as_sequence)
+        .ok_or("it has no `applications:` list")?;
+    let mut warnings = Vec::new();
+    let mut out = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let Value::Mapping(m) = app else {
+            return Err(format!("application {} is not a map of settings", i + 1));
+        };
+        let get = |k: &str| m.get(Value::String(k.to_string()));
+        let name = get("name")
+            .and_then(scalar)
+            .ok_or_else(|| format!("application {} has no name", i + 1))?;
+        let text_of = |k: &str| -> Result<Option<String>, String> {
+            match get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => scalar(v)
+                    .map(Some)
+                    .ok_or_else(|| format!("{name}: {k} must be a single value")),
+            }
+        };
+        let number_of = |k: &str| -> Result<Option<u32>, String> {
+            match text_of(k)? {
+                None => Ok(None),
+                Some(s) => s
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}: {k} must be a whole number, not {s:?}")),
+            }
+        };
+        let mut buildpacks = Vec::new();
+        match get("buildpacks") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(s)) => {
+                for b in s {
+                    buildpacks
+                        .push(scalar(b).ok_or_else(|| {
+                            format!("{name}: buildpacks must be a list of names")
+                        })?);
+                }
+            }
+            Some(_) => return Err(format!("{name}: buildpacks must be a list of names")),
+        }
+        if let Some(b) = text_of("buildpack")? {
+            warnings.push(format!(
+                "{name}: `buildpack` is deprecated in Cloud Foundry; use `buildpacks: [{b}]`"
+            ));
+            buildpacks.push(b);
+        }
+        let mut env = BTreeMap::new();
+        match get("env") {
+            None | Some(Value::Null) => {}
+            Some(Value::Mapping(e)) => {
+                for (k, v) in e {
+                    let (Some(k), Some(v)) = (scalar(k), scalar(v)) else {
+                        return Err(format!("{name}: env values must be single values"));
+                    };
+                    env.insert(k, v);
+                }
+            }
+            Some(_) => return Err(format!("{name}: env must be a map of names to values")),
+        }
+        for (k, _) in m {
+            if let Some(k) = k.as_str() {
+                if !KNOWN.contains(&k) {
+                    warnings.push(format!(
+                        "{name}: `{k}` is not supported by paas yet and is ignored"
+                    ));
+                }
+            }
+        }
+        out.push(ManifestApp {
+            path: text_of("path")?.map(PathBuf::from),
+            instances: number_of("instances")?,
+            memory: text_of("memory")?,
+            disk_quota: text_of("disk_quota")?,
+            command: text_of("command")?,
+            health_check_type: text_of("health-check-type")?,
+            health_check_http_endpoint: text_of("health-check-http-endpoint")?,
+            timeout: number_of("timeout")?,
+            buildpacks,
+            env,
+            name,
+        });
+    }
+    Ok((out, warnings))
+}
+
+/// Reads, fills in and parses the manifest at `path`. Paths in it become relative to
+/// its folder.
+pub fn load(
+    path: &Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
+    let raw =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let filled = interpolate(&raw, vars).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (mut apps, warnings) = parse(&filled).map_err(|e| format!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for a in &mut apps {
+        a.path = Some(base.join(a.path.take().unwrap_or_else(|| PathBuf::from("."))));
+    }
+    Ok((apps, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cf_manifests_parse_with_warnings_for_what_is_ignored() {
+        let text = "---\napplications:\n- name: web\n  instances: 2\n  memory: 512M\n  disk_quota: 2G\n  buildpacks: [python]\n  command: python3 app.py\n  env:\n    GREETING: hi\n    PORTS: 3\n  health-check-type: http\n  health-check-http-endpoint: /health\n  timeout: 30\n  routes:\n  - route: web.example.com\n- name: worker\n  buildpack: binary\n";
+        let (apps, warnings) = parse(text).unwrap();
+        assert_eq!(apps.len(), 2);
+        let w = &apps[0];
+        assert_eq!(
+            (w.name.as_str(), w.instances, w.memory.as_deref()),
+            ("web", Some(2), Some("512M"))
+        );
+        assert_eq!(w.env.get("PORTS").map(String::as_str), Some("3"));
+        assert_eq!(w.health_check_http_endpoint.as_deref(), Some("/health"));
+        assert_eq!(apps[1].buildpacks, vec!["binary"]);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`routes` is not supported")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("deprecated")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn bad_manifests_say_what_is_wrong() {
+        assert!(parse("applications:\n- instances: 2\n")
+            .unwrap_err()
+            .contains("has no name"));
+        assert!(parse("applications:\n- name: a\n  instances: many\n")
+            .unwrap_err()
+            .contains("whole number"));
+        let err = parse("applications:\n- name: a\n  memory: [1\n").unwrap_err();
+        assert!(err.contains("line"), "{err}");
+        assert!(parse("name: a\n").unwrap_err().contains("applications"));
+    }
+
+    #[test]
+    fn variables_are_filled_in_or_named_with_their_line() {
+        let vars = BTreeMap::from([("n".to_string(), "3".to_string())]);
+        assert_eq!(
+            interpolate("instances: ((n))\n", &vars).unwrap(),
+            "instances: 3\n"
+        );
+        let err = interpolate("a: 1\nmemory: ((mem))\n", &vars).unwrap_err();
+        assert!(err.starts_with("line 2: ((mem)) has no value"), "{err}");
+    }
+}

@@ -1,0 +1,91 @@
+//! `paas push` with a Cloud Foundry manifest: several apps, variables, flags over it.
+
+use crate::harness::{repo, Daemon};
+
+#[test]
+fn a_manifest_pushes_its_apps_with_variables_and_flags_win() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let py = repo().join("examples/python-app");
+    let site = repo().join("examples/static-site");
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        format!(
+            "---\napplications:\n\
+             - name: from-manifest\n  path: {py}\n  instances: ((count))\n  memory: 128M\n  env:\n    GREETING: ((greeting))\n  routes:\n  - route: ignored.example.com\n\
+             - name: second-app\n  path: {site}\n  buildpacks: [staticfile]\n",
+            py = py.display(),
+            site = site.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("vars.yml"),
+        "greeting: hello from a vars file\n",
+    )
+    .unwrap();
+
+    let out = d.paas_in(
+        dir.path(),
+        &["push", "--vars-file", "vars.yml", "--var", "count=2"],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("`routes` is not supported by paas yet"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("App from-manifest is running 2 instance(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("App second-app is running 1 instance(s)"),
+        "{stdout}"
+    );
+    let env = d.paas_ok(&["env", "from-manifest"]);
+    assert!(env.contains("GREETING: hello from a vars file"), "{env}");
+    let app = d.paas_ok(&["app", "from-manifest"]);
+    assert!(app.contains("memory:        128M"), "{app}");
+
+    // Flags win over the manifest for the app named.
+    let out = d.paas_in(
+        dir.path(),
+        &[
+            "push",
+            "from-manifest",
+            "-i",
+            "1",
+            "--var",
+            "count=2",
+            "--vars-file",
+            "vars.yml",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running 1 instance(s)"));
+
+    let out = d.paas_in(dir.path(), &["push"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 5: ((count)) has no value"), "{err}");
+    let out = d.paas_in(
+        dir.path(),
+        &[
+            "push",
+            "nope",
+            "--var",
+            "count=1",
+            "--vars-file",
+            "vars.yml",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the manifest has no app named nope"));
+}
