@@ -39,7 +39,7 @@ enum Command {
     /// Save the API address and token to use from now on.
     Login(commands::login::Args),
     /// Upload the app in a folder, build it with buildpacks and run it.
-    Push(commands::push::Args),
+    Push(Box<commands::push::Args>),
     /// List apps.
     Apps(commands::apps::Args),
     /// Show an app: its settings, release and instances.
@@ -98,7 +98,7 @@ fn main() {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Login(a) => commands::login::run(a, skip).await,
-            Command::Push(a) => commands::push::run(a, skip).await,
+            Command::Push(a) => commands::push::run(*a, skip).await,
             Command::Apps(a) => commands::apps::run(a, skip).await,
             Command::App(a) => commands::app::run(a, skip).await,
             Command::Events(a) => commands::events::run(a, skip).await,
