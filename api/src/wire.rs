@@ -168,6 +168,28 @@ pub struct PackageStored {
     pub bytes: u64,
 }
 
+/// A file the CLI may not need to upload: `POST /v1/resources/match` answers with the
+/// ones the platform holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ResourceRef {
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A file of a package that was not uploaded because the platform holds its content,
+/// listed in the package's [`RESOURCES_ENTRY`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceEntry {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Permission bits, e.g. 0o755.
+    pub mode: u32,
+}
+
+/// The package entry that lists [`ResourceEntry`]s to fill in from the resource cache.
+pub const RESOURCES_ENTRY: &str = ".paas/resources.json";
+
 /// `POST /v1/apps/{name}/deployments` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployRequest {

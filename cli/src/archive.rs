@@ -25,18 +25,38 @@ const ALWAYS_IGNORED: [&str; 10] = [
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Packed {
+    /// Files in the folder, and their bytes.
     pub files: u64,
     pub bytes: u64,
+    /// Files left out of the archive because the platform holds them already.
+    pub matched_files: u64,
+    pub matched_bytes: u64,
 }
 
-/// Writes the tar.gz of `dir` to `out`.
-pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Packed> {
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let gz =
-        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    tar.follow_symlinks(false);
-    let mut packed = Packed::default();
+/// One thing to upload from the app folder.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub abs: PathBuf,
+    pub rel: PathBuf,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Dir,
+    Symlink,
+    /// A file with its size, permission bits and SHA-256.
+    File {
+        size: u64,
+        mode: u32,
+        sha256: String,
+    },
+}
+
+/// Walks `dir` honouring the ignore files, and hashes every file.
+pub fn collect(dir: &Path) -> anyhow::Result<Vec<Entry>> {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
     let walker = ignore::WalkBuilder::new(dir)
         .standard_filters(false)
         .add_custom_ignore_filename(".cfignore")
@@ -44,36 +64,104 @@ pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Packed> {
         .filter_entry(|e| !ALWAYS_IGNORED.iter().any(|n| e.file_name() == *n))
         .sort_by_file_name(|a, b| a.cmp(b))
         .build();
+    let mut out = Vec::new();
     for entry in walker {
         let entry = entry.context("reading the app folder")?;
         let path = entry.path();
-        let rel = path.strip_prefix(dir).unwrap_or(path);
+        let rel = path.strip_prefix(dir).unwrap_or(path).to_path_buf();
         if rel.as_os_str().is_empty() {
             continue;
         }
         let meta = std::fs::symlink_metadata(path)
             .with_context(|| format!("reading {}", path.display()))?;
-        if meta.file_type().is_symlink() {
+        let kind = if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path)?;
-            if !stays_inside(rel, &target) {
+            if !stays_inside(&rel, &target) {
                 anyhow::bail!(
                     "{} is a symlink to {}, outside the app folder: remove it, or list it in .paasignore",
                     rel.display(),
                     target.display()
                 );
             }
+            Kind::Symlink
         } else if meta.is_file() {
-            packed.files += 1;
-            packed.bytes += meta.len();
-        } else if !meta.is_dir() {
+            let mut hasher = sha2::Sha256::new();
+            let mut f =
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            std::io::copy(&mut f, &mut hasher)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Kind::File {
+                size: meta.len(),
+                mode: meta.permissions().mode() & 0o777,
+                sha256: hex(&hasher.finalize()),
+            }
+        } else if meta.is_dir() {
+            Kind::Dir
+        } else {
             continue; // sockets, fifos, devices: nothing an app can use
+        };
+        out.push(Entry {
+            abs: path.to_path_buf(),
+            rel,
+            kind,
+        });
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the tar.gz of `entries` to `out`. Files whose SHA-256 is in `held` are not
+/// packed; they are listed in `.paas/resources.json` instead, for the platform to fill
+/// in from what it already holds.
+pub fn write(
+    entries: &[Entry],
+    held: &std::collections::HashSet<String>,
+    out: &Path,
+) -> anyhow::Result<Packed> {
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    let mut packed = Packed::default();
+    let mut resources = Vec::new();
+    for e in entries {
+        if let Kind::File { size, mode, sha256 } = &e.kind {
+            packed.files += 1;
+            packed.bytes += size;
+            if held.contains(sha256) {
+                packed.matched_files += 1;
+                packed.matched_bytes += size;
+                resources.push(paas_api::ResourceEntry {
+                    path: e.rel.to_string_lossy().into_owned(),
+                    sha256: sha256.clone(),
+                    size: *size,
+                    mode: *mode,
+                });
+                continue;
+            }
         }
-        tar.append_path_with_name(path, rel)
-            .with_context(|| format!("packing {}", rel.display()))?;
+        tar.append_path_with_name(&e.abs, &e.rel)
+            .with_context(|| format!("packing {}", e.rel.display()))?;
+    }
+    if !resources.is_empty() {
+        let json = serde_json::to_vec(&resources)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(json.len() as u64);
+        tar.append_data(&mut h, paas_api::RESOURCES_ENTRY, json.as_slice())?;
     }
     let gz = tar.into_inner().context("finishing the package")?;
     gz.finish().context("finishing the package")?;
     Ok(packed)
+}
+
+/// Writes the tar.gz of everything in `dir` to `out`.
+pub fn pack(dir: &Path, out: &Path) -> anyhow::Result<Packed> {
+    write(&collect(dir)?, &Default::default(), out)
 }
 
 /// Whether symlink `link` (relative to the app folder) with `target` resolves inside it.

@@ -450,3 +450,103 @@ fn unsafe_entry_owned(name: &str, e: io::Error) -> ArchiveError {
         ArchiveError::Corrupt(e)
     }
 }
+
+/// Rebuilds a package whose upload left out files the platform already holds: copies
+/// every entry of `uploaded` but its `paas_api::RESOURCES_ENTRY` list, then adds each
+/// listed file from `held` (its SHA-256 → a file of that content). Listed paths meet the
+/// same rules as entries; the result must still be checked with [`scan`]. Returns the
+/// number of files filled in.
+pub fn fill_in_resources(
+    uploaded: impl Read,
+    out: impl std::io::Write,
+    held: impl Fn(&str) -> Option<PathBuf>,
+    limits: ArchivePolicy,
+) -> Result<usize, ArchiveError> {
+    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(uploaded));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        out,
+        flate2::Compression::fast(),
+    ));
+    let mut listed: Vec<paas_api::ResourceEntry> = Vec::new();
+    for entry in input.entries().map_err(ArchiveError::Corrupt)? {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+        let Some(path) = clean_path(&raw)? else {
+            continue;
+        };
+        if path == Path::new(paas_api::RESOURCES_ENTRY) {
+            let mut json = Vec::new();
+            (&mut entry)
+                .take(64 << 20)
+                .read_to_end(&mut json)
+                .map_err(ArchiveError::Corrupt)?;
+            listed = serde_json::from_slice(&json).map_err(|e| {
+                ArchiveError::Corrupt(io::Error::other(format!(
+                    "{}: {e}",
+                    paas_api::RESOURCES_ENTRY
+                )))
+            })?;
+            continue;
+        }
+        let mut h = entry.header().clone();
+        let kind = h.entry_type();
+        let res = match kind {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(ArchiveError::Corrupt)?
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default();
+                tar.append_link(&mut h, &path, &link)
+            }
+            _ => tar.append_data(&mut h, &path, &mut entry),
+        };
+        res.map_err(|e| unsafe_entry_owned(&raw.to_string_lossy(), e))?;
+    }
+    if listed.len() > limits.max_entries {
+        return Err(ArchiveError::TooManyEntries(limits.max_entries));
+    }
+    for r in &listed {
+        let path = clean_path(Path::new(&r.path))?
+            .ok_or_else(|| unsafe_entry(Path::new(&r.path), "it names no file"))?;
+        let file = held(&r.sha256).ok_or_else(|| {
+            unsafe_entry(
+                &path,
+                "it names content the platform does not hold; push again",
+            )
+        })?;
+        let f = std::fs::File::open(&file).map_err(ArchiveError::Corrupt)?;
+        let size = f.metadata().map_err(ArchiveError::Corrupt)?.len();
+        if size != r.size {
+            return Err(unsafe_entry(
+                &path,
+                "its size differs from the content the platform holds",
+            ));
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(r.mode & 0o777);
+        h.set_size(size);
+        tar.append_data(&mut h, &path, f)
+            .map_err(|e| unsafe_entry_owned(&r.path, e))?;
+    }
+    let gz = tar.into_inner().map_err(ArchiveError::Corrupt)?;
+    gz.finish().map_err(ArchiveError::Corrupt)?;
+    Ok(listed.len())
+}
+
+/// Calls `each(size, content)` for every regular file of a tar.gz, in order.
+pub fn for_each_file(
+    reader: impl Read,
+    mut each: impl FnMut(u64, &mut dyn Read) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    for entry in input.entries().map_err(ArchiveError::Corrupt)? {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        if entry.header().entry_type() == tar::EntryType::Regular {
+            let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
+            each(size, &mut entry)?;
+        }
+    }
+    Ok(())
+}

@@ -123,3 +123,33 @@ fn a_crashing_start_keeps_the_old_release() {
     assert!(err.contains("the previous release keeps running"), "{err}");
     assert_eq!(d.get("steady.localhost", "/").status, 200);
 }
+
+#[test]
+fn a_re_push_of_an_unchanged_app_sends_no_file_content() {
+    let d = Daemon::start();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("Staticfile"), "root: public\n").unwrap();
+    std::fs::create_dir(app.path().join("public")).unwrap();
+    for i in 0..200 {
+        std::fs::write(
+            app.path().join(format!("public/page{i}.html")),
+            format!("page {i}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(app.path().join("public/index.html"), "home\n").unwrap();
+    let dir = app.path().to_str().unwrap();
+    let out = d.paas_ok(&["push", "many", "-p", dir]);
+    assert!(out.contains("Uploading 202 of 202 files"), "{out}");
+    let out = d.paas_ok(&["push", "many", "-p", dir]);
+    assert!(out.contains("Uploading 0 of 202 files, 0 B of"), "{out}");
+    assert!(
+        out.contains("202 files are on the platform already"),
+        "{out}"
+    );
+    assert_eq!(d.get("many.localhost", "/page150.html").body, "page 150\n");
+    std::fs::write(app.path().join("public/page7.html"), "changed\n").unwrap();
+    let out = d.paas_ok(&["push", "many", "-p", dir]);
+    assert!(out.contains("Uploading 1 of 202 files"), "{out}");
+    assert_eq!(d.get("many.localhost", "/page7.html").body, "changed\n");
+}

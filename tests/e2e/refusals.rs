@@ -142,3 +142,48 @@ fn requests_without_the_token_are_refused() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 }
+
+/// A tar.gz with one file entry: `.paas/resources.json` holding `json`.
+fn resources_only(json: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(json.len() as u64);
+    b.append_data(&mut h, ".paas/resources.json", json.as_bytes())
+        .unwrap();
+    let mut gz = b.into_inner().unwrap();
+    gz.flush().unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn resource_lists_cannot_escape_or_name_unknown_content() {
+    let d = Daemon::start();
+    let settings = d.dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"instances":1,"memory":256}"#).unwrap();
+    assert_eq!(d.api_call("PUT", "/v1/apps/victim", Some(&settings)).0, 200);
+    let sha = "a".repeat(64);
+    for (json, reason) in [
+        (
+            format!(r#"[{{"path":"../x","sha256":"{sha}","size":1,"mode":420}}]"#),
+            "contains '..'",
+        ),
+        (
+            format!(r#"[{{"path":"ok.txt","sha256":"{sha}","size":1,"mode":420}}]"#),
+            "does not hold",
+        ),
+    ] {
+        let pkg = d.dir.path().join("partial.tgz");
+        std::fs::write(&pkg, resources_only(&json)).unwrap();
+        let (status, body) = d.api_call(
+            "POST",
+            "/v1/apps/victim/packages?resources=true",
+            Some(&pkg),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains(reason), "{body}");
+    }
+}

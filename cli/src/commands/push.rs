@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Method;
 use paas_api::{
     AppName, AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, HealthCheck,
-    MemorySize, PackageStored,
+    MemorySize, PackageStored, ResourceRef,
 };
 
 use crate::archive;
@@ -235,18 +235,45 @@ async fn push_one(plan: Plan, skip_ssl_validation: bool) -> Result<(), Failure> 
     let tmp = tempfile::NamedTempFile::new()
         .map_err(|e| Failure::new(exit::UPLOAD, format!("creating a temporary file: {e}")))?;
     let dir = path.clone();
-    let out = tmp.path().to_path_buf();
-    let packed = tokio::task::spawn_blocking(move || archive::pack(&dir, &out))
+    let entries = tokio::task::spawn_blocking(move || archive::collect(&dir))
         .await
         .map_err(|e| Failure::new(exit::UPLOAD, e.to_string()))?
-        .map_err(|e| Failure::new(exit::UPLOAD, format!("packing {}: {e:#}", path.display())))?;
+        .map_err(|e| Failure::new(exit::UPLOAD, format!("reading {}: {e:#}", path.display())))?;
+    // Ask which file contents the platform holds already; those are not sent.
+    let refs: std::collections::HashSet<ResourceRef> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            archive::Kind::File { size, sha256, .. } => Some(ResourceRef {
+                sha256: sha256.clone(),
+                size: *size,
+            }),
+            _ => None,
+        })
+        .collect();
+    let held: std::collections::HashSet<String> = if refs.is_empty() {
+        Default::default()
+    } else {
+        let refs: Vec<&ResourceRef> = refs.iter().collect();
+        let held: Vec<ResourceRef> = client
+            .json(Method::POST, "/v1/resources/match", Some(&refs))
+            .await?;
+        held.into_iter().map(|r| r.sha256).collect()
+    };
+    let out = tmp.path().to_path_buf();
+    let packed = tokio::task::spawn_blocking(move || archive::write(&entries, &held, &out))
+        .await
+        .map_err(|e| Failure::new(exit::UPLOAD, e.to_string()))?
+        .map_err(|e| Failure::new(exit::UPLOAD, format!("packing: {e:#}")))?;
     let data = std::fs::read(tmp.path())
         .map_err(|e| Failure::new(exit::UPLOAD, format!("reading the package: {e}")))?;
+    let sent_files = packed.files - packed.matched_files;
     println!(
-        "Uploading {} files, {} ({} compressed)",
+        "Uploading {sent_files} of {} files, {} of {} ({} compressed); {} files are on the platform already",
         packed.files,
+        human_bytes(packed.bytes - packed.matched_bytes),
         human_bytes(packed.bytes),
-        human_bytes(data.len() as u64)
+        human_bytes(data.len() as u64),
+        packed.matched_files,
     );
     // Settings change only once the folder packed cleanly: a bad folder changes nothing.
     let _: AppSummary = client
@@ -266,7 +293,14 @@ async fn push_one(plan: Plan, skip_ssl_validation: bool) -> Result<(), Failure> 
     let resp = client
         .send(
             Method::POST,
-            &format!("/v1/apps/{name}/packages"),
+            &format!(
+                "/v1/apps/{name}/packages{}",
+                if packed.matched_files > 0 {
+                    "?resources=true"
+                } else {
+                    ""
+                }
+            ),
             Bytes::from(data),
             "application/gzip",
         )

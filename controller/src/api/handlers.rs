@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use paas_api::{
     AppName, AppSettings, BuildpackName, BuildpackUpdate, DeployEvent, DeployRequest, ExecEvent,
-    ExecRequest, Info, LogStream, PackageStored, Revision, RollbackRequest,
+    ExecRequest, Info, LogStream, PackageStored, ResourceRef, Revision, RollbackRequest,
 };
 use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
@@ -30,6 +30,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
         (Method::GET, ["v1", "apps"]) => list_apps(p),
         (Method::GET, ["v1", "routes"]) => Ok(body::json(200, &p.routes())),
+        (Method::POST, ["v1", "resources", "match"]) => match_resources(p, req).await,
         (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),
@@ -37,7 +38,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (Method::GET, []) => get_app(p, &app),
                 (Method::PUT, []) => put_app(p, &app, req).await,
                 (Method::DELETE, []) => p.delete(&app).await.map(|()| body::empty(204)),
-                (Method::POST, ["packages"]) => upload_package(p, &app, req).await,
+                (Method::POST, ["packages"]) => upload_package(p, &app, &query, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::POST, ["restage"]) => restage(p, &app),
                 (Method::POST, ["restart"] | ["start"]) => Ok(stream_restart(p, &app, None)),
@@ -275,15 +276,134 @@ fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
 
 /// Stores a package after checking every entry: an unsafe archive is refused whole and
 /// nothing of it is kept.
+/// The largest resource-match request: 100,000 files.
+const MAX_MATCH_BYTES: usize = 16 << 20;
+
+/// Answers which of the listed files the platform holds, so the CLI need not send them.
+async fn match_resources(
+    p: &Platform,
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Failure> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_MATCH_BYTES);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|e| {
+            Failure::new(
+                400,
+                "invalid-request",
+                format!("reading the request body: {e}"),
+                None,
+            )
+        })?
+        .to_bytes();
+    let asked: Vec<ResourceRef> = serde_json::from_slice(&bytes).map_err(|e| {
+        Failure::new(
+            400,
+            "invalid-request",
+            format!("the request body is not valid: {e}"),
+            None,
+        )
+    })?;
+    let held: Vec<&ResourceRef> = asked
+        .iter()
+        .filter(|r| {
+            is_sha256(&r.sha256)
+                && std::fs::metadata(p.resources.path(&r.sha256)).is_ok_and(|m| m.len() == r.size)
+        })
+        .collect();
+    Ok(body::json(200, &held))
+}
+
+/// Stores an app package. With `?resources=true`, the upload lists files it left out
+/// because the platform holds them (see `match_resources`); they are filled in here, and
+/// the whole package is checked again.
 async fn upload_package(
     p: &Platform,
     app: &AppName,
+    query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     if p.store.app(app).map_err(Failure::internal)?.is_none() {
         return Err(Failure::app_not_found(app));
     }
-    let (sha256, bytes) = receive_archive(p, req, "package").await?;
+    let (uploaded, bytes) = receive_archive(p, req, "package").await?;
+    // Remember the content of every file that was sent, for the next push.
+    let (src, resources) = (p.blobs.path(&uploaded), p.resources.clone());
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let f = std::fs::File::open(&src).map_err(|e| e.to_string())?;
+        archive::for_each_file(std::io::BufReader::new(f), |_, content| {
+            let mut w = resources
+                .writer(u64::MAX)
+                .map_err(|e| paas_stager::ArchiveError::Corrupt(std::io::Error::other(e)))?;
+            let mut buf = [0u8; 64 * 1024];
+            loop {
+                let n = content
+                    .read(&mut buf)
+                    .map_err(paas_stager::ArchiveError::Corrupt)?;
+                if n == 0 {
+                    break;
+                }
+                w.write(&buf[..n])
+                    .map_err(|e| paas_stager::ArchiveError::Corrupt(std::io::Error::other(e)))?;
+            }
+            resources
+                .commit(w)
+                .map_err(|e| paas_stager::ArchiveError::Corrupt(std::io::Error::other(e)))?;
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(Failure::internal)?
+    .map_err(Failure::internal)?;
+    let with_resources = query.split('&').any(|kv| kv == "resources=true");
+    if !with_resources {
+        return Ok(body::json(
+            201,
+            &PackageStored {
+                sha256: uploaded,
+                bytes,
+            },
+        ));
+    }
+    let whole = tempfile::NamedTempFile::new_in(p.blobs.tmp_dir()).map_err(Failure::internal)?;
+    let (src, dst, resources) = (
+        p.blobs.path(&uploaded),
+        whole.path().to_path_buf(),
+        p.resources.clone(),
+    );
+    let refused = |e: paas_stager::ArchiveError| {
+        Failure::new(
+            422,
+            "unsafe-package",
+            format!("the upload was refused: {e}"),
+            Some("upload only files inside the app folder; symlinks must point inside it too"),
+        )
+    };
+    tokio::task::spawn_blocking(move || {
+        let input = std::fs::File::open(&src).map_err(paas_stager::ArchiveError::Corrupt)?;
+        let out = std::fs::File::create(&dst).map_err(paas_stager::ArchiveError::Corrupt)?;
+        archive::fill_in_resources(
+            std::io::BufReader::new(input),
+            std::io::BufWriter::new(out),
+            |sha| {
+                is_sha256(sha)
+                    .then(|| resources.path(sha))
+                    .filter(|p| p.is_file())
+            },
+            ArchivePolicy::upload(),
+        )?;
+        let f = std::fs::File::open(&dst).map_err(paas_stager::ArchiveError::Corrupt)?;
+        archive::scan(std::io::BufReader::new(f), ArchivePolicy::upload()).map(|_| ())
+    })
+    .await
+    .map_err(Failure::internal)?
+    .map_err(refused)?;
+    let sha256 = p.blobs.put_file(whole.path()).map_err(Failure::internal)?;
+    if sha256 != uploaded {
+        let _ = std::fs::remove_file(p.blobs.path(&uploaded));
+    }
     Ok(body::json(201, &PackageStored { sha256, bytes }))
 }
 

@@ -77,6 +77,8 @@ pub struct Platform {
     router_port: u16,
     pub store: Store,
     pub blobs: Blobs,
+    /// File contents of uploaded packages, by SHA-256: what a push need not send again.
+    pub resources: Blobs,
     pub logs: Logs,
     runtime: Arc<Runtime>,
     stager: Stager,
@@ -103,6 +105,7 @@ impl Platform {
         let dir = &cfg.data_dir;
         let store = Store::open(&dir.join("paas.db")).context("opening the database")?;
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
+        let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
         let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
         let cgroups = CgroupDriver::detect(std::path::Path::new("/sys/fs/cgroup"))
@@ -132,6 +135,7 @@ impl Platform {
             router_port,
             store,
             blobs,
+            resources,
             logs,
             runtime,
             stager,
