@@ -46,9 +46,14 @@ impl std::fmt::Display for SendError {
 
 type Idle = Vec<(SendRequest<Incoming>, Instant)>;
 
+/// How long an instance that refused a connection is skipped.
+pub const EJECT_FOR: Duration = Duration::from_secs(5);
+
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Idle>>,
+    /// Instances that refused a connection, and until when to skip them.
+    ejected: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 impl Pool {
@@ -92,12 +97,25 @@ impl Pool {
         Ok(sender)
     }
 
-    /// Sends `req` to the instance at `addr` on a pooled or new connection.
+    /// Skips `addr` for [`EJECT_FOR`].
+    pub fn eject(&self, addr: SocketAddr) {
+        let mut e = self.ejected.lock().unwrap_or_else(|p| p.into_inner());
+        e.retain(|_, until| *until > Instant::now());
+        e.insert(addr, Instant::now() + EJECT_FOR);
+    }
+
+    pub fn is_ejected(&self, addr: SocketAddr) -> bool {
+        let e = self.ejected.lock().unwrap_or_else(|p| p.into_inner());
+        e.get(&addr).is_some_and(|until| *until > Instant::now())
+    }
+
+    /// Sends `req` to the instance at `addr` on a pooled or new connection. When no
+    /// connection could be made, the request comes back untouched, to try elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
         req: Request<Incoming>,
-    ) -> Result<Response<PooledBody>, SendError> {
+    ) -> Result<Response<PooledBody>, (SendError, Option<Request<Incoming>>)> {
         // A pooled connection may still be finishing its last message; waiting for it is
         // cheap. One that turns out closed is replaced by a new connection.
         let mut sender = loop {
@@ -107,10 +125,16 @@ impl Pool {
                         break s;
                     }
                 }
-                None => break Self::connect(addr).await?,
+                None => match Self::connect(addr).await {
+                    Ok(s) => break s,
+                    Err(e) => return Err((e, Some(req))),
+                },
             }
         };
-        let resp = sender.send_request(req).await.map_err(SendError::Request)?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| (SendError::Request(e), None))?;
         Ok(resp.map(|body| PooledBody {
             body,
             back: Some((sender, addr, Arc::clone(self))),

@@ -180,8 +180,21 @@ fn bad_request(msg: &str) -> ProxyError {
     )
 }
 
-/// Phase 2: which instance serves it?
-pub fn upstream_peer(table: &RouteTable, host: &str) -> Result<(String, Backend), ProxyError> {
+/// The request header that sends a request to one instance, `NAME:INDEX`, as gorouter's
+/// `X-CF-APP-INSTANCE` does.
+pub const APP_INSTANCE_HEADER: &str = "x-paas-app-instance";
+/// The cookie naming the instance of a sticky session, as in Cloud Foundry.
+pub const STICKY_COOKIE: &str = "__VCAP_ID__";
+
+/// Phase 2: which instance serves it? In order: the one `X-Paas-App-Instance` names; the
+/// one a `__VCAP_ID__` cookie names, while it is routed and `usable`; else the next in
+/// round-robin order that is `usable`.
+pub fn upstream_peer<B>(
+    table: &RouteTable,
+    host: &str,
+    req: &Request<B>,
+    usable: impl Fn(&Backend) -> bool,
+) -> Result<(String, Backend), ProxyError> {
     let pool = table.lookup(host).ok_or_else(|| {
         ProxyError::new(
             StatusCode::NOT_FOUND,
@@ -190,7 +203,35 @@ pub fn upstream_peer(table: &RouteTable, host: &str) -> Result<(String, Backend)
             format!("no app is routed at {host}: push one with `paas push NAME`"),
         )
     })?;
-    let backend = pool.pick().ok_or_else(|| {
+    if let Some(v) = req.headers().get(APP_INSTANCE_HEADER) {
+        let wanted = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.rsplit_once(':'))
+            .filter(|(app, _)| *app == pool.app)
+            .and_then(|(_, i)| i.parse::<u32>().ok());
+        let Some(index) = wanted else {
+            return Err(bad_request(&format!(
+                "{APP_INSTANCE_HEADER} must be {}:INDEX",
+                pool.app
+            )));
+        };
+        return match pool.backends.iter().find(|b| b.index == index) {
+            Some(b) => Ok((pool.app.clone(), b.clone())),
+            None => Err(ProxyError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_instance",
+                Fault::Downstream,
+                format!("app {} has no running instance {index}", pool.app),
+            )),
+        };
+    }
+    if let Some(id) = sticky_cookie(req.headers()) {
+        if let Some(b) = pool.backends.iter().find(|b| b.sticky == id && usable(b)) {
+            return Ok((pool.app.clone(), b.clone()));
+        }
+    }
+    let backend = pool.pick_where(usable).ok_or_else(|| {
         ProxyError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_healthy_instance",
@@ -199,6 +240,22 @@ pub fn upstream_peer(table: &RouteTable, host: &str) -> Result<(String, Backend)
         )
     })?;
     Ok((pool.app.clone(), backend.clone()))
+}
+
+/// The `__VCAP_ID__` value among the request's cookies.
+fn sticky_cookie(h: &HeaderMap) -> Option<&str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(STICKY_COOKIE)?.strip_prefix('='))
+}
+
+/// Whether the app's response starts a session: it sets a `JSESSIONID` cookie.
+fn starts_session(h: &HeaderMap) -> bool {
+    h.get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(b"JSESSIONID="))
 }
 
 /// Headers that describe one connection, not the message, and so never cross a proxy
@@ -360,11 +417,20 @@ pub fn upstream_request_filter<B>(
 }
 
 /// Phase 4: the app's response, minus its hop-by-hop headers.
-pub fn response_filter<B>(resp: &mut Response<B>, request_id: HeaderValue) {
+pub fn response_filter<B>(resp: &mut Response<B>, request_id: HeaderValue, backend: &Backend) {
     // The client talks HTTP/1.1 to the router whatever the app speaks behind it.
     *resp.version_mut() = Version::HTTP_11;
     strip_hop_by_hop(resp.headers_mut());
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    // A sticky session: later requests with this cookie go to the same instance.
+    if starts_session(resp.headers()) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{STICKY_COOKIE}={}; Path=/; HttpOnly",
+            backend.sticky
+        )) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 
 use crate::pool::Pool;
 use crate::proxy::{self, Body, Fault, ProxyError};
-use crate::table::RouteTable;
+use crate::table::{Backend, RouteTable};
 
+/// The most instances one request is tried on.
+const MAX_TRIES: usize = 3;
 /// How long a client may take to send a request's headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -125,29 +127,50 @@ impl Router {
         client: &HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
         let host = proxy::request_filter(&req)?;
-        let (app, backend) = {
-            let table = self.table.load();
-            proxy::upstream_peer(&table, &host)?
-        };
+        let table = self.table.load();
+        let usable = |b: &Backend| !self.pool.is_ejected(b.addr);
+        let (app, mut backend) = proxy::upstream_peer(&table, &host, &req, usable)?;
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
-        let mut resp = self
-            .pool
-            .send(backend.addr, req)
-            .await
-            .map_err(|e| ProxyError {
-                status: StatusCode::BAD_GATEWAY,
-                kind: "app_unreachable",
-                message: format!(
-                    "app {app} instance {} could not be reached: {e}",
-                    backend.index
-                ),
-                fault: Fault::Upstream,
-            })?;
-        proxy::response_filter(&mut resp, request_id);
+        // A request is tried on another instance only when nothing reached the app: the
+        // connection could not be made. The failing instance is skipped for a while.
+        let mut tried = vec![backend.addr];
+        let mut resp = loop {
+            match self.pool.send(backend.addr, req).await {
+                Ok(resp) => break resp,
+                Err((e, back)) => {
+                    let unreachable = ProxyError {
+                        status: StatusCode::BAD_GATEWAY,
+                        kind: "app_unreachable",
+                        message: format!(
+                            "app {app} instance {} could not be reached: {e}",
+                            backend.index
+                        ),
+                        fault: Fault::Upstream,
+                    };
+                    self.pool.eject(backend.addr);
+                    let Some(again) = back.filter(|_| tried.len() < MAX_TRIES) else {
+                        return Err(unreachable);
+                    };
+                    let next = table
+                        .lookup(&host)
+                        .and_then(|p| p.pick_where(|b| !tried.contains(&b.addr) && usable(b)))
+                        .filter(|b| !tried.contains(&b.addr));
+                    match next {
+                        Some(b) => {
+                            backend = b.clone();
+                            tried.push(backend.addr);
+                            req = again;
+                        }
+                        None => return Err(unreachable),
+                    }
+                }
+            }
+        };
+        proxy::response_filter(&mut resp, request_id, &backend);
         Ok(resp.map(Body::App))
     }
 }

@@ -9,6 +9,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Backend {
     pub addr: SocketAddr,
     pub index: u32,
+    /// The `__VCAP_ID__` sticky-session value naming this instance: an opaque hash of
+    /// its address, so the cookie reveals nothing of the network inside.
+    pub sticky: String,
+}
+
+impl Backend {
+    pub fn new(addr: SocketAddr, index: u32) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in addr.to_string().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Backend {
+            addr,
+            index,
+            sticky: format!("{h:016x}"),
+        }
+    }
 }
 
 /// The instances of one route and the round-robin position among them.
@@ -22,11 +40,21 @@ pub struct Pool {
 impl Pool {
     /// The next instance in round-robin order, or `None` when there is none.
     pub fn pick(&self) -> Option<&Backend> {
-        if self.backends.is_empty() {
+        self.pick_where(|_| true)
+    }
+
+    /// The next instance in round-robin order that `usable` accepts; if it accepts none,
+    /// the next one anyway (better a likely failure than a certain 503).
+    pub fn pick_where(&self, usable: impl Fn(&Backend) -> bool) -> Option<&Backend> {
+        let len = self.backends.len();
+        if len == 0 {
             return None;
         }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.backends.get(n % self.backends.len())
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..len)
+            .map(|i| &self.backends[(start + i) % len])
+            .find(|b| usable(b))
+            .or_else(|| self.backends.get(start % len))
     }
 }
 
@@ -64,12 +92,7 @@ impl RouteTable {
             let backends = e
                 .backends
                 .iter()
-                .filter_map(|b| {
-                    Some(Backend {
-                        addr: b.addr.parse().ok()?,
-                        index: b.index,
-                    })
-                })
+                .filter_map(|b| Some(Backend::new(b.addr.parse().ok()?, b.index)))
                 .collect();
             t.insert(&e.host, &e.app, backends);
         }
@@ -103,10 +126,7 @@ mod tests {
     #[test]
     fn round_robin_visits_every_backend_in_turn() {
         let mut t = RouteTable::new();
-        let b = |i: u32| Backend {
-            addr: SocketAddr::from(([10, 0, 0, i as u8], 8080)),
-            index: i,
-        };
+        let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         t.insert("App.localhost", "app", vec![b(0), b(1), b(2)]);
         let pool = t.lookup("app.localhost").unwrap();
         let picks: Vec<u32> = (0..6).map(|_| pool.pick().unwrap().index).collect();
@@ -114,6 +134,20 @@ mod tests {
             assert_eq!(picks.iter().filter(|&&p| p == i).count(), 2, "{picks:?}");
         }
         assert_eq!(picks[0], picks[3]);
+    }
+
+    #[test]
+    fn picking_skips_unusable_backends_unless_all_are() {
+        let mut t = RouteTable::new();
+        let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
+        t.insert("a.localhost", "a", vec![b(0), b(1), b(2)]);
+        let pool = t.lookup("a.localhost").unwrap();
+        for _ in 0..6 {
+            assert_ne!(pool.pick_where(|b| b.index != 1).unwrap().index, 1);
+        }
+        assert!(pool.pick_where(|_| false).is_some());
+        assert_ne!(b(0).sticky, b(1).sticky);
+        assert_eq!(b(0).sticky.len(), 16);
     }
 
     #[test]

@@ -45,14 +45,7 @@ async fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
 async fn router(backend: SocketAddr, config: RouterConfig) -> SocketAddr {
     let r = Arc::new(Router::with_config(config));
     let mut t = RouteTable::new();
-    t.insert(
-        "app.localhost",
-        "app",
-        vec![Backend {
-            addr: backend,
-            index: 0,
-        }],
-    );
+    t.insert("app.localhost", "app", vec![Backend::new(backend, 0)]);
     r.update(t);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();

@@ -62,7 +62,7 @@ async fn routes_by_host_round_robin_and_404s_unknown_hosts() {
     t.insert(
         "app.localhost",
         "app",
-        vec![Backend { addr: a, index: 0 }, Backend { addr: b, index: 1 }],
+        vec![Backend::new(a, 0), Backend::new(b, 1)],
     );
     let r = router(t).await;
     let mut seen = Vec::new();
@@ -101,7 +101,7 @@ async fn routes_by_host_round_robin_and_404s_unknown_hosts() {
 async fn forwarded_headers_are_set_and_hop_by_hop_headers_dropped() {
     let a = backend("one").await;
     let mut t = RouteTable::new();
-    t.insert("app.localhost", "app", vec![Backend { addr: a, index: 0 }]);
+    t.insert("app.localhost", "app", vec![Backend::new(a, 0)]);
     let r = router(t).await;
     let resp = raw(
         r,
@@ -125,14 +125,7 @@ async fn missing_host_is_400_and_dead_instance_is_502_and_no_instance_is_503() {
         l.local_addr().unwrap()
     };
     let mut t = RouteTable::new();
-    t.insert(
-        "dead.localhost",
-        "dead",
-        vec![Backend {
-            addr: dead,
-            index: 0,
-        }],
-    );
+    t.insert("dead.localhost", "dead", vec![Backend::new(dead, 0)]);
     t.insert("idle.localhost", "idle", vec![]);
     let r = router(t).await;
     let resp = raw(r, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
@@ -153,4 +146,115 @@ async fn missing_host_is_400_and_dead_instance_is_502_and_no_instance_is_503() {
     )
     .await;
     assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+}
+
+/// A backend that answers with its name, and sets a JSESSIONID when asked for /login.
+async fn session_backend(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut head = Vec::new();
+                loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let login = head.starts_with(b"GET /login");
+                        head.clear();
+                        let cookie = if login {
+                            "set-cookie: JSESSIONID=abc\r\n"
+                        } else {
+                            ""
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{cookie}\r\n{name}",
+                            name.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn body_of(resp: &str) -> &str {
+    resp.split("\r\n\r\n").nth(1).unwrap_or("")
+}
+
+#[tokio::test]
+async fn requests_to_a_dead_instance_are_retried_on_a_live_one_and_it_is_skipped() {
+    let live = session_backend("live").await;
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut t = RouteTable::new();
+    t.insert(
+        "app.localhost",
+        "app",
+        vec![Backend::new(dead, 0), Backend::new(live, 1)],
+    );
+    let r = router(t).await;
+    for _ in 0..6 {
+        let resp = raw(
+            r,
+            "GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert_eq!(body_of(&resp), "live");
+    }
+}
+
+#[tokio::test]
+async fn sticky_sessions_follow_vcap_id_and_the_instance_header_picks_one() {
+    let (a, b) = (session_backend("one").await, session_backend("two").await);
+    let mut t = RouteTable::new();
+    t.insert(
+        "app.localhost",
+        "app",
+        vec![Backend::new(a, 0), Backend::new(b, 1)],
+    );
+    let r = router(t).await;
+    let login = raw(
+        r,
+        "GET /login HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let cookie = login
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: __VCAP_ID__="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no sticky cookie: {login}"));
+    let first = body_of(&login).to_string();
+    for _ in 0..6 {
+        let req = format!("GET / HTTP/1.1\r\nHost: app.localhost\r\nCookie: a=b; __VCAP_ID__={cookie}\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            body_of(&raw(r, &req).await),
+            first,
+            "the session stays on its instance"
+        );
+    }
+    for (index, name) in [(0, "one"), (1, "two"), (1, "two")] {
+        let req = format!("GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Paas-App-Instance: app:{index}\r\nConnection: close\r\n\r\n");
+        assert_eq!(body_of(&raw(r, &req).await), name);
+    }
+    let resp = raw(r, "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Paas-App-Instance: app:7\r\nConnection: close\r\n\r\n").await;
+    assert!(
+        resp.starts_with("HTTP/1.1 404") && resp.contains("unknown_instance"),
+        "{resp}"
+    );
+    let resp = raw(r, "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Paas-App-Instance: other:0\r\nConnection: close\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 }
