@@ -30,6 +30,10 @@ struct Cli {
     /// Do not verify the API's TLS certificate (only for a test platform you trust).
     #[arg(long, global = true)]
     skip_ssl_validation: bool,
+    /// Print what commands that read (apps, app, events, revisions, buildpacks, env) get
+    /// as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,7 +98,10 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => exit::fail(exit::Failure::general(format!("starting: {e}"))),
     };
-    let skip = cli.skip_ssl_validation;
+    let skip = commands::Ctx {
+        skip_ssl_validation: cli.skip_ssl_validation,
+        json: cli.json,
+    };
     let result = rt.block_on(async move {
         match cli.command {
             Command::Login(a) => commands::login::run(a, skip).await,

@@ -102,3 +102,31 @@ fn only_the_droplets_of_the_last_five_revisions_are_kept() {
     d.paas_ok(&["rollback", "versioned", "--version", "3"]);
     assert_eq!(d.get("versioned.localhost", "/").body, "v3");
 }
+
+#[test]
+fn reading_commands_speak_json_and_secrets_stay_hidden() {
+    let d = Daemon::start();
+    push(&d, "v1");
+    d.paas_ok(&["set-env", "versioned", "DB_PASSWORD", "hunter2"]);
+    d.paas_ok(&["set-env", "versioned", "GREETING", "hi"]);
+    let apps: serde_json::Value = serde_json::from_str(&d.paas_ok(&["apps", "--json"])).unwrap();
+    assert_eq!(apps[0]["name"], "versioned");
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "versioned", "--json"])).unwrap();
+    assert_eq!(app["instances"][0]["state"], "running");
+    let env: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["env", "versioned", "--json"])).unwrap();
+    assert_eq!(env["GREETING"], "hi");
+    assert_eq!(env["DB_PASSWORD"], "[redacted: use --reveal]");
+    let env: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["env", "versioned", "--json", "--reveal"])).unwrap();
+    assert_eq!(env["DB_PASSWORD"], "hunter2");
+    for cmd in [["events", "versioned"], ["revisions", "versioned"]] {
+        let v: serde_json::Value =
+            serde_json::from_str(&d.paas_ok(&[cmd[0], cmd[1], "--json"])).unwrap();
+        assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{cmd:?}: {v}");
+    }
+    let bps: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["buildpacks", "--json"])).unwrap();
+    assert_eq!(bps[0]["name"], "staticfile");
+}

@@ -12,11 +12,14 @@ pub struct Args {
     name: String,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let a: AppSummary = super::client(skip_ssl_validation)?
+    let a: AppSummary = super::client(ctx)?
         .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
         .await?;
+    if ctx.json {
+        return super::print_json(&a);
+    }
     let s = &a.settings;
     let fields = [
         ("name", a.name.to_string()),

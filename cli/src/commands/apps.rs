@@ -8,10 +8,13 @@ use crate::exit::Failure;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub async fn run(_: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
-    let apps: Vec<AppSummary> = super::client(skip_ssl_validation)?
+pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
+    let apps: Vec<AppSummary> = super::client(ctx)?
         .json(Method::GET, "/v1/apps", None::<&()>)
         .await?;
+    if ctx.json {
+        return super::print_json(&apps);
+    }
     if apps.is_empty() {
         println!("No apps yet: push one with `paas push NAME`.");
         return Ok(());

@@ -83,10 +83,13 @@ async fn info(
         .map_err(|e| Failure::general(format!("the API answered something unexpected: {e}")))
 }
 
-pub async fn list(_: ListArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
-    let list: Vec<BuildpackInfo> = super::client(skip_ssl_validation)?
+pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let list: Vec<BuildpackInfo> = super::client(ctx)?
         .json(Method::GET, "/v1/buildpacks", None::<&()>)
         .await?;
+    if ctx.json {
+        return super::print_json(&list);
+    }
     let rows: Vec<[String; 5]> = list
         .iter()
         .map(|b| {
@@ -103,10 +106,10 @@ pub async fn list(_: ListArgs, skip_ssl_validation: bool) -> Result<(), Failure>
     Ok(())
 }
 
-pub async fn create(args: CreateArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn create(args: CreateArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = name(&args.name)?;
     let body = bits(&args.path)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let query = args
         .position
         .map(|p| format!("?position={p}"))
@@ -126,9 +129,9 @@ pub async fn create(args: CreateArgs, skip_ssl_validation: bool) -> Result<(), F
     Ok(())
 }
 
-pub async fn update(args: UpdateArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn update(args: UpdateArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     if args.path.is_none() && args.position.is_none() && !args.enable && !args.disable {
         return Err(Failure::usage(
             "nothing to change: give --path, --position, --enable or --disable",
@@ -172,9 +175,9 @@ pub async fn update(args: UpdateArgs, skip_ssl_validation: bool) -> Result<(), F
     Ok(())
 }
 
-pub async fn delete(args: DeleteArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn delete(args: DeleteArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let resp = client
         .send(
             Method::DELETE,

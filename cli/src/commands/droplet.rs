@@ -24,10 +24,10 @@ pub struct DownloadArgs {
     output: std::path::PathBuf,
 }
 
-pub async fn run(cmd: Command, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(cmd: Command, ctx: super::Ctx) -> Result<(), Failure> {
     let Command::Download(args) = cmd;
     let name = super::app_name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let resp = client
         .send(
             Method::GET,

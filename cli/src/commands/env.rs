@@ -47,21 +47,31 @@ fn looks_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-pub async fn show(args: ShowArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn show(args: ShowArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let env: BTreeMap<String, String> = super::client(skip_ssl_validation)?
+    let env: BTreeMap<String, String> = super::client(ctx)?
         .json(Method::GET, &format!("/v1/apps/{name}/env"), None::<&()>)
         .await?;
-    if env.is_empty() {
+    let shown: BTreeMap<String, String> = env
+        .into_iter()
+        .map(|(k, v)| {
+            let redact = looks_secret(&k) && !args.reveal;
+            let v = if redact {
+                "[redacted: use --reveal]".to_string()
+            } else {
+                v
+            };
+            (k, v)
+        })
+        .collect();
+    if ctx.json {
+        return super::print_json(&shown);
+    }
+    if shown.is_empty() {
         println!("App {name} sets no environment variables of its own.");
     }
-    for (k, v) in env {
-        let shown = if looks_secret(&k) && !args.reveal {
-            "[redacted: use --reveal]"
-        } else {
-            v.as_str()
-        };
-        println!("{k}: {shown}");
+    for (k, v) in shown {
+        println!("{k}: {v}");
     }
     Ok(())
 }
@@ -69,9 +79,9 @@ pub async fn show(args: ShowArgs, skip_ssl_validation: bool) -> Result<(), Failu
 async fn patch(
     name: &str,
     changes: BTreeMap<String, Option<String>>,
-    skip_ssl_validation: bool,
+    ctx: super::Ctx,
 ) -> Result<(), Failure> {
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let body = Bytes::from(serde_json::to_vec(&changes).unwrap_or_default());
     let resp = client
         .send(
@@ -85,13 +95,13 @@ async fn patch(
     read_all(resp).await.map(|_| ())
 }
 
-pub async fn set(args: SetArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn set(args: SetArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
     paas_api::check_env_name(&args.key).map_err(Failure::usage)?;
     patch(
         name.as_str(),
         BTreeMap::from([(args.key.clone(), Some(args.value))]),
-        skip_ssl_validation,
+        ctx,
     )
     .await?;
     println!(
@@ -101,12 +111,12 @@ pub async fn set(args: SetArgs, skip_ssl_validation: bool) -> Result<(), Failure
     Ok(())
 }
 
-pub async fn unset(args: UnsetArgs, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn unset(args: UnsetArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
     patch(
         name.as_str(),
         BTreeMap::from([(args.key.clone(), None)]),
-        skip_ssl_validation,
+        ctx,
     )
     .await?;
     println!(

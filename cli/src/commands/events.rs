@@ -12,11 +12,14 @@ pub struct Args {
     name: String,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let events: Vec<AppEvent> = super::client(skip_ssl_validation)?
+    let events: Vec<AppEvent> = super::client(ctx)?
         .json(Method::GET, &format!("/v1/apps/{name}/events"), None::<&()>)
         .await?;
+    if ctx.json {
+        return super::print_json(&events);
+    }
     if events.is_empty() {
         println!("No events for {name} yet.");
         return Ok(());

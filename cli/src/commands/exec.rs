@@ -27,9 +27,9 @@ pub struct Args {
     command: Vec<String>,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let body = serde_json::to_vec(&ExecRequest {
         index: args.index,
         command: args.command,

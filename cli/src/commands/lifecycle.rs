@@ -38,14 +38,9 @@ pub struct RollbackArgs {
     version: i64,
 }
 
-async fn roll(
-    name: &str,
-    path: &str,
-    body: Bytes,
-    skip_ssl_validation: bool,
-) -> Result<(), Failure> {
+async fn roll(name: &str, path: &str, body: Bytes, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let resp = client
         .send(
             Method::POST,
@@ -57,19 +52,19 @@ async fn roll(
     follow_deployment(resp, &name).await
 }
 
-pub async fn start(args: NameArgs, skip: bool) -> Result<(), Failure> {
+pub async fn start(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     println!("Starting app {}", args.name);
-    roll(&args.name, "start", Bytes::new(), skip).await
+    roll(&args.name, "start", Bytes::new(), ctx).await
 }
 
-pub async fn restart(args: NameArgs, skip: bool) -> Result<(), Failure> {
+pub async fn restart(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     println!("Restarting app {}", args.name);
-    roll(&args.name, "restart", Bytes::new(), skip).await
+    roll(&args.name, "restart", Bytes::new(), ctx).await
 }
 
-pub async fn stop(args: NameArgs, skip: bool) -> Result<(), Failure> {
+pub async fn stop(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let client = super::client(skip)?;
+    let client = super::client(ctx)?;
     let resp = client
         .send(
             Method::POST,
@@ -83,7 +78,7 @@ pub async fn stop(args: NameArgs, skip: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn scale(args: ScaleArgs, skip: bool) -> Result<(), Failure> {
+pub async fn scale(args: ScaleArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
     if args.instances.is_none() && args.memory.is_none() && args.disk.is_none() {
         return Err(Failure::usage("nothing to change: give -i, -m or -k"));
@@ -95,7 +90,7 @@ pub async fn scale(args: ScaleArgs, skip: bool) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(e.to_string()))
     };
     let (memory, disk) = (parse(&args.memory)?, parse(&args.disk)?);
-    let client = super::client(skip)?;
+    let client = super::client(ctx)?;
     let current: AppSummary = client
         .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
         .await?;
@@ -121,18 +116,21 @@ pub async fn scale(args: ScaleArgs, skip: bool) -> Result<(), Failure> {
         settings.instances,
         settings.memory.to_string().to_uppercase()
     );
-    roll(name.as_str(), "restart", Bytes::new(), skip).await
+    roll(name.as_str(), "restart", Bytes::new(), ctx).await
 }
 
-pub async fn revisions(args: NameArgs, skip: bool) -> Result<(), Failure> {
+pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let list: Vec<Revision> = super::client(skip)?
+    let list: Vec<Revision> = super::client(ctx)?
         .json(
             Method::GET,
             &format!("/v1/apps/{name}/revisions"),
             None::<&()>,
         )
         .await?;
+    if ctx.json {
+        return super::print_json(&list);
+    }
     if list.is_empty() {
         println!("App {name} has no revisions yet: push it first.");
         return Ok(());
@@ -162,7 +160,7 @@ pub async fn revisions(args: NameArgs, skip: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn rollback(args: RollbackArgs, skip: bool) -> Result<(), Failure> {
+pub async fn rollback(args: RollbackArgs, ctx: super::Ctx) -> Result<(), Failure> {
     println!(
         "Rolling app {} back to revision {}",
         args.name, args.version
@@ -173,5 +171,5 @@ pub async fn rollback(args: RollbackArgs, skip: bool) -> Result<(), Failure> {
         })
         .unwrap_or_default(),
     );
-    roll(&args.name, "rollback", body, skip).await
+    roll(&args.name, "rollback", body, ctx).await
 }

@@ -20,12 +20,12 @@ pub struct Args {
     ca_cert: Option<String>,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let target = Target {
         api: args.api,
         token: args.token.trim().to_string(),
         ca_cert_pem: args.ca_cert.as_deref().map(config::read_ca).transpose()?,
-        skip_ssl_validation,
+        skip_ssl_validation: ctx.skip_ssl_validation,
     };
     let info: Info = Client::new(&target)?
         .json(Method::GET, "/v1/info", None::<&()>)

@@ -18,9 +18,9 @@ pub struct Args {
     recent: bool,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     let path = if args.recent {
         format!("/v1/apps/{name}/logs?recent=true")
     } else {

@@ -19,9 +19,24 @@ use paas_api::AppName;
 use crate::client::Client;
 use crate::exit::Failure;
 
+/// What every command gets from the global flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub skip_ssl_validation: bool,
+    /// Print what the API answered as JSON instead of tables.
+    pub json: bool,
+}
+
 /// The API client for the configured target.
-pub fn client(skip_ssl_validation: bool) -> Result<Client, Failure> {
-    Client::new(&crate::config::load(skip_ssl_validation)?)
+pub fn client(ctx: Ctx) -> Result<Client, Failure> {
+    Client::new(&crate::config::load(ctx.skip_ssl_validation)?)
+}
+
+/// Prints `value` as pretty JSON, for `--json`.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let s = serde_json::to_string_pretty(value).map_err(|e| Failure::general(e.to_string()))?;
+    println!("{s}");
+    Ok(())
 }
 
 /// Validates an app name from the command line.

@@ -84,7 +84,7 @@ struct Plan {
     env: BTreeMap<String, String>,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let manifest_path = match (&args.manifest, args.no_manifest) {
         (Some(p), _) => Some(p.clone()),
         (None, false) if std::path::Path::new("manifest.yml").is_file() => {
@@ -136,7 +136,7 @@ pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
         .map(|entry| plan(&args, entry))
         .collect::<Result<Vec<_>, _>>()?;
     for p in plans {
-        push_one(p, skip_ssl_validation).await?;
+        push_one(p, ctx).await?;
     }
     Ok(())
 }
@@ -222,14 +222,14 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
     })
 }
 
-async fn push_one(plan: Plan, skip_ssl_validation: bool) -> Result<(), Failure> {
+async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
     let Plan {
         name,
         path,
         settings,
         env,
     } = plan;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     println!("Pushing app {name} from {}", path.display());
 
     let tmp = tempfile::NamedTempFile::new()

@@ -12,9 +12,9 @@ pub struct Args {
     name: String,
 }
 
-pub async fn run(args: Args, skip_ssl_validation: bool) -> Result<(), Failure> {
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let client = super::client(skip_ssl_validation)?;
+    let client = super::client(ctx)?;
     println!("Restaging app {name}");
     let resp = client
         .send(
