@@ -42,6 +42,17 @@ struct Cli {
 enum Command {
     /// Save the API address and token to use from now on.
     Login(commands::login::Args),
+    /// Show the API the CLI talks to.
+    Target(commands::target::Args),
+    /// Forget what `paas login` saved.
+    Logout(commands::target::Args),
+    /// Show the CLI's version, and the API's.
+    Version(commands::target::Args),
+    /// Print a shell completion script: paas completion bash > /etc/bash_completion.d/paas
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Upload the app in a folder, build it with buildpacks and run it.
     Push(Box<commands::push::Args>),
     /// List apps.
@@ -105,6 +116,14 @@ fn main() {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Login(a) => commands::login::run(a, skip).await,
+            Command::Target(a) => commands::target::target(a, skip).await,
+            Command::Logout(a) => commands::target::logout(a, skip).await,
+            Command::Version(a) => commands::target::version(a, skip).await,
+            Command::Completion { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "paas", &mut std::io::stdout());
+                Ok(())
+            }
             Command::Push(a) => commands::push::run(*a, skip).await,
             Command::Apps(a) => commands::apps::run(a, skip).await,
             Command::App(a) => commands::app::run(a, skip).await,

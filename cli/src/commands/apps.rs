@@ -37,13 +37,20 @@ pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
 
 /// Prints rows under headers, each column as wide as its widest cell.
 pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    let mut widths = headers.map(str::len);
+    print!("{}", format_table(headers, rows));
+}
+
+/// Rows under headers, each column as wide as its widest cell (in characters), three
+/// spaces apart; the last column is not padded.
+pub fn format_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
         let mut s = String::new();
         for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == N {
@@ -52,10 +59,40 @@ pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
                 s.push_str(&format!("{c:<w$}   "));
             }
         }
-        println!("{}", s.trim_end());
+        out.push_str(s.trim_end());
+        out.push('\n');
     };
     line(headers.to_vec());
     for r in rows {
         line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tables_line_up_by_characters() {
+        let rows = [
+            [
+                "web".to_string(),
+                "started".to_string(),
+                "http://web.localhost:8080".to_string(),
+            ],
+            [
+                "ünïcode-app".to_string(),
+                "pending".to_string(),
+                String::new(),
+            ],
+        ];
+        let expected = "\
+name          state     url
+web           started   http://web.localhost:8080
+ünïcode-app   pending
+";
+        assert_eq!(
+            super::format_table(&["name", "state", "url"], &rows),
+            expected
+        );
     }
 }
