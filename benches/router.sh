@@ -61,7 +61,7 @@ HAP
 
 taskset -c 0 nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
 taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAAS --threads 1 \
-  --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
+  --admin-listen 127.0.0.1:0 --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
 taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.out" 2>&1 & pids+=($!)
 taskset -c 1 nginx -c "$work/proxy.conf" -p "$work" & pids+=($!)
 for port in $BACK $PAAS $HAPROXY $NGINX; do

@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   --instance-cidr 10.246.12.0/24 >"$work/out" 2>"$work/log" &
 pid=$!
 for _ in $(seq 100); do grep -q '^paasd ready' "$work/out" && break; sleep 0.1; done

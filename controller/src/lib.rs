@@ -45,8 +45,30 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let api_addr = api_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let router = Arc::new(paas_router::Router::new());
+    let admin_listener = TcpListener::bind(cfg.admin_listen).await.with_context(|| {
+        format!(
+            "listening for the router's /health and /metrics on {}",
+            cfg.admin_listen
+        )
+    })?;
+    let admin_addr = admin_listener.local_addr()?;
+    // Access log lines go to the app's logs as RTR; the platform that holds the logs is
+    // made after the router, so the sink finds it through a cell filled in below.
+    let logs_of: Arc<std::sync::OnceLock<Arc<platform::Platform>>> = Arc::default();
+    let sink_cell = Arc::clone(&logs_of);
+    let sink: paas_router::ops::AccessSink =
+        Arc::new(move |entry: &paas_router::ops::AccessLog| {
+            let (Some(p), Some(app)) = (sink_cell.get(), entry.app.as_deref()) else {
+                return;
+            };
+            if let Ok(app) = paas_api::AppName::parse(app) {
+                p.logs
+                    .append(&app, "RTR", paas_api::LogStream::Out, &entry.line());
+            }
+        });
+    let router = Arc::new(paas_router::Router::new().with_access_log(sink));
     let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
+    let _ = logs_of.set(Arc::clone(&platform));
     platform.restore().await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -55,12 +77,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     };
     let router_task =
         tokio::spawn(Arc::clone(&router).run(http_listener, stopped(stop_rx.clone())));
+    let admin_task =
+        tokio::spawn(Arc::clone(&router).run_admin(admin_listener, stopped(stop_rx.clone())));
     let api = api::Api::new(Arc::clone(&platform), token);
     let api_task = tokio::spawn(api.run(api_listener, tls, stopped(stop_rx.clone())));
 
     // The one line scripts and tests wait for: where to reach this daemon.
     println!(
-        "paasd ready api=https://{api_addr} router=http://{http_addr} domain={}",
+        "paasd ready api=https://{api_addr} router=http://{http_addr} admin=http://{admin_addr} domain={}",
         cfg.domain
     );
     tracing::info!(%api_addr, %http_addr, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
@@ -69,6 +93,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     tracing::info!("stopping: draining instances");
     let _ = stop_tx.send(true);
     platform.shutdown().await;
-    let _ = tokio::join!(router_task, api_task);
+    let _ = tokio::join!(router_task, api_task, admin_task);
     Ok(())
 }

@@ -27,6 +27,9 @@ struct Args {
     /// Address of the router, where apps answer.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     http_listen: SocketAddr,
+    /// Address of the router's /health and /metrics (Prometheus).
+    #[arg(long, default_value = "127.0.0.1:9080", value_name = "ADDR")]
+    admin_listen: SocketAddr,
     /// Apps answer at NAME.DOMAIN; with "localhost", at http://NAME.localhost:PORT.
     #[arg(long, default_value = "localhost")]
     domain: String,
@@ -84,6 +87,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
+        admin_listen: args.admin_listen,
         domain,
         instance_cidr: args.instance_cidr,
         init_exe,

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod host;
+pub mod ops;
 mod pool;
 pub mod proxy;
 mod server;

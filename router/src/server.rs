@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
 use crate::proxy::{self, Body, Fault, ProxyError};
 use crate::table::{Backend, RouteTable};
@@ -43,6 +44,17 @@ pub struct Router {
     table: ArcSwap<RouteTable>,
     pool: Arc<Pool>,
     config: RouterConfig,
+    metrics: Arc<Metrics>,
+    access: Option<AccessSink>,
+}
+
+/// What a request turned out to be, filled in as the phases learn it, for the log.
+#[derive(Default)]
+struct Served {
+    host: String,
+    app: Option<String>,
+    instance: Option<u32>,
+    request_id: Option<HeaderValue>,
 }
 
 impl Default for Router {
@@ -61,7 +73,40 @@ impl Router {
             table: ArcSwap::from_pointee(RouteTable::new()),
             pool: Arc::new(Pool::default()),
             config,
+            metrics: Arc::new(Metrics::default()),
+            access: None,
         }
+    }
+
+    /// Sends an access log entry for every request to `sink`.
+    pub fn with_access_log(mut self, sink: AccessSink) -> Self {
+        self.access = Some(sink);
+        self
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Routes in the current table.
+    pub fn route_count(&self) -> usize {
+        self.table.load().len()
+    }
+
+    /// Serves `/health` and `/metrics` on `listener` until `shutdown`.
+    pub async fn run_admin(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let router = Arc::clone(&self);
+        crate::ops::run_admin(
+            listener,
+            self.metrics(),
+            move || router.route_count(),
+            shutdown,
+        )
+        .await
     }
 
     /// Publishes a new route table; requests already in flight finish on the old one.
@@ -110,31 +155,65 @@ impl Router {
     }
 
     async fn handle(&self, req: Request<Incoming>, client: &HeaderValue) -> Response<Body> {
-        match self.proxy(req, client).await {
-            Ok(resp) => resp,
+        let started = std::time::Instant::now();
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        let mut served = Served::default();
+        let (resp, router_made) = match self.proxy(req, client, &mut served).await {
+            Ok(resp) => (resp, false),
             Err(e) => {
                 if e.fault == Fault::Upstream {
                     tracing::info!(status = e.status.as_u16(), "{}", e.message);
                 }
-                e.into_response()
+                (e.into_response(), true)
             }
+        };
+        let duration = started.elapsed();
+        self.metrics
+            .observe(resp.status().as_u16(), duration, router_made);
+        if let Some(sink) = &self.access {
+            sink(&AccessLog {
+                host: served.host,
+                app: served.app,
+                instance: served.instance,
+                method,
+                path,
+                status: resp.status().as_u16(),
+                bytes: resp
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+                duration,
+                request_id: served
+                    .request_id
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string(),
+                client: client.to_str().unwrap_or("-").to_string(),
+            });
         }
+        resp
     }
 
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
         client: &HeaderValue,
+        served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
         let host = proxy::request_filter(&req)?;
+        served.host.clone_from(&host);
         let table = self.table.load();
         let usable = |b: &Backend| !self.pool.is_ejected(b.addr);
         let (app, mut backend) = proxy::upstream_peer(&table, &host, &req, usable)?;
+        served.app = Some(app.clone());
+        served.instance = Some(backend.index);
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
+        served.request_id = Some(request_id.clone());
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
         let mut tried = vec![backend.addr];
@@ -162,6 +241,7 @@ impl Router {
                     match next {
                         Some(b) => {
                             backend = b.clone();
+                            served.instance = Some(backend.index);
                             tried.push(backend.addr);
                             req = again;
                         }

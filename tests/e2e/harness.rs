@@ -40,6 +40,8 @@ pub struct Daemon {
     pool: u32,
     pub api: String,
     pub router: SocketAddr,
+    /// The router's /health and /metrics.
+    pub admin: SocketAddr,
 }
 
 impl Daemon {
@@ -47,7 +49,7 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
-        let (child, api, router) = spawn(dir.path(), pool);
+        let (child, api, router, admin) = spawn(dir.path(), pool);
         Daemon {
             child,
             dir,
@@ -55,6 +57,7 @@ impl Daemon {
             pool,
             api,
             router,
+            admin,
         }
     }
 
@@ -62,10 +65,11 @@ impl Daemon {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, api, router) = spawn(self.dir.path(), self.pool);
+        let (child, api, router, admin) = spawn(self.dir.path(), self.pool);
         self.child = child;
         self.api = api;
         self.router = router;
+        self.admin = admin;
     }
 
     /// Stops paasd with SIGTERM and waits for it, as `systemctl stop` would.
@@ -172,7 +176,7 @@ impl Drop for Daemon {
 
 /// Starts paasd on `dir` with instance pool number `pool`; returns it with its API URL
 /// and router address, read from its ready line.
-fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr) {
+fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr) {
     let mut child = Command::new(bin("paasd"))
         .args(["--data-dir"])
         .arg(dir)
@@ -182,6 +186,7 @@ fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr) {
             "--http-listen",
             "127.0.0.1:0",
         ])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .args(["--domain", "localhost"])
         .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
         .args(["--start-timeout", "30"])
@@ -208,11 +213,8 @@ fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr) {
             .to_string()
     };
     let api = field("api=");
-    let router = field("router=")
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    (child, api, router)
+    let addr = |k: &str| field(k).trim_start_matches("http://").parse().unwrap();
+    (child, api, addr("router="), addr("admin="))
 }
 
 /// The `paas-init` processes (shims and pid 1s) of the containers under a data folder.

@@ -153,3 +153,39 @@ fn a_re_push_of_an_unchanged_app_sends_no_file_content() {
     assert!(out.contains("Uploading 1 of 202 files"), "{out}");
     assert_eq!(d.get("many.localhost", "/page7.html").body, "changed\n");
 }
+
+#[test]
+fn the_router_logs_each_request_as_rtr_and_serves_metrics_and_health() {
+    let d = Daemon::start();
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", "observed", "-p", path.to_str().unwrap()]);
+    assert_eq!(d.get("observed.localhost", "/some/path").status, 200);
+    let _ = d.get("nowhere.localhost", "/");
+    let logs = d.paas_ok(&["logs", "observed", "--recent"]);
+    let rtr = logs
+        .lines()
+        .find(|l| l.contains("[RTR]"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        rtr.contains("observed.localhost - \"GET /some/path HTTP/1.1\" 200"),
+        "{rtr}"
+    );
+    assert!(
+        rtr.contains("vcap_request_id:\"") && rtr.contains("app_index:\"0\""),
+        "{rtr}"
+    );
+    let metrics = crate::harness::get(d.admin, "localhost", "/metrics").body;
+    assert!(
+        metrics.contains("paas_router_responses_total{class=\"2xx\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paas_router_responses_total{class=\"4xx\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("paas_router_routes 1"), "{metrics}");
+    assert_eq!(
+        crate::harness::get(d.admin, "localhost", "/health").body,
+        "ok\n"
+    );
+}

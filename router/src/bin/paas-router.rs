@@ -19,6 +19,16 @@ struct Args {
     /// Where to listen for app traffic.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Where /health and /metrics (Prometheus) answer.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    admin_listen: SocketAddr,
+    /// On SIGTERM or Ctrl-C: seconds to keep serving while /health already fails, so a
+    /// load balancer in front stops sending traffic first.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    drain_seconds: u64,
+    /// Print an access log line per request on stdout.
+    #[arg(long)]
+    access_log: bool,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -99,7 +109,13 @@ fn run(args: Args) -> Result<(), String> {
     };
     let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let router = Arc::new(Router::new());
+        let mut router = Router::new();
+        if args.access_log {
+            router = router.with_access_log(Arc::new(|e: &paas_router::ops::AccessLog| {
+                println!("{}", e.line())
+            }));
+        }
+        let router = Arc::new(router);
         router.update(RouteTable::from_entries(&fixed));
         if let Some(api) = args.api {
             let tls = tls_config(args.ca_cert.as_deref())?;
@@ -110,13 +126,41 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        println!("paas-router ready listen={local}");
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let admin = tokio::net::TcpListener::bind(args.admin_listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.admin_listen))?;
+        let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+        tokio::spawn(Arc::clone(&router).run_admin(admin, std::future::pending()));
+        println!("paas-router ready listen={local} admin={admin_addr}");
+        let metrics = router.metrics();
+        let drain = Duration::from_secs(args.drain_seconds);
+        // Draining: /health fails first, traffic is still served for the drain window,
+        // then the listener closes.
+        let shutdown = async move {
+            terminated().await;
+            tracing::info!("draining for {}s", drain.as_secs());
+            metrics.begin_drain();
+            tokio::time::sleep(drain).await;
         };
         router.run(listener, shutdown).await;
         Ok(())
     })
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {

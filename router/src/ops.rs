@@ -1,0 +1,232 @@
+//! What operators see of the router: an access log line per request, Prometheus metrics
+//! and a health endpoint on a separate admin listener, and draining on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// One request as the access log records it.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub host: String,
+    /// The app and instance that served it, when it got that far.
+    pub app: Option<String>,
+    pub instance: Option<u32>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The response's Content-Length, when it has one.
+    pub bytes: Option<u64>,
+    /// Time until the response's head was ready.
+    pub duration: Duration,
+    pub request_id: String,
+    pub client: String,
+}
+
+impl AccessLog {
+    /// The line as gorouter writes it, more or less: host, request, status, size, time.
+    pub fn line(&self) -> String {
+        format!(
+            "{} - \"{} {} HTTP/1.1\" {} {} {:.6}s x_forwarded_for:\"{}\" vcap_request_id:\"{}\" app_index:\"{}\"",
+            self.host,
+            self.method,
+            self.path,
+            self.status,
+            self.bytes.map_or("-".to_string(), |b| b.to_string()),
+            self.duration.as_secs_f64(),
+            self.client,
+            self.request_id,
+            self.instance.map_or("-".to_string(), |i| i.to_string()),
+        )
+    }
+}
+
+/// Where access log lines go (the app's logs as `RTR`, in paasd).
+pub type AccessSink = Arc<dyn Fn(&AccessLog) + Send + Sync>;
+
+/// Upper bounds of the request-duration histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Counters, updated without locks on the request path.
+#[derive(Default)]
+pub struct Metrics {
+    by_class: [AtomicU64; 5],
+    router_errors: AtomicU64,
+    buckets: [AtomicU64; BUCKETS.len()],
+    duration_us: AtomicU64,
+    count: AtomicU64,
+    draining: AtomicBool,
+}
+
+impl Metrics {
+    pub fn observe(&self, status: u16, duration: Duration, router_made: bool) {
+        let class = (usize::from(status / 100)).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        if router_made {
+            self.router_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = duration.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.duration_us
+            .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, routes: usize) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP paas_router_responses_total Responses sent, by status class.\n");
+        out.push_str("# TYPE paas_router_responses_total counter\n");
+        for (i, c) in self.by_class.iter().enumerate() {
+            out.push_str(&format!(
+                "paas_router_responses_total{{class=\"{}xx\"}} {}\n",
+                i + 1,
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str("# HELP paas_router_errors_total Responses the router made itself (X-Paas-Router-Error).\n");
+        out.push_str("# TYPE paas_router_errors_total counter\n");
+        out.push_str(&format!(
+            "paas_router_errors_total {}\n",
+            self.router_errors.load(Ordering::Relaxed)
+        ));
+        out.push_str(
+            "# HELP paas_router_request_duration_seconds Time until the response head was ready.\n",
+        );
+        out.push_str("# TYPE paas_router_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "paas_router_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}\n"
+            ));
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "paas_router_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"
+        ));
+        out.push_str(&format!(
+            "paas_router_request_duration_seconds_sum {}\n",
+            self.duration_us.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "paas_router_request_duration_seconds_count {count}\n"
+        ));
+        out.push_str("# HELP paas_router_routes Routes in the current table.\n");
+        out.push_str("# TYPE paas_router_routes gauge\n");
+        out.push_str(&format!("paas_router_routes {routes}\n"));
+        out
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Serves `GET /health` (503 once draining) and `GET /metrics` until `shutdown`.
+pub async fn run_admin(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    routes: impl Fn() -> usize + Clone + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (metrics, routes) = (Arc::clone(&metrics), routes.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (metrics, routes) = (Arc::clone(&metrics), routes.clone());
+                async move {
+                    let resp = match req.uri().path() {
+                        "/health" if metrics.draining() => text(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "draining\n".into(),
+                            "text/plain",
+                        ),
+                        "/health" => text(StatusCode::OK, "ok\n".into(), "text/plain"),
+                        "/metrics" => text(
+                            StatusCode::OK,
+                            metrics.render(routes()),
+                            "text/plain; version=0.0.4",
+                        ),
+                        _ => text(
+                            StatusCode::NOT_FOUND,
+                            "try /health or /metrics\n".into(),
+                            "text/plain",
+                        ),
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_by_class_and_bucket() {
+        let m = Metrics::default();
+        m.observe(200, Duration::from_micros(800), false);
+        m.observe(503, Duration::from_millis(30), true);
+        let text = m.render(3);
+        assert!(
+            text.contains("paas_router_responses_total{class=\"2xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paas_router_responses_total{class=\"5xx\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("paas_router_errors_total 1\n"), "{text}");
+        assert!(
+            text.contains("paas_router_request_duration_seconds_bucket{le=\"0.001\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paas_router_request_duration_seconds_bucket{le=\"0.05\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("paas_router_routes 3\n"), "{text}");
+    }
+}
