@@ -2,6 +2,7 @@
 //! CLI, real containers, real HTTP through the router. Needs root, like `paasd`, and the
 //! workspace binaries built (`cargo build --workspace`), which the test command does.
 
+mod api_spec;
 mod buildpacks;
 mod conformance;
 mod harness;
