@@ -9,34 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}
-[ "$(id -u)" -eq 0 ] || { echo "run as root: paasd makes namespaces and cgroups" >&2; exit 1; }
-scripts/install-deps.sh
-cargo build --release --quiet --workspace
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --instance-cidr 10.246.16.0/24 >"$work/out" 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do grep -q '^paasd ready' "$work/out" && break; sleep 0.1; done
-api=$(sed -n 's/.* api=\([^ ]*\).*/\1/p' "$work/out")
-router=$(sed -n 's/.* router=http:\/\/\([^ ]*\).*/\1/p' "$work/out")
-export PAAS_HOME=$work/home PAAS_API=$api PAAS_TOKEN=$(cat "$work/data/admin-token") PAAS_CA_CERT=$work/data/api-cert.pem
+. benches/lib.sh
+start_paasd 10.246.16.0/24
 mkdir -p "$work/site"
 echo 'root: .' > "$work/site/Staticfile"
 echo '<h1>hello</h1>' > "$work/site/index.html"
 push() { target/release/paas push "$1" -p "$work/site" -m 64M -k 64M >/dev/null; }
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
 push warmup   # the first staging unpacks buildpacks and warms caches
 : > "$work/first.txt"; : > "$work/again.txt"

@@ -12,27 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-15}
-[ "$(id -u)" -eq 0 ] || { echo "run as root: paasd makes namespaces and cgroups" >&2; exit 1; }
-scripts/install-deps.sh
-cargo build --release --quiet --workspace
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-  --instance-cidr 10.246.8.0/24 >"$work/out" 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do grep -q '^paasd ready' "$work/out" && break; sleep 0.1; done
-api=$(sed -n 's/.* api=\([^ ]*\).*/\1/p' "$work/out")
-export PAAS_HOME=$work/home PAAS_API=$api PAAS_TOKEN=$(cat "$work/data/admin-token") PAAS_CA_CERT=$work/data/api-cert.pem
+. benches/lib.sh
+start_paasd 10.246.8.0/24
 
 mkdir -p "$work/tiny" "$work/big/files"
 echo 'root: .' > "$work/tiny/Staticfile"
@@ -53,7 +34,6 @@ push() { # NAME DIR
   target/release/paas push "$1" -p "$2" -m 64M -k 64M \
     | sed -n 's/.*Staged in \([0-9]*\) ms: \([0-9]*\) ms in buildpack scripts, \([0-9]*\) ms by the platform.*/\1 \2 \3/p'
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
 
 push tiny "$work/tiny" >/dev/null   # warm: first droplet, first cache
 : > "$work/tiny.txt"

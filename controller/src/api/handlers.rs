@@ -641,21 +641,10 @@ async fn droplet(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failu
 /// Rolls the app over to its current (restart) or an older (rollback) release, streamed
 /// like a deployment.
 fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Response<ApiBody> {
-    let (out, resp) = body::ndjson_stream();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
-    let platform = Arc::clone(p);
     let app = app.clone();
-    tokio::spawn(async move {
-        if let Err(f) = platform.restart(&app, version, &tx).await {
-            let _ = tx.send(DeployEvent::Failed { error: f.body });
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            out.send(&event);
-        }
-    });
-    resp
+    stream_roll_out(p, move |platform, tx| async move {
+        platform.restart(&app, version, &tx).await
+    })
 }
 
 fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
@@ -684,13 +673,29 @@ fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> 
 
 /// Runs a deployment in its own task and streams its events as NDJSON.
 fn stream_deployment(p: &Arc<Platform>, app: &AppName, package: String) -> Response<ApiBody> {
+    let app = app.clone();
+    stream_roll_out(p, move |platform, tx| async move {
+        platform.deploy(&app, &package, &tx).await
+    })
+}
+
+/// Runs `work` (a deployment, restart or rollback) in its own task, so a client that
+/// goes away does not stop it half-way, and streams its events as NDJSON; a failure
+/// becomes the last event.
+fn stream_roll_out<F, Fut>(p: &Arc<Platform>, work: F) -> Response<ApiBody>
+where
+    F: FnOnce(Arc<Platform>, tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
+{
     let (out, resp) = body::ndjson_stream();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
     let platform = Arc::clone(p);
-    let app = app.clone();
     tokio::spawn(async move {
-        if let Err(f) = platform.deploy(&app, &package, &tx).await {
-            let _ = tx.send(DeployEvent::Failed { error: f.body });
+        let failed = tx.clone();
+        if let Err(f) = work(platform, tx).await {
+            let _ = failed.send(DeployEvent::Failed { error: f.body });
         }
     });
     tokio::spawn(async move {
