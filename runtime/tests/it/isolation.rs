@@ -343,3 +343,21 @@ async fn fork_bomb_and_memory_hog_harm_only_themselves() {
     survivor.stop(Duration::from_secs(2)).await;
     survivor.destroy().await;
 }
+
+#[tokio::test]
+async fn dev_has_working_devices_and_nothing_can_be_added() {
+    let f = fixture("10.252.9.0/24");
+    let out = probe(
+        &f,
+        "iso-dev",
+        "import os\nopen(\"/dev/null\", \"w\").write(\"x\")\nprint(len(open(\"/dev/urandom\", \"rb\").read(8)), open(\"/dev/zero\", \"rb\").read(2))\nprint(sorted(os.listdir(\"/dev\")))",
+    )
+    .await;
+    assert!(out.starts_with("8 b'\\x00\\x00'\n"), "{out}");
+    for dev in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd",
+    ] {
+        assert!(out.contains(&format!("'{dev}'")), "{dev}: {out}");
+    }
+    assert_denied(&f, "iso-dev-add", "", "open(\"/dev/sda\", \"w\")").await;
+}
