@@ -100,14 +100,7 @@ impl Daemon {
 
     /// Runs the CLI against this daemon.
     pub fn paas(&self, args: &[&str]) -> Output {
-        Command::new(bin("paas"))
-            .args(args)
-            .env("PAAS_HOME", self.home.path())
-            .env("PAAS_API", &self.api)
-            .env("PAAS_TOKEN", self.token())
-            .env("PAAS_CA_CERT", self.cert())
-            .output()
-            .expect("running paas")
+        self.paas_in(Path::new("."), args)
     }
 
     /// Runs the CLI in folder `dir`.

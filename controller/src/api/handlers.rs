@@ -104,7 +104,15 @@ fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_JSON_BYTES as usize);
+    read_json_up_to(req, MAX_JSON_BYTES as usize).await
+}
+
+/// Reads a JSON request body of at most `limit` bytes.
+async fn read_json_up_to<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<T, Failure> {
+    let limited = http_body_util::Limited::new(req.into_body(), limit);
     let bytes = limited
         .collect()
         .await
@@ -284,27 +292,7 @@ async fn match_resources(
     p: &Platform,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_MATCH_BYTES);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|e| {
-            Failure::new(
-                400,
-                "invalid-request",
-                format!("reading the request body: {e}"),
-                None,
-            )
-        })?
-        .to_bytes();
-    let asked: Vec<ResourceRef> = serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::new(
-            400,
-            "invalid-request",
-            format!("the request body is not valid: {e}"),
-            None,
-        )
-    })?;
+    let asked: Vec<ResourceRef> = read_json_up_to(req, MAX_MATCH_BYTES).await?;
     let held: Vec<&ResourceRef> = asked
         .iter()
         .filter(|r| {
