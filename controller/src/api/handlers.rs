@@ -95,11 +95,7 @@ fn list_apps(p: &Platform) -> Result<Response<ApiBody>, Failure> {
 }
 
 fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p
-        .store
-        .app(app)
-        .map_err(Failure::internal)?
-        .ok_or_else(|| Failure::app_not_found(app))?;
+    let record = p.app_record(app)?;
     Ok(body::json(200, &p.summary(&record)))
 }
 
@@ -197,9 +193,7 @@ async fn exec(
             None,
         ));
     }
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     let mut child = p.exec(app, index, &command)?;
     let (out, resp) = body::ndjson_stream();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -234,9 +228,7 @@ async fn exec(
 }
 
 fn get_env(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     Ok(body::json(
         200,
         &p.store.env(app).map_err(Failure::internal)?,
@@ -251,9 +243,7 @@ async fn patch_env(
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     let changes: std::collections::BTreeMap<String, Option<String>> = read_json(req).await?;
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     for (k, v) in &changes {
         paas_api::check_env_name(k).map_err(|e| Failure::new(422, "invalid-env", e, None))?;
         if v.as_deref().is_some_and(|v| v.contains('\0')) {
@@ -275,9 +265,7 @@ async fn patch_env(
 }
 
 fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     let events = p.store.events(app).map_err(Failure::internal)?;
     Ok(body::json(200, &events))
 }
@@ -312,9 +300,7 @@ async fn upload_package(
     query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     let (uploaded, bytes) = receive_archive(p, req, "package").await?;
     // Remember the content of every file that was sent, for the next push.
     let (src, resources) = (p.blobs.path(&uploaded), p.resources.clone());
@@ -581,19 +567,13 @@ async fn deploy(
             None,
         ));
     }
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     Ok(stream_deployment(p, app, package))
 }
 
 /// Stages the current package again, as a new deployment.
 fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p
-        .store
-        .app(app)
-        .map_err(Failure::internal)?
-        .ok_or_else(|| Failure::app_not_found(app))?;
+    let record = p.app_record(app)?;
     let release = record.release.ok_or_else(|| {
         Failure::new(
             422,
@@ -607,11 +587,7 @@ fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failur
 
 /// The droplet the app runs, as a tar.gz.
 async fn droplet(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p
-        .store
-        .app(app)
-        .map_err(Failure::internal)?
-        .ok_or_else(|| Failure::app_not_found(app))?;
+    let record = p.app_record(app)?;
     let release = record.release.ok_or_else(|| {
         Failure::new(
             404,
@@ -636,11 +612,7 @@ fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Res
 }
 
 fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p
-        .store
-        .app(app)
-        .map_err(Failure::internal)?
-        .ok_or_else(|| Failure::app_not_found(app))?;
+    let record = p.app_record(app)?;
     let current = record.release.map(|r| r.version);
     let list: Vec<Revision> = p
         .store
@@ -696,9 +668,7 @@ where
 
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
 fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, Failure> {
-    if p.store.app(app).map_err(Failure::internal)?.is_none() {
-        return Err(Failure::app_not_found(app));
-    }
+    p.app_record(app)?;
     let follow = query
         .split('&')
         .any(|kv| kv == "follow=true" || kv == "follow");

@@ -32,11 +32,7 @@ impl Platform {
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        let record = self
-            .store
-            .app(app)
-            .map_err(Failure::internal)?
-            .ok_or_else(|| Failure::app_not_found(app))?;
+        let record = self.app_record(app)?;
         if !self.blobs.exists(package) {
             return Err(Failure::new(
                 404,
@@ -234,11 +230,7 @@ impl Platform {
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        let record = self
-            .store
-            .app(app)
-            .map_err(Failure::internal)?
-            .ok_or_else(|| Failure::app_not_found(app))?;
+        let record = self.app_record(app)?;
         let (release, what) = match version {
             None => (
                 record.release.clone().ok_or_else(|| never_staged(app))?,
@@ -292,9 +284,7 @@ impl Platform {
     pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        if self.store.app(app).map_err(Failure::internal)?.is_none() {
-            return Err(Failure::app_not_found(app));
-        }
+        self.app_record(app)?;
         self.store
             .set_stopped(app, true)
             .map_err(Failure::internal)?;

@@ -192,6 +192,14 @@ impl Platform {
         self.refresh_routes();
     }
 
+    /// The stored app, or the API's 404 when there is none.
+    pub fn app_record(&self, app: &AppName) -> Result<AppRecord, Failure> {
+        self.store
+            .app(app)
+            .map_err(Failure::internal)?
+            .ok_or_else(|| Failure::app_not_found(app))
+    }
+
     /// The app's route host, `NAME.DOMAIN`.
     pub fn host(&self, app: &AppName) -> String {
         format!("{app}.{}", self.domain)
@@ -337,9 +345,7 @@ impl Platform {
     pub async fn delete(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        if self.store.app(app).map_err(Failure::internal)?.is_none() {
-            return Err(Failure::app_not_found(app));
-        }
+        self.app_record(app)?;
         let old = self
             .instances
             .lock()

@@ -63,6 +63,20 @@ fn shipped() -> Vec<Buildpack> {
         .collect()
 }
 
+/// A Heroku buildpack in a temporary folder with the given `bin/` scripts.
+fn heroku_buildpack(name: &str, scripts: &[(&str, &str)]) -> (tempfile::TempDir, Buildpack) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for (script, body) in scripts {
+        std::fs::write(bin.join(script), body).unwrap();
+        std::fs::set_permissions(bin.join(script), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let bp = Buildpack::open(BuildpackName::parse(name).unwrap(), dir.path()).unwrap();
+    (dir, bp)
+}
+
 fn package(dir: &Path, out: &Path) {
     let f = std::fs::File::create(out).unwrap();
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -187,21 +201,16 @@ async fn an_app_no_buildpack_detects_fails_with_the_detect_code() {
 #[tokio::test]
 async fn a_failing_compile_names_the_buildpack_and_keeps_cf_exit_code() {
     let f = fixture();
-    let bp_dir = tempfile::tempdir().unwrap();
-    let bin = bp_dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for (name, body) in [
-        ("detect", "#!/bin/sh\nexit 0\n"),
-        (
-            "compile",
-            "#!/bin/sh\necho compiling with $GREETING\necho broken >&2\nexit 3\n",
-        ),
-    ] {
-        std::fs::write(bin.join(name), body).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let bp = Buildpack::open(BuildpackName::parse("broken").unwrap(), bp_dir.path()).unwrap();
+    let (_bp_dir, bp) = heroku_buildpack(
+        "broken",
+        &[
+            ("detect", "#!/bin/sh\nexit 0\n"),
+            (
+                "compile",
+                "#!/bin/sh\necho compiling with $GREETING\necho broken >&2\nexit 3\n",
+            ),
+        ],
+    );
     let (res, log, _) = stage(
         &f,
         "broken",
@@ -293,18 +302,10 @@ async fn python_requirements_install_with_pip_from_vendored_wheels() {
 #[tokio::test]
 async fn a_build_is_held_to_its_disk_limit() {
     let f = fixture();
-    let bp_dir = tempfile::tempdir().unwrap();
-    let bin = bp_dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for (name, body) in [
+    let (_bp_dir, bp) = heroku_buildpack("filler", &[
         ("detect", "#!/bin/sh\nexit 0\n"),
         ("compile", "#!/bin/sh\ndd if=/dev/zero of=$1/big bs=1M count=64 2>&1 | grep -o 'No space left on device'\nexit 1\n"),
-    ] {
-        std::fs::write(bin.join(name), body).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let bp = Buildpack::open(BuildpackName::parse("filler").unwrap(), bp_dir.path()).unwrap();
+    ]);
     let (res, log, _) = stage_with_disk(
         &f,
         "filler",
