@@ -51,6 +51,8 @@ pub struct Router {
 /// What a request turned out to be, filled in as the phases learn it, for the log.
 #[derive(Default)]
 struct Served {
+    /// Whether anything is logged: the other fields are filled in only then.
+    logging: bool,
     host: String,
     app: Option<String>,
     instance: Option<u32>,
@@ -156,8 +158,18 @@ impl Router {
 
     async fn handle(&self, req: Request<Incoming>, client: &HeaderValue) -> Response<Body> {
         let started = std::time::Instant::now();
-        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
-        let mut served = Served::default();
+        // What only the access log needs is copied only when there is one: this is the
+        // hot path of every request.
+        let logging = self.access.is_some();
+        let (method, path) = if logging {
+            (req.method().to_string(), req.uri().path().to_string())
+        } else {
+            Default::default()
+        };
+        let mut served = Served {
+            logging,
+            ..Served::default()
+        };
         let (resp, router_made) = match self.proxy(req, client, &mut served).await {
             Ok(resp) => (resp, false),
             Err(e) => {
@@ -202,18 +214,24 @@ impl Router {
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
         let host = proxy::request_filter(&req)?;
-        served.host.clone_from(&host);
+        if served.logging {
+            served.host.clone_from(&host);
+        }
         let table = self.table.load();
         let usable = |b: &Backend| !self.pool.is_ejected(b.addr);
         let (app, mut backend) = proxy::upstream_peer(&table, &host, &req, usable)?;
-        served.app = Some(app.clone());
+        if served.logging {
+            served.app = Some(app.clone());
+        }
         served.instance = Some(backend.index);
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
-        served.request_id = Some(request_id.clone());
+        if served.logging {
+            served.request_id = Some(request_id.clone());
+        }
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
         let mut tried = vec![backend.addr];
