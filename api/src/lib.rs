@@ -7,10 +7,12 @@
 
 mod memory;
 mod names;
+mod route;
 mod wire;
 
 pub use memory::{MemorySize, MemorySizeError};
 pub use names::{check_env_name, AppName, AppNameError, BuildpackName, BuildpackNameError};
+pub use route::{check_host, CreateDomain, DomainInfo, Route, RouteError, MAX_ROUTE_PATH_LEN};
 pub use wire::*;
 
 /// The path prefix of every API route: bumped only for incompatible changes.

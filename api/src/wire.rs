@@ -147,7 +147,11 @@ pub struct AppSummary {
     /// `started` once a release runs, `pending` before the first successful push.
     pub state: String,
     pub running_instances: u32,
+    /// The URL of its first route (not a wildcard), or empty when it has none.
     pub url: String,
+    /// Its routes, `HOST[/PATH]`.
+    #[serde(default)]
+    pub routes: Vec<String>,
     /// The SHA-256 of the running droplet, if any.
     #[serde(default)]
     pub droplet: Option<String>,
@@ -194,6 +198,14 @@ pub const RESOURCES_ENTRY: &str = ".paas/resources.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployRequest {
     pub package: String,
+    /// Start the new release; with `false` (`push --no-start`) it is staged and made
+    /// current, and the app is left stopped.
+    #[serde(default = "yes")]
+    pub start: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One line of the newline-delimited JSON stream that a deployment answers with.
@@ -210,12 +222,18 @@ pub enum DeployEvent {
     Failed { error: ErrorBody },
 }
 
-/// `GET /v1/routes`: the route table, for routers that run apart from `paasd`.
+/// `GET /v1/routes`: every route, with the running instances of the app it is mapped
+/// to; routers that run apart from `paasd` build their table from it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RouteEntry {
-    /// Lowercase host, e.g. `myapp.example.com`.
+    /// Lowercase host, e.g. `myapp.example.com`, or a wildcard, `*.example.com`.
     pub host: String,
-    pub app: String,
+    /// A path prefix such as `/api`, or empty for every path.
+    #[serde(default)]
+    pub path: String,
+    /// The app it is mapped to; `None` for a route kept after being unmapped.
+    #[serde(default)]
+    pub app: Option<String>,
     /// The running instances: `ip:port` and instance index.
     pub backends: Vec<RouteBackend>,
 }

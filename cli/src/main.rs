@@ -30,8 +30,8 @@ struct Cli {
     /// Do not verify the API's TLS certificate (only for a test platform you trust).
     #[arg(long, global = true)]
     skip_ssl_validation: bool,
-    /// Print what commands that read (apps, app, events, revisions, buildpacks, env) get
-    /// as JSON, for scripts.
+    /// Print what commands that read (apps, app, events, revisions, buildpacks, env,
+    /// routes, domains) get as JSON, for scripts.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -98,6 +98,20 @@ enum Command {
     Rollback(commands::lifecycle::RollbackArgs),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
+    /// List routes and the apps they are mapped to.
+    Routes(commands::routes::ListArgs),
+    /// Map a route (a host under a domain, optionally with a path) to an app.
+    MapRoute(commands::routes::MapArgs),
+    /// Unmap a route from an app; the route is kept for it until deleted.
+    UnmapRoute(commands::routes::MapArgs),
+    /// Delete a route, unmapping it first.
+    DeleteRoute(commands::routes::DeleteRouteArgs),
+    /// List the domains routes can be made under.
+    Domains(commands::routes::ListArgs),
+    /// Add a domain for routes, optionally with its HTTPS certificate.
+    CreateDomain(commands::routes::CreateDomainArgs),
+    /// Delete a domain that has no routes.
+    DeleteDomain(commands::routes::DeleteDomainArgs),
 }
 
 fn main() {
@@ -146,6 +160,13 @@ fn main() {
             Command::UpdateBuildpack(a) => commands::buildpacks::update(a, skip).await,
             Command::DeleteBuildpack(a) => commands::buildpacks::delete(a, skip).await,
             Command::Exec(a) => commands::exec::run(a, skip).await,
+            Command::Routes(a) => commands::routes::list(a, skip).await,
+            Command::MapRoute(a) => commands::routes::map(a, skip).await,
+            Command::UnmapRoute(a) => commands::routes::unmap(a, skip).await,
+            Command::DeleteRoute(a) => commands::routes::delete(a, skip).await,
+            Command::Domains(a) => commands::routes::domains(a, skip).await,
+            Command::CreateDomain(a) => commands::routes::create_domain(a, skip).await,
+            Command::DeleteDomain(a) => commands::routes::delete_domain(a, skip).await,
         }
     });
     if let Err(f) = result {

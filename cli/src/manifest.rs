@@ -24,10 +24,17 @@ pub struct ManifestApp {
     pub health_check_type: Option<String>,
     pub health_check_http_endpoint: Option<String>,
     pub timeout: Option<u32>,
+    /// `routes: [{route: HOST[/PATH]}]`, as written.
+    pub routes: Vec<String>,
+    pub no_route: bool,
+    pub random_route: bool,
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 12] = [
+const KNOWN: [&str; 15] = [
+    "routes",
+    "no-route",
+    "random-route",
     "name",
     "path",
     "instances",
@@ -165,6 +172,30 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             ));
             buildpacks.push(b);
         }
+        let mut routes = Vec::new();
+        match get("routes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(s)) => {
+                for r in s {
+                    let route = r.get("route").and_then(scalar).ok_or_else(|| {
+                        format!("{name}: each of routes must be `- route: HOST.DOMAIN[/PATH]`")
+                    })?;
+                    routes.push(route);
+                }
+            }
+            Some(_) => {
+                return Err(format!(
+                    "{name}: routes must be a list of `- route: HOST.DOMAIN[/PATH]`"
+                ))
+            }
+        }
+        let flag_of = |k: &str| -> Result<bool, String> {
+            match get(k) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(format!("{name}: {k} must be true or false")),
+            }
+        };
         let mut env = BTreeMap::new();
         match get("env") {
             None | Some(Value::Null) => {}
@@ -196,6 +227,9 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             health_check_type: text_of("health-check-type")?,
             health_check_http_endpoint: text_of("health-check-http-endpoint")?,
             timeout: number_of("timeout")?,
+            no_route: flag_of("no-route")?,
+            random_route: flag_of("random-route")?,
+            routes,
             buildpacks,
             env,
             name,
@@ -238,12 +272,8 @@ mod tests {
         assert_eq!(w.env.get("PORTS").map(String::as_str), Some("3"));
         assert_eq!(w.health_check_http_endpoint.as_deref(), Some("/health"));
         assert_eq!(apps[1].buildpacks, vec!["binary"]);
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.contains("`routes` is not supported")),
-            "{warnings:?}"
-        );
+        assert_eq!(w.routes, vec!["web.example.com"]);
+        assert!(!w.no_route && !w.random_route);
         assert!(
             warnings.iter().any(|w| w.contains("deprecated")),
             "{warnings:?}"
@@ -261,6 +291,15 @@ mod tests {
         let err = parse("applications:\n- name: a\n  memory: [1\n").unwrap_err();
         assert!(err.contains("line"), "{err}");
         assert!(parse("name: a\n").unwrap_err().contains("applications"));
+        assert!(parse("applications:\n- name: a\n  routes: a.b\n")
+            .unwrap_err()
+            .contains("- route:"));
+        assert!(parse("applications:\n- name: a\n  no-route: maybe\n")
+            .unwrap_err()
+            .contains("true or false"));
+        let (apps, _) =
+            parse("applications:\n- name: a\n  no-route: true\n  random-route: false\n").unwrap();
+        assert!(apps[0].no_route && !apps[0].random_route);
     }
 
     #[test]

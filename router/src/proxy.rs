@@ -195,7 +195,7 @@ pub fn upstream_peer<B>(
     req: &Request<B>,
     usable: impl Fn(&Backend) -> bool,
 ) -> Result<(String, Backend), ProxyError> {
-    let pool = table.lookup(host).ok_or_else(|| {
+    let pool = table.lookup(host, req.uri().path()).ok_or_else(|| {
         ProxyError::new(
             StatusCode::NOT_FOUND,
             "unknown_route",

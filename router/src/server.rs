@@ -253,7 +253,7 @@ impl Router {
                         return Err(unreachable);
                     };
                     let next = table
-                        .lookup(&host)
+                        .lookup(&host, again.uri().path())
                         .and_then(|p| p.pick_where(|b| !tried.contains(&b.addr) && usable(b)))
                         .filter(|b| !tried.contains(&b.addr));
                     match next {

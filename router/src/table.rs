@@ -1,4 +1,9 @@
-//! The route table: host → the instances serving it. Immutable once built.
+//! The route table: host and path → the instances serving them. Immutable once built.
+//!
+//! A route is a host (`app.example.com`, or a wildcard `*.example.com`) and an optional
+//! path prefix (`/api`). A request goes to the route whose host matches exactly, else to
+//! the most specific wildcard; among that host's routes the longest path prefix that
+//! matches on a segment boundary wins (`/api` takes `/api` and `/api/v1`, not `/apis`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,10 +63,38 @@ impl Pool {
     }
 }
 
+/// The routes of one host, longest path prefix first (the root route, `""`, last).
+#[derive(Debug, Default)]
+struct HostRoutes {
+    paths: Vec<(String, Pool)>,
+}
+
+impl HostRoutes {
+    fn lookup(&self, path: &str) -> Option<&Pool> {
+        self.paths
+            .iter()
+            .find(|(prefix, _)| path_has_prefix(path, prefix))
+            .map(|(_, pool)| pool)
+    }
+}
+
+/// Whether `path` is `prefix` or lies under it: `/api` has prefix `/api`, `/api/x` too,
+/// `/apis` does not. The empty prefix (the root route) takes every path.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
+}
+
 /// A snapshot of every route. Build a new one to change anything.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    hosts: HashMap<String, Pool>,
+    exact: HashMap<String, HostRoutes>,
+    /// Wildcard routes by the suffix they match, with its leading dot: `*.example.com`
+    /// is kept as `.example.com`.
+    wildcards: HashMap<String, HostRoutes>,
+    routes: usize,
 }
 
 impl RouteTable {
@@ -69,46 +102,79 @@ impl RouteTable {
         Self::default()
     }
 
-    /// Routes `host` (already lowercase) to `backends` of `app`. A route with no
-    /// backends is known but unavailable (503, not 404).
+    /// Routes `host` to `backends` of `app`. A route with no backends is known but
+    /// unavailable (503, not 404).
     pub fn insert(&mut self, host: &str, app: &str, backends: Vec<Backend>) {
-        self.hosts.insert(
-            host.to_ascii_lowercase(),
-            Pool {
-                app: app.to_string(),
-                backends,
-                // Start each pool at a different place so that many routers (or a
-                // restarted one) do not all send their first request to instance 0.
-                next: AtomicUsize::new(random_start()),
-            },
-        );
+        self.insert_route(host, "", app, backends);
     }
 
-    /// A table from the API's route list; backends whose address does not parse are
-    /// left out.
+    /// Routes `host` (exact, or `*.suffix`) and the path prefix `path` (`""` for every
+    /// path, else `/segment...` without a trailing slash) to `backends` of `app`.
+    pub fn insert_route(&mut self, host: &str, path: &str, app: &str, backends: Vec<Backend>) {
+        let host = host.to_ascii_lowercase();
+        let routes = match host.strip_prefix('*') {
+            Some(suffix) => self.wildcards.entry(suffix.to_string()).or_default(),
+            None => self.exact.entry(host).or_default(),
+        };
+        let path = path.trim_end_matches('/').to_string();
+        let pool = Pool {
+            app: app.to_string(),
+            backends,
+            // Start each pool at a different place so that many routers (or a
+            // restarted one) do not all send their first request to instance 0.
+            next: AtomicUsize::new(random_start()),
+        };
+        match routes.paths.iter_mut().find(|(p, _)| *p == path) {
+            Some(slot) => slot.1 = pool,
+            None => {
+                routes.paths.push((path, pool));
+                routes
+                    .paths
+                    .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+                self.routes += 1;
+            }
+        }
+    }
+
+    /// A table from the API's route list: its mapped routes, without backends whose
+    /// address does not parse.
     pub fn from_entries(entries: &[paas_api::RouteEntry]) -> Self {
         let mut t = RouteTable::new();
         for e in entries {
+            let Some(app) = &e.app else {
+                continue;
+            };
             let backends = e
                 .backends
                 .iter()
                 .filter_map(|b| Some(Backend::new(b.addr.parse().ok()?, b.index)))
                 .collect();
-            t.insert(&e.host, &e.app, backends);
+            t.insert_route(&e.host, &e.path, app, backends);
         }
         t
     }
 
-    pub fn lookup(&self, host: &str) -> Option<&Pool> {
-        self.hosts.get(host)
+    /// The pool serving `host` (normalised: lowercase, no port) and `path`: the exact
+    /// host's routes, else the most specific wildcard's that has a route for `path`.
+    pub fn lookup(&self, host: &str, path: &str) -> Option<&Pool> {
+        if let Some(pool) = self.exact.get(host).and_then(|r| r.lookup(path)) {
+            return Some(pool);
+        }
+        if self.wildcards.is_empty() {
+            return None;
+        }
+        host.match_indices('.')
+            .filter_map(|(i, _)| self.wildcards.get(&host[i..]))
+            .find_map(|routes| routes.lookup(path))
     }
 
+    /// How many routes (host and path pairs) the table holds.
     pub fn len(&self) -> usize {
-        self.hosts.len()
+        self.routes
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+        self.routes == 0
     }
 }
 
@@ -128,7 +194,7 @@ mod tests {
         let mut t = RouteTable::new();
         let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         t.insert("App.localhost", "app", vec![b(0), b(1), b(2)]);
-        let pool = t.lookup("app.localhost").unwrap();
+        let pool = t.lookup("app.localhost", "/").unwrap();
         let picks: Vec<u32> = (0..6).map(|_| pool.pick().unwrap().index).collect();
         for i in 0..3 {
             assert_eq!(picks.iter().filter(|&&p| p == i).count(), 2, "{picks:?}");
@@ -141,7 +207,7 @@ mod tests {
         let mut t = RouteTable::new();
         let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         t.insert("a.localhost", "a", vec![b(0), b(1), b(2)]);
-        let pool = t.lookup("a.localhost").unwrap();
+        let pool = t.lookup("a.localhost", "/").unwrap();
         for _ in 0..6 {
             assert_ne!(pool.pick_where(|b| b.index != 1).unwrap().index, 1);
         }
@@ -150,11 +216,148 @@ mod tests {
         assert_eq!(b(0).sticky.len(), 16);
     }
 
+    fn table(routes: &[(&str, &str, &str)]) -> RouteTable {
+        let mut t = RouteTable::new();
+        for (host, path, app) in routes {
+            t.insert_route(host, path, app, vec![]);
+        }
+        t
+    }
+
+    fn app_at<'a>(t: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
+        t.lookup(host, path).map(|p| p.app.as_str())
+    }
+
+    #[test]
+    fn longest_path_prefix_wins_on_segment_boundaries() {
+        let t = table(&[
+            ("shop.localhost", "", "web"),
+            ("shop.localhost", "/api", "api"),
+            ("shop.localhost", "/api/v2", "api2"),
+        ]);
+        assert_eq!(app_at(&t, "shop.localhost", "/"), Some("web"));
+        assert_eq!(app_at(&t, "shop.localhost", "/api"), Some("api"));
+        assert_eq!(app_at(&t, "shop.localhost", "/api/users"), Some("api"));
+        assert_eq!(app_at(&t, "shop.localhost", "/apis"), Some("web"));
+        assert_eq!(app_at(&t, "shop.localhost", "/api/v2/x"), Some("api2"));
+        assert_eq!(app_at(&t, "shop.localhost", "/api/v20"), Some("api"));
+        assert_eq!(t.len(), 3);
+        let only_api = table(&[("x.localhost", "/api", "api")]);
+        assert_eq!(app_at(&only_api, "x.localhost", "/"), None);
+    }
+
+    #[test]
+    fn exact_hosts_beat_wildcards_and_deeper_wildcards_beat_shallower() {
+        let t = table(&[
+            ("*.example.com", "", "any"),
+            ("*.eu.example.com", "", "eu"),
+            ("www.example.com", "", "www"),
+            ("api.example.com", "/v1", "v1"),
+        ]);
+        assert_eq!(app_at(&t, "www.example.com", "/"), Some("www"));
+        assert_eq!(app_at(&t, "shop.example.com", "/"), Some("any"));
+        assert_eq!(app_at(&t, "a.b.example.com", "/"), Some("any"));
+        assert_eq!(app_at(&t, "shop.eu.example.com", "/"), Some("eu"));
+        assert_eq!(app_at(&t, "example.com", "/"), None);
+        // The exact host has no route for this path: the wildcard takes it.
+        assert_eq!(app_at(&t, "api.example.com", "/"), Some("any"));
+        assert_eq!(app_at(&t, "api.example.com", "/v1/x"), Some("v1"));
+    }
+
+    #[test]
+    fn inserting_a_route_again_replaces_it() {
+        let mut t = table(&[("a.localhost", "/x/", "old")]);
+        t.insert_route("A.localhost", "/x", "new", vec![]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(app_at(&t, "a.localhost", "/x"), Some("new"));
+    }
+
     #[test]
     fn empty_pool_picks_nothing() {
         let mut t = RouteTable::new();
         t.insert("a.localhost", "a", vec![]);
-        assert!(t.lookup("a.localhost").unwrap().pick().is_none());
-        assert!(t.lookup("b.localhost").is_none());
+        assert!(t.lookup("a.localhost", "/").unwrap().pick().is_none());
+        assert!(t.lookup("b.localhost", "/").is_none());
+    }
+}
+
+/// Property tests: the table answers as a plain scan over every route would.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The reference: every exact route of the host, longest prefix first; else the
+    /// wildcards from the most specific suffix down.
+    fn scan<'a>(routes: &'a [(String, String, String)], host: &str, path: &str) -> Option<&'a str> {
+        let best = |candidates: Vec<&'a (String, String, String)>| {
+            candidates
+                .into_iter()
+                .filter(|(_, p, _)| p.is_empty() || path == p || path.starts_with(&format!("{p}/")))
+                .max_by_key(|(_, p, _)| p.len())
+                .map(|(_, _, app)| app.as_str())
+        };
+        let last_of = |h: &str, p: &str| {
+            routes
+                .iter()
+                .rev()
+                .find(|(rh, rp, _)| rh == h && rp == p)
+                .map(|r| r as *const _)
+        };
+        // Later inserts replace earlier ones of the same host and path.
+        let live: Vec<&(String, String, String)> = routes
+            .iter()
+            .filter(|r| last_of(&r.0, &r.1) == Some(*r as *const _))
+            .collect();
+        let exact = live.iter().copied().filter(|(h, _, _)| h == host).collect();
+        if let Some(app) = best(exact) {
+            return Some(app);
+        }
+        let mut suffixes: Vec<&str> = host.match_indices('.').map(|(i, _)| &host[i..]).collect();
+        suffixes.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        suffixes.into_iter().find_map(|suffix| {
+            best(
+                live.iter()
+                    .copied()
+                    .filter(|(h, _, _)| h.strip_prefix('*') == Some(suffix))
+                    .collect(),
+            )
+        })
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "eu", "shop"]), 1..4)
+            .prop_map(|labels| format!("{}.example.com", labels.join(".")))
+    }
+
+    fn route_host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            host(),
+            host().prop_map(|h| format!("*.{}", h.split_once('.').map_or("", |(_, r)| r))),
+            Just("*.example.com".to_string()),
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["api", "v1", "apis", "x"]), 0..3)
+            .prop_map(|segs| segs.iter().map(|s| format!("/{s}")).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn lookup_agrees_with_a_scan_of_every_route(
+            routes in prop::collection::vec((route_host(), path(), "[a-z]{1,3}"), 0..12),
+            host in host(),
+            path in path(),
+            trailing in any::<bool>(),
+        ) {
+            let mut t = RouteTable::new();
+            for (h, p, app) in &routes {
+                t.insert_route(h, p, app, vec![]);
+            }
+            let asked = if trailing { format!("{path}/") } else { path.clone() };
+            let want = scan(&routes, &host, &asked);
+            prop_assert_eq!(t.lookup(&host, &asked).map(|p| p.app.as_str()), want);
+        }
     }
 }

@@ -11,4 +11,5 @@ mod push;
 mod refusals;
 mod releases;
 mod restart;
+mod routes;
 mod supervision;

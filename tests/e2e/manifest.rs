@@ -12,7 +12,7 @@ fn a_manifest_pushes_its_apps_with_variables_and_flags_win() {
         dir.path().join("manifest.yml"),
         format!(
             "---\napplications:\n\
-             - name: from-manifest\n  path: {py}\n  instances: ((count))\n  memory: 128M\n  env:\n    GREETING: ((greeting))\n  routes:\n  - route: ignored.example.com\n\
+             - name: from-manifest\n  path: {py}\n  instances: ((count))\n  memory: 128M\n  env:\n    GREETING: ((greeting))\n  routes:\n  - route: fm.localhost\n  - route: fm.localhost/v2\n\
              - name: second-app\n  path: {site}\n  buildpacks: [staticfile]\n",
             py = py.display(),
             site = site.display()
@@ -34,10 +34,10 @@ fn a_manifest_pushes_its_apps_with_variables_and_flags_win() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("`routes` is not supported by paas yet"),
-        "{stderr}"
-    );
+    // Listed routes are mapped instead of NAME.DOMAIN.
+    assert_eq!(d.get("from-manifest.localhost", "/").status, 404);
+    let r = d.get("fm.localhost", "/v2/x");
+    assert!(r.status == 200 && r.body.contains("/v2/x"), "{r:?}");
     assert!(
         stdout.contains("App from-manifest is running 2 instance(s)"),
         "{stdout}"

@@ -59,7 +59,9 @@ fn unsafe_uploads_are_refused_and_write_nothing() {
     let settings = d.dir.path().join("settings.json");
     std::fs::write(&settings, r#"{"instances":1,"memory":256}"#).unwrap();
     let (status, body) = d.api_call("PUT", "/v1/apps/victim", Some(&settings));
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "created: {body}");
+    let (status, body) = d.api_call("PUT", "/v1/apps/victim", Some(&settings));
+    assert_eq!(status, 200, "changed: {body}");
     let before = blob_count(&d);
     let escape_target = d.dir.path().parent().unwrap().join("pwned-by-paas-test");
     let cases = [
@@ -164,7 +166,7 @@ fn resource_lists_cannot_escape_or_name_unknown_content() {
     let d = Daemon::start();
     let settings = d.dir.path().join("settings.json");
     std::fs::write(&settings, r#"{"instances":1,"memory":256}"#).unwrap();
-    assert_eq!(d.api_call("PUT", "/v1/apps/victim", Some(&settings)).0, 200);
+    assert_eq!(d.api_call("PUT", "/v1/apps/victim", Some(&settings)).0, 201);
     let sha = "a".repeat(64);
     for (json, reason) in [
         (

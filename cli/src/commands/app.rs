@@ -24,7 +24,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let fields = [
         ("name", a.name.to_string()),
         ("state", a.state.clone()),
-        ("url", a.url.clone()),
+        ("routes", a.routes.join(", ")),
         (
             "instances",
             format!("{}/{}", a.running_instances, s.instances),

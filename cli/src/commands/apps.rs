@@ -27,11 +27,11 @@ pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
                 a.state.clone(),
                 format!("{}/{}", a.running_instances, a.settings.instances),
                 a.settings.memory.to_string().to_uppercase(),
-                a.url.clone(),
+                a.routes.join(", "),
             ]
         })
         .collect();
-    print_table(&["name", "state", "instances", "memory", "url"], &rows);
+    print_table(&["name", "state", "instances", "memory", "routes"], &rows);
     Ok(())
 }
 

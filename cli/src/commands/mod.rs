@@ -13,6 +13,7 @@ pub mod login;
 pub mod logs;
 pub mod push;
 pub mod restage;
+pub mod routes;
 pub mod target;
 
 use paas_api::AppName;

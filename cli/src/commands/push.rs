@@ -8,11 +8,11 @@ use bytes::Bytes;
 use http::Method;
 use paas_api::{
     AppName, AppSettings, AppSummary, BuildpackName, DeployEvent, DeployRequest, HealthCheck,
-    MemorySize, PackageStored, ResourceRef,
+    MemorySize, PackageStored, ResourceRef, Route,
 };
 
 use crate::archive;
-use crate::client::{check, ndjson};
+use crate::client::{check, ndjson, Client};
 use crate::exit::{self, Failure};
 use crate::manifest::{self, ManifestApp};
 
@@ -60,6 +60,38 @@ pub struct Args {
     /// Seconds an instance may take to become healthy [default: the platform's, 60].
     #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
     timeout: Option<u32>,
+    /// Upload and stage, but leave the app stopped (start it with `paas start`).
+    #[arg(long)]
+    no_start: bool,
+    /// Map no route, and unmap the routes the app has.
+    #[arg(long, conflicts_with = "random_route")]
+    no_route: bool,
+    /// A new app gets a route with random words, NAME-WORD-WORD.DOMAIN, instead of
+    /// NAME.DOMAIN.
+    #[arg(long)]
+    random_route: bool,
+    /// How instances are replaced. rolling (the only one, and the default): new
+    /// instances start and pass their health check before old ones are stopped.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    strategy: Option<Strategy>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Strategy {
+    Rolling,
+}
+
+/// Which routes a push leaves the app with.
+#[derive(Debug, Clone, PartialEq)]
+enum Routes {
+    /// A new app gets NAME.DOMAIN; an existing one keeps its routes.
+    Default,
+    /// None: the app's routes are unmapped.
+    Unmapped,
+    /// A new app gets NAME-WORD-WORD.DOMAIN.
+    Random,
+    /// These are mapped (others the app has are kept, as cf does).
+    Listed(Vec<Route>),
 }
 
 impl Args {
@@ -82,6 +114,8 @@ struct Plan {
     path: PathBuf,
     settings: AppSettings,
     env: BTreeMap<String, String>,
+    routes: Routes,
+    start: bool,
 }
 
 pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
@@ -195,6 +229,24 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
     for k in m.env.keys() {
         paas_api::check_env_name(k).map_err(|e| Failure::usage(format!("{name}: {e}")))?;
     }
+    let routes = if args.no_route {
+        Routes::Unmapped
+    } else if args.random_route {
+        Routes::Random
+    } else if !m.routes.is_empty() {
+        Routes::Listed(
+            m.routes
+                .iter()
+                .map(|r| Route::parse(r).map_err(|e| Failure::usage(format!("{name}: {e}"))))
+                .collect::<Result<_, _>>()?,
+        )
+    } else if m.no_route {
+        Routes::Unmapped
+    } else if m.random_route {
+        Routes::Random
+    } else {
+        Routes::Default
+    };
     let path = args
         .path
         .clone()
@@ -219,6 +271,8 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             disk,
         },
         env: m.env,
+        routes,
+        start: !args.no_start,
     })
 }
 
@@ -228,6 +282,8 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
         path,
         settings,
         env,
+        routes,
+        start,
     } = plan;
     let client = super::client(ctx)?;
     println!("Pushing app {name} from {}", path.display());
@@ -276,9 +332,22 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
         packed.matched_files,
     );
     // Settings change only once the folder packed cleanly: a bad folder changes nothing.
+    if let Routes::Listed(list) = &routes {
+        check_domains(&client, list).await?;
+    }
+    let query = if routes == Routes::Default {
+        ""
+    } else {
+        "?default-route=false"
+    };
     let _: AppSummary = client
-        .json(Method::PUT, &format!("/v1/apps/{name}"), Some(&settings))
+        .json(
+            Method::PUT,
+            &format!("/v1/apps/{name}{query}"),
+            Some(&settings),
+        )
         .await?;
+    apply_routes(&client, &name, &routes).await?;
     if !env.is_empty() {
         let changes: BTreeMap<String, Option<String>> =
             env.into_iter().map(|(k, v)| (k, Some(v))).collect();
@@ -320,6 +389,7 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
 
     let request = DeployRequest {
         package: stored.sha256,
+        start,
     };
     let resp = client
         .send(
@@ -356,6 +426,18 @@ pub async fn follow_deployment(
             DeployEvent::Log(l) => {
                 let _ = writeln!(stdout, "   {}", l.line);
             }
+            DeployEvent::Done { instances: 0, .. } => {
+                outcome = Some(Ok(format!(
+                    "App {name} is staged and stopped; start it with `paas start {name}`"
+                )));
+                return false;
+            }
+            DeployEvent::Done { url, instances } if url.is_empty() => {
+                outcome = Some(Ok(format!(
+                    "App {name} is running {instances} instance(s); it has no route (map one with `paas map-route`)"
+                )));
+                return false;
+            }
             DeployEvent::Done { url, instances } => {
                 outcome = Some(Ok(format!(
                     "App {name} is running {instances} instance(s) at {url}"
@@ -389,6 +471,86 @@ pub async fn follow_deployment(
             ),
         ),
     }
+}
+
+/// Leaves the app with the routes a push asked for.
+async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Result<(), Failure> {
+    let current = || async {
+        client
+            .json::<Vec<Route>>(Method::GET, &format!("/v1/apps/{name}/routes"), None::<&()>)
+            .await
+    };
+    match routes {
+        Routes::Default => {}
+        Routes::Unmapped => {
+            for r in current().await? {
+                super::routes::unmap_route(client, name, &r).await?;
+                println!("Unmapped route {r}");
+            }
+        }
+        Routes::Listed(list) => {
+            for r in list {
+                if super::routes::map_route(client, name, r).await? {
+                    println!("Mapped route {r}");
+                }
+            }
+        }
+        Routes::Random if current().await?.is_empty() => {
+            let info: paas_api::Info = client.json(Method::GET, "/v1/info", None::<&()>).await?;
+            let r = random_route(name, &info.domain)?;
+            super::routes::map_route(client, name, &r).await?;
+            println!("Mapped route {r}");
+        }
+        Routes::Random => {}
+    }
+    Ok(())
+}
+
+/// Fails, before anything is changed, when a listed route is under no known domain.
+async fn check_domains(client: &Client, routes: &[Route]) -> Result<(), Failure> {
+    let domains: Vec<paas_api::DomainInfo> =
+        client.json(Method::GET, "/v1/domains", None::<&()>).await?;
+    match routes
+        .iter()
+        .find(|r| !domains.iter().any(|d| r.is_under(&d.name)))
+    {
+        None => Ok(()),
+        Some(r) => Err(Failure::usage(format!(
+            "route {r} is not under any of the platform's domains ({})",
+            domains
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .with_hint(
+            "add the domain with `paas create-domain DOMAIN`, or fix the manifest's routes",
+        )),
+    }
+}
+
+/// `NAME-WORD-WORD.DOMAIN`, as cf's `--random-route` makes.
+fn random_route(name: &AppName, domain: &str) -> Result<Route, Failure> {
+    const FIRST: [&str; 16] = [
+        "amber", "brave", "calm", "daring", "eager", "fancy", "gentle", "happy", "icy", "jolly",
+        "keen", "lucky", "merry", "nimble", "quiet", "rapid",
+    ];
+    const SECOND: [&str; 16] = [
+        "badger", "crane", "dingo", "egret", "ferret", "gecko", "heron", "ibis", "jackal", "koala",
+        "lemur", "marmot", "newt", "otter", "panda", "quokka",
+    ];
+    let mut b = [0u8; 3];
+    let _ = getrandom::fill(&mut b);
+    // Labels are at most 63 characters: a long app name is cut to leave room.
+    let stem: String = name.as_str().chars().take(40).collect();
+    let host = format!(
+        "{}-{}-{}-{:02x}",
+        stem.trim_end_matches('-'),
+        FIRST[usize::from(b[0]) % FIRST.len()],
+        SECOND[usize::from(b[1]) % SECOND.len()],
+        b[2]
+    );
+    Route::from_parts(&format!("{host}.{domain}"), "").map_err(|e| Failure::general(e.to_string()))
 }
 
 fn human_bytes(n: u64) -> String {

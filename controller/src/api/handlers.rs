@@ -13,6 +13,7 @@ use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
 
 use super::body::{self, ApiBody};
+use super::{query, routes};
 use crate::blobs::is_sha256;
 use crate::platform::{Failure, Platform};
 
@@ -29,15 +30,20 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     let result = match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
         (Method::GET, ["v1", "apps"]) => list_apps(p),
-        (Method::GET, ["v1", "routes"]) => Ok(body::json(200, &p.routes())),
+        (m, ["v1", "routes"]) => routes::routes(p, &m, &query),
+        (m, ["v1", "domains", rest @ ..]) => routes::domains(p, &m, rest, req).await,
         (Method::POST, ["v1", "resources", "match"]) => match_resources(p, req).await,
         (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),
             Ok(app) => match (m, rest) {
                 (Method::GET, []) => get_app(p, &app),
-                (Method::PUT, []) => put_app(p, &app, req).await,
-                (Method::DELETE, []) => p.delete(&app).await.map(|()| body::empty(204)),
+                (Method::PUT, []) => put_app(p, &app, &query, req).await,
+                (Method::DELETE, []) => p
+                    .delete(&app, query::flag(&query, "routes"))
+                    .await
+                    .map(|()| body::empty(204)),
+                (m, ["routes"]) => routes::app_routes(p, &app, &m, &query, req).await,
                 (Method::POST, ["packages"]) => upload_package(p, &app, &query, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::POST, ["restage"]) => restage(p, &app),
@@ -61,7 +67,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     result.unwrap_or_else(body::failure)
 }
 
-fn not_found(method: &Method, path: &str) -> Failure {
+pub(super) fn not_found(method: &Method, path: &str) -> Failure {
     Failure::new(
         404,
         "no-such-route",
@@ -99,7 +105,7 @@ fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
     Ok(body::json(200, &p.summary(&record)))
 }
 
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
+pub(super) async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
     read_json_up_to(req, MAX_JSON_BYTES as usize).await
 }
 
@@ -131,9 +137,12 @@ async fn read_json_up_to<T: DeserializeOwned>(
     })
 }
 
+/// Creates or changes an app. A new app gets the route `NAME.DOMAIN` unless the query
+/// says `default-route=false` (the CLI's `--no-route` and `--random-route`).
 async fn put_app(
     p: &Platform,
     app: &AppName,
+    query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     let settings: AppSettings = read_json(req).await?;
@@ -173,8 +182,20 @@ async fn put_app(
             ));
         }
     }
+    let is_new = p.store.app(app).map_err(Failure::internal)?.is_none();
     let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
-    Ok(body::json(200, &p.summary(&record)))
+    if is_new && query::param(query, "default-route").as_deref() != Some("false") {
+        let route = p.default_route(app)?;
+        if let Err(f) = p.map_route(app, &route) {
+            // A new app whose route is taken is not created: nothing is half-made.
+            let _ = p.store.delete_app(app, false);
+            return Err(f);
+        }
+    }
+    Ok(body::json(
+        if is_new { 201 } else { 200 },
+        &p.summary(&record),
+    ))
 }
 
 /// Runs a command in an instance and streams its output, then its exit code. A client
@@ -558,7 +579,7 @@ async fn deploy(
     app: &AppName,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
-    let DeployRequest { package } = read_json(req).await?;
+    let DeployRequest { package, start } = read_json(req).await?;
     if !is_sha256(&package) {
         return Err(Failure::new(
             400,
@@ -568,7 +589,7 @@ async fn deploy(
         ));
     }
     p.app_record(app)?;
-    Ok(stream_deployment(p, app, package))
+    Ok(stream_deployment(p, app, package, start))
 }
 
 /// Stages the current package again, as a new deployment.
@@ -582,7 +603,7 @@ fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failur
             Some(&format!("push it first: `paas push {app}`")),
         )
     })?;
-    Ok(stream_deployment(p, app, release.package))
+    Ok(stream_deployment(p, app, release.package, true))
 }
 
 /// The droplet the app runs, as a tar.gz.
@@ -632,10 +653,15 @@ fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> 
 }
 
 /// Runs a deployment in its own task and streams its events as NDJSON.
-fn stream_deployment(p: &Arc<Platform>, app: &AppName, package: String) -> Response<ApiBody> {
+fn stream_deployment(
+    p: &Arc<Platform>,
+    app: &AppName,
+    package: String,
+    start: bool,
+) -> Response<ApiBody> {
     let app = app.clone();
     stream_roll_out(p, move |platform, tx| async move {
-        platform.deploy(&app, &package, &tx).await
+        platform.deploy(&app, &package, start, &tx).await
     })
 }
 

@@ -5,6 +5,8 @@
 
 mod body;
 mod handlers;
+mod query;
+mod routes;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -23,11 +23,13 @@ const KEPT_REVISIONS: i64 = 5;
 const MAX_DROPLET_BYTES: u64 = 4 << 30;
 
 impl Platform {
-    /// Deploys `package` to `app`, reporting progress on `events`.
+    /// Deploys `package` to `app`, reporting progress on `events`. Without `start`, the
+    /// staged release becomes current and the app is left stopped.
     pub async fn deploy(
         self: &Arc<Self>,
         app: &AppName,
         package: &str,
+        start: bool,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
@@ -135,6 +137,18 @@ impl Platform {
                 &staged.info.start_command,
             )
             .map_err(Failure::internal)?;
+        if !start {
+            self.store
+                .set_release(app, release.id)
+                .map_err(Failure::internal)?;
+            self.stop_locked(app, "staged and left stopped (--no-start)")
+                .await?;
+            let _ = events.send(DeployEvent::Done {
+                url: self.url(app),
+                instances: 0,
+            });
+            return Ok(());
+        }
         self.roll_out(&record, &release, "deploy", events).await
     }
 
@@ -285,6 +299,11 @@ impl Platform {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         self.app_record(app)?;
+        self.stop_locked(app, "stopped by request").await
+    }
+
+    /// Stops the app's instances and marks it stopped. Call with the app's lock held.
+    async fn stop_locked(&self, app: &AppName, why: &str) -> Result<(), Failure> {
         self.store
             .set_stopped(app, true)
             .map_err(Failure::internal)?;
@@ -296,7 +315,7 @@ impl Platform {
             .unwrap_or_default();
         self.refresh_routes();
         stop_all(old).await;
-        self.record_event(app, "stop", None, None, "stopped by request");
+        self.record_event(app, "stop", None, None, why);
         Ok(())
     }
 

@@ -493,13 +493,19 @@ fn instance_env(
     id: &str,
     ip: std::net::Ipv4Addr,
 ) -> Vec<String> {
-    let host = platform.host(&spec.app);
+    let uris: Vec<String> = platform
+        .store
+        .app_routes(&spec.app)
+        .unwrap_or_default()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let vcap_application = serde_json::json!({
         "application_id": spec.app_guid,
         "application_name": spec.app.as_str(),
-        "application_uris": [host],
+        "application_uris": uris,
         "name": spec.app.as_str(),
-        "uris": [host],
+        "uris": uris,
         "instance_id": id,
         "instance_index": spec.index,
         "limits": { "mem": spec.settings.memory.mb(), "fds": paas_runtime::NOFILE_LIMIT },

@@ -9,6 +9,7 @@
 
 mod deploy;
 pub mod instance;
+mod routes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream, RouteBackend, RouteEntry};
-use paas_router::{RouteTable, Router};
+use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
+use paas_router::Router;
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::Stager;
@@ -104,6 +105,9 @@ impl Platform {
     ) -> anyhow::Result<Arc<Self>> {
         let dir = &cfg.data_dir;
         let store = Store::open(&dir.join("paas.db")).context("opening the database")?;
+        store
+            .migrate_routes(&cfg.domain)
+            .context("bringing the database up to date")?;
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
@@ -200,54 +204,9 @@ impl Platform {
             .ok_or_else(|| Failure::app_not_found(app))
     }
 
-    /// The app's route host, `NAME.DOMAIN`.
-    pub fn host(&self, app: &AppName) -> String {
-        format!("{app}.{}", self.domain)
-    }
-
-    /// The URL an app answers at.
-    pub fn url(&self, app: &AppName) -> String {
-        match self.router_port {
-            80 => format!("http://{}", self.host(app)),
-            p => format!("http://{}:{p}", self.host(app)),
-        }
-    }
-
-    pub fn router_url(&self) -> String {
-        format!("http://{}:{}", self.domain, self.router_port)
-    }
-
     fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(locks.entry(app.clone()).or_default())
-    }
-
-    /// Publishes a route table built from every instance that is running now.
-    pub fn refresh_routes(&self) {
-        self.router.update(RouteTable::from_entries(&self.routes()));
-    }
-
-    /// Every route with the instances that are running now.
-    pub fn routes(&self) -> Vec<RouteEntry> {
-        let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<RouteEntry> = instances
-            .iter()
-            .map(|(app, list)| RouteEntry {
-                host: self.host(app),
-                app: app.to_string(),
-                backends: list
-                    .iter()
-                    .filter_map(|i| {
-                        i.routable_addr().map(|addr| RouteBackend {
-                            addr: addr.to_string(),
-                            index: i.index,
-                        })
-                    })
-                    .collect(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.host.cmp(&b.host));
-        out
     }
 
     pub fn summary(&self, app: &AppRecord) -> AppSummary {
@@ -275,6 +234,13 @@ impl Platform {
             .to_string(),
             running_instances: running,
             url: self.url(&app.name),
+            routes: self
+                .store
+                .app_routes(&app.name)
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             droplet: app.release.as_ref().map(|r| r.droplet.clone()),
             detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),
@@ -341,8 +307,13 @@ impl Platform {
         );
     }
 
-    /// Stops and forgets an app: instances, routes, state and logs.
-    pub async fn delete(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
+    /// Stops and forgets an app: instances, state and logs. Its routes are deleted when
+    /// `delete_routes`, else unmapped and kept.
+    pub async fn delete(
+        self: &Arc<Self>,
+        app: &AppName,
+        delete_routes: bool,
+    ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         self.app_record(app)?;
@@ -352,9 +323,11 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .remove(app)
             .unwrap_or_default();
+        self.store
+            .delete_app(app, delete_routes)
+            .map_err(Failure::internal)?;
         self.refresh_routes();
         stop_all(old).await;
-        self.store.delete_app(app).map_err(Failure::internal)?;
         self.logs.remove(app);
         let _ = std::fs::remove_dir_all(self.caches_dir.join(app.as_str()));
         Ok(())

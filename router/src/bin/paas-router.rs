@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use paas_api::{RouteBackend, RouteEntry};
+use paas_api::{Route, RouteBackend, RouteEntry};
 use paas_router::{RouteTable, Router};
 
 /// Routes HTTP traffic for paas apps, apart from paasd.
@@ -32,7 +32,7 @@ struct Args {
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// A fixed route: HOST=ADDR[,ADDR...], e.g. app.example.com=10.0.0.2:8080.
+    /// A fixed route: HOST[/PATH]=ADDR[,ADDR...], e.g. app.example.com=10.0.0.2:8080.
     #[arg(long = "route", value_name = "HOST=ADDRS")]
     routes: Vec<String>,
     /// The daemon's API, e.g. https://10.0.0.1:9443, to take routes from.
@@ -65,9 +65,10 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
     flags
         .iter()
         .map(|f| {
-            let (host, addrs) = f
+            let (route, addrs) = f
                 .split_once('=')
-                .ok_or_else(|| format!("--route {f:?}: write it as HOST=ADDR[,ADDR...]"))?;
+                .ok_or_else(|| format!("--route {f:?}: write it as HOST[/PATH]=ADDR[,ADDR...]"))?;
+            let route = Route::parse(route).map_err(|e| format!("--route {f:?}: {e}"))?;
             let backends = addrs
                 .split(',')
                 .enumerate()
@@ -80,9 +81,11 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
                         .map_err(|_| format!("--route {f:?}: {a:?} is not an IP:PORT address"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let host = route.host();
             Ok(RouteEntry {
-                host: host.to_ascii_lowercase(),
-                app: host.split('.').next().unwrap_or(host).to_string(),
+                host: host.to_string(),
+                path: route.path().to_string(),
+                app: Some(host.split('.').next().unwrap_or(host).to_string()),
                 backends,
             })
         })

@@ -1,4 +1,4 @@
-//! Desired state: apps and their releases, in SQLite.
+//! Desired state: apps and their releases, routes and domains, in SQLite.
 //!
 //! The database runs in WAL mode with `synchronous=FULL`: a write the API acknowledged
 //! survives a crash of the daemon or the host. Calls are short and made under a
@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 use paas_api::{AppEvent, AppName, AppSettings};
 use rusqlite::{params, Connection, OptionalExtension};
+
+mod routes;
+pub use routes::{Domain, MapError, RouteRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -80,6 +83,19 @@ CREATE TABLE IF NOT EXISTS app_env (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (app, key)
+);
+CREATE TABLE IF NOT EXISTS routes (
+    host TEXT NOT NULL,
+    path TEXT NOT NULL,
+    app TEXT,
+    PRIMARY KEY (host, path)
+);
+CREATE INDEX IF NOT EXISTS routes_by_app ON routes (app);
+CREATE TABLE IF NOT EXISTS domains (
+    name TEXT PRIMARY KEY,
+    cert_pem TEXT,
+    key_pem TEXT,
+    created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS buildpacks (
     position INTEGER PRIMARY KEY,
@@ -399,10 +415,20 @@ impl Store {
             .map_err(StoreError::from)
     }
 
-    /// Deletes the app and its releases. Returns false if there was no such app.
-    pub fn delete_app(&self, app: &AppName) -> Result<bool, StoreError> {
+    /// Deletes the app and its releases. Its routes are deleted with it when
+    /// `delete_routes`, else left unmapped (as `cf delete` without `-r` does). Returns
+    /// false if there was no such app.
+    pub fn delete_app(&self, app: &AppName, delete_routes: bool) -> Result<bool, StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
+        if delete_routes {
+            tx.execute("DELETE FROM routes WHERE app = ?1", params![app.as_str()])?;
+        } else {
+            tx.execute(
+                "UPDATE routes SET app = NULL WHERE app = ?1",
+                params![app.as_str()],
+            )?;
+        }
         tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM app_env WHERE app = ?1", params![app.as_str()])?;
@@ -499,7 +525,7 @@ mod tests {
     use super::*;
     use paas_api::MemorySize;
 
-    fn settings(instances: u32) -> AppSettings {
+    pub(super) fn settings(instances: u32) -> AppSettings {
         AppSettings {
             instances,
             memory: MemorySize::parse("256M").unwrap(),
@@ -539,9 +565,9 @@ mod tests {
         assert_eq!(app.settings.instances, 3);
         assert_eq!(app.release.unwrap().droplet, "d2");
         assert_eq!(s.apps().unwrap().len(), 1);
-        assert!(s.delete_app(&name).unwrap());
+        assert!(s.delete_app(&name, true).unwrap());
         assert!(s.app(&name).unwrap().is_none());
-        assert!(!s.delete_app(&name).unwrap());
+        assert!(!s.delete_app(&name, true).unwrap());
     }
 
     #[test]
@@ -567,7 +593,7 @@ mod tests {
             Some((EVENTS_KEPT + 2) as i32)
         );
         assert_eq!(events[0].description, "crash 3");
-        s.delete_app(&name).unwrap();
+        s.delete_app(&name, true).unwrap();
         assert!(s.events(&name).unwrap().is_empty());
     }
 

@@ -1,0 +1,248 @@
+//! Routes and domains: `routes`, `map-route`, `unmap-route`, `delete-route`, `domains`,
+//! `create-domain`, `delete-domain`, with Cloud Foundry's arguments.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::Method;
+use paas_api::{CreateDomain, DomainInfo, Route, RouteEntry};
+
+use super::apps::print_table;
+use crate::client::{check, Client};
+use crate::exit::{self, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {}
+
+/// A route as cf names one: a domain, a host name under it, a path.
+#[derive(Debug, clap::Args)]
+pub struct RouteArgs {
+    /// The domain, e.g. localhost or apps.example.com (see `paas domains`).
+    domain: String,
+    /// The host name under the domain; `*` makes a wildcard route. Without it the route
+    /// is the domain itself.
+    #[arg(long = "hostname", short = 'n', value_name = "HOST")]
+    hostname: Option<String>,
+    /// A path prefix, e.g. /api: requests under it go to this app.
+    #[arg(long = "path", value_name = "PATH")]
+    path: Option<String>,
+}
+
+impl RouteArgs {
+    fn route(&self) -> Result<Route, Failure> {
+        let host = match &self.hostname {
+            Some(h) => format!("{h}.{}", self.domain),
+            None => self.domain.clone(),
+        };
+        let path = match self.path.as_deref() {
+            Some(p) if !p.starts_with('/') => format!("/{p}"),
+            Some(p) => p.to_string(),
+            None => String::new(),
+        };
+        Route::from_parts(&host, &path).map_err(|e| Failure::usage(e.to_string()))
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MapArgs {
+    /// The app.
+    app: String,
+    #[command(flatten)]
+    route: RouteArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteRouteArgs {
+    #[command(flatten)]
+    route: RouteArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateDomainArgs {
+    /// The domain, e.g. apps.example.com. Its DNS should point at the router.
+    domain: String,
+    /// A PEM certificate chain the router serves for HTTPS under the domain (it may be
+    /// a wildcard certificate, *.DOMAIN).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteDomainArgs {
+    /// The domain to delete; it must have no routes left.
+    domain: String,
+}
+
+pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let routes: Vec<RouteEntry> = super::client(ctx)?
+        .json(Method::GET, "/v1/routes", None::<&()>)
+        .await?;
+    if ctx.json {
+        return super::print_json(&routes);
+    }
+    if routes.is_empty() {
+        println!("No routes: `paas push` maps NAME.DOMAIN, `paas map-route` maps others.");
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = routes
+        .iter()
+        .map(|r| {
+            [
+                r.host.clone(),
+                if r.path.is_empty() {
+                    "/".to_string()
+                } else {
+                    r.path.clone()
+                },
+                r.app.clone().unwrap_or_else(|| "-".into()),
+                r.backends.len().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["host", "path", "app", "instances"], &rows);
+    Ok(())
+}
+
+pub async fn map(args: MapArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let app = super::app_name(&args.app)?;
+    let route = args.route.route()?;
+    let added: bool = map_route(&super::client(ctx)?, &app, &route).await?;
+    if added {
+        println!("Mapped route {route} to app {app}");
+    } else {
+        println!("Route {route} was mapped to app {app} already");
+    }
+    Ok(())
+}
+
+/// Maps `route` to `app`; true when it was not mapped before.
+pub async fn map_route(
+    client: &Client,
+    app: &paas_api::AppName,
+    route: &Route,
+) -> Result<bool, Failure> {
+    let body = serde_json::to_vec(route).map_err(|e| Failure::general(e.to_string()))?;
+    let resp = client
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{app}/routes"),
+            Bytes::from(body),
+            "application/json",
+        )
+        .await?;
+    let resp = check(resp, exit::GENERAL).await?;
+    Ok(resp.status() == http::StatusCode::CREATED)
+}
+
+pub async fn unmap(args: MapArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let app = super::app_name(&args.app)?;
+    let route = args.route.route()?;
+    unmap_route(&super::client(ctx)?, &app, &route).await?;
+    println!("Unmapped route {route} from app {app}; `paas delete-route` deletes it");
+    Ok(())
+}
+
+pub async fn unmap_route(
+    client: &Client,
+    app: &paas_api::AppName,
+    route: &Route,
+) -> Result<(), Failure> {
+    let resp = client
+        .send(
+            Method::DELETE,
+            &format!("/v1/apps/{app}/routes?{}", route_query(route)),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    check(resp, exit::GENERAL).await.map(drop)
+}
+
+pub async fn delete(args: DeleteRouteArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let route = args.route.route()?;
+    let resp = super::client(ctx)?
+        .send(
+            Method::DELETE,
+            &format!("/v1/routes?{}", route_query(&route)),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    check(resp, exit::GENERAL).await?;
+    println!("Deleted route {route}");
+    Ok(())
+}
+
+/// `host=H&path=P`: both are made of URL-safe characters only (see [`Route`]).
+fn route_query(route: &Route) -> String {
+    format!("host={}&path={}", route.host(), route.path())
+}
+
+pub async fn domains(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let domains: Vec<DomainInfo> = super::client(ctx)?
+        .json(Method::GET, "/v1/domains", None::<&()>)
+        .await?;
+    if ctx.json {
+        return super::print_json(&domains);
+    }
+    let rows: Vec<[String; 3]> = domains
+        .iter()
+        .map(|d| {
+            [
+                d.name.clone(),
+                if d.default { "default" } else { "added" }.to_string(),
+                if d.has_certificate { "yes" } else { "-" }.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["name", "kind", "certificate"], &rows);
+    Ok(())
+}
+
+pub async fn create_domain(args: CreateDomainArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let read = |p: &Option<PathBuf>| -> Result<Option<String>, Failure> {
+        p.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p).map_err(|e| {
+                    Failure::usage(format!("reading {}: {e}", p.display()))
+                        .with_hint("give PEM files: --cert fullchain.pem --key privkey.pem")
+                })
+            })
+            .transpose()
+    };
+    let request = CreateDomain {
+        name: args.domain.to_ascii_lowercase(),
+        cert_pem: read(&args.cert)?,
+        key_pem: read(&args.key)?,
+    };
+    let info: Option<DomainInfo> = super::client(ctx)?
+        .json(Method::POST, "/v1/domains", Some(&request))
+        .await?;
+    let tls = if info.is_some_and(|i| i.has_certificate) {
+        " with its certificate for HTTPS"
+    } else {
+        ""
+    };
+    println!("Created domain {}{tls}", request.name);
+    Ok(())
+}
+
+pub async fn delete_domain(args: DeleteDomainArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let name = args.domain.to_ascii_lowercase();
+    paas_api::check_host(&name)
+        .map_err(|e| Failure::usage(format!("domain {name:?} is invalid: {e}")))?;
+    let resp = super::client(ctx)?
+        .send(
+            Method::DELETE,
+            &format!("/v1/domains/{name}"),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    check(resp, exit::GENERAL).await?;
+    println!("Deleted domain {name}");
+    Ok(())
+}

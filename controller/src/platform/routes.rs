@@ -1,0 +1,247 @@
+//! Routes and domains: what users map, and the table the router is given.
+//!
+//! The route table is rebuilt from the stored routes and the live instances whenever
+//! either changes, and published to the router as one new snapshot.
+
+use paas_api::{AppName, DomainInfo, Route, RouteBackend, RouteEntry};
+use paas_router::RouteTable;
+
+use super::{Failure, Platform};
+use crate::store::{Domain, MapError};
+
+impl Platform {
+    /// The app's default route, `NAME.DOMAIN`.
+    pub fn default_route(&self, app: &AppName) -> Result<Route, Failure> {
+        Route::from_parts(&format!("{app}.{}", self.domain), "")
+            .map_err(|e| Failure::new(422, "invalid-route", e.to_string(), None))
+    }
+
+    /// The URL a route answers at, through this host's router.
+    pub fn route_url(&self, route: &Route) -> String {
+        match self.router_port {
+            80 => format!("http://{route}"),
+            p => format!("http://{}:{p}{}", route.host(), route.path()),
+        }
+    }
+
+    /// The URL of the app's first route that is not a wildcard, or `""` with none.
+    pub fn url(&self, app: &AppName) -> String {
+        self.store
+            .app_routes(app)
+            .unwrap_or_default()
+            .iter()
+            .find(|r| !r.is_wildcard())
+            .map(|r| self.route_url(r))
+            .unwrap_or_default()
+    }
+
+    pub fn router_url(&self) -> String {
+        format!("http://{}:{}", self.domain, self.router_port)
+    }
+
+    /// Publishes a route table built from the stored routes and the instances running now.
+    pub fn refresh_routes(&self) {
+        self.router.update(RouteTable::from_entries(&self.routes()));
+    }
+
+    /// Every route with the instances of its app that are running now. A route of an app
+    /// with no running instance has no backends (the router answers 503); an unmapped
+    /// route is not routed at all (404).
+    pub fn routes(&self) -> Vec<RouteEntry> {
+        let rows = match self.store.routes() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("reading routes: {e}");
+                return Vec::new();
+            }
+        };
+        let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        rows.into_iter()
+            .map(|row| {
+                let backends = row
+                    .app
+                    .as_ref()
+                    .and_then(|app| instances.get(app))
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|i| {
+                                i.routable_addr().map(|addr| RouteBackend {
+                                    addr: addr.to_string(),
+                                    index: i.index,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                RouteEntry {
+                    host: row.route.host().to_string(),
+                    path: row.route.path().to_string(),
+                    app: row.app.map(|a| a.to_string()),
+                    backends,
+                }
+            })
+            .collect()
+    }
+
+    /// Maps `route` to `app`, creating it if new. Returns false when it was mapped
+    /// already. The route's domain must be the platform's or one made with
+    /// `create-domain`.
+    pub fn map_route(&self, app: &AppName, route: &Route) -> Result<bool, Failure> {
+        self.app_record(app)?;
+        self.check_domain_of(route)?;
+        let added = self.store.map_route(route, app).map_err(|e| match e {
+            MapError::Taken { route, owner } => Failure::new(
+                409,
+                "route-taken",
+                format!("route {route} is mapped to app {owner}"),
+                Some(&format!(
+                    "choose another host or path, or `paas unmap-route {owner} {route}` first"
+                )),
+            ),
+            MapError::Store(e) => Failure::internal(e),
+        })?;
+        if added {
+            self.refresh_routes();
+            self.record_event(app, "route-mapped", None, None, &route.to_string());
+        }
+        Ok(added)
+    }
+
+    /// Unmaps `route` from `app`; the route itself stays reserved until deleted.
+    pub fn unmap_route(&self, app: &AppName, route: &Route) -> Result<(), Failure> {
+        self.app_record(app)?;
+        if !self
+            .store
+            .unmap_route(route, app)
+            .map_err(Failure::internal)?
+        {
+            return Err(Failure::new(
+                404,
+                "route-not-mapped",
+                format!("route {route} is not mapped to app {app}"),
+                Some(&format!("see `paas routes` or `paas app {app}`")),
+            ));
+        }
+        self.refresh_routes();
+        self.record_event(app, "route-unmapped", None, None, &route.to_string());
+        Ok(())
+    }
+
+    /// Deletes `route`, unmapping it from its app first.
+    pub fn delete_route(&self, route: &Route) -> Result<(), Failure> {
+        if !self.store.delete_route(route).map_err(Failure::internal)? {
+            return Err(Failure::new(
+                404,
+                "route-not-found",
+                format!("there is no route {route}"),
+                Some("see `paas routes`"),
+            ));
+        }
+        self.refresh_routes();
+        Ok(())
+    }
+
+    /// The platform's domain first, then those added with `create-domain`.
+    pub fn domains(&self) -> Result<Vec<DomainInfo>, Failure> {
+        let added = self.store.domains().map_err(Failure::internal)?;
+        Ok(std::iter::once(DomainInfo {
+            name: self.domain.clone(),
+            default: true,
+            has_certificate: false,
+        })
+        .chain(added.into_iter().map(|d| DomainInfo {
+            has_certificate: d.cert_pem.is_some(),
+            name: d.name,
+            default: false,
+        }))
+        .collect())
+    }
+
+    /// Adds a domain (or replaces its certificate). Returns false when it existed.
+    pub fn create_domain(&self, domain: Domain) -> Result<bool, Failure> {
+        paas_api::check_host(&domain.name)
+            .and_then(|()| {
+                if domain.name.starts_with("*.") {
+                    Err("give the domain itself; its routes may then be wildcards".into())
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| {
+                Failure::new(
+                    422,
+                    "invalid-domain",
+                    format!("domain {:?} is invalid: {e}", domain.name),
+                    Some("give a DNS name such as apps.example.com"),
+                )
+            })?;
+        if domain.name == self.domain {
+            return Err(Failure::new(
+                409,
+                "domain-exists",
+                format!("{} is the platform's own domain", domain.name),
+                None,
+            ));
+        }
+        self.store.put_domain(&domain).map_err(Failure::internal)
+    }
+
+    /// Deletes a domain that no route uses.
+    pub fn delete_domain(&self, name: &str) -> Result<(), Failure> {
+        if name == self.domain {
+            return Err(Failure::new(
+                409,
+                "domain-is-default",
+                format!("{name} is the platform's own domain and cannot be deleted"),
+                None,
+            ));
+        }
+        let in_use: Vec<String> = self
+            .store
+            .routes()
+            .map_err(Failure::internal)?
+            .into_iter()
+            .filter(|r| r.route.is_under(name))
+            .map(|r| r.route.to_string())
+            .collect();
+        if !in_use.is_empty() {
+            return Err(Failure::new(
+                409,
+                "domain-in-use",
+                format!("domain {name} has routes: {}", in_use.join(", ")),
+                Some("delete them first with `paas delete-route ROUTE`"),
+            ));
+        }
+        if !self.store.delete_domain(name).map_err(Failure::internal)? {
+            return Err(Failure::new(
+                404,
+                "domain-not-found",
+                format!("there is no domain {name}"),
+                Some("see `paas domains`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a route outside every known domain: without this, anyone could claim
+    /// traffic for a host the platform does not own.
+    fn check_domain_of(&self, route: &Route) -> Result<(), Failure> {
+        let known = self.domains()?;
+        if known.iter().any(|d| route.is_under(&d.name)) {
+            return Ok(());
+        }
+        Err(Failure::new(
+            422,
+            "unknown-domain",
+            format!("route {route} is not under any of the platform's domains"),
+            Some(&format!(
+                "use a host under {}, or add the domain with `paas create-domain DOMAIN`",
+                known
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        ))
+    }
+}

@@ -1,0 +1,181 @@
+//! Routes and domains through the CLI: default, path and wildcard routes, mapping and
+//! unmapping, domains, and push's --no-route, --random-route and --no-start.
+
+use crate::harness::{repo, Daemon};
+
+fn body_of(d: &Daemon, host: &str, path: &str) -> (u16, String) {
+    let r = d.get(host, path);
+    (r.status, r.body)
+}
+
+#[test]
+fn path_and_wildcard_routes_send_requests_to_the_app_they_name() {
+    let d = Daemon::start();
+    let site = repo().join("examples/static-site");
+    let py = repo().join("examples/python-app");
+    d.paas_ok(&["push", "site", "-p", site.to_str().unwrap()]);
+    let out = d.paas_ok(&["push", "api", "-p", py.to_str().unwrap(), "--no-route"]);
+    assert!(out.contains("it has no route"), "{out}");
+    assert_eq!(d.get("api.localhost", "/").status, 404, "--no-route");
+
+    // A path route under another app's host: the longest prefix wins.
+    let out = d.paas_ok(&[
+        "map-route",
+        "api",
+        "localhost",
+        "--hostname",
+        "site",
+        "--path",
+        "/api",
+    ]);
+    assert!(
+        out.contains("Mapped route site.localhost/api to app api"),
+        "{out}"
+    );
+    let (status, body) = body_of(&d, "site.localhost", "/api/users?id=1");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"app\": \"api\"") && body.contains("/api/users?id=1"),
+        "{body}"
+    );
+    // `/apis` is not under `/api`: the site answers it (with its own 404 page).
+    let r = d.get("SITE.localhost.", "/apis");
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-paas-router-error").is_none(), "{r:?}");
+    assert!(!r.body.contains("\"language\""), "{r:?}");
+
+    // The same route again is not an error; a route another app holds is.
+    let again = d.paas_ok(&[
+        "map-route",
+        "api",
+        "localhost",
+        "-n",
+        "site",
+        "--path",
+        "api",
+    ]);
+    assert!(again.contains("already"), "{again}");
+    let out = d.paas(&["map-route", "api", "localhost", "--hostname", "site"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is mapped to app site"), "{err}");
+
+    // A domain must exist before routes are made under it.
+    let out = d.paas(&["map-route", "api", "example.test", "--hostname", "*"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("create-domain"),
+        "{err}"
+    );
+    d.paas_ok(&["create-domain", "example.test"]);
+    let domains = d.paas_ok(&["domains"]);
+    assert!(
+        domains.contains("localhost") && domains.contains("example.test"),
+        "{domains}"
+    );
+    d.paas_ok(&["map-route", "api", "example.test", "--hostname", "*"]);
+    let (status, body) = body_of(&d, "anything.example.test", "/");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"app\": \"api\""), "{body}");
+    assert_eq!(
+        d.get("example.test", "/").status,
+        404,
+        "a wildcard is not the domain"
+    );
+
+    let routes = d.paas_ok(&["routes"]);
+    for want in [
+        "*.example.test",
+        "site.localhost   /api",
+        "site.localhost   /  ",
+    ] {
+        assert!(routes.contains(want), "{want:?} in\n{routes}");
+    }
+    let app = d.paas_ok(&["app", "api"]);
+    assert!(app.contains("*.example.test, site.localhost/api"), "{app}");
+
+    // A domain with routes cannot go; unmapped routes are kept until deleted.
+    let out = d.paas(&["delete-domain", "example.test"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has routes"));
+    d.paas_ok(&["unmap-route", "api", "example.test", "--hostname", "*"]);
+    assert_eq!(d.get("anything.example.test", "/").status, 404);
+    let (_, json) = d.api_call("GET", "/v1/routes", None);
+    let routes: Vec<paas_api::RouteEntry> = serde_json::from_str(&json).unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.host == "*.example.test" && r.app.is_none()),
+        "{json}"
+    );
+    d.paas_ok(&["delete-route", "example.test", "--hostname", "*"]);
+    d.paas_ok(&["delete-domain", "example.test"]);
+
+    // Deleting an app without -r keeps its routes; with -r they go.
+    d.paas_ok(&["delete", "api", "-f"]);
+    assert!(d.paas_ok(&["routes"]).contains("site.localhost   /api   -"));
+    d.paas_ok(&["delete", "site", "-r", "-f"]);
+    let left = d.paas_ok(&["routes"]);
+    assert!(!left.contains("site.localhost   /  "), "{left}");
+}
+
+#[test]
+fn push_can_leave_an_app_stopped_or_give_it_a_random_route() {
+    let d = Daemon::start();
+    let site = repo().join("examples/static-site");
+    let out = d.paas_ok(&["push", "idle", "-p", site.to_str().unwrap(), "--no-start"]);
+    assert!(out.contains("staged and stopped"), "{out}");
+    assert_eq!(d.get("idle.localhost", "/").status, 503);
+    assert!(d.paas_ok(&["app", "idle"]).contains("stopped"));
+    d.paas_ok(&["start", "idle"]);
+    assert_eq!(d.get("idle.localhost", "/").status, 200);
+
+    let out = d.paas_ok(&[
+        "push",
+        "lucky",
+        "-p",
+        site.to_str().unwrap(),
+        "--random-route",
+        "--strategy",
+        "rolling",
+    ]);
+    let host = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|u| u.split(':').next())
+        .unwrap_or_else(|| panic!("no URL in {out}"))
+        .to_string();
+    assert!(
+        host.starts_with("lucky-") && host.ends_with(".localhost"),
+        "{host}"
+    );
+    assert_eq!(d.get(&host, "/").status, 200);
+    assert_eq!(d.get("lucky.localhost", "/").status, 404);
+    // A manifest route under no known domain is refused before anything is made.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        format!(
+            "applications:\n- name: ghost\n  path: {}\n  routes:\n  - route: x.nowhere.test\n",
+            site.display()
+        ),
+    )
+    .unwrap();
+    let out = d.paas_in(dir.path(), &["push"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("x.nowhere.test is not under"), "{err}");
+    assert!(
+        !d.paas(&["app", "ghost"]).status.success(),
+        "ghost was created"
+    );
+
+    // A second push keeps the route it has.
+    let again = d.paas_ok(&[
+        "push",
+        "lucky",
+        "-p",
+        site.to_str().unwrap(),
+        "--random-route",
+    ]);
+    assert!(again.contains(&host), "{again}");
+}
