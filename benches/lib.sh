@@ -23,7 +23,7 @@ trap cleanup EXIT
 start_paasd() {
   scripts/install-deps.sh
   cargo build --release --quiet --workspace
-  target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+  target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --https-listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --instance-cidr "$1" >"$work/out" 2>"$work/log" &
   pid=$!
   for _ in $(seq 100); do grep -q '^paasd ready' "$work/out" && break; sleep 0.1; done

@@ -11,6 +11,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Where the router listens for app traffic.
     pub http_listen: SocketAddr,
+    /// Where the router listens for HTTPS app traffic.
+    pub https_listen: SocketAddr,
     /// Where the router's `/health` and `/metrics` answer.
     pub admin_listen: SocketAddr,
     /// Apps answer at `NAME.DOMAIN`.

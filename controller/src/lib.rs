@@ -42,8 +42,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let http_listener = TcpListener::bind(cfg.http_listen)
         .await
         .with_context(|| format!("listening for app traffic on {}", cfg.http_listen))?;
+    let https_listener = TcpListener::bind(cfg.https_listen)
+        .await
+        .with_context(|| format!("listening for HTTPS app traffic on {}", cfg.https_listen))?;
     let api_addr = api_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let https_addr = https_listener.local_addr()?;
 
     let admin_listener = TcpListener::bind(cfg.admin_listen).await.with_context(|| {
         format!(
@@ -69,6 +73,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let router = Arc::new(paas_router::Router::new().with_access_log(sink));
     let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
     let _ = logs_of.set(Arc::clone(&platform));
+    platform.refresh_certificates();
     platform.restore().await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -79,12 +84,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         tokio::spawn(Arc::clone(&router).run(http_listener, stopped(stop_rx.clone())));
     let admin_task =
         tokio::spawn(Arc::clone(&router).run_admin(admin_listener, stopped(stop_rx.clone())));
+    let https_task = {
+        let serve = Arc::clone(&router).run_tls(https_listener, stopped(stop_rx.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!("the router's HTTPS listener cannot start: {e}");
+            }
+        })
+    };
     let api = api::Api::new(Arc::clone(&platform), token);
     let api_task = tokio::spawn(api.run(api_listener, tls, stopped(stop_rx.clone())));
 
     // The one line scripts and tests wait for: where to reach this daemon.
     println!(
-        "paasd ready api=https://{api_addr} router=http://{http_addr} admin=http://{admin_addr} domain={}",
+        "paasd ready api=https://{api_addr} router=http://{http_addr} https=https://{https_addr} admin=http://{admin_addr} domain={}",
         cfg.domain
     );
     tracing::info!(%api_addr, %http_addr, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
@@ -93,6 +106,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     tracing::info!("stopping: draining instances");
     let _ = stop_tx.send(true);
     platform.shutdown().await;
-    let _ = tokio::join!(router_task, api_task, admin_task);
+    let _ = tokio::join!(router_task, https_task, api_task, admin_task);
     Ok(())
 }

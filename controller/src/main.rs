@@ -27,6 +27,10 @@ struct Args {
     /// Address of the router, where apps answer.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     http_listen: SocketAddr,
+    /// Address of the router's HTTPS, with a certificate per domain (`paas create-domain
+    /// --cert`) and a self-signed one for DOMAIN and *.DOMAIN otherwise.
+    #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
+    https_listen: SocketAddr,
     /// Address of the router's /health and /metrics (Prometheus).
     #[arg(long, default_value = "127.0.0.1:9080", value_name = "ADDR")]
     admin_listen: SocketAddr,
@@ -87,6 +91,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
+        https_listen: args.https_listen,
         admin_listen: args.admin_listen,
         domain,
         instance_cidr: args.instance_cidr,

@@ -1,4 +1,5 @@
-//! The API's TLS certificate and the admin token, made at first start.
+//! The API's TLS certificate, the router's default certificate and the admin token,
+//! made at first start.
 //!
 //! Both are written to a temporary file with mode 0600 and renamed into place, so a crash
 //! never leaves a half-written secret, and no other user can read them at any moment.
@@ -15,6 +16,8 @@ use anyhow::Context;
 pub const CERT_FILE: &str = "api-cert.pem";
 pub const KEY_FILE: &str = "api-key.pem";
 pub const TOKEN_FILE: &str = "admin-token";
+pub const ROUTER_CERT_FILE: &str = "router-cert.pem";
+pub const ROUTER_KEY_FILE: &str = "router-key.pem";
 
 /// Writes `data` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
@@ -30,6 +33,26 @@ pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
         .and_then(|_| f.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
+}
+
+/// The router's default HTTPS certificate and key (PEM), for `domain` and `*.domain`:
+/// self-signed and made at first start, or whatever an operator put in its place.
+pub fn load_or_create_router_cert(dir: &Path, domain: &str) -> anyhow::Result<(String, String)> {
+    let (cert_path, key_path) = (dir.join(ROUTER_CERT_FILE), dir.join(ROUTER_KEY_FILE));
+    if !cert_path.exists() || !key_path.exists() {
+        let ck =
+            rcgen::generate_simple_self_signed(vec![domain.to_string(), format!("*.{domain}")])
+                .context("making the router's certificate")?;
+        write_private(&key_path, ck.key_pair.serialize_pem().as_bytes())?;
+        fs::write(&cert_path, ck.cert.pem())
+            .with_context(|| format!("writing {}", cert_path.display()))?;
+        tracing::info!(
+            "made a self-signed certificate for *.{domain}: {}",
+            cert_path.display()
+        );
+    }
+    let read = |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    Ok((read(&cert_path)?, read(&key_path)?))
 }
 
 /// Loads the API's certificate and key, creating a self-signed pair for `localhost`,

@@ -18,6 +18,7 @@ mod pool;
 pub mod proxy;
 mod server;
 pub mod table;
+pub mod tls;
 
 pub use server::{Router, RouterConfig};
 pub use table::{Backend, RouteTable};

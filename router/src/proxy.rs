@@ -366,6 +366,7 @@ fn random_hex(bytes: usize) -> String {
 pub fn upstream_request_filter<B>(
     req: &mut Request<B>,
     client: &HeaderValue,
+    proto: &'static str,
     started_ms: u64,
 ) -> HeaderValue {
     // Origin form (`/path?query`) towards the app, whatever form the client used.
@@ -384,7 +385,7 @@ pub fn upstream_request_filter<B>(
     let h = req.headers_mut();
     strip_hop_by_hop(h);
     h.insert(X_FORWARDED_FOR.clone(), client.clone());
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         h.insert(X_FORWARDED_HOST.clone(), host);
     }

@@ -15,11 +15,14 @@ use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
 use crate::proxy::{self, Body, Fault, ProxyError};
 use crate::table::{Backend, RouteTable};
+use crate::tls;
 
 /// The most instances one request is tried on.
 const MAX_TRIES: usize = 3;
 /// How long a client may take to send a request's headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a shutdown waits for requests under way to finish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Limits a router holds clients to.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +49,15 @@ pub struct Router {
     config: RouterConfig,
     metrics: Arc<Metrics>,
     access: Option<AccessSink>,
+    certs: Arc<tls::CertResolver>,
+}
+
+/// What is known of a client connection before its first request.
+struct Conn {
+    /// The client's address, as X-Forwarded-For sends it.
+    client: HeaderValue,
+    /// `http` or `https`, as X-Forwarded-Proto sends it.
+    proto: &'static str,
 }
 
 /// What a request turned out to be, filled in as the phases learn it, for the log.
@@ -77,6 +89,7 @@ impl Router {
             config,
             metrics: Arc::new(Metrics::default()),
             access: None,
+            certs: Arc::default(),
         }
     }
 
@@ -116,12 +129,52 @@ impl Router {
         self.table.store(Arc::new(table));
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes.
+    /// Serves HTTP on `listener` until `shutdown` completes, then waits for the requests
+    /// under way.
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.accept_loop(listener, None, shutdown).await
+    }
+
+    /// Serves HTTPS on `listener` until `shutdown` completes, with certificates from
+    /// [`Router::certificates`] chosen by SNI.
+    pub async fn run_tls(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let config = tls::server_config(Arc::clone(&self.certs))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        self.accept_loop(listener, Some(acceptor), shutdown).await;
+        Ok(())
+    }
+
+    /// The certificates the HTTPS listener serves; update them at any time.
+    pub fn certificates(&self) -> &tls::CertResolver {
+        &self.certs
+    }
+
+    /// Accepts connections until `shutdown`; then stops accepting, lets every open
+    /// connection finish the request it is serving (idle keep-alive connections close at
+    /// once), and returns when all are closed or [`DRAIN_LIMIT`] has passed.
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        // Every connection holds a clone of `open`; `all_closed` ends when none is left.
+        let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
         loop {
             let (stream, peer) = tokio::select! {
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => {
+                    drop(listener);
+                    let _ = closing_tx.send(true);
+                    drop(open);
+                    let _ = tokio::time::timeout(DRAIN_LIMIT, all_closed.recv()).await;
+                    return;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -134,29 +187,74 @@ impl Router {
             };
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
-            let config = self.config;
             // X-Forwarded-For is the same for every request of a connection: made once.
-            let client = HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown"));
+            let conn = Conn {
+                client: HeaderValue::from_str(&peer.ip().to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown")),
+                proto: if tls.is_some() { "https" } else { "http" },
+            };
+            let tls = tls.clone();
+            let (open, closing) = (open.clone(), closing.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let router = Arc::clone(&router);
-                    let client = client.clone();
-                    async move { Ok::<_, Infallible>(router.handle(req, &client).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(config.header_read_timeout)
-                    .max_buf_size(config.max_header_bytes)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, "router connection ended: {e}");
+                let timeout = router.config.header_read_timeout;
+                match tls {
+                    None => {
+                        router
+                            .serve(TokioIo::new(stream), conn, peer, closing)
+                            .await
+                    }
+                    // The handshake gets the same time as a request's headers: a client
+                    // that stalls in it (slowloris over TLS) is dropped.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => router.serve(TokioIo::new(s), conn, peer, closing).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
                 }
+                drop(open);
             });
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, client: &HeaderValue) -> Response<Body> {
+    /// Serves the requests of one connection; once `closing` turns true, finishes the
+    /// request under way and closes.
+    async fn serve<IO>(
+        self: Arc<Self>,
+        io: IO,
+        conn: Conn,
+        peer: std::net::SocketAddr,
+        mut closing: tokio::sync::watch::Receiver<bool>,
+    ) where
+        IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let config = self.config;
+        let conn = Arc::new(conn);
+        let service = hyper::service::service_fn(move |req| {
+            let router = Arc::clone(&self);
+            let conn = Arc::clone(&conn);
+            async move { Ok::<_, Infallible>(router.handle(req, &conn).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_bytes)
+            .serve_connection(io, service);
+        tokio::pin!(served);
+        let result = tokio::select! {
+            r = &mut served => r,
+            () = async { while closing.changed().await.is_ok() && !*closing.borrow() {} } => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, "router connection ended: {e}");
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let started = std::time::Instant::now();
         // What only the access log needs is copied only when there is one: this is the
         // hot path of every request.
@@ -170,7 +268,7 @@ impl Router {
             logging,
             ..Served::default()
         };
-        let (resp, router_made) = match self.proxy(req, client, &mut served).await {
+        let (resp, router_made) = match self.proxy(req, conn, &mut served).await {
             Ok(resp) => (resp, false),
             Err(e) => {
                 if e.fault == Fault::Upstream {
@@ -201,7 +299,7 @@ impl Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-")
                     .to_string(),
-                client: client.to_str().unwrap_or("-").to_string(),
+                client: conn.client.to_str().unwrap_or("-").to_string(),
             });
         }
         resp
@@ -210,7 +308,7 @@ impl Router {
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
-        client: &HeaderValue,
+        conn: &Conn,
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
         let host = proxy::request_filter(&req)?;
@@ -228,7 +326,8 @@ impl Router {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let request_id = proxy::upstream_request_filter(&mut req, client, started_ms);
+        let request_id =
+            proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, started_ms);
         if served.logging {
             served.request_id = Some(request_id.clone());
         }

@@ -40,6 +40,8 @@ pub struct Daemon {
     pool: u32,
     pub api: String,
     pub router: SocketAddr,
+    /// The router's HTTPS listener.
+    pub https: SocketAddr,
     /// The router's /health and /metrics.
     pub admin: SocketAddr,
 }
@@ -49,7 +51,7 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
-        let (child, api, router, admin) = spawn(dir.path(), pool);
+        let (child, api, router, https, admin) = spawn(dir.path(), pool);
         Daemon {
             child,
             dir,
@@ -57,6 +59,7 @@ impl Daemon {
             pool,
             api,
             router,
+            https,
             admin,
         }
     }
@@ -65,10 +68,11 @@ impl Daemon {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, api, router, admin) = spawn(self.dir.path(), self.pool);
+        let (child, api, router, https, admin) = spawn(self.dir.path(), self.pool);
         self.child = child;
         self.api = api;
         self.router = router;
+        self.https = https;
         self.admin = admin;
     }
 
@@ -169,7 +173,7 @@ impl Drop for Daemon {
 
 /// Starts paasd on `dir` with instance pool number `pool`; returns it with its API URL
 /// and router address, read from its ready line.
-fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr) {
+fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr, SocketAddr) {
     let mut child = Command::new(bin("paasd"))
         .args(["--data-dir"])
         .arg(dir)
@@ -177,6 +181,8 @@ fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr) {
             "--api-listen",
             "127.0.0.1:0",
             "--http-listen",
+            "127.0.0.1:0",
+            "--https-listen",
             "127.0.0.1:0",
         ])
         .args(["--admin-listen", "127.0.0.1:0"])
@@ -206,8 +212,14 @@ fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr) {
             .to_string()
     };
     let api = field("api=");
-    let addr = |k: &str| field(k).trim_start_matches("http://").parse().unwrap();
-    (child, api, addr("router="), addr("admin="))
+    let addr = |k: &str| {
+        field(k)
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .parse()
+            .unwrap()
+    };
+    (child, api, addr("router="), addr("https="), addr("admin="))
 }
 
 /// The `paas-init` processes (shims and pid 1s) of the containers under a data folder.

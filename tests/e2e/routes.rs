@@ -179,3 +179,78 @@ fn push_can_leave_an_app_stopped_or_give_it_a_random_route() {
     ]);
     assert!(again.contains(&host), "{again}");
 }
+
+/// `curl https://HOST:PORT/` through the router's HTTPS listener, trusting only `ca`.
+fn curl_https(d: &Daemon, host: &str, ca: &std::path::Path) -> (bool, String) {
+    let port = d.https.port();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .expect("running curl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn https_serves_the_certificate_of_each_domain_added_with_one() {
+    let d = Daemon::start();
+    let site = repo().join("examples/static-site");
+    d.paas_ok(&["push", "site", "-p", site.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let write_pair = |stem: &str, names: &[&str]| {
+        let ck = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let (cert, key) = (
+            dir.path().join(format!("{stem}-cert.pem")),
+            dir.path().join(format!("{stem}-key.pem")),
+        );
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let (cert, key) = write_pair("shop", &["shop.test", "*.shop.test"]);
+    let (other_cert, other_key) = write_pair("other", &["other.test"]);
+
+    let out = d.paas(&[
+        "create-domain",
+        "bad.test",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        other_key.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not belong to the certificate"), "{err}");
+    assert!(!d.paas_ok(&["domains"]).contains("bad.test"));
+
+    let out = d.paas_ok(&[
+        "create-domain",
+        "shop.test",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.contains("with its certificate"), "{out}");
+    d.paas_ok(&["map-route", "site", "shop.test", "--hostname", "www"]);
+    let (ok, answer) = curl_https(&d, "www.shop.test", &cert);
+    assert!(ok && answer == "200", "{answer}");
+    // Another domain's certificate is not served for it: the client refuses.
+    let (ok, answer) = curl_https(&d, "www.shop.test", &other_cert);
+    assert!(!ok, "{answer}");
+    // Names under no domain with a certificate get paasd's own, made at first start.
+    let (ok, answer) = curl_https(&d, "localhost", &d.dir.path().join("router-cert.pem"));
+    assert!(ok && answer == "404", "{answer}");
+}

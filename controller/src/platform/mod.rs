@@ -84,6 +84,8 @@ pub struct Platform {
     runtime: Arc<Runtime>,
     stager: Stager,
     router: Arc<Router>,
+    /// The router's certificate for names no domain certificate covers.
+    default_cert: Arc<rustls::sign::CertifiedKey>,
     pub buildpacks: Registry,
     droplets_dir: PathBuf,
     caches_dir: PathBuf,
@@ -128,6 +130,9 @@ impl Platform {
             )
             .context("starting the runtime")?,
         );
+        let (cert, key) = crate::secrets::load_or_create_router_cert(dir, &cfg.domain)?;
+        let default_cert = paas_router::tls::certified_key(&cert, &key)
+            .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped)?;
         let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
@@ -144,6 +149,7 @@ impl Platform {
             runtime,
             stager,
             router,
+            default_cert: Arc::new(default_cert),
             buildpacks,
             droplets_dir,
             caches_dir: dir.join("caches"),

@@ -4,6 +4,9 @@
 //! either changes, and published to the router as one new snapshot.
 
 use paas_api::{AppName, DomainInfo, Route, RouteBackend, RouteEntry};
+use std::sync::Arc;
+
+use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
 use super::{Failure, Platform};
@@ -147,7 +150,8 @@ impl Platform {
         Ok(std::iter::once(DomainInfo {
             name: self.domain.clone(),
             default: true,
-            has_certificate: false,
+            // The self-signed one made at first start, or one put in its place.
+            has_certificate: true,
         })
         .chain(added.into_iter().map(|d| DomainInfo {
             has_certificate: d.cert_pem.is_some(),
@@ -183,7 +187,52 @@ impl Platform {
                 None,
             ));
         }
-        self.store.put_domain(&domain).map_err(Failure::internal)
+        match (&domain.cert_pem, &domain.key_pem) {
+            (Some(cert), Some(key)) => {
+                paas_router::tls::certified_key(cert, key).map_err(|e| {
+                    Failure::new(
+                        422,
+                        "invalid-certificate",
+                        format!("the certificate for {} cannot be used: {e}", domain.name),
+                        Some("give the PEM certificate chain with --cert and its private key with --key"),
+                    )
+                })?;
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Failure::new(
+                    422,
+                    "invalid-certificate",
+                    "a certificate needs its key, and a key its certificate",
+                    Some("give both --cert and --key"),
+                ))
+            }
+        }
+        let added = self.store.put_domain(&domain).map_err(Failure::internal)?;
+        self.refresh_certificates();
+        Ok(added)
+    }
+
+    /// Gives the router the certificates of every domain that has one, and the default.
+    pub fn refresh_certificates(&self) {
+        let mut certs = Certificates::new(Some(Arc::clone(&self.default_cert)));
+        match self.store.domains() {
+            Ok(domains) => {
+                for d in domains {
+                    let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
+                        continue;
+                    };
+                    match paas_router::tls::certified_key(cert, key) {
+                        Ok(k) => certs.insert(&d.name, Arc::new(k)),
+                        Err(e) => {
+                            tracing::error!(domain = %d.name, "its certificate cannot be used: {e}")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!("reading domains: {e}"),
+        }
+        self.router.certificates().update(certs);
     }
 
     /// Deletes a domain that no route uses.
@@ -220,6 +269,7 @@ impl Platform {
                 Some("see `paas domains`"),
             ));
         }
+        self.refresh_certificates();
         Ok(())
     }
 

@@ -19,6 +19,15 @@ struct Args {
     /// Where to listen for app traffic.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     listen: SocketAddr,
+    /// Where to listen for HTTPS app traffic, served with --cert and --key.
+    #[arg(long, value_name = "ADDR", requires = "cert")]
+    https_listen: Option<SocketAddr>,
+    /// The PEM certificate chain HTTPS serves (a wildcard one, *.DOMAIN, serves every app).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// Where /health and /metrics (Prometheus) answer.
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     admin_listen: SocketAddr,
@@ -129,23 +138,56 @@ fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| format!("listening on {}: {e}", args.listen))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let https = match (&args.https_listen, &args.cert, &args.key) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
+                };
+                let ck = paas_router::tls::certified_key(&read(cert)?, &read(key)?)
+                    .map_err(|e| format!("--cert/--key: {e}"))?;
+                router
+                    .certificates()
+                    .update(paas_router::tls::Certificates::new(Some(Arc::new(ck))));
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("listening on {addr}: {e}"))?;
+                Some(l)
+            }
+            _ => None,
+        };
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
             .map_err(|e| format!("listening on {}: {e}", args.admin_listen))?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
         tokio::spawn(Arc::clone(&router).run_admin(admin, std::future::pending()));
-        println!("paas-router ready listen={local} admin={admin_addr}");
+        let https_addr = match &https {
+            Some(l) => format!(" https={}", l.local_addr().map_err(|e| e.to_string())?),
+            None => String::new(),
+        };
+        println!("paas-router ready listen={local}{https_addr} admin={admin_addr}");
         let metrics = router.metrics();
         let drain = Duration::from_secs(args.drain_seconds);
         // Draining: /health fails first, traffic is still served for the drain window,
         // then the listener closes.
-        let shutdown = async move {
-            terminated().await;
-            tracing::info!("draining for {}s", drain.as_secs());
-            metrics.begin_drain();
-            tokio::time::sleep(drain).await;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
         };
-        router.run(listener, shutdown).await;
+        let tls_task = https.map(|l| {
+            let serve = Arc::clone(&router).run_tls(l, stopped(stopping.clone()));
+            tokio::spawn(serve)
+        });
+        let plain_task = tokio::spawn(Arc::clone(&router).run(listener, stopped(stopping)));
+        terminated().await;
+        tracing::info!("draining for {}s", drain.as_secs());
+        metrics.begin_drain();
+        tokio::time::sleep(drain).await;
+        // Listeners close; requests under way finish before the process exits.
+        let _ = stop.send(true);
+        let _ = plain_task.await;
+        if let Some(t) = tls_task {
+            t.await.map_err(|e| e.to_string())??;
+        }
         Ok(())
     })
 }

@@ -1,6 +1,7 @@
 //! The router against real backends on loopback.
 
 mod desync;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -257,4 +258,60 @@ async fn sticky_sessions_follow_vcap_id_and_the_instance_header_picks_one() {
     );
     let resp = raw(r, "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Paas-App-Instance: other:0\r\nConnection: close\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}
+
+/// A backend that waits `delay` before it answers.
+async fn slow_backend(delay: std::time::Duration) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_but_finishes_requests_under_way() {
+    let slow = slow_backend(std::time::Duration::from_millis(800)).await;
+    let mut t = RouteTable::new();
+    t.insert("slow.localhost", "slow", vec![Backend::new(slow, 0)]);
+    let r = Arc::new(Router::new());
+    r.update(t);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(r.run(l, async move {
+        let _ = stopped.await;
+    }));
+    // An idle keep-alive connection, and a request under way when the shutdown comes.
+    let idle = TcpStream::connect(addr).await.unwrap();
+    let under_way = tokio::spawn(raw(addr, "GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), under_way)
+        .await
+        .expect("the request under way was not finished")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("slow"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "the connection is closed after its last response: {answer}"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), serving)
+        .await
+        .expect("run did not return once every connection had closed")
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    drop(idle);
 }

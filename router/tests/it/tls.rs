@@ -1,0 +1,114 @@
+//! HTTPS: the certificate is chosen by SNI, and the app hears the request came over TLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use paas_router::tls::{certified_key, Certificates};
+use paas_router::{Backend, RouteTable, Router};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Pem {
+    cert: String,
+    key: String,
+}
+
+fn self_signed(names: &[&str]) -> Pem {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    Pem {
+        cert: ck.cert.pem(),
+        key: ck.key_pair.serialize_pem(),
+    }
+}
+
+async fn tls_router(table: RouteTable, certs: Certificates) -> SocketAddr {
+    let r = Arc::new(Router::new());
+    r.update(table);
+    r.certificates().update(certs);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { r.run_tls(l, std::future::pending()).await.unwrap() });
+    addr
+}
+
+/// GET / over TLS with SNI `host`, trusting only `trusted`; the response, or the error.
+async fn get(addr: SocketAddr, host: &str, trusted: &Pem) -> Result<String, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let der: CertificateDer<'static> = rustls_pemfile::certs(&mut trusted.cert.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    roots.add(der).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(host.to_string()).unwrap();
+    let mut s = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn each_domain_gets_its_certificate_by_sni_and_others_the_default() {
+    let app = crate::backend("app").await;
+    let mut table = RouteTable::new();
+    table.insert("shop.a.test", "shop", vec![Backend::new(app, 0)]);
+    table.insert("www.b.test", "www", vec![Backend::new(app, 0)]);
+    table.insert("other.test", "other", vec![Backend::new(app, 0)]);
+    let (a, b, default) = (
+        self_signed(&["*.a.test"]),
+        self_signed(&["*.b.test"]),
+        self_signed(&["other.test"]),
+    );
+    let key = |p: &Pem| Arc::new(certified_key(&p.cert, &p.key).unwrap());
+    let mut certs = Certificates::new(Some(key(&default)));
+    certs.insert("a.test", key(&a));
+    certs.insert("b.test", key(&b));
+    let addr = tls_router(table, certs).await;
+
+    let shop = get(addr, "shop.a.test", &a).await.unwrap();
+    assert!(shop.starts_with("HTTP/1.1 200"), "{shop}");
+    assert!(shop.contains("x-forwarded-proto: https"), "{shop}");
+    assert!(get(addr, "www.b.test", &b)
+        .await
+        .unwrap()
+        .contains("200 OK"));
+    assert!(get(addr, "other.test", &default)
+        .await
+        .unwrap()
+        .contains("200 OK"));
+    // The wrong certificate for a name is refused by the client: SNI chose another.
+    let e = get(addr, "www.b.test", &a).await.unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+    let e = get(addr, "other.test", &b).await.unwrap_err();
+    assert!(e.contains("certificate"), "{e}");
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_the_handshake_is_dropped() {
+    let addr = tls_router(RouteTable::new(), Certificates::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // Half a ClientHello record header, then nothing.
+    s.write_all(&[0x16, 0x03]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(30), s.read(&mut buf))
+        .await
+        .expect("the router kept a stalled handshake open for 30 s");
+    assert_eq!(n.unwrap_or(0), 0);
+}
