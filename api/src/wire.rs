@@ -330,6 +330,19 @@ impl LogStream {
     }
 }
 
+/// The path a list page's `Link` header names as `rel="next"` (RFC 8288); `None` on the
+/// last page. Only paths on the same API count, never another host's URL.
+pub fn next_page_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"));
+        (is_next && target.starts_with('/')).then(|| target.to_string())
+    })
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 in UTC, `2026-11-21T23:03:31.123Z`.
 pub fn format_timestamp_ms(ms: u64) -> String {
     let secs = ms / 1000;
@@ -369,6 +382,24 @@ mod tests {
             format_timestamp_ms(1_795_302_211_123),
             "2026-11-21T23:03:31.123Z"
         );
+    }
+
+    #[test]
+    fn finds_the_next_page_in_a_link_header() {
+        assert_eq!(
+            next_page_link("</v1/apps?page=2&per_page=100>; rel=\"next\"").as_deref(),
+            Some("/v1/apps?page=2&per_page=100")
+        );
+        assert_eq!(
+            next_page_link("</a?page=1>; rel=\"prev\", </a?page=3>; rel=next").as_deref(),
+            Some("/a?page=3")
+        );
+        assert_eq!(next_page_link("</a?page=1>; rel=\"prev\""), None);
+        assert_eq!(
+            next_page_link("<https://evil.example/x>; rel=\"next\""),
+            None
+        );
+        assert_eq!(next_page_link("garbage"), None);
     }
 
     #[test]

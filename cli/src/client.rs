@@ -145,6 +145,37 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Every item of a list, following the API's pages (`Link: <...>; rel="next"`).
+    pub async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Failure> {
+        let mut all = Vec::new();
+        let mut next = Some(path.to_string());
+        // A bound, in case a broken server links pages in a circle.
+        for _ in 0..100_000 {
+            let Some(path) = next.take() else {
+                return Ok(all);
+            };
+            let resp = self
+                .send(Method::GET, &path, Bytes::new(), "application/json")
+                .await?;
+            let resp = check(resp, exit::GENERAL).await?;
+            next = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(paas_api::next_page_link);
+            let body = read_all(resp).await?;
+            let page: Vec<T> = serde_json::from_slice(&body).map_err(|e| {
+                Failure::general(format!("the API answered something unexpected: {e}"))
+            })?;
+            all.extend(page);
+        }
+        Err(Failure::general(
+            "the API's list did not end after 100,000 pages",
+        ))
+    }
+}
+
 /// Turns an error status into a [`Failure`] with `code`, using the API's error envelope.
 pub async fn check(resp: Response<Incoming>, code: i32) -> Result<Response<Incoming>, Failure> {
     let status = resp.status();

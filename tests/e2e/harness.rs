@@ -120,6 +120,19 @@ impl Daemon {
             .expect("running paas")
     }
 
+    /// Starts the CLI without waiting for it, its stdout piped (for commands that follow).
+    pub fn paas_spawn(&self, args: &[&str]) -> Child {
+        Command::new(bin("paas"))
+            .args(args)
+            .env("PAAS_HOME", self.home.path())
+            .env("PAAS_API", &self.api)
+            .env("PAAS_TOKEN", self.token())
+            .env("PAAS_CA_CERT", self.cert())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running paas")
+    }
+
     /// Runs the CLI and insists it succeeds; returns its stdout.
     pub fn paas_ok(&self, args: &[&str]) -> String {
         let out = self.paas(args);

@@ -254,3 +254,45 @@ fn https_serves_the_certificate_of_each_domain_added_with_one() {
     let (ok, answer) = curl_https(&d, "localhost", &d.dir.path().join("router-cert.pem"));
     assert!(ok && answer == "404", "{answer}");
 }
+
+#[test]
+fn events_follow_streams_each_event_as_it_is_recorded() {
+    use std::io::BufRead;
+    let d = Daemon::start();
+    let settings = d.dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"instances":1,"memory":64}"#).unwrap();
+    assert_eq!(
+        d.api_call("PUT", "/v1/apps/watched", Some(&settings)).0,
+        201
+    );
+    let mut child = d.paas_spawn(&["events", "watched", "--follow", "--json"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("no event within 20 s");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    // The recorded event first (the default route of the new app), then live ones.
+    let first = next();
+    assert_eq!(first["kind"], "route-mapped", "{first}");
+    d.paas_ok(&["map-route", "watched", "localhost", "--hostname", "live"]);
+    let live = next();
+    assert_eq!(
+        (live["kind"].as_str(), live["description"].as_str()),
+        (Some("route-mapped"), Some("live.localhost"))
+    );
+    d.paas_ok(&["unmap-route", "watched", "localhost", "--hostname", "live"]);
+    assert_eq!(next()["kind"], "route-unmapped");
+    let _ = child.kill();
+    let _ = child.wait();
+}

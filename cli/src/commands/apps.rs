@@ -1,6 +1,5 @@
 //! `paas apps`: a table of apps.
 
-use http::Method;
 use paas_api::AppSummary;
 
 use crate::exit::Failure;
@@ -9,9 +8,7 @@ use crate::exit::Failure;
 pub struct Args {}
 
 pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
-    let apps: Vec<AppSummary> = super::client(ctx)?
-        .json(Method::GET, "/v1/apps", None::<&()>)
-        .await?;
+    let apps: Vec<AppSummary> = super::client(ctx)?.list("/v1/apps").await?;
     if ctx.json {
         return super::print_json(&apps);
     }

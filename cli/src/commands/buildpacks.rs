@@ -84,9 +84,7 @@ async fn info(
 }
 
 pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let list: Vec<BuildpackInfo> = super::client(ctx)?
-        .json(Method::GET, "/v1/buildpacks", None::<&()>)
-        .await?;
+    let list: Vec<BuildpackInfo> = super::client(ctx)?.list("/v1/buildpacks").await?;
     if ctx.json {
         return super::print_json(&list);
     }

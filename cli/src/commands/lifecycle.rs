@@ -122,11 +122,7 @@ pub async fn scale(args: ScaleArgs, ctx: super::Ctx) -> Result<(), Failure> {
 pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
     let list: Vec<Revision> = super::client(ctx)?
-        .json(
-            Method::GET,
-            &format!("/v1/apps/{name}/revisions"),
-            None::<&()>,
-        )
+        .list(&format!("/v1/apps/{name}/revisions"))
         .await?;
     if ctx.json {
         return super::print_json(&list);

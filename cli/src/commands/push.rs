@@ -477,7 +477,7 @@ pub async fn follow_deployment(
 async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Result<(), Failure> {
     let current = || async {
         client
-            .json::<Vec<Route>>(Method::GET, &format!("/v1/apps/{name}/routes"), None::<&()>)
+            .list::<Route>(&format!("/v1/apps/{name}/routes"))
             .await
     };
     match routes {
@@ -508,8 +508,7 @@ async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Resul
 
 /// Fails, before anything is changed, when a listed route is under no known domain.
 async fn check_domains(client: &Client, routes: &[Route]) -> Result<(), Failure> {
-    let domains: Vec<paas_api::DomainInfo> =
-        client.json(Method::GET, "/v1/domains", None::<&()>).await?;
+    let domains: Vec<paas_api::DomainInfo> = client.list("/v1/domains").await?;
     match routes
         .iter()
         .find(|r| !domains.iter().any(|d| r.is_under(&d.name)))

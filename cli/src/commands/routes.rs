@@ -77,9 +77,7 @@ pub struct DeleteDomainArgs {
 }
 
 pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let routes: Vec<RouteEntry> = super::client(ctx)?
-        .json(Method::GET, "/v1/routes", None::<&()>)
-        .await?;
+    let routes: Vec<RouteEntry> = super::client(ctx)?.list("/v1/routes").await?;
     if ctx.json {
         return super::print_json(&routes);
     }
@@ -182,9 +180,7 @@ fn route_query(route: &Route) -> String {
 }
 
 pub async fn domains(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let domains: Vec<DomainInfo> = super::client(ctx)?
-        .json(Method::GET, "/v1/domains", None::<&()>)
-        .await?;
+    let domains: Vec<DomainInfo> = super::client(ctx)?.list("/v1/domains").await?;
     if ctx.json {
         return super::print_json(&domains);
     }

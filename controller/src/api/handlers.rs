@@ -13,7 +13,7 @@ use paas_stager::archive::{self, ArchivePolicy};
 use serde::de::DeserializeOwned;
 
 use super::body::{self, ApiBody};
-use super::{query, routes};
+use super::{page, query, routes};
 use crate::blobs::is_sha256;
 use crate::platform::{Failure, Platform};
 
@@ -29,11 +29,11 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     let method = req.method().clone();
     let result = match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
-        (Method::GET, ["v1", "apps"]) => list_apps(p),
-        (m, ["v1", "routes"]) => routes::routes(p, &m, &query),
-        (m, ["v1", "domains", rest @ ..]) => routes::domains(p, &m, rest, req).await,
+        (Method::GET, ["v1", "apps"]) => list_apps(p, &path, &query),
+        (m, ["v1", "routes"]) => routes::routes(p, &m, &path, &query),
+        (m, ["v1", "domains", rest @ ..]) => routes::domains(p, &m, rest, &path, &query, req).await,
         (Method::POST, ["v1", "resources", "match"]) => match_resources(p, req).await,
-        (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &query, req).await,
+        (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &path, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),
             Ok(app) => match (m, rest) {
@@ -43,7 +43,7 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                     .delete(&app, query::flag(&query, "routes"))
                     .await
                     .map(|()| body::empty(204)),
-                (m, ["routes"]) => routes::app_routes(p, &app, &m, &query, req).await,
+                (m, ["routes"]) => routes::app_routes(p, &app, &m, &path, &query, req).await,
                 (Method::POST, ["packages"]) => upload_package(p, &app, &query, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
                 (Method::POST, ["restage"]) => restage(p, &app),
@@ -52,10 +52,10 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                     .await
                     .map(|r| stream_restart(p, &app, Some(r.version))),
                 (Method::POST, ["stop"]) => p.stop_app(&app).await.map(|()| body::empty(204)),
-                (Method::GET, ["revisions"]) => revisions(p, &app),
+                (Method::GET, ["revisions"]) => revisions(p, &app, &path, &query),
                 (Method::GET, ["droplet"]) => droplet(p, &app).await,
                 (Method::GET, ["logs"]) => logs(p, &app, &query),
-                (Method::GET, ["events"]) => events(p, &app),
+                (Method::GET, ["events"]) => events(p, &app, &path, &query),
                 (Method::GET, ["env"]) => get_env(p, &app),
                 (Method::PATCH, ["env"]) => patch_env(p, &app, req).await,
                 (Method::POST, ["exec"]) => exec(p, &app, req).await,
@@ -94,10 +94,10 @@ fn info(p: &Platform) -> Response<ApiBody> {
     )
 }
 
-fn list_apps(p: &Platform) -> Result<Response<ApiBody>, Failure> {
+fn list_apps(p: &Platform, path: &str, query: &str) -> Result<Response<ApiBody>, Failure> {
     let apps = p.store.apps().map_err(Failure::internal)?;
     let summaries: Vec<_> = apps.iter().map(|a| p.summary(a)).collect();
-    Ok(body::json(200, &summaries))
+    page::list(&summaries, path, query)
 }
 
 fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
@@ -285,10 +285,42 @@ async fn patch_env(
     ))
 }
 
-fn events(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+fn events(
+    p: &Platform,
+    app: &AppName,
+    path: &str,
+    query: &str,
+) -> Result<Response<ApiBody>, Failure> {
     p.app_record(app)?;
-    let events = p.store.events(app).map_err(Failure::internal)?;
-    Ok(body::json(200, &events))
+    if !query::flag(query, "follow") {
+        let events = p.store.events(app).map_err(Failure::internal)?;
+        return page::list(&events, path, query);
+    }
+    // `?follow`: the recorded events, then each new one as it is recorded, as NDJSON.
+    let (recorded, mut live) = p.follow_events(app)?;
+    let (out, resp) = body::ndjson_stream();
+    for e in &recorded {
+        out.send(e);
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                () = out.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok((a, e)) if a == app => {
+                    if !out.send(&e) {
+                        return;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(resp)
 }
 
 /// Stores a package after checking every entry: an unsafe archive is refused whole and
@@ -529,11 +561,12 @@ async fn buildpacks(
     p: &Platform,
     method: Method,
     rest: &[&str],
+    path: &str,
     query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     match (method, rest) {
-        (Method::GET, []) => Ok(body::json(200, &p.buildpacks.list())),
+        (Method::GET, []) => page::list(&p.buildpacks.list(), path, query),
         (Method::POST, [name]) => {
             let name = buildpack_name(name)?;
             let position = position(query)?;
@@ -632,7 +665,12 @@ fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Res
     })
 }
 
-fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+fn revisions(
+    p: &Platform,
+    app: &AppName,
+    path: &str,
+    query: &str,
+) -> Result<Response<ApiBody>, Failure> {
     let record = p.app_record(app)?;
     let current = record.release.map(|r| r.version);
     let list: Vec<Revision> = p
@@ -649,7 +687,7 @@ fn revisions(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> 
             start_command: r.start_command,
         })
         .collect();
-    Ok(body::json(200, &list))
+    page::list(&list, path, query)
 }
 
 /// Runs a deployment in its own task and streams its events as NDJSON.

@@ -5,6 +5,7 @@
 
 mod body;
 mod handlers;
+mod page;
 mod query;
 mod routes;
 

@@ -6,15 +6,20 @@ use paas_api::{AppName, CreateDomain, Route};
 
 use super::body::{self, ApiBody};
 use super::handlers::read_json;
-use super::query;
+use super::{page, query};
 use crate::platform::{Failure, Platform};
 use crate::store::Domain;
 
 /// `GET /v1/routes` lists mapped routes with their instances; `DELETE
 /// /v1/routes?host=H&path=P` deletes one.
-pub fn routes(p: &Platform, method: &Method, q: &str) -> Result<Response<ApiBody>, Failure> {
+pub fn routes(
+    p: &Platform,
+    method: &Method,
+    path: &str,
+    q: &str,
+) -> Result<Response<ApiBody>, Failure> {
     match *method {
-        Method::GET => Ok(body::json(200, &p.routes())),
+        Method::GET => page::list(&p.routes(), path, q),
         Method::DELETE => {
             p.delete_route(&route_in_query(q)?)?;
             Ok(body::empty(204))
@@ -28,6 +33,7 @@ pub async fn app_routes(
     p: &Platform,
     app: &AppName,
     method: &Method,
+    path: &str,
     q: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
@@ -35,7 +41,7 @@ pub async fn app_routes(
         Method::GET => {
             p.app_record(app)?;
             let routes = p.store.app_routes(app).map_err(Failure::internal)?;
-            Ok(body::json(200, &routes))
+            page::list(&routes, path, q)
         }
         Method::POST => {
             let route: Route = read_json(req).await?;
@@ -58,10 +64,12 @@ pub async fn domains(
     p: &Platform,
     method: &Method,
     rest: &[&str],
+    path: &str,
+    q: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     match (method, rest) {
-        (&Method::GET, []) => Ok(body::json(200, &p.domains()?)),
+        (&Method::GET, []) => page::list(&p.domains()?, path, q),
         (&Method::POST, []) => {
             let d: CreateDomain = read_json(req).await?;
             let name = d.name.to_ascii_lowercase();

@@ -96,6 +96,8 @@ pub struct Platform {
     /// Replaced instances that still drain before they stop; a shutdown stops them too.
     retiring: Mutex<Vec<Arc<Instance>>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Every event as it is recorded, for `events --follow`.
+    event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
 }
 
 impl Platform {
@@ -158,6 +160,7 @@ impl Platform {
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             app_locks: Mutex::new(HashMap::new()),
+            event_feed: tokio::sync::broadcast::channel(256).0,
         }))
     }
 
@@ -302,6 +305,7 @@ impl Platform {
         if let Err(e) = self.store.add_event(app, &event) {
             tracing::warn!(%app, "recording an event: {e}");
         }
+        let _ = self.event_feed.send((app.clone(), event));
         let who = instance
             .map(|i| format!("instance {i} "))
             .unwrap_or_default();
@@ -311,6 +315,23 @@ impl Platform {
             LogStream::Out,
             &format!("{kind}: {who}{description}"),
         );
+    }
+
+    /// The app's recorded events, and a feed of every event recorded from now on (of
+    /// all apps: filter by name). Subscribing first means none falls in between.
+    pub fn follow_events(
+        &self,
+        app: &AppName,
+    ) -> Result<
+        (
+            Vec<AppEvent>,
+            tokio::sync::broadcast::Receiver<(AppName, AppEvent)>,
+        ),
+        Failure,
+    > {
+        let live = self.event_feed.subscribe();
+        let recorded = self.store.events(app).map_err(Failure::internal)?;
+        Ok((recorded, live))
     }
 
     /// Stops and forgets an app: instances, state and logs. Its routes are deleted when

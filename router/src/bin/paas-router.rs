@@ -274,24 +274,40 @@ async fn fetch_routes(
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let req = http::Request::get(format!("{}/v1/routes", api.trim_end_matches('/')))
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!(
-            "the API answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
+    // The list comes in pages; each names the next in its Link header.
+    let mut all = Vec::new();
+    let mut next = Some("/v1/routes?per_page=1000".to_string());
+    while let Some(path) = next.take() {
+        send.ready().await.map_err(|e| e.to_string())?;
+        let req = http::Request::get(format!("{}{path}", api.trim_end_matches('/')))
+            .header(http::header::HOST, format!("{host}:{port}"))
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        next = resp
+            .headers()
+            .get(http::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(paas_api::next_page_link);
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "the API answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let page: Vec<RouteEntry> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
     }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+    Ok(all)
 }
