@@ -31,6 +31,9 @@ use crate::store::{AppRecord, Release, Store};
 use crate::Config;
 pub use instance::{Instance, InstanceState};
 
+/// Every recorded event, as it is recorded, with the app it is about.
+pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
+
 /// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -319,16 +322,7 @@ impl Platform {
 
     /// The app's recorded events, and a feed of every event recorded from now on (of
     /// all apps: filter by name). Subscribing first means none falls in between.
-    pub fn follow_events(
-        &self,
-        app: &AppName,
-    ) -> Result<
-        (
-            Vec<AppEvent>,
-            tokio::sync::broadcast::Receiver<(AppName, AppEvent)>,
-        ),
-        Failure,
-    > {
+    pub fn follow_events(&self, app: &AppName) -> Result<(Vec<AppEvent>, EventFeed), Failure> {
         let live = self.event_feed.subscribe();
         let recorded = self.store.events(app).map_err(Failure::internal)?;
         Ok((recorded, live))
