@@ -89,6 +89,23 @@ impl Client {
         body: Bytes,
         content_type: &str,
     ) -> Result<Response<Incoming>, Failure> {
+        self.send_body(method, path, Full::new(body), content_type)
+            .await
+    }
+
+    /// Sends a request with any body (a streamed upload, for one) and returns the
+    /// response whatever its status.
+    pub async fn send_body<B>(
+        &self,
+        method: Method,
+        path: &str,
+        body: B,
+        content_type: &str,
+    ) -> Result<Response<Incoming>, Failure>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let unreachable = |e: String| {
             Failure::general(format!("cannot reach the API at {}: {e}", self.base))
                 .with_hint("is paasd running? check `paas login` or PAAS_API")
@@ -116,7 +133,7 @@ impl Client {
                 header::USER_AGENT,
                 concat!("paas-cli/", env!("CARGO_PKG_VERSION")),
             )
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| Failure::general(format!("building the request: {e}")))?;
         sender
             .send_request(req)

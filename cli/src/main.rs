@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod exit;
 mod manifest;
+mod upload;
 
 use clap::{Parser, Subcommand};
 
@@ -31,7 +32,8 @@ struct Cli {
     #[arg(long, global = true)]
     skip_ssl_validation: bool,
     /// Print what commands that read (apps, app, events, revisions, buildpacks, env,
-    /// routes, domains) get as JSON, for scripts.
+    /// routes, domains) get as JSON, and what push, restart and the like do as one JSON
+    /// event per line, for scripts.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]

@@ -89,3 +89,55 @@ fn a_manifest_pushes_its_apps_with_variables_and_flags_win() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the manifest has no app named nope"));
 }
+
+#[test]
+fn push_plan_changes_nothing_and_json_reports_events() {
+    let d = Daemon::start();
+    let site = repo().join("examples/static-site");
+    let site = site.to_str().unwrap();
+
+    // A plan for a new app: it would be created and routed; nothing is.
+    let plan = d.paas_ok(&["push", "planned", "-p", site, "--plan"]);
+    for want in [
+        "Plan for app planned (nothing was changed)",
+        "create the app",
+        "map route planned.localhost",
+        "then stage it and roll out 1 instance(s)",
+    ] {
+        assert!(plan.contains(want), "{want:?} in\n{plan}");
+    }
+    assert!(
+        !d.paas(&["app", "planned"]).status.success(),
+        "--plan made the app"
+    );
+    assert_eq!(d.get("planned.localhost", "/").status, 404);
+
+    // --json: one JSON event per line, ending with done.
+    let out = d.paas_ok(&["push", "planned", "-p", site, "--json"]);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"pushing"), "{kinds:?}");
+    for want in ["uploading", "phase", "log", "done"] {
+        assert!(kinds.contains(&want), "{want} in {kinds:?}");
+    }
+    assert_eq!(kinds.last(), Some(&"done"));
+    let up = events.iter().find(|e| e["event"] == "uploading").unwrap();
+    assert!(up["files"].as_u64().unwrap() > 0, "{up}");
+
+    // A plan for a change names only what changes; files already held are not sent.
+    let plan = d.paas_ok(&["push", "planned", "-p", site, "-i", "2", "--plan", "--json"]);
+    let p: serde_json::Value = serde_json::from_str(plan.trim()).unwrap();
+    assert_eq!(p["create"], false);
+    assert_eq!(p["settings"], serde_json::json!(["instances: 1 → 2"]));
+    assert_eq!(p["files_sent"], 0, "{p}");
+    assert_eq!(p["map_routes"], serde_json::json!([]));
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "planned", "--json"])).unwrap();
+    assert_eq!(
+        app["settings"]["instances"], 1,
+        "--plan changed the settings"
+    );
+}

@@ -49,7 +49,7 @@ async fn roll(name: &str, path: &str, body: Bytes, ctx: super::Ctx) -> Result<()
             "application/json",
         )
         .await?;
-    follow_deployment(resp, &name).await
+    follow_deployment(resp, &name, super::push::Reporter { json: ctx.json }).await
 }
 
 pub async fn start(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {

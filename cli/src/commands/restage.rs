@@ -24,5 +24,5 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
             "application/json",
         )
         .await?;
-    super::push::follow_deployment(resp, &name).await
+    super::push::follow_deployment(resp, &name, super::push::Reporter { json: ctx.json }).await
 }

@@ -1,7 +1,15 @@
 //! `paas push NAME`: upload the app folder, stage it, run it, print its URL.
+//!
+//! `report.rs` prints what happens (text, or JSON events); `plan.rs` is `--plan`.
+
+mod plan;
+mod report;
+
+use report::PushEvent;
+pub use report::Reporter;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -15,6 +23,7 @@ use crate::archive;
 use crate::client::{check, ndjson, Client};
 use crate::exit::{self, Failure};
 use crate::manifest::{self, ManifestApp};
+use crate::upload::Upload;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -74,6 +83,10 @@ pub struct Args {
     /// instances start and pass their health check before old ones are stopped.
     #[arg(long, value_enum, value_name = "STRATEGY")]
     strategy: Option<Strategy>,
+    /// Show what the push would upload and change (create, settings, env, routes, then a
+    /// restage and roll-out), and change nothing.
+    #[arg(long)]
+    plan: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -169,8 +182,9 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         .into_iter()
         .map(|entry| plan(&args, entry))
         .collect::<Result<Vec<_>, _>>()?;
+    let report = Reporter { json: ctx.json };
     for p in plans {
-        push_one(p, ctx).await?;
+        push_one(p, ctx, report, args.plan).await?;
     }
     Ok(())
 }
@@ -276,17 +290,23 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
     })
 }
 
-async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
-    let Plan {
-        name,
-        path,
-        settings,
-        env,
-        routes,
-        start,
-    } = plan;
+async fn push_one(
+    plan: Plan,
+    ctx: super::Ctx,
+    report: Reporter,
+    preview: bool,
+) -> Result<(), Failure> {
     let client = super::client(ctx)?;
-    println!("Pushing app {name} from {}", path.display());
+    if !preview {
+        report.say(
+            &PushEvent::Pushing {
+                app: plan.name.as_str(),
+                path: plan.path.display().to_string(),
+            },
+            || format!("Pushing app {} from {}", plan.name, plan.path.display()),
+        );
+    }
+    let path = plan.path.clone();
 
     let tmp = tempfile::NamedTempFile::new()
         .map_err(|e| Failure::new(exit::UPLOAD, format!("creating a temporary file: {e}")))?;
@@ -322,14 +342,36 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
         .map_err(|e| Failure::new(exit::UPLOAD, format!("packing: {e:#}")))?;
     let data = std::fs::read(tmp.path())
         .map_err(|e| Failure::new(exit::UPLOAD, format!("reading the package: {e}")))?;
+    if preview {
+        return plan::show(&client, &plan, &packed, data.len() as u64, report).await;
+    }
+    let Plan {
+        name,
+        settings,
+        env,
+        routes,
+        start,
+        ..
+    } = plan;
     let sent_files = packed.files - packed.matched_files;
-    println!(
-        "Uploading {sent_files} of {} files, {} of {} ({} compressed); {} files are on the platform already",
-        packed.files,
-        human_bytes(packed.bytes - packed.matched_bytes),
-        human_bytes(packed.bytes),
-        human_bytes(data.len() as u64),
-        packed.matched_files,
+    report.say(
+        &PushEvent::Uploading {
+            files: packed.files,
+            files_sent: sent_files,
+            bytes: packed.bytes,
+            bytes_sent: packed.bytes - packed.matched_bytes,
+            package_bytes: data.len() as u64,
+        },
+        || {
+            format!(
+                "Uploading {sent_files} of {} files, {} of {} ({} compressed); {} files are on the platform already",
+                packed.files,
+                human_bytes(packed.bytes - packed.matched_bytes),
+                human_bytes(packed.bytes),
+                human_bytes(data.len() as u64),
+                packed.matched_files,
+            )
+        },
     );
     // Settings change only once the folder packed cleanly: a bad folder changes nothing.
     if let Routes::Listed(list) = &routes {
@@ -347,7 +389,7 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
             Some(&settings),
         )
         .await?;
-    apply_routes(&client, &name, &routes).await?;
+    apply_routes(&client, &name, &routes, report).await?;
     if !env.is_empty() {
         let changes: BTreeMap<String, Option<String>> =
             env.into_iter().map(|(k, v)| (k, Some(v))).collect();
@@ -359,8 +401,10 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
             )
             .await?;
     }
+    // A progress bar only for a person watching a terminal.
+    let bar = !report.json && std::io::stderr().is_terminal();
     let resp = client
-        .send(
+        .send_body(
             Method::POST,
             &format!(
                 "/v1/apps/{name}/packages{}",
@@ -370,7 +414,7 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
                     ""
                 }
             ),
-            Bytes::from(data),
+            Upload::new(Bytes::from(data), bar),
             "application/gzip",
         )
         .await
@@ -399,7 +443,7 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
             "application/json",
         )
         .await?;
-    follow_deployment(resp, &name).await
+    follow_deployment(resp, &name, report).await
 }
 
 /// Prints a deployment's NDJSON stream as it arrives (phases, the staging log) and ends
@@ -407,25 +451,28 @@ async fn push_one(plan: Plan, ctx: super::Ctx) -> Result<(), Failure> {
 pub async fn follow_deployment(
     resp: http::Response<hyper::body::Incoming>,
     name: &AppName,
+    report: Reporter,
 ) -> Result<(), Failure> {
     let resp = check(resp, exit::STAGING).await?;
     let mut outcome: Option<Result<String, Failure>> = None;
     let mut phase = String::new();
-    let mut stdout = std::io::stdout().lock();
     ndjson(resp, |event: DeployEvent| {
-        match event {
-            DeployEvent::Phase { phase: p } => {
-                let line = match p.as_str() {
+        let text = match &event {
+            DeployEvent::Phase { phase: p } => Some(
+                match p.as_str() {
                     "staging" => "Staging app and tracing logs...",
                     "starting" => "Waiting for app to start...",
                     other => other,
-                };
-                let _ = writeln!(stdout, "{line}");
-                phase = p;
-            }
-            DeployEvent::Log(l) => {
-                let _ = writeln!(stdout, "   {}", l.line);
-            }
+                }
+                .to_string(),
+            ),
+            DeployEvent::Log(l) => Some(format!("   {}", l.line)),
+            _ => None,
+        };
+        report.deploy(&event, text);
+        match event {
+            DeployEvent::Phase { phase: p } => phase = p,
+            DeployEvent::Log(_) => {}
             DeployEvent::Done { instances: 0, .. } => {
                 outcome = Some(Ok(format!(
                     "App {name} is staged and stopped; start it with `paas start {name}`"
@@ -454,14 +501,14 @@ pub async fn follow_deployment(
                 return false;
             }
         }
-        let _ = stdout.flush();
         true
     })
     .await?;
-    drop(stdout);
     match outcome {
         Some(Ok(msg)) => {
-            println!("{msg}");
+            if !report.json {
+                println!("{msg}");
+            }
             Ok(())
         }
         Some(Err(f)) => Err(f),
@@ -474,7 +521,20 @@ pub async fn follow_deployment(
 }
 
 /// Leaves the app with the routes a push asked for.
-async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Result<(), Failure> {
+async fn apply_routes(
+    client: &Client,
+    name: &AppName,
+    routes: &Routes,
+    report: Reporter,
+) -> Result<(), Failure> {
+    let mapped = |r: &Route| {
+        report.say(
+            &PushEvent::RouteMapped {
+                route: r.to_string(),
+            },
+            || format!("Mapped route {r}"),
+        )
+    };
     let current = || async {
         client
             .list::<Route>(&format!("/v1/apps/{name}/routes"))
@@ -485,13 +545,18 @@ async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Resul
         Routes::Unmapped => {
             for r in current().await? {
                 super::routes::unmap_route(client, name, &r).await?;
-                println!("Unmapped route {r}");
+                report.say(
+                    &PushEvent::RouteUnmapped {
+                        route: r.to_string(),
+                    },
+                    || format!("Unmapped route {r}"),
+                );
             }
         }
         Routes::Listed(list) => {
             for r in list {
                 if super::routes::map_route(client, name, r).await? {
-                    println!("Mapped route {r}");
+                    mapped(r);
                 }
             }
         }
@@ -499,7 +564,7 @@ async fn apply_routes(client: &Client, name: &AppName, routes: &Routes) -> Resul
             let info: paas_api::Info = client.json(Method::GET, "/v1/info", None::<&()>).await?;
             let r = random_route(name, &info.domain)?;
             super::routes::map_route(client, name, &r).await?;
-            println!("Mapped route {r}");
+            mapped(&r);
         }
         Routes::Random => {}
     }
