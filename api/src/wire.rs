@@ -124,6 +124,12 @@ pub struct InstanceSummary {
     /// When it entered that state, in milliseconds since the epoch.
     pub since_ms: u64,
     pub memory_bytes: u64,
+    /// CPU use since the previous reading (or since start), in percent of one core.
+    #[serde(default)]
+    pub cpu_percent: f64,
+    /// Bytes written to its disk (the writable layer).
+    #[serde(default)]
+    pub disk_bytes: u64,
 }
 
 /// Something that happened to an app: a crash, a deploy.

@@ -36,6 +36,9 @@ pub enum CgroupDriver {
         memory: PathBuf,
         pids: PathBuf,
         cpu: Option<PathBuf>,
+        /// The cpuacct hierarchy when it is mounted apart from cpu (as on some hosts);
+        /// `None` when `cpu` holds `cpuacct.usage` itself, or there is no cpuacct.
+        cpuacct: Option<PathBuf>,
     },
     /// v2: the unified hierarchy; `cpu` when the cpu controller is available.
     V2 { root: PathBuf, cpu: bool },
@@ -71,10 +74,14 @@ impl CgroupDriver {
         let pids = base.join("pids");
         if memory.join("memory.limit_in_bytes").exists() && pids.join("cgroup.procs").exists() {
             let cpu = base.join("cpu");
+            let cpuacct = base.join("cpuacct");
+            let apart =
+                !cpu.join("cpuacct.usage").exists() && cpuacct.join("cpuacct.usage").exists();
             return Ok(CgroupDriver::V1 {
                 memory: memory.join("paas"),
                 pids: pids.join("paas"),
                 cpu: cpu.join("cpu.shares").exists().then(|| cpu.join("paas")),
+                cpuacct: apart.then(|| cpuacct.join("paas")),
             });
         }
         Err(CgroupError::NotFound(base.to_path_buf()))
@@ -89,9 +96,15 @@ impl CgroupDriver {
 
     fn parents(&self) -> Vec<PathBuf> {
         match self {
-            CgroupDriver::V1 { memory, pids, cpu } => {
+            CgroupDriver::V1 {
+                memory,
+                pids,
+                cpu,
+                cpuacct,
+            } => {
                 let mut v = vec![memory.clone(), pids.clone()];
                 v.extend(cpu.clone());
+                v.extend(cpuacct.clone());
                 v
             }
             CgroupDriver::V2 { root, .. } => vec![root.clone()],
@@ -226,6 +239,30 @@ impl Cgroup {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// CPU time used by the cgroup's processes so far, in nanoseconds.
+    pub fn cpu_usage_ns(&self) -> Option<u64> {
+        match &self.driver {
+            CgroupDriver::V1 { cpu, cpuacct, .. } => {
+                // cpuacct's own folder is last; else cpu's (the third) holds it.
+                let dir = match (cpu, cpuacct) {
+                    (_, Some(_)) => self.dirs.last()?,
+                    (Some(_), None) => self.dirs.get(2)?,
+                    (None, None) => return None,
+                };
+                fs::read_to_string(dir.join("cpuacct.usage"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            }
+            CgroupDriver::V2 { .. } => fs::read_to_string(self.dirs[0].join("cpu.stat"))
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec ")?.trim().parse::<u64>().ok())
+                .map(|us| us * 1000),
+        }
     }
 
     /// Kills every process in the cgroup with SIGKILL, waits until it is empty, then

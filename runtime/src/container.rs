@@ -375,6 +375,45 @@ pub struct Container {
     process: Option<ProcessSpec>,
 }
 
+/// Reads a running container's usage; cheap to clone and keep.
+#[derive(Debug, Clone)]
+pub struct UsageProbe {
+    cgroup: Cgroup,
+    /// The mount of its writable layer's disk image, when it has a quota.
+    disk: PathBuf,
+}
+
+/// What a container uses at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub memory_bytes: u64,
+    /// CPU time since the container started.
+    pub cpu_ns: u64,
+    /// Bytes written to its writable layer (0 without a disk quota).
+    pub disk_bytes: u64,
+}
+
+impl UsageProbe {
+    pub fn sample(&self) -> Usage {
+        use std::os::unix::fs::MetadataExt;
+        // Only a mounted image counts: a folder on the host's disk is not the quota.
+        let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+        let mounted =
+            dev(&self.disk).is_some() && dev(&self.disk) != self.disk.parent().and_then(|p| dev(p));
+        let disk_bytes = nix::sys::statvfs::statvfs(&self.disk)
+            .ok()
+            .filter(|_| mounted)
+            .map_or(0, |v| {
+                (v.blocks() - v.blocks_free()) as u64 * v.fragment_size() as u64
+            });
+        Usage {
+            memory_bytes: self.cgroup.memory_usage(),
+            cpu_ns: self.cgroup.cpu_usage_ns().unwrap_or(0),
+            disk_bytes,
+        }
+    }
+}
+
 /// What [`Runtime::exec`] needs to run a process in a running container.
 #[derive(Debug, Clone)]
 pub struct ExecTarget {
@@ -426,6 +465,14 @@ impl Container {
     /// The container's cgroup, to read its usage from while it runs.
     pub fn cgroup(&self) -> &Cgroup {
         &self.cgroup
+    }
+
+    /// Reads what the container uses (memory, CPU time, disk) while it runs.
+    pub fn usage_probe(&self) -> UsageProbe {
+        UsageProbe {
+            cgroup: self.cgroup.clone(),
+            disk: self.dir.join("disk"),
+        }
     }
 
     /// Asks the process to stop with SIGTERM, and kills everything in the container once

@@ -25,8 +25,8 @@ pub mod stack;
 
 pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 pub use container::{
-    Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError,
-    WritableLayer,
+    Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError, Usage,
+    UsageProbe, WritableLayer,
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use stack::{HostStack, StackError};

@@ -155,3 +155,34 @@ fn exec_runs_a_command_in_an_instance_and_returns_its_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("instance 5 of app shell is not running"));
 }
+
+#[test]
+fn app_shows_each_instance_s_cpu_memory_and_disk() {
+    let d = Daemon::start();
+    push_app(&d, "meter", &[]);
+    let instance = |d: &Daemon| -> serde_json::Value {
+        let a: serde_json::Value =
+            serde_json::from_str(&d.paas_ok(&["app", "meter", "--json"])).unwrap();
+        a["instances"][0].clone()
+    };
+    let first = instance(&d);
+    assert!(first["memory_bytes"].as_u64().unwrap() > 1 << 20, "{first}");
+    // 20 MiB written to the writable layer show as disk use; a busy loop as CPU use.
+    d.paas_ok(&[
+        "exec",
+        "meter",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/home/vcap/app/blob bs=1M count=20 2>/dev/null; sync; \
+         i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done",
+    ]);
+    let after = instance(&d);
+    assert!(after["disk_bytes"].as_u64().unwrap() >= 20 << 20, "{after}");
+    assert!(after["cpu_percent"].as_f64().unwrap() > 5.0, "{after}");
+    let table = d.paas_ok(&["app", "meter"]);
+    assert!(
+        table.contains("cpu") && table.contains("of 64M") && table.contains("of 1024M"),
+        "{table}"
+    );
+}

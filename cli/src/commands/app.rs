@@ -53,7 +53,10 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         return Ok(());
     }
     println!();
-    let rows: Vec<[String; 4]> = a
+    let mib = |b: u64| format!("{:.1}M", b as f64 / (1u64 << 20) as f64);
+    let disk_limit = s.disk_or_default().to_string().to_uppercase();
+    let memory_limit = s.memory.to_string().to_uppercase();
+    let rows: Vec<[String; 6]> = a
         .instances
         .iter()
         .map(|i| {
@@ -61,10 +64,12 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
                 format!("#{}", i.index),
                 i.state.clone(),
                 format_timestamp_ms(i.since_ms),
-                format!("{:.1}M", i.memory_bytes as f64 / (1u64 << 20) as f64),
+                format!("{:.1}%", i.cpu_percent),
+                format!("{} of {memory_limit}", mib(i.memory_bytes)),
+                format!("{} of {disk_limit}", mib(i.disk_bytes)),
             ]
         })
         .collect();
-    print_table(&["", "state", "since", "memory"], &rows);
+    print_table(&["", "state", "since", "cpu", "memory", "disk"], &rows);
     Ok(())
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use paas_api::{AppName, AppSettings, HealthCheck, InstanceSummary, LogStream};
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    Cgroup, Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, WritableLayer,
-    VCAP_GID, VCAP_UID,
+    Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, Usage, UsageProbe,
+    WritableLayer, VCAP_GID, VCAP_UID,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -79,7 +79,9 @@ pub struct Instance {
     pub index: u32,
     state: watch::Sender<InstanceState>,
     since_ms: AtomicU64,
-    cgroup: Mutex<Option<Cgroup>>,
+    /// Reads the running container's usage; with the CPU time and moment of the last
+    /// reading, so CPU use is shown over the time between two readings.
+    usage: Mutex<Option<(UsageProbe, Instant, u64)>>,
     exec: Mutex<Option<ExecTarget>>,
     addr: Mutex<Option<SocketAddr>>,
     stop: watch::Sender<bool>,
@@ -93,17 +95,24 @@ impl Instance {
 
     /// What the API reports about this instance.
     pub fn summary(&self) -> InstanceSummary {
-        let memory_bytes = self
-            .cgroup
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, Cgroup::memory_usage);
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let (now, cpu_percent) = match usage.as_mut() {
+            None => (Usage::default(), 0.0),
+            Some((probe, at, cpu_ns)) => {
+                let now = probe.sample();
+                let wall = at.elapsed().as_nanos().max(1) as f64;
+                let percent = now.cpu_ns.saturating_sub(*cpu_ns) as f64 / wall * 100.0;
+                (*at, *cpu_ns) = (Instant::now(), now.cpu_ns);
+                (now, percent)
+            }
+        };
         InstanceSummary {
             index: self.index,
             state: self.state.borrow().as_str().to_string(),
             since_ms: self.since_ms.load(Ordering::Relaxed),
-            memory_bytes,
+            memory_bytes: now.memory_bytes,
+            cpu_percent: (cpu_percent * 10.0).round() / 10.0,
+            disk_bytes: now.disk_bytes,
         }
     }
 
@@ -169,7 +178,7 @@ pub fn spawn(platform: Arc<Platform>, spec: InstanceSpec) -> Arc<Instance> {
         index: spec.index,
         state: watch::channel(InstanceState::Starting).0,
         since_ms: AtomicU64::new(crate::logs::now_ms()),
-        cgroup: Mutex::new(None),
+        usage: Mutex::new(None),
         exec: Mutex::new(None),
         addr: Mutex::new(None),
         stop: watch::channel(false).0,
@@ -210,7 +219,8 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                     .as_ref()
                     .map(|a| SocketAddr::from((a.instance_ip, APP_PORT)));
                 *inst.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
-                *inst.cgroup.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.cgroup().clone());
+                *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((c.usage_probe(), Instant::now(), 0));
                 let pumps = (
                     spawn_pump(
                         &platform,
@@ -229,7 +239,7 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                 );
                 let outcome = run_once(&platform, &inst, &spec, &mut c, addr, &mut stop).await;
                 let _ = tokio::join!(pumps.0, pumps.1);
-                *inst.cgroup.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 c.destroy().await;
                 match outcome {
