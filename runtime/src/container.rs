@@ -399,13 +399,11 @@ impl UsageProbe {
         // Only a mounted image counts: a folder on the host's disk is not the quota.
         let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
         let mounted =
-            dev(&self.disk).is_some() && dev(&self.disk) != self.disk.parent().and_then(|p| dev(p));
+            dev(&self.disk).is_some() && dev(&self.disk) != self.disk.parent().and_then(dev);
         let disk_bytes = nix::sys::statvfs::statvfs(&self.disk)
             .ok()
             .filter(|_| mounted)
-            .map_or(0, |v| {
-                (v.blocks() - v.blocks_free()) as u64 * v.fragment_size() as u64
-            });
+            .map_or(0, |v| (v.blocks() - v.blocks_free()) * v.fragment_size());
         Usage {
             memory_bytes: self.cgroup.memory_usage(),
             cpu_ns: self.cgroup.cpu_usage_ns().unwrap_or(0),
