@@ -58,9 +58,10 @@ impl From<anyhow::Error> for Failure {
 
 pub fn fail(f: Failure) -> ! {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", f.message);
+    use crate::style::{stderr, Colour};
+    let _ = writeln!(err, "{} {}", stderr("error:", Colour::Red), f.message);
     if let Some(h) = f.hint {
-        let _ = writeln!(err, "hint: {h}");
+        let _ = writeln!(err, "{} {h}", stderr("hint:", Colour::Cyan));
     }
     std::process::exit(f.code)
 }

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod exit;
 mod manifest;
+mod style;
 mod upload;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,7 @@ Exit codes:
 
 Environment:
   PAAS_API, PAAS_TOKEN, PAAS_CA_CERT  target the API without `paas login`
+  NO_COLOR                             no colour even on a terminal
   PAAS_HOME                            where `paas login` keeps its settings [default: ~/.paas]";
 
 /// Push apps to a paas platform and manage them, the way `cf` does.
@@ -61,7 +63,7 @@ enum Command {
     Apps(commands::apps::Args),
     /// Show an app: its settings, release and instances.
     App(commands::app::Args),
-    /// Show an app's crashes and deploys.
+    /// Show an app's crashes, deploys and route changes (--follow streams new ones).
     Events(commands::events::Args),
     /// Show an app's logs: its staging, instances and platform events.
     Logs(commands::logs::Args),

@@ -507,7 +507,10 @@ pub async fn follow_deployment(
     match outcome {
         Some(Ok(msg)) => {
             if !report.json {
-                println!("{msg}");
+                println!(
+                    "{}",
+                    crate::style::stdout(&msg, crate::style::Colour::Green)
+                );
             }
             Ok(())
         }
