@@ -19,6 +19,7 @@ pub mod proxy;
 mod server;
 pub mod table;
 pub mod tls;
+mod tunnel;
 
 pub use server::{Router, RouterConfig};
 pub use table::{Backend, RouteTable};

@@ -14,6 +14,8 @@ use crate::table::{Backend, RouteTable};
 pub enum Body {
     App(crate::pool::PooledBody),
     Local(Full<Bytes>),
+    /// The app's answer to an upgrade, on a connection of its own (not pooled).
+    Upgrade(hyper::body::Incoming),
 }
 
 impl hyper::body::Body for Body {
@@ -29,6 +31,7 @@ impl hyper::body::Body for Body {
             Body::Local(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+            Body::Upgrade(b) => std::pin::Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -36,6 +39,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::App(b) => b.is_end_stream(),
             Body::Local(b) => b.is_end_stream(),
+            Body::Upgrade(b) => b.is_end_stream(),
         }
     }
 
@@ -43,6 +47,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::App(b) => b.size_hint(),
             Body::Local(b) => b.size_hint(),
+            Body::Upgrade(b) => b.size_hint(),
         }
     }
 }

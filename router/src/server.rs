@@ -13,9 +13,11 @@ use tokio::net::TcpListener;
 
 use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
+use crate::pool::SendError;
 use crate::proxy::{self, Body, Fault, ProxyError};
 use crate::table::{Backend, RouteTable};
 use crate::tls;
+use crate::tunnel;
 
 /// The most instances one request is tried on.
 const MAX_TRIES: usize = 3;
@@ -240,7 +242,8 @@ impl Router {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_bytes)
-            .serve_connection(io, service);
+            .serve_connection(io, service)
+            .with_upgrades();
         tokio::pin!(served);
         let result = tokio::select! {
             r = &mut served => r,
@@ -305,6 +308,38 @@ impl Router {
         resp
     }
 
+    /// Opens a WebSocket tunnel to `backend` if the app agrees (101); the app's answer
+    /// goes back to the client either way.
+    async fn websocket(
+        &self,
+        req: Request<Incoming>,
+        client: hyper::upgrade::OnUpgrade,
+        backend: Backend,
+        request_id: HeaderValue,
+        app: &str,
+    ) -> Result<Response<Body>, ProxyError> {
+        let mut resp = tunnel::open(backend.addr, req, client).await.map_err(|e| {
+            if matches!(e, SendError::Connect(_)) {
+                self.pool.eject(backend.addr);
+            }
+            ProxyError {
+                status: StatusCode::BAD_GATEWAY,
+                kind: "app_unreachable",
+                message: format!(
+                    "app {app} instance {} could not be reached: {e}",
+                    backend.index
+                ),
+                fault: Fault::Upstream,
+            }
+        })?;
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        proxy::response_filter(&mut resp, request_id, &backend);
+        if switching {
+            tunnel::mark_upgrade(resp.headers_mut());
+        }
+        Ok(resp.map(Body::Upgrade))
+    }
+
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
@@ -326,10 +361,18 @@ impl Router {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        let websocket = tunnel::is_websocket(&req);
+        // Taken before the request is passed on: the client's side of a tunnel.
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let request_id =
             proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, started_ms);
         if served.logging {
             served.request_id = Some(request_id.clone());
+        }
+        if let Some(client_upgrade) = client_upgrade {
+            return self
+                .websocket(req, client_upgrade, backend, request_id, &app)
+                .await;
         }
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.

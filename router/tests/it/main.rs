@@ -2,6 +2,7 @@
 
 mod desync;
 mod tls;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
