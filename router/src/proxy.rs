@@ -374,6 +374,16 @@ pub fn upstream_request_filter<B>(
     proto: &'static str,
     started_ms: u64,
 ) -> HeaderValue {
+    // HTTP/2 names the host in `:authority`, not Host; the app gets it as Host.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(v) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
     // Origin form (`/path?query`) towards the app, whatever form the client used.
     let pq = req
         .uri()

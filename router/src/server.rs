@@ -8,7 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::ops::{AccessLog, AccessSink, Metrics};
@@ -23,6 +24,10 @@ use crate::tunnel;
 const MAX_TRIES: usize = 3;
 /// How long a client may take to send a request's headers (slowloris defence).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams an HTTP/2 client may have open at once on one connection.
+const H2_MAX_STREAMS: u32 = 128;
+/// Streams an HTTP/2 connection may reset (or make the router reset) before it is closed.
+const H2_MAX_RESETS: usize = 50;
 /// The longest a shutdown waits for requests under way to finish.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -238,12 +243,25 @@ impl Router {
             let conn = Arc::clone(&conn);
             async move { Ok::<_, Infallible>(router.handle(req, &conn).await) }
         });
-        let served = hyper::server::conn::http1::Builder::new()
+        // HTTP/1.1, or HTTP/2 when the client opens with its preface (after ALPN "h2"
+        // over TLS, or "prior knowledge" h2c in the clear).
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(config.max_header_bytes)
-            .serve_connection(io, service)
-            .with_upgrades();
+            .max_buf_size(config.max_header_bytes);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(config.max_header_bytes as u32)
+            // Rapid Reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671): a client
+            // that makes the router reset streams en masse loses its connection.
+            .max_pending_accept_reset_streams(H2_MAX_RESETS)
+            .max_local_error_reset_streams(H2_MAX_RESETS)
+            .keep_alive_interval(Some(Duration::from_secs(20)));
+        let served = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
         let result = tokio::select! {
             r = &mut served => r,

@@ -92,7 +92,8 @@ pub fn certified_key(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, Stri
     Ok(ck)
 }
 
-/// A TLS server configuration that asks `resolver` for certificates and speaks HTTP/1.1.
+/// A TLS server configuration that asks `resolver` for certificates and offers HTTP/2
+/// and HTTP/1.1 (ALPN).
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerConfig>, String> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -101,7 +102,7 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerCo
     .map_err(|e| e.to_string())?
     .with_no_client_auth()
     .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 

@@ -34,22 +34,27 @@ async fn tls_router(table: RouteTable, certs: Certificates) -> SocketAddr {
     addr
 }
 
-/// GET / over TLS with SNI `host`, trusting only `trusted`; the response, or the error.
-async fn get(addr: SocketAddr, host: &str, trusted: &Pem) -> Result<String, String> {
+fn client_config(trusted: &Pem, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let der: CertificateDer<'static> = rustls_pemfile::certs(&mut trusted.cert.as_bytes())
         .next()
         .unwrap()
         .unwrap();
     roots.add(der).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// GET / over TLS with SNI `host`, trusting only `trusted`; the response, or the error.
+async fn get(addr: SocketAddr, host: &str, trusted: &Pem) -> Result<String, String> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(trusted, &[]));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(host.to_string()).unwrap();
     let mut s = connector
@@ -111,4 +116,30 @@ async fn a_client_that_stalls_in_the_handshake_is_dropped() {
         .await
         .expect("the router kept a stalled handshake open for 30 s");
     assert_eq!(n.unwrap_or(0), 0);
+}
+
+#[tokio::test]
+async fn alpn_h2_over_tls_is_served_as_http2() {
+    let app = crate::backend("app").await;
+    let mut table = RouteTable::new();
+    table.insert("shop.a.test", "shop", vec![Backend::new(app, 0)]);
+    let cert = self_signed(&["*.a.test"]);
+    let certs = Certificates::new(Some(Arc::new(
+        certified_key(&cert.cert, &cert.key).unwrap(),
+    )));
+    let addr = tls_router(table, certs).await;
+    let connector = tokio_rustls::TlsConnector::from(client_config(&cert, &[b"h2", b"http/1.1"]));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("shop.a.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (status, body) = crate::h2::h2_get(tls, "https://shop.a.test/over-h2").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.to_ascii_lowercase()
+            .contains("x-forwarded-proto: https"),
+        "{body}"
+    );
 }
