@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
 # front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
-# connections). The proxies run on CPU 1; wrk and the backend share CPU 0.
+# connections). The proxies run on CPU 1; wrk and the backend share CPU 0. Then a TLS
+# run (wrk over HTTPS) and an HTTP/2-over-TLS run (h2load, 50 connections, 10 streams
+# each) of paas-router beside nginx.
 #
 #   sudo benches/router.sh [SECONDS]        (default 10 s per run)
 #
@@ -14,6 +16,8 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v nginx >/dev/null || need+=(nginx)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -28,7 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904
+BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904 PAAS_TLS=18905 NGINX_TLS=18906
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj "/CN=bench.localhost" -addext "subjectAltName=DNS:bench.localhost" \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 cat > "$work/backend.conf" <<NGX
 daemon off; worker_processes 1; pid $work/backend.pid; error_log $work/backend.err;
 events { worker_connections 4096; }
@@ -41,6 +48,9 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   upstream app { server 127.0.0.1:$BACK; keepalive 128; }
   server { listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:$NGINX_TLS ssl http2;
+    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 NGX
 cat > "$work/haproxy.cfg" <<HAP
@@ -61,6 +71,7 @@ HAP
 
 taskset -c 0 nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
 taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAAS --threads 1 \
+  --https-listen 127.0.0.1:$PAAS_TLS --cert "$work/cert.pem" --key "$work/key.pem" \
   --admin-listen 127.0.0.1:0 --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
 taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.out" 2>&1 & pids+=($!)
 taskset -c 1 nginx -c "$work/proxy.conf" -p "$work" & pids+=($!)
@@ -71,23 +82,36 @@ for port in $BACK $PAAS $HAPROXY $NGINX; do
   done
 done
 
-# Prints "RPS P99_MS" for one wrk run.
+# Prints "RPS P99_MS" for one wrk run against URL $1.
 load() {
-  taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "http://127.0.0.1:$1/" >/dev/null
-  taskset -c 0 wrk -t1 -c50 -d"${secs}s" --latency -H 'Host: bench.localhost' "http://127.0.0.1:$1/" > "$work/wrk.txt"
+  taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "$1" >/dev/null
+  taskset -c 0 wrk -t1 -c50 -d"${secs}s" --latency -H 'Host: bench.localhost' "$1" > "$work/wrk.txt"
   local rps p99
   rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.txt")
   p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$work/wrk.txt")
-  if grep -q 'Non-2xx' "$work/wrk.txt"; then echo "warning: non-2xx answers on port $1" >&2; fi
+  if grep -q 'Non-2xx' "$work/wrk.txt"; then echo "warning: non-2xx answers from $1" >&2; fi
   echo "$rps $p99"
 }
 
 declare -A rps p99
 for name in direct paas haproxy nginx; do
   case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
-  read -r r p < <(load "$port")
+  read -r r p < <(load "http://127.0.0.1:$port/")
   rps[$name]=$r; p99[$name]=$p
   printf '%-8s requests/s %10s   p99 %8s ms\n' "$name" "$r" "$p"
+done
+# TLS (HTTP/1.1 over TLS, keep-alive) and HTTP/2 over TLS, beside nginx.
+for name in paas nginx; do
+  case $name in paas) port=$PAAS_TLS ;; nginx) port=$NGINX_TLS ;; esac
+  for _ in $(seq 100); do curl -sk -o /dev/null -H 'Host: bench.localhost' "https://127.0.0.1:$port/" && break; sleep 0.05; done
+  read -r r p < <(load "https://127.0.0.1:$port/")
+  printf '%-8s TLS requests/s %10s   p99 %8s ms\n' "$name" "$r" "$p"
+  taskset -c 0 h2load -c50 -m10 -D "$secs" --warm-up-time 1 -H ':authority: bench.localhost' \
+    "https://127.0.0.1:$port/" > "$work/h2.txt" 2>&1 || true
+  h2rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { v = $(i - 1); gsub(/,/, "", v); print v } }' "$work/h2.txt")
+  h2ok=$(awk '/^status codes:/ { print $3 }' "$work/h2.txt")
+  [ "${h2ok:-0}" != 0 ] || { echo "warning: h2load got no 2xx from $name:" >&2; tail -n 5 "$work/h2.txt" >&2; }
+  printf '%-8s HTTP/2 requests/s %10s   (2xx: %s)\n' "$name" "${h2rps:-?}" "${h2ok:-?}"
 done
 ratio=$(awk -v a="${rps[paas]}" -v b="${rps[haproxy]}" 'BEGIN { printf "%.2f", a / b }')
 echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'))"

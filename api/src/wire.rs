@@ -240,8 +240,51 @@ pub struct RouteEntry {
     /// The app it is mapped to; `None` for a route kept after being unmapped.
     #[serde(default)]
     pub app: Option<String>,
+    #[serde(default)]
+    pub balance: Balance,
     /// The running instances: `ip:port` and instance index.
     pub backends: Vec<RouteBackend>,
+}
+
+/// How a route spreads requests over its instances.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// In turn, from a random start.
+    #[default]
+    RoundRobin,
+    /// To the instance with the fewest requests under way.
+    LeastConnections,
+}
+
+impl Balance {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "round-robin" => Ok(Balance::RoundRobin),
+            "least-connections" | "least-connection" => Ok(Balance::LeastConnections),
+            other => Err(format!(
+                "balancing {other:?} is unknown: use round-robin or least-connections"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConnections => "least-connections",
+        }
+    }
+}
+
+/// `POST /v1/apps/{name}/routes`: a route to map, and how it balances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapRoute {
+    pub host: String,
+    #[serde(default)]
+    pub path: String,
+    /// Leaves the route's balancing as it is when absent (round-robin for a new one).
+    #[serde(default)]
+    pub balance: Option<Balance>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -105,7 +105,7 @@ enum Command {
     /// List routes and the apps they are mapped to.
     Routes(commands::routes::ListArgs),
     /// Map a route (a host under a domain, optionally with a path) to an app.
-    MapRoute(commands::routes::MapArgs),
+    MapRoute(commands::routes::MapRouteArgs),
     /// Unmap a route from an app; the route is kept for it until deleted.
     UnmapRoute(commands::routes::MapArgs),
     /// Delete a route, unmapping it first.

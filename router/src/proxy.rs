@@ -12,7 +12,8 @@ use crate::table::{Backend, RouteTable};
 /// short one the router makes. An enum rather than a boxed body: no allocation and no
 /// dynamic call per response.
 pub enum Body {
-    App(crate::pool::PooledBody),
+    /// The app's answer, counted as a request under way to its instance until sent.
+    App(crate::pool::PooledBody, crate::table::ActiveRequest),
     Local(Full<Bytes>),
     /// The app's answer to an upgrade, on a connection of its own (not pooled).
     Upgrade(hyper::body::Incoming),
@@ -27,7 +28,7 @@ impl hyper::body::Body for Body {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Body::App(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Body::App(b, _) => std::pin::Pin::new(b).poll_frame(cx),
             Body::Local(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -37,7 +38,7 @@ impl hyper::body::Body for Body {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Body::App(b) => b.is_end_stream(),
+            Body::App(b, _) => b.is_end_stream(),
             Body::Local(b) => b.is_end_stream(),
             Body::Upgrade(b) => b.is_end_stream(),
         }
@@ -45,7 +46,7 @@ impl hyper::body::Body for Body {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         match self {
-            Body::App(b) => b.size_hint(),
+            Body::App(b, _) => b.size_hint(),
             Body::Local(b) => b.size_hint(),
             Body::Upgrade(b) => b.size_hint(),
         }
@@ -72,7 +73,7 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    fn new(status: StatusCode, kind: &'static str, fault: Fault, message: String) -> Self {
+    pub fn new(status: StatusCode, kind: &'static str, fault: Fault, message: String) -> Self {
         ProxyError {
             status,
             kind,

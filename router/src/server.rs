@@ -38,6 +38,8 @@ pub struct RouterConfig {
     pub header_read_timeout: Duration,
     /// The most bytes a request's head may take; more is answered with 431.
     pub max_header_bytes: usize,
+    /// The most requests under way to one instance; more are answered with 503.
+    pub max_requests_per_instance: usize,
 }
 
 impl Default for RouterConfig {
@@ -45,6 +47,7 @@ impl Default for RouterConfig {
         RouterConfig {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_header_bytes: 64 * 1024,
+            max_requests_per_instance: 1000,
         }
     }
 }
@@ -132,7 +135,8 @@ impl Router {
     }
 
     /// Publishes a new route table; requests already in flight finish on the old one.
-    pub fn update(&self, table: RouteTable) {
+    pub fn update(&self, mut table: RouteTable) {
+        table.carry_counts_from(&self.table.load());
         self.table.store(Arc::new(table));
     }
 
@@ -369,12 +373,27 @@ impl Router {
             served.host.clone_from(&host);
         }
         let table = self.table.load();
-        let usable = |b: &Backend| !self.pool.is_ejected(b.addr);
+        let cap = self.config.max_requests_per_instance;
+        let usable = |b: &Backend| b.active() < cap && !self.pool.is_ejected(b.addr);
         let (app, mut backend) = proxy::upstream_peer(&table, &host, &req, usable)?;
         if served.logging {
             served.app = Some(app.clone());
         }
         served.instance = Some(backend.index);
+        // A cap per instance, so one slow instance cannot hold every connection the
+        // router has (and a flood to one app cannot starve the others).
+        if backend.active() >= cap {
+            return Err(ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "instance_at_capacity",
+                Fault::Upstream,
+                format!(
+                    "app {app} instance {} already has {cap} requests under way",
+                    backend.index
+                ),
+            ));
+        }
+        let mut active = backend.begin_request();
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -419,6 +438,7 @@ impl Router {
                     match next {
                         Some(b) => {
                             backend = b.clone();
+                            active = backend.begin_request();
                             served.instance = Some(backend.index);
                             tried.push(backend.addr);
                             req = again;
@@ -429,6 +449,7 @@ impl Router {
             }
         };
         proxy::response_filter(&mut resp, request_id, &backend);
-        Ok(resp.map(Body::App))
+        // The request counts as under way until its response body is sent.
+        Ok(resp.map(|body| Body::App(body, active)))
     }
 }

@@ -8,15 +8,39 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub use paas_api::Balance;
 
 /// One instance that serves a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub addr: SocketAddr,
     pub index: u32,
     /// The `__VCAP_ID__` sticky-session value naming this instance: an opaque hash of
     /// its address, so the cookie reveals nothing of the network inside.
     pub sticky: String,
+    /// Requests under way to this instance, shared by every route (and every table
+    /// snapshot) that leads to it.
+    active: Arc<AtomicUsize>,
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Self) -> bool {
+        (self.addr, self.index, &self.sticky) == (other.addr, other.index, &other.sticky)
+    }
+}
+
+impl Eq for Backend {}
+
+/// Counts one request under way to a backend until dropped.
+#[derive(Debug)]
+pub struct ActiveRequest(Arc<AtomicUsize>);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Backend {
@@ -30,7 +54,19 @@ impl Backend {
             addr,
             index,
             sticky: format!("{h:016x}"),
+            active: Arc::default(),
         }
+    }
+
+    /// Requests under way to this instance now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request to this instance until the returned guard is dropped.
+    pub fn begin_request(&self) -> ActiveRequest {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest(Arc::clone(&self.active))
     }
 }
 
@@ -39,6 +75,7 @@ impl Backend {
 pub struct Pool {
     pub app: String,
     pub backends: Vec<Backend>,
+    pub balance: Balance,
     next: AtomicUsize,
 }
 
@@ -48,18 +85,26 @@ impl Pool {
         self.pick_where(|_| true)
     }
 
-    /// The next instance in round-robin order that `usable` accepts; if it accepts none,
-    /// the next one anyway (better a likely failure than a certain 503).
+    /// The instance the route's balancing picks among those `usable` accepts: the next
+    /// in round-robin order, or the one with the fewest requests under way (ties in
+    /// round-robin order). If `usable` accepts none, the next one anyway (better a
+    /// likely failure than a certain 503).
     pub fn pick_where(&self, usable: impl Fn(&Backend) -> bool) -> Option<&Backend> {
         let len = self.backends.len();
         if len == 0 {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..len)
-            .map(|i| &self.backends[(start + i) % len])
-            .find(|b| usable(b))
-            .or_else(|| self.backends.get(start % len))
+        let in_turn = (0..len).map(|i| &self.backends[(start + i) % len]);
+        let chosen = match self.balance {
+            Balance::RoundRobin => in_turn.clone().find(|b| usable(b)),
+            Balance::LeastConnections => in_turn
+                .clone()
+                .filter(|b| usable(b))
+                // min_by_key keeps the first of equals: round-robin among the idlest.
+                .min_by_key(|b| b.active()),
+        };
+        chosen.or_else(|| self.backends.get(start % len))
     }
 }
 
@@ -109,8 +154,21 @@ impl RouteTable {
     }
 
     /// Routes `host` (exact, or `*.suffix`) and the path prefix `path` (`""` for every
-    /// path, else `/segment...` without a trailing slash) to `backends` of `app`.
+    /// path, else `/segment...` without a trailing slash) to `backends` of `app`,
+    /// round-robin.
     pub fn insert_route(&mut self, host: &str, path: &str, app: &str, backends: Vec<Backend>) {
+        self.insert_balanced(host, path, app, backends, Balance::RoundRobin);
+    }
+
+    /// As [`RouteTable::insert_route`], balanced as `balance` says.
+    pub fn insert_balanced(
+        &mut self,
+        host: &str,
+        path: &str,
+        app: &str,
+        backends: Vec<Backend>,
+        balance: Balance,
+    ) {
         let host = host.to_ascii_lowercase();
         let routes = match host.strip_prefix('*') {
             Some(suffix) => self.wildcards.entry(suffix.to_string()).or_default(),
@@ -120,6 +178,7 @@ impl RouteTable {
         let pool = Pool {
             app: app.to_string(),
             backends,
+            balance,
             // Start each pool at a different place so that many routers (or a
             // restarted one) do not all send their first request to instance 0.
             next: AtomicUsize::new(random_start()),
@@ -149,7 +208,7 @@ impl RouteTable {
                 .iter()
                 .filter_map(|b| Some(Backend::new(b.addr.parse().ok()?, b.index)))
                 .collect();
-            t.insert_route(&e.host, &e.path, app, backends);
+            t.insert_balanced(&e.host, &e.path, app, backends, e.balance);
         }
         t
     }
@@ -166,6 +225,38 @@ impl RouteTable {
         host.match_indices('.')
             .filter_map(|(i, _)| self.wildcards.get(&host[i..]))
             .find_map(|routes| routes.lookup(path))
+    }
+
+    /// Makes each backend share the request count of the same instance in `old`, so
+    /// counts carry over when a new snapshot replaces it.
+    pub fn carry_counts_from(&mut self, old: &RouteTable) {
+        let counts: HashMap<SocketAddr, Arc<AtomicUsize>> = old
+            .pools()
+            .flat_map(|p| p.backends.iter())
+            .map(|b| (b.addr, Arc::clone(&b.active)))
+            .collect();
+        let mut shared: HashMap<SocketAddr, Arc<AtomicUsize>> = HashMap::new();
+        for routes in self.exact.values_mut().chain(self.wildcards.values_mut()) {
+            for (_, pool) in &mut routes.paths {
+                for b in &mut pool.backends {
+                    // One counter per instance, even across several routes to it.
+                    let count = counts
+                        .get(&b.addr)
+                        .or_else(|| shared.get(&b.addr))
+                        .cloned()
+                        .unwrap_or_else(|| Arc::clone(&b.active));
+                    shared.entry(b.addr).or_insert_with(|| Arc::clone(&count));
+                    b.active = count;
+                }
+            }
+        }
+    }
+
+    fn pools(&self) -> impl Iterator<Item = &Pool> {
+        self.exact
+            .values()
+            .chain(self.wildcards.values())
+            .flat_map(|r| r.paths.iter().map(|(_, p)| p))
     }
 
     /// How many routes (host and path pairs) the table holds.
@@ -270,6 +361,52 @@ mod tests {
         t.insert_route("A.localhost", "/x", "new", vec![]);
         assert_eq!(t.len(), 1);
         assert_eq!(app_at(&t, "a.localhost", "/x"), Some("new"));
+    }
+
+    #[test]
+    fn least_connections_picks_the_idlest_and_counts_carry_over() {
+        let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
+        let mut t = RouteTable::new();
+        t.insert_balanced(
+            "a.localhost",
+            "",
+            "a",
+            vec![b(0), b(1), b(2)],
+            Balance::LeastConnections,
+        );
+        let pool = t.lookup("a.localhost", "/").unwrap();
+        let busy: Vec<ActiveRequest> = [0, 0, 2]
+            .iter()
+            .map(|&i| pool.backends[i].begin_request())
+            .collect();
+        for _ in 0..5 {
+            assert_eq!(pool.pick().unwrap().index, 1);
+        }
+        assert_eq!(pool.backends[0].active(), 2);
+        // A new snapshot of the same instances keeps their counts.
+        let mut next = RouteTable::new();
+        next.insert_balanced(
+            "a.localhost",
+            "",
+            "a",
+            vec![b(0), b(1), b(2)],
+            Balance::LeastConnections,
+        );
+        next.insert_route("other.localhost", "", "a", vec![b(0)]);
+        next.carry_counts_from(&t);
+        assert_eq!(
+            next.lookup("a.localhost", "/").unwrap().backends[0].active(),
+            2
+        );
+        assert_eq!(
+            next.lookup("other.localhost", "/").unwrap().backends[0].active(),
+            2
+        );
+        drop(busy);
+        assert_eq!(
+            next.lookup("a.localhost", "/").unwrap().backends[0].active(),
+            0
+        );
     }
 
     #[test]

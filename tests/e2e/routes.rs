@@ -55,6 +55,27 @@ fn path_and_wildcard_routes_send_requests_to_the_app_they_name() {
         "api",
     ]);
     assert!(again.contains("already"), "{again}");
+    let balanced = d.paas_ok(&[
+        "map-route",
+        "api",
+        "localhost",
+        "-n",
+        "site",
+        "--path",
+        "/api",
+        "--balance",
+        "least-connections",
+    ]);
+    assert!(
+        balanced.contains("balanced least-connections"),
+        "{balanced}"
+    );
+    let (_, json) = d.api_call("GET", "/v1/routes", None);
+    assert!(
+        json.contains(r#""path":"/api","app":"api","balance":"least-connections""#),
+        "{json}"
+    );
+    assert_eq!(d.get("site.localhost", "/api/x").status, 200);
     let out = d.paas(&["map-route", "api", "localhost", "--hostname", "site"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

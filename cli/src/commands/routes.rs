@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::Method;
-use paas_api::{CreateDomain, DomainInfo, Route, RouteEntry};
+use paas_api::{Balance, CreateDomain, DomainInfo, MapRoute, Route, RouteEntry};
 
 use super::apps::print_table;
 use crate::client::{check, Client};
@@ -52,6 +52,20 @@ pub struct MapArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct MapRouteArgs {
+    #[command(flatten)]
+    map: MapArgs,
+    /// How the route spreads requests over the app's instances: round-robin (the
+    /// default) or least-connections. Given for a mapped route, it changes it.
+    #[arg(long, value_name = "HOW", value_parser = parse_balance)]
+    balance: Option<Balance>,
+}
+
+fn parse_balance(s: &str) -> Result<Balance, String> {
+    Balance::parse(s)
+}
+
+#[derive(Debug, clap::Args)]
 pub struct DeleteRouteArgs {
     #[command(flatten)]
     route: RouteArgs,
@@ -85,7 +99,7 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
         println!("No routes: `paas push` maps NAME.DOMAIN, `paas map-route` maps others.");
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = routes
+    let rows: Vec<[String; 5]> = routes
         .iter()
         .map(|r| {
             [
@@ -97,32 +111,44 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
                 },
                 r.app.clone().unwrap_or_else(|| "-".into()),
                 r.backends.len().to_string(),
+                r.balance.as_str().to_string(),
             ]
         })
         .collect();
-    print_table(&["host", "path", "app", "instances"], &rows);
+    print_table(&["host", "path", "app", "instances", "balance"], &rows);
     Ok(())
 }
 
-pub async fn map(args: MapArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let app = super::app_name(&args.app)?;
-    let route = args.route.route()?;
-    let added: bool = map_route(&super::client(ctx)?, &app, &route).await?;
+pub async fn map(args: MapRouteArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let app = super::app_name(&args.map.app)?;
+    let route = args.map.route.route()?;
+    let added: bool = map_route(&super::client(ctx)?, &app, &route, args.balance).await?;
+    let how = args
+        .balance
+        .map(|b| format!(", balanced {}", b.as_str()))
+        .unwrap_or_default();
     if added {
-        println!("Mapped route {route} to app {app}");
+        println!("Mapped route {route} to app {app}{how}");
     } else {
-        println!("Route {route} was mapped to app {app} already");
+        println!("Route {route} was mapped to app {app} already{how}");
     }
     Ok(())
 }
 
-/// Maps `route` to `app`; true when it was not mapped before.
+/// Maps `route` to `app` (and sets its balancing, if given); true when it was not
+/// mapped before.
 pub async fn map_route(
     client: &Client,
     app: &paas_api::AppName,
     route: &Route,
+    balance: Option<Balance>,
 ) -> Result<bool, Failure> {
-    let body = serde_json::to_vec(route).map_err(|e| Failure::general(e.to_string()))?;
+    let request = MapRoute {
+        host: route.host().to_string(),
+        path: route.path().to_string(),
+        balance,
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| Failure::general(e.to_string()))?;
     let resp = client
         .send(
             Method::POST,

@@ -2,7 +2,7 @@
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use paas_api::{AppName, CreateDomain, Route};
+use paas_api::{AppName, CreateDomain, MapRoute, Route};
 
 use super::body::{self, ApiBody};
 use super::handlers::read_json;
@@ -44,8 +44,10 @@ pub async fn app_routes(
             page::list(&routes, path, q)
         }
         Method::POST => {
-            let route: Route = read_json(req).await?;
-            let added = p.map_route(app, &route)?;
+            let asked: MapRoute = read_json(req).await?;
+            let route = Route::from_parts(&asked.host, &asked.path)
+                .map_err(|e| Failure::new(400, "invalid-route", e.to_string(), None))?;
+            let added = p.map_route(app, &route, asked.balance)?;
             Ok(body::json(if added { 201 } else { 200 }, &route))
         }
         Method::DELETE => {

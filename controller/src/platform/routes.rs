@@ -3,7 +3,7 @@
 //! The route table is rebuilt from the stored routes and the live instances whenever
 //! either changes, and published to the router as one new snapshot.
 
-use paas_api::{AppName, DomainInfo, Route, RouteBackend, RouteEntry};
+use paas_api::{AppName, Balance, DomainInfo, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
 
 use paas_router::tls::Certificates;
@@ -80,6 +80,7 @@ impl Platform {
                     host: row.route.host().to_string(),
                     path: row.route.path().to_string(),
                     app: row.app.map(|a| a.to_string()),
+                    balance: row.balance,
                     backends,
                 }
             })
@@ -89,22 +90,32 @@ impl Platform {
     /// Maps `route` to `app`, creating it if new. Returns false when it was mapped
     /// already. The route's domain must be the platform's or one made with
     /// `create-domain`.
-    pub fn map_route(&self, app: &AppName, route: &Route) -> Result<bool, Failure> {
+    pub fn map_route(
+        &self,
+        app: &AppName,
+        route: &Route,
+        balance: Option<Balance>,
+    ) -> Result<bool, Failure> {
         self.app_record(app)?;
         self.check_domain_of(route)?;
-        let added = self.store.map_route(route, app).map_err(|e| match e {
-            MapError::Taken { route, owner } => Failure::new(
-                409,
-                "route-taken",
-                format!("route {route} is mapped to app {owner}"),
-                Some(&format!(
-                    "choose another host or path, or `paas unmap-route {owner} {route}` first"
-                )),
-            ),
-            MapError::Store(e) => Failure::internal(e),
-        })?;
-        if added {
+        let added = self
+            .store
+            .map_route(route, app, balance)
+            .map_err(|e| match e {
+                MapError::Taken { route, owner } => Failure::new(
+                    409,
+                    "route-taken",
+                    format!("route {route} is mapped to app {owner}"),
+                    Some(&format!(
+                        "choose another host or path, or `paas unmap-route {owner} {route}` first"
+                    )),
+                ),
+                MapError::Store(e) => Failure::internal(e),
+            })?;
+        if added || balance.is_some() {
             self.refresh_routes();
+        }
+        if added {
             self.record_event(app, "route-mapped", None, None, &route.to_string());
         }
         Ok(added)

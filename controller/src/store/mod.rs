@@ -88,6 +88,7 @@ CREATE TABLE IF NOT EXISTS routes (
     host TEXT NOT NULL,
     path TEXT NOT NULL,
     app TEXT,
+    balance TEXT NOT NULL DEFAULT 'round-robin',
     PRIMARY KEY (host, path)
 );
 CREATE INDEX IF NOT EXISTS routes_by_app ON routes (app);

@@ -4,7 +4,7 @@
 //! unmapped route is kept (reserved) until it is deleted, as in Cloud Foundry. Domains
 //! other than the platform's own are rows here, with the certificate HTTPS serves.
 
-use paas_api::{AppName, Route};
+use paas_api::{AppName, Balance, Route};
 use rusqlite::{params, OptionalExtension};
 
 use super::{now, Store, StoreError};
@@ -18,6 +18,7 @@ const ROUTES_SCHEMA_VERSION: i64 = 1;
 pub struct RouteRow {
     pub route: Route,
     pub app: Option<AppName>,
+    pub balance: Balance,
 }
 
 /// A domain added with `create-domain`.
@@ -66,16 +67,18 @@ impl Store {
     /// Every route, mapped or not, ordered by host and path.
     pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT host, path, app FROM routes ORDER BY host, path")?;
+        let mut stmt =
+            db.prepare("SELECT host, path, app, balance FROM routes ORDER BY host, path")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
             ))
         })?;
         rows.map(|row| {
-            let (host, path, app) = row?;
+            let (host, path, app, balance) = row?;
             let corrupt = |detail: String| StoreError::Corrupt {
                 app: app.clone().unwrap_or_default(),
                 detail,
@@ -86,7 +89,12 @@ impl Store {
                 .map(AppName::parse)
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?;
-            Ok(RouteRow { route, app })
+            let balance = Balance::parse(&balance).map_err(corrupt)?;
+            Ok(RouteRow {
+                route,
+                app,
+                balance,
+            })
         })
         .collect()
     }
@@ -101,9 +109,15 @@ impl Store {
             .collect())
     }
 
-    /// Maps `route` to `app`, creating the route if it is new. Returns false when it was
-    /// mapped to `app` already; fails when another app holds it.
-    pub fn map_route(&self, route: &Route, app: &AppName) -> Result<bool, MapError> {
+    /// Maps `route` to `app`, creating the route if it is new, and sets its balancing
+    /// when `balance` is given. Returns false when it was mapped to `app` already; fails
+    /// when another app holds it.
+    pub fn map_route(
+        &self,
+        route: &Route,
+        app: &AppName,
+        balance: Option<Balance>,
+    ) -> Result<bool, MapError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         let owner: Option<Option<String>> = tx
@@ -113,8 +127,17 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
+        if let Some(b) = balance {
+            tx.execute(
+                "UPDATE routes SET balance = ?3 WHERE host = ?1 AND path = ?2",
+                params![route.host(), route.path(), b.as_str()],
+            )?;
+        }
         match owner {
-            Some(Some(o)) if o == app.as_str() => return Ok(false),
+            Some(Some(o)) if o == app.as_str() => {
+                tx.commit()?;
+                return Ok(false);
+            }
             Some(Some(o)) => {
                 let owner = AppName::parse(&o).map_err(|e| StoreError::Corrupt {
                     app: o.clone(),
@@ -128,9 +151,14 @@ impl Store {
             _ => {}
         }
         tx.execute(
-            "INSERT INTO routes (host, path, app) VALUES (?1, ?2, ?3)
+            "INSERT INTO routes (host, path, app, balance) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(host, path) DO UPDATE SET app = excluded.app",
-            params![route.host(), route.path(), app.as_str()],
+            params![
+                route.host(),
+                route.path(),
+                app.as_str(),
+                balance.unwrap_or_default().as_str()
+            ],
         )?;
         tx.commit()?;
         Ok(true)
@@ -235,9 +263,9 @@ mod tests {
         let (_d, s) = store();
         let (a, b) = (app(&s, "a"), app(&s, "b"));
         let r = Route::parse("shop.localhost/api").unwrap();
-        assert!(s.map_route(&r, &a).unwrap());
-        assert!(!s.map_route(&r, &a).unwrap());
-        let e = s.map_route(&r, &b).unwrap_err();
+        assert!(s.map_route(&r, &a, None).unwrap());
+        assert!(!s.map_route(&r, &a, None).unwrap());
+        let e = s.map_route(&r, &b, None).unwrap_err();
         assert!(
             matches!(e, MapError::Taken { ref owner, .. } if owner == &a),
             "{e}"
@@ -249,10 +277,14 @@ mod tests {
             rows,
             vec![RouteRow {
                 route: r.clone(),
-                app: None
+                app: None,
+                balance: Balance::RoundRobin,
             }]
         );
-        assert!(s.map_route(&r, &b).unwrap());
+        assert!(s
+            .map_route(&r, &b, Some(Balance::LeastConnections))
+            .unwrap());
+        assert_eq!(s.routes().unwrap()[0].balance, Balance::LeastConnections);
         assert!(s.delete_route(&r).unwrap());
         assert!(s.routes().unwrap().is_empty());
     }
@@ -261,9 +293,9 @@ mod tests {
     fn deleting_an_app_unmaps_or_deletes_its_routes() {
         let (_d, s) = store();
         let (a, b) = (app(&s, "a"), app(&s, "b"));
-        s.map_route(&Route::parse("a.localhost").unwrap(), &a)
+        s.map_route(&Route::parse("a.localhost").unwrap(), &a, None)
             .unwrap();
-        s.map_route(&Route::parse("b.localhost").unwrap(), &b)
+        s.map_route(&Route::parse("b.localhost").unwrap(), &b, None)
             .unwrap();
         s.delete_app(&a, false).unwrap();
         s.delete_app(&b, true).unwrap();

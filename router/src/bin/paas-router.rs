@@ -38,6 +38,9 @@ struct Args {
     /// Print an access log line per request on stdout.
     #[arg(long)]
     access_log: bool,
+    /// The most requests under way to one instance; more are answered with 503.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    max_requests_per_instance: usize,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -95,6 +98,7 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
                 host: host.to_string(),
                 path: route.path().to_string(),
                 app: Some(host.split('.').next().unwrap_or(host).to_string()),
+                balance: Default::default(),
                 backends,
             })
         })
@@ -121,7 +125,10 @@ fn run(args: Args) -> Result<(), String> {
     };
     let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let mut router = Router::new();
+        let mut router = Router::with_config(paas_router::RouterConfig {
+            max_requests_per_instance: args.max_requests_per_instance.max(1),
+            ..Default::default()
+        });
         if args.access_log {
             router = router.with_access_log(Arc::new(|e: &paas_router::ops::AccessLog| {
                 println!("{}", e.line())

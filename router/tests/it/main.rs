@@ -317,3 +317,46 @@ async fn shutdown_stops_accepting_but_finishes_requests_under_way() {
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
     drop(idle);
 }
+
+#[tokio::test]
+async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_around_it() {
+    let slow = slow_backend(std::time::Duration::from_millis(800)).await;
+    let fast = backend("fast").await;
+    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
+        max_requests_per_instance: 1,
+        ..Default::default()
+    }));
+    let mut t = RouteTable::new();
+    t.insert("capped.localhost", "capped", vec![Backend::new(slow, 0)]);
+    t.insert_balanced(
+        "lc.localhost",
+        "",
+        "lc",
+        vec![Backend::new(slow, 0), Backend::new(fast, 1)],
+        paas_router::table::Balance::LeastConnections,
+    );
+    r.update(t);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let get = |host: &'static str| async move {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        raw(addr, &request).await
+    };
+    let first = tokio::spawn(get("capped.localhost"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let second = get("capped.localhost").await;
+    assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+    assert!(
+        second.contains("x-paas-router-error: instance_at_capacity"),
+        "{second}"
+    );
+    // The slow instance is busy: least-connections sends everything to the other.
+    for _ in 0..4 {
+        let resp = get("lc.localhost").await;
+        assert!(resp.contains("\r\n\r\nfast\n"), "{resp}");
+    }
+    assert!(first.await.unwrap().starts_with("HTTP/1.1 200"));
+    // Its request done, the capped instance takes requests again.
+    assert!(get("capped.localhost").await.starts_with("HTTP/1.1 200"));
+}
