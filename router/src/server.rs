@@ -254,7 +254,10 @@ impl Router {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(config.max_header_bytes);
+            .max_buf_size(config.max_header_bytes)
+            // A client that shuts its sending side after the request still gets the
+            // answer (hyper would drop a request still under way at that EOF).
+            .half_close(true);
         builder
             .http2()
             .timer(TokioTimer::new())

@@ -1,6 +1,7 @@
 //! The router against real backends on loopback.
 
 mod desync;
+mod fuzz;
 mod h2;
 mod tls;
 mod websocket;
