@@ -242,6 +242,10 @@ pub struct RouteEntry {
     pub app: Option<String>,
     #[serde(default)]
     pub balance: Balance,
+    /// The largest request body the route takes, in bytes (413 beyond); `None` for
+    /// no limit.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
     /// The running instances: `ip:port` and instance index.
     pub backends: Vec<RouteBackend>,
 }
@@ -285,6 +289,9 @@ pub struct MapRoute {
     /// Leaves the route's balancing as it is when absent (round-robin for a new one).
     #[serde(default)]
     pub balance: Option<Balance>,
+    /// Sets the largest request body in bytes (0: no limit); absent leaves it as it is.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod host;
+mod limit;
 pub mod ops;
 mod pool;
 pub mod proxy;
@@ -22,4 +23,4 @@ pub mod tls;
 mod tunnel;
 
 pub use server::{Router, RouterConfig};
-pub use table::{Backend, RouteTable};
+pub use table::{Backend, RouteOptions, RouteTable};

@@ -19,6 +19,8 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use crate::limit::UpstreamBody;
+
 /// How long a pooled connection may sit idle.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a connection to an instance may take.
@@ -44,7 +46,7 @@ impl std::fmt::Display for SendError {
     }
 }
 
-type Idle = Vec<(SendRequest<Incoming>, Instant)>;
+type Idle = Vec<(SendRequest<UpstreamBody>, Instant)>;
 
 /// How long an instance that refused a connection is skipped.
 pub const EJECT_FOR: Duration = Duration::from_secs(5);
@@ -57,7 +59,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some((sender, since)) = list.pop() {
@@ -68,7 +70,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+    fn checkin(&self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(addr).or_default();
         list.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
@@ -77,7 +79,7 @@ impl Pool {
         }
     }
 
-    async fn connect(addr: SocketAddr) -> Result<SendRequest<Incoming>, SendError> {
+    async fn connect(addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, SendError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| {
@@ -114,8 +116,8 @@ impl Pool {
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Result<Response<PooledBody>, (SendError, Option<Request<Incoming>>)> {
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, (SendError, Option<Request<UpstreamBody>>)> {
         // A pooled connection may still be finishing its last message; waiting for it is
         // cheap. One that turns out closed is replaced by a new connection.
         let mut sender = loop {
@@ -145,7 +147,7 @@ impl Pool {
 /// An instance's response body; when read to the end, its connection returns to the pool.
 pub struct PooledBody {
     body: Incoming,
-    back: Option<(SendRequest<Incoming>, SocketAddr, Arc<Pool>)>,
+    back: Option<(SendRequest<UpstreamBody>, SocketAddr, Arc<Pool>)>,
 }
 
 impl PooledBody {

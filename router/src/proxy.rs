@@ -193,14 +193,15 @@ pub const APP_INSTANCE_HEADER: &str = "x-paas-app-instance";
 pub const STICKY_COOKIE: &str = "__VCAP_ID__";
 
 /// Phase 2: which instance serves it? In order: the one `X-Paas-App-Instance` names; the
-/// one a `__VCAP_ID__` cookie names, while it is routed and `usable`; else the next in
-/// round-robin order that is `usable`.
+/// one a `__VCAP_ID__` cookie names, while it is routed and `usable`; else the one the
+/// route's balancing picks among those `usable`. Returns the app, the instance and the
+/// route's body limit.
 pub fn upstream_peer<B>(
     table: &RouteTable,
     host: &str,
     req: &Request<B>,
     usable: impl Fn(&Backend) -> bool,
-) -> Result<(String, Backend), ProxyError> {
+) -> Result<(String, Backend, Option<u64>), ProxyError> {
     let pool = table.lookup(host, req.uri().path()).ok_or_else(|| {
         ProxyError::new(
             StatusCode::NOT_FOUND,
@@ -223,7 +224,7 @@ pub fn upstream_peer<B>(
             )));
         };
         return match pool.backends.iter().find(|b| b.index == index) {
-            Some(b) => Ok((pool.app.clone(), b.clone())),
+            Some(b) => Ok((pool.app.clone(), b.clone(), pool.max_body)),
             None => Err(ProxyError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_instance",
@@ -234,7 +235,7 @@ pub fn upstream_peer<B>(
     }
     if let Some(id) = sticky_cookie(req.headers()) {
         if let Some(b) = pool.backends.iter().find(|b| b.sticky == id && usable(b)) {
-            return Ok((pool.app.clone(), b.clone()));
+            return Ok((pool.app.clone(), b.clone(), pool.max_body));
         }
     }
     let backend = pool.pick_where(usable).ok_or_else(|| {
@@ -245,7 +246,7 @@ pub fn upstream_peer<B>(
             format!("app {} has no healthy instance right now", pool.app),
         )
     })?;
-    Ok((pool.app.clone(), backend.clone()))
+    Ok((pool.app.clone(), backend.clone(), pool.max_body))
 }
 
 /// The `__VCAP_ID__` value among the request's cookies.

@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::limit::UpstreamBody;
 use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
 use crate::pool::SendError;
@@ -378,7 +379,7 @@ impl Router {
         let table = self.table.load();
         let cap = self.config.max_requests_per_instance;
         let usable = |b: &Backend| b.active() < cap && !self.pool.is_ejected(b.addr);
-        let (app, mut backend) = proxy::upstream_peer(&table, &host, &req, usable)?;
+        let (app, mut backend, max_body) = proxy::upstream_peer(&table, &host, &req, usable)?;
         if served.logging {
             served.app = Some(app.clone());
         }
@@ -414,6 +415,28 @@ impl Router {
                 .websocket(req, client_upgrade, backend, request_id, &app)
                 .await;
         }
+        let too_large = |limit: u64| {
+            ProxyError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                Fault::Downstream,
+                format!("the request body is larger than this route's limit of {limit} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before the app sees anything.
+        if let (Some(limit), Some(len)) =
+            (max_body, hyper::body::Body::size_hint(req.body()).exact())
+        {
+            if len > limit {
+                return Err(too_large(limit));
+            }
+        }
+        let (req, exceeded) = {
+            let (parts, body) = req.into_parts();
+            let (body, exceeded) = UpstreamBody::new(body, max_body);
+            (Request::from_parts(parts, body), exceeded)
+        };
+        let mut req = req;
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
         let mut tried = vec![backend.addr];
@@ -430,6 +453,10 @@ impl Router {
                         ),
                         fault: Fault::Upstream,
                     };
+                    // A body cut off at the route's limit is the client's doing.
+                    if exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(too_large(max_body.unwrap_or(0)));
+                    }
                     self.pool.eject(backend.addr);
                     let Some(again) = back.filter(|_| tried.len() < MAX_TRIES) else {
                         return Err(unreachable);

@@ -76,7 +76,17 @@ pub struct Pool {
     pub app: String,
     pub backends: Vec<Backend>,
     pub balance: Balance,
+    /// The largest request body the route takes, in bytes; `None` for no limit.
+    pub max_body: Option<u64>,
     next: AtomicUsize,
+}
+
+/// How a route treats its requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteOptions {
+    pub balance: Balance,
+    /// The largest request body, in bytes; `None` for no limit.
+    pub max_body: Option<u64>,
 }
 
 impl Pool {
@@ -157,17 +167,17 @@ impl RouteTable {
     /// path, else `/segment...` without a trailing slash) to `backends` of `app`,
     /// round-robin.
     pub fn insert_route(&mut self, host: &str, path: &str, app: &str, backends: Vec<Backend>) {
-        self.insert_balanced(host, path, app, backends, Balance::RoundRobin);
+        self.insert_with(host, path, app, backends, RouteOptions::default());
     }
 
-    /// As [`RouteTable::insert_route`], balanced as `balance` says.
-    pub fn insert_balanced(
+    /// As [`RouteTable::insert_route`], with the route's balancing and limits.
+    pub fn insert_with(
         &mut self,
         host: &str,
         path: &str,
         app: &str,
         backends: Vec<Backend>,
-        balance: Balance,
+        options: RouteOptions,
     ) {
         let host = host.to_ascii_lowercase();
         let routes = match host.strip_prefix('*') {
@@ -178,7 +188,8 @@ impl RouteTable {
         let pool = Pool {
             app: app.to_string(),
             backends,
-            balance,
+            balance: options.balance,
+            max_body: options.max_body,
             // Start each pool at a different place so that many routers (or a
             // restarted one) do not all send their first request to instance 0.
             next: AtomicUsize::new(random_start()),
@@ -208,7 +219,11 @@ impl RouteTable {
                 .iter()
                 .filter_map(|b| Some(Backend::new(b.addr.parse().ok()?, b.index)))
                 .collect();
-            t.insert_balanced(&e.host, &e.path, app, backends, e.balance);
+            let options = RouteOptions {
+                balance: e.balance,
+                max_body: e.max_body_bytes,
+            };
+            t.insert_with(&e.host, &e.path, app, backends, options);
         }
         t
     }
@@ -363,17 +378,16 @@ mod tests {
         assert_eq!(app_at(&t, "a.localhost", "/x"), Some("new"));
     }
 
+    const LEAST: RouteOptions = RouteOptions {
+        balance: Balance::LeastConnections,
+        max_body: None,
+    };
+
     #[test]
     fn least_connections_picks_the_idlest_and_counts_carry_over() {
         let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         let mut t = RouteTable::new();
-        t.insert_balanced(
-            "a.localhost",
-            "",
-            "a",
-            vec![b(0), b(1), b(2)],
-            Balance::LeastConnections,
-        );
+        t.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
         let pool = t.lookup("a.localhost", "/").unwrap();
         let busy: Vec<ActiveRequest> = [0, 0, 2]
             .iter()
@@ -385,13 +399,7 @@ mod tests {
         assert_eq!(pool.backends[0].active(), 2);
         // A new snapshot of the same instances keeps their counts.
         let mut next = RouteTable::new();
-        next.insert_balanced(
-            "a.localhost",
-            "",
-            "a",
-            vec![b(0), b(1), b(2)],
-            Balance::LeastConnections,
-        );
+        next.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
         next.insert_route("other.localhost", "", "a", vec![b(0)]);
         next.carry_counts_from(&t);
         assert_eq!(

@@ -76,6 +76,41 @@ fn path_and_wildcard_routes_send_requests_to_the_app_they_name() {
         "{json}"
     );
     assert_eq!(d.get("site.localhost", "/api/x").status, 200);
+    let limited = d.paas_ok(&[
+        "map-route",
+        "api",
+        "localhost",
+        "-n",
+        "site",
+        "--path",
+        "/api",
+        "--max-body",
+        "1K",
+    ]);
+    assert!(limited.contains("bodies up to 1024 bytes"), "{limited}");
+    let post = |bytes: usize| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: site.localhost",
+            ])
+            .args(["--data-binary", &"x".repeat(bytes)])
+            .arg(format!("http://{}/api/upload", d.router))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(post(2000), "413");
+    assert_eq!(
+        post(1000),
+        "501",
+        "the python app has no POST handler: it got the body"
+    );
     let out = d.paas(&["map-route", "api", "localhost", "--hostname", "site"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

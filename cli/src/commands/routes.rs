@@ -59,6 +59,50 @@ pub struct MapRouteArgs {
     /// default) or least-connections. Given for a mapped route, it changes it.
     #[arg(long, value_name = "HOW", value_parser = parse_balance)]
     balance: Option<Balance>,
+    /// The largest request body the route takes, e.g. 10M (larger ones get 413); 0
+    /// removes the limit. Given for a mapped route, it changes it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_body: Option<u64>,
+}
+
+/// A byte count: `512`, `64K`, `10M`, `1G` (powers of 1024; a trailing B is allowed).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let t = upper.strip_suffix('B').unwrap_or(&upper);
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => 0,
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| scale > 0)
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| {
+            format!("{s:?} is not a size: write bytes, or a number with K, M or G (e.g. 10M)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_take_k_m_and_g() {
+        assert_eq!(super::parse_size("0"), Ok(0));
+        assert_eq!(super::parse_size("512"), Ok(512));
+        assert_eq!(super::parse_size("1K"), Ok(1024));
+        assert_eq!(super::parse_size("10mb"), Ok(10 << 20));
+        assert_eq!(super::parse_size("2G"), Ok(2 << 30));
+        assert!(super::parse_size("1T").is_err());
+        assert!(super::parse_size("K").is_err());
+        assert!(super::parse_size("-1").is_err());
+    }
 }
 
 fn parse_balance(s: &str) -> Result<Balance, String> {
@@ -122,11 +166,22 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
 pub async fn map(args: MapRouteArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let app = super::app_name(&args.map.app)?;
     let route = args.map.route.route()?;
-    let added: bool = map_route(&super::client(ctx)?, &app, &route, args.balance).await?;
-    let how = args
+    let settings = MapRoute {
+        host: route.host().to_string(),
+        path: route.path().to_string(),
+        balance: args.balance,
+        max_body_bytes: args.max_body,
+    };
+    let added: bool = map_route_with(&super::client(ctx)?, &app, &settings).await?;
+    let mut how = args
         .balance
         .map(|b| format!(", balanced {}", b.as_str()))
         .unwrap_or_default();
+    match args.max_body {
+        Some(0) => how.push_str(", with no body limit"),
+        Some(n) => how.push_str(&format!(", bodies up to {n} bytes")),
+        None => {}
+    }
     if added {
         println!("Mapped route {route} to app {app}{how}");
     } else {
@@ -135,20 +190,29 @@ pub async fn map(args: MapRouteArgs, ctx: super::Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Maps `route` to `app` (and sets its balancing, if given); true when it was not
-/// mapped before.
+/// Maps `route` to `app`; true when it was not mapped before.
 pub async fn map_route(
     client: &Client,
     app: &paas_api::AppName,
     route: &Route,
-    balance: Option<Balance>,
 ) -> Result<bool, Failure> {
     let request = MapRoute {
         host: route.host().to_string(),
         path: route.path().to_string(),
-        balance,
+        balance: None,
+        max_body_bytes: None,
     };
-    let body = serde_json::to_vec(&request).map_err(|e| Failure::general(e.to_string()))?;
+    map_route_with(client, app, &request).await
+}
+
+/// Maps a route to `app` and changes the settings `request` gives; true when it was
+/// not mapped before.
+async fn map_route_with(
+    client: &Client,
+    app: &paas_api::AppName,
+    request: &MapRoute,
+) -> Result<bool, Failure> {
+    let body = serde_json::to_vec(request).map_err(|e| Failure::general(e.to_string()))?;
     let resp = client
         .send(
             Method::POST,

@@ -186,7 +186,7 @@ async fn put_app(
     let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
     if is_new && query::param(query, "default-route").as_deref() != Some("false") {
         let route = p.default_route(app)?;
-        if let Err(f) = p.map_route(app, &route, None) {
+        if let Err(f) = p.map_route(app, &route, Default::default()) {
             // A new app whose route is taken is not created: nothing is half-made.
             let _ = p.store.delete_app(app, false);
             return Err(f);

@@ -8,7 +8,7 @@ use super::body::{self, ApiBody};
 use super::handlers::read_json;
 use super::{page, query};
 use crate::platform::{Failure, Platform};
-use crate::store::Domain;
+use crate::store::{Domain, RouteSettings};
 
 /// `GET /v1/routes` lists mapped routes with their instances; `DELETE
 /// /v1/routes?host=H&path=P` deletes one.
@@ -47,7 +47,11 @@ pub async fn app_routes(
             let asked: MapRoute = read_json(req).await?;
             let route = Route::from_parts(&asked.host, &asked.path)
                 .map_err(|e| Failure::new(400, "invalid-route", e.to_string(), None))?;
-            let added = p.map_route(app, &route, asked.balance)?;
+            let settings = RouteSettings {
+                balance: asked.balance,
+                max_body: asked.max_body_bytes,
+            };
+            let added = p.map_route(app, &route, settings)?;
             Ok(body::json(if added { 201 } else { 200 }, &route))
         }
         Method::DELETE => {

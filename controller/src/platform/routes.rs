@@ -3,14 +3,14 @@
 //! The route table is rebuilt from the stored routes and the live instances whenever
 //! either changes, and published to the router as one new snapshot.
 
-use paas_api::{AppName, Balance, DomainInfo, Route, RouteBackend, RouteEntry};
+use paas_api::{AppName, DomainInfo, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
 
 use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
 use super::{Failure, Platform};
-use crate::store::{Domain, MapError};
+use crate::store::{Domain, MapError, RouteSettings};
 
 impl Platform {
     /// The app's default route, `NAME.DOMAIN`.
@@ -81,6 +81,7 @@ impl Platform {
                     path: row.route.path().to_string(),
                     app: row.app.map(|a| a.to_string()),
                     balance: row.balance,
+                    max_body_bytes: row.max_body,
                     backends,
                 }
             })
@@ -94,13 +95,13 @@ impl Platform {
         &self,
         app: &AppName,
         route: &Route,
-        balance: Option<Balance>,
+        settings: RouteSettings,
     ) -> Result<bool, Failure> {
         self.app_record(app)?;
         self.check_domain_of(route)?;
         let added = self
             .store
-            .map_route(route, app, balance)
+            .map_route(route, app, settings)
             .map_err(|e| match e {
                 MapError::Taken { route, owner } => Failure::new(
                     409,
@@ -112,7 +113,7 @@ impl Platform {
                 ),
                 MapError::Store(e) => Failure::internal(e),
             })?;
-        if added || balance.is_some() {
+        if added || settings.balance.is_some() || settings.max_body.is_some() {
             self.refresh_routes();
         }
         if added {

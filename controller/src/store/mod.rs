@@ -11,7 +11,7 @@ use paas_api::{AppEvent, AppName, AppSettings};
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod routes;
-pub use routes::{Domain, MapError, RouteRow};
+pub use routes::{Domain, MapError, RouteRow, RouteSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS routes (
     path TEXT NOT NULL,
     app TEXT,
     balance TEXT NOT NULL DEFAULT 'round-robin',
+    max_body INTEGER,
     PRIMARY KEY (host, path)
 );
 CREATE INDEX IF NOT EXISTS routes_by_app ON routes (app);

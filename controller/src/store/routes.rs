@@ -19,6 +19,16 @@ pub struct RouteRow {
     pub route: Route,
     pub app: Option<AppName>,
     pub balance: Balance,
+    /// The largest request body, in bytes; `None` for no limit.
+    pub max_body: Option<u64>,
+}
+
+/// Changes to a route's settings; `None` leaves one as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteSettings {
+    pub balance: Option<Balance>,
+    /// The largest request body in bytes; `Some(0)` removes the limit.
+    pub max_body: Option<u64>,
 }
 
 /// A domain added with `create-domain`.
@@ -67,18 +77,19 @@ impl Store {
     /// Every route, mapped or not, ordered by host and path.
     pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
         let db = self.db();
-        let mut stmt =
-            db.prepare("SELECT host, path, app, balance FROM routes ORDER BY host, path")?;
+        let mut stmt = db
+            .prepare("SELECT host, path, app, balance, max_body FROM routes ORDER BY host, path")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })?;
         rows.map(|row| {
-            let (host, path, app, balance) = row?;
+            let (host, path, app, balance, max_body) = row?;
             let corrupt = |detail: String| StoreError::Corrupt {
                 app: app.clone().unwrap_or_default(),
                 detail,
@@ -94,6 +105,7 @@ impl Store {
                 route,
                 app,
                 balance,
+                max_body: max_body.and_then(|n| u64::try_from(n).ok()),
             })
         })
         .collect()
@@ -116,7 +128,7 @@ impl Store {
         &self,
         route: &Route,
         app: &AppName,
-        balance: Option<Balance>,
+        settings: RouteSettings,
     ) -> Result<bool, MapError> {
         let mut db = self.db();
         let tx = db.transaction()?;
@@ -127,10 +139,19 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(b) = balance {
+        if let Some(b) = settings.balance {
             tx.execute(
                 "UPDATE routes SET balance = ?3 WHERE host = ?1 AND path = ?2",
                 params![route.host(), route.path(), b.as_str()],
+            )?;
+        }
+        let max_body = settings
+            .max_body
+            .map(|n| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX)));
+        if let Some(limit) = max_body {
+            tx.execute(
+                "UPDATE routes SET max_body = ?3 WHERE host = ?1 AND path = ?2",
+                params![route.host(), route.path(), limit],
             )?;
         }
         match owner {
@@ -151,13 +172,15 @@ impl Store {
             _ => {}
         }
         tx.execute(
-            "INSERT INTO routes (host, path, app, balance) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO routes (host, path, app, balance, max_body)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(host, path) DO UPDATE SET app = excluded.app",
             params![
                 route.host(),
                 route.path(),
                 app.as_str(),
-                balance.unwrap_or_default().as_str()
+                settings.balance.unwrap_or_default().as_str(),
+                max_body.flatten()
             ],
         )?;
         tx.commit()?;
@@ -263,9 +286,9 @@ mod tests {
         let (_d, s) = store();
         let (a, b) = (app(&s, "a"), app(&s, "b"));
         let r = Route::parse("shop.localhost/api").unwrap();
-        assert!(s.map_route(&r, &a, None).unwrap());
-        assert!(!s.map_route(&r, &a, None).unwrap());
-        let e = s.map_route(&r, &b, None).unwrap_err();
+        assert!(s.map_route(&r, &a, RouteSettings::default()).unwrap());
+        assert!(!s.map_route(&r, &a, RouteSettings::default()).unwrap());
+        let e = s.map_route(&r, &b, RouteSettings::default()).unwrap_err();
         assert!(
             matches!(e, MapError::Taken { ref owner, .. } if owner == &a),
             "{e}"
@@ -279,11 +302,22 @@ mod tests {
                 route: r.clone(),
                 app: None,
                 balance: Balance::RoundRobin,
+                max_body: None,
             }]
         );
-        assert!(s
-            .map_route(&r, &b, Some(Balance::LeastConnections))
-            .unwrap());
+        let settings = RouteSettings {
+            balance: Some(Balance::LeastConnections),
+            max_body: Some(1024),
+        };
+        assert!(s.map_route(&r, &b, settings).unwrap());
+        assert_eq!(s.routes().unwrap()[0].balance, Balance::LeastConnections);
+        assert_eq!(s.routes().unwrap()[0].max_body, Some(1024));
+        let clear = RouteSettings {
+            max_body: Some(0),
+            ..RouteSettings::default()
+        };
+        assert!(!s.map_route(&r, &b, clear).unwrap());
+        assert_eq!(s.routes().unwrap()[0].max_body, None);
         assert_eq!(s.routes().unwrap()[0].balance, Balance::LeastConnections);
         assert!(s.delete_route(&r).unwrap());
         assert!(s.routes().unwrap().is_empty());
@@ -293,10 +327,18 @@ mod tests {
     fn deleting_an_app_unmaps_or_deletes_its_routes() {
         let (_d, s) = store();
         let (a, b) = (app(&s, "a"), app(&s, "b"));
-        s.map_route(&Route::parse("a.localhost").unwrap(), &a, None)
-            .unwrap();
-        s.map_route(&Route::parse("b.localhost").unwrap(), &b, None)
-            .unwrap();
+        s.map_route(
+            &Route::parse("a.localhost").unwrap(),
+            &a,
+            RouteSettings::default(),
+        )
+        .unwrap();
+        s.map_route(
+            &Route::parse("b.localhost").unwrap(),
+            &b,
+            RouteSettings::default(),
+        )
+        .unwrap();
         s.delete_app(&a, false).unwrap();
         s.delete_app(&b, true).unwrap();
         let rows = s.routes().unwrap();

@@ -99,6 +99,7 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
                 path: route.path().to_string(),
                 app: Some(host.split('.').next().unwrap_or(host).to_string()),
                 balance: Default::default(),
+                max_body_bytes: None,
                 backends,
             })
         })

@@ -329,12 +329,15 @@ async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_
     }));
     let mut t = RouteTable::new();
     t.insert("capped.localhost", "capped", vec![Backend::new(slow, 0)]);
-    t.insert_balanced(
+    t.insert_with(
         "lc.localhost",
         "",
         "lc",
         vec![Backend::new(slow, 0), Backend::new(fast, 1)],
-        paas_router::table::Balance::LeastConnections,
+        paas_router::RouteOptions {
+            balance: paas_router::table::Balance::LeastConnections,
+            max_body: None,
+        },
     );
     r.update(t);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -360,4 +363,68 @@ async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_
     assert!(first.await.unwrap().starts_with("HTTP/1.1 200"));
     // Its request done, the capped instance takes requests again.
     assert!(get("capped.localhost").await.starts_with("HTTP/1.1 200"));
+}
+
+/// A backend that reads a chunked body to its end before it answers "got it".
+async fn body_reading_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(5).any(|w| w == b"0\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ngot it")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_route_s_body_limit_refuses_larger_bodies_with_413() {
+    let app = body_reading_backend().await;
+    let mut t = RouteTable::new();
+    let limited = paas_router::RouteOptions {
+        max_body: Some(10),
+        ..Default::default()
+    };
+    t.insert_with(
+        "up.localhost",
+        "",
+        "up",
+        vec![Backend::new(app, 0)],
+        limited,
+    );
+    let r = router(t).await;
+    let post = |headers: &str, body: &str| {
+        format!("POST / HTTP/1.1\r\nHost: up.localhost\r\nConnection: close\r\n{headers}\r\n{body}")
+    };
+    // Declared too long: refused before the app sees it.
+    let resp = raw(r, &post("Content-Length: 20\r\n", "01234567890123456789")).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(
+        resp.contains("x-paas-router-error: body_too_large"),
+        "{resp}"
+    );
+    // Chunked, within the limit: passes.
+    let small = "5\r\nhello\r\n0\r\n\r\n";
+    let resp = raw(r, &post("Transfer-Encoding: chunked\r\n", small)).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.ends_with("got it"),
+        "{resp}"
+    );
+    // Chunked, growing past the limit: cut off, 413.
+    let big = "8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n";
+    let resp = raw(r, &post("Transfer-Encoding: chunked\r\n", big)).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
 }

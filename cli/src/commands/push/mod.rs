@@ -558,7 +558,7 @@ async fn apply_routes(
         }
         Routes::Listed(list) => {
             for r in list {
-                if super::routes::map_route(client, name, r, None).await? {
+                if super::routes::map_route(client, name, r).await? {
                     mapped(r);
                 }
             }
@@ -566,7 +566,7 @@ async fn apply_routes(
         Routes::Random if current().await?.is_empty() => {
             let info: paas_api::Info = client.json(Method::GET, "/v1/info", None::<&()>).await?;
             let r = random_route(name, &info.domain)?;
-            super::routes::map_route(client, name, &r, None).await?;
+            super::routes::map_route(client, name, &r).await?;
             mapped(&r);
         }
         Routes::Random => {}
