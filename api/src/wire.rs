@@ -46,6 +46,10 @@ pub struct AppSettings {
     /// The most each instance may write to its disk; `None` is the default, 1G.
     #[serde(default)]
     pub disk: Option<MemorySize>,
+    /// Instances may open connections to the world (never to the host or to other
+    /// instances). Off by default; `None` in a change keeps what the app has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<bool>,
 }
 
 impl AppSettings {
@@ -55,6 +59,11 @@ impl AppSettings {
     pub const MAX_START_TIMEOUT_SECS: u32 = 600;
     /// Cloud Foundry's default disk quota.
     pub const DEFAULT_DISK_MB: u64 = 1024;
+
+    /// Whether instances may open connections to the world.
+    pub fn outbound(&self) -> bool {
+        self.outbound.unwrap_or(false)
+    }
 
     pub fn disk_or_default(&self) -> MemorySize {
         self.disk.unwrap_or_else(|| {

@@ -100,6 +100,11 @@ enum Command {
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again.
     Rollback(commands::lifecycle::RollbackArgs),
+    /// Let an app's instances open connections to the world (not to the host or to other
+    /// instances), rolling them over.
+    AllowOutbound(commands::lifecycle::NameArgs),
+    /// Take back an app's outbound access, rolling its instances over.
+    DenyOutbound(commands::lifecycle::NameArgs),
     /// Stop an app and delete it.
     Delete(commands::delete::Args),
     /// List routes and the apps they are mapped to.
@@ -154,6 +159,8 @@ fn main() {
             Command::Scale(a) => commands::lifecycle::scale(a, skip).await,
             Command::Revisions(a) => commands::lifecycle::revisions(a, skip).await,
             Command::Rollback(a) => commands::lifecycle::rollback(a, skip).await,
+            Command::AllowOutbound(a) => commands::lifecycle::outbound(a, true, skip).await,
+            Command::DenyOutbound(a) => commands::lifecycle::outbound(a, false, skip).await,
             Command::Restage(a) => commands::restage::run(a, skip).await,
             Command::Droplet(c) => commands::droplet::run(c, skip).await,
             Command::Env(a) => commands::env::show(a, skip).await,

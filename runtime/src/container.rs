@@ -149,6 +149,12 @@ impl Runtime {
         Ok(self.pool.allocate(id)?)
     }
 
+    /// Gives back an address that [`Runtime::allocate_address`] handed out but no
+    /// container came to use.
+    pub fn release_address(&self, address: &InstanceAddress) {
+        self.pool.release(address);
+    }
+
     /// The folder of container `id`: callers may put its overlay layers here, and it is
     /// removed with the container.
     pub fn container_dir(&self, id: &str) -> PathBuf {

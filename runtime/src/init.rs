@@ -327,10 +327,14 @@ fn do_mount(root: &Path, m: &Mount) -> Result<()> {
             if source.is_dir() {
                 mkdir_p(&at)?;
             } else {
-                if let Some(p) = at.parent() {
-                    mkdir_p(p)?;
+                // A file mounted over one already there (such as /etc/resolv.conf in
+                // the read-only /etc) needs no mount point made.
+                if !at.exists() {
+                    if let Some(p) = at.parent() {
+                        mkdir_p(p)?;
+                    }
+                    ctx(fs::write(&at, b""), &what)?;
                 }
-                ctx(fs::write(&at, b""), &what)?;
             }
             bind(source, &at, *readonly)
                 .map_err(|e| format!("{what} from {}: {e}", source.display()))

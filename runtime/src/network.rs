@@ -164,21 +164,62 @@ impl AddressPool {
 /// The nftables table that isolates instances.
 const NFT_TABLE: &str = "paas";
 
+/// The nftables set of instance addresses allowed to open connections to the world.
+const OUTBOUND_SET: &str = "outbound";
+
 /// Installs (or refreshes) the host firewall rules for instances: traffic that an
-/// instance starts towards the host or through it is dropped; replies to connections the
-/// host started are let through.
+/// instance starts towards the host or to another instance is dropped; replies to
+/// connections the host started are let through. Instances whose address is in the
+/// `outbound` set may open connections to the world (masqueraded behind the host),
+/// except to link-local addresses, where clouds serve instance metadata and credentials
+/// (the SSRF-to-metadata attack, e.g. Capital One 2019). The set survives a refresh.
 pub async fn isolate_instances() -> Result<(), NetworkError> {
     let ruleset = format!(
         "add table inet {t}\n\
-         flush table inet {t}\n\
+         add set inet {t} {o} {{ type ipv4_addr; }}\n\
          add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\n\
          add chain inet {t} forward {{ type filter hook forward priority -10; policy accept; }}\n\
+         add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+         flush chain inet {t} input\n\
+         flush chain inet {t} forward\n\
+         flush chain inet {t} postrouting\n\
          add rule inet {t} input iifname \"pv*\" ct state established,related accept\n\
          add rule inet {t} input iifname \"pv*\" counter drop\n\
+         add rule inet {t} forward oifname \"pv*\" ct state established,related accept\n\
+         add rule inet {t} forward iifname \"pv*\" oifname \"pv*\" counter drop\n\
+         add rule inet {t} forward iifname \"pv*\" ip daddr {{ 169.254.0.0/16, 127.0.0.0/8 }} counter drop\n\
+         add rule inet {t} forward iifname \"pv*\" ip saddr @{o} accept\n\
          add rule inet {t} forward iifname \"pv*\" counter drop\n\
-         add rule inet {t} forward oifname \"pv*\" counter drop\n",
-        t = NFT_TABLE
+         add rule inet {t} forward oifname \"pv*\" counter drop\n\
+         add rule inet {t} postrouting ip saddr @{o} oifname != \"pv*\" masquerade\n",
+        t = NFT_TABLE,
+        o = OUTBOUND_SET,
     );
+    nft(&ruleset).await
+}
+
+/// Lets the instance at `ip` open connections to the world, or not. Called for every
+/// instance as it starts, so an address reused after a crash never keeps the outbound
+/// access of the instance that had it before.
+pub async fn set_outbound(ip: Ipv4Addr, allowed: bool) -> Result<(), NetworkError> {
+    let (t, o) = (NFT_TABLE, OUTBOUND_SET);
+    // Adding first makes the delete succeed whether or not the address was there.
+    let mut batch = format!("add element inet {t} {o} {{ {ip} }}\n");
+    if !allowed {
+        batch.push_str(&format!("delete element inet {t} {o} {{ {ip} }}\n"));
+    } else {
+        // The host forwards for instances only once one may reach the world.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| {
+            NetworkError::Nft(format!(
+                "enabling IPv4 forwarding for outbound traffic: {e}"
+            ))
+        })?;
+    }
+    nft(&batch).await
+}
+
+async fn nft(batch: &str) -> Result<(), NetworkError> {
+    let ruleset = batch;
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

@@ -7,6 +7,7 @@ mod buildpacks;
 mod conformance;
 mod harness;
 mod manifest;
+mod outbound;
 mod push;
 mod refusals;
 mod releases;

@@ -32,6 +32,10 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         ("memory", s.memory.to_string().to_uppercase()),
         ("health check", s.health_check.to_string()),
         (
+            "outbound",
+            if s.outbound() { "allowed" } else { "denied" }.to_string(),
+        ),
+        (
             "buildpacks",
             a.detected_buildpack.clone().unwrap_or_else(|| "-".into()),
         ),

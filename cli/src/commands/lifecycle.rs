@@ -169,3 +169,29 @@ pub async fn rollback(args: RollbackArgs, ctx: super::Ctx) -> Result<(), Failure
     );
     roll(&args.name, "rollback", body, ctx).await
 }
+
+/// `allow-outbound` / `deny-outbound`: lets the app's instances open connections to the
+/// world (never to the host or to other instances), or not, and rolls them over.
+pub async fn outbound(args: NameArgs, allow: bool, ctx: super::Ctx) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let client = super::client(ctx)?;
+    let current: AppSummary = client
+        .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
+        .await?;
+    let mut settings = current.settings;
+    settings.outbound = Some(allow);
+    let _: AppSummary = client
+        .json(Method::PUT, &format!("/v1/apps/{name}"), Some(&settings))
+        .await?;
+    let what = if allow {
+        "may open connections to the world"
+    } else {
+        "may not open connections"
+    };
+    if current.droplet.is_none() || current.state == "stopped" {
+        println!("App {name} {what} once it runs");
+        return Ok(());
+    }
+    println!("App {name} {what}; rolling its instances over");
+    roll(name.as_str(), "restart", Bytes::new(), ctx).await
+}

@@ -182,7 +182,13 @@ async fn put_app(
             ));
         }
     }
-    let is_new = p.store.app(app).map_err(Failure::internal)?.is_none();
+    let existing = p.store.app(app).map_err(Failure::internal)?;
+    let is_new = existing.is_none();
+    let mut settings = settings;
+    if settings.outbound.is_none() {
+        // A push does not say: outbound access stays as it was.
+        settings.outbound = Some(existing.is_some_and(|a| a.settings.outbound()));
+    }
     let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
     if is_new && query::param(query, "default-route").as_deref() != Some("false") {
         let route = p.default_route(app)?;

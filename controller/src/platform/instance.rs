@@ -242,6 +242,11 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 c.destroy().await;
+                if let (true, Some(SocketAddr::V4(a))) = (spec.settings.outbound(), addr) {
+                    if let Err(e) = paas_runtime::network::set_outbound(*a.ip(), false).await {
+                        tracing::warn!(app = %spec.app, "revoking outbound access: {e}");
+                    }
+                }
                 match outcome {
                     Outcome::Stopped => {
                         inst.set(&platform, InstanceState::Stopped);
@@ -457,18 +462,37 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
         .runtime
         .allocate_address(&id)
         .map_err(|e| e.to_string())?;
+    let outbound = spec.settings.outbound();
+    if let Err(e) = paas_runtime::network::set_outbound(address.instance_ip, outbound).await {
+        platform.runtime.release_address(&address);
+        return Err(e.to_string());
+    }
+    let mut mounts = vec![Mount {
+        target: "/tmp".into(),
+        kind: MountKind::Tmpfs {
+            size_bytes: memory.bytes().min(256 << 20),
+            mode: 0o1777,
+            uid: 0,
+            gid: 0,
+        },
+    }];
+    // Name servers only for instances that may reach them: for the others a lookup
+    // would wait for its timeout instead of failing at once.
+    if outbound {
+        if let Some(resolv) = platform.outbound_resolv_conf() {
+            mounts.push(Mount {
+                target: "/etc/resolv.conf".into(),
+                kind: MountKind::Bind {
+                    source: resolv,
+                    readonly: true,
+                },
+            });
+        }
+    }
     let cfg = ContainerConfig {
         id: id.clone(),
         hostname: id.clone(),
-        mounts: vec![Mount {
-            target: "/tmp".into(),
-            kind: MountKind::Tmpfs {
-                size_bytes: memory.bytes().min(256 << 20),
-                mode: 0o1777,
-                uid: 0,
-                gid: 0,
-            },
-        }],
+        mounts,
         writable: Some(WritableLayer {
             target: "/home/vcap".into(),
             lower: spec.droplet_dir.clone(),

@@ -101,6 +101,8 @@ pub struct Platform {
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
+    /// The resolv.conf instances with outbound access see: the host's name servers.
+    outbound_resolv: Option<PathBuf>,
 }
 
 impl Platform {
@@ -164,6 +166,7 @@ impl Platform {
             retiring: Mutex::new(Vec::new()),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
+            outbound_resolv: outbound_resolv_conf(dir),
         }))
     }
 
@@ -258,6 +261,12 @@ impl Platform {
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),
             instances,
         }
+    }
+
+    /// The resolv.conf for instances that may reach the world, if the host has name
+    /// servers they can use.
+    pub fn outbound_resolv_conf(&self) -> Option<PathBuf> {
+        self.outbound_resolv.clone()
     }
 
     /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it.
@@ -435,6 +444,31 @@ impl Platform {
             })
             .collect()
     }
+}
+
+/// Writes `DIR/resolv.conf` with the host's name servers that an instance can reach
+/// (not loopback ones: those are the host's own, which instances may not reach; with
+/// systemd-resolved, its upstream servers). `None` when there are none.
+fn outbound_resolv_conf(dir: &std::path::Path) -> Option<PathBuf> {
+    let servers: Vec<String> = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .filter(|a| !a.is_loopback())
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+        })
+        .find(|list| !list.is_empty())?;
+    let path = dir.join("resolv.conf");
+    let text: String = servers
+        .iter()
+        .map(|s| format!("nameserver {s}\n"))
+        .collect();
+    std::fs::write(&path, text).ok()?;
+    Some(path)
 }
 
 /// Stops instances in parallel and waits until all are gone.

@@ -536,6 +536,7 @@ mod tests {
             health_check: Default::default(),
             start_timeout_secs: None,
             disk: None,
+            outbound: None,
         }
     }
 

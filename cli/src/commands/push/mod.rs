@@ -283,6 +283,7 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             health_check,
             start_timeout_secs: timeout,
             disk,
+            outbound: None,
         },
         env: m.env,
         routes,

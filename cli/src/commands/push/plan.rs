@@ -211,6 +211,7 @@ mod tests {
             health_check: Default::default(),
             start_timeout_secs: None,
             disk: None,
+            outbound: None,
         };
         assert!(settings_diff(&old, &old).is_empty());
         let new = AppSettings {

@@ -1,0 +1,157 @@
+//! Outbound network per app: off by default, on with `allow-outbound`; the host and the
+//! link-local metadata range stay out of reach either way.
+//!
+//! "The world" is a network namespace this test makes, joined to the host by a veth pair
+//! on 198.18.0.0/15 (RFC 2544's benchmarking range), with an HTTP server in it. No
+//! traffic leaves the machine.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{repo, Daemon};
+
+/// A namespace with a web server at `server`, reachable from the host; removed on drop.
+struct World {
+    netns: String,
+    server: Child,
+    host_server: Child,
+    ip: String,
+    host_ip: String,
+}
+
+impl World {
+    fn new() -> World {
+        let n = std::process::id() % 200 + 20;
+        let netns = format!("paas-test-world-{}", std::process::id());
+        let (host_if, ip, host_ip) = (
+            format!("pwt{}", std::process::id() % 100_000),
+            format!("198.18.{n}.2"),
+            format!("198.18.{n}.1"),
+        );
+        let sh = |script: &str| {
+            let ok = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{script}");
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", &netns])
+            .stderr(Stdio::null())
+            .status();
+        sh(&format!(
+            "ip netns add {netns} && ip link add {host_if} type veth peer name eth0 netns {netns} \
+             && ip addr add {host_ip}/30 dev {host_if} && ip link set {host_if} up \
+             && ip -n {netns} addr add {ip}/30 dev eth0 && ip -n {netns} link set eth0 up \
+             && ip -n {netns} link set lo up && ip -n {netns} route add default via {host_ip}"
+        ));
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                "python3",
+                "-m",
+                "http.server",
+                "8000",
+            ])
+            .args(["--bind", &ip])
+            .current_dir("/tmp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // A service on the host, listening on every address: instances must not reach it.
+        let host_server = Command::new("python3")
+            .args(["-m", "http.server", "8001", "--bind", "0.0.0.0"])
+            .current_dir("/tmp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let w = World {
+            netns,
+            server,
+            host_server,
+            ip,
+            host_ip,
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            let up = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "--max-time", "1"])
+                .arg(format!("http://{}:8000/", w.ip))
+                .status()
+                .unwrap()
+                .success();
+            if up {
+                return w;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the world's web server did not come up");
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.host_server.kill();
+        let _ = self.server.wait();
+        let _ = self.host_server.wait();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+/// Whether instance 0 of `app` can fetch `url` (3 s at most).
+fn can_fetch(d: &Daemon, app: &str, url: &str) -> bool {
+    let code =
+        format!("import urllib.request\nurllib.request.urlopen('{url}', timeout=3).read()\n");
+    d.paas(&["exec", app, "--", "python3", "-c", &code])
+        .status
+        .success()
+}
+
+#[test]
+fn outbound_access_is_off_until_allowed_and_never_reaches_the_host() {
+    let world = World::new();
+    let d = Daemon::start();
+    let py = repo().join("examples/python-app");
+    d.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
+    let world_url = format!("http://{}:8000/", world.ip);
+    let host_url = format!("http://{}:8001/", world.host_ip);
+    let metadata_url = "http://169.254.169.254/latest/meta-data/";
+
+    assert!(
+        !can_fetch(&d, "caller", &world_url),
+        "outbound is off by default"
+    );
+    assert!(d
+        .paas_ok(&["app", "caller"])
+        .contains("outbound:      denied"));
+
+    let out = d.paas_ok(&["allow-outbound", "caller"]);
+    assert!(out.contains("may open connections to the world"), "{out}");
+    assert!(can_fetch(&d, "caller", &world_url), "outbound allowed");
+    assert!(d
+        .paas_ok(&["app", "caller"])
+        .contains("outbound:      allowed"));
+    assert!(
+        !can_fetch(&d, "caller", &host_url),
+        "the host is never reachable"
+    );
+    assert!(
+        !can_fetch(&d, "caller", metadata_url),
+        "nor is link-local metadata"
+    );
+    // A push keeps the access the app has.
+    d.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
+    assert!(can_fetch(&d, "caller", &world_url), "kept across a push");
+
+    d.paas_ok(&["deny-outbound", "caller"]);
+    assert!(!can_fetch(&d, "caller", &world_url), "outbound taken back");
+}
