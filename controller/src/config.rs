@@ -13,6 +13,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Where the router listens for HTTPS app traffic.
     pub https_listen: SocketAddr,
+    /// Proxies in front of the router whose forwarding headers are kept.
+    pub trusted_proxies: Vec<paas_router::trust::Cidr>,
     /// Where the router's `/health` and `/metrics` answer.
     pub admin_listen: SocketAddr,
     /// Apps answer at `NAME.DOMAIN`.

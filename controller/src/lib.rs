@@ -70,7 +70,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                     .append(&app, "RTR", paas_api::LogStream::Out, &entry.line());
             }
         });
-    let router = Arc::new(paas_router::Router::new().with_access_log(sink));
+    let router = Arc::new(
+        paas_router::Router::with_config(paas_router::RouterConfig {
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            ..Default::default()
+        })
+        .with_access_log(sink),
+    );
     let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
     let _ = logs_of.set(Arc::clone(&platform));
     platform.refresh_certificates();

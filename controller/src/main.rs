@@ -31,6 +31,11 @@ struct Args {
     /// --cert`) and a self-signed one for DOMAIN and *.DOMAIN otherwise.
     #[arg(long, default_value = "0.0.0.0:8443", value_name = "ADDR")]
     https_listen: SocketAddr,
+    /// A network of proxies in front of the router (e.g. a load balancer) whose
+    /// X-Forwarded-For/-Proto/-Host headers are kept; repeatable. From others they are
+    /// replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = paas_router::trust::Cidr::parse)]
+    trusted_proxies: Vec<paas_router::trust::Cidr>,
     /// Address of the router's /health and /metrics (Prometheus).
     #[arg(long, default_value = "127.0.0.1:9080", value_name = "ADDR")]
     admin_listen: SocketAddr,
@@ -92,6 +97,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         api_listen: args.api_listen,
         http_listen: args.http_listen,
         https_listen: args.https_listen,
+        trusted_proxies: args.trusted_proxies,
         admin_listen: args.admin_listen,
         domain,
         instance_cidr: args.instance_cidr,

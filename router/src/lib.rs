@@ -20,6 +20,7 @@ pub mod proxy;
 mod server;
 pub mod table;
 pub mod tls;
+pub mod trust;
 mod tunnel;
 
 pub use server::{Router, RouterConfig};

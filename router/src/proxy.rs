@@ -367,13 +367,15 @@ fn random_hex(bytes: usize) -> String {
     out
 }
 
-/// Phase 3: point the request at the instance and say who the client is. Client-supplied
-/// forwarding headers are replaced, not trusted. Returns the request id, kept from the
-/// client when valid and made otherwise, to echo in the response.
+/// Phase 3: point the request at the instance and say who the client is. Forwarding
+/// headers from a `trusted` proxy are kept (the client's address appended to
+/// X-Forwarded-For); from anyone else they are replaced. Returns the request id, kept
+/// from the client when valid and made otherwise, to echo in the response.
 pub fn upstream_request_filter<B>(
     req: &mut Request<B>,
     client: &HeaderValue,
     proto: &'static str,
+    trusted: bool,
     started_ms: u64,
 ) -> HeaderValue {
     // HTTP/2 names the host in `:authority`, not Host; the app gets it as Host.
@@ -401,10 +403,32 @@ pub fn upstream_request_filter<B>(
     let host = req.headers().get(header::HOST).cloned();
     let h = req.headers_mut();
     strip_hop_by_hop(h);
-    h.insert(X_FORWARDED_FOR.clone(), client.clone());
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        h.insert(X_FORWARDED_HOST.clone(), host);
+    let earlier = trusted
+        .then(|| {
+            let all: Vec<&str> = h
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!all.is_empty()).then(|| all.join(", "))
+        })
+        .flatten();
+    let xff = earlier
+        .and_then(|e| HeaderValue::from_str(&format!("{e}, {}", client.to_str().ok()?)).ok())
+        .unwrap_or_else(|| client.clone());
+    h.insert(X_FORWARDED_FOR.clone(), xff);
+    let proto_kept = trusted
+        && h.get(&X_FORWARDED_PROTO)
+            .is_some_and(|v| v == "http" || v == "https");
+    if !proto_kept {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
+    if !(trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        if let Some(host) = host {
+            h.insert(X_FORWARDED_HOST.clone(), host);
+        } else {
+            h.remove(&X_FORWARDED_HOST);
+        }
     }
     h.insert(X_REQUEST_START.clone(), HeaderValue::from(started_ms));
     let id = match h.get(&X_REQUEST_ID) {

@@ -19,6 +19,7 @@ use crate::pool::SendError;
 use crate::proxy::{self, Body, Fault, ProxyError};
 use crate::table::{Backend, RouteTable};
 use crate::tls;
+use crate::trust::Cidr;
 use crate::tunnel;
 
 /// The most instances one request is tried on.
@@ -32,8 +33,8 @@ const H2_MAX_RESETS: usize = 50;
 /// The longest a shutdown waits for requests under way to finish.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
-/// Limits a router holds clients to.
-#[derive(Debug, Clone, Copy)]
+/// Limits a router holds clients to, and whom it trusts.
+#[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// How long a client may take to send a request's headers (slowloris defence).
     pub header_read_timeout: Duration,
@@ -41,6 +42,9 @@ pub struct RouterConfig {
     pub max_header_bytes: usize,
     /// The most requests under way to one instance; more are answered with 503.
     pub max_requests_per_instance: usize,
+    /// Networks of proxies in front of the router whose `X-Forwarded-*` headers are
+    /// kept (and added to); from anyone else they are replaced.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for RouterConfig {
@@ -49,6 +53,7 @@ impl Default for RouterConfig {
             header_read_timeout: HEADER_READ_TIMEOUT,
             max_header_bytes: 64 * 1024,
             max_requests_per_instance: 1000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -69,6 +74,8 @@ struct Conn {
     client: HeaderValue,
     /// `http` or `https`, as X-Forwarded-Proto sends it.
     proto: &'static str,
+    /// The client is a trusted proxy: its forwarding headers are kept.
+    trusted: bool,
 }
 
 /// What a request turned out to be, filled in as the phases learn it, for the log.
@@ -204,6 +211,11 @@ impl Router {
                 client: HeaderValue::from_str(&peer.ip().to_string())
                     .unwrap_or(HeaderValue::from_static("unknown")),
                 proto: if tls.is_some() { "https" } else { "http" },
+                trusted: self
+                    .config
+                    .trusted_proxies
+                    .iter()
+                    .any(|n| n.contains(peer.ip())),
             };
             let tls = tls.clone();
             let (open, closing) = (open.clone(), closing.clone());
@@ -241,7 +253,10 @@ impl Router {
     ) where
         IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let config = self.config;
+        let (header_read_timeout, max_header_bytes) = (
+            self.config.header_read_timeout,
+            self.config.max_header_bytes,
+        );
         let conn = Arc::new(conn);
         let service = hyper::service::service_fn(move |req| {
             let router = Arc::clone(&self);
@@ -254,8 +269,8 @@ impl Router {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(config.max_header_bytes)
+            .header_read_timeout(header_read_timeout)
+            .max_buf_size(max_header_bytes)
             // A client that shuts its sending side after the request still gets the
             // answer (hyper would drop a request still under way at that EOF).
             .half_close(true);
@@ -263,7 +278,7 @@ impl Router {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
-            .max_header_list_size(config.max_header_bytes as u32)
+            .max_header_list_size(max_header_bytes as u32)
             // Rapid Reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671): a client
             // that makes the router reset streams en masse loses its connection.
             .max_pending_accept_reset_streams(H2_MAX_RESETS)
@@ -405,8 +420,13 @@ impl Router {
         let websocket = tunnel::is_websocket(&req);
         // Taken before the request is passed on: the client's side of a tunnel.
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-        let request_id =
-            proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, started_ms);
+        let request_id = proxy::upstream_request_filter(
+            &mut req,
+            &conn.client,
+            conn.proto,
+            conn.trusted,
+            started_ms,
+        );
         if served.logging {
             served.request_id = Some(request_id.clone());
         }

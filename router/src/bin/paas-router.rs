@@ -41,6 +41,11 @@ struct Args {
     /// The most requests under way to one instance; more are answered with 503.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     max_requests_per_instance: usize,
+    /// A network of proxies in front of this router (e.g. a load balancer) whose
+    /// X-Forwarded-For/-Proto/-Host headers are kept; repeatable. From others they are
+    /// replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = paas_router::trust::Cidr::parse)]
+    trusted_proxies: Vec<paas_router::trust::Cidr>,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -128,6 +133,7 @@ fn run(args: Args) -> Result<(), String> {
     rt.block_on(async move {
         let mut router = Router::with_config(paas_router::RouterConfig {
             max_requests_per_instance: args.max_requests_per_instance.max(1),
+            trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()
         });
         if args.access_log {

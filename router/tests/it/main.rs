@@ -428,3 +428,33 @@ async fn a_route_s_body_limit_refuses_larger_bodies_with_413() {
     let resp = raw(r, &post("Transfer-Encoding: chunked\r\n", big)).await;
     assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
 }
+
+#[tokio::test]
+async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
+    let a = backend("one").await;
+    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
+        trusted_proxies: vec![paas_router::trust::Cidr::parse("127.0.0.0/8").unwrap()],
+        ..Default::default()
+    }));
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(a, 0)]);
+    r.update(t);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let resp = raw(
+        addr,
+        "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .to_ascii_lowercase();
+    assert!(
+        resp.contains("x-forwarded-for: 6.6.6.6, 127.0.0.1\r\n"),
+        "{resp}"
+    );
+    assert!(resp.contains("x-forwarded-proto: https\r\n"), "{resp}");
+    assert!(
+        resp.contains("x-forwarded-host: shop.example.com\r\n"),
+        "{resp}"
+    );
+}
