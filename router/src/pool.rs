@@ -80,16 +80,7 @@ impl Pool {
     }
 
     async fn connect(addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, SendError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                SendError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "timed out",
-                ))
-            })?
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect_tcp(addr).await?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Request)?;
@@ -142,6 +133,22 @@ impl Pool {
             back: Some((sender, addr, Arc::clone(self))),
         }))
     }
+}
+
+/// A TCP connection to an instance, given at most [`CONNECT_TIMEOUT`], without Nagle's
+/// delay.
+pub async fn connect_tcp(addr: SocketAddr) -> Result<tokio::net::TcpStream, SendError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            SendError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ))
+        })?
+        .map_err(SendError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 /// An instance's response body; when read to the end, its connection returns to the pool.

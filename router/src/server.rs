@@ -363,15 +363,7 @@ impl Router {
             if matches!(e, SendError::Connect(_)) {
                 self.pool.eject(backend.addr);
             }
-            ProxyError {
-                status: StatusCode::BAD_GATEWAY,
-                kind: "app_unreachable",
-                message: format!(
-                    "app {app} instance {} could not be reached: {e}",
-                    backend.index
-                ),
-                fault: Fault::Upstream,
-            }
+            unreachable(app, &backend, &e)
         })?;
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         proxy::response_filter(&mut resp, request_id, &backend);
@@ -464,15 +456,7 @@ impl Router {
             match self.pool.send(backend.addr, req).await {
                 Ok(resp) => break resp,
                 Err((e, back)) => {
-                    let unreachable = ProxyError {
-                        status: StatusCode::BAD_GATEWAY,
-                        kind: "app_unreachable",
-                        message: format!(
-                            "app {app} instance {} could not be reached: {e}",
-                            backend.index
-                        ),
-                        fault: Fault::Upstream,
-                    };
+                    let unreachable = unreachable(&app, &backend, &e);
                     // A body cut off at the route's limit is the client's doing.
                     if exceeded.load(std::sync::atomic::Ordering::Relaxed) {
                         return Err(too_large(max_body.unwrap_or(0)));
@@ -502,4 +486,17 @@ impl Router {
         // The request counts as under way until its response body is sent.
         Ok(resp.map(|body| Body::App(body, active)))
     }
+}
+
+/// The 502 for an instance that could not be reached.
+fn unreachable(app: &str, backend: &Backend, e: &SendError) -> ProxyError {
+    ProxyError::new(
+        StatusCode::BAD_GATEWAY,
+        "app_unreachable",
+        Fault::Upstream,
+        format!(
+            "app {app} instance {} could not be reached: {e}",
+            backend.index
+        ),
+    )
 }

@@ -10,7 +10,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::pool::{SendError, CONNECT_TIMEOUT};
+use crate::pool::{connect_tcp, SendError};
 
 /// Whether the request asks to become a WebSocket: GET with `Connection: upgrade` and
 /// `Upgrade: websocket`.
@@ -47,16 +47,7 @@ pub async fn open(
     client: hyper::upgrade::OnUpgrade,
 ) -> Result<Response<Incoming>, SendError> {
     mark_upgrade(req.headers_mut());
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| {
-            SendError::Connect(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "timed out",
-            ))
-        })?
-        .map_err(SendError::Connect)?;
-    let _ = stream.set_nodelay(true);
+    let stream = connect_tcp(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Request)?;
