@@ -138,6 +138,10 @@ pub struct StagingRequest {
     /// Where this app's build caches are kept between stagings, one per buildpack;
     /// `None` for no cache.
     pub cache_dir: Option<PathBuf>,
+    /// Buildpacks may open connections to the world (the app was given
+    /// `allow-outbound`), with the name servers of this resolv.conf, if any. `None`:
+    /// loopback only.
+    pub outbound: Option<Option<PathBuf>>,
 }
 
 #[derive(Debug, Clone)]
@@ -471,10 +475,35 @@ impl Stager {
         ];
         env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
         env.extend(extra_env);
+        let id = format!("stg-{}-{step}", req.id);
+        let mut mounts = layout.mounts(req);
+        // Loopback only, unless the app may reach the world: then an address of its own,
+        // in the outbound set for as long as the step runs.
+        let (network, outbound_ip) = match &req.outbound {
+            None => (NetworkMode::Isolated, None),
+            Some(resolv) => {
+                let address = self.runtime.allocate_address(&id)?;
+                let ip = address.instance_ip;
+                if let Err(e) = paas_runtime::network::set_outbound(ip, true).await {
+                    self.runtime.release_address(&address);
+                    return Err(RuntimeError::from(e).into());
+                }
+                if let Some(r) = resolv {
+                    mounts.push(Mount {
+                        target: "/etc/resolv.conf".into(),
+                        kind: MountKind::Bind {
+                            source: r.clone(),
+                            readonly: true,
+                        },
+                    });
+                }
+                (NetworkMode::Routed(address), Some(ip))
+            }
+        };
         let cfg = ContainerConfig {
-            id: format!("stg-{}-{step}", req.id),
+            id,
             hostname: "staging".to_string(),
-            mounts: layout.mounts(req),
+            mounts,
             args: vec!["/bin/bash".into(), "-c".into(), timed(&step, &script)],
             env,
             cwd: "/home/vcap/app".into(),
@@ -484,10 +513,23 @@ impl Stager {
                 memory_bytes,
                 pids: 1024,
             },
-            network: NetworkMode::Isolated,
+            network,
             writable: None,
         };
-        let mut c = self.runtime.start(cfg).await?;
+        let revoke = || async {
+            if let Some(ip) = outbound_ip {
+                if let Err(e) = paas_runtime::network::set_outbound(ip, false).await {
+                    tracing::warn!("revoking a staging container's outbound access: {e}");
+                }
+            }
+        };
+        let mut c = match self.runtime.start(cfg).await {
+            Ok(c) => c,
+            Err(e) => {
+                revoke().await;
+                return Err(e.into());
+            }
+        };
         let stdout = c.stdout.take();
         let stderr = c.stderr.take();
         let work = async {
@@ -506,6 +548,7 @@ impl Stager {
             }
         };
         c.destroy().await;
+        revoke().await;
         if let Ok(us) = std::fs::read_to_string(layout.stage.join(format!("time-{step}"))) {
             let us: u64 = us.trim().parse().unwrap_or(0);
             if step.starts_with('d') {

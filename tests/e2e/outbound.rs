@@ -21,10 +21,14 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let n = std::process::id() % 200 + 20;
-        let netns = format!("paas-test-world-{}", std::process::id());
+        // Unique per test process and per world within it (tests run in parallel).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pid = std::process::id();
+        let n = (pid * 4 + k) % 200 + 20;
+        let netns = format!("paas-test-world-{pid}-{k}");
         let (host_if, ip, host_ip) = (
-            format!("pwt{}", std::process::id() % 100_000),
+            format!("pwt{}x{k}", pid % 100_000),
             format!("198.18.{n}.2"),
             format!("198.18.{n}.1"),
         );
@@ -154,4 +158,61 @@ fn outbound_access_is_off_until_allowed_and_never_reaches_the_host() {
 
     d.paas_ok(&["deny-outbound", "caller"]);
     assert!(!can_fetch(&d, "caller", &world_url), "outbound taken back");
+}
+
+#[test]
+fn staging_reaches_the_world_only_for_an_app_allowed_outbound() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let d = Daemon::start();
+    // A buildpack whose compile downloads from the world, as `pip install` would.
+    let bp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(bp.path().join("bin")).unwrap();
+    let scripts = [
+        ("detect", "#!/bin/sh\necho fetcher\n".to_string()),
+        (
+            "compile",
+            format!(
+                "#!/bin/sh\npython3 -c \"import urllib.request; urllib.request.urlopen('http://{}:8000/', timeout=3)\" \\\n  && echo downloaded || {{ echo 'cannot download'; exit 1; }}\n",
+                world.ip
+            ),
+        ),
+        (
+            "release",
+            "#!/bin/sh\necho '---'\necho 'default_process_types:'\necho '  web: python3 -m http.server $PORT'\n".to_string(),
+        ),
+    ];
+    for (name, text) in scripts {
+        let path = bp.path().join("bin").join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    d.paas_ok(&["create-buildpack", "fetcher", bp.path().to_str().unwrap()]);
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("index.html"), "hi").unwrap();
+    let push = || {
+        d.paas(&[
+            "push",
+            "fetch-app",
+            "-p",
+            app.path().to_str().unwrap(),
+            "-b",
+            "fetcher",
+        ])
+    };
+
+    let out = push();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "staging must fail: {text}");
+    assert!(text.contains("cannot download"), "{text}");
+
+    d.paas_ok(&["allow-outbound", "fetch-app"]);
+    let out = push();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("downloaded"), "{text}");
 }

@@ -74,6 +74,10 @@ impl Platform {
             timeout: self.staging_timeout,
             droplet_out: droplet_tmp.to_path_buf(),
             cache_dir: Some(self.caches_dir.join(app.as_str())),
+            outbound: record
+                .settings
+                .outbound()
+                .then(|| self.outbound_resolv_conf()),
         };
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
         let forward = {

@@ -129,6 +129,7 @@ async fn stage_with_disk(
         droplet_out: droplet.clone(),
         cache_dir: None,
         disk,
+        outbound: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let res = f.stager.stage(&req, &tx).await;
