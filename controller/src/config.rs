@@ -27,4 +27,8 @@ pub struct Config {
     pub staging_timeout: Duration,
     /// How long an instance may take to pass its first health check.
     pub start_timeout: Duration,
+    /// How long an app may take to start answering a request (then 504).
+    pub response_timeout: Duration,
+    /// How long to keep serving, with /health failing, after a stop is asked for.
+    pub drain: Duration,
 }

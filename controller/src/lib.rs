@@ -73,6 +73,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let router = Arc::new(
         paas_router::Router::with_config(paas_router::RouterConfig {
             trusted_proxies: cfg.trusted_proxies.clone(),
+            response_timeout: cfg.response_timeout,
             ..Default::default()
         })
         .with_access_log(sink),
@@ -109,7 +110,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     tracing::info!(%api_addr, %http_addr, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
 
     shutdown.await;
-    tracing::info!("stopping: draining instances");
+    if !cfg.drain.is_zero() {
+        // /health fails first; traffic is still served for the drain window.
+        tracing::info!("stopping: draining for {} s", cfg.drain.as_secs());
+        router.metrics().begin_drain();
+        tokio::time::sleep(cfg.drain).await;
+    }
+    tracing::info!("stopping: closing listeners, stopping instances");
     let _ = stop_tx.send(true);
     platform.shutdown().await;
     let _ = tokio::join!(router_task, https_task, api_task, admin_task);

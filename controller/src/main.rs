@@ -54,6 +54,13 @@ struct Args {
     /// Seconds an instance may take to pass its first health check.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     start_timeout: u64,
+    /// Seconds an app may take to start answering a request; then the client gets 504.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    response_timeout: u64,
+    /// On SIGTERM: seconds to keep serving while the router's /health already fails, so a
+    /// load balancer in front stops sending traffic first.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    drain_seconds: u64,
 }
 
 fn main() {
@@ -104,6 +111,8 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         init_exe,
         staging_timeout: Duration::from_secs(args.staging_timeout),
         start_timeout: Duration::from_secs(args.start_timeout),
+        response_timeout: Duration::from_secs(args.response_timeout.max(1)),
+        drain: Duration::from_secs(args.drain_seconds),
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(paas_controller::run(cfg, shutdown_signal()))

@@ -45,6 +45,9 @@ pub struct RouterConfig {
     /// Networks of proxies in front of the router whose `X-Forwarded-*` headers are
     /// kept (and added to); from anyone else they are replaced.
     pub trusted_proxies: Vec<Cidr>,
+    /// How long an app may take to start its response once the request reached it;
+    /// then the client gets 504.
+    pub response_timeout: Duration,
 }
 
 impl Default for RouterConfig {
@@ -54,6 +57,7 @@ impl Default for RouterConfig {
             max_header_bytes: 64 * 1024,
             max_requests_per_instance: 1000,
             trusted_proxies: Vec::new(),
+            response_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -452,8 +456,22 @@ impl Router {
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
         let mut tried = vec![backend.addr];
+        let timeout = self.config.response_timeout;
         let mut resp = loop {
-            match self.pool.send(backend.addr, req).await {
+            let sent = tokio::time::timeout(timeout, self.pool.send(backend.addr, req)).await;
+            let Ok(sent) = sent else {
+                return Err(ProxyError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "app_timeout",
+                    Fault::Upstream,
+                    format!(
+                        "app {app} instance {} did not answer within {} s",
+                        backend.index,
+                        timeout.as_secs()
+                    ),
+                ));
+            };
+            match sent {
                 Ok(resp) => break resp,
                 Err((e, back)) => {
                     let unreachable = unreachable(&app, &backend, &e);

@@ -38,6 +38,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
     pool: u32,
+    /// Flags given to paasd besides the harness's own.
+    extra: Vec<String>,
     pub api: String,
     pub router: SocketAddr,
     /// The router's HTTPS listener.
@@ -48,15 +50,22 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Self::start_with(&[])
+    }
+
+    /// Starts paasd with `extra` flags too.
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
-        let (child, api, router, https, admin) = spawn(dir.path(), pool);
+        let (child, api, router, https, admin) = spawn(dir.path(), pool, &extra);
         Daemon {
             child,
             dir,
             home,
             pool,
+            extra,
             api,
             router,
             https,
@@ -68,7 +77,7 @@ impl Daemon {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, api, router, https, admin) = spawn(self.dir.path(), self.pool);
+        let (child, api, router, https, admin) = spawn(self.dir.path(), self.pool, &self.extra);
         self.child = child;
         self.api = api;
         self.router = router;
@@ -89,6 +98,11 @@ impl Daemon {
         }
         let _ = self.child.kill();
         self.child.wait().unwrap()
+    }
+
+    /// The pid of the paasd process.
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn token(&self) -> String {
@@ -186,7 +200,11 @@ impl Drop for Daemon {
 
 /// Starts paasd on `dir` with instance pool number `pool`; returns it with its API URL
 /// and router address, read from its ready line.
-fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr, SocketAddr) {
+fn spawn(
+    dir: &Path,
+    pool: u32,
+    extra: &[String],
+) -> (Child, String, SocketAddr, SocketAddr, SocketAddr) {
     let mut child = Command::new(bin("paasd"))
         .args(["--data-dir"])
         .arg(dir)
@@ -202,6 +220,7 @@ fn spawn(dir: &Path, pool: u32) -> (Child, String, SocketAddr, SocketAddr, Socke
         .args(["--domain", "localhost"])
         .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
         .args(["--start-timeout", "30"])
+        .args(extra)
         .env("PAASD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

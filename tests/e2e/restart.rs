@@ -108,3 +108,23 @@ fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
         0
     );
 }
+
+#[test]
+fn a_stopping_paasd_fails_health_first_and_keeps_serving_through_its_drain_window() {
+    let mut d = Daemon::start_with(&["--drain-seconds", "3"]);
+    let site = repo().join("examples/static-site");
+    d.paas_ok(&["push", "drained", "-p", site.to_str().unwrap()]);
+    let health = |d: &Daemon| crate::harness::get(d.admin, "localhost", "/health").status;
+    assert_eq!(health(&d), 200);
+    let pid = nix::unistd::Pid::from_raw(d.child_id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(health(&d), 503, "/health fails as soon as the drain begins");
+    assert_eq!(
+        d.get("drained.localhost", "/").status,
+        200,
+        "apps still answer"
+    );
+    let status = d.stop();
+    assert!(status.success(), "{status:?}");
+}

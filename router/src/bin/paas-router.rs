@@ -46,6 +46,9 @@ struct Args {
     /// replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = paas_router::trust::Cidr::parse)]
     trusted_proxies: Vec<paas_router::trust::Cidr>,
+    /// Seconds an app may take to start answering a request; then the client gets 504.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    response_timeout: u64,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -134,6 +137,7 @@ fn run(args: Args) -> Result<(), String> {
         let mut router = Router::with_config(paas_router::RouterConfig {
             max_requests_per_instance: args.max_requests_per_instance.max(1),
             trusted_proxies: args.trusted_proxies.clone(),
+            response_timeout: Duration::from_secs(args.response_timeout.max(1)),
             ..Default::default()
         });
         if args.access_log {

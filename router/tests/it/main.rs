@@ -458,3 +458,25 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
         "{resp}"
     );
 }
+
+#[tokio::test]
+async fn an_app_that_does_not_answer_in_time_gets_504() {
+    let slow = slow_backend(std::time::Duration::from_millis(1500)).await;
+    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
+        response_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    }));
+    let mut t = RouteTable::new();
+    t.insert("slow.localhost", "slow", vec![Backend::new(slow, 0)]);
+    r.update(t);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let resp = raw(
+        addr,
+        "GET / HTTP/1.1\r\nHost: slow.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 504"), "{resp}");
+    assert!(resp.contains("x-paas-router-error: app_timeout"), "{resp}");
+}
