@@ -12,7 +12,9 @@ mod wire;
 
 pub use memory::{MemorySize, MemorySizeError};
 pub use names::{check_env_name, AppName, AppNameError, BuildpackName, BuildpackNameError};
-pub use route::{check_host, CreateDomain, DomainInfo, Route, RouteError, MAX_ROUTE_PATH_LEN};
+pub use route::{
+    check_host, CertificateEntry, CreateDomain, DomainInfo, Route, RouteError, MAX_ROUTE_PATH_LEN,
+};
 pub use wire::*;
 
 /// The path prefix of every API route: bumped only for incompatible changes.

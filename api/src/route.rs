@@ -191,6 +191,18 @@ pub struct DomainInfo {
     pub has_certificate: bool,
 }
 
+/// `GET /v1/certificates`: what routers serve over HTTPS, private keys included, so a
+/// `paas-router` on an edge host serves the same certificates as `paasd`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CertificateEntry {
+    /// The domain it serves (and every name under it).
+    pub domain: String,
+    /// The certificate for names no other entry covers.
+    pub default: bool,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// `POST /v1/domains`: a domain, and optionally the PEM certificate chain and key the
 /// router serves for it over HTTPS (the certificate may be a wildcard, `*.DOMAIN`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -352,3 +352,88 @@ fn events_follow_streams_each_event_as_it_is_recorded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A `paas-router` following `d`, on ephemeral ports; returns it with its HTTP and HTTPS
+/// addresses.
+fn edge_router(d: &Daemon) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::harness::bin("paas-router"))
+        .args(["--listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--drain-seconds", "0"])
+        .args(["--api", &d.api, "--token", &d.token()])
+        .arg("--ca-cert")
+        .arg(d.cert())
+        .env("PAAS_ROUTER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+            .to_string()
+    };
+    (child, field("listen="), field("https="))
+}
+
+#[test]
+fn an_edge_router_serves_the_daemon_s_routes_and_certificates() {
+    let d = Daemon::start();
+    let site = repo().join("examples/static-site");
+    d.paas_ok(&["push", "site", "-p", site.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["*.edge.test".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    d.paas_ok(&[
+        "create-domain",
+        "edge.test",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    d.paas_ok(&["map-route", "site", "edge.test", "--hostname", "www"]);
+
+    let (mut router, http, https) = edge_router(&d);
+    let port = https.rsplit(':').next().unwrap().to_string();
+    let https_get = |host: &str, ca: &std::path::Path| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(ca)
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // It polls the daemon every second: give it a few.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut answer = String::new();
+    while std::time::Instant::now() < end {
+        answer = https_get("www.edge.test", &cert);
+        if answer == "200" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        answer, "200",
+        "the domain's certificate and route over HTTPS"
+    );
+    let http_addr: std::net::SocketAddr = http.parse().unwrap();
+    assert_eq!(
+        crate::harness::get(http_addr, "site.localhost", "/").status,
+        200
+    );
+    let default = https_get("localhost", &d.dir.path().join("router-cert.pem"));
+    assert_eq!(default, "404", "the daemon's default certificate");
+    let _ = router.kill();
+    let _ = router.wait();
+}

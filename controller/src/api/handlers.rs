@@ -31,6 +31,9 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
         (Method::GET, ["v1", "apps"]) => list_apps(p, &path, &query),
         (m, ["v1", "routes"]) => routes::routes(p, &m, &path, &query),
+        (Method::GET, ["v1", "certificates"]) => {
+            p.certificates().and_then(|c| page::list(&c, &path, &query))
+        }
         (m, ["v1", "domains", rest @ ..]) => routes::domains(p, &m, rest, &path, &query, req).await,
         (Method::POST, ["v1", "resources", "match"]) => match_resources(p, req).await,
         (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &path, &query, req).await,

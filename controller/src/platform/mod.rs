@@ -89,6 +89,8 @@ pub struct Platform {
     router: Arc<Router>,
     /// The router's certificate for names no domain certificate covers.
     default_cert: Arc<rustls::sign::CertifiedKey>,
+    /// The same certificate and key as PEM, for routers on other hosts.
+    default_cert_pem: (String, String),
     pub buildpacks: Registry,
     droplets_dir: PathBuf,
     caches_dir: PathBuf,
@@ -157,6 +159,7 @@ impl Platform {
             stager,
             router,
             default_cert: Arc::new(default_cert),
+            default_cert_pem: (cert, key),
             buildpacks,
             droplets_dir,
             caches_dir: dir.join("caches"),

@@ -3,7 +3,7 @@
 //! The route table is rebuilt from the stored routes and the live instances whenever
 //! either changes, and published to the router as one new snapshot.
 
-use paas_api::{AppName, DomainInfo, Route, RouteBackend, RouteEntry};
+use paas_api::{AppName, CertificateEntry, DomainInfo, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
 
 use paas_router::tls::Certificates;
@@ -223,6 +223,28 @@ impl Platform {
         let added = self.store.put_domain(&domain).map_err(Failure::internal)?;
         self.refresh_certificates();
         Ok(added)
+    }
+
+    /// Every certificate the router serves, with its key: the default one first.
+    pub fn certificates(&self) -> Result<Vec<CertificateEntry>, Failure> {
+        let (cert, key) = &self.default_cert_pem;
+        let default = CertificateEntry {
+            domain: self.domain.clone(),
+            default: true,
+            cert_pem: cert.clone(),
+            key_pem: key.clone(),
+        };
+        let added = self.store.domains().map_err(Failure::internal)?;
+        Ok(std::iter::once(default)
+            .chain(added.into_iter().filter_map(|d| {
+                Some(CertificateEntry {
+                    cert_pem: d.cert_pem?,
+                    key_pem: d.key_pem?,
+                    domain: d.name,
+                    default: false,
+                })
+            }))
+            .collect())
     }
 
     /// Gives the router the certificates of every domain that has one, and the default.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use paas_api::{Route, RouteBackend, RouteEntry};
+use paas_api::{CertificateEntry, Route, RouteBackend, RouteEntry};
 use paas_router::{RouteTable, Router};
 
 /// Routes HTTP traffic for paas apps, apart from paasd.
@@ -19,8 +19,9 @@ struct Args {
     /// Where to listen for app traffic.
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Where to listen for HTTPS app traffic, served with --cert and --key.
-    #[arg(long, value_name = "ADDR", requires = "cert")]
+    /// Where to listen for HTTPS app traffic: with the daemon's certificates (--api), and
+    /// --cert/--key as the default.
+    #[arg(long, value_name = "ADDR")]
     https_listen: Option<SocketAddr>,
     /// The PEM certificate chain HTTPS serves (a wildcard one, *.DOMAIN, serves every app).
     #[arg(long, value_name = "FILE", requires = "key")]
@@ -147,31 +148,41 @@ fn run(args: Args) -> Result<(), String> {
         }
         let router = Arc::new(router);
         router.update(RouteTable::from_entries(&fixed));
-        if let Some(api) = args.api {
-            let tls = tls_config(args.ca_cert.as_deref())?;
-            let token = args.token.unwrap_or_default();
-            tokio::spawn(follow(api, token, tls, fixed, Arc::clone(&router)));
-        }
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let https = match (&args.https_listen, &args.cert, &args.key) {
-            (Some(addr), Some(cert), Some(key)) => {
+        // --cert/--key: the default certificate, whatever the daemon has.
+        let fixed_cert = match (&args.cert, &args.key) {
+            (Some(cert), Some(key)) => {
                 let read = |p: &std::path::Path| {
                     std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
                 };
                 let ck = paas_router::tls::certified_key(&read(cert)?, &read(key)?)
                     .map_err(|e| format!("--cert/--key: {e}"))?;
-                router
-                    .certificates()
-                    .update(paas_router::tls::Certificates::new(Some(Arc::new(ck))));
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("listening on {addr}: {e}"))?;
-                Some(l)
+                Some(Arc::new(ck))
             }
             _ => None,
+        };
+        if args.https_listen.is_some() && fixed_cert.is_none() && args.api.is_none() {
+            return Err("--https-listen needs certificates: give --cert and --key, or --api to serve the daemon's".into());
+        }
+        router
+            .certificates()
+            .update(paas_router::tls::Certificates::new(fixed_cert.clone()));
+        if let Some(api) = args.api {
+            let tls = tls_config(args.ca_cert.as_deref())?;
+            let token = args.token.unwrap_or_default();
+            let source = Daemon { api, token, tls };
+            tokio::spawn(follow(source, fixed, fixed_cert, Arc::clone(&router)));
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let https = match &args.https_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("listening on {addr}: {e}"))?,
+            ),
+            None => None,
         };
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
@@ -244,18 +255,25 @@ fn tls_config(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
     Ok(Arc::new(cfg))
 }
 
-/// Polls the daemon's routes every second and publishes them with the fixed ones. While
-/// the daemon cannot be reached, the last table keeps serving.
-async fn follow(
+/// The daemon a router follows.
+struct Daemon {
     api: String,
     token: String,
     tls: Arc<rustls::ClientConfig>,
+}
+
+/// Keeps the router's routes and certificates in step with the daemon's, polling every
+/// second; `fixed` routes and the `fixed_cert` default are kept whatever it says.
+async fn follow(
+    daemon: Daemon,
     fixed: Vec<RouteEntry>,
+    fixed_cert: Option<Arc<rustls::sign::CertifiedKey>>,
     router: Arc<Router>,
 ) {
     let mut last: Option<Vec<RouteEntry>> = None;
+    let mut last_certs: Option<Vec<CertificateEntry>> = None;
     loop {
-        match fetch_routes(&api, &token, &tls).await {
+        match fetch_all::<RouteEntry>(&daemon, "/v1/routes?per_page=1000").await {
             Ok(mut routes) => {
                 routes.extend(fixed.iter().cloned());
                 if last.as_ref() != Some(&routes) {
@@ -264,18 +282,53 @@ async fn follow(
                     last = Some(routes);
                 }
             }
-            Err(e) => tracing::warn!("reading routes from {api}: {e}"),
+            Err(e) => tracing::warn!("reading routes from {}: {e}", daemon.api),
+        }
+        match fetch_all::<CertificateEntry>(&daemon, "/v1/certificates?per_page=1000").await {
+            Ok(certs) if last_certs.as_ref() != Some(&certs) => {
+                router
+                    .certificates()
+                    .update(certificates(&certs, fixed_cert.clone()));
+                tracing::info!(certificates = certs.len(), "certificates updated");
+                last_certs = Some(certs);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading certificates from {}: {e}", daemon.api),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-async fn fetch_routes(
-    api: &str,
-    token: &str,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Result<Vec<RouteEntry>, String> {
+/// The daemon's certificates; `fixed` (from --cert) is the default if given.
+fn certificates(
+    entries: &[CertificateEntry],
+    fixed: Option<Arc<rustls::sign::CertifiedKey>>,
+) -> paas_router::tls::Certificates {
+    let key = |e: &CertificateEntry| match paas_router::tls::certified_key(&e.cert_pem, &e.key_pem)
+    {
+        Ok(k) => Some(Arc::new(k)),
+        Err(err) => {
+            tracing::warn!(domain = %e.domain, "its certificate cannot be used: {err}");
+            None
+        }
+    };
+    let default = fixed.or_else(|| entries.iter().filter(|e| e.default).find_map(key));
+    let mut certs = paas_router::tls::Certificates::new(default);
+    for e in entries.iter().filter(|e| !e.default) {
+        if let Some(k) = key(e) {
+            certs.insert(&e.domain, k);
+        }
+    }
+    certs
+}
+
+/// Every item of a list the daemon serves in pages, following each page's Link header.
+async fn fetch_all<T: serde::de::DeserializeOwned>(
+    daemon: &Daemon,
+    first: &str,
+) -> Result<Vec<T>, String> {
     use http_body_util::BodyExt;
+    let api = &daemon.api;
     let uri: http::Uri = api.parse().map_err(|_| format!("{api} is not a URL"))?;
     let host = uri.host().ok_or("the API URL has no host")?.to_string();
     let port = uri.port_u16().unwrap_or(443);
@@ -283,7 +336,7 @@ async fn fetch_routes(
         .await
         .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::clone(tls))
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(&daemon.tls))
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;
@@ -292,14 +345,16 @@ async fn fetch_routes(
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    // The list comes in pages; each names the next in its Link header.
     let mut all = Vec::new();
-    let mut next = Some("/v1/routes?per_page=1000".to_string());
+    let mut next = Some(first.to_string());
     while let Some(path) = next.take() {
         send.ready().await.map_err(|e| e.to_string())?;
         let req = http::Request::get(format!("{}{path}", api.trim_end_matches('/')))
             .header(http::header::HOST, format!("{host}:{port}"))
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", daemon.token),
+            )
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| e.to_string())?;
         let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
@@ -321,7 +376,7 @@ async fn fetch_routes(
                 String::from_utf8_lossy(&body)
             ));
         }
-        let page: Vec<RouteEntry> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let page: Vec<T> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         if page.is_empty() {
             break;
         }
