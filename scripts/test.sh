@@ -18,5 +18,7 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+echo "== fuzz: router request heads, 20 s (router/fuzz/run.sh; fails on a crash)"
+router/fuzz/run.sh 20
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

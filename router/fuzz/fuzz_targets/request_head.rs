@@ -1,0 +1,43 @@
+//! Arbitrary bytes as a request head, parsed as the router's HTTP/1 server parses them
+//! (httparse, under hyper), then through the router's own checks: framing, Host, route
+//! lookup. Any panic is a finding. Run with `router/fuzz/run.sh`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use paas_router::{host, proxy, Backend, RouteTable};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(h) = host::normalise(text) {
+            assert_eq!(h.to_ascii_lowercase(), h);
+            assert!(!h.is_empty() && !h.ends_with('.'));
+        }
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(_)) = parsed.parse(data) else {
+        return;
+    };
+    let mut builder = http::Request::builder()
+        .method(parsed.method.unwrap_or("GET"))
+        .uri(parsed.path.unwrap_or("/"))
+        .version(if parsed.version == Some(0) {
+            http::Version::HTTP_10
+        } else {
+            http::Version::HTTP_11
+        });
+    for h in parsed.headers.iter() {
+        builder = builder.header(h.name, h.value);
+    }
+    let Ok(req) = builder.body(()) else {
+        return;
+    };
+    let Ok(host) = proxy::request_filter(&req) else {
+        return;
+    };
+    let mut table = RouteTable::new();
+    let app = Backend::new(std::net::SocketAddr::from(([10, 0, 0, 1], 8080)), 0);
+    table.insert("app.localhost", "app", vec![app.clone()]);
+    table.insert_route("*.localhost", "/api", "api", vec![app]);
+    let _ = proxy::upstream_peer(&table, &host, &req, |_| true);
+});
