@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what paas and its tests need on a Debian or Ubuntu host, if missing:
 # iproute2 and nftables (instance networks), e2fsprogs (disk quotas), curl, python3 with pip and nodejs with npm (the host
-# stack's languages, used by the shipped buildpacks), and a Rust toolchain check.
+# stack's languages, used by the shipped buildpacks), a C and C++ compiler (the fuzz
+# target's libFuzzer), and a Rust toolchain check.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -19,6 +20,8 @@ command -v curl >/dev/null || missing+=(curl)
 [ -x /usr/bin/node ] || missing+=(nodejs)
 [ -x /usr/bin/npm ] || missing+=(npm)
 command -v cc >/dev/null || missing+=(gcc)
+# libFuzzer (C++), for the router's fuzz target in the test command.
+command -v c++ >/dev/null || missing+=(g++)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
