@@ -49,7 +49,9 @@ mod tests {
 
     #[test]
     fn refuses_malformed_hosts() {
-        for bad in ["", ":80", "a b", "a/b", "a..b", ".a", "a:port", "a:", "x@y", "-..", "a.."] {
+        for bad in [
+            "", ":80", "a b", "a/b", "a..b", ".a", "a:port", "a:", "x@y", "-..", "a..",
+        ] {
             assert_eq!(normalise(bad), None, "{bad:?}");
         }
     }
