@@ -113,12 +113,20 @@ impl Store {
 
     /// The routes mapped to `app`.
     pub fn app_routes(&self, app: &AppName) -> Result<Vec<Route>, StoreError> {
-        Ok(self
-            .routes()?
-            .into_iter()
-            .filter(|r| r.app.as_ref() == Some(app))
-            .map(|r| r.route)
-            .collect())
+        let db = self.db();
+        let mut stmt =
+            db.prepare("SELECT host, path FROM routes WHERE app = ?1 ORDER BY host, path")?;
+        let rows = stmt.query_map(params![app.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (host, path) = row?;
+            Route::from_parts(&host, &path).map_err(|e| StoreError::Corrupt {
+                app: app.to_string(),
+                detail: e.to_string(),
+            })
+        })
+        .collect()
     }
 
     /// Maps `route` to `app`, creating the route if it is new, and sets its balancing
