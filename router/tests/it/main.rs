@@ -43,7 +43,12 @@ async fn backend(name: &'static str) -> SocketAddr {
 }
 
 async fn router(table: RouteTable) -> SocketAddr {
-    let r = Arc::new(Router::new());
+    router_with(paas_router::RouterConfig::default(), table).await
+}
+
+/// A router with `config` serving `table` on an ephemeral port, until the test ends.
+async fn router_with(config: paas_router::RouterConfig, table: RouteTable) -> SocketAddr {
+    let r = Arc::new(Router::with_config(config));
     r.update(table);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -323,10 +328,6 @@ async fn shutdown_stops_accepting_but_finishes_requests_under_way() {
 async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_around_it() {
     let slow = slow_backend(std::time::Duration::from_millis(800)).await;
     let fast = backend("fast").await;
-    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
-        max_requests_per_instance: 1,
-        ..Default::default()
-    }));
     let mut t = RouteTable::new();
     t.insert("capped.localhost", "capped", vec![Backend::new(slow, 0)]);
     t.insert_with(
@@ -339,10 +340,14 @@ async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_
             max_body: None,
         },
     );
-    r.update(t);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let addr = router_with(
+        paas_router::RouterConfig {
+            max_requests_per_instance: 1,
+            ..Default::default()
+        },
+        t,
+    )
+    .await;
     let get = |host: &'static str| async move {
         let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         raw(addr, &request).await
@@ -432,16 +437,16 @@ async fn a_route_s_body_limit_refuses_larger_bodies_with_413() {
 #[tokio::test]
 async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
     let a = backend("one").await;
-    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
-        trusted_proxies: vec![paas_router::trust::Cidr::parse("127.0.0.0/8").unwrap()],
-        ..Default::default()
-    }));
     let mut t = RouteTable::new();
     t.insert("app.localhost", "app", vec![Backend::new(a, 0)]);
-    r.update(t);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let addr = router_with(
+        paas_router::RouterConfig {
+            trusted_proxies: vec![paas_router::trust::Cidr::parse("127.0.0.0/8").unwrap()],
+            ..Default::default()
+        },
+        t,
+    )
+    .await;
     let resp = raw(
         addr,
         "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example.com\r\nConnection: close\r\n\r\n",
@@ -462,16 +467,16 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_extended() {
 #[tokio::test]
 async fn an_app_that_does_not_answer_in_time_gets_504() {
     let slow = slow_backend(std::time::Duration::from_millis(1500)).await;
-    let r = Arc::new(Router::with_config(paas_router::RouterConfig {
-        response_timeout: std::time::Duration::from_millis(200),
-        ..Default::default()
-    }));
     let mut t = RouteTable::new();
     t.insert("slow.localhost", "slow", vec![Backend::new(slow, 0)]);
-    r.update(t);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let addr = router_with(
+        paas_router::RouterConfig {
+            response_timeout: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+        t,
+    )
+    .await;
     let resp = raw(
         addr,
         "GET / HTTP/1.1\r\nHost: slow.localhost\r\nConnection: close\r\n\r\n",
