@@ -201,7 +201,7 @@ pub fn upstream_peer<B>(
     host: &str,
     req: &Request<B>,
     usable: impl Fn(&Backend) -> bool,
-) -> Result<(String, Backend, Option<u64>), ProxyError> {
+) -> Result<(std::sync::Arc<str>, Backend, Option<u64>), ProxyError> {
     let pool = table.lookup(host, req.uri().path()).ok_or_else(|| {
         ProxyError::new(
             StatusCode::NOT_FOUND,
@@ -215,7 +215,7 @@ pub fn upstream_peer<B>(
             .to_str()
             .ok()
             .and_then(|v| v.rsplit_once(':'))
-            .filter(|(app, _)| *app == pool.app)
+            .filter(|(app, _)| *app == &*pool.app)
             .and_then(|(_, i)| i.parse::<u32>().ok());
         let Some(index) = wanted else {
             return Err(bad_request(&format!(
@@ -234,7 +234,7 @@ pub fn upstream_peer<B>(
         };
     }
     if let Some(id) = sticky_cookie(req.headers()) {
-        if let Some(b) = pool.backends.iter().find(|b| b.sticky == id && usable(b)) {
+        if let Some(b) = pool.backends.iter().find(|b| &*b.sticky == id && usable(b)) {
             return Ok((pool.app.clone(), b.clone(), pool.max_body));
         }
     }

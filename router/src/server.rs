@@ -392,7 +392,7 @@ impl Router {
         let usable = |b: &Backend| b.active() < cap && !self.pool.is_ejected(b.addr);
         let (app, mut backend, max_body) = proxy::upstream_peer(&table, &host, &req, usable)?;
         if served.logging {
-            served.app = Some(app.clone());
+            served.app = Some(app.to_string());
         }
         served.instance = Some(backend.index);
         // A cap per instance, so one slow instance cannot hold every connection the

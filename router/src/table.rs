@@ -19,7 +19,7 @@ pub struct Backend {
     pub index: u32,
     /// The `__VCAP_ID__` sticky-session value naming this instance: an opaque hash of
     /// its address, so the cookie reveals nothing of the network inside.
-    pub sticky: String,
+    pub sticky: Arc<str>,
     /// Requests under way to this instance, shared by every route (and every table
     /// snapshot) that leads to it.
     active: Arc<AtomicUsize>,
@@ -53,7 +53,7 @@ impl Backend {
         Backend {
             addr,
             index,
-            sticky: format!("{h:016x}"),
+            sticky: Arc::from(format!("{h:016x}")),
             active: Arc::default(),
         }
     }
@@ -73,7 +73,8 @@ impl Backend {
 /// The instances of one route and the round-robin position among them.
 #[derive(Debug)]
 pub struct Pool {
-    pub app: String,
+    /// Shared, so that a request names its app without copying the name.
+    pub app: Arc<str>,
     pub backends: Vec<Backend>,
     pub balance: Balance,
     /// The largest request body the route takes, in bytes; `None` for no limit.
@@ -186,7 +187,7 @@ impl RouteTable {
         };
         let path = path.trim_end_matches('/').to_string();
         let pool = Pool {
-            app: app.to_string(),
+            app: Arc::from(app),
             backends,
             balance: options.balance,
             max_body: options.max_body,
@@ -331,7 +332,7 @@ mod tests {
     }
 
     fn app_at<'a>(t: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
-        t.lookup(host, path).map(|p| p.app.as_str())
+        t.lookup(host, path).map(|p| &*p.app)
     }
 
     #[test]
@@ -502,7 +503,7 @@ mod properties {
             }
             let asked = if trailing { format!("{path}/") } else { path.clone() };
             let want = scan(&routes, &host, &asked);
-            prop_assert_eq!(t.lookup(&host, &asked).map(|p| p.app.as_str()), want);
+            prop_assert_eq!(t.lookup(&host, &asked).map(|p| &*p.app), want);
         }
     }
 }
