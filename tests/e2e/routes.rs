@@ -234,6 +234,14 @@ fn push_can_leave_an_app_stopped_or_give_it_a_random_route() {
         "--random-route",
     ]);
     assert!(again.contains(&host), "{again}");
+    // --no-route on an app with routes unmaps them (they stay reserved).
+    let bare = d.paas_ok(&["push", "lucky", "-p", site.to_str().unwrap(), "--no-route"]);
+    assert!(bare.contains(&format!("Unmapped route {host}")), "{bare}");
+    assert_eq!(d.get(&host, "/").status, 404);
+    assert!(
+        d.paas_ok(&["routes"]).contains(&host),
+        "the route is kept, unmapped"
+    );
 }
 
 /// `curl https://HOST:PORT/` through the router's HTTPS listener, trusting only `ca`.
