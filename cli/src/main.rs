@@ -100,8 +100,8 @@ enum Command {
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again.
     Rollback(commands::lifecycle::RollbackArgs),
-    /// Let an app's instances open connections to the world (not to the host or to other
-    /// instances), rolling them over.
+    /// Let an app's instances and stagings open connections to the world (not to the host
+    /// or to other instances), rolling its instances over.
     AllowOutbound(commands::lifecycle::NameArgs),
     /// Take back an app's outbound access, rolling its instances over.
     DenyOutbound(commands::lifecycle::NameArgs),
