@@ -38,7 +38,7 @@ export PAAS_HOME=${PAAS_HOME:-$HOME/.paas}
 paas=target/release/paas
 "$paas" login --api "$api" --token "$(cat "$data_dir/admin-token")" --ca-cert "$data_dir/api-cert.pem"
 "$paas" push "$app" -p examples/static-site -i 2
-url=$("$paas" apps | awk -v a="$app" '$1 == a { print $5 }')
+url=$("$paas" app "$app" --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["url"])')
 status=$(curl -s -o /dev/null -w '%{http_code}' "$url/")
 echo
 echo "$app answers $status at $url"
