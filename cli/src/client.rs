@@ -163,6 +163,14 @@ impl Client {
 }
 
 impl Client {
+    /// Deletes what `path` names; an error status becomes a [`Failure`].
+    pub async fn delete(&self, path: &str) -> Result<(), Failure> {
+        let resp = self
+            .send(Method::DELETE, path, Bytes::new(), "application/json")
+            .await?;
+        check(resp, exit::GENERAL).await.map(drop)
+    }
+
     /// Every item of a list, following the API's pages (`Link: <...>; rel="next"`).
     pub async fn list<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, Failure> {
         let mut all = Vec::new();

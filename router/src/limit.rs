@@ -2,8 +2,6 @@
 //! app, and the client is told 413 if the app has not answered yet.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -16,22 +14,41 @@ pub struct UpstreamBody {
     inner: Incoming,
     /// Bytes still allowed; `None` for no limit.
     remaining: Option<u64>,
-    exceeded: Arc<AtomicBool>,
 }
 
 impl UpstreamBody {
-    /// `inner` with at most `limit` bytes; the returned flag turns true if it had more.
-    pub fn new(inner: Incoming, limit: Option<u64>) -> (Self, Arc<AtomicBool>) {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        (
-            UpstreamBody {
-                inner,
-                remaining: limit,
-                exceeded: Arc::clone(&exceeded),
-            },
-            exceeded,
-        )
+    /// `inner` with at most `limit` bytes.
+    pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
+        UpstreamBody {
+            inner,
+            remaining: limit,
+        }
     }
+}
+
+/// The error a body over its route's limit ends with; hyper hands it back as the cause
+/// of the failed send, which is how the router tells it from an unreachable app.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body is over the route's limit")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// Whether a failed send failed because the request body passed its limit.
+pub fn is_body_too_large(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<BodyTooLarge>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl Body for UpstreamBody {
@@ -48,10 +65,7 @@ impl Body for UpstreamBody {
                 if let (Some(left), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
                     let n = data.len() as u64;
                     if n > *left {
-                        this.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(
-                            "the request body is over the route's limit".into(),
-                        )));
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                     *left -= n;
                 }

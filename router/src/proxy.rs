@@ -280,12 +280,8 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes hop-by-hop headers, including those the sender lists in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = connection_tokens(h)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         h.remove(n);
@@ -294,6 +290,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         h.remove(n);
     }
     h.remove(header::UPGRADE);
+}
+
+/// The tokens a message lists in its `Connection` headers, trimmed.
+pub fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -367,6 +372,21 @@ fn random_hex(bytes: usize) -> String {
     out
 }
 
+/// A trusted proxy's X-Forwarded-For with `client` (that proxy) appended, or `client`
+/// alone when it sent none.
+fn forwarded_for_after(h: &HeaderMap, client: &HeaderValue) -> HeaderValue {
+    let mut chain: Vec<&str> = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if chain.is_empty() {
+        return client.clone();
+    }
+    chain.extend(client.to_str().ok());
+    HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| client.clone())
+}
+
 /// Phase 3: point the request at the instance and say who the client is. Forwarding
 /// headers from a `trusted` proxy are kept (the client's address appended to
 /// X-Forwarded-For); from anyone else they are replaced. Returns the request id, kept
@@ -403,19 +423,11 @@ pub fn upstream_request_filter<B>(
     let host = req.headers().get(header::HOST).cloned();
     let h = req.headers_mut();
     strip_hop_by_hop(h);
-    let earlier = trusted
-        .then(|| {
-            let all: Vec<&str> = h
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            (!all.is_empty()).then(|| all.join(", "))
-        })
-        .flatten();
-    let xff = earlier
-        .and_then(|e| HeaderValue::from_str(&format!("{e}, {}", client.to_str().ok()?)).ok())
-        .unwrap_or_else(|| client.clone());
+    let xff = if trusted {
+        forwarded_for_after(h, client)
+    } else {
+        client.clone()
+    };
     h.insert(X_FORWARDED_FOR.clone(), xff);
     let proto_kept = trusted
         && h.get(&X_FORWARDED_PROTO)

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::limit::UpstreamBody;
+use crate::limit::{self, UpstreamBody};
 use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
 use crate::pool::SendError;
@@ -447,12 +447,7 @@ impl Router {
                 return Err(too_large(limit));
             }
         }
-        let (req, exceeded) = {
-            let (parts, body) = req.into_parts();
-            let (body, exceeded) = UpstreamBody::new(body, max_body);
-            (Request::from_parts(parts, body), exceeded)
-        };
-        let mut req = req;
+        let mut req = req.map(|body| UpstreamBody::new(body, max_body));
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
         let mut tried = vec![backend.addr];
@@ -476,7 +471,7 @@ impl Router {
                 Err((e, back)) => {
                     let unreachable = unreachable(&app, &backend, &e);
                     // A body cut off at the route's limit is the client's doing.
-                    if exceeded.load(std::sync::atomic::Ordering::Relaxed) {
+                    if matches!(&e, SendError::Request(h) if limit::is_body_too_large(h)) {
                         return Err(too_large(max_body.unwrap_or(0)));
                     }
                     self.pool.eject(backend.addr);

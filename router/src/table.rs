@@ -106,11 +106,10 @@ impl Pool {
             return None;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let in_turn = (0..len).map(|i| &self.backends[(start + i) % len]);
+        let mut in_turn = (0..len).map(|i| &self.backends[(start + i) % len]);
         let chosen = match self.balance {
-            Balance::RoundRobin => in_turn.clone().find(|b| usable(b)),
+            Balance::RoundRobin => in_turn.find(|b| usable(b)),
             Balance::LeastConnections => in_turn
-                .clone()
                 .filter(|b| usable(b))
                 // min_by_key keeps the first of equals: round-robin among the idlest.
                 .min_by_key(|b| b.active()),
@@ -150,7 +149,6 @@ pub struct RouteTable {
     /// Wildcard routes by the suffix they match, with its leading dot: `*.example.com`
     /// is kept as `.example.com`.
     wildcards: HashMap<String, HostRoutes>,
-    routes: usize,
 }
 
 impl RouteTable {
@@ -202,7 +200,6 @@ impl RouteTable {
                 routes
                     .paths
                     .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-                self.routes += 1;
             }
         }
     }
@@ -246,23 +243,20 @@ impl RouteTable {
     /// Makes each backend share the request count of the same instance in `old`, so
     /// counts carry over when a new snapshot replaces it.
     pub fn carry_counts_from(&mut self, old: &RouteTable) {
-        let counts: HashMap<SocketAddr, Arc<AtomicUsize>> = old
+        // One counter per instance: the old table's, else the first new one met, so
+        // several routes to one instance share it too.
+        let mut counts: HashMap<SocketAddr, Arc<AtomicUsize>> = old
             .pools()
             .flat_map(|p| p.backends.iter())
             .map(|b| (b.addr, Arc::clone(&b.active)))
             .collect();
-        let mut shared: HashMap<SocketAddr, Arc<AtomicUsize>> = HashMap::new();
         for routes in self.exact.values_mut().chain(self.wildcards.values_mut()) {
             for (_, pool) in &mut routes.paths {
                 for b in &mut pool.backends {
-                    // One counter per instance, even across several routes to it.
                     let count = counts
-                        .get(&b.addr)
-                        .or_else(|| shared.get(&b.addr))
-                        .cloned()
-                        .unwrap_or_else(|| Arc::clone(&b.active));
-                    shared.entry(b.addr).or_insert_with(|| Arc::clone(&count));
-                    b.active = count;
+                        .entry(b.addr)
+                        .or_insert_with(|| Arc::clone(&b.active));
+                    b.active = Arc::clone(count);
                 }
             }
         }
@@ -277,11 +271,11 @@ impl RouteTable {
 
     /// How many routes (host and path pairs) the table holds.
     pub fn len(&self) -> usize {
-        self.routes
+        self.pools().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes == 0
+        self.pools().next().is_none()
     }
 }
 

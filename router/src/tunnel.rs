@@ -11,25 +11,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::pool::{connect_tcp, SendError};
+use crate::proxy::connection_tokens;
 
 /// Whether the request asks to become a WebSocket: GET with `Connection: upgrade` and
 /// `Upgrade: websocket`.
 pub fn is_websocket<B>(req: &Request<B>) -> bool {
     req.method() == Method::GET
-        && connection_has(req.headers(), "upgrade")
+        && connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
         && req
             .headers()
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-}
-
-fn connection_has(h: &HeaderMap, token: &str) -> bool {
-    h.get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Puts back the two headers an upgrade needs after hop-by-hop headers were removed.

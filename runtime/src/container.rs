@@ -404,8 +404,8 @@ impl UsageProbe {
         use std::os::unix::fs::MetadataExt;
         // Only a mounted image counts: a folder on the host's disk is not the quota.
         let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
-        let mounted =
-            dev(&self.disk).is_some() && dev(&self.disk) != self.disk.parent().and_then(dev);
+        let disk_dev = dev(&self.disk);
+        let mounted = disk_dev.is_some() && disk_dev != self.disk.parent().and_then(dev);
         let disk_bytes = nix::sys::statvfs::statvfs(&self.disk)
             .ok()
             .filter(|_| mounted)

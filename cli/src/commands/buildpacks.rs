@@ -176,15 +176,7 @@ pub async fn update(args: UpdateArgs, ctx: super::Ctx) -> Result<(), Failure> {
 pub async fn delete(args: DeleteArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = name(&args.name)?;
     let client = super::client(ctx)?;
-    let resp = client
-        .send(
-            Method::DELETE,
-            &format!("/v1/buildpacks/{name}"),
-            Bytes::new(),
-            "application/json",
-        )
-        .await?;
-    check(resp, exit::GENERAL).await?;
+    client.delete(&format!("/v1/buildpacks/{name}")).await?;
     println!("Deleted buildpack {name}");
     Ok(())
 }

@@ -1,11 +1,7 @@
 //! `paas delete NAME [-r] [-f]`: stop an app and delete it with its logs, and its
 //! routes with `-r`.
 
-use bytes::Bytes;
-use http::Method;
-
-use crate::client::check;
-use crate::exit::{self, Failure};
+use crate::exit::Failure;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,23 +21,14 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         println!("Delete cancelled");
         return Ok(());
     }
-    let client = super::client(ctx)?;
-    let resp = client
-        .send(
-            Method::DELETE,
-            &format!(
-                "/v1/apps/{name}{}",
-                if args.delete_routes {
-                    "?routes=true"
-                } else {
-                    ""
-                }
-            ),
-            Bytes::new(),
-            "application/json",
-        )
+    let query = if args.delete_routes {
+        "?routes=true"
+    } else {
+        ""
+    };
+    super::client(ctx)?
+        .delete(&format!("/v1/apps/{name}{query}"))
         .await?;
-    check(resp, exit::GENERAL).await?;
     println!("Deleted app {name}");
     Ok(())
 }

@@ -238,28 +238,16 @@ pub async fn unmap_route(
     app: &paas_api::AppName,
     route: &Route,
 ) -> Result<(), Failure> {
-    let resp = client
-        .send(
-            Method::DELETE,
-            &format!("/v1/apps/{app}/routes?{}", route_query(route)),
-            Bytes::new(),
-            "application/json",
-        )
-        .await?;
-    check(resp, exit::GENERAL).await.map(drop)
+    client
+        .delete(&format!("/v1/apps/{app}/routes?{}", route_query(route)))
+        .await
 }
 
 pub async fn delete(args: DeleteRouteArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let route = args.route.route()?;
-    let resp = super::client(ctx)?
-        .send(
-            Method::DELETE,
-            &format!("/v1/routes?{}", route_query(&route)),
-            Bytes::new(),
-            "application/json",
-        )
+    super::client(ctx)?
+        .delete(&format!("/v1/routes?{}", route_query(&route)))
         .await?;
-    check(resp, exit::GENERAL).await?;
     println!("Deleted route {route}");
     Ok(())
 }
@@ -320,15 +308,9 @@ pub async fn delete_domain(args: DeleteDomainArgs, ctx: super::Ctx) -> Result<()
     let name = args.domain.to_ascii_lowercase();
     paas_api::check_host(&name)
         .map_err(|e| Failure::usage(format!("domain {name:?} is invalid: {e}")))?;
-    let resp = super::client(ctx)?
-        .send(
-            Method::DELETE,
-            &format!("/v1/domains/{name}"),
-            Bytes::new(),
-            "application/json",
-        )
+    super::client(ctx)?
+        .delete(&format!("/v1/domains/{name}"))
         .await?;
-    check(resp, exit::GENERAL).await?;
     println!("Deleted domain {name}");
     Ok(())
 }

@@ -148,7 +148,7 @@ async fn put_app(
     query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
-    let settings: AppSettings = read_json(req).await?;
+    let mut settings: AppSettings = read_json(req).await?;
     if settings.instances == 0 || settings.instances > AppSettings::MAX_INSTANCES {
         return Err(Failure::new(
             422,
@@ -187,7 +187,6 @@ async fn put_app(
     }
     let existing = p.store.app(app).map_err(Failure::internal)?;
     let is_new = existing.is_none();
-    let mut settings = settings;
     if settings.outbound.is_none() {
         // A push does not say: outbound access stays as it was.
         settings.outbound = Some(existing.is_some_and(|a| a.settings.outbound()));
@@ -393,7 +392,7 @@ async fn upload_package(
     .await
     .map_err(Failure::internal)?
     .map_err(Failure::internal)?;
-    let with_resources = query.split('&').any(|kv| kv == "resources=true");
+    let with_resources = query::flag(query, "resources");
     if !with_resources {
         return Ok(body::json(
             201,
@@ -553,7 +552,7 @@ fn buildpack_name(raw: &str) -> Result<BuildpackName, Failure> {
 
 /// `?position=N` of a query string.
 fn position(query: &str) -> Result<Option<u32>, Failure> {
-    match query.split('&').find_map(|kv| kv.strip_prefix("position=")) {
+    match query::param(query, "position") {
         None => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
             Failure::new(
@@ -742,9 +741,7 @@ where
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
 fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, Failure> {
     p.app_record(app)?;
-    let follow = query
-        .split('&')
-        .any(|kv| kv == "follow=true" || kv == "follow");
+    let follow = query::flag(query, "follow");
     let (out, resp) = body::ndjson_stream();
     if !follow {
         for line in p.logs.recent(app) {

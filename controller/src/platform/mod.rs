@@ -239,6 +239,7 @@ impl Platform {
             .iter()
             .filter(|i| i.state == InstanceState::Running.as_str())
             .count() as u32;
+        let routes = self.store.app_routes(&app.name).unwrap_or_default();
         AppSummary {
             name: app.name.clone(),
             settings: app.settings.clone(),
@@ -251,14 +252,8 @@ impl Platform {
             }
             .to_string(),
             running_instances: running,
-            url: self.url(&app.name),
-            routes: self
-                .store
-                .app_routes(&app.name)
-                .unwrap_or_default()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            url: self.first_url(&routes),
+            routes: routes.iter().map(ToString::to_string).collect(),
             droplet: app.release.as_ref().map(|r| r.droplet.clone()),
             detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),

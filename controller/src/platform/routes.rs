@@ -29,9 +29,12 @@ impl Platform {
 
     /// The URL of the app's first route that is not a wildcard, or `""` with none.
     pub fn url(&self, app: &AppName) -> String {
-        self.store
-            .app_routes(app)
-            .unwrap_or_default()
+        self.first_url(&self.store.app_routes(app).unwrap_or_default())
+    }
+
+    /// The URL of the first of `routes` that is not a wildcard, or `""` with none.
+    pub fn first_url(&self, routes: &[Route]) -> String {
+        routes
             .iter()
             .find(|r| !r.is_wildcard())
             .map(|r| self.route_url(r))
@@ -108,7 +111,7 @@ impl Platform {
                     "route-taken",
                     format!("route {route} is mapped to app {owner}"),
                     Some(&format!(
-                        "choose another host or path, or `paas unmap-route {owner} {route}` first"
+                        "choose another host or path, or unmap it from {owner} first (`paas unmap-route {owner} DOMAIN --hostname HOST`)"
                     )),
                 ),
                 MapError::Store(e) => Failure::internal(e),

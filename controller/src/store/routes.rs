@@ -129,9 +129,9 @@ impl Store {
         .collect()
     }
 
-    /// Maps `route` to `app`, creating the route if it is new, and sets its balancing
-    /// when `balance` is given. Returns false when it was mapped to `app` already; fails
-    /// when another app holds it.
+    /// Maps `route` to `app`, creating the route if it is new, and changes the settings
+    /// `settings` gives. Returns false when it was mapped to `app` already; fails (and
+    /// changes nothing) when another app holds it.
     pub fn map_route(
         &self,
         route: &Route,
@@ -147,26 +147,8 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        if let Some(b) = settings.balance {
-            tx.execute(
-                "UPDATE routes SET balance = ?3 WHERE host = ?1 AND path = ?2",
-                params![route.host(), route.path(), b.as_str()],
-            )?;
-        }
-        let max_body = settings
-            .max_body
-            .map(|n| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX)));
-        if let Some(limit) = max_body {
-            tx.execute(
-                "UPDATE routes SET max_body = ?3 WHERE host = ?1 AND path = ?2",
-                params![route.host(), route.path(), limit],
-            )?;
-        }
-        match owner {
-            Some(Some(o)) if o == app.as_str() => {
-                tx.commit()?;
-                return Ok(false);
-            }
+        let already = match owner {
+            Some(Some(o)) if o == app.as_str() => true,
             Some(Some(o)) => {
                 let owner = AppName::parse(&o).map_err(|e| StoreError::Corrupt {
                     app: o.clone(),
@@ -177,22 +159,38 @@ impl Store {
                     owner,
                 });
             }
-            _ => {}
+            // Kept from an earlier mapping: it is this app's now.
+            Some(None) => {
+                tx.execute(
+                    "UPDATE routes SET app = ?3 WHERE host = ?1 AND path = ?2",
+                    params![route.host(), route.path(), app.as_str()],
+                )?;
+                false
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO routes (host, path, app) VALUES (?1, ?2, ?3)",
+                    params![route.host(), route.path(), app.as_str()],
+                )?;
+                false
+            }
+        };
+        if let Some(b) = settings.balance {
+            tx.execute(
+                "UPDATE routes SET balance = ?3 WHERE host = ?1 AND path = ?2",
+                params![route.host(), route.path(), b.as_str()],
+            )?;
         }
-        tx.execute(
-            "INSERT INTO routes (host, path, app, balance, max_body)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(host, path) DO UPDATE SET app = excluded.app",
-            params![
-                route.host(),
-                route.path(),
-                app.as_str(),
-                settings.balance.unwrap_or_default().as_str(),
-                max_body.flatten()
-            ],
-        )?;
+        if let Some(n) = settings.max_body {
+            // 0 removes the limit.
+            let limit = (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
+            tx.execute(
+                "UPDATE routes SET max_body = ?3 WHERE host = ?1 AND path = ?2",
+                params![route.host(), route.path(), limit],
+            )?;
+        }
         tx.commit()?;
-        Ok(true)
+        Ok(!already)
     }
 
     /// Unmaps `route` from `app`, keeping the route. Returns false when it was not mapped
