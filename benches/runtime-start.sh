@@ -15,7 +15,7 @@ runs=${1:-200}
 command -v runc >/dev/null || { apt-get update -qq && apt-get install -y -qq runc >/dev/null; }
 command -v python3 >/dev/null || { echo "python3 is needed to compute medians" >&2; exit 1; }
 
-cargo build --release --quiet -p paas-runtime --bins
+scripts/build-release.sh
 paas_run=target/release/paas-run
 
 work=$(mktemp -d)
