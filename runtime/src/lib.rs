@@ -14,6 +14,7 @@
 //! This is the only crate with `unsafe` code; each use says why it is sound.
 
 pub mod cgroup;
+pub mod cgroup_mount;
 mod container;
 pub mod disk;
 pub mod init;

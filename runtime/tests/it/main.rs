@@ -336,3 +336,35 @@ async fn the_writable_layer_is_held_to_its_disk_quota() {
         "the lower layer is never written"
     );
 }
+
+/// After `favor_dynamic_changes`, the host's cgroup v2 mount lists `favordynmods` and
+/// keeps its other options. Hosts without a cgroup v2 mount have nothing to check.
+#[test]
+fn cgroup2_mount_favors_dynamic_changes() {
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let cgroup2 = |info: &str| -> Option<(String, String)> {
+        info.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut right = right.split(' ');
+            (right.next()? == "cgroup2").then_some(())?;
+            let point = left.split(' ').nth(4)?;
+            let options = right.nth(1)?;
+            point
+                .starts_with("/sys/fs/cgroup")
+                .then(|| (point.to_string(), options.to_string()))
+        })
+    };
+    let before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some((point, options)) = cgroup2(&before) else {
+        return;
+    };
+    paas_runtime::cgroup_mount::favor_dynamic_changes(base).unwrap();
+    let after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let (point_after, options_after) = cgroup2(&after).unwrap();
+    assert_eq!(point_after, point);
+    let after: Vec<&str> = options_after.split(',').collect();
+    assert!(after.contains(&"favordynmods"), "{options_after}");
+    for o in options.split(',') {
+        assert!(after.contains(&o), "{o} was lost: {options_after}");
+    }
+}
