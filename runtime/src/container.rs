@@ -210,6 +210,11 @@ impl Runtime {
         }
     }
 
+    /// Starts `paas-init` first and readies the container's cgroup, network and disk
+    /// while it loads and makes the network namespace, then lets it go on: on two or more
+    /// cores the two halves overlap (about 0.5 ms of a start, benches/runtime-start.sh).
+    /// Until the go byte comes on its stdin, paas-init does nothing another container
+    /// could see; if it never comes (a step here failed), paas-init exits.
     async fn launch(
         &self,
         c: &mut Container,
@@ -223,28 +228,23 @@ impl Runtime {
         };
         let state = serde_json::to_vec(leftovers).unwrap_or_default();
         std::fs::write(c.dir.join("state.json"), state).map_err(io("writing its state"))?;
-        c.cgroup = self.cgroups.create(&c.id, cfg.limits)?;
-        if let Some(a) = &c.address {
-            self.pool.create(a).await?;
-        }
         let (mut mounts, symlinks) = self.stack.mounts();
-        if let Some(layer) = &cfg.writable {
+        // Where the writable layer's changes go: on its quota filesystem (made below,
+        // once paas-init is loading) or in the container's folder.
+        let layer = cfg.writable.as_ref().map(|layer| {
             let base = match layer.disk_bytes {
-                Some(bytes) => crate::disk::create(&c.dir, bytes, cfg.uid, cfg.gid).await?,
+                Some(_) => crate::disk::mount_point(&c.dir),
                 None => c.dir.clone(),
             };
-            let (upper, work) = (base.join("upper"), base.join("work"));
-            for d in [&upper, &work] {
-                std::fs::create_dir_all(d).map_err(io("creating its writable layer"))?;
-            }
-            std::os::unix::fs::chown(&upper, Some(cfg.uid), Some(cfg.gid))
-                .map_err(io("handing its writable layer to its user"))?;
+            (layer, base.join("upper"), base.join("work"))
+        });
+        if let Some((layer, upper, work)) = &layer {
             mounts.push(Mount {
                 target: layer.target.clone(),
                 kind: MountKind::Overlay {
                     lower: layer.lower.clone(),
-                    upper,
-                    work,
+                    upper: upper.clone(),
+                    work: work.clone(),
                 },
             });
         }
@@ -271,16 +271,40 @@ impl Runtime {
         let mut child = Command::new(&self.init_exe)
             .arg(&spec_path)
             .env_clear()
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group: a Ctrl-C meant for paasd does not reach apps.
             .process_group(0)
             .spawn()
             .map_err(io("starting paas-init"))?;
+        let go = child.stdin.take();
         c.stdout = child.stdout.take();
         c.stderr = child.stderr.take();
         c.child = Some(child);
+
+        c.cgroup = self.cgroups.create(&c.id, cfg.limits)?;
+        if let Some(a) = &c.address {
+            self.pool.create(a).await?;
+        }
+        if let Some((layer, upper, work)) = &layer {
+            if let Some(bytes) = layer.disk_bytes {
+                crate::disk::create(&c.dir, bytes, cfg.uid, cfg.gid).await?;
+            }
+            for d in [upper, work] {
+                std::fs::create_dir_all(d).map_err(io("creating its writable layer"))?;
+            }
+            std::os::unix::fs::chown(upper, Some(cfg.uid), Some(cfg.gid))
+                .map_err(io("handing its writable layer to its user"))?;
+        }
+        let mut go = go.ok_or_else(|| RuntimeError::Io {
+            id: c.id.clone(),
+            action: "starting paas-init",
+            source: std::io::Error::other("its stdin is not a pipe"),
+        })?;
+        tokio::io::AsyncWriteExt::write_all(&mut go, b"g")
+            .await
+            .map_err(io("letting paas-init go on"))?;
         Ok(())
     }
 
@@ -475,7 +499,7 @@ impl Container {
     pub fn usage_probe(&self) -> UsageProbe {
         UsageProbe {
             cgroup: self.cgroup.clone(),
-            disk: self.dir.join("disk"),
+            disk: crate::disk::mount_point(&self.dir),
         }
     }
 

@@ -36,7 +36,7 @@ pub const MIN_DISK_BYTES: u64 = 16 << 20;
 /// `dir/disk`, whose root belongs to `uid:gid`. Returns the mount point.
 pub async fn create(dir: &Path, bytes: u64, uid: u32, gid: u32) -> Result<PathBuf, DiskError> {
     let image = dir.join("disk.img");
-    let mount = dir.join("disk");
+    let mount = mount_point(dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DiskError::Io { path, source }
@@ -70,9 +70,14 @@ pub async fn create(dir: &Path, bytes: u64, uid: u32, gid: u32) -> Result<PathBu
     Ok(mount)
 }
 
+/// Where the quota filesystem of container folder `dir` is mounted.
+pub fn mount_point(dir: &Path) -> PathBuf {
+    dir.join("disk")
+}
+
 /// Unmounts the quota filesystem of `dir`, if it has one; the loop device frees itself.
 pub fn remove(dir: &Path) {
-    let mount = dir.join("disk");
+    let mount = mount_point(dir);
     if mount.is_dir() {
         let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
     }

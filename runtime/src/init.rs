@@ -134,25 +134,29 @@ fn run_shim(spec_path: &Path) -> Result<i32> {
         &format!("reading {}", spec_path.display()),
     )?;
     let spec: ContainerSpec = ctx(serde_json::from_slice(&raw), "parsing the container spec")?;
-
+    // A new network namespace needs nothing from the daemon, so it is made while the
+    // daemon is still creating the cgroup. Its few kernel objects are charged to the
+    // daemon's memory cgroup rather than the container's: a fixed amount per container,
+    // which the app cannot grow.
+    if spec.netns.is_none() {
+        ctx(
+            unshare(CloneFlags::CLONE_NEWNET),
+            "unsharing the network namespace",
+        )?;
+    }
+    wait_for_go()?;
     for procs in &spec.cgroup_procs {
         ctx(
             fs::write(procs, std::process::id().to_string()),
             &format!("joining cgroup {}", procs.display()),
         )?;
     }
-    match &spec.netns {
-        Some(path) => {
-            let f = ctx(fs::File::open(path), &format!("opening {}", path.display()))?;
-            ctx(
-                setns(f, CloneFlags::CLONE_NEWNET),
-                "joining the network namespace",
-            )?;
-        }
-        None => ctx(
-            unshare(CloneFlags::CLONE_NEWNET),
-            "unsharing the network namespace",
-        )?,
+    if let Some(path) = &spec.netns {
+        let f = ctx(fs::File::open(path), &format!("opening {}", path.display()))?;
+        ctx(
+            setns(f, CloneFlags::CLONE_NEWNET),
+            "joining the network namespace",
+        )?;
     }
     ctx(
         unshare(
@@ -182,6 +186,22 @@ fn run_shim(spec_path: &Path) -> Result<i32> {
         }
         ForkResult::Parent { child } => Ok(supervise(child, &signals, false)),
     }
+}
+
+/// Waits for the daemon's go byte on stdin: it comes once the cgroup, network and disk
+/// are ready. Then stdin becomes `/dev/null`, which the process inherits.
+fn wait_for_go() -> Result<()> {
+    let mut byte = [0u8; 1];
+    let n = ctx(
+        std::io::Read::read(&mut std::io::stdin(), &mut byte),
+        "waiting for the daemon",
+    )?;
+    if n == 0 {
+        return Err("the daemon gave up on this container before it started".to_string());
+    }
+    let null = ctx(fs::File::open("/dev/null"), "opening /dev/null for stdin")?;
+    ctx(nix::unistd::dup2_stdin(null), "making /dev/null the stdin")?;
+    Ok(())
 }
 
 fn blocked_signals() -> SigSet {

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerSpec {
     pub hostname: String,
-    /// `cgroup.procs` files that `paas-init` writes its pid to before anything else, so
-    /// that everything it starts is held to the limits from the first instruction.
+    /// `cgroup.procs` files that `paas-init` writes its pid to before it starts anything,
+    /// so that every process of the container is held to the limits from its first
+    /// instruction.
     pub cgroup_procs: Vec<PathBuf>,
     /// A network namespace to join (`/run/netns/NAME`); `None` makes a new one with only
     /// loopback.
