@@ -15,6 +15,7 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -43,9 +44,9 @@ const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR2,
 ];
 
-/// Entry point of the `paas-init` binary. Never returns.
-pub fn main(spec_path: &Path) -> ! {
-    let code = match run_shim(spec_path) {
+/// Entry point of the `paas-init` binary: reads the spec from stdin. Never returns.
+pub fn main() -> ! {
+    let code = match run_shim() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("paas-init: {e}");
@@ -128,12 +129,8 @@ fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Res
     r.map_err(|e| format!("{what}: {e}"))
 }
 
-fn run_shim(spec_path: &Path) -> Result<i32> {
-    let raw = ctx(
-        fs::read(spec_path),
-        &format!("reading {}", spec_path.display()),
-    )?;
-    let spec: ContainerSpec = ctx(serde_json::from_slice(&raw), "parsing the container spec")?;
+fn run_shim() -> Result<i32> {
+    let spec = read_spec()?;
     // A new network namespace needs nothing from the daemon, so it is made while the
     // daemon is still creating the cgroup. Its few kernel objects are charged to the
     // daemon's memory cgroup rather than the container's: a fixed amount per container,
@@ -188,14 +185,28 @@ fn run_shim(spec_path: &Path) -> Result<i32> {
     }
 }
 
+/// The spec the daemon writes on stdin: its length (u32, little-endian), then JSON.
+fn read_spec() -> Result<ContainerSpec> {
+    let mut stdin = std::io::stdin().lock();
+    let mut len = [0u8; 4];
+    ctx(stdin.read_exact(&mut len), "reading the spec's length")?;
+    let len = u32::from_le_bytes(len) as usize;
+    // A spec is a few KiB; this only guards the allocation against a garbled length.
+    if len > 16 << 20 {
+        return Err(format!(
+            "the spec claims {len} bytes: not a spec from paasd"
+        ));
+    }
+    let mut raw = vec![0u8; len];
+    ctx(stdin.read_exact(&mut raw), "reading the spec")?;
+    ctx(serde_json::from_slice(&raw), "parsing the container spec")
+}
+
 /// Waits for the daemon's go byte on stdin: it comes once the cgroup, network and disk
 /// are ready. Then stdin becomes `/dev/null`, which the process inherits.
 fn wait_for_go() -> Result<()> {
     let mut byte = [0u8; 1];
-    let n = ctx(
-        std::io::Read::read(&mut std::io::stdin(), &mut byte),
-        "waiting for the daemon",
-    )?;
+    let n = ctx(std::io::stdin().read(&mut byte), "waiting for the daemon")?;
     if n == 0 {
         return Err("the daemon gave up on this container before it started".to_string());
     }
@@ -486,7 +497,15 @@ fn mount_proc(at: &Path) -> Result<()> {
     Ok(())
 }
 
-const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+/// The device nodes of `/dev`: name, major, minor (as in Linux's devices.txt).
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 fn mount_dev(at: &Path) -> Result<()> {
     mkdir_p(at)?;
@@ -500,20 +519,24 @@ fn mount_dev(at: &Path) -> Result<()> {
         ),
         "mounting /dev",
     )?;
-    // Bind the host's device nodes rather than mknod: it needs no device cgroup rules and
-    // cannot create a device the host does not have.
-    for dev in DEVICES {
-        let p = at.join(dev);
-        ctx(fs::write(&p, b""), &format!("creating /dev/{dev}"))?;
+    // Made with mknod, as runc does outside user namespaces: cheaper than a bind mount of
+    // each host node, and only these six well-known character devices are ever made. The
+    // process cannot add more: it has no CAP_MKNOD.
+    for (name, major, minor) in DEVICES {
+        let p = at.join(name);
         ctx(
-            mount(
-                Some(Path::new("/dev").join(dev).as_path()),
+            nix::sys::stat::mknod(
                 &p,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(major, minor),
             ),
-            &format!("binding /dev/{dev}"),
+            &format!("creating /dev/{name}"),
+        )?;
+        // mknod applies the umask; every user may use these.
+        ctx(
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o666)),
+            &format!("opening /dev/{name} to every user"),
         )?;
     }
     let pts = at.join("pts");

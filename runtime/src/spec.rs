@@ -14,8 +14,8 @@ pub struct ContainerSpec {
     /// A network namespace to join (`/run/netns/NAME`); `None` makes a new one with only
     /// loopback.
     pub netns: Option<PathBuf>,
-    /// An empty host folder on which the new root is assembled (on a tmpfs that only the
-    /// container's mount namespace sees).
+    /// An empty host folder on which the new root is assembled, on a tmpfs that only the
+    /// container's mount namespace sees (so containers may share the folder).
     pub rootfs: PathBuf,
     /// Mounts in order; each target is a path inside the container.
     pub mounts: Vec<Mount>,
