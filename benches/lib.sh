@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 start_paasd() {
   scripts/install-deps.sh
-  cargo build --release --quiet --workspace
+  scripts/build-release.sh
   target/release/paasd --data-dir "$work/data" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --https-listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --instance-cidr "$1" >"$work/out" 2>"$work/log" &
   pid=$!

@@ -10,7 +10,7 @@ app=${PAAS_DEMO_APP:-hello}
 
 scripts/install-deps.sh
 echo "== building (release)"
-cargo build --release --workspace --quiet
+scripts/build-release.sh
 
 mkdir -p "$data_dir"
 pidfile="$data_dir/paasd.pid"

@@ -284,6 +284,8 @@ impl Runtime {
         c.process = Some(spec.process.clone());
         let json = serde_json::to_vec(&spec).unwrap_or_default();
         let mut child = Command::new(&self.init_exe)
+            // Only for people: it names the container in `ps`.
+            .arg(&c.dir)
             .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

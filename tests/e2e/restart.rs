@@ -4,12 +4,23 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{container_processes, repo, Daemon};
 
+/// The containers' folders in paasd's state folder (not the `.root` mount point they
+/// share).
+fn container_folders(dir: &std::path::Path) -> Vec<std::fs::DirEntry> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect()
+}
+
 /// The network namespaces and cgroups paasd's containers have now, from their state.
 fn container_resources(d: &Daemon) -> (Vec<String>, Vec<String>) {
     let mut netns = Vec::new();
     let mut ids = Vec::new();
     let dir = d.dir.path().join("containers");
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+    for e in container_folders(&dir) {
         ids.push(e.file_name().to_string_lossy().into_owned());
         if let Ok(raw) = std::fs::read(e.path().join("state.json")) {
             let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
@@ -101,11 +112,14 @@ fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
     for id in &ids {
         assert!(!cgroup_exists(id), "cgroup {id} is left");
     }
+    assert!(
+        std::fs::read_dir(d.dir.path().join("containers")).is_ok(),
+        "the state folder is still there"
+    );
     assert_eq!(
-        std::fs::read_dir(d.dir.path().join("containers"))
-            .unwrap()
-            .count(),
-        0
+        container_folders(&d.dir.path().join("containers")).len(),
+        0,
+        "no container folder is left"
     );
 }
 
