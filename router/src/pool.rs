@@ -35,6 +35,9 @@ pub enum SendError {
     Connect(std::io::Error),
     /// The request was sent (perhaps in part): the app may have seen it.
     Request(hyper::Error),
+    /// The app answered a WebSocket handshake the router made with the wrong
+    /// `Sec-WebSocket-Accept`.
+    Handshake,
 }
 
 impl std::fmt::Display for SendError {
@@ -42,6 +45,9 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "connecting: {e}"),
             SendError::Request(e) => write!(f, "{e}"),
+            SendError::Handshake => f.write_str(
+                "it switched to WebSocket with a Sec-WebSocket-Accept that does not match the key",
+            ),
         }
     }
 }

@@ -287,6 +287,8 @@ impl Router {
             // that makes the router reset streams en masse loses its connection.
             .max_pending_accept_reset_streams(H2_MAX_RESETS)
             .max_local_error_reset_streams(H2_MAX_RESETS)
+            // WebSockets over HTTP/2 (RFC 8441).
+            .enable_connect_protocol()
             .keep_alive_interval(Some(Duration::from_secs(20)));
         let served = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
@@ -355,23 +357,45 @@ impl Router {
 
     /// Opens a WebSocket tunnel to `backend` if the app agrees (101); the app's answer
     /// goes back to the client either way.
+    /// `over_h2` for a WebSocket that came as an HTTP/2 extended CONNECT: the app still
+    /// gets the HTTP/1.1 handshake, and the client a 200 once the app switched.
     async fn websocket(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: hyper::upgrade::OnUpgrade,
+        over_h2: bool,
         backend: Backend,
         request_id: HeaderValue,
         app: &str,
     ) -> Result<Response<Body>, ProxyError> {
-        let mut resp = tunnel::open(backend.addr, req, client).await.map_err(|e| {
-            if matches!(e, SendError::Connect(_)) {
-                self.pool.eject(backend.addr);
-            }
-            unreachable(app, &backend, &e)
-        })?;
+        let accept = over_h2.then(|| tunnel::h1_handshake(&mut req));
+        let mut resp = tunnel::open(backend.addr, req, client, accept.as_deref())
+            .await
+            .map_err(|e| {
+                if matches!(e, SendError::Connect(_)) {
+                    self.pool.eject(backend.addr);
+                }
+                unreachable(app, &backend, &e)
+            })?;
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        // Over HTTP/2 any 2xx means "switched", so an app's 200 cannot pass as it does
+        // for HTTP/1.1 clients.
+        if over_h2 && !switching && resp.status().is_success() {
+            return Err(ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                "websocket_not_accepted",
+                Fault::Upstream,
+                format!(
+                    "app {app} instance {} answered a WebSocket handshake with {}, not 101",
+                    backend.index,
+                    resp.status().as_u16()
+                ),
+            ));
+        }
         proxy::response_filter(&mut resp, request_id, &backend);
-        if switching {
+        if switching && over_h2 {
+            tunnel::h2_answer(&mut resp);
+        } else if switching {
             tunnel::mark_upgrade(resp.headers_mut());
         }
         Ok(resp.map(Body::Upgrade))
@@ -413,7 +437,8 @@ impl Router {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let websocket = tunnel::is_websocket(&req);
+        let over_h2 = tunnel::is_h2_websocket(&req);
+        let websocket = over_h2 || tunnel::is_websocket(&req);
         // Taken before the request is passed on: the client's side of a tunnel.
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let request_id = proxy::upstream_request_filter(
@@ -428,7 +453,7 @@ impl Router {
         }
         if let Some(client_upgrade) = client_upgrade {
             return self
-                .websocket(req, client_upgrade, backend, request_id, &app)
+                .websocket(req, client_upgrade, over_h2, backend, request_id, &app)
                 .await;
         }
         let too_large = |limit: u64| {
