@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use crate::framing::FramingGuard;
 use crate::limit::{self, UpstreamBody};
 use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
@@ -227,15 +228,18 @@ impl Router {
                 let timeout = router.config.header_read_timeout;
                 match tls {
                     None => {
-                        router
-                            .serve(TokioIo::new(stream), conn, peer, closing)
-                            .await
+                        let io = FramingGuard::new(stream, router.config.max_header_bytes, timeout);
+                        router.serve(TokioIo::new(io), conn, peer, closing).await
                     }
                     // The handshake gets the same time as a request's headers: a client
                     // that stalls in it (slowloris over TLS) is dropped.
                     Some(acceptor) => {
                         match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => router.serve(TokioIo::new(s), conn, peer, closing).await,
+                            Ok(Ok(s)) => {
+                                let io =
+                                    FramingGuard::new(s, router.config.max_header_bytes, timeout);
+                                router.serve(TokioIo::new(io), conn, peer, closing).await
+                            }
                             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }

@@ -1,0 +1,494 @@
+//! Request framing checked on the wire, before hyper parses a request.
+//!
+//! hyper's parser resolves two ambiguous framings itself, in ways RFC 9112 allows: with
+//! both `Content-Length` and `Transfer-Encoding` it drops the length and reads the
+//! chunked body; two equal `Content-Length`s count as one. The request then reaches the
+//! router without a trace of either, so the router cannot refuse it. Such requests are
+//! the raw material of request smuggling (CL.TE and TE.CL desync attacks, "HTTP Desync
+//! Attacks", Kettle 2019; CVE-2019-16869 in Netty, CVE-2022-32213 in Node.js): a router
+//! and an app that resolve them differently disagree on where a message ends.
+//!
+//! [`FramingGuard`] sits between the client's connection and hyper. It follows the
+//! connection's messages (each head, then its body by length or chunk by chunk) and holds
+//! every request head back until it has seen all of it. A head with an ambiguous framing
+//! never reaches hyper: hyper reads end of input instead, finishes the responses already
+//! under way, and shuts the connection down; the guard writes a `400` with
+//! `X-Paas-Router-Error: bad_request` just before the shutdown, so the client learns why.
+//!
+//! What the guard does not understand (HTTP/2, an upgrade, a malformed chunk, a head
+//! larger than the limit) it passes through untouched from then on: hyper refuses or
+//! serves those itself.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Headers a request may have, as hyper allows by default.
+const MAX_HEADERS: usize = 100;
+
+/// Where the guard is in the connection's stream of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a request head.
+    Head,
+    /// Inside a body with this many bytes left.
+    Body(u64),
+    /// Inside a chunked body.
+    Chunked(Chunk),
+    /// No more checking: HTTP/2, an upgraded connection, or something hyper will refuse.
+    Passthrough,
+}
+
+/// Where a chunked body's parser is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// In the chunk-size line; `digits` seen so far, `size` their value; `ext` once past
+    /// a `;` extension.
+    Size {
+        size: u64,
+        digits: u8,
+        ext: bool,
+    },
+    /// Got the size line's CR.
+    SizeLf {
+        size: u64,
+    },
+    /// In a chunk's data.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer lines until an empty one. `empty` while the current
+    /// line has no character yet.
+    Trailer {
+        empty: bool,
+        cr: bool,
+    },
+}
+
+/// An HTTP/1 connection whose request framings are checked before hyper reads them.
+pub struct FramingGuard<T> {
+    inner: T,
+    state: State,
+    /// Bytes of a request head not yet complete, held back from hyper.
+    held: Vec<u8>,
+    /// Validated bytes waiting for hyper to read them.
+    ready: Vec<u8>,
+    /// Set once a head was refused: the `400` still to be written, and how much of it is.
+    refusal: Option<(Vec<u8>, usize)>,
+    max_head: usize,
+    /// How long a request head may take to arrive, from when the guard starts waiting
+    /// for it (slowloris); the running deadline while it waits.
+    head_timeout: Duration,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> FramingGuard<T> {
+    /// `max_head` is the largest request head hyper accepts: a longer one is passed on
+    /// so that hyper answers it with 431. A head must have arrived `head_timeout` after
+    /// the guard starts waiting for it, or the connection fails: hyper's own header
+    /// timer cannot run while the head is held back here.
+    pub fn new(inner: T, max_head: usize, head_timeout: Duration) -> Self {
+        FramingGuard {
+            inner,
+            state: State::Head,
+            held: Vec::new(),
+            ready: Vec::new(),
+            refusal: None,
+            max_head,
+            head_timeout,
+            deadline: None,
+        }
+    }
+
+    /// While the guard waits for a head: fails once the head took too long.
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.state != State::Head {
+            self.deadline = None;
+            return Poll::Pending;
+        }
+        let timeout = self.head_timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(deadline.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request head did not arrive in time",
+        )))
+    }
+
+    /// Follows `bytes` from the current state. Returns how many of them hyper may read
+    /// now; the rest is an incomplete request head (or a refused one).
+    fn follow(&mut self, bytes: &[u8]) -> usize {
+        let mut at = 0;
+        while at < bytes.len() {
+            match self.state {
+                State::Passthrough => return bytes.len(),
+                State::Body(left) => {
+                    let n = left.min((bytes.len() - at) as u64);
+                    at += n as usize;
+                    self.state = if n == left {
+                        State::Head
+                    } else {
+                        State::Body(left - n)
+                    };
+                }
+                State::Chunked(chunk) => {
+                    let (used, next) = follow_chunk(chunk, &bytes[at..]);
+                    at += used;
+                    self.state = next;
+                }
+                State::Head => match check_head(&bytes[at..], self.max_head) {
+                    Head::Incomplete => return at,
+                    Head::Pass => self.state = State::Passthrough,
+                    Head::Refuse(why) => {
+                        self.refusal = Some((refusal(why), 0));
+                        return at;
+                    }
+                    Head::Complete { len, next } => {
+                        at += len;
+                        self.state = next;
+                        self.deadline = None;
+                    }
+                },
+            }
+        }
+        at
+    }
+}
+
+/// What a request head at the start of the input turned out to be.
+enum Head {
+    /// Not all of it has arrived.
+    Incomplete,
+    /// Its framing is sound: `len` bytes, then the body as `next` says.
+    Complete { len: usize, next: State },
+    /// Something for hyper to handle (or refuse) itself from now on.
+    Pass,
+    /// An ambiguous framing: refused, for this reason.
+    Refuse(&'static str),
+}
+
+fn check_head(input: &[u8], max_head: usize) -> Head {
+    if input.starts_with(b"PRI * HTTP/2.0") || b"PRI * HTTP/2.0".starts_with(input) {
+        // The HTTP/2 preface (h2c with prior knowledge), or the start of it.
+        return if input.len() >= 14 {
+            Head::Pass
+        } else {
+            Head::Incomplete
+        };
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(input) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if input.len() < max_head => return Head::Incomplete,
+        // Too long, too many headers, or malformed: hyper answers 431 or 400.
+        _ => return Head::Pass,
+    };
+    let mut lengths = 0;
+    let mut length = None;
+    let mut chunked = false;
+    let mut upgrade = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            length = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
+        }
+    }
+    if lengths > 0 && chunked {
+        return Head::Refuse("Content-Length and Transfer-Encoding together");
+    }
+    if lengths > 1 {
+        return Head::Refuse("more than one Content-Length");
+    }
+    if upgrade || req.method == Some("CONNECT") {
+        // Past this head the bytes may be another protocol; hyper and the tunnel decide.
+        return Head::Pass;
+    }
+    let next = if chunked {
+        // hyper refuses a Transfer-Encoding that does not end in chunked; a sound one is
+        // followed chunk by chunk.
+        State::Chunked(Chunk::Size {
+            size: 0,
+            digits: 0,
+            ext: false,
+        })
+    } else if lengths == 0 {
+        State::Head
+    } else {
+        match length {
+            Some(0) => State::Head,
+            Some(n) => State::Body(n),
+            // A length hyper will refuse.
+            None => State::Passthrough,
+        }
+    };
+    Head::Complete { len, next }
+}
+
+/// Follows a chunked body through `bytes`: returns how many were used and the state
+/// after them. A malformed chunk hands the connection to hyper, which refuses it.
+fn follow_chunk(mut chunk: Chunk, bytes: &[u8]) -> (usize, State) {
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Chunk::Data(left) = chunk {
+            let n = left.min((bytes.len() - at) as u64);
+            at += n as usize;
+            chunk = if n == left {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left - n)
+            };
+            continue;
+        }
+        let b = bytes[at];
+        at += 1;
+        chunk = match chunk {
+            Chunk::Size { size, digits, ext } => match (b, ext) {
+                (b'\r', _) if digits > 0 => Chunk::SizeLf { size },
+                (b';', _) if digits > 0 => Chunk::Size {
+                    size,
+                    digits,
+                    ext: true,
+                },
+                (_, true) if b != b'\n' => Chunk::Size { size, digits, ext },
+                (b' ' | b'\t', false) if digits > 0 => Chunk::Size {
+                    size,
+                    digits,
+                    ext: true,
+                },
+                (_, false) if b.is_ascii_hexdigit() && digits < 16 => Chunk::Size {
+                    size: size << 4 | u64::from((b as char).to_digit(16).unwrap_or(0)),
+                    digits: digits + 1,
+                    ext,
+                },
+                _ => return (at, State::Passthrough),
+            },
+            Chunk::SizeLf { size } if b == b'\n' => {
+                if size == 0 {
+                    Chunk::Trailer {
+                        empty: true,
+                        cr: false,
+                    }
+                } else {
+                    Chunk::Data(size)
+                }
+            }
+            Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+            Chunk::DataLf if b == b'\n' => Chunk::Size {
+                size: 0,
+                digits: 0,
+                ext: false,
+            },
+            Chunk::Trailer { empty, cr: false } if b == b'\r' => Chunk::Trailer { empty, cr: true },
+            Chunk::Trailer { empty, cr: true } if b == b'\n' => {
+                if empty {
+                    return (at, State::Head);
+                }
+                Chunk::Trailer {
+                    empty: true,
+                    cr: false,
+                }
+            }
+            Chunk::Trailer { cr: false, .. } => Chunk::Trailer {
+                empty: false,
+                cr: false,
+            },
+            _ => return (at, State::Passthrough),
+        };
+    }
+    (at, State::Chunked(chunk))
+}
+
+/// The answer to a refused head: it ends the connection.
+fn refusal(why: &str) -> Vec<u8> {
+    let body = format!("bad request: {why}\n");
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         x-paas-router-error: bad_request\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.refusal.is_some() {
+                // hyper reads the end of input: it finishes what is under way, then
+                // shuts the connection down, and the refusal goes out then.
+                return Poll::Ready(Ok(()));
+            }
+            if this.held.is_empty() {
+                // The common case: read straight into hyper's buffer and keep back only
+                // an incomplete head at its end.
+                let before = buf.filled().len();
+                if Pin::new(&mut this.inner).poll_read(cx, buf)?.is_pending() {
+                    return this.check_deadline(cx);
+                }
+                let filled = buf.filled().len();
+                if filled == before {
+                    return Poll::Ready(Ok(()));
+                }
+                let usable = this.follow(&buf.filled()[before..filled]);
+                if before + usable < filled {
+                    this.held
+                        .extend_from_slice(&buf.filled()[before + usable..filled]);
+                    buf.set_filled(before + usable);
+                }
+                if usable > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                if this.refusal.is_some() {
+                    this.held.clear();
+                }
+                continue;
+            }
+            // A head is incomplete: read more of it.
+            let mut more = [0u8; 4096];
+            let mut more_buf = ReadBuf::new(&mut more);
+            if Pin::new(&mut this.inner)
+                .poll_read(cx, &mut more_buf)?
+                .is_pending()
+            {
+                return this.check_deadline(cx);
+            }
+            if more_buf.filled().is_empty() {
+                // The client stopped half-way through a head: hyper sees the part and
+                // the end of input.
+                this.ready = std::mem::take(&mut this.held);
+                continue;
+            }
+            this.held.extend_from_slice(more_buf.filled());
+            let held = std::mem::take(&mut this.held);
+            let usable = this.follow(&held);
+            this.ready.extend_from_slice(&held[..usable]);
+            if this.refusal.is_none() {
+                this.held = held[usable..].to_vec();
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some((answer, written)) = this.refusal.as_mut() {
+            while *written < answer.len() {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &answer[*written..]))?;
+                if n == 0 {
+                    break;
+                }
+                *written += n;
+            }
+            ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn follow_all(input: &[u8]) -> (usize, State, bool) {
+        let mut g = FramingGuard::new((), 8192, Duration::from_secs(1));
+        let n = g.follow(input);
+        (n, g.state, g.refusal.is_some())
+    }
+
+    #[test]
+    fn requests_and_bodies_are_followed_to_the_next_head() {
+        let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(follow_all(two), (two.len(), State::Head, false));
+        let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\nGET";
+        // The body is followed to its end; the next head is incomplete and held back.
+        assert_eq!(follow_all(chunked), (chunked.len() - 3, State::Head, false));
+    }
+
+    #[test]
+    fn a_body_split_anywhere_is_followed_the_same() {
+        let msg = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
+        for split in 60..msg.len() {
+            let mut g = FramingGuard::new((), 8192, Duration::from_secs(1));
+            let first = g.follow(&msg[..split]);
+            assert_eq!(first, split, "split at {split}");
+            assert_eq!(g.follow(&msg[split..]), msg.len() - split);
+            assert_eq!(g.state, State::Head, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_framings_are_refused() {
+        for head in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+        ] {
+            assert_eq!(follow_all(head), (0, State::Head, true));
+        }
+    }
+
+    #[test]
+    fn http2_upgrades_and_oversized_heads_pass_through() {
+        assert_eq!(
+            follow_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").1,
+            State::Passthrough
+        );
+        assert_eq!(follow_all(b"PRI * HT"), (0, State::Head, false));
+        let ws = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes";
+        assert_eq!(follow_all(ws), (ws.len(), State::Passthrough, false));
+        let mut g = FramingGuard::new((), 64, Duration::from_secs(1));
+        let long = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 100]].concat();
+        assert_eq!(g.follow(&long), long.len());
+        assert_eq!(g.state, State::Passthrough);
+    }
+}
