@@ -85,7 +85,9 @@ pub struct FramingGuard<T> {
     /// How long a request head may take to arrive, from when the guard starts waiting
     /// for it (slowloris); the running deadline while it waits.
     head_timeout: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// One timer per connection, reset for each head rather than made anew.
+    deadline: Pin<Box<Sleep>>,
+    waiting: bool,
 }
 
 impl<T> FramingGuard<T> {
@@ -102,21 +104,23 @@ impl<T> FramingGuard<T> {
             refusal: None,
             max_head,
             head_timeout,
-            deadline: None,
+            deadline: Box::pin(tokio::time::sleep(head_timeout)),
+            waiting: false,
         }
     }
 
     /// While the guard waits for a head: fails once the head took too long.
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.state != State::Head {
-            self.deadline = None;
+            self.waiting = false;
             return Poll::Pending;
         }
-        let timeout = self.head_timeout;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        ready!(deadline.as_mut().poll(cx));
+        if !self.waiting {
+            self.waiting = true;
+            let at = tokio::time::Instant::now() + self.head_timeout;
+            self.deadline.as_mut().reset(at);
+        }
+        ready!(self.deadline.as_mut().poll(cx));
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the request head did not arrive in time",
@@ -154,7 +158,7 @@ impl<T> FramingGuard<T> {
                     Head::Complete { len, next } => {
                         at += len;
                         self.state = next;
-                        self.deadline = None;
+                        self.waiting = false;
                     }
                 },
             }
@@ -445,8 +449,8 @@ mod tests {
         (n, g.state, g.refusal.is_some())
     }
 
-    #[test]
-    fn requests_and_bodies_are_followed_to_the_next_head() {
+    #[tokio::test]
+    async fn requests_and_bodies_are_followed_to_the_next_head() {
         let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(follow_all(two), (two.len(), State::Head, false));
         let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\nGET";
@@ -454,8 +458,8 @@ mod tests {
         assert_eq!(follow_all(chunked), (chunked.len() - 3, State::Head, false));
     }
 
-    #[test]
-    fn a_body_split_anywhere_is_followed_the_same() {
+    #[tokio::test]
+    async fn a_body_split_anywhere_is_followed_the_same() {
         let msg = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
         for split in 60..msg.len() {
             let mut g = FramingGuard::new((), 8192, Duration::from_secs(1));
@@ -466,8 +470,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn ambiguous_framings_are_refused() {
+    #[tokio::test]
+    async fn ambiguous_framings_are_refused() {
         for head in [
             &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
@@ -477,8 +481,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn http2_upgrades_and_oversized_heads_pass_through() {
+    #[tokio::test]
+    async fn http2_upgrades_and_oversized_heads_pass_through() {
         assert_eq!(
             follow_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").1,
             State::Passthrough

@@ -261,10 +261,7 @@ impl Router {
     ) where
         IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let (header_read_timeout, max_header_bytes) = (
-            self.config.header_read_timeout,
-            self.config.max_header_bytes,
-        );
+        let max_header_bytes = self.config.max_header_bytes;
         let conn = Arc::new(conn);
         let service = hyper::service::service_fn(move |req| {
             let router = Arc::clone(&self);
@@ -277,7 +274,8 @@ impl Router {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout)
+            // The FramingGuard times request heads (it holds them back from hyper).
+            .header_read_timeout(None)
             .max_buf_size(max_header_bytes)
             // A client that shuts its sending side after the request still gets the
             // answer (hyper would drop a request still under way at that EOF).
