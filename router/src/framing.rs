@@ -71,65 +71,48 @@ enum Chunk {
     },
 }
 
-/// An HTTP/1 connection whose request framings are checked before hyper reads them.
-pub struct FramingGuard<T> {
-    inner: T,
+/// Follows a connection's stream of HTTP/1 requests: where each head and body ends, and
+/// whether a head's framing is refused. [`FramingGuard`] runs one per connection; it is
+/// public for the fuzz target.
+#[derive(Debug)]
+pub struct Follower {
     state: State,
-    /// Bytes of a request head not yet complete, held back from hyper.
-    held: Vec<u8>,
-    /// Validated bytes waiting for hyper to read them.
-    ready: Vec<u8>,
-    /// Set once a head was refused: the `400` still to be written, and how much of it is.
-    refusal: Option<(Vec<u8>, usize)>,
     max_head: usize,
-    /// How long a request head may take to arrive, from when the guard starts waiting
-    /// for it (slowloris); the running deadline while it waits.
-    head_timeout: Duration,
-    /// One timer per connection, reset for each head rather than made anew.
-    deadline: Pin<Box<Sleep>>,
-    waiting: bool,
+    refused: Option<&'static str>,
 }
 
-impl<T> FramingGuard<T> {
-    /// `max_head` is the largest request head hyper accepts: a longer one is passed on
-    /// so that hyper answers it with 431. A head must have arrived `head_timeout` after
-    /// the guard starts waiting for it, or the connection fails: hyper's own header
-    /// timer cannot run while the head is held back here.
-    pub fn new(inner: T, max_head: usize, head_timeout: Duration) -> Self {
-        FramingGuard {
-            inner,
+impl Follower {
+    /// `max_head`: a longer request head is passed on unchecked (hyper answers 431).
+    pub fn new(max_head: usize) -> Self {
+        Follower {
             state: State::Head,
-            held: Vec::new(),
-            ready: Vec::new(),
-            refusal: None,
             max_head,
-            head_timeout,
-            deadline: Box::pin(tokio::time::sleep(head_timeout)),
-            waiting: false,
+            refused: None,
         }
     }
 
-    /// While the guard waits for a head: fails once the head took too long.
-    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.state != State::Head {
-            self.waiting = false;
-            return Poll::Pending;
-        }
-        if !self.waiting {
-            self.waiting = true;
-            let at = tokio::time::Instant::now() + self.head_timeout;
-            self.deadline.as_mut().reset(at);
-        }
-        ready!(self.deadline.as_mut().poll(cx));
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the request head did not arrive in time",
-        )))
+    /// Why a head was refused, once one was; nothing is followed after it.
+    pub fn refused(&self) -> Option<&'static str> {
+        self.refused
     }
 
-    /// Follows `bytes` from the current state. Returns how many of them hyper may read
-    /// now; the rest is an incomplete request head (or a refused one).
-    fn follow(&mut self, bytes: &[u8]) -> usize {
+    /// Whether the next bytes start a request head.
+    pub fn at_head(&self) -> bool {
+        self.state == State::Head
+    }
+
+    /// Whether checking has stopped (HTTP/2, an upgrade, or something hyper refuses).
+    pub fn passing_through(&self) -> bool {
+        self.state == State::Passthrough
+    }
+
+    /// Follows `bytes`, which start where the last call's usable bytes ended. Returns how
+    /// many of them may go on now; the rest is an incomplete request head, to be given
+    /// again with what follows it, or a refused head.
+    pub fn follow(&mut self, bytes: &[u8]) -> usize {
+        if self.refused.is_some() {
+            return 0;
+        }
         let mut at = 0;
         while at < bytes.len() {
             match self.state {
@@ -152,18 +135,86 @@ impl<T> FramingGuard<T> {
                     Head::Incomplete => return at,
                     Head::Pass => self.state = State::Passthrough,
                     Head::Refuse(why) => {
-                        self.refusal = Some((refusal(why), 0));
+                        self.refused = Some(why);
                         return at;
                     }
                     Head::Complete { len, next } => {
                         at += len;
                         self.state = next;
-                        self.waiting = false;
                     }
                 },
             }
         }
         at
+    }
+}
+
+/// An HTTP/1 connection whose request framings are checked before hyper reads them.
+pub struct FramingGuard<T> {
+    inner: T,
+    follower: Follower,
+    /// Bytes of a request head not yet complete, held back from hyper.
+    held: Vec<u8>,
+    /// Validated bytes waiting for hyper to read them.
+    ready: Vec<u8>,
+    /// Set once a head was refused: the `400` still to be written, and how much of it is.
+    refusal: Option<(Vec<u8>, usize)>,
+    /// How long a request head may take to arrive, from when the guard starts waiting
+    /// for it (slowloris); the running deadline while it waits.
+    head_timeout: Duration,
+    /// One timer per connection, reset for each head rather than made anew.
+    deadline: Pin<Box<Sleep>>,
+    waiting: bool,
+}
+
+impl<T> FramingGuard<T> {
+    /// `max_head` is the largest request head hyper accepts: a longer one is passed on
+    /// so that hyper answers it with 431. A head must have arrived `head_timeout` after
+    /// the guard starts waiting for it, or the connection fails: hyper's own header
+    /// timer cannot run while the head is held back here.
+    pub fn new(inner: T, max_head: usize, head_timeout: Duration) -> Self {
+        FramingGuard {
+            inner,
+            follower: Follower::new(max_head),
+            held: Vec::new(),
+            ready: Vec::new(),
+            refusal: None,
+            head_timeout,
+            deadline: Box::pin(tokio::time::sleep(head_timeout)),
+            waiting: false,
+        }
+    }
+
+    /// While the guard waits for a head: fails once the head took too long.
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.follower.at_head() {
+            self.waiting = false;
+            return Poll::Pending;
+        }
+        if !self.waiting {
+            self.waiting = true;
+            let at = tokio::time::Instant::now() + self.head_timeout;
+            self.deadline.as_mut().reset(at);
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the request head did not arrive in time",
+        )))
+    }
+
+    /// Follows `bytes` (see [`Follower::follow`]); a refused head makes the `400`.
+    fn follow(&mut self, bytes: &[u8]) -> usize {
+        let was_head = self.follower.at_head();
+        let n = self.follower.follow(bytes);
+        if let (Some(why), None) = (self.follower.refused(), &self.refusal) {
+            self.refusal = Some((refusal(why), 0));
+        }
+        // A head went by: the next one gets the full time again.
+        if n > 0 && was_head {
+            self.waiting = false;
+        }
+        n
     }
 }
 
@@ -444,13 +495,13 @@ mod tests {
     use super::*;
 
     fn follow_all(input: &[u8]) -> (usize, State, bool) {
-        let mut g = FramingGuard::new((), 8192, Duration::from_secs(1));
-        let n = g.follow(input);
-        (n, g.state, g.refusal.is_some())
+        let mut f = Follower::new(8192);
+        let n = f.follow(input);
+        (n, f.state, f.refused().is_some())
     }
 
-    #[tokio::test]
-    async fn requests_and_bodies_are_followed_to_the_next_head() {
+    #[test]
+    fn requests_and_bodies_are_followed_to_the_next_head() {
         let two = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n";
         assert_eq!(follow_all(two), (two.len(), State::Head, false));
         let chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\nGET";
@@ -458,11 +509,11 @@ mod tests {
         assert_eq!(follow_all(chunked), (chunked.len() - 3, State::Head, false));
     }
 
-    #[tokio::test]
-    async fn a_body_split_anywhere_is_followed_the_same() {
+    #[test]
+    fn a_body_split_anywhere_is_followed_the_same() {
         let msg = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n";
         for split in 60..msg.len() {
-            let mut g = FramingGuard::new((), 8192, Duration::from_secs(1));
+            let mut g = Follower::new(8192);
             let first = g.follow(&msg[..split]);
             assert_eq!(first, split, "split at {split}");
             assert_eq!(g.follow(&msg[split..]), msg.len() - split);
@@ -470,8 +521,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn ambiguous_framings_are_refused() {
+    #[test]
+    fn ambiguous_framings_are_refused() {
         for head in [
             &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
@@ -481,8 +532,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn http2_upgrades_and_oversized_heads_pass_through() {
+    #[test]
+    fn http2_upgrades_and_oversized_heads_pass_through() {
         assert_eq!(
             follow_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").1,
             State::Passthrough
@@ -490,7 +541,7 @@ mod tests {
         assert_eq!(follow_all(b"PRI * HT"), (0, State::Head, false));
         let ws = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nraw bytes";
         assert_eq!(follow_all(ws), (ws.len(), State::Passthrough, false));
-        let mut g = FramingGuard::new((), 64, Duration::from_secs(1));
+        let mut g = Follower::new(64);
         let long = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 100]].concat();
         assert_eq!(g.follow(&long), long.len());
         assert_eq!(g.state, State::Passthrough);

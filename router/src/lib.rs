@@ -12,7 +12,7 @@
 //! its status code and whose fault it was.
 #![forbid(unsafe_code)]
 
-mod framing;
+pub mod framing;
 pub mod host;
 mod limit;
 pub mod ops;

@@ -1,12 +1,39 @@
 //! Arbitrary bytes as a request head, parsed as the router's HTTP/1 server parses them
 //! (httparse, under hyper), then through the router's own checks: framing, Host, route
-//! lookup. Any panic is a finding. Run with `router/fuzz/run.sh`.
+//! lookup; and as a connection's byte stream through the framing follower, whole and
+//! split in two. Any panic is a finding. Run with `router/fuzz/run.sh`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use paas_router::framing::Follower;
 use paas_router::{host, proxy, Backend, RouteTable};
 
+/// Feeds `chunks` to a framing follower as the router's guard does (an incomplete head is
+/// given again with what follows it): the bytes let through, why a head was refused, and
+/// where the follower ended.
+fn feed(chunks: &[&[u8]]) -> (usize, Option<&'static str>, bool, bool) {
+    let mut f = Follower::new(8192);
+    let mut held: Vec<u8> = Vec::new();
+    let mut through = 0;
+    for c in chunks {
+        held.extend_from_slice(c);
+        let n = f.follow(&held);
+        assert!(n <= held.len());
+        through += n;
+        if f.refused().is_some() {
+            break;
+        }
+        held.drain(..n);
+    }
+    (through, f.refused(), f.at_head(), f.passing_through())
+}
+
 fuzz_target!(|data: &[u8]| {
+    // However the bytes arrive (split where the first byte says), the framing follower
+    // lets the same bytes through and refuses the same heads.
+    let split = data.first().map_or(0, |&b| usize::from(b)) % (data.len() + 1);
+    assert_eq!(feed(&[data]), feed(&[&data[..split], &data[split..]]));
+
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(h) = host::normalise(text) {
             assert_eq!(h.to_ascii_lowercase(), h);
