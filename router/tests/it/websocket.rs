@@ -86,6 +86,14 @@ fn accept_for(key: &str) -> String {
     out
 }
 
+/// A router with `ws.localhost` routed to a [`ws_backend`] that accepts upgrades or not.
+async fn ws_router(accept: bool) -> SocketAddr {
+    let app = ws_backend(accept).await;
+    let mut t = RouteTable::new();
+    t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
+    crate::router(t).await
+}
+
 const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: ws.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 async fn read_until(s: &mut TcpStream, want: &str) -> String {
@@ -109,10 +117,7 @@ async fn read_until(s: &mut TcpStream, want: &str) -> String {
 
 #[tokio::test]
 async fn a_websocket_tunnel_carries_bytes_both_ways_after_101() {
-    let app = ws_backend(true).await;
-    let mut t = RouteTable::new();
-    t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
-    let r = crate::router(t).await;
+    let r = ws_router(true).await;
     let mut s = TcpStream::connect(r).await.unwrap();
     s.write_all(UPGRADE.as_bytes()).await.unwrap();
     let head = read_until(&mut s, "\r\n\r\n").await;
@@ -134,10 +139,7 @@ async fn a_websocket_tunnel_carries_bytes_both_ways_after_101() {
 
 #[tokio::test]
 async fn no_tunnel_opens_when_the_app_does_not_switch_protocols() {
-    let app = ws_backend(false).await;
-    let mut t = RouteTable::new();
-    t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
-    let r = crate::router(t).await;
+    let r = ws_router(false).await;
     let mut s = TcpStream::connect(r).await.unwrap();
     s.write_all(UPGRADE.as_bytes()).await.unwrap();
     let first = read_until(&mut s, "no upgrade").await;
@@ -203,10 +205,7 @@ impl CloneWithoutBody for http::Request<http_body_util::Empty<bytes::Bytes>> {
 
 #[tokio::test]
 async fn a_websocket_over_http2_reaches_an_http1_app() {
-    let app = ws_backend(true).await;
-    let mut t = RouteTable::new();
-    t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
-    let r = crate::router(t).await;
+    let r = ws_router(true).await;
     let mut resp = h2_websocket(r).await;
     assert_eq!(resp.status(), 200, "{:?}", resp.headers());
     assert_eq!(
@@ -236,10 +235,7 @@ async fn a_websocket_over_http2_reaches_an_http1_app() {
 
 #[tokio::test]
 async fn an_app_that_does_not_switch_fails_an_http2_websocket_with_502() {
-    let app = ws_backend(false).await;
-    let mut t = RouteTable::new();
-    t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
-    let r = crate::router(t).await;
+    let r = ws_router(false).await;
     let resp = h2_websocket(r).await;
     assert_eq!(resp.status(), 502);
     assert_eq!(
