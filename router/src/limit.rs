@@ -11,7 +11,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a request on its way to an instance, counted against the route's limit.
 pub struct UpstreamBody {
-    inner: Incoming,
+    /// `None` for a body-less copy made to send a request again.
+    inner: Option<Incoming>,
     /// Bytes still allowed; `None` for no limit.
     remaining: Option<u64>,
 }
@@ -20,8 +21,16 @@ impl UpstreamBody {
     /// `inner` with at most `limit` bytes.
     pub fn new(inner: Incoming, limit: Option<u64>) -> Self {
         UpstreamBody {
-            inner,
+            inner: Some(inner),
             remaining: limit,
+        }
+    }
+
+    /// No body at all.
+    pub fn empty() -> Self {
+        UpstreamBody {
+            inner: None,
+            remaining: None,
         }
     }
 }
@@ -60,7 +69,10 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(left), Some(data)) = (this.remaining.as_mut(), frame.data_ref()) {
                     let n = data.len() as u64;
@@ -78,10 +90,12 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

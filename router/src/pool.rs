@@ -3,8 +3,10 @@
 //! A connection goes back to the pool once the app's response has been read to its
 //! end, and is dropped after [`IDLE_TIMEOUT`] unused. The timeout is shorter than the
 //! keep-alive of common app servers (Node's is 5 s), so the router closes an idle
-//! connection before the app does and never sends a request down a connection the app
-//! is closing (the well-known gorouter 502 race).
+//! connection before the app does and rarely sends a request down a connection the app
+//! is closing (the well-known gorouter 502 race). When it happens anyway (an app with a
+//! shorter keep-alive, or one that closes after some requests), a request that never
+//! left goes again on a new connection, and so does an idempotent one without a body.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -117,28 +119,63 @@ impl Pool {
     ) -> Result<Response<PooledBody>, (SendError, Option<Request<UpstreamBody>>)> {
         // A pooled connection may still be finishing its last message; waiting for it is
         // cheap. One that turns out closed is replaced by a new connection.
-        let mut sender = loop {
+        let (mut sender, reused) = loop {
             match self.checkout(addr) {
                 Some(mut s) => {
                     if s.ready().await.is_ok() {
-                        break s;
+                        break (s, true);
                     }
                 }
                 None => match Self::connect(addr).await {
-                    Ok(s) => break s,
+                    Ok(s) => break (s, false),
                     Err(e) => return Err((e, Some(req))),
                 },
             }
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| (SendError::Request(e), None))?;
+        let again = if reused { bodiless_copy(&req) } else { None };
+        let resp = match sender.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => {
+                let unsent = e.take_message();
+                let error = e.into_error();
+                // On a reused connection the app may have closed it as the request went
+                // out: the same instance gets it again on a new connection.
+                let Some(req) = unsent.or(again).filter(|_| reused) else {
+                    return Err((SendError::Request(error), None));
+                };
+                sender = match Self::connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => return Err((e, Some(req))),
+                };
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| (SendError::Request(e), None))?
+            }
+        };
         Ok(resp.map(|body| PooledBody {
             body,
             back: Some((sender, addr, Arc::clone(self))),
         }))
     }
+}
+
+/// A copy of `req` to send again, if it is idempotent (RFC 9110, 9.2.2) and has no body:
+/// only such a request may reach the app twice without harm.
+fn bodiless_copy(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(UpstreamBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 /// A TCP connection to an instance, given at most [`CONNECT_TIMEOUT`], without Nagle's

@@ -7,6 +7,7 @@ mod tls;
 mod websocket;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use paas_router::{Backend, RouteTable, Router};
@@ -224,6 +225,60 @@ async fn requests_to_a_dead_instance_are_retried_on_a_live_one_and_it_is_skipped
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert_eq!(body_of(&resp), "live");
     }
+}
+
+/// A backend that answers the first request of each connection, keeps the connection
+/// open (no `Connection: close`), then reads the next request and closes without an
+/// answer: an app closing an idle keep-alive connection just as the router reuses it.
+/// Returns its address and how many requests it was sent.
+async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                for answer in [true, false] {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if answer {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn an_idempotent_request_on_a_connection_the_app_closed_goes_again_on_a_new_one() {
+    let (app, seen) = closing_backend().await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let r = router(t).await;
+    let get = "GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n";
+    assert!(raw(r, get).await.starts_with("HTTP/1.1 200"));
+    // The pooled connection is reused, the app closes it: the GET goes again.
+    let resp = raw(r, get).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "the app saw the GET twice");
+    // A POST with a body may not reach the app twice: 502.
+    let post = "POST / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+    let resp = raw(r, post).await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert_eq!(seen.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
