@@ -79,6 +79,8 @@ pub struct Follower {
     state: State,
     max_head: usize,
     refused: Option<&'static str>,
+    /// Request heads followed so far: the guard times each one from when it waits for it.
+    heads: u64,
 }
 
 impl Follower {
@@ -88,6 +90,7 @@ impl Follower {
             state: State::Head,
             max_head,
             refused: None,
+            heads: 0,
         }
     }
 
@@ -141,6 +144,7 @@ impl Follower {
                     Head::Complete { len, next } => {
                         at += len;
                         self.state = next;
+                        self.heads += 1;
                     }
                 },
             }
@@ -157,14 +161,15 @@ pub struct FramingGuard<T> {
     held: Vec<u8>,
     /// Validated bytes waiting for hyper to read them.
     ready: Vec<u8>,
-    /// Set once a head was refused: the `400` still to be written, and how much of it is.
-    refusal: Option<(Vec<u8>, usize)>,
+    /// Once a head was refused: how much of the `400` has been written.
+    refusal_sent: usize,
     /// How long a request head may take to arrive, from when the guard starts waiting
-    /// for it (slowloris); the running deadline while it waits.
+    /// for it (slowloris).
     head_timeout: Duration,
-    /// One timer per connection, reset for each head rather than made anew.
+    /// One timer per connection, reset for each head rather than made anew, and the
+    /// head (by its number) it is running for.
     deadline: Pin<Box<Sleep>>,
-    waiting: bool,
+    timed_head: Option<u64>,
 }
 
 impl<T> FramingGuard<T> {
@@ -178,21 +183,21 @@ impl<T> FramingGuard<T> {
             follower: Follower::new(max_head),
             held: Vec::new(),
             ready: Vec::new(),
-            refusal: None,
+            refusal_sent: 0,
             head_timeout,
             deadline: Box::pin(tokio::time::sleep(head_timeout)),
-            waiting: false,
+            timed_head: None,
         }
     }
 
     /// While the guard waits for a head: fails once the head took too long.
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.follower.at_head() {
-            self.waiting = false;
             return Poll::Pending;
         }
-        if !self.waiting {
-            self.waiting = true;
+        let head = self.follower.heads;
+        if self.timed_head != Some(head) {
+            self.timed_head = Some(head);
             let at = tokio::time::Instant::now() + self.head_timeout;
             self.deadline.as_mut().reset(at);
         }
@@ -201,20 +206,6 @@ impl<T> FramingGuard<T> {
             io::ErrorKind::TimedOut,
             "the request head did not arrive in time",
         )))
-    }
-
-    /// Follows `bytes` (see [`Follower::follow`]); a refused head makes the `400`.
-    fn follow(&mut self, bytes: &[u8]) -> usize {
-        let was_head = self.follower.at_head();
-        let n = self.follower.follow(bytes);
-        if let (Some(why), None) = (self.follower.refused(), &self.refusal) {
-            self.refusal = Some((refusal(why), 0));
-        }
-        // A head went by: the next one gets the full time again.
-        if n > 0 && was_head {
-            self.waiting = false;
-        }
-        n
     }
 }
 
@@ -393,7 +384,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 this.ready.drain(..n);
                 return Poll::Ready(Ok(()));
             }
-            if this.refusal.is_some() {
+            if this.follower.refused().is_some() {
                 // hyper reads the end of input: it finishes what is under way, then
                 // shuts the connection down, and the refusal goes out then.
                 return Poll::Ready(Ok(()));
@@ -409,7 +400,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 if filled == before {
                     return Poll::Ready(Ok(()));
                 }
-                let usable = this.follow(&buf.filled()[before..filled]);
+                let usable = this.follower.follow(&buf.filled()[before..filled]);
                 if before + usable < filled {
                     this.held
                         .extend_from_slice(&buf.filled()[before + usable..filled]);
@@ -417,9 +408,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 }
                 if usable > 0 {
                     return Poll::Ready(Ok(()));
-                }
-                if this.refusal.is_some() {
-                    this.held.clear();
                 }
                 continue;
             }
@@ -439,12 +427,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 continue;
             }
             this.held.extend_from_slice(more_buf.filled());
-            let held = std::mem::take(&mut this.held);
-            let usable = this.follow(&held);
-            this.ready.extend_from_slice(&held[..usable]);
-            if this.refusal.is_none() {
-                this.held = held[usable..].to_vec();
-            }
+            let usable = this.follower.follow(&this.held);
+            this.ready.extend_from_slice(&this.held[..usable]);
+            this.held.drain(..usable);
         }
     }
 }
@@ -476,13 +461,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FramingGuard<T> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some((answer, written)) = this.refusal.as_mut() {
-            while *written < answer.len() {
-                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &answer[*written..]))?;
+        if let Some(why) = this.follower.refused() {
+            let answer = refusal(why);
+            while this.refusal_sent < answer.len() {
+                let rest = &answer[this.refusal_sent..];
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, rest))?;
                 if n == 0 {
                     break;
                 }
-                *written += n;
+                this.refusal_sent += n;
             }
             ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
         }

@@ -346,7 +346,7 @@ thread_local! {
     });
 }
 
-fn next_random() -> u64 {
+pub(crate) fn next_random() -> u64 {
     RNG.with(|r| {
         let mut x = r.get();
         x ^= x << 13;

@@ -227,19 +227,12 @@ impl Router {
             tokio::spawn(async move {
                 let timeout = router.config.header_read_timeout;
                 match tls {
-                    None => {
-                        let io = FramingGuard::new(stream, router.config.max_header_bytes, timeout);
-                        router.serve(TokioIo::new(io), conn, peer, closing).await
-                    }
+                    None => router.serve(stream, conn, peer, closing).await,
                     // The handshake gets the same time as a request's headers: a client
                     // that stalls in it (slowloris over TLS) is dropped.
                     Some(acceptor) => {
                         match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => {
-                                let io =
-                                    FramingGuard::new(s, router.config.max_header_bytes, timeout);
-                                router.serve(TokioIo::new(io), conn, peer, closing).await
-                            }
+                            Ok(Ok(s)) => router.serve(s, conn, peer, closing).await,
                             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
@@ -250,8 +243,9 @@ impl Router {
         }
     }
 
-    /// Serves the requests of one connection; once `closing` turns true, finishes the
-    /// request under way and closes.
+    /// Serves the requests of one connection (plain or TLS), its request framing checked
+    /// on the wire first; once `closing` turns true, finishes the request under way and
+    /// closes.
     async fn serve<IO>(
         self: Arc<Self>,
         io: IO,
@@ -259,9 +253,14 @@ impl Router {
         peer: std::net::SocketAddr,
         mut closing: tokio::sync::watch::Receiver<bool>,
     ) where
-        IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let max_header_bytes = self.config.max_header_bytes;
+        let io = TokioIo::new(FramingGuard::new(
+            io,
+            max_header_bytes,
+            self.config.header_read_timeout,
+        ));
         let conn = Arc::new(conn);
         let service = hyper::service::service_fn(move |req| {
             let router = Arc::clone(&self);
@@ -358,9 +357,9 @@ impl Router {
     }
 
     /// Opens a WebSocket tunnel to `backend` if the app agrees (101); the app's answer
-    /// goes back to the client either way.
-    /// `over_h2` for a WebSocket that came as an HTTP/2 extended CONNECT: the app still
-    /// gets the HTTP/1.1 handshake, and the client a 200 once the app switched.
+    /// goes back to the client either way. `over_h2` for a WebSocket that came as an
+    /// HTTP/2 extended CONNECT: the app still gets the HTTP/1.1 handshake, and the
+    /// client a 200 once the app switched.
     async fn websocket(
         &self,
         mut req: Request<Incoming>,

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::pool::{connect_tcp, SendError};
-use crate::proxy::connection_tokens;
+use crate::proxy::{connection_tokens, next_random};
 
 /// Whether the request asks to become a WebSocket: GET with `Connection: upgrade` and
 /// `Upgrade: websocket`.
@@ -48,15 +48,8 @@ pub fn is_h2_websocket<B>(req: &Request<B>) -> bool {
 pub fn h1_handshake<B>(req: &mut Request<B>) -> String {
     *req.method_mut() = Method::GET;
     req.extensions_mut().remove::<hyper::ext::Protocol>();
-    let mut nonce = [0u8; 16];
-    // A key only has to differ between handshakes; the clock stands in if the system's
-    // random source fails.
-    if getrandom::fill(&mut nonce).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        nonce = t.to_le_bytes();
-    }
+    // A key only has to differ between handshakes: the generator of request ids will do.
+    let nonce = [next_random().to_le_bytes(), next_random().to_le_bytes()].concat();
     let key = base64(&nonce);
     let h = req.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&key) {
