@@ -2,7 +2,7 @@
 //!
 //! Every container start moves a process into a new cgroup (a write to `cgroup.procs`).
 //! The kernel guards such moves with one system-wide lock whose writer side normally
-//! waits for an RCU grace period first: on an idle host that wait is 10-15 ms, more than
+//! waits for an RCU grace period first: on an idle host that wait is 9-14 ms, more than
 //! the rest of a container start. `favordynmods` (Linux 6.0+) keeps that lock in the mode
 //! where writers need no wait, at the cost of slightly slower fork and exit everywhere:
 //! the trade a host that starts containers all day wants. The lock is shared by every

@@ -130,7 +130,7 @@ fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Res
 }
 
 fn run_shim() -> Result<i32> {
-    let spec = read_spec()?;
+    let spec = ContainerSpec::read_framed(&mut std::io::stdin().lock())?;
     // A new network namespace needs nothing from the daemon, so it is made while the
     // daemon is still creating the cgroup. Its few kernel objects are charged to the
     // daemon's memory cgroup rather than the container's: a fixed amount per container,
@@ -183,23 +183,6 @@ fn run_shim() -> Result<i32> {
         }
         ForkResult::Parent { child } => Ok(supervise(child, &signals, false)),
     }
-}
-
-/// The spec the daemon writes on stdin: its length (u32, little-endian), then JSON.
-fn read_spec() -> Result<ContainerSpec> {
-    let mut stdin = std::io::stdin().lock();
-    let mut len = [0u8; 4];
-    ctx(stdin.read_exact(&mut len), "reading the spec's length")?;
-    let len = u32::from_le_bytes(len) as usize;
-    // A spec is a few KiB; this only guards the allocation against a garbled length.
-    if len > 16 << 20 {
-        return Err(format!(
-            "the spec claims {len} bytes: not a spec from paasd"
-        ));
-    }
-    let mut raw = vec![0u8; len];
-    ctx(stdin.read_exact(&mut raw), "reading the spec")?;
-    ctx(serde_json::from_slice(&raw), "parsing the container spec")
 }
 
 /// Waits for the daemon's go byte on stdin: it comes once the cgroup, network and disk

@@ -24,6 +24,38 @@ pub struct ContainerSpec {
     pub process: ProcessSpec,
 }
 
+/// The most a framed spec may claim to be: a spec is a few KiB, and this only guards the
+/// allocation against a garbled length.
+const MAX_SPEC_BYTES: usize = 16 << 20;
+
+impl ContainerSpec {
+    /// The spec as the daemon writes it to paas-init's stdin: its length (u32,
+    /// little-endian), then JSON.
+    pub fn framed(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let mut framed = (json.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(&json);
+        framed
+    }
+
+    /// Reads a spec written by [`ContainerSpec::framed`].
+    pub fn read_framed(r: &mut impl std::io::Read) -> Result<Self, String> {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len)
+            .map_err(|e| format!("reading the spec's length: {e}"))?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_SPEC_BYTES {
+            return Err(format!(
+                "the spec claims {len} bytes: not a spec from paasd"
+            ));
+        }
+        let mut raw = vec![0u8; len];
+        r.read_exact(&mut raw)
+            .map_err(|e| format!("reading the spec: {e}"))?;
+        serde_json::from_slice(&raw).map_err(|e| format!("parsing the container spec: {e}"))
+    }
+}
+
 /// A process to run inside a running container (`paas-init --exec`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecSpec {

@@ -132,7 +132,7 @@ impl Platform {
             ),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!("cgroups: {e}; container starts may wait 10-15 ms on an idle host")
+                tracing::warn!("cgroups: {e}; container starts may wait 9-14 ms on an idle host")
             }
         }
         let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;

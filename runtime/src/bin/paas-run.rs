@@ -77,7 +77,7 @@ fn run() -> Result<ExitCode, String> {
     };
     let cgroup_base = std::path::Path::new("/sys/fs/cgroup");
     let cgroups = CgroupDriver::detect(cgroup_base).map_err(|e| e.to_string())?;
-    // As paasd does at start (see cgroup_mount); without it, a start waits 10-15 ms.
+    // As paasd does at start (see cgroup_mount); without it, a start waits 9-14 ms.
     if let Err(e) = paas_runtime::cgroup_mount::favor_dynamic_changes(cgroup_base) {
         eprintln!("paas-run: warning: {e}");
     }
