@@ -11,36 +11,35 @@ use paas_router::{Backend, RouteTable, Router, RouterConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::spawn_backend;
+
 /// A backend that counts the requests it is sent (by their request lines, so that a
 /// chunked body's end is not taken for another request) and answers each.
 async fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let count = Arc::clone(&count);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut n_total = Vec::new();
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    n_total.extend_from_slice(&buf[..n]);
-                    let line = b" HTTP/1.1\r\n";
-                    while let Some(at) = n_total.windows(line.len()).position(|w| w == line) {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        n_total.drain(..at + line.len());
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
-                    }
+    let addr = spawn_backend(move |mut s| {
+        let count = Arc::clone(&count);
+        async move {
+            let mut buf = vec![0u8; 65536];
+            let mut n_total = Vec::new();
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    return;
                 }
-            });
+                n_total.extend_from_slice(&buf[..n]);
+                let line = b" HTTP/1.1\r\n";
+                while let Some(at) = n_total.windows(line.len()).position(|w| w == line) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    n_total.drain(..at + line.len());
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            }
         }
-    });
+    })
+    .await;
     (addr, seen)
 }
 

@@ -14,33 +14,43 @@ use paas_router::{Backend, RouteTable, Router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A backend that answers every request with its name and the request's head.
-async fn backend(name: &'static str) -> SocketAddr {
+/// Listens on a loopback port and runs `handle` on every connection it accepts, until
+/// the test ends.
+pub async fn spawn_backend<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = s.read(&mut buf).await.unwrap();
-                    if n == 0 {
-                        return;
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                }
-                let body = format!("{name}\n{}", String::from_utf8_lossy(&head));
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                s.write_all(resp.as_bytes()).await.unwrap();
-            });
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(handle(s));
         }
     });
     addr
+}
+
+/// A backend that answers every request with its name and the request's head.
+async fn backend(name: &'static str) -> SocketAddr {
+    spawn_backend(move |mut s| async move {
+        let mut buf = vec![0u8; 8192];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = format!("{name}\n{}", String::from_utf8_lossy(&head));
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(resp.as_bytes()).await.unwrap();
+    })
+    .await
 }
 
 async fn router(table: RouteTable) -> SocketAddr {
@@ -160,41 +170,34 @@ async fn missing_host_is_400_and_dead_instance_is_502_and_no_instance_is_503() {
 
 /// A backend that answers with its name, and sets a JSESSIONID when asked for /login.
 async fn session_backend(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
+    spawn_backend(move |mut s| async move {
+        let mut buf = vec![0u8; 8192];
+        let mut head = Vec::new();
         loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut head = Vec::new();
-                loop {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let login = head.starts_with(b"GET /login");
-                        head.clear();
-                        let cookie = if login {
-                            "set-cookie: JSESSIONID=abc\r\n"
-                        } else {
-                            ""
-                        };
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{cookie}\r\n{name}",
-                            name.len()
-                        );
-                        if s.write_all(resp.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let login = head.starts_with(b"GET /login");
+                head.clear();
+                let cookie = if login {
+                    "set-cookie: JSESSIONID=abc\r\n"
+                } else {
+                    ""
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{cookie}\r\n{name}",
+                    name.len()
+                );
+                if s.write_all(resp.as_bytes()).await.is_err() {
+                    return;
                 }
-            });
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn body_of(resp: &str) -> &str {
@@ -232,33 +235,30 @@ async fn requests_to_a_dead_instance_are_retried_on_a_live_one_and_it_is_skipped
 /// answer: an app closing an idle keep-alive connection just as the router reuses it.
 /// Returns its address and how many requests it was sent.
 async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let count = Arc::clone(&count);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                for answer in [true, false] {
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    count.fetch_add(1, Ordering::SeqCst);
-                    if answer {
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                            .await;
+    let addr = spawn_backend(move |mut s| {
+        let count = Arc::clone(&count);
+        async move {
+            let mut buf = vec![0u8; 8192];
+            for answer in [true, false] {
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
-            });
+                count.fetch_add(1, Ordering::SeqCst);
+                if answer {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                }
+            }
         }
-    });
+    })
+    .await;
     (addr, seen)
 }
 
@@ -325,22 +325,15 @@ async fn sticky_sessions_follow_vcap_id_and_the_instance_header_picks_one() {
 
 /// A backend that waits `delay` before it answers.
 async fn slow_backend(delay: std::time::Duration) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = s.read(&mut buf).await;
-                tokio::time::sleep(delay).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
-                    .await;
-            });
-        }
-    });
-    addr
+    spawn_backend(move |mut s| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = s.read(&mut buf).await;
+        tokio::time::sleep(delay).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow")
+            .await;
+    })
+    .await
 }
 
 #[tokio::test]
@@ -427,27 +420,20 @@ async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_
 
 /// A backend that reads a chunked body to its end before it answers "got it".
 async fn body_reading_backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !got.windows(5).any(|w| w == b"0\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ngot it")
-                    .await;
-            });
+    spawn_backend(move |mut s| async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(5).any(|w| w == b"0\r\n\r\n") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
         }
-    });
-    addr
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\ngot it")
+            .await;
+    })
+    .await
 }
 
 #[tokio::test]

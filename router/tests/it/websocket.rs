@@ -4,60 +4,55 @@ use std::net::SocketAddr;
 
 use paas_router::{Backend, RouteTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::spawn_backend;
 
 /// A backend that accepts upgrades when `accept`, then echoes every byte upper-cased;
 /// otherwise answers 200 "no upgrade" and keeps speaking HTTP.
 async fn ws_backend(accept: bool) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    spawn_backend(move |mut s| async move {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let lower = text.to_ascii_lowercase();
+                if accept && lower.starts_with("get ") && lower.contains("upgrade: websocket") {
+                    let key = text
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("sec-websocket-key")
+                                .then(|| value.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    let answer = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+                        accept_for(&key)
+                    );
+                    s.write_all(answer.as_bytes()).await.unwrap();
+                    loop {
                         let n = s.read(&mut buf).await.unwrap_or(0);
                         if n == 0 {
                             return;
                         }
-                        head.extend_from_slice(&buf[..n]);
+                        let up = buf[..n].to_ascii_uppercase();
+                        s.write_all(&up).await.unwrap();
                     }
-                    let text = String::from_utf8_lossy(&head).into_owned();
-                    let lower = text.to_ascii_lowercase();
-                    if accept && lower.starts_with("get ") && lower.contains("upgrade: websocket") {
-                        let key = text
-                            .lines()
-                            .find_map(|l| {
-                                let (name, value) = l.split_once(':')?;
-                                name.eq_ignore_ascii_case("sec-websocket-key")
-                                    .then(|| value.trim().to_string())
-                            })
-                            .unwrap_or_default();
-                        let answer = format!(
-                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
-                            accept_for(&key)
-                        );
-                        s.write_all(answer.as_bytes()).await.unwrap();
-                        loop {
-                            let n = s.read(&mut buf).await.unwrap_or(0);
-                            if n == 0 {
-                                return;
-                            }
-                            let up = buf[..n].to_ascii_uppercase();
-                            s.write_all(&up).await.unwrap();
-                        }
-                    }
-                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nno upgrade")
-                        .await
-                        .unwrap();
                 }
-            });
-        }
-    });
-    addr
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nno upgrade")
+                    .await
+                    .unwrap();
+            }
+    })
+    .await
 }
 
 /// RFC 6455's `Sec-WebSocket-Accept` for `key`, as an app computes it.
