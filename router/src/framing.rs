@@ -359,6 +359,45 @@ fn follow_chunk(mut chunk: Chunk, bytes: &[u8]) -> (usize, State) {
     (at, State::Chunked(chunk))
 }
 
+/// Follows one chunked body on its own: an app's response on the direct path
+/// (`server::direct`), which passes the chunks on as they are and must know where they
+/// end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkedBody(Chunk);
+
+/// Where a chunked body stands after some of its bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ChunkedEnd {
+    /// All the bytes belong to it and more are to come.
+    More,
+    /// It ended (last chunk and trailers) after this many of the bytes.
+    Ended(usize),
+    /// The bytes are not a chunked body.
+    Malformed,
+}
+
+impl ChunkedBody {
+    pub(crate) fn new() -> Self {
+        ChunkedBody(Chunk::Size {
+            size: 0,
+            digits: 0,
+            ext: false,
+        })
+    }
+
+    /// Follows `bytes`, which continue where the last call's ended.
+    pub(crate) fn follow(&mut self, bytes: &[u8]) -> ChunkedEnd {
+        match follow_chunk(self.0, bytes) {
+            (n, State::Head) => ChunkedEnd::Ended(n),
+            (_, State::Chunked(chunk)) => {
+                self.0 = chunk;
+                ChunkedEnd::More
+            }
+            _ => ChunkedEnd::Malformed,
+        }
+    }
+}
+
 /// The answer to a refused head: it ends the connection.
 fn refusal(why: &str) -> Vec<u8> {
     let body = format!("bad request: {why}\n");
@@ -506,6 +545,23 @@ mod tests {
             assert_eq!(g.follow(&msg[split..]), msg.len() - split);
             assert_eq!(g.state, State::Head, "split at {split}");
         }
+    }
+
+    #[test]
+    fn a_chunked_response_body_ends_where_its_trailers_do() {
+        let body = b"5;x=y\r\nhello\r\n0\r\nEtag: 1\r\n\r\nHTTP/1.1 200";
+        let end = body.len() - b"HTTP/1.1 200".len();
+        for split in 0..end {
+            let mut c = ChunkedBody::new();
+            let first = c.follow(&body[..split]);
+            let second = c.follow(&body[split..]);
+            assert_eq!(
+                (first, second),
+                (ChunkedEnd::More, ChunkedEnd::Ended(end - split)),
+                "split at {split}"
+            );
+        }
+        assert_eq!(ChunkedBody::new().follow(b"zz\r\n"), ChunkedEnd::Malformed);
     }
 
     #[test]

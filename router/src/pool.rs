@@ -1,4 +1,6 @@
-//! Keep-alive connections to instances: a small HTTP/1 pool per instance address.
+//! Keep-alive connections to instances: a small HTTP/1 pool per instance address, of
+//! hyper client connections and of raw TCP connections for the direct path
+//! (`server::direct`).
 //!
 //! A connection goes back to the pool once the app's response has been read to its
 //! end, and is dropped after [`IDLE_TIMEOUT`] unused. The timeout is shorter than the
@@ -20,6 +22,7 @@ use http::{Method, Request, Response};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::limit::UpstreamBody;
 
@@ -40,6 +43,9 @@ pub enum SendError {
     /// The app answered a WebSocket handshake the router made with the wrong
     /// `Sec-WebSocket-Accept`.
     Handshake,
+    /// On the direct path: the request was sent (perhaps in part), and no sound response
+    /// head came back.
+    Exchange(std::io::Error),
 }
 
 impl std::fmt::Display for SendError {
@@ -47,6 +53,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "connecting: {e}"),
             SendError::Request(e) => write!(f, "{e}"),
+            SendError::Exchange(e) => write!(f, "{e}"),
             SendError::Handshake => f.write_str(
                 "it switched to WebSocket with a Sec-WebSocket-Accept that does not match the key",
             ),
@@ -54,37 +61,80 @@ impl std::fmt::Display for SendError {
     }
 }
 
-type Idle = Vec<(SendRequest<UpstreamBody>, Instant)>;
+/// Idle connections of one kind, by instance address, with when each went idle.
+struct IdleList<C>(Mutex<HashMap<SocketAddr, Vec<(C, Instant)>>>);
+
+impl<C> Default for IdleList<C> {
+    fn default() -> Self {
+        IdleList(Mutex::default())
+    }
+}
+
+impl<C> IdleList<C> {
+    /// The most recently idle connection to `addr` that is not too old and is `usable`;
+    /// the others passed over are dropped.
+    fn take(&self, addr: SocketAddr, usable: impl Fn(&C) -> bool) -> Option<C> {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some((conn, since)) = list.pop() {
+            if now.duration_since(since) < IDLE_TIMEOUT && usable(&conn) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, conn: C) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr).or_default();
+        // Oldest first: those too old are a prefix. (One clock read, not one per
+        // connection: this runs for every response.)
+        let now = Instant::now();
+        let stale = list.partition_point(|(_, since)| now.duration_since(*since) >= IDLE_TIMEOUT);
+        list.drain(..stale);
+        if list.len() < MAX_IDLE_PER_INSTANCE {
+            list.push((conn, now));
+        }
+    }
+}
 
 /// How long an instance that refused a connection is skipped.
 pub const EJECT_FOR: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Idle>>,
+    idle: IdleList<SendRequest<UpstreamBody>>,
+    /// Raw connections for the direct path, idle between a response's end and the next
+    /// request.
+    streams: IdleList<TcpStream>,
     /// Instances that refused a connection, and until when to skip them.
     ejected: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 impl Pool {
     fn checkout(&self, addr: SocketAddr) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&addr)?;
-        while let Some((sender, since)) = list.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
-                return Some(sender);
-            }
-        }
-        None
+        self.idle.take(addr, |sender| !sender.is_closed())
     }
 
     fn checkin(&self, addr: SocketAddr, sender: SendRequest<UpstreamBody>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(addr).or_default();
-        list.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
-        if list.len() < MAX_IDLE_PER_INSTANCE {
-            list.push((sender, Instant::now()));
-        }
+        self.idle.put(addr, sender);
+    }
+
+    /// An idle raw connection to `addr` for the direct path. One the runtime has seen
+    /// become readable is passed over: between responses an app sends nothing, so the
+    /// app closed it (or broke the protocol). This costs no system call: tokio clears
+    /// the readiness whenever a read drains the socket.
+    pub fn checkout_stream(&self, addr: SocketAddr) -> Option<TcpStream> {
+        self.streams.take(addr, |stream| {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            stream.poll_read_ready(&mut cx).is_pending()
+        })
+    }
+
+    /// Keeps `stream`, whose last response was read to its end, for the next request.
+    pub fn checkin_stream(&self, addr: SocketAddr, stream: TcpStream) {
+        self.streams.put(addr, stream);
     }
 
     async fn connect(addr: SocketAddr) -> Result<SendRequest<UpstreamBody>, SendError> {
@@ -180,7 +230,7 @@ fn bodiless_copy(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
 
 /// A TCP connection to an instance, given at most [`CONNECT_TIMEOUT`], without Nagle's
 /// delay.
-pub async fn connect_tcp(addr: SocketAddr) -> Result<tokio::net::TcpStream, SendError> {
+pub async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream, SendError> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| {

@@ -84,7 +84,13 @@ impl ProxyError {
 
     /// The response the client gets: the status, `X-Paas-Router-Error`, a short body.
     pub fn into_response(self) -> Response<Body> {
-        let mut resp = Response::new(text_body(format!("{}\n", self.message)));
+        let head = self.head();
+        head.map(|()| text_body(self.body()))
+    }
+
+    /// The head of the response the client gets, without its body's length.
+    pub fn head(&self) -> Response<()> {
+        let mut resp = Response::new(());
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.insert(
@@ -98,6 +104,11 @@ impl ProxyError {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
+    }
+
+    /// The short body of the response the client gets.
+    pub fn body(&self) -> String {
+        format!("{}\n", self.message)
     }
 }
 
@@ -280,6 +291,14 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes hop-by-hop headers, including those the sender lists in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages have none: one pass over the names costs less than nine lookups.
+    // (Headers a sender names in `Connection` come with a `Connection` header.)
+    let any = h
+        .keys()
+        .any(|n| *n == header::UPGRADE || HOP_BY_HOP.contains(&n.as_str()));
+    if !any {
+        return;
+    }
     let named: Vec<HeaderName> = connection_tokens(h)
         .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
@@ -357,22 +376,33 @@ pub(crate) fn next_random() -> u64 {
     })
 }
 
-fn random_hex(bytes: usize) -> String {
-    // By table rather than `format!`: this runs for every request (its id, its trace).
+/// Fills `out` with random lowercase hex digits. By table rather than `format!`, into a
+/// buffer on the stack: this runs for every request (its id, its trace).
+fn fill_hex(out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes * 2);
-    let mut left = bytes;
-    while left > 0 {
+    for digits in out.chunks_mut(16) {
         let v = next_random();
-        let take = left.min(8);
-        for i in 0..take {
-            let b = (v >> (i * 8)) as u8;
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 0xf)] as char);
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((v >> (i * 4)) & 0xf) as usize];
         }
-        left -= take;
     }
-    out
+}
+
+/// A new request id, shaped like a UUID: 8-4-4-4-12 hex digits.
+fn new_request_id() -> HeaderValue {
+    let mut id = [b'-'; 36];
+    for digits in [0..8, 9..13, 14..18, 19..23, 24..36] {
+        fill_hex(&mut id[digits]);
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// A new W3C trace: a random trace id and span id, sampled.
+fn new_traceparent() -> HeaderValue {
+    let mut tp = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    fill_hex(&mut tp[3..35]);
+    fill_hex(&mut tp[36..52]);
+    HeaderValue::from_bytes(&tp).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// A trusted proxy's X-Forwarded-For with `client` (that proxy) appended, or `client`
@@ -448,26 +478,11 @@ pub fn upstream_request_filter<B>(
     h.insert(X_REQUEST_START.clone(), HeaderValue::from(started_ms));
     let id = match h.get(&X_REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
-        _ => {
-            let r = random_hex(16);
-            let uuid = format!(
-                "{}-{}-{}-{}-{}",
-                &r[..8],
-                &r[8..12],
-                &r[12..16],
-                &r[16..20],
-                &r[20..]
-            );
-            HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("-"))
-        }
+        _ => new_request_id(),
     };
     h.insert(X_REQUEST_ID.clone(), id.clone());
     if !h.get(&TRACEPARENT).is_some_and(valid_traceparent) {
-        // Start a trace: a new trace id and span id, sampled.
-        let tp = format!("00-{}-{}-01", random_hex(16), random_hex(8));
-        if let Ok(v) = HeaderValue::from_str(&tp) {
-            h.insert(TRACEPARENT.clone(), v);
-        }
+        h.insert(TRACEPARENT.clone(), new_traceparent());
         h.remove("tracestate");
     }
     id
@@ -551,6 +566,15 @@ mod tests {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
         )));
         assert!(!valid_traceparent(&HeaderValue::from_static("junk")));
+        for _ in 0..100 {
+            let id = new_request_id();
+            assert!(valid_request_id(&id), "{id:?}");
+            let b = id.as_bytes();
+            assert!([8, 13, 18, 23].iter().all(|&i| b[i] == b'-'), "{id:?}");
+            let tp = new_traceparent();
+            assert!(valid_traceparent(&tp), "{tp:?}");
+        }
+        assert_ne!(new_request_id(), new_request_id());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The router against real backends on loopback.
 
 mod desync;
+mod direct;
 mod fuzz;
 mod h2;
 mod tls;
@@ -274,11 +275,13 @@ async fn an_idempotent_request_on_a_connection_the_app_closed_goes_again_on_a_ne
     let resp = raw(r, get).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert_eq!(seen.load(Ordering::SeqCst), 3, "the app saw the GET twice");
-    // A POST with a body may not reach the app twice: 502.
+    // A POST with a body may not reach the app twice. (Requests with a body go through
+    // hyper, whose pool is the router's other one: the first POST opens a connection.)
     let post = "POST / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+    assert!(raw(r, post).await.starts_with("HTTP/1.1 200"));
     let resp = raw(r, post).await;
     assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
-    assert_eq!(seen.load(Ordering::SeqCst), 4);
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test]

@@ -1,4 +1,10 @@
 //! The listener: accepts connections and runs each request through the phases.
+//!
+//! HTTP/1.1 requests without a body go the direct path ([`direct`]); the first request of
+//! a connection that does not (HTTP/2, an upgrade, a body, …) hands the connection to
+//! hyper for the rest of its life.
+
+mod direct;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +24,7 @@ use crate::ops::{AccessLog, AccessSink, Metrics};
 use crate::pool::Pool;
 use crate::pool::SendError;
 use crate::proxy::{self, Body, Fault, ProxyError};
-use crate::table::{Backend, RouteTable};
+use crate::table::{ActiveRequest, Backend, RouteTable};
 use crate::tls;
 use crate::trust::Cidr;
 use crate::tunnel;
@@ -88,10 +94,41 @@ struct Conn {
 struct Served {
     /// Whether anything is logged: the other fields are filled in only then.
     logging: bool,
+    method: String,
+    path: String,
     host: String,
     app: Option<String>,
     instance: Option<u32>,
     request_id: Option<HeaderValue>,
+}
+
+impl Served {
+    /// What the log will need of a request; only copied when there is a log, since this
+    /// is the hot path of every request.
+    fn new<B>(logging: bool, req: &Request<B>) -> Self {
+        let mut served = Served {
+            logging,
+            ..Served::default()
+        };
+        if logging {
+            served.method = req.method().to_string();
+            served.path = req.uri().path().to_string();
+        }
+        served
+    }
+}
+
+/// The instance a request goes to, counted as under way there, and what was looked up
+/// on the way.
+struct Picked {
+    /// The table snapshot the request was routed on: retries use the same.
+    table: arc_swap::Guard<Arc<RouteTable>>,
+    host: String,
+    app: Arc<str>,
+    backend: Backend,
+    /// The route's request body limit.
+    max_body: Option<u64>,
+    active: ActiveRequest,
 }
 
 impl Default for Router {
@@ -255,9 +292,28 @@ impl Router {
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let drain = direct::Drain::default();
+        let left = {
+            let served = self.serve_direct(io, &conn, &drain);
+            tokio::pin!(served);
+            tokio::select! {
+                left = &mut served => left,
+                () = closing_begins(&mut closing) => {
+                    // Finish the request under way, if any, and close.
+                    if drain.begin() {
+                        direct::Left::Closed
+                    } else {
+                        served.await
+                    }
+                }
+            }
+        };
+        let direct::Left::ToHyper(io, read) = left else {
+            return;
+        };
         let max_header_bytes = self.config.max_header_bytes;
         let io = TokioIo::new(FramingGuard::new(
-            io,
+            direct::Replay::new(read, io),
             max_header_bytes,
             self.config.header_read_timeout,
         ));
@@ -295,7 +351,7 @@ impl Router {
         tokio::pin!(served);
         let result = tokio::select! {
             r = &mut served => r,
-            () = async { while closing.changed().await.is_ok() && !*closing.borrow() {} } => {
+            () = closing_begins(&mut closing) => {
                 served.as_mut().graceful_shutdown();
                 served.await
             }
@@ -307,42 +363,49 @@ impl Router {
 
     async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
         let started = std::time::Instant::now();
-        // What only the access log needs is copied only when there is one: this is the
-        // hot path of every request.
-        let logging = self.access.is_some();
-        let (method, path) = if logging {
-            (req.method().to_string(), req.uri().path().to_string())
-        } else {
-            Default::default()
-        };
-        let mut served = Served {
-            logging,
-            ..Served::default()
-        };
+        let mut served = Served::new(self.access.is_some(), &req);
         let (resp, router_made) = match self.proxy(req, conn, &mut served).await {
             Ok(resp) => (resp, false),
-            Err(e) => {
-                if e.fault == Fault::Upstream {
-                    tracing::info!(status = e.status.as_u16(), "{}", e.message);
-                }
-                (e.into_response(), true)
-            }
+            Err(e) => (self.refusal(e), true),
         };
-        let duration = started.elapsed();
-        self.metrics
-            .observe(resp.status().as_u16(), duration, router_made);
+        let bytes = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let status = resp.status().as_u16();
+        self.record(conn, served, status, bytes, started.elapsed(), router_made);
+        resp
+    }
+
+    /// The answer the router makes itself, logged when the app is at fault.
+    fn refusal(&self, e: ProxyError) -> Response<Body> {
+        if e.fault == Fault::Upstream {
+            tracing::info!(status = e.status.as_u16(), "{}", e.message);
+        }
+        e.into_response()
+    }
+
+    /// Counts a request's answer (`bytes` long, ready after `duration`) in the metrics and
+    /// writes its access log entry.
+    fn record(
+        &self,
+        conn: &Conn,
+        served: Served,
+        status: u16,
+        bytes: Option<u64>,
+        duration: Duration,
+        router_made: bool,
+    ) {
+        self.metrics.observe(status, duration, router_made);
         if let Some(sink) = &self.access {
             sink(&AccessLog {
                 host: served.host,
                 app: served.app,
                 instance: served.instance,
-                method,
-                path,
-                status: resp.status().as_u16(),
-                bytes: resp
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+                method: served.method,
+                path: served.path,
+                status,
+                bytes,
                 duration,
                 request_id: served
                     .request_id
@@ -353,7 +416,95 @@ impl Router {
                 client: conn.client.to_str().unwrap_or("-").to_string(),
             });
         }
-        resp
+    }
+
+    /// Whether `b` may take another request: under its cap and not ejected.
+    fn usable(&self, b: &Backend) -> bool {
+        b.active() < self.config.max_requests_per_instance && !self.pool.is_ejected(b.addr)
+    }
+
+    /// Phases 1 and 2 (which host, which instance), for a request of either path.
+    fn pick<B>(&self, req: &Request<B>, served: &mut Served) -> Result<Picked, ProxyError> {
+        let host = proxy::request_filter(req)?;
+        if served.logging {
+            served.host.clone_from(&host);
+        }
+        let table = self.table.load();
+        let (app, backend, max_body) =
+            proxy::upstream_peer(&table, &host, req, |b| self.usable(b))?;
+        if served.logging {
+            served.app = Some(app.to_string());
+        }
+        served.instance = Some(backend.index);
+        // A cap per instance, so one slow instance cannot hold every connection the
+        // router has (and a flood to one app cannot starve the others).
+        let cap = self.config.max_requests_per_instance;
+        if backend.active() >= cap {
+            return Err(ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "instance_at_capacity",
+                Fault::Upstream,
+                format!(
+                    "app {app} instance {} already has {cap} requests under way",
+                    backend.index
+                ),
+            ));
+        }
+        let active = backend.begin_request();
+        Ok(Picked {
+            table,
+            host,
+            app,
+            backend,
+            max_body,
+            active,
+        })
+    }
+
+    /// After `picked`'s instance could not be reached: ejects it and moves `picked` to
+    /// another usable instance of the route not yet `tried`. `false` when there is none
+    /// or the request has had its tries.
+    fn try_elsewhere(
+        &self,
+        picked: &mut Picked,
+        path: &str,
+        tried: &mut Vec<std::net::SocketAddr>,
+        served: &mut Served,
+    ) -> bool {
+        self.pool.eject(picked.backend.addr);
+        if tried.is_empty() {
+            tried.push(picked.backend.addr);
+        }
+        if tried.len() >= MAX_TRIES {
+            return false;
+        }
+        let next = picked
+            .table
+            .lookup(&picked.host, path)
+            .and_then(|p| p.pick_where(|b| !tried.contains(&b.addr) && self.usable(b)))
+            .filter(|b| !tried.contains(&b.addr))
+            .cloned();
+        let Some(next) = next else { return false };
+        picked.active = next.begin_request();
+        picked.backend = next;
+        served.instance = Some(picked.backend.index);
+        tried.push(picked.backend.addr);
+        true
+    }
+
+    /// The 504 for an app that did not answer in time.
+    fn too_slow(&self, picked: &Picked) -> ProxyError {
+        ProxyError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "app_timeout",
+            Fault::Upstream,
+            format!(
+                "app {} instance {} did not answer within {} s",
+                picked.app,
+                picked.backend.index,
+                self.config.response_timeout.as_secs()
+            ),
+        )
     }
 
     /// Opens a WebSocket tunnel to `backend` if the app agrees (101); the app's answer
@@ -408,36 +559,8 @@ impl Router {
         conn: &Conn,
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
-        let host = proxy::request_filter(&req)?;
-        if served.logging {
-            served.host.clone_from(&host);
-        }
-        let table = self.table.load();
-        let cap = self.config.max_requests_per_instance;
-        let usable = |b: &Backend| b.active() < cap && !self.pool.is_ejected(b.addr);
-        let (app, mut backend, max_body) = proxy::upstream_peer(&table, &host, &req, usable)?;
-        if served.logging {
-            served.app = Some(app.to_string());
-        }
-        served.instance = Some(backend.index);
-        // A cap per instance, so one slow instance cannot hold every connection the
-        // router has (and a flood to one app cannot starve the others).
-        if backend.active() >= cap {
-            return Err(ProxyError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "instance_at_capacity",
-                Fault::Upstream,
-                format!(
-                    "app {app} instance {} already has {cap} requests under way",
-                    backend.index
-                ),
-            ));
-        }
-        let mut active = backend.begin_request();
-        let started_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let mut picked = self.pick(&req, served)?;
+        let started_ms = unix_ms();
         let over_h2 = tunnel::is_h2_websocket(&req);
         let websocket = over_h2 || tunnel::is_websocket(&req);
         // Taken before the request is passed on: the client's side of a tunnel.
@@ -453,10 +576,19 @@ impl Router {
             served.request_id = Some(request_id.clone());
         }
         if let Some(client_upgrade) = client_upgrade {
+            let backend = picked.backend.clone();
             return self
-                .websocket(req, client_upgrade, over_h2, backend, request_id, &app)
+                .websocket(
+                    req,
+                    client_upgrade,
+                    over_h2,
+                    backend,
+                    request_id,
+                    &picked.app,
+                )
                 .await;
         }
+        let max_body = picked.max_body;
         let too_large = |limit: u64| {
             ProxyError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -476,55 +608,53 @@ impl Router {
         let mut req = req.map(|body| UpstreamBody::new(body, max_body));
         // A request is tried on another instance only when nothing reached the app: the
         // connection could not be made. The failing instance is skipped for a while.
-        let mut tried = vec![backend.addr];
+        let mut tried = Vec::new();
         let timeout = self.config.response_timeout;
         let mut resp = loop {
-            let sent = tokio::time::timeout(timeout, self.pool.send(backend.addr, req)).await;
-            let Ok(sent) = sent else {
-                return Err(ProxyError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "app_timeout",
-                    Fault::Upstream,
-                    format!(
-                        "app {app} instance {} did not answer within {} s",
-                        backend.index,
-                        timeout.as_secs()
-                    ),
-                ));
+            let sent = tokio::time::timeout(timeout, self.pool.send(picked.backend.addr, req));
+            let Ok(sent) = sent.await else {
+                return Err(self.too_slow(&picked));
             };
             match sent {
                 Ok(resp) => break resp,
                 Err((e, back)) => {
-                    let unreachable = unreachable(&app, &backend, &e);
                     // A body cut off at the route's limit is the client's doing.
                     if matches!(&e, SendError::Request(h) if limit::is_body_too_large(h)) {
                         return Err(too_large(max_body.unwrap_or(0)));
                     }
-                    self.pool.eject(backend.addr);
-                    let Some(again) = back.filter(|_| tried.len() < MAX_TRIES) else {
+                    let unreachable = unreachable(&picked.app, &picked.backend, &e);
+                    let Some(again) = back else {
+                        self.pool.eject(picked.backend.addr);
                         return Err(unreachable);
                     };
-                    let next = table
-                        .lookup(&host, again.uri().path())
-                        .and_then(|p| p.pick_where(|b| !tried.contains(&b.addr) && usable(b)))
-                        .filter(|b| !tried.contains(&b.addr));
-                    match next {
-                        Some(b) => {
-                            backend = b.clone();
-                            active = backend.begin_request();
-                            served.instance = Some(backend.index);
-                            tried.push(backend.addr);
-                            req = again;
-                        }
-                        None => return Err(unreachable),
+                    if !self.try_elsewhere(&mut picked, again.uri().path(), &mut tried, served) {
+                        return Err(unreachable);
                     }
+                    req = again;
                 }
             }
         };
-        proxy::response_filter(&mut resp, request_id, &backend);
+        proxy::response_filter(&mut resp, request_id, &picked.backend);
         // The request counts as under way until its response body is sent.
-        Ok(resp.map(|body| Body::App(body, active)))
+        Ok(resp.map(|body| Body::App(body, picked.active)))
     }
+}
+
+/// Waits until `closing` turns true (or its sender is gone).
+async fn closing_begins(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*closing.borrow_and_update() {
+        if closing.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch, as X-Request-Start sends it.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The 502 for an instance that could not be reached.

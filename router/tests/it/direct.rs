@@ -1,0 +1,179 @@
+//! The direct path (requests without a body, proxied without hyper): every response
+//! framing passes through on one keep-alive connection, and a connection moves to hyper
+//! at its first request that has a body.
+
+use super::*;
+
+/// A keep-alive backend that reads requests one after another (with a Content-Length
+/// body, if any) and answers by path in each framing an app may use. Returns its address
+/// and how many connections it accepted.
+async fn framing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let addr = spawn_backend(move |mut s| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            loop {
+                let end = loop {
+                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&got[..end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while got.len() < end + length {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let body = String::from_utf8_lossy(&got[end..end + length]).to_string();
+                got.drain(..end + length);
+                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let pieces: Vec<String> = match path.as_str() {
+                    "/length" => vec!["HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".into()],
+                    // Chunks (with an extension and a trailer) in separate writes.
+                    "/chunked" => vec![
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=y\r\nhel".into(),
+                        "lo\r\n6\r\n world\r\n".into(),
+                        "0\r\netag: 1\r\n\r\n".into(),
+                    ],
+                    "/head" => vec!["HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".into()],
+                    "/none" => vec!["HTTP/1.1 204 No Content\r\n\r\n".into()],
+                    "/hints" => vec![
+                        "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n".into(),
+                        "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nhinted".into(),
+                    ],
+                    "/post" => vec![format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )],
+                    _ => vec!["HTTP/1.1 200 OK\r\n\r\nuntil the app closes".into()],
+                };
+                for p in &pieces {
+                    if s.write_all(p.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                if path == "/close" {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn every_response_framing_passes_through_on_one_connection_each_side() {
+    let (app, accepted) = framing_backend().await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let r = router(t).await;
+    // Pipelined in one write: the router serves them in turn.
+    let get = |method: &str, path: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+    };
+    let requests = [
+        get("GET", "/length"),
+        get("GET", "/chunked"),
+        get("HEAD", "/head"),
+        get("GET", "/none"),
+        get("GET", "/hints"),
+        get("GET", "/close"),
+    ]
+    .concat();
+    let out = raw(r, &requests).await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 6, "{out}");
+    assert!(
+        answers[0].starts_with("200") && answers[0].ends_with("\r\n\r\nhello"),
+        "{out}"
+    );
+    assert!(
+        answers[1].contains("transfer-encoding: chunked\r\n")
+            && answers[1]
+                .ends_with("\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\netag: 1\r\n\r\n"),
+        "{out}"
+    );
+    assert!(
+        answers[2].contains("content-length: 5\r\n") && answers[2].ends_with("\r\n\r\n"),
+        "a response to HEAD has no body: {out}"
+    );
+    assert!(answers[3].starts_with("204"), "{out}");
+    assert!(
+        answers[4].starts_with("200") && answers[4].ends_with("hinted"),
+        "1xx answers are dropped: {out}"
+    );
+    assert!(
+        answers[5].contains("connection: close\r\n")
+            && answers[5].ends_with("\r\n\r\nuntil the app closes"),
+        "a body that runs to the app's close closes the client's connection too: {out}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled connection to the app carried every request"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_moves_to_hyper_at_its_first_request_with_a_body() {
+    let (app, _) = framing_backend().await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let r = router(t).await;
+    let requests = "GET /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n\
+         POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 4\r\n\r\nping\
+         GET /length HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n";
+    let out = raw(r, requests).await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{out}");
+    assert!(answers[0].ends_with("hello"), "{out}");
+    assert!(
+        answers[1].ends_with("ping"),
+        "the body reached the app: {out}"
+    );
+    assert!(answers[2].ends_with("hello"), "{out}");
+}
+
+#[tokio::test]
+async fn an_app_that_answers_garbage_gets_502_and_the_client_keeps_its_connection() {
+    let app = spawn_backend(|mut s| async move {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+    })
+    .await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let r = router(t).await;
+    let out = raw(
+        r,
+        "GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n\
+         GET /x HTTP/1.1\r\nHost: nope.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{out}");
+    assert!(answers[0].starts_with("502"), "{out}");
+    assert!(
+        answers[0].contains("x-paas-router-error: app_unreachable"),
+        "{out}"
+    );
+    assert!(answers[0].contains("not valid HTTP/1.1"), "{out}");
+    assert!(answers[1].starts_with("404"), "{out}");
+}
