@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
 # front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
-# connections). The proxies run on CPU 1; wrk and the backend share CPU 0. Then a TLS
+# connections), in rounds; each figure is the median of its rounds. The proxies run on
+# CPU 1; wrk and the backend share CPU 0. Then a TLS
 # run (wrk over HTTPS) and an HTTP/2-over-TLS run (h2load, 50 connections, 10 streams
 # each) of paas-router beside nginx.
 #
-#   sudo benches/router.sh [SECONDS]        (default 10 s per run)
+#   sudo benches/router.sh [SECONDS] [ROUNDS]   (default 10 s per run, 3 rounds)
 #
 # Last line: router rps ratio paas/haproxy: X.XX
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${2:-3}
 [ "$(id -u)" -eq 0 ] || { echo "run as root (to install peers)" >&2; exit 1; }
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -93,12 +95,21 @@ load() {
   echo "$rps $p99"
 }
 
+# Rounds of all four in turn, so that a slow spell of this shared machine falls on each
+# alike; each figure is the median of its rounds.
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A rps p99
+for round in $(seq "$rounds"); do
+  for name in direct paas haproxy nginx; do
+    case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
+    read -r r p < <(load "http://127.0.0.1:$port/")
+    rps[$name]+="$r "; p99[$name]+="$p "
+    printf 'round %d  %-8s requests/s %10s   p99 %8s ms\n' "$round" "$name" "$r" "$p"
+  done
+done
 for name in direct paas haproxy nginx; do
-  case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
-  read -r r p < <(load "http://127.0.0.1:$port/")
-  rps[$name]=$r; p99[$name]=$p
-  printf '%-8s requests/s %10s   p99 %8s ms\n' "$name" "$r" "$p"
+  rps[$name]=$(median <<<"${rps[$name]}"); p99[$name]=$(median <<<"${p99[$name]}")
+  printf '%-8s requests/s %10s   p99 %8s ms   (medians of %d rounds)\n' "$name" "${rps[$name]}" "${p99[$name]}" "$rounds"
 done
 # TLS (HTTP/1.1 over TLS, keep-alive) and HTTP/2 over TLS, beside nginx.
 for name in paas nginx; do

@@ -363,11 +363,11 @@ fn follow_chunk(mut chunk: Chunk, bytes: &[u8]) -> (usize, State) {
 /// (`server::direct`), which passes the chunks on as they are and must know where they
 /// end.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ChunkedBody(Chunk);
+pub struct ChunkedBody(Chunk);
 
 /// Where a chunked body stands after some of its bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ChunkedEnd {
+pub enum ChunkedEnd {
     /// All the bytes belong to it and more are to come.
     More,
     /// It ended (last chunk and trailers) after this many of the bytes.
@@ -376,17 +376,23 @@ pub(crate) enum ChunkedEnd {
     Malformed,
 }
 
-impl ChunkedBody {
-    pub(crate) fn new() -> Self {
+impl Default for ChunkedBody {
+    fn default() -> Self {
         ChunkedBody(Chunk::Size {
             size: 0,
             digits: 0,
             ext: false,
         })
     }
+}
+
+impl ChunkedBody {
+    pub fn new() -> Self {
+        Self::default()
+    }
 
     /// Follows `bytes`, which continue where the last call's ended.
-    pub(crate) fn follow(&mut self, bytes: &[u8]) -> ChunkedEnd {
+    pub fn follow(&mut self, bytes: &[u8]) -> ChunkedEnd {
         match follow_chunk(self.0, bytes) {
             (n, State::Head) => ChunkedEnd::Ended(n),
             (_, State::Chunked(chunk)) => {

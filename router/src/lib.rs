@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod framing;
+pub mod h1;
 pub mod host;
 mod limit;
 pub mod ops;

@@ -163,12 +163,11 @@ pub fn request_filter<B>(req: &Request<B>) -> Result<String, ProxyError> {
         return Err(bad_request("more than one Host header"));
     }
     let raw = match req.uri().authority() {
-        Some(a) => Some(a.as_str().to_string()),
+        Some(a) => Some(a.as_str()),
         None => match req.headers().get(header::HOST) {
             Some(v) => Some(
                 v.to_str()
-                    .map_err(|_| bad_request("the Host header is not valid text"))?
-                    .to_string(),
+                    .map_err(|_| bad_request("the Host header is not valid text"))?,
             ),
             None => None,
         },
@@ -185,7 +184,7 @@ pub fn request_filter<B>(req: &Request<B>) -> Result<String, ProxyError> {
             Err(bad_request("HTTP/1.1 requests must have a Host header"))
         };
     };
-    host::normalise(&raw).ok_or_else(|| bad_request("the Host header is not a valid host name"))
+    host::normalise(raw).ok_or_else(|| bad_request("the Host header is not a valid host name"))
 }
 
 fn bad_request(msg: &str) -> ProxyError {

@@ -1,12 +1,14 @@
 //! Arbitrary bytes as a request head, parsed as the router's HTTP/1 server parses them
 //! (httparse, under hyper), then through the router's own checks: framing, Host, route
-//! lookup; and as a connection's byte stream through the framing follower, whole and
-//! split in two. Any panic is a finding. Run with `router/fuzz/run.sh`.
+//! lookup; as a connection's byte stream through the framing follower, whole and split
+//! in two; and through the direct path's parsers (`h1`), as a request head and as an app's
+//! response head, each written back out and parsed again. Any panic is a finding. Run
+//! with `router/fuzz/run.sh`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use paas_router::framing::Follower;
-use paas_router::{host, proxy, Backend, RouteTable};
+use paas_router::framing::{ChunkedBody, ChunkedEnd, Follower};
+use paas_router::{h1, host, proxy, Backend, RouteTable};
 
 /// Feeds `chunks` to a framing follower as the router's guard does (an incomplete head is
 /// given again with what follows it): the bytes let through, why a head was refused, and
@@ -28,11 +30,59 @@ fn feed(chunks: &[&[u8]]) -> (usize, Option<&'static str>, bool, bool) {
     (through, f.refused(), f.at_head(), f.passing_through())
 }
 
+/// Whether `out` is exactly one whole head, as httparse reads it.
+fn one_whole_head(out: &[u8], request: bool) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 2 * h1::MAX_HEADERS];
+    let parsed = if request {
+        httparse::Request::new(&mut headers).parse(out)
+    } else {
+        httparse::Response::new(&mut headers).parse(out)
+    };
+    matches!(parsed, Ok(httparse::Status::Complete(n)) if n == out.len())
+}
+
+/// The direct path's parsers on `data`: what they take must write back out as a head.
+fn direct_path(data: &[u8]) {
+    if let Some(Some(len)) = h1::head_length(data, 8192) {
+        if let Some(req) = h1::direct_request(&bytes::Bytes::copy_from_slice(&data[..len])) {
+            let mut out = Vec::new();
+            h1::write_request_head(&mut out, &req);
+            assert!(one_whole_head(&out, true), "{:?}", String::from_utf8_lossy(&out));
+        }
+    }
+    let mut input = bytes::BytesMut::from(data);
+    if let Ok(Some(len)) = h1::response_head_length(&mut input) {
+        let head = input.split_to(len).freeze();
+        if let Ok(app) = h1::app_head(&head, false) {
+            let mut out = Vec::new();
+            h1::write_response_head(&mut out, &app.resp, b"", true);
+            assert!(one_whole_head(&out, false), "{:?}", String::from_utf8_lossy(&out));
+        }
+    }
+}
+
+/// Follows `chunks` as one chunked body: where it ended, counted from the start.
+fn chunked(chunks: &[&[u8]]) -> Option<Result<usize, ()>> {
+    let mut body = ChunkedBody::new();
+    let mut before = 0;
+    for c in chunks {
+        match body.follow(c) {
+            ChunkedEnd::More => before += c.len(),
+            ChunkedEnd::Ended(n) => return Some(Ok(before + n)),
+            ChunkedEnd::Malformed => return Some(Err(())),
+        }
+    }
+    None
+}
+
 fuzz_target!(|data: &[u8]| {
     // However the bytes arrive (split where the first byte says), the framing follower
-    // lets the same bytes through and refuses the same heads.
+    // lets the same bytes through and refuses the same heads, and a chunked body ends at
+    // the same byte.
     let split = data.first().map_or(0, |&b| usize::from(b)) % (data.len() + 1);
     assert_eq!(feed(&[data]), feed(&[&data[..split], &data[split..]]));
+    assert_eq!(chunked(&[data]), chunked(&[&data[..split], &data[split..]]));
+    direct_path(data);
 
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(h) = host::normalise(text) {

@@ -19,28 +19,24 @@
 //! `Expect`, an upgrade, and any head hyper must refuse (too large, malformed). So every
 //! defence of the hyper path (the framing guard, 431, 400) still applies to them.
 
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header;
+use http::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::{unix_ms, unreachable, Conn, Picked, Router, Served};
-use crate::framing::{ChunkedBody, ChunkedEnd};
+use crate::framing::ChunkedEnd;
+use crate::h1::{self, AppHead, Framing};
 use crate::pool::{self, SendError};
 use crate::proxy::{self, Fault, ProxyError};
 
-/// Headers a message may have, as hyper allows by default.
-const MAX_HEADERS: usize = 100;
-/// The largest response head the router takes from an app.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Room made in a buffer before each read.
 const READ_SIZE: usize = 16 * 1024;
 
@@ -119,25 +115,6 @@ struct Buffers {
     out: Vec<u8>,
 }
 
-/// How an app's response body is framed.
-enum Framing {
-    /// No body: a response to HEAD, a 204 or a 304.
-    Empty,
-    /// This many bytes.
-    Length(u64),
-    Chunked(ChunkedBody),
-    /// Until the app closes the connection.
-    UntilClose,
-}
-
-/// An app's response head, parsed and checked.
-struct AppHead {
-    resp: Response<()>,
-    framing: Framing,
-    /// Whether the app keeps the connection open after the response.
-    keep_alive: bool,
-}
-
 /// How one exchange with the app went wrong.
 enum Failure {
     /// The request did not go out.
@@ -165,7 +142,7 @@ impl Router {
             // A whole request head (slowloris: it must come within the head timeout).
             head_deadline.start();
             let len = loop {
-                match head_length(&bufs.client, self.config.max_header_bytes) {
+                match h1::head_length(&bufs.client, self.config.max_header_bytes) {
                     Some(Some(len)) => break len,
                     Some(None) => {}
                     None => return Left::ToHyper(io, bufs.client.freeze()),
@@ -190,7 +167,7 @@ impl Router {
             };
             drain.idle.store(false, Ordering::Relaxed);
             let head = bufs.client.split_to(len).freeze();
-            let Some(req) = direct_request(&head) else {
+            let Some(req) = h1::direct_request(&head) else {
                 let mut all = BytesMut::from(&head[..]);
                 all.extend_from_slice(&bufs.client);
                 return Left::ToHyper(io, all.freeze());
@@ -235,7 +212,7 @@ impl Router {
                 let len = body.len() as u64;
                 let head = self.refusal_head(e);
                 let length = format!("content-length: {len}\r\n");
-                write_response_head(&mut bufs.out, &head, length.as_bytes(), close);
+                h1::write_response_head(&mut bufs.out, &head, length.as_bytes(), close);
                 bufs.out.extend_from_slice(body.as_bytes());
                 self.record(conn, served, status, Some(len), started.elapsed(), true);
                 let written = write_all(io, &bufs.out).await;
@@ -265,7 +242,7 @@ impl Router {
             Framing::Chunked(_) => b"transfer-encoding: chunked\r\n",
             _ => b"",
         };
-        write_response_head(&mut bufs.out, &resp, framing_header, close);
+        h1::write_response_head(&mut bufs.out, &resp, framing_header, close);
         match relay_body(io, &mut stream, framing, bufs).await {
             Relayed::Whole if keep_alive => {
                 self.pool.checkin_stream(picked.backend.addr, stream);
@@ -292,7 +269,7 @@ impl Router {
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
-        write_request_head(&mut bufs.out, req);
+        h1::write_request_head(&mut bufs.out, req);
         // Only such a request may reach the app twice without harm (RFC 9110, 9.2.2).
         let idempotent = req.method().is_idempotent();
         let head_only = req.method() == Method::HEAD;
@@ -308,7 +285,7 @@ impl Router {
             let e = match sent {
                 Ok((stream, len)) => {
                     let head = bufs.app.split_to(len).freeze();
-                    let parsed = app_head(&head, head_only).map_err(|why| {
+                    let parsed = h1::app_head(&head, head_only).map_err(|why| {
                         let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
                         unreachable(&picked.app, &picked.backend, &SendError::Exchange(e))
                     });
@@ -378,7 +355,7 @@ async fn try_exchange(
     }
     let mut got_any = false;
     loop {
-        match response_head_length(app) {
+        match h1::response_head_length(app) {
             Ok(Some(len)) => return Ok(len),
             Ok(None) => {}
             Err(why) => {
@@ -404,165 +381,6 @@ async fn try_exchange(
             Err(e) => return Err(Failure::NoAnswer(exchange(e))),
         }
     }
-}
-
-/// The length of the request head at the start of `input`: `Some(None)` while it is
-/// incomplete, `None` when hyper is to have the connection (HTTP/2's preface, a head
-/// too large or malformed).
-fn head_length(input: &[u8], max_head: usize) -> Option<Option<usize>> {
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-    if input.len() < PREFACE.len() && PREFACE.starts_with(input) {
-        return Some(None);
-    }
-    if input.starts_with(PREFACE) {
-        return None;
-    }
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(input, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len <= max_head => Some(Some(len)),
-        Ok(httparse::Status::Partial) if input.len() < max_head => Some(None),
-        _ => None,
-    }
-}
-
-/// The request in `head` (a whole head), if the direct path serves it: HTTP/1.1, no
-/// body, no upgrade, no `Expect`, and every part valid for the `http` types.
-fn direct_request(head: &Bytes) -> Option<Request<()>> {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut []);
-    parsed.parse_with_uninit_headers(head, &mut headers).ok()?;
-    if parsed.version != Some(1) {
-        return None;
-    }
-    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
-    if method == Method::CONNECT {
-        return None;
-    }
-    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.path?.as_bytes())).ok()?;
-    // Room for the forwarding headers the router adds, so the map does not grow.
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 6);
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::EXPECT
-        {
-            return None;
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value)).ok()?;
-        map.append(name, value);
-    }
-    let mut req = Request::new(());
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = map;
-    Some(req)
-}
-
-/// The length of the response head at the start of `input`, skipping (and dropping)
-/// any 1xx informational responses before it; `None` while incomplete.
-fn response_head_length(input: &mut BytesMut) -> Result<Option<usize>, &'static str> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(input) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if input.len() < MAX_RESPONSE_HEAD => return Ok(None),
-            Ok(httparse::Status::Partial) => return Err("its response head is too large"),
-            Err(_) => return Err("its response is not valid HTTP/1.1"),
-        };
-        match resp.code {
-            // It was asked for no upgrade.
-            Some(101) => return Err("it switched protocols unasked"),
-            Some(100..=199) => input.advance(len),
-            _ => return Ok(Some(len)),
-        }
-    }
-}
-
-/// The app's response in `head`, checked, with how its body is framed (RFC 9112, 6.3).
-fn app_head(head: &Bytes, head_request: bool) -> Result<AppHead, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    parsed
-        .parse(head)
-        .map_err(|_| "its response is not valid HTTP/1.1")?;
-    let status = parsed
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("its response has no valid status")?;
-    // Room for X-Request-Id and a sticky session's cookie.
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 2);
-    let mut length: Option<u64> = None;
-    let mut lengths_differ = false;
-    let mut chunked = None;
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| "its response has an invalid header name")?;
-        if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("its response has an invalid Content-Length")?;
-            lengths_differ |= length.is_some_and(|l| l != n);
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only the last coding counts: chunked, or the body runs to the close.
-            chunked = Some(
-                h.value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
-            );
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
-            .map_err(|_| "its response has an invalid header value")?;
-        map.append(name, value);
-    }
-    if lengths_differ {
-        return Err("its response has differing Content-Lengths");
-    }
-    let closes = map
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"));
-    let mut keep_alive = parsed.version == Some(1) && !closes;
-    let no_body =
-        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let framing = match (chunked, length) {
-        _ if no_body => Framing::Empty,
-        (Some(true), l) => {
-            if l.is_some() {
-                // Both: the chunks frame the body (RFC 9112, 6.3), the length goes, and
-                // the connection is not trusted with another message.
-                map.remove(header::CONTENT_LENGTH);
-                keep_alive = false;
-            }
-            Framing::Chunked(ChunkedBody::new())
-        }
-        (Some(false), _) => {
-            map.remove(header::CONTENT_LENGTH);
-            Framing::UntilClose
-        }
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::UntilClose,
-    };
-    if matches!(framing, Framing::UntilClose) {
-        keep_alive = false;
-    }
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    *resp.headers_mut() = map;
-    Ok(AppHead {
-        resp,
-        framing,
-        keep_alive,
-    })
 }
 
 /// How passing a body on ended.
@@ -632,46 +450,6 @@ where
 /// Writes all of `bytes` to `io` and flushes it; false when the peer is gone.
 async fn write_all<IO: AsyncWrite + Unpin>(io: &mut IO, bytes: &[u8]) -> bool {
     io.write_all(bytes).await.is_ok() && io.flush().await.is_ok()
-}
-
-/// The request line and headers of `req`, in origin form, into `out`.
-fn write_request_head(out: &mut Vec<u8>, req: &Request<()>) {
-    out.clear();
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_headers(out, req.headers());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The status line and headers of `resp` into `out`, then the header lines in `framing`
-/// (the body's length or coding), and `connection: close` when the connection ends
-/// after it.
-fn write_response_head(out: &mut Vec<u8>, resp: &Response<()>, framing: &[u8], close: bool) {
-    out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status().as_str().as_bytes());
-    out.push(b' ');
-    let reason = resp.status().canonical_reason().unwrap_or("");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    write_headers(out, resp.headers());
-    out.extend_from_slice(framing);
-    if close && !resp.headers().contains_key(header::CONNECTION) {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// A connection with bytes already read from it put back in front: how a connection the

@@ -1,7 +1,7 @@
 //! Randomised ("fuzz") tests of what clients control: Host values and whole request
 //! heads, thrown at the real parser and router. Every input must end in a well-formed
 //! answer or a closed connection, never a hang or a crash, and the router keeps serving.
-//! (libFuzzer needs a nightly toolchain; these run with the suite on stable.)
+//! (The libFuzzer target, router/fuzz/run.sh, throws far more inputs at the parsers alone.)
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
