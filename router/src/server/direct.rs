@@ -37,8 +37,11 @@ use crate::h1::{self, AppHead, Framing};
 use crate::pool::{self, SendError};
 use crate::proxy::{self, Fault, ProxyError};
 
-/// Room made in a buffer before each read.
-const READ_SIZE: usize = 16 * 1024;
+/// Room made for a client's bytes before each read: a head rarely needs more (a larger
+/// one grows the buffer read by read), and every open connection keeps this much.
+const CLIENT_READ: usize = 4 * 1024;
+/// Room made for an app's bytes before each read: bodies pass through here.
+const APP_READ: usize = 16 * 1024;
 
 /// How a connection left the direct path.
 pub(super) enum Left<IO> {
@@ -132,7 +135,7 @@ impl Router {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let mut bufs = Buffers {
-            client: BytesMut::with_capacity(READ_SIZE),
+            client: BytesMut::with_capacity(CLIENT_READ),
             app: BytesMut::new(),
             out: Vec::new(),
         };
@@ -151,7 +154,7 @@ impl Router {
                 if bufs.client.is_empty() && drain.closing() {
                     return Left::Closed;
                 }
-                bufs.client.reserve(READ_SIZE);
+                bufs.client.reserve(CLIENT_READ);
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(&mut bufs.client) => read,
@@ -363,7 +366,7 @@ async fn try_exchange(
                 return Err(Failure::Bad(exchange(e)));
             }
         }
-        app.reserve(READ_SIZE);
+        app.reserve(APP_READ);
         match stream.read_buf(app).await {
             Ok(0) => {
                 let e = std::io::Error::new(
@@ -438,7 +441,7 @@ where
                 Relayed::Cut
             };
         }
-        bufs.app.reserve(READ_SIZE);
+        bufs.app.reserve(APP_READ);
         match app.read_buf(&mut bufs.app).await {
             Ok(0) if matches!(framing, Framing::UntilClose) => return Relayed::Whole,
             Ok(0) | Err(_) => return Relayed::Cut,
