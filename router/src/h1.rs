@@ -217,6 +217,12 @@ pub fn write_response_head(out: &mut Vec<u8>, resp: &Response<()>, framing: &[u8
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     write_headers(out, resp.headers());
+    if !resp.headers().contains_key(header::DATE) {
+        // A proxy adds the Date a response lacks (RFC 9110, 6.6.1), as hyper does.
+        out.extend_from_slice(b"date: ");
+        http_date(|d| out.extend_from_slice(d.as_bytes()));
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(framing);
     if close && !resp.headers().contains_key(header::CONNECTION) {
         out.extend_from_slice(b"connection: close\r\n");
@@ -231,4 +237,24 @@ pub fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+}
+
+thread_local! {
+    /// The current second's HTTP-date, made once a second rather than per response.
+    static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
+}
+
+/// Calls `with` on the current time as an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(with: impl FnOnce(&str)) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        with(&cached.1);
+    });
 }

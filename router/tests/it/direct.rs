@@ -100,6 +100,10 @@ async fn every_response_framing_passes_through_on_one_connection_each_side() {
     let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
     assert_eq!(answers.len(), 6, "{out}");
     assert!(
+        answers.iter().all(|a| a.contains("\r\ndate: ")),
+        "the app sent no Date: the router adds one (RFC 9110, 6.6.1): {out}"
+    );
+    assert!(
         answers[0].starts_with("200") && answers[0].ends_with("\r\n\r\nhello"),
         "{out}"
     );
@@ -176,4 +180,8 @@ async fn an_app_that_answers_garbage_gets_502_and_the_client_keeps_its_connectio
     );
     assert!(answers[0].contains("not valid HTTP/1.1"), "{out}");
     assert!(answers[1].starts_with("404"), "{out}");
+    assert!(
+        answers[1].contains("\r\ndate: "),
+        "router-made answers have a Date: {out}"
+    );
 }

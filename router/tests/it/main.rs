@@ -68,11 +68,17 @@ async fn router_with(config: paas_router::RouterConfig, table: RouteTable) -> So
     addr
 }
 
+/// Sends `request` on a new connection and reads until the router closes it: a router
+/// that neither answers nor closes within 30 s fails the test rather than hanging it.
 async fn raw(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let read = s.read_to_string(&mut out);
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .unwrap_or_else(|_| panic!("no end of the answer within 30 s; so far: {out:?}"))
+        .unwrap();
     out
 }
 
