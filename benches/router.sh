@@ -2,17 +2,17 @@
 # One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
 # front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
 # connections), in rounds; each figure is the median of its rounds. The proxies run on
-# CPU 1; wrk and the backend share CPU 0. Then a TLS
-# run (wrk over HTTPS) and an HTTP/2-over-TLS run (h2load, 50 connections, 10 streams
-# each) of paas-router beside nginx.
+# CPU 1; wrk and the backend share CPU 0. Then TLS runs (wrk over HTTPS) and
+# HTTP/2-over-TLS runs (h2load, 50 connections, 10 streams each) of paas-router beside
+# nginx, in rounds as well.
 #
-#   sudo benches/router.sh [SECONDS] [ROUNDS]   (default 10 s per run, 3 rounds)
+#   sudo benches/router.sh [SECONDS] [ROUNDS]   (default 5 s per run, 5 rounds)
 #
 # Last line: router rps ratio paas/haproxy: X.XX
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}
-rounds=${2:-3}
+secs=${1:-5}
+rounds=${2:-5}
 [ "$(id -u)" -eq 0 ] || { echo "run as root (to install peers)" >&2; exit 1; }
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -95,12 +95,15 @@ load() {
   echo "$rps $p99"
 }
 
-# Rounds of all four in turn, so that a slow spell of this shared machine falls on each
-# alike; each figure is the median of its rounds.
+# Short rounds of all four in turn, each round in another order, so that a slow spell of
+# this shared machine (they last seconds) falls on each alike; each figure is the median
+# of its rounds.
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A rps p99
+order=(direct paas haproxy nginx)
 for round in $(seq "$rounds"); do
-  for name in direct paas haproxy nginx; do
+  for i in 0 1 2 3; do
+    name=${order[$(((i + round) % 4))]}
     case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
     read -r r p < <(load "http://127.0.0.1:$port/")
     rps[$name]+="$r "; p99[$name]+="$p "
@@ -111,18 +114,32 @@ for name in direct paas haproxy nginx; do
   rps[$name]=$(median <<<"${rps[$name]}"); p99[$name]=$(median <<<"${p99[$name]}")
   printf '%-8s requests/s %10s   p99 %8s ms   (medians of %d rounds)\n' "$name" "${rps[$name]}" "${p99[$name]}" "$rounds"
 done
-# TLS (HTTP/1.1 over TLS, keep-alive) and HTTP/2 over TLS, beside nginx.
+# TLS (HTTP/1.1 over TLS, keep-alive) and HTTP/2 over TLS, beside nginx, in rounds too.
+declare -A tls tls99 h2
 for name in paas nginx; do
   case $name in paas) port=$PAAS_TLS ;; nginx) port=$NGINX_TLS ;; esac
   for _ in $(seq 100); do curl -sk -o /dev/null -H 'Host: bench.localhost' "https://127.0.0.1:$port/" && break; sleep 0.05; done
-  read -r r p < <(load "https://127.0.0.1:$port/")
-  printf '%-8s TLS requests/s %10s   p99 %8s ms\n' "$name" "$r" "$p"
-  taskset -c 0 h2load -c50 -m10 -D "$secs" --warm-up-time 1 -H ':authority: bench.localhost' \
-    "https://127.0.0.1:$port/" > "$work/h2.txt" 2>&1 || true
-  h2rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { v = $(i - 1); gsub(/,/, "", v); print v } }' "$work/h2.txt")
-  h2ok=$(awk '/^status codes:/ { print $3 }' "$work/h2.txt")
-  [ "${h2ok:-0}" != 0 ] || { echo "warning: h2load got no 2xx from $name:" >&2; tail -n 5 "$work/h2.txt" >&2; }
-  printf '%-8s HTTP/2 requests/s %10s   (2xx: %s)\n' "$name" "${h2rps:-?}" "${h2ok:-?}"
+done
+tls_order=(paas nginx)
+for round in $(seq "$rounds"); do
+  for i in 0 1; do
+    name=${tls_order[$(((i + round) % 2))]}
+    case $name in paas) port=$PAAS_TLS ;; nginx) port=$NGINX_TLS ;; esac
+    read -r r p < <(load "https://127.0.0.1:$port/")
+    tls[$name]+="$r "; tls99[$name]+="$p "
+    taskset -c 0 h2load -c50 -m10 -D "$secs" --warm-up-time 1 -H ':authority: bench.localhost' \
+      "https://127.0.0.1:$port/" > "$work/h2.txt" 2>&1 || true
+    h2rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { v = $(i - 1); gsub(/,/, "", v); print v } }' "$work/h2.txt")
+    h2ok=$(awk '/^status codes:/ { print $3 }' "$work/h2.txt")
+    [ "${h2ok:-0}" != 0 ] || { echo "warning: h2load got no 2xx from $name:" >&2; tail -n 5 "$work/h2.txt" >&2; }
+    h2[$name]+="${h2rps:-0} "
+    printf 'round %d  %-8s TLS requests/s %10s   p99 %8s ms   HTTP/2 requests/s %10s\n' \
+      "$round" "$name" "$r" "$p" "${h2rps:-?}"
+  done
+done
+for name in paas nginx; do
+  printf '%-8s TLS requests/s %10s   p99 %8s ms   HTTP/2 requests/s %10s   (medians)\n' "$name" \
+    "$(median <<<"${tls[$name]}")" "$(median <<<"${tls99[$name]}")" "$(median <<<"${h2[$name]}")"
 done
 ratio=$(awk -v a="${rps[paas]}" -v b="${rps[haproxy]}" 'BEGIN { printf "%.2f", a / b }')
 echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'))"

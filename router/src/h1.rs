@@ -34,132 +34,211 @@ pub struct AppHead {
     pub keep_alive: bool,
 }
 
-/// The length of the request head at the start of `input`: `Some(None)` while it is
-/// incomplete, `None` when hyper is to have the connection (HTTP/2's preface, a head
-/// too large or malformed).
-pub fn head_length(input: &[u8], max_head: usize) -> Option<Option<usize>> {
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-    if input.len() < PREFACE.len() && PREFACE.starts_with(input) {
-        return Some(None);
+/// Where a part of a head lies in the buffer it was parsed from.
+type Span = std::ops::Range<usize>;
+
+/// The span of `part`, a slice of `base`.
+fn span(base: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Where a head's headers (name, value) lie in its buffer. The parse borrows the
+/// buffer, so the head cannot be split off while the parsed parts are in hand: their
+/// spans are kept, and taken as shared slices of the head (no copy) once it is split
+/// off. One list per thread, reused: neither an allocation nor a large array to clear
+/// per head.
+struct HeaderSpans(Vec<(Span, Span)>);
+
+thread_local! {
+    static SPANS: std::cell::RefCell<HeaderSpans> =
+        const { std::cell::RefCell::new(HeaderSpans(Vec::new())) };
+}
+
+impl HeaderSpans {
+    /// Runs `f` on this thread's list, emptied.
+    fn with<R>(f: impl FnOnce(&mut HeaderSpans) -> R) -> R {
+        SPANS.with(|spans| {
+            let mut spans = spans.borrow_mut();
+            spans.0.clear();
+            f(&mut spans)
+        })
     }
-    if input.starts_with(PREFACE) {
-        return None;
+
+    fn push(&mut self, base: &[u8], h: &httparse::Header<'_>) {
+        self.0
+            .push((span(base, h.name.as_bytes()), span(base, h.value)));
     }
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    match req.parse_with_uninit_headers(input, &mut headers) {
-        Ok(httparse::Status::Complete(len)) if len <= max_head => Some(Some(len)),
-        Ok(httparse::Status::Partial) if input.len() < max_head => Some(None),
-        _ => None,
+
+    /// The headers in `map` (emptied first; a map used before keeps its room), with
+    /// room for `extra` more, or `None` if a name or value is not valid for the `http`
+    /// types.
+    fn fill(&self, head: &Bytes, mut map: HeaderMap, extra: usize) -> Option<HeaderMap> {
+        map.clear();
+        map.reserve(self.0.len() + extra);
+        for (name, value) in &self.0 {
+            let name = HeaderName::from_bytes(&head[name.clone()]).ok()?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value.clone())).ok()?;
+            map.append(name, value);
+        }
+        Some(map)
     }
 }
 
-/// The request in `head` (a whole head), if the direct path serves it: HTTP/1.1, no
-/// body, no upgrade, no `Expect`, and every part valid for the `http` types.
-pub fn direct_request(head: &Bytes) -> Option<Request<()>> {
-    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut []);
-    parsed.parse_with_uninit_headers(head, &mut headers).ok()?;
-    if parsed.version != Some(1) {
-        return None;
+/// A request head at the start of a connection's buffer.
+pub enum RequestHead {
+    /// Not all of it has come.
+    Partial,
+    /// A request the direct path serves, its head taken from the buffer.
+    Direct(Request<()>),
+    /// One for hyper (HTTP/2's preface, HTTP/1.0, a body, an upgrade, `Expect`, a head
+    /// too large or malformed); nothing was taken from the buffer.
+    Hyper,
+    /// One for hyper, found to be so once its head was taken: this head, then the rest
+    /// of the buffer.
+    HyperTaken(Bytes),
+}
+
+/// Takes the request head at the start of `buf` if the direct path serves it: HTTP/1.1,
+/// no body, no upgrade, no `Expect`, at most `max_head` bytes, and every part valid for
+/// the `http` types. Its headers go into a map taken from `headers`, to reuse one (its
+/// room is kept across requests: a new map per request costs two allocations).
+pub fn take_request(buf: &mut BytesMut, max_head: usize, headers: &mut HeaderMap) -> RequestHead {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+    if buf.len() < PREFACE.len() && PREFACE.starts_with(buf) {
+        return RequestHead::Partial;
     }
-    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
-    if method == Method::CONNECT {
-        return None;
+    if buf.starts_with(PREFACE) {
+        return RequestHead::Hyper;
     }
-    let uri = Uri::from_maybe_shared(head.slice_ref(parsed.path?.as_bytes())).ok()?;
-    // Room for the forwarding headers the router adds, so the map does not grow.
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 6);
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::UPGRADE
-            || name == header::EXPECT
-        {
-            return None;
+    HeaderSpans::with(|spans| take_request_with(buf, max_head, spans, headers))
+}
+
+fn take_request_with(
+    buf: &mut BytesMut,
+    max_head: usize,
+    spans: &mut HeaderSpans,
+    headers: &mut HeaderMap,
+) -> RequestHead {
+    let mut parsed_headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let (len, method, path) = {
+        let mut parsed = httparse::Request::new(&mut []);
+        let len = match parsed.parse_with_uninit_headers(buf, &mut parsed_headers) {
+            Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+            Ok(httparse::Status::Partial) if buf.len() < max_head => return RequestHead::Partial,
+            _ => return RequestHead::Hyper,
+        };
+        let method = parsed
+            .method
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        let (Some(method), Some(path), Some(1)) = (method, parsed.path, parsed.version) else {
+            return RequestHead::Hyper;
+        };
+        if method == Method::CONNECT {
+            return RequestHead::Hyper;
         }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value)).ok()?;
-        map.append(name, value);
-    }
+        for h in parsed.headers.iter() {
+            let body_or_upgrade = ["content-length", "transfer-encoding", "upgrade", "expect"]
+                .iter()
+                .any(|n| h.name.eq_ignore_ascii_case(n));
+            if body_or_upgrade {
+                return RequestHead::Hyper;
+            }
+            spans.push(buf, h);
+        }
+        (len, method, span(buf, path.as_bytes()))
+    };
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path)).ok();
+    // Room for the forwarding headers the router adds, so the map does not grow.
+    let (Some(uri), Some(map)) = (uri, spans.fill(&head, std::mem::take(headers), 6)) else {
+        return RequestHead::HyperTaken(head);
+    };
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
-    Some(req)
+    RequestHead::Direct(req)
 }
 
-/// The length of the response head at the start of `input`, skipping (and dropping)
-/// any 1xx informational responses before it; `None` while incomplete.
-pub fn response_head_length(input: &mut BytesMut) -> Result<Option<usize>, &'static str> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(input) {
+/// Takes the app's response head at the start of `buf`, dropping any 1xx informational
+/// responses before it, and checks it; `None` while incomplete. `head_request`: the
+/// response answers HEAD, so it has no body whatever it says. Its headers go into
+/// `headers`, a map to reuse, as for [`take_request`].
+pub fn take_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+    headers: &mut HeaderMap,
+) -> Result<Option<AppHead>, &'static str> {
+    HeaderSpans::with(|spans| take_response_with(buf, head_request, spans, headers))
+}
+
+fn take_response_with(
+    buf: &mut BytesMut,
+    head_request: bool,
+    spans: &mut HeaderSpans,
+    headers: &mut HeaderMap,
+) -> Result<Option<AppHead>, &'static str> {
+    let (len, status, http11, length, chunked) = loop {
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let parse = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            buf,
+            &mut headers,
+        );
+        let len = match parse {
             Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if input.len() < MAX_RESPONSE_HEAD => return Ok(None),
+            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => return Ok(None),
             Ok(httparse::Status::Partial) => return Err("its response head is too large"),
             Err(_) => return Err("its response is not valid HTTP/1.1"),
         };
-        match resp.code {
+        let status = parsed
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or("its response has no valid status")?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
             // It was asked for no upgrade.
-            Some(101) => return Err("it switched protocols unasked"),
-            Some(100..=199) => input.advance(len),
-            _ => return Ok(Some(len)),
+            return Err("it switched protocols unasked");
         }
-    }
-}
-
-/// The app's response in `head`, checked, with how its body is framed (RFC 9112, 6.3).
-pub fn app_head(head: &Bytes, head_request: bool) -> Result<AppHead, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    parsed
-        .parse(head)
-        .map_err(|_| "its response is not valid HTTP/1.1")?;
-    let status = parsed
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("its response has no valid status")?;
+        if status.is_informational() {
+            buf.advance(len);
+            continue;
+        }
+        let mut length: Option<u64> = None;
+        let mut chunked = None;
+        for h in parsed.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or("its response has an invalid Content-Length")?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("its response has differing Content-Lengths");
+                }
+                length = Some(n);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                // Only the last coding counts: chunked, or the body runs to the close.
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            spans.push(buf, h);
+        }
+        break (len, status, parsed.version == Some(1), length, chunked);
+    };
+    let head = buf.split_to(len).freeze();
     // Room for X-Request-Id and a sticky session's cookie.
-    let mut map = HeaderMap::with_capacity(parsed.headers.len() + 2);
-    let mut length: Option<u64> = None;
-    let mut lengths_differ = false;
-    let mut chunked = None;
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| "its response has an invalid header name")?;
-        if name == header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("its response has an invalid Content-Length")?;
-            lengths_differ |= length.is_some_and(|l| l != n);
-            length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
-            // Only the last coding counts: chunked, or the body runs to the close.
-            chunked = Some(
-                h.value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
-            );
-        }
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(h.value))
-            .map_err(|_| "its response has an invalid header value")?;
-        map.append(name, value);
-    }
-    if lengths_differ {
-        return Err("its response has differing Content-Lengths");
-    }
+    let mut map = spans
+        .fill(&head, std::mem::take(headers), 2)
+        .ok_or("its response has an invalid header")?;
     let closes = map
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("close"));
-    let mut keep_alive = parsed.version == Some(1) && !closes;
+    let mut keep_alive = http11 && !closes;
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = match (chunked, length) {
@@ -186,11 +265,11 @@ pub fn app_head(head: &Bytes, head_request: bool) -> Result<AppHead, &'static st
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     *resp.headers_mut() = map;
-    Ok(AppHead {
+    Ok(Some(AppHead {
         resp,
         framing,
         keep_alive,
-    })
+    }))
 }
 
 /// The request line and headers of `req`, in origin form, into `out`.

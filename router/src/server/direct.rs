@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header;
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::{unix_ms, unreachable, Conn, Picked, Router, Served};
 use crate::framing::ChunkedEnd;
-use crate::h1::{self, AppHead, Framing};
+use crate::h1::{self, AppHead, Framing, RequestHead};
 use crate::pool::{self, SendError};
 use crate::proxy::{self, Fault, ProxyError};
 
@@ -116,6 +116,15 @@ struct Buffers {
     app: BytesMut,
     /// A head (with the first bytes of its body) about to be written.
     out: Vec<u8>,
+    /// Header maps of the last request and response, emptied, kept for their room.
+    request_headers: HeaderMap,
+    response_headers: HeaderMap,
+}
+
+/// Empties `used` into `keep`, for the next message's headers.
+fn recycle(keep: &mut HeaderMap, used: &mut HeaderMap) {
+    used.clear();
+    *keep = std::mem::take(used);
 }
 
 /// How one exchange with the app went wrong.
@@ -138,17 +147,25 @@ impl Router {
             client: BytesMut::with_capacity(CLIENT_READ),
             app: BytesMut::new(),
             out: Vec::new(),
+            request_headers: HeaderMap::new(),
+            response_headers: HeaderMap::new(),
         };
         let mut head_deadline = Deadline::new(self.config.header_read_timeout);
         let mut answer_deadline = Deadline::new(self.config.response_timeout);
         loop {
             // A whole request head (slowloris: it must come within the head timeout).
             head_deadline.start();
-            let len = loop {
-                match h1::head_length(&bufs.client, self.config.max_header_bytes) {
-                    Some(Some(len)) => break len,
-                    Some(None) => {}
-                    None => return Left::ToHyper(io, bufs.client.freeze()),
+            let req = loop {
+                let max_head = self.config.max_header_bytes;
+                match h1::take_request(&mut bufs.client, max_head, &mut bufs.request_headers) {
+                    RequestHead::Direct(req) => break req,
+                    RequestHead::Partial => {}
+                    RequestHead::Hyper => return Left::ToHyper(io, bufs.client.freeze()),
+                    RequestHead::HyperTaken(head) => {
+                        let mut all = BytesMut::from(&head[..]);
+                        all.extend_from_slice(&bufs.client);
+                        return Left::ToHyper(io, all.freeze());
+                    }
                 }
                 drain.idle.store(bufs.client.is_empty(), Ordering::Relaxed);
                 if bufs.client.is_empty() && drain.closing() {
@@ -169,12 +186,6 @@ impl Router {
                 }
             };
             drain.idle.store(false, Ordering::Relaxed);
-            let head = bufs.client.split_to(len).freeze();
-            let Some(req) = h1::direct_request(&head) else {
-                let mut all = BytesMut::from(&head[..]);
-                all.extend_from_slice(&bufs.client);
-                return Left::ToHyper(io, all.freeze());
-            };
             let keep_alive = self
                 .exchange(&mut io, req, conn, drain, &mut bufs, &mut answer_deadline)
                 .await;
@@ -206,6 +217,7 @@ impl Router {
         let answer = self
             .forward(&mut req, conn, &mut served, bufs, deadline)
             .await;
+        recycle(&mut bufs.request_headers, req.headers_mut());
         let (picked, mut stream, app_head) = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -223,7 +235,7 @@ impl Router {
             }
         };
         let AppHead {
-            resp,
+            mut resp,
             framing,
             keep_alive,
         } = app_head;
@@ -246,6 +258,7 @@ impl Router {
             _ => b"",
         };
         h1::write_response_head(&mut bufs.out, &resp, framing_header, close);
+        recycle(&mut bufs.response_headers, resp.headers_mut());
         match relay_body(io, &mut stream, framing, bufs).await {
             Relayed::Whole if keep_alive => {
                 self.pool.checkin_stream(picked.backend.addr, stream);
@@ -282,17 +295,11 @@ impl Router {
             let addr = picked.backend.addr;
             let sent = tokio::select! {
                 biased;
-                sent = self.send_head(addr, &bufs.out, &mut bufs.app, idempotent) => sent,
+                sent = self.send_head(addr, &bufs.out, &mut bufs.app, &mut bufs.response_headers, idempotent, head_only) => sent,
                 () = deadline.passed() => return Err(self.too_slow(&picked)),
             };
             let e = match sent {
-                Ok((stream, len)) => {
-                    let head = bufs.app.split_to(len).freeze();
-                    let parsed = h1::app_head(&head, head_only).map_err(|why| {
-                        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
-                        unreachable(&picked.app, &picked.backend, &SendError::Exchange(e))
-                    });
-                    let mut app_head = parsed?;
+                Ok((stream, mut app_head)) => {
                     proxy::response_filter(&mut app_head.resp, request_id, &picked.backend);
                     return Ok((picked, stream, app_head));
                 }
@@ -310,20 +317,24 @@ impl Router {
     }
 
     /// Writes `head` to the instance at `addr`, on a pooled connection or a new one, and
-    /// reads until `app` holds a whole response head; returns the connection and the
-    /// head's length. When the app closed a pooled connection under the request, it
-    /// goes again on a new one if it did not go out, or is `idempotent`.
+    /// reads the response's head (`head_only`: one to HEAD); returns the connection and
+    /// the head, with what followed it in `app`. When the app closed a pooled connection
+    /// under the request, it goes again on a new one if it did not go out, or is
+    /// `idempotent`.
+    #[allow(clippy::too_many_arguments)]
     async fn send_head(
         &self,
         addr: std::net::SocketAddr,
         head: &[u8],
         app: &mut BytesMut,
+        headers: &mut HeaderMap,
         idempotent: bool,
-    ) -> Result<(TcpStream, usize), SendError> {
+        head_only: bool,
+    ) -> Result<(TcpStream, AppHead), SendError> {
         app.clear();
         if let Some(mut stream) = self.pool.checkout_stream(addr) {
-            match try_exchange(&mut stream, head, app).await {
-                Ok(len) => return Ok((stream, len)),
+            match try_exchange(&mut stream, head, app, headers, head_only).await {
+                Ok(resp) => return Ok((stream, resp)),
                 Err(Failure::Unsent(_)) => {}
                 Err(Failure::NoAnswer(_)) if idempotent => {}
                 Err(Failure::NoAnswer(e) | Failure::Bad(e)) => return Err(e),
@@ -331,8 +342,8 @@ impl Router {
             app.clear();
         }
         let mut stream = pool::connect_tcp(addr).await?;
-        match try_exchange(&mut stream, head, app).await {
-            Ok(len) => Ok((stream, len)),
+        match try_exchange(&mut stream, head, app, headers, head_only).await {
+            Ok(resp) => Ok((stream, resp)),
             Err(Failure::Unsent(e) | Failure::NoAnswer(e) | Failure::Bad(e)) => Err(e),
         }
     }
@@ -346,20 +357,22 @@ impl Router {
     }
 }
 
-/// Writes `head` and reads a response head (past any 1xx) into `app`.
+/// Writes `head` and reads the response's head (past any 1xx) through `app`.
 async fn try_exchange(
     stream: &mut TcpStream,
     head: &[u8],
     app: &mut BytesMut,
-) -> Result<usize, Failure> {
+    headers: &mut HeaderMap,
+    head_only: bool,
+) -> Result<AppHead, Failure> {
     let exchange = |e: std::io::Error| SendError::Exchange(e);
     if let Err(e) = stream.write_all(head).await {
         return Err(Failure::Unsent(exchange(e)));
     }
     let mut got_any = false;
     loop {
-        match h1::response_head_length(app) {
-            Ok(Some(len)) => return Ok(len),
+        match h1::take_response(app, head_only, headers) {
+            Ok(Some(resp)) => return Ok(resp),
             Ok(None) => {}
             Err(why) => {
                 let e = std::io::Error::new(std::io::ErrorKind::InvalidData, why);
