@@ -5,7 +5,8 @@
 //! itself: a connection task on each side, a channel and a oneshot between them, and
 //! bodies polled frame by frame. Profiled under `benches/router.sh`, the router spent
 //! 7.6-8.7 µs of user time per request against HAProxy's 3.7-3.9, with the same four
-//! socket calls and the same kernel time (13 µs).
+//! socket calls and the same kernel time (13 µs). On this path a request costs about
+//! 27.7k user instructions under callgrind, HAProxy's 30.0k.
 //!
 //! This path serves a request in its client connection's own task. It parses the head
 //! with httparse, runs the same phases as every request ([`Router::pick`],
@@ -26,16 +27,16 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::{unix_ms, unreachable, Conn, Picked, Router, Served};
+use super::{log_refusal, unix_ms, unreachable, Conn, Picked, Router, Served};
 use crate::framing::ChunkedEnd;
 use crate::h1::{self, AppHead, Framing, RequestHead};
 use crate::pool::{self, SendError};
-use crate::proxy::{self, Fault, ProxyError};
+use crate::proxy::{self, ProxyError};
 
 /// Room made for a client's bytes before each read: a head rarely needs more (a larger
 /// one grows the buffer read by read), and every open connection keeps this much.
@@ -225,7 +226,8 @@ impl Router {
                 let body = e.body();
                 let status = e.status.as_u16();
                 let len = body.len() as u64;
-                let head = self.refusal_head(e);
+                log_refusal(&e);
+                let head = e.head();
                 let length = format!("content-length: {len}\r\n");
                 h1::write_response_head(&mut bufs.out, &head, length.as_bytes(), close);
                 bufs.out.extend_from_slice(body.as_bytes());
@@ -346,14 +348,6 @@ impl Router {
             Ok(resp) => Ok((stream, resp)),
             Err(Failure::Unsent(e) | Failure::NoAnswer(e) | Failure::Bad(e)) => Err(e),
         }
-    }
-
-    /// The head of a router-made answer, logged when the app is at fault.
-    fn refusal_head(&self, e: ProxyError) -> Response<()> {
-        if e.fault == Fault::Upstream {
-            tracing::info!(status = e.status.as_u16(), "{}", e.message);
-        }
-        e.head()
     }
 }
 

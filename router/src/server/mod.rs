@@ -379,9 +379,7 @@ impl Router {
 
     /// The answer the router makes itself, logged when the app is at fault.
     fn refusal(&self, e: ProxyError) -> Response<Body> {
-        if e.fault == Fault::Upstream {
-            tracing::info!(status = e.status.as_u16(), "{}", e.message);
-        }
+        log_refusal(&e);
         e.into_response()
     }
 
@@ -637,6 +635,13 @@ impl Router {
         proxy::response_filter(&mut resp, request_id, &picked.backend);
         // The request counts as under way until its response body is sent.
         Ok(resp.map(|body| Body::App(body, picked.active)))
+    }
+}
+
+/// Logs a refusal the app caused (a client's own mistakes are only counted).
+fn log_refusal(e: &ProxyError) {
+    if e.fault == Fault::Upstream {
+        tracing::info!(status = e.status.as_u16(), "{}", e.message);
     }
 }
 
