@@ -40,7 +40,8 @@ async fn framing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                 }
                 let body = String::from_utf8_lossy(&got[end..end + length]).to_string();
                 got.drain(..end + length);
-                let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                let target = head.split(' ').nth(1).unwrap_or("");
+                let path = target.split('?').next().unwrap_or("").to_string();
                 let pieces: Vec<String> = match path.as_str() {
                     "/length" => vec!["HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".into()],
                     // Chunks (with an extension and a trailer) in separate writes.
@@ -184,4 +185,42 @@ async fn an_app_that_answers_garbage_gets_502_and_the_client_keeps_its_connectio
         answers[1].contains("\r\ndate: "),
         "router-made answers have a Date: {out}"
     );
+}
+
+#[tokio::test]
+async fn each_direct_request_gets_an_access_log_entry() {
+    let (app, _) = framing_backend().await;
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink_lines = Arc::clone(&lines);
+    let r = Arc::new(Router::new().with_access_log(Arc::new(
+        move |e: &paas_router::ops::AccessLog| {
+            let entry = (e.app.clone(), e.instance, e.line());
+            sink_lines.lock().unwrap().push(entry);
+        },
+    )));
+    r.update(t);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(r.run(l, std::future::pending()));
+    let out = raw(
+        addr,
+        "GET /length?q=1 HTTP/1.1\r\nHost: app.localhost\r\nX-Request-Id: abc-123\r\n\r\n\
+         GET /x HTTP/1.1\r\nHost: nope.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let (app, instance, line) = &lines[0];
+    assert_eq!((app.as_deref(), *instance), (Some("app"), Some(0)));
+    assert!(
+        line.starts_with("app.localhost - \"GET /length HTTP/1.1\" 200 5 ")
+            && line.contains("vcap_request_id:\"abc-123\""),
+        "{line}"
+    );
+    let (app, _, line) = &lines[1];
+    assert_eq!(app, &None);
+    assert!(line.contains("\"GET /x HTTP/1.1\" 404 "), "{line}");
 }
