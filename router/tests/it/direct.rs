@@ -78,12 +78,17 @@ async fn framing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// `app.localhost` routed to the one instance at `app`.
+fn app_table(app: SocketAddr) -> RouteTable {
+    let mut t = RouteTable::new();
+    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    t
+}
+
 #[tokio::test]
 async fn every_response_framing_passes_through_on_one_connection_each_side() {
     let (app, accepted) = framing_backend().await;
-    let mut t = RouteTable::new();
-    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
-    let r = router(t).await;
+    let r = router(app_table(app)).await;
     // Pipelined in one write: the router serves them in turn.
     let get = |method: &str, path: &str| {
         format!("{method} {path} HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
@@ -138,9 +143,7 @@ async fn every_response_framing_passes_through_on_one_connection_each_side() {
 #[tokio::test]
 async fn a_connection_moves_to_hyper_at_its_first_request_with_a_body() {
     let (app, _) = framing_backend().await;
-    let mut t = RouteTable::new();
-    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
-    let r = router(t).await;
+    let r = router(app_table(app)).await;
     let requests = "GET /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n\
          POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 4\r\n\r\nping\
          GET /length HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n";
@@ -163,9 +166,7 @@ async fn an_app_that_answers_garbage_gets_502_and_the_client_keeps_its_connectio
         let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
     })
     .await;
-    let mut t = RouteTable::new();
-    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
-    let r = router(t).await;
+    let r = router(app_table(app)).await;
     let out = raw(
         r,
         "GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n\
@@ -190,8 +191,7 @@ async fn an_app_that_answers_garbage_gets_502_and_the_client_keeps_its_connectio
 #[tokio::test]
 async fn each_direct_request_gets_an_access_log_entry() {
     let (app, _) = framing_backend().await;
-    let mut t = RouteTable::new();
-    t.insert("app.localhost", "app", vec![Backend::new(app, 0)]);
+    let t = app_table(app);
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink_lines = Arc::clone(&lines);
     let r = Arc::new(Router::new().with_access_log(Arc::new(
