@@ -28,8 +28,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// Headers a request may have, as hyper allows by default.
-const MAX_HEADERS: usize = 100;
+use crate::h1::{H2_PREFACE, MAX_HEADERS};
 
 /// Where the guard is in the connection's stream of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,9 +221,9 @@ enum Head {
 }
 
 fn check_head(input: &[u8], max_head: usize) -> Head {
-    if input.starts_with(b"PRI * HTTP/2.0") || b"PRI * HTTP/2.0".starts_with(input) {
+    if input.starts_with(H2_PREFACE) || H2_PREFACE.starts_with(input) {
         // The HTTP/2 preface (h2c with prior knowledge), or the start of it.
-        return if input.len() >= 14 {
+        return if input.len() >= H2_PREFACE.len() {
             Head::Pass
         } else {
             Head::Incomplete

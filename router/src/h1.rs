@@ -12,6 +12,8 @@ use crate::framing::ChunkedBody;
 
 /// Headers a message may have, as hyper allows by default.
 pub const MAX_HEADERS: usize = 100;
+/// How an HTTP/2 connection with prior knowledge starts.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// The largest response head the router takes from an app.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -104,11 +106,10 @@ pub enum RequestHead {
 /// the `http` types. Its headers go into a map taken from `headers`, to reuse one (its
 /// room is kept across requests: a new map per request costs two allocations).
 pub fn take_request(buf: &mut BytesMut, max_head: usize, headers: &mut HeaderMap) -> RequestHead {
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-    if buf.len() < PREFACE.len() && PREFACE.starts_with(buf) {
+    if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
         return RequestHead::Partial;
     }
-    if buf.starts_with(PREFACE) {
+    if buf.starts_with(H2_PREFACE) {
         return RequestHead::Hyper;
     }
     HeaderSpans::with(|spans| take_request_with(buf, max_head, spans, headers))
@@ -232,12 +233,7 @@ fn take_response_with(
     let mut map = spans
         .fill(&head, std::mem::take(headers), 2)
         .ok_or("its response has an invalid header")?;
-    let closes = map
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    let closes = crate::proxy::connection_tokens(&map).any(|t| t.eq_ignore_ascii_case("close"));
     let mut keep_alive = http11 && !closes;
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
@@ -309,7 +305,7 @@ pub fn write_response_head(out: &mut Vec<u8>, resp: &Response<()>, framing: &[u8
     out.extend_from_slice(b"\r\n");
 }
 
-pub fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -324,7 +320,7 @@ thread_local! {
 }
 
 /// Calls `with` on the current time as an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(with: impl FnOnce(&str)) {
+fn http_date(with: impl FnOnce(&str)) {
     let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)

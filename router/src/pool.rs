@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -213,11 +213,7 @@ impl Pool {
 /// A copy of `req` to send again, if it is idempotent (RFC 9110, 9.2.2) and has no body:
 /// only such a request may reach the app twice without harm.
 fn bodiless_copy(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !req.body().is_end_stream() {
+    if !req.method().is_idempotent() || !req.body().is_end_stream() {
         return None;
     }
     let mut copy = Request::new(UpstreamBody::empty());

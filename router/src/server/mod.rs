@@ -366,21 +366,15 @@ impl Router {
         let mut served = Served::new(self.access.is_some(), &req);
         let (resp, router_made) = match self.proxy(req, conn, &mut served).await {
             Ok(resp) => (resp, false),
-            Err(e) => (self.refusal(e), true),
+            Err(e) => {
+                log_refusal(&e);
+                (e.into_response(), true)
+            }
         };
-        let bytes = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let bytes = content_length(resp.headers());
         let status = resp.status().as_u16();
         self.record(conn, served, status, bytes, started.elapsed(), router_made);
         resp
-    }
-
-    /// The answer the router makes itself, logged when the app is at fault.
-    fn refusal(&self, e: ProxyError) -> Response<Body> {
-        log_refusal(&e);
-        e.into_response()
     }
 
     /// Counts a request's answer (`bytes` long, ready after `duration`) in the metrics and
@@ -636,6 +630,15 @@ impl Router {
         // The request counts as under way until its response body is sent.
         Ok(resp.map(|body| Body::App(body, picked.active)))
     }
+}
+
+/// A response's Content-Length, for the access log.
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Logs a refusal the app caused (a client's own mistakes are only counted).
