@@ -5,22 +5,28 @@
 //! - no entry goes through a symlink that the archive made earlier: a symlink may only be
 //!   a leaf, so a later entry cannot be written through it (the "symlink, then a file
 //!   beneath it" trick of node-tar's CVE-2021-32803);
-//! - a symlink's target, taken from the link's own folder, stays inside the archive root,
-//!   and may not be absolute;
+//! - a name keeps the type it was first given (a folder stays a folder, a symlink is never
+//!   redefined), so nothing checked against one meaning of a path meets another later
+//!   (node-tar's CVE-2021-37701 and CVE-2021-37712 replaced folders with links);
+//! - a symlink's target, walked from the link's own folder, stays inside the archive root,
+//!   is not absolute and leads through no other symlink of the archive, before or after
+//!   (`c -> .` then `x -> c/..` looks inside but leads out);
 //! - a hardlink names a regular file already unpacked from the same archive;
 //! - devices, fifos and sockets are dropped; setuid, setgid and sticky bits are cleared;
 //! - entry count, total size and path length are bounded (a gzip bomb stops at the
 //!   size bound).
 //!
 //! [`scan`] applies the same checks without writing, so an upload can be refused before
-//! it is stored. [`unpack`] writes into a folder that must be empty; on error the caller
+//! it is stored. [`unpack`] writes through a [`Tree`]: every path is resolved beneath the
+//! target folder with no symlink followed, so even an archive the checks missed, or a
+//! folder that already held links, cannot make it write elsewhere. On error the caller
 //! removes the folder, so nothing half-written is ever used.
 
-use std::collections::HashSet;
-use std::fs;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
-use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use crate::tree::{Kind, Tree};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -130,26 +136,111 @@ fn clean_path(raw: &Path) -> Result<Option<PathBuf>, ArchiveError> {
     })
 }
 
-/// Resolves a symlink target lexically from the link's folder; `None` if it leaves the root.
-fn resolve_inside(link: &Path, target: &Path) -> Option<PathBuf> {
-    if target.is_absolute() {
-        return None;
-    }
-    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
-    if let Some(parent) = link.parent() {
-        parts.extend(parent.components().map(|c| c.as_os_str()));
-    }
-    for c in target.components() {
-        match c {
-            Component::Normal(p) => parts.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
+/// What the archive has put at each name so far. A name keeps its type: a later entry of
+/// another type under the same name is refused, so a link checked against one meaning of
+/// a path can never see another.
+#[derive(Default)]
+struct Seen {
+    kinds: HashMap<PathBuf, Kind>,
+    /// Every path that a symlink's target walks through (lexically), so that no later
+    /// symlink can be put on it and change where the earlier one leads.
+    walked: HashSet<PathBuf>,
+}
+
+impl Seen {
+    /// Checks that `path` may be written as `kind`, then records it (and its folders).
+    fn claim(&mut self, raw: &Path, path: &Path, kind: Kind) -> Result<(), ArchiveError> {
+        for a in path
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+        {
+            match self.kinds.get(a) {
+                Some(Kind::Symlink) => {
+                    return Err(unsafe_entry(
+                        raw,
+                        "it goes through a symlink in the same archive",
+                    ))
+                }
+                Some(Kind::File) | Some(Kind::Other) => {
+                    return Err(unsafe_entry(
+                        raw,
+                        "its folder is a file earlier in the same archive",
+                    ))
+                }
+                Some(Kind::Dir) | None => {}
             }
-            Component::RootDir | Component::Prefix(_) => return None,
         }
+        match (self.kinds.get(path), kind) {
+            (None, _) | (Some(Kind::Dir), Kind::Dir) | (Some(Kind::File), Kind::File) => {}
+            (Some(Kind::Symlink), Kind::Symlink) => {
+                return Err(unsafe_entry(
+                    raw,
+                    "it redefines a symlink of the same archive",
+                ))
+            }
+            _ => {
+                return Err(unsafe_entry(
+                    raw,
+                    "its name was used earlier in the archive for another type of entry",
+                ))
+            }
+        }
+        if kind == Kind::Symlink && self.walked.contains(path) {
+            return Err(unsafe_entry(
+                raw,
+                "it is a symlink where an earlier symlink's target leads through",
+            ));
+        }
+        for a in path
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+        {
+            self.kinds.insert(a.to_path_buf(), Kind::Dir);
+        }
+        self.kinds.insert(path.to_path_buf(), kind);
+        Ok(())
     }
-    Some(parts.iter().collect())
+
+    /// Follows a symlink's target from the link's folder, lexically: refuses a target
+    /// that leaves the archive or leads through another symlink of it, and records the
+    /// paths it walks through.
+    fn walk_target(&mut self, raw: &Path, link: &Path, target: &Path) -> Result<(), ArchiveError> {
+        if target.is_absolute() {
+            return Err(unsafe_entry(raw, "it is a symlink to an absolute path"));
+        }
+        let mut at: PathBuf = link.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut walked = Vec::new();
+        for c in target.components() {
+            match c {
+                Component::Normal(p) => {
+                    at.push(p);
+                    if self.kinds.get(&at) == Some(&Kind::Symlink) || at == link {
+                        return Err(unsafe_entry(
+                            raw,
+                            "it is a symlink whose target leads through another symlink",
+                        ));
+                    }
+                    walked.push(at.clone());
+                }
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !at.pop() {
+                        return Err(unsafe_entry(
+                            raw,
+                            "it is a symlink that points outside the archive",
+                        ));
+                    }
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(unsafe_entry(raw, "it is a symlink to an absolute path"))
+                }
+            }
+        }
+        self.walked.extend(walked);
+        Ok(())
+    }
 }
 
 fn walk(
@@ -157,10 +248,17 @@ fn walk(
     limits: ArchivePolicy,
     dest: Option<(&Path, Option<(u32, u32)>)>,
 ) -> Result<ArchiveStats, ArchiveError> {
+    let tree = match dest {
+        Some((d, _)) => Some(Tree::open(d).map_err(|source| ArchiveError::Write {
+            path: d.to_path_buf(),
+            source,
+        })?),
+        None => None,
+    };
+    let owner = dest.and_then(|(_, o)| o);
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut stats = ArchiveStats::default();
-    let mut symlinks: HashSet<PathBuf> = HashSet::new();
-    let mut files: HashSet<PathBuf> = HashSet::new();
+    let mut seen = Seen::default();
     for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
         let mut entry = entry.map_err(ArchiveError::Corrupt)?;
         stats.entries += 1;
@@ -171,39 +269,41 @@ fn walk(
         let Some(path) = clean_path(&raw)? else {
             continue; // the archive root itself, "./"
         };
-        if path.ancestors().skip(1).any(|a| symlinks.contains(a)) {
-            return Err(unsafe_entry(
-                &raw,
-                "it goes through a symlink in the same archive",
-            ));
-        }
         let kind = entry.header().entry_type();
         let mode = entry.header().mode().map_err(ArchiveError::Corrupt)? & 0o777;
-        let target = dest.map(|(d, _)| d.join(&path));
+        let write_err = |source| ArchiveError::Write {
+            path: path.clone(),
+            source,
+        };
         match kind {
             tar::EntryType::Directory => {
-                if let Some(t) = &target {
-                    create_dir(t, mode | 0o700)?;
+                seen.claim(&raw, &path, Kind::Dir)?;
+                if let Some(t) = &tree {
+                    t.mkdir_all(&path, 0o755).map_err(write_err)?;
+                    t.chmod_dir(&path, mode | 0o700).map_err(write_err)?;
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                seen.claim(&raw, &path, Kind::File)?;
                 let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
                 if stats.bytes.saturating_add(size) > limits.max_bytes {
                     return Err(ArchiveError::TooLarge(limits.max_bytes >> 20));
                 }
-                match &target {
+                let budget = limits.max_bytes - stats.bytes;
+                let read = match &tree {
                     Some(t) => {
-                        let written =
-                            write_file(&mut entry, t, mode, limits.max_bytes - stats.bytes)?;
-                        stats.bytes += written;
+                        mkdir_parent(t, &path).map_err(write_err)?;
+                        let mut f = t.create(&path, mode).map_err(write_err)?;
+                        io::copy(&mut (&mut entry).take(budget + 1), &mut f)
+                            .map_err(ArchiveError::Corrupt)?
                     }
-                    None => {
-                        let read = io::copy(&mut (&mut entry).take(size), &mut io::sink())
-                            .map_err(ArchiveError::Corrupt)?;
-                        stats.bytes += read;
-                    }
+                    None => io::copy(&mut (&mut entry).take(budget + 1), &mut io::sink())
+                        .map_err(ArchiveError::Corrupt)?,
+                };
+                if read > budget {
+                    return Err(ArchiveError::TooLarge(limits.max_bytes >> 20));
                 }
-                files.insert(path.clone());
+                stats.bytes += read;
             }
             tar::EntryType::Symlink => {
                 let link = entry
@@ -211,24 +311,17 @@ fn walk(
                     .map_err(ArchiveError::Corrupt)?
                     .ok_or_else(|| unsafe_entry(&raw, "it is a symlink with no target"))?
                     .into_owned();
-                if !limits.symlinks_anywhere && link.is_absolute() {
-                    return Err(unsafe_entry(&raw, "it is a symlink to an absolute path"));
+                if link.as_os_str().is_empty() {
+                    return Err(unsafe_entry(&raw, "it is a symlink with no target"));
                 }
-                if !limits.symlinks_anywhere && resolve_inside(&path, &link).is_none() {
-                    return Err(unsafe_entry(
-                        &raw,
-                        "it is a symlink that points outside the archive",
-                    ));
+                seen.claim(&raw, &path, Kind::Symlink)?;
+                if !limits.symlinks_anywhere {
+                    seen.walk_target(&raw, &path, &link)?;
                 }
-                if let Some(t) = &target {
-                    prepare_parent(t)?;
-                    remove_existing(t)?;
-                    symlink(&link, t).map_err(|source| ArchiveError::Write {
-                        path: t.clone(),
-                        source,
-                    })?;
+                if let Some(t) = &tree {
+                    mkdir_parent(t, &path).map_err(write_err)?;
+                    t.symlink(&path, &link).map_err(write_err)?;
                 }
-                symlinks.insert(path.clone());
             }
             tar::EntryType::Link => {
                 let link = entry
@@ -237,101 +330,33 @@ fn walk(
                     .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink with no target"))?
                     .into_owned();
                 let source = clean_path(&link)?
-                    .filter(|s| files.contains(s))
+                    .filter(|s| seen.kinds.get(s) == Some(&Kind::File) && *s != path)
                     .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink to something other than a file earlier in the archive"))?;
-                if let (Some(t), Some((d, _))) = (&target, dest) {
-                    prepare_parent(t)?;
-                    remove_existing(t)?;
-                    fs::hard_link(d.join(&source), t).map_err(|e| ArchiveError::Write {
-                        path: t.clone(),
-                        source: e,
-                    })?;
+                seen.claim(&raw, &path, Kind::File)?;
+                if let Some(t) = &tree {
+                    mkdir_parent(t, &path).map_err(write_err)?;
+                    t.hard_link(&source, &path).map_err(write_err)?;
                 }
-                files.insert(path.clone());
             }
-            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => {}
+            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => continue,
             _ => {
                 stats.dropped += 1;
                 continue;
             }
         }
-        if let (Some(t), Some((_, Some((uid, gid))))) = (&target, dest) {
-            std::os::unix::fs::lchown(t, Some(uid), Some(gid)).map_err(|source| {
-                ArchiveError::Write {
-                    path: t.clone(),
-                    source,
-                }
-            })?;
+        if let (Some(t), Some((uid, gid))) = (&tree, owner) {
+            t.chown(&path, uid, gid).map_err(write_err)?;
         }
     }
     Ok(stats)
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), ArchiveError> {
-    let err = |source| ArchiveError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            remove_existing(path)?;
-            fs::create_dir_all(path).map_err(err)?;
-        }
-        Err(_) => fs::create_dir_all(path).map_err(err)?,
+/// Makes the folders above `path` that no entry named (archives may leave them out).
+fn mkdir_parent(tree: &Tree, path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => tree.mkdir_all(p, 0o755),
+        _ => Ok(()),
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)
-}
-
-fn prepare_parent(path: &Path) -> Result<(), ArchiveError> {
-    if let Some(parent) = path.parent() {
-        if !parent.is_dir() {
-            fs::create_dir_all(parent).map_err(|source| ArchiveError::Write {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// A later entry replaces an earlier one of the same name; never write through it.
-fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
-    let res = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
-    res.map_err(|source| ArchiveError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn write_file(
-    entry: &mut impl Read,
-    path: &Path,
-    mode: u32,
-    budget: u64,
-) -> Result<u64, ArchiveError> {
-    prepare_parent(path)?;
-    remove_existing(path)?;
-    let err = |source| ArchiveError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(err)?;
-    let written = io::copy(&mut entry.take(budget + 1), &mut f).map_err(ArchiveError::Corrupt)?;
-    if written > budget {
-        return Err(ArchiveError::TooLarge(budget >> 20));
-    }
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(err)?;
-    Ok(written)
 }
 
 #[cfg(test)]
@@ -339,16 +364,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn symlink_targets_resolve_from_the_links_folder() {
+    fn symlink_targets_are_walked_from_the_links_folder() {
         let p = Path::new;
-        assert_eq!(resolve_inside(p("a/l"), p("b")), Some(PathBuf::from("a/b")));
-        assert_eq!(
-            resolve_inside(p("a/l"), p("../b")),
-            Some(PathBuf::from("b"))
-        );
-        assert_eq!(resolve_inside(p("a/l"), p("../../b")), None);
-        assert_eq!(resolve_inside(p("l"), p("/etc/passwd")), None);
-        assert_eq!(resolve_inside(p("l"), p("..")), None);
+        let walk =
+            |link: &str, target: &str| Seen::default().walk_target(p(link), p(link), p(target));
+        assert!(walk("a/l", "b").is_ok());
+        assert!(walk("a/l", "../b").is_ok());
+        assert!(walk("a/l", "../../b").is_err());
+        assert!(walk("l", "/etc/passwd").is_err());
+        assert!(walk("l", "..").is_err());
+        assert!(walk("l", "l/x").is_err(), "a link through itself");
     }
 
     #[test]

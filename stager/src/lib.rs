@@ -16,6 +16,7 @@ pub mod cnb;
 pub mod droplet;
 pub mod lifecycle;
 pub mod shell;
+pub mod tree;
 
 pub use archive::{ArchiveError, ArchivePolicy};
 pub use buildpack::{Buildpack, BuildpackError, Dialect};

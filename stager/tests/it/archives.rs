@@ -240,3 +240,129 @@ fn zips_become_tar_gz_and_meet_the_same_rules() {
         "{err}"
     );
 }
+
+/// Unpacks the archive `entries(root)` with `policy` into `root/dest`, where `root` also
+/// holds a file `secret`.
+fn unpack_beside_a_secret(
+    entries: impl FnOnce(&str) -> Vec<u8>,
+    policy: ArchivePolicy,
+) -> (
+    Result<archive::ArchiveStats, ArchiveError>,
+    tempfile::TempDir,
+) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("secret"), "host secret").unwrap();
+    let dest = root.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    let data = entries(root.path().to_str().unwrap());
+    let scanned = archive::scan(data.as_slice(), policy);
+    let res = archive::unpack(data.as_slice(), &dest, policy, None);
+    assert_eq!(scanned.is_ok(), res.is_ok(), "{scanned:?} vs {res:?}");
+    (res, root)
+}
+
+fn names_beside_dest(root: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "dest" && n != "secret")
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_hardlink_to_a_name_later_made_a_symlink_cannot_lead_out() {
+    // Before: `x` was checked as a file, turned into a symlink that looks inside
+    // (`c/..` with `c -> .`), hard-linked as `h` (a link keeps the symlink), and `h/escaped`
+    // was written one folder above the target.
+    let (res, root) = unpack_beside_a_secret(
+        |_| {
+            tar_gz(&[
+                E::Symlink("c", "."),
+                E::File("x", b"x", 0o644),
+                E::Symlink("x", "c/.."),
+                E::Hardlink("h", "x"),
+                E::File("h/escaped", b"owned", 0o644),
+            ])
+        },
+        ArchivePolicy::upload(),
+    );
+    assert!(res.is_err(), "the archive must be refused");
+    assert_eq!(names_beside_dest(root.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_symlink_leading_through_another_symlink_is_refused() {
+    // `c -> .` then `up -> c/..`: each looks inside on its own, together they lead out.
+    refused_because(
+        &[E::Symlink("c", "."), E::Symlink("up", "c/..")],
+        "leads through another symlink",
+    );
+    // The same in the other order: the link is checked before `c` exists.
+    refused_because(
+        &[E::Symlink("up", "c/.."), E::Symlink("c", ".")],
+        "an earlier symlink's target leads through",
+    );
+}
+
+#[test]
+fn a_name_is_never_reused_as_another_type() {
+    refused_because(
+        &[
+            E::Dir("d"),
+            E::File("d/f", b"x", 0o644),
+            E::Symlink("d", "e"),
+        ],
+        "another type",
+    );
+    refused_because(
+        &[E::File("a/f", b"x", 0o644), E::File("a", b"x", 0o644)],
+        "another type",
+    );
+    refused_because(
+        &[E::Symlink("l", "a"), E::Symlink("l", "b")],
+        "redefines a symlink",
+    );
+    refused_because(
+        &[E::File("f", b"x", 0o644), E::File("f/g", b"x", 0o644)],
+        "its folder is a file",
+    );
+}
+
+#[test]
+fn a_droplet_hardlink_cannot_take_a_host_file() {
+    // Droplets may hold symlinks to anywhere (they resolve inside the container). Before,
+    // a folder replaced by a link to the host, then a hardlink through it, took the
+    // host's file into the tree, where the tenant could read it.
+    let (res, root) = unpack_beside_a_secret(
+        |root| {
+            tar_gz(&[
+                E::File("a/secret", b"x", 0o644),
+                E::Symlink("a", root),
+                E::Hardlink("leak", "a/secret"),
+            ])
+        },
+        ArchivePolicy::droplet(),
+    );
+    assert!(res.is_err(), "the archive must be refused");
+    assert!(!root.path().join("dest/leak").exists());
+}
+
+#[test]
+fn unpacking_never_writes_through_a_link_already_in_the_folder() {
+    // A build cache or a second archive unpacked over a tree a tenant already shaped.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("secret"), "host secret").unwrap();
+    let dest = root.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    std::os::unix::fs::symlink("..", dest.join("out")).unwrap();
+    let data = tar_gz(&[E::File("out/secret", b"overwritten", 0o644)]);
+    let err = archive::unpack(data.as_slice(), &dest, ArchivePolicy::droplet(), None)
+        .expect_err("writing through the folder's link must fail");
+    assert!(err.to_string().contains("out"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("secret")).unwrap(),
+        "host secret"
+    );
+}
