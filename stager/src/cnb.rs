@@ -11,6 +11,38 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::shell::quote;
+use crate::tree::{Kind, Tree};
+
+/// The most read of one file a build left (a layer's TOML, `launch.toml`, an env file).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The most names read from one folder a build left (layers, env files).
+const MAX_NAMES: usize = 10_000;
+
+/// A bounded read of a file a build left; `None` when there is none.
+pub fn read_left(tree: &Tree, rel: &Path) -> Result<Option<String>, String> {
+    tree.read_string(rel, MAX_FILE_BYTES)
+        .map_err(|e| format!("{}: {e}", rel.display()))
+}
+
+/// The names in a folder a build left, bounded; none when it is not a folder.
+fn names_left(tree: &Tree, rel: &Path) -> Result<Vec<(String, Kind)>, String> {
+    if tree.kind(rel).map_err(|e| e.to_string())? != Some(Kind::Dir) {
+        return Ok(Vec::new());
+    }
+    let entries = tree
+        .entries(rel)
+        .map_err(|e| format!("{}: {e}", rel.display()))?;
+    if entries.len() > MAX_NAMES {
+        return Err(format!(
+            "{} holds more than {MAX_NAMES} names",
+            rel.display()
+        ));
+    }
+    Ok(entries
+        .into_iter()
+        .filter_map(|(n, k)| Some((n.into_string().ok()?, k)))
+        .collect())
+}
 
 /// `buildpack.toml`, the parts the stager uses.
 #[derive(Debug, Clone, Deserialize)]
@@ -134,28 +166,23 @@ struct LayerToml {
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub name: String,
+    /// The layer's folder, inside the tree it was read from.
     pub dir: PathBuf,
     pub types: LayerTypes,
 }
 
-/// The layers in a buildpack's layers folder: each `<name>.toml` with a `<name>/`.
-pub fn layers(layers_dir: &Path) -> Result<Vec<Layer>, String> {
+/// The layers in a buildpack's layers folder `layers_dir` of `tree`: each `<name>.toml`
+/// with a `<name>/`.
+pub fn layers(tree: &Tree, layers_dir: &Path) -> Result<Vec<Layer>, String> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(layers_dir) else {
-        return Ok(out);
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
+    for (name, kind) in names_left(tree, layers_dir)? {
         let Some(layer) = name.strip_suffix(".toml") else {
             continue;
         };
-        if matches!(layer, "launch" | "build" | "store") {
+        if matches!(layer, "launch" | "build" | "store") || kind != Kind::File {
             continue;
         }
-        let raw = std::fs::read_to_string(&path).map_err(|e| format!("reading {name}: {e}"))?;
+        let raw = read_left(tree, &layers_dir.join(&name))?.unwrap_or_default();
         let t: LayerToml = toml::from_str(&raw).map_err(|e| format!("{name}: {e}"))?;
         out.push(Layer {
             name: layer.to_string(),
@@ -194,10 +221,11 @@ pub enum Command {
 }
 
 impl LaunchToml {
-    pub fn read(layers_dir: &Path) -> Result<Self, String> {
-        match std::fs::read_to_string(layers_dir.join("launch.toml")) {
-            Ok(raw) => toml::from_str(&raw).map_err(|e| format!("launch.toml: {e}")),
-            Err(_) => Ok(LaunchToml::default()),
+    /// Reads `launch.toml` from the layers folder `layers_dir` of `tree`, if it has one.
+    pub fn read(tree: &Tree, layers_dir: &Path) -> Result<Self, String> {
+        match read_left(tree, &layers_dir.join("launch.toml"))? {
+            Some(raw) => toml::from_str(&raw).map_err(|e| format!("launch.toml: {e}")),
+            None => Ok(LaunchToml::default()),
         }
     }
 }
@@ -236,15 +264,21 @@ _paas_default() { if [ -z "${!1+x}" ]; then export "$1=$2"; fi; }
 /// `bin/` on `PATH`, `lib/` on `LD_LIBRARY_PATH`, then `env/` and `env.<phase>/` files
 /// (`NAME.append`, `.prepend`, `.default`, `.override` or plain `NAME`, with an optional
 /// `NAME.delim`). Paths are written as the container sees them, under `seen_as`.
-pub fn env_lines(layer: &Layer, seen_as: &Path, phase: Phase) -> Vec<String> {
+pub fn env_lines(
+    tree: &Tree,
+    layer: &Layer,
+    seen_as: &Path,
+    phase: Phase,
+) -> Result<Vec<String>, String> {
+    let is_dir = |p: PathBuf| matches!(tree.kind(&p), Ok(Some(Kind::Dir)));
     let mut lines = Vec::new();
-    if layer.dir.join("bin").is_dir() {
+    if is_dir(layer.dir.join("bin")) {
         lines.push(format!(
             "_paas_prepend PATH {} :",
             quote(&seen_as.join("bin").to_string_lossy())
         ));
     }
-    if layer.dir.join("lib").is_dir() {
+    if is_dir(layer.dir.join("lib")) {
         lines.push(format!(
             "_paas_prepend LD_LIBRARY_PATH {} :",
             quote(&seen_as.join("lib").to_string_lossy())
@@ -255,28 +289,29 @@ pub fn env_lines(layer: &Layer, seen_as: &Path, phase: Phase) -> Vec<String> {
         Phase::Launch => "env.launch",
     };
     for sub in ["env", phase_dir] {
-        lines.extend(env_dir_lines(&layer.dir.join(sub)));
+        lines.extend(env_dir_lines(tree, &layer.dir.join(sub))?);
     }
-    lines
+    Ok(lines)
 }
 
-/// Bash lines for one environment folder, in file-name order.
-fn env_dir_lines(dir: &Path) -> Vec<String> {
-    let mut files: BTreeMap<String, String> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    for e in entries.flatten() {
-        if !e.path().is_file() {
+/// The files of an environment folder a build left (`NAME` → its content), in name
+/// order; symlinks and folders are passed over, and each file is read bounded.
+pub fn env_files(tree: &Tree, dir: &Path) -> Result<BTreeMap<String, String>, String> {
+    let mut files = BTreeMap::new();
+    for (name, kind) in names_left(tree, dir)? {
+        if kind != Kind::File {
             continue;
         }
-        if let (Some(name), Ok(value)) = (
-            e.file_name().to_str().map(str::to_string),
-            std::fs::read_to_string(e.path()),
-        ) {
+        if let Some(value) = read_left(tree, &dir.join(&name))? {
             files.insert(name, value);
         }
     }
+    Ok(files)
+}
+
+/// Bash lines for one environment folder, in file-name order.
+fn env_dir_lines(tree: &Tree, dir: &Path) -> Result<Vec<String>, String> {
+    let files = env_files(tree, dir)?;
     let mut lines = Vec::new();
     for (file, value) in &files {
         let (var, action) = match file.rsplit_once('.') {
@@ -299,7 +334,7 @@ fn env_dir_lines(dir: &Path) -> Vec<String> {
         };
         lines.push(line);
     }
-    lines
+    Ok(lines)
 }
 
 /// A name bash accepts as a variable.
@@ -358,12 +393,20 @@ mod tests {
             std::fs::write(p, v).unwrap();
         }
         std::fs::create_dir_all(layer.join("bin")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", layer.join("env/LINKED")).unwrap();
         let l = Layer {
             name: "l".into(),
-            dir: layer,
+            dir: "l".into(),
             types: LayerTypes::default(),
         };
-        let lines = env_lines(&l, Path::new("/home/vcap/layers/bp/l"), Phase::Launch);
+        let tree = Tree::open(d.path()).unwrap();
+        let lines = env_lines(
+            &tree,
+            &l,
+            Path::new("/home/vcap/layers/bp/l"),
+            Phase::Launch,
+        )
+        .unwrap();
         assert_eq!(
             lines,
             vec![

@@ -36,6 +36,7 @@ use crate::archive::{self, ArchiveError, ArchivePolicy};
 use crate::buildpack::{Buildpack, Dialect};
 use crate::cnb::{self, DetectPlan, Phase};
 use crate::droplet::{self, StagingInfo};
+use crate::tree::{self, Tree};
 
 /// Where a staging log line goes: `(stream, line)`.
 pub type LogSink = UnboundedSender<(LogStream, String)>;
@@ -68,6 +69,12 @@ pub enum StagingError {
     BadLayers { buildpack: String, detail: String },
     #[error("no start command: add a Procfile with a 'web:' line, or give one with -c")]
     NoStartCommand,
+    #[error(
+        "the app's Procfile cannot be read: {detail}; make it a plain text file of at most 1 MiB"
+    )]
+    BadProcfile { detail: String },
+    #[error("the droplet the build left is refused: {0}; see the staging log above")]
+    BadDroplet(#[source] ArchiveError),
     #[error("staging took longer than {0:?} and was stopped")]
     Timeout(Duration),
     #[error("staging container: {0}")]
@@ -95,7 +102,7 @@ impl StagingError {
                 _ => None,
             },
             StagingError::UnmetRequirement(_) | StagingError::BadPlan { .. } => Some(222),
-            StagingError::BadLayers { .. } => Some(223),
+            StagingError::BadLayers { .. } | StagingError::BadDroplet(_) => Some(223),
             StagingError::BadRelease { .. } => Some(224),
             _ => None,
         }
@@ -289,7 +296,9 @@ impl Stager {
                 }
             }
             if bp.dialect == Dialect::CloudNative {
-                layout.after_cnb_build(bp, &chosen[..=i]).await?;
+                let cached = layout.after_cnb_build(bp, &chosen[..=i]).await?;
+                self.cache_cnb_layers(req, &layout, i, bp, &cached, log, deadline)
+                    .await?;
             }
         }
 
@@ -327,11 +336,9 @@ impl Stager {
             process_types.extend(released.default_process_types);
             config_vars = released.config_vars;
         }
-        let procfile = tokio::fs::read_to_string(layout.home.join("app/Procfile"))
-            .await
-            .map(|s| parse_procfile(&s))
-            .unwrap_or_default();
-        process_types.extend(procfile);
+        let procfile = cnb::read_left(&layout.home_tree()?, Path::new("app/Procfile"))
+            .map_err(|detail| StagingError::BadProcfile { detail })?;
+        process_types.extend(procfile.map(|s| parse_procfile(&s)).unwrap_or_default());
         let start_command = req
             .start_command
             .clone()
@@ -344,23 +351,192 @@ impl Stager {
             process_types,
         };
         if let Some(store) = &req.cache_dir {
-            save_caches(store, &layout.cache, &chosen, log).await;
+            self.save_caches(req, &layout, store, &chosen, log, deadline)
+                .await;
         }
         say(log, "Uploading droplet");
-        let home = layout.home.clone();
-        let out = req.droplet_out.clone();
-        let info2 = info.clone();
-        tokio::task::spawn_blocking(move || droplet::pack(&home, &info2, &out))
-            .await
-            .map_err(|e| StagingError::Io {
-                action: "packing the droplet".into(),
-                source: std::io::Error::other(e),
-            })?
-            .map_err(io_err("packing the droplet"))?;
+        droplet::write_info(&layout.home_tree()?, &info)
+            .map_err(io_err("writing staging_info.yml"))?;
+        self.pack_droplet(req, &layout, log, deadline).await?;
         let in_buildpacks = Duration::from_micros(
             layout.detect_us.load(Ordering::Relaxed) + layout.steps_us.load(Ordering::Relaxed),
         );
         Ok((info, in_buildpacks))
+    }
+
+    /// Packs the droplet inside a staging container, as vcap: only the archive's bytes
+    /// leave it, and they are checked as untrusted input before they become the droplet.
+    /// Root on the host never walks the tree the build left.
+    async fn pack_droplet(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        log: &LogSink,
+        deadline: Instant,
+    ) -> Result<(), StagingError> {
+        let tmp = req.droplet_out.with_extension("packing");
+        let script = format!(
+            "cd /home/vcap || exit 1
+             for p in {parts}; do [ -e \"$p\" ] || [ -L \"$p\" ] || mkdir \"$p\" || exit 1; done
+             exec tar --create --gzip --file=- {parts} {env} {info}
+",
+            parts = droplet::PARTS.join(" "),
+            env = droplet::LAUNCH_ENV,
+            info = droplet::INFO,
+        );
+        let policy = ArchivePolicy::droplet();
+        let output = Output::Archive {
+            to: tmp.clone(),
+            max: policy.max_bytes,
+        };
+        let packed = self
+            .run_step(
+                req,
+                layout,
+                "pack".into(),
+                script,
+                Vec::new(),
+                log,
+                output,
+                deadline,
+            )
+            .await;
+        let checked = match packed {
+            Ok((ExitReason::Exited(0), _)) => check_archive(&tmp, policy)
+                .await
+                .map_err(StagingError::BadDroplet),
+            Ok((reason, _)) => Err(StagingError::StepFailed {
+                buildpack: "(the platform's droplet packer)".into(),
+                step: "pack the droplet",
+                reason,
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, &req.droplet_out).map_err(io_err("storing the droplet"))
+    }
+
+    /// Saves each buildpack's `CACHE_DIR` after a successful staging: packed inside a
+    /// staging container as vcap, checked, then renamed into place.
+    async fn save_caches(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        store: &Path,
+        chosen: &[&Buildpack],
+        log: &LogSink,
+        deadline: Instant,
+    ) {
+        if let Err(e) = std::fs::create_dir_all(store) {
+            say(log, &format!("Build cache not saved: {e}"));
+            return;
+        }
+        for (i, bp) in chosen.iter().enumerate() {
+            let (archive_path, version_path) = cache_paths(store, bp);
+            let tmp = archive_path.with_extension("tgz.tmp");
+            let script = format!(
+                "cd /tmp/cache/{} || exit 1
+exec tar --create --gzip --file=- .
+",
+                bp.name
+            );
+            let output = Output::Archive {
+                to: tmp.clone(),
+                max: MAX_CACHE_BYTES,
+            };
+            let packed = self
+                .run_step(
+                    req,
+                    layout,
+                    format!("pc{i}"),
+                    script,
+                    Vec::new(),
+                    log,
+                    output,
+                    deadline,
+                )
+                .await;
+            let saved = match packed {
+                Ok((ExitReason::Exited(0), _)) => check_archive(&tmp, ArchivePolicy::droplet())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        std::fs::rename(&tmp, &archive_path).map_err(|e| e.to_string())?;
+                        std::fs::write(&version_path, &bp.version).map_err(|e| e.to_string())
+                    }),
+                Ok((reason, _)) => Err(format!("packing it failed ({reason})")),
+                Err(e) => Err(e.to_string()),
+            };
+            match saved {
+                Ok(()) => {
+                    let size = std::fs::metadata(&archive_path)
+                        .map(|m| m.len())
+                        .unwrap_or(0);
+                    say(
+                        log,
+                        &format!(
+                            "Build cache for {}: saved ({} KiB packed)",
+                            bp.name,
+                            size >> 10
+                        ),
+                    )
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    say(log, &format!("Build cache for {}: not saved: {e}", bp.name))
+                }
+            }
+        }
+    }
+
+    /// Keeps a Cloud Native buildpack's `cache` layers for its next staging: copied into
+    /// its `CACHE_DIR` inside a staging container, as vcap.
+    #[allow(clippy::too_many_arguments)]
+    async fn cache_cnb_layers(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        i: usize,
+        bp: &Buildpack,
+        cached: &[String],
+        log: &LogSink,
+        deadline: Instant,
+    ) -> Result<(), StagingError> {
+        let n = &bp.name;
+        let mut script = format!(
+            "set -e
+rm -rf /tmp/cache/{n}/layers
+mkdir -p /tmp/cache/{n}/layers
+cd /home/vcap/layers/{n}
+"
+        );
+        for layer in cached {
+            let q = crate::shell::quote(layer);
+            let t = crate::shell::quote(&format!("{layer}.toml"));
+            script.push_str(&format!("cp -a -- {q} {t} /tmp/cache/{n}/layers/\n"));
+        }
+        let (reason, _) = self
+            .run_step(
+                req,
+                layout,
+                format!("pl{i}"),
+                script,
+                Vec::new(),
+                log,
+                Output::Log,
+                deadline,
+            )
+            .await?;
+        if reason != ExitReason::Exited(0) {
+            return Err(StagingError::BadLayers {
+                buildpack: n.to_string(),
+                detail: format!("its cache layers could not be kept ({reason})"),
+            });
+        }
+        Ok(())
     }
 
     /// Runs every candidate's detect at once; the first by position that passes wins.
@@ -428,8 +604,13 @@ impl Stager {
         let name = out.lines().next().unwrap_or("").trim().to_string();
         match (bp.dialect, reason) {
             (Dialect::CloudNative, ExitReason::Exited(0)) => {
-                let raw = std::fs::read_to_string(layout.stage.join(format!("{n}.plan.toml")))
-                    .unwrap_or_default();
+                let raw =
+                    cnb::read_left(&layout.stage_tree()?, Path::new(&format!("{n}.plan.toml")))
+                        .map_err(|detail| StagingError::BadPlan {
+                            buildpack: n.to_string(),
+                            detail,
+                        })?
+                        .unwrap_or_default();
                 let plan = DetectPlan::parse(&raw).map_err(|detail| StagingError::BadPlan {
                     buildpack: n.to_string(),
                     detail,
@@ -533,15 +714,24 @@ impl Stager {
         let stdout = c.stdout.take();
         let stderr = c.stderr.take();
         let work = async {
-            let (out, _) = tokio::join!(
-                pump(stdout, LogStream::Out, log, output),
-                pump(stderr, LogStream::Err, log, Output::Log)
-            );
+            let out = async {
+                match &output {
+                    Output::Archive { to, max } => {
+                        save_stream(stdout, to, *max).await.map(|_| String::new())
+                    }
+                    _ => Ok(pump(stdout, LogStream::Out, log, &output).await),
+                }
+            };
+            let (out, _) = tokio::join!(out, pump(stderr, LogStream::Err, log, &Output::Log));
             (c.wait().await, out)
         };
         let res = tokio::time::timeout_at(deadline, work).await;
         let res = match res {
-            Ok((reason, out)) => Ok((reason, out)),
+            Ok((reason, Ok(out))) => Ok((reason, out)),
+            Ok((_, Err(e))) => Err(StagingError::Io {
+                action: "receiving the archive a staging step packed".into(),
+                source: e,
+            }),
             Err(_) => {
                 c.stop(Duration::ZERO).await;
                 Err(StagingError::Timeout(req.timeout))
@@ -549,9 +739,16 @@ impl Stager {
         };
         c.destroy().await;
         revoke().await;
-        if let Ok(us) = std::fs::read_to_string(layout.stage.join(format!("time-{step}"))) {
+        let timed = layout
+            .stage_tree()
+            .ok()
+            .and_then(|t| t.read_string(Path::new(&format!("time-{step}")), 64).ok())
+            .flatten();
+        if let Some(us) = timed {
             let us: u64 = us.trim().parse().unwrap_or(0);
-            if step.starts_with('d') {
+            // Steps named `p…` are the platform's own (packing, copying caches).
+            if step.starts_with('p') {
+            } else if step.starts_with('d') {
                 layout.detect_us.fetch_max(us, Ordering::Relaxed);
             } else {
                 layout.steps_us.fetch_add(us, Ordering::Relaxed);
@@ -613,52 +810,15 @@ async fn restore_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], 
     }
 }
 
-/// Saves each buildpack's `CACHE_DIR` after a successful staging, atomically.
-async fn save_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], log: &LogSink) {
-    if let Err(e) = std::fs::create_dir_all(store) {
-        say(log, &format!("Build cache not saved: {e}"));
-        return;
-    }
-    for bp in chosen {
-        let (archive_path, version_path) = cache_paths(store, bp);
-        let dir = work_cache.join(bp.name.as_str());
-        let version = bp.version.clone();
-        let saved = tokio::task::spawn_blocking(move || -> Result<u64, String> {
-            let size = dir_size(&dir);
-            if size > MAX_CACHE_BYTES {
-                return Err(format!(
-                    "it is {} MiB, more than the {} MiB kept",
-                    size >> 20,
-                    MAX_CACHE_BYTES >> 20
-                ));
-            }
-            let tmp = archive_path.with_extension("tgz.tmp");
-            let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-            let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-                f,
-                flate2::Compression::fast(),
-            ));
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", &dir).map_err(|e| e.to_string())?;
-            let f = tar
-                .into_inner()
-                .and_then(|gz| gz.finish())
-                .map_err(|e| e.to_string())?;
-            f.sync_all().map_err(|e| e.to_string())?;
-            std::fs::rename(&tmp, &archive_path).map_err(|e| e.to_string())?;
-            std::fs::write(&version_path, &version).map_err(|e| e.to_string())?;
-            Ok(size)
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        match saved {
-            Ok(size) => say(
-                log,
-                &format!("Build cache for {}: saved ({} KiB)", bp.name, size >> 10),
-            ),
-            Err(e) => say(log, &format!("Build cache for {}: not saved: {e}", bp.name)),
-        }
-    }
+/// Checks an archive a staging container packed, as untrusted input.
+async fn check_archive(path: &Path, policy: ArchivePolicy) -> Result<(), ArchiveError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path).map_err(ArchiveError::Corrupt)?;
+        archive::scan(std::io::BufReader::new(f), policy).map(|_| ())
+    })
+    .await
+    .map_err(|e| ArchiveError::Corrupt(std::io::Error::other(e)))?
 }
 
 fn cache_paths(store: &Path, bp: &Buildpack) -> (PathBuf, PathBuf) {
@@ -666,20 +826,6 @@ fn cache_paths(store: &Path, bp: &Buildpack) -> (PathBuf, PathBuf) {
         store.join(format!("{}.tgz", bp.name)),
         store.join(format!("{}.version", bp.name)),
     )
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// What a detect said.
@@ -761,7 +907,8 @@ fn dialect_steps(
             steps.push((
                 "build",
                 format!(
-                    "if [ -f /tmp/stage/build-env.sh ]; then . /tmp/stage/build-env.sh; fi\n\
+                    "if [ -d /tmp/cache/{n}/layers ]; then cp -a /tmp/cache/{n}/layers/. /home/vcap/layers/{n}/ || exit 1; fi\n\
+                     if [ -f /tmp/stage/build-env.sh ]; then . /tmp/stage/build-env.sh; fi\n\
                      exec /tmp/buildpacks/{n}/bin/build /home/vcap/layers/{n} /tmp/platform /tmp/stage/{n}.bp-plan.toml\n"
                 ),
             ));
@@ -796,10 +943,16 @@ fn step_env(bp: &Buildpack) -> Vec<String> {
 }
 
 /// What to do with a step's stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Output {
     Log,
     Capture,
+    /// The step packs an archive to stdout: its bytes go to this file, at most `max` of
+    /// them (then the pipe is closed, and the step fails).
+    Archive {
+        to: PathBuf,
+        max: u64,
+    },
 }
 
 /// The longest line kept from a buildpack; the rest of a longer line is cut.
@@ -811,12 +964,12 @@ async fn pump(
     pipe: Option<impl AsyncRead + Unpin>,
     stream: LogStream,
     log: &LogSink,
-    output: Output,
+    output: &Output,
 ) -> String {
     let mut captured = String::new();
     let Some(pipe) = pipe else { return captured };
     paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
-        if output == Output::Capture {
+        if *output == Output::Capture {
             if captured.len() + line.len() < MAX_CAPTURE {
                 captured.push_str(&line);
                 captured.push('\n');
@@ -827,6 +980,29 @@ async fn pump(
     })
     .await;
     captured
+}
+
+/// Copies a step's stdout to a new file `to`, at most `max` bytes, and syncs it. More is
+/// an error; the pipe is closed then, so the step ends with a broken pipe.
+async fn save_stream(
+    pipe: Option<impl AsyncRead + Unpin>,
+    to: &Path,
+    max: u64,
+) -> std::io::Result<u64> {
+    use tokio::io::AsyncReadExt;
+    let Some(pipe) = pipe else {
+        return Err(std::io::Error::other("the step had no output pipe"));
+    };
+    let mut f = tokio::fs::File::create(to).await?;
+    let n = tokio::io::copy(&mut pipe.take(max + 1), &mut f).await?;
+    if n > max {
+        return Err(std::io::Error::other(format!(
+            "the archive is larger than the {} MiB allowed",
+            max >> 20
+        )));
+    }
+    f.sync_all().await?;
+    Ok(n)
 }
 
 fn say(log: &LogSink, msg: &str) {
@@ -925,16 +1101,6 @@ fn deps_index(i: usize, len: usize) -> String {
     format!("{i:0width$}")
 }
 
-fn own(path: &Path) -> Result<(), StagingError> {
-    std::os::unix::fs::chown(path, Some(VCAP_UID), Some(VCAP_GID))
-        .map_err(io_err(format!("handing {} to vcap", path.display())))
-}
-
-fn mkdir_owned(path: &Path) -> Result<(), StagingError> {
-    std::fs::create_dir_all(path).map_err(io_err(format!("creating {}", path.display())))?;
-    own(path)
-}
-
 impl Layout {
     fn new(work: &Path) -> Self {
         Layout {
@@ -946,6 +1112,16 @@ impl Layout {
             steps_us: AtomicU64::new(0),
             buildpacks: work.join("buildpacks"),
         }
+    }
+
+    /// `/home/vcap` as a [`Tree`]: the build's output, which only the build controls.
+    fn home_tree(&self) -> Result<Tree, StagingError> {
+        Tree::open(&self.home).map_err(io_err("opening the build folder"))
+    }
+
+    /// `/tmp/stage` as a [`Tree`].
+    fn stage_tree(&self) -> Result<Tree, StagingError> {
+        Tree::open(&self.stage).map_err(io_err("opening the staging folder"))
     }
 
     async fn create(&self, req: &StagingRequest) -> Result<(), StagingError> {
@@ -1004,82 +1180,79 @@ impl Layout {
     }
 
     /// `deps/<idx>` for Cloud Foundry buildpacks, `layers/<name>` for Cloud Native ones.
+    /// Detect scripts have run by now, so the folders are made through the tree.
     async fn create_dialect_dirs(&self, chosen: &[&Buildpack]) -> Result<(), StagingError> {
+        let home = self.home_tree()?;
         for (i, bp) in chosen.iter().enumerate() {
-            match bp.dialect {
-                Dialect::CloudFoundry => {
-                    mkdir_owned(&self.home.join("deps").join(deps_index(i, chosen.len())))?
+            let dir = match bp.dialect {
+                Dialect::CloudFoundry => Path::new("deps").join(deps_index(i, chosen.len())),
+                Dialect::CloudNative => Path::new("layers").join(bp.name.as_str()),
+                Dialect::Heroku => continue,
+            };
+            let made = home.mkdir_all(&dir, 0o755).and_then(|()| {
+                for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
+                    home.chown(d, VCAP_UID, VCAP_GID)?;
                 }
-                Dialect::CloudNative => {
-                    mkdir_owned(&self.home.join("layers").join(bp.name.as_str()))?
-                }
-                Dialect::Heroku => {}
-            }
+                Ok(())
+            });
+            made.map_err(io_err(format!("creating {}", dir.display())))?;
         }
         Ok(())
     }
 
-    /// Writes the Buildpack Plan and brings back the layers cached by the last build.
+    /// Writes the Buildpack Plan (the build step itself brings back the layers cached by
+    /// the last build).
     async fn prepare_cnb_build(
         &self,
         bp: &Buildpack,
         plan: &DetectPlan,
     ) -> Result<(), StagingError> {
-        let plan_path = self.stage.join(format!("{}.bp-plan.toml", bp.name));
-        std::fs::write(&plan_path, cnb::buildpack_plan(plan))
-            .map_err(io_err("writing the buildpack plan"))?;
-        own(&plan_path)?;
-        let cached = self.cache.join(bp.name.as_str()).join("layers");
-        if cached.is_dir() {
-            copy_dir(&cached, &self.home.join("layers").join(bp.name.as_str()))
-                .map_err(io_err("restoring cached layers"))?;
-        }
-        Ok(())
+        let plan_path = PathBuf::from(format!("{}.bp-plan.toml", bp.name));
+        let stage = self.stage_tree()?;
+        stage
+            .write(&plan_path, cnb::buildpack_plan(plan).as_bytes(), 0o644)
+            .and_then(|()| stage.chown(&plan_path, VCAP_UID, VCAP_GID))
+            .map_err(io_err("writing the buildpack plan"))
     }
 
-    /// After a Cloud Native build: keeps its `cache` layers for the next staging, and
-    /// writes the build environment of every `build` layer so far for later buildpacks.
+    /// After a Cloud Native build: writes the build environment of every `build` layer so
+    /// far for later buildpacks, and returns the names of this buildpack's `cache` layers.
     async fn after_cnb_build(
         &self,
         bp: &Buildpack,
         so_far: &[&Buildpack],
-    ) -> Result<(), StagingError> {
+    ) -> Result<Vec<String>, StagingError> {
         let bad = |detail: String| StagingError::BadLayers {
             buildpack: bp.name.to_string(),
             detail,
         };
-        let dir = self.home.join("layers").join(bp.name.as_str());
-        let cached = self.cache.join(bp.name.as_str()).join("layers");
-        let _ = std::fs::remove_dir_all(&cached);
-        for layer in cnb::layers(&dir).map_err(bad)? {
-            if layer.types.cache {
-                let toml = dir.join(format!("{}.toml", layer.name));
-                mkdir_owned(&cached)?;
-                copy_dir(&layer.dir, &cached.join(&layer.name))
-                    .map_err(io_err("caching a layer"))?;
-                std::fs::copy(&toml, cached.join(format!("{}.toml", layer.name)))
-                    .map_err(io_err("caching a layer"))?;
-            }
-        }
+        let home = self.home_tree()?;
+        let dir = Path::new("layers").join(bp.name.as_str());
+        let cached = cnb::layers(&home, &dir)
+            .map_err(bad)?
+            .into_iter()
+            .filter(|l| l.types.cache)
+            .map(|l| l.name)
+            .collect();
         let mut script = String::from(cnb::ENV_FUNCTIONS);
         for b in so_far.iter().filter(|b| b.dialect == Dialect::CloudNative) {
-            let bdir = self.home.join("layers").join(b.name.as_str());
-            for layer in cnb::layers(&bdir)
+            let bdir = Path::new("layers").join(b.name.as_str());
+            for layer in cnb::layers(&home, &bdir)
                 .map_err(bad)?
                 .iter()
                 .filter(|l| l.types.build)
             {
-                let seen = Path::new("/home/vcap/layers")
-                    .join(b.name.as_str())
-                    .join(&layer.name);
-                for line in cnb::env_lines(layer, &seen, Phase::Build) {
+                let seen = Path::new("/home/vcap").join(&layer.dir);
+                for line in cnb::env_lines(&home, layer, &seen, Phase::Build).map_err(bad)? {
                     script.push_str(&line);
                     script.push('\n');
                 }
             }
         }
-        std::fs::write(self.stage.join("build-env.sh"), script)
-            .map_err(io_err("writing the build environment"))
+        self.stage_tree()?
+            .write(Path::new("build-env.sh"), script.as_bytes(), 0o644)
+            .map_err(io_err("writing the build environment"))?;
+        Ok(cached)
     }
 
     /// Process types the buildpacks declared in their own files: Cloud Foundry's
@@ -1100,15 +1273,18 @@ impl Layout {
             command: String,
         }
         let mut out = BTreeMap::new();
+        let home = self.home_tree()?;
         for (i, bp) in chosen.iter().enumerate() {
+            let bad = |detail: String| StagingError::BadRelease {
+                buildpack: bp.name.to_string(),
+                detail,
+            };
             match bp.dialect {
                 Dialect::CloudFoundry => {
-                    let path = self
-                        .home
-                        .join("deps")
+                    let path = Path::new("deps")
                         .join(deps_index(i, chosen.len()))
                         .join("launch.yml");
-                    if let Ok(raw) = std::fs::read_to_string(&path) {
+                    if let Some(raw) = cnb::read_left(&home, &path).map_err(bad)? {
                         let l: LaunchYml = serde_yaml_ng::from_str(&raw).map_err(|e| {
                             StagingError::BadRelease {
                                 buildpack: bp.name.to_string(),
@@ -1120,11 +1296,11 @@ impl Layout {
                 }
                 Dialect::CloudNative => {
                     let launch =
-                        cnb::LaunchToml::read(&self.home.join("layers").join(bp.name.as_str()))
+                        cnb::LaunchToml::read(&home, &Path::new("layers").join(bp.name.as_str()))
                             .map_err(|detail| StagingError::BadLayers {
-                                buildpack: bp.name.to_string(),
-                                detail,
-                            })?;
+                            buildpack: bp.name.to_string(),
+                            detail,
+                        })?;
                     out.extend(
                         launch
                             .processes
@@ -1151,31 +1327,26 @@ impl Layout {
             .filter(|(k, _)| cnb::valid_var(k))
             .map(|(k, v)| format!("_paas_default {k} {}", crate::shell::quote(v)))
             .collect();
+        let home = self.home_tree()?;
+        let is_dir = |p: &Path| matches!(home.kind(p), Ok(Some(tree::Kind::Dir)));
         for (i, bp) in chosen.iter().enumerate() {
+            let bad = |detail: String| StagingError::BadLayers {
+                buildpack: bp.name.to_string(),
+                detail,
+            };
             match bp.dialect {
                 Dialect::CloudFoundry => {
                     let idx = deps_index(i, chosen.len());
-                    let dir = self.home.join("deps").join(&idx);
+                    let dir = Path::new("deps").join(&idx);
                     let seen = format!("/home/vcap/deps/{idx}");
-                    if dir.join("bin").is_dir() {
+                    if is_dir(&dir.join("bin")) {
                         lines.push(format!("_paas_prepend PATH {seen}/bin :"));
                     }
-                    if dir.join("lib").is_dir() {
+                    if is_dir(&dir.join("lib")) {
                         lines.push(format!("_paas_prepend LD_LIBRARY_PATH {seen}/lib :"));
                     }
-                    if let Ok(entries) = std::fs::read_dir(dir.join("env")) {
-                        let mut vars: Vec<(String, String)> = entries
-                            .flatten()
-                            .filter_map(|e| {
-                                Some((
-                                    e.file_name().to_str()?.to_string(),
-                                    std::fs::read_to_string(e.path()).ok()?,
-                                ))
-                            })
-                            .filter(|(k, _)| cnb::valid_var(k))
-                            .collect();
-                        vars.sort();
-                        for (k, v) in vars {
+                    for (k, v) in cnb::env_files(&home, &dir.join("env")).map_err(bad)? {
+                        if cnb::valid_var(&k) {
                             lines.push(format!(
                                 "export {k}={}",
                                 crate::shell::quote(v.trim_end_matches('\n'))
@@ -1184,39 +1355,36 @@ impl Layout {
                     }
                 }
                 Dialect::CloudNative => {
-                    let dir = self.home.join("layers").join(bp.name.as_str());
-                    let bad = |detail: String| StagingError::BadLayers {
-                        buildpack: bp.name.to_string(),
-                        detail,
-                    };
-                    for layer in cnb::layers(&dir).map_err(bad)? {
+                    let dir = Path::new("layers").join(bp.name.as_str());
+                    for layer in cnb::layers(&home, &dir).map_err(bad)? {
                         if layer.types.launch {
-                            let seen = Path::new("/home/vcap/layers")
-                                .join(bp.name.as_str())
-                                .join(&layer.name);
-                            lines.extend(cnb::env_lines(&layer, &seen, Phase::Launch));
+                            let seen = Path::new("/home/vcap").join(&layer.dir);
+                            lines.extend(
+                                cnb::env_lines(&home, &layer, &seen, Phase::Launch).map_err(bad)?,
+                            );
                         } else {
-                            let _ = std::fs::remove_dir_all(&layer.dir);
-                            let _ = std::fs::remove_file(dir.join(format!("{}.toml", layer.name)));
+                            let toml = dir.join(format!("{}.toml", layer.name));
+                            home.remove_all(&layer.dir)
+                                .and_then(|()| home.remove_all(&toml))
+                                .map_err(io_err("dropping a build-only layer"))?;
                         }
                     }
                 }
                 Dialect::Heroku => {}
             }
         }
+        // Always written, so whatever the build left under this name is replaced.
+        let mut script =
+            String::from("# Written at staging: the environment buildpacks set up for launch.\n");
         if !lines.is_empty() {
-            let mut script = String::from(
-                "# Written at staging: the environment buildpacks set up for launch.\n",
-            );
             script.push_str(cnb::ENV_FUNCTIONS);
             for l in lines {
                 script.push_str(&l);
                 script.push('\n');
             }
-            std::fs::write(self.home.join(droplet::LAUNCH_ENV), script)
-                .map_err(io_err("writing the launch environment"))?;
         }
-        Ok(())
+        home.write(Path::new(droplet::LAUNCH_ENV), script.as_bytes(), 0o644)
+            .map_err(io_err("writing the launch environment"))
     }
 
     fn mounts(&self, req: &StagingRequest) -> Vec<Mount> {
