@@ -15,6 +15,7 @@ pub mod api;
 pub mod blobs;
 pub mod buildpacks;
 pub mod config;
+pub mod data_dir;
 pub mod logs;
 pub mod platform;
 pub mod secrets;
@@ -31,8 +32,7 @@ use tokio::net::TcpListener;
 
 /// Starts everything and serves until `shutdown` completes; then stops every instance.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)
-        .with_context(|| format!("creating the data folder {}", cfg.data_dir.display()))?;
+    data_dir::create(&cfg.data_dir)?;
     let tls = secrets::load_or_create_tls(&cfg.data_dir, &cfg.api_listen)?;
     let token = secrets::load_or_create_token(&cfg.data_dir)?;
 
@@ -103,6 +103,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let api_task = tokio::spawn(api.run(api_listener, tls, stopped(stop_rx.clone())));
 
     // The one line scripts and tests wait for: where to reach this daemon.
+    // Everything the parts above made in the data folder exists by now.
+    data_dir::lock_down(&cfg.data_dir)?;
     println!(
         "paasd ready api=https://{api_addr} router=http://{http_addr} https=https://{https_addr} admin=http://{admin_addr} domain={}",
         cfg.domain

@@ -156,7 +156,10 @@ impl Platform {
         let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped)?;
         let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
         let droplets_dir = dir.join("droplets");
-        std::fs::create_dir_all(&droplets_dir).context("creating the droplets folder")?;
+        // Made now, so that the data folder is closed over all of them at start.
+        for d in [&droplets_dir, &dir.join("caches"), &dir.join("staging")] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
         tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
         Ok(Arc::new(Platform {
             domain: cfg.domain.clone(),

@@ -19,6 +19,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database holds invalid data for app {app}: {detail}")]
     Corrupt { app: String, detail: String },
+    #[error("making the database file private: {0}")]
+    Permissions(#[source] std::io::Error),
 }
 
 /// A stored app.
@@ -129,6 +131,19 @@ fn now() -> i64 {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Every app's environment is in here: made 0600 before SQLite opens it (its
+        // journal files take the same mode).
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(StoreError::Permissions)?;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(StoreError::Permissions)?;
+        }
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
