@@ -5,6 +5,7 @@
 mod api_spec;
 mod buildpacks;
 mod conformance;
+mod escape;
 mod harness;
 mod manifest;
 mod outbound;
