@@ -21,6 +21,8 @@ pub struct Config {
     pub domain: String,
     /// The pool instance addresses come from.
     pub instance_cidr: String,
+    /// Networks instances with outbound access may reach although they are private.
+    pub outbound_allow: Vec<paas_runtime::network::Ipv4Net>,
     /// The `paas-init` binary.
     pub init_exe: PathBuf,
     /// How long one staging may take.

@@ -45,6 +45,11 @@ struct Args {
     /// The IPv4 network instance addresses are taken from, a /31 per instance.
     #[arg(long, default_value = "10.244.0.0/16", value_name = "CIDR")]
     instance_cidr: String,
+    /// A network that instances allowed outbound access may reach although it is
+    /// private, link-local, carrier-grade NAT or a cloud metadata address (all refused
+    /// otherwise), such as a database on the host's LAN; repeatable.
+    #[arg(long = "outbound-allow", value_name = "CIDR")]
+    outbound_allow: Vec<paas_runtime::network::Ipv4Net>,
     /// The paas-init binary [default: next to paasd].
     #[arg(long, value_name = "PATH")]
     init_path: Option<PathBuf>,
@@ -108,6 +113,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         admin_listen: args.admin_listen,
         domain,
         instance_cidr: args.instance_cidr,
+        outbound_allow: args.outbound_allow,
         init_exe,
         staging_timeout: Duration::from_secs(args.staging_timeout),
         start_timeout: Duration::from_secs(args.start_timeout),

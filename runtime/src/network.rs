@@ -167,16 +167,84 @@ const NFT_TABLE: &str = "paas";
 /// The nftables set of instance addresses allowed to open connections to the world.
 const OUTBOUND_SET: &str = "outbound";
 
+/// Where instances with outbound access still may not connect: the networks that are not
+/// the world but the host's neighbourhood (RFC 1918 private ranges, carrier-grade NAT
+/// RFC 6598, loopback, link-local RFC 3927, "this network", IETF protocol assignments,
+/// multicast and reserved space), and the cloud metadata services that hand out the
+/// host's credentials (169.254.169.254 on AWS, GCP and others; 100.100.100.200 on Alibaba
+/// Cloud; 168.63.129.16, a public address, on Azure): the SSRF-to-metadata attack of
+/// Capital One's 2019 breach. RFC 2544's benchmarking range (198.18.0.0/15) is not listed.
+const EGRESS_DENIED_V4: &str = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, \
+169.254.0.0/16, 172.16.0.0/12, 192.0.0.0/24, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4, \
+168.63.129.16";
+/// The same for IPv6: loopback, unique-local (AWS's fd00:ec2::254 metadata lies in it),
+/// link-local and multicast.
+const EGRESS_DENIED_V6: &str = "::1, fc00::/7, fe80::/10, ff00::/8";
+
+/// An IPv4 network `A.B.C.D/N`, parsed, so that only numbers reach a firewall rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl std::str::FromStr for Ipv4Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an IPv4 network: write it as A.B.C.D/N, such as 10.1.0.0/16");
+        let (ip, len) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        if len > 32 {
+            return Err(bad());
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        Ok(Ipv4Net {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            len,
+        })
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 /// Installs (or refreshes) the host firewall rules for instances: traffic that an
 /// instance starts towards the host or to another instance is dropped; replies to
 /// connections the host started are let through. Instances whose address is in the
 /// `outbound` set may open connections to the world (masqueraded behind the host),
-/// except to link-local addresses, where clouds serve instance metadata and credentials
-/// (the SSRF-to-metadata attack, e.g. Capital One 2019). The set survives a refresh.
-pub async fn isolate_instances() -> Result<(), NetworkError> {
+/// except to [the host's neighbourhood and metadata services](EGRESS_DENIED_V4), unless
+/// the operator lists a network in `egress_allowed` (for instances of `pool`: each
+/// daemon on a host keeps its own list, in a chain reached through the `pool_egress` map
+/// by
+/// the pool's addresses). The sets and the map survive a refresh.
+pub async fn isolate_instances(
+    pool: &AddressPool,
+    egress_allowed: &[Ipv4Net],
+) -> Result<(), NetworkError> {
+    let pool_chain = format!("pool_{}", short_name(&pool.cidr));
+    let mut allowed = String::new();
+    for net in egress_allowed {
+        allowed.push_str(&format!(
+            "add rule inet {NFT_TABLE} {pool_chain} ip saddr @{OUTBOUND_SET} ip daddr {net} accept\n"
+        ));
+    }
+    let pool_net = Ipv4Net {
+        addr: Ipv4Addr::from(pool.base),
+        len: (32 - (2 * pool.pairs).trailing_zeros()) as u8,
+    };
+    // nft needs a chain named before the map whose elements jump to it.
     let ruleset = format!(
         "add table inet {t}\n\
          add set inet {t} {o} {{ type ipv4_addr; }}\n\
+         add chain inet {t} {pool_chain}\n\
+         add map inet {t} pool_egress {{ type ipv4_addr : verdict; flags interval; }}\n\
+         flush chain inet {t} {pool_chain}\n\
+         {allowed}\
+         add element inet {t} pool_egress {{ {pool_net} : jump {pool_chain} }}\n\
          add chain inet {t} input {{ type filter hook input priority -10; policy accept; }}\n\
          add chain inet {t} forward {{ type filter hook forward priority -10; policy accept; }}\n\
          add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
@@ -187,13 +255,17 @@ pub async fn isolate_instances() -> Result<(), NetworkError> {
          add rule inet {t} input iifname \"pv*\" counter drop\n\
          add rule inet {t} forward oifname \"pv*\" ct state established,related accept\n\
          add rule inet {t} forward iifname \"pv*\" oifname \"pv*\" counter drop\n\
-         add rule inet {t} forward iifname \"pv*\" ip daddr {{ 169.254.0.0/16, 127.0.0.0/8 }} counter drop\n\
+         add rule inet {t} forward iifname \"pv*\" ip saddr vmap @pool_egress\n\
+         add rule inet {t} forward iifname \"pv*\" ip daddr {{ {deny4} }} counter drop\n\
+         add rule inet {t} forward iifname \"pv*\" ip6 daddr {{ {deny6} }} counter drop\n\
          add rule inet {t} forward iifname \"pv*\" ip saddr @{o} accept\n\
          add rule inet {t} forward iifname \"pv*\" counter drop\n\
          add rule inet {t} forward oifname \"pv*\" counter drop\n\
          add rule inet {t} postrouting ip saddr @{o} oifname != \"pv*\" masquerade\n",
         t = NFT_TABLE,
         o = OUTBOUND_SET,
+        deny4 = EGRESS_DENIED_V4,
+        deny6 = EGRESS_DENIED_V6,
     );
     nft(&ruleset).await
 }

@@ -21,6 +21,11 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::on("198.18")
+    }
+
+    /// A world whose /30 is `PREFIX.N.0/30` (`PREFIX` is two octets).
+    fn on(prefix: &str) -> World {
         // Unique per test process and per world within it (tests run in parallel).
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -29,8 +34,8 @@ impl World {
         let netns = format!("paas-test-world-{pid}-{k}");
         let (host_if, ip, host_ip) = (
             format!("pwt{}x{k}", pid % 100_000),
-            format!("198.18.{n}.2"),
-            format!("198.18.{n}.1"),
+            format!("{prefix}.{n}.2"),
+            format!("{prefix}.{n}.1"),
         );
         let sh = |script: &str| {
             let ok = Command::new("sh")
@@ -215,4 +220,40 @@ fn staging_reaches_the_world_only_for_an_app_allowed_outbound() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("downloaded"), "{text}");
+}
+
+#[test]
+fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
+    // Before, only link-local and loopback were refused: an app allowed outbound
+    // reached every private network the host could.
+    let public = World::new();
+    let private = World::on("172.30");
+    let cgnat = World::on("100.64");
+    let py = repo().join("examples/python-app");
+    let url = |w: &World| format!("http://{}:8000/", w.ip);
+
+    let d = Daemon::start();
+    d.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
+    d.paas_ok(&["allow-outbound", "caller"]);
+    assert!(can_fetch(&d, "caller", &url(&public)), "the world is reachable");
+    assert!(
+        !can_fetch(&d, "caller", &url(&private)),
+        "a private network (RFC 1918) is not"
+    );
+    assert!(
+        !can_fetch(&d, "caller", &url(&cgnat)),
+        "nor carrier-grade NAT space (RFC 6598)"
+    );
+
+    // The operator may open a private network on purpose; only that one.
+    let listed = format!("{}/30", private.ip);
+    let d2 = Daemon::start_with(&["--outbound-allow", &listed]);
+    d2.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
+    d2.paas_ok(&["allow-outbound", "caller"]);
+    assert!(can_fetch(&d2, "caller", &url(&private)), "{listed} is listed");
+    assert!(!can_fetch(&d2, "caller", &url(&cgnat)), "the others stay closed");
+    assert!(
+        !can_fetch(&d, "caller", &url(&private)),
+        "another daemon's list opens nothing for this one"
+    );
 }

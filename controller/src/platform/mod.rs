@@ -136,7 +136,7 @@ impl Platform {
             }
         }
         let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
-        paas_runtime::network::isolate_instances()
+        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow)
             .await
             .context("isolating instances from the host")?;
         let runtime = Arc::new(

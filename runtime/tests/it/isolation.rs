@@ -229,8 +229,11 @@ async fn routed_probe(f: &Fixture, id: &str, python: &str) -> String {
 
 #[tokio::test]
 async fn cannot_reach_host_services_or_other_instances() {
-    paas_runtime::network::isolate_instances().await.unwrap();
     let f = fixture("10.252.7.0/24");
+    let pool = paas_runtime::AddressPool::new("10.252.7.0/24").unwrap();
+    paas_runtime::network::isolate_instances(&pool, &[])
+        .await
+        .unwrap();
     let port = host_service().await;
 
     // A neighbour the host can reach: the positive control for the probes below.
