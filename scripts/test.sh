@@ -20,5 +20,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 echo "== fuzz: router request heads, 20 s (router/fuzz/run.sh; fails on a crash)"
 router/fuzz/run.sh 20
+echo "== fuzz: stager archive unpacking, 20 s (stager/fuzz/run.sh; fails on a crash)"
+stager/fuzz/run.sh 20
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
