@@ -191,7 +191,8 @@ pub struct Ipv4Net {
 impl std::str::FromStr for Ipv4Net {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not an IPv4 network: write it as A.B.C.D/N, such as 10.1.0.0/16");
+        let bad =
+            || format!("{s:?} is not an IPv4 network: write it as A.B.C.D/N, such as 10.1.0.0/16");
         let (ip, len) = s.split_once('/').unwrap_or((s, "32"));
         let addr: Ipv4Addr = ip.parse().map_err(|_| bad())?;
         let len: u8 = len.parse().map_err(|_| bad())?;

@@ -957,6 +957,9 @@ enum Output {
 
 /// The longest line kept from a buildpack; the rest of a longer line is cut.
 const MAX_LINE: usize = 16 * 1024;
+/// Lines per second a step may print (on each stream); more are dropped and counted, as
+/// for instances, so a build cannot flood the log store or the client's stream.
+const LINES_PER_SECOND: u32 = 1000;
 /// The most a step's captured output may be (detect names, release YAML).
 const MAX_CAPTURE: usize = 1 << 20;
 
@@ -968,17 +971,33 @@ async fn pump(
 ) -> String {
     let mut captured = String::new();
     let Some(pipe) = pipe else { return captured };
+    let mut limit = paas_runtime::output::RateLimit::new(LINES_PER_SECOND);
     paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
         if *output == Output::Capture {
             if captured.len() + line.len() < MAX_CAPTURE {
                 captured.push_str(&line);
                 captured.push('\n');
             }
-        } else {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(dropped) = limit.dropped_before(now) {
+            say(
+                log,
+                &format!("{dropped} lines of build output dropped: a step may print at most {LINES_PER_SECOND} lines a second"),
+            );
+        }
+        if limit.admit(now) {
             let _ = log.send((stream, line));
         }
     })
     .await;
+    if let Some(dropped) = limit.dropped_since_report() {
+        say(
+            log,
+            &format!("{dropped} lines of build output dropped: a step may print at most {LINES_PER_SECOND} lines a second"),
+        );
+    }
     captured
 }
 

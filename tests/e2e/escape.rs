@@ -356,3 +356,142 @@ fn the_data_folder_is_private_to_root() {
     assert!(open_to_others.is_empty(), "{open_to_others:?}");
     assert!(d.dir.path().join("paas.db").exists());
 }
+
+/// paasd's peak resident memory so far, in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb >> 10
+}
+
+/// An app that serves HTTP, for commands to be run in.
+fn push_a_shell_app(d: &Daemon, name: &str) -> tempfile::TempDir {
+    let app = tempfile::tempdir().unwrap();
+    an_app(app.path());
+    d.paas_ok(&[
+        "push",
+        name,
+        "-p",
+        app.path().to_str().unwrap(),
+        "-b",
+        "binary",
+        "-c",
+        "python3 -m http.server $PORT",
+    ]);
+    app
+}
+
+#[test]
+fn output_that_never_ends_a_line_does_not_grow_paasd() {
+    // Before: each line was gathered whole before it was cut, so 200 MB printed
+    // without a newline sat in paasd's memory.
+    let d = Daemon::start();
+    let _app = push_a_shell_app(&d, "printer");
+    let before = peak_rss_mib(d.child_id());
+    let out = d.paas(&[
+        "exec",
+        "printer",
+        "--",
+        "sh",
+        "-c",
+        "head -c 200000000 /dev/zero | tr '\\0' x; echo; echo done",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("done"),
+        "the command ran to its end: {}",
+        text.len()
+    );
+    let grown = peak_rss_mib(d.child_id()).saturating_sub(before);
+    assert!(grown < 64, "paasd grew by {grown} MiB for one endless line");
+}
+
+#[test]
+fn a_client_that_reads_nothing_cannot_make_paasd_hold_a_commands_output() {
+    // Before: output went into an unbounded queue, so a command printing 200 MB to a
+    // client that read none of it ran to its end, with all of it held by paasd.
+    let d = Daemon::start();
+    let _app = push_a_shell_app(&d, "flood");
+    let before = peak_rss_mib(d.child_id());
+    let printer = [
+        "import sys",
+        "for i in range(200000):",
+        "    sys.stdout.write('y' * 1000 + '\\n')",
+        "    if i % 1000 == 0:",
+        "        open('/tmp/progress', 'w').write(str(i))",
+        "open('/tmp/progress', 'w').write('done')",
+    ]
+    .join("\n");
+    // The client's stdout is a pipe nobody reads: it stops reading the stream.
+    let mut client = d.paas_spawn(&["exec", "flood", "--", "python3", "-c", &printer]);
+    let progress = || {
+        let out = d.paas(&["exec", "flood", "--", "cat", "/tmp/progress"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // Wait until the printer is held back (its progress stops moving) or has finished.
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut still = 0;
+    while std::time::Instant::now() < deadline && last != "done" && still < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = progress();
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+    }
+    let grown = peak_rss_mib(d.child_id()).saturating_sub(before);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_ne!(
+        last, "done",
+        "the command printed everything to a client that read nothing"
+    );
+    let held_at: u32 = last
+        .parse()
+        .expect("the printer ran and wrote its progress");
+    assert!(held_at > 0, "the printer got going before it was held back");
+    assert!(
+        grown < 64,
+        "paasd grew by {grown} MiB holding output for a stalled client"
+    );
+}
+
+#[test]
+fn a_build_printing_a_flood_is_held_to_its_line_rate() {
+    // Before: every line a build printed went to the log store and the client.
+    let d = Daemon::start();
+    let bp = tempfile::tempdir().unwrap();
+    scripted_buildpack(bp.path(), "exit 0", "seq 1 20000");
+    d.paas_ok(&["create-buildpack", "flooder", bp.path().to_str().unwrap()]);
+    let app = tempfile::tempdir().unwrap();
+    an_app(app.path());
+    let out = d.paas_ok(&[
+        "push",
+        "flooder",
+        "-p",
+        app.path().to_str().unwrap(),
+        "-b",
+        "flooder",
+        "-c",
+        "python3 -m http.server $PORT",
+    ]);
+    assert!(
+        out.contains("lines of build output dropped"),
+        "the build's flood is cut and the log says so: {}",
+        out.lines()
+            .filter(|l| !l.trim().chars().all(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let printed = out
+        .lines()
+        .filter(|l| l.trim().parse::<u32>().is_ok())
+        .count();
+    assert!(
+        printed < 20000,
+        "{printed} of 20000 lines reached the client"
+    );
+}

@@ -10,7 +10,9 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::platform::Failure;
 
@@ -79,9 +81,19 @@ pub fn file(file: tokio::fs::File, content_type: &'static str) -> Response<ApiBo
     r
 }
 
-/// A streamed body fed by a channel: one JSON document per line, sent as produced.
+/// Bytes a streamed response holds for a client that reads slowly. Past that a sender
+/// waits for room (so a slow client slows the command that prints, back to its pipe), or
+/// drops what may be dropped and says so: paasd's memory does not grow with what a fast
+/// printer writes for a slow reader. Counted in bytes, not lines, because a line may be
+/// 16 KiB and its JSON several times that.
+const STREAM_BACKLOG_BYTES: usize = 4 << 20;
+
+/// A streamed body fed by a channel: one JSON document per line, sent as produced. The
+/// channel itself is unbounded; what it may hold is bounded by `room`, which a sender
+/// takes before it sends and the body gives back as the client takes each line.
 pub struct NdjsonBody {
     rx: mpsc::UnboundedReceiver<Bytes>,
+    room: Arc<Semaphore>,
 }
 
 impl Body for NdjsonBody {
@@ -92,7 +104,19 @@ impl Body for NdjsonBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        self.rx.poll_recv(cx).map(|o| {
+            o.map(|b| {
+                self.room.add_permits(cost(&b) as usize);
+                Ok(Frame::data(b))
+            })
+        })
+    }
+}
+
+impl Drop for NdjsonBody {
+    fn drop(&mut self) {
+        // The client has gone: senders waiting for room learn it at once.
+        self.room.close();
     }
 }
 
@@ -100,19 +124,48 @@ impl Body for NdjsonBody {
 /// every sender is dropped; a send fails once the client has gone.
 pub fn ndjson_stream() -> (NdjsonSender, Response<ApiBody>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut r = Response::new(NdjsonBody { rx }.boxed());
+    let room = Arc::new(Semaphore::new(STREAM_BACKLOG_BYTES));
+    let mut r = Response::new(
+        NdjsonBody {
+            rx,
+            room: Arc::clone(&room),
+        }
+        .boxed(),
+    );
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    (NdjsonSender { tx }, r)
+    (NdjsonSender { tx, room }, r)
 }
 
 #[derive(Clone)]
 pub struct NdjsonSender {
     tx: mpsc::UnboundedSender<Bytes>,
+    room: Arc<Semaphore>,
+}
+
+/// What [`NdjsonSender::try_send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrySend {
+    Sent,
+    /// The client is behind: the line was not sent.
+    Full,
+    /// The client has gone.
+    Gone,
+}
+
+fn line<T: Serialize>(value: &T) -> Bytes {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// The room a line takes (a line larger than the whole backlog takes all of it).
+fn cost(line: &Bytes) -> u32 {
+    line.len().min(STREAM_BACKLOG_BYTES) as u32
 }
 
 impl NdjsonSender {
@@ -121,10 +174,58 @@ impl NdjsonSender {
         self.tx.closed().await
     }
 
-    /// Sends one line; `false` once the client has gone.
-    pub fn send<T: Serialize>(&self, value: &T) -> bool {
-        let mut line = serde_json::to_vec(value).unwrap_or_default();
-        line.push(b'\n');
-        self.tx.send(Bytes::from(line)).is_ok()
+    /// Sends one line, waiting while the client is behind; `false` once it has gone.
+    pub async fn send<T: Serialize>(&self, value: &T) -> bool {
+        let line = line(value);
+        match self.room.acquire_many(cost(&line)).await {
+            Ok(permit) => {
+                permit.forget();
+                self.tx.send(line).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sends one line if the client has room for it now.
+    pub fn try_send<T: Serialize>(&self, value: &T) -> TrySend {
+        let line = line(value);
+        match self.room.try_acquire_many(cost(&line)) {
+            Ok(permit) => {
+                permit.forget();
+                match self.tx.send(line) {
+                    Ok(()) => TrySend::Sent,
+                    Err(_) => TrySend::Gone,
+                }
+            }
+            Err(tokio::sync::TryAcquireError::NoPermits) => TrySend::Full,
+            Err(tokio::sync::TryAcquireError::Closed) => TrySend::Gone,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A client that never reads: a sender may put at most the backlog into the stream,
+    // then it waits (or, trying, is told the stream is full).
+    #[tokio::test]
+    async fn a_stream_holds_no_more_than_its_backlog_for_a_client_that_does_not_read() {
+        let (out, resp) = ndjson_stream();
+        let big = "x".repeat(64 << 10);
+        let mut sent = 0usize;
+        while out.try_send(&big) == TrySend::Sent {
+            sent += big.len();
+            assert!(sent <= STREAM_BACKLOG_BYTES + (64 << 10));
+        }
+        assert!(sent >= STREAM_BACKLOG_BYTES - (128 << 10), "{sent}");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), out.send(&big));
+        assert!(waiting.await.is_err(), "a send waits for room");
+        drop(resp);
+        assert!(
+            !out.send(&big).await,
+            "a send fails once the client has gone"
+        );
+        assert_eq!(out.try_send(&big), TrySend::Gone);
     }
 }

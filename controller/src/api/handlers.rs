@@ -227,14 +227,17 @@ async fn exec(
     let (out, resp) = body::ndjson_stream();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     tokio::spawn(async move {
+        // Each line waits for the client to take it: a client that reads slowly slows
+        // the command (its pipe fills), and nothing piles up here.
         let pump = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, stream| {
             let out = out.clone();
             async move {
-                if let Some(pipe) = pipe {
-                    paas_runtime::output::for_each_line(pipe, 64 * 1024, |line| {
-                        out.send(&ExecEvent::Output { stream, line });
-                    })
-                    .await;
+                let Some(pipe) = pipe else { return };
+                let mut lines = paas_runtime::output::Lines::new(pipe, 64 * 1024);
+                while let Some(line) = lines.next_line().await {
+                    if !out.send(&ExecEvent::Output { stream, line }).await {
+                        return;
+                    }
                 }
             }
         };
@@ -248,7 +251,7 @@ async fn exec(
         tokio::select! {
             status = run => {
                 let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                out.send(&ExecEvent::Exit { code });
+                out.send(&ExecEvent::Exit { code }).await;
             }
             _ = out.closed() => {}
         }
@@ -307,11 +310,13 @@ fn events(
     // `?follow`: the recorded events, then each new one as it is recorded, as NDJSON.
     let (recorded, mut live) = p.follow_events(app)?;
     let (out, resp) = body::ndjson_stream();
-    for e in &recorded {
-        out.send(e);
-    }
     let app = app.clone();
     tokio::spawn(async move {
+        for e in &recorded {
+            if !out.send(e).await {
+                return;
+            }
+        }
         loop {
             let next = tokio::select! {
                 () = out.closed() => return,
@@ -319,7 +324,7 @@ fn events(
             };
             match next {
                 Ok((a, e)) if a == app => {
-                    if !out.send(&e) {
+                    if !out.send(&e).await {
                         return;
                     }
                 }
@@ -722,7 +727,7 @@ where
     Fut: std::future::Future<Output = Result<(), Failure>> + Send + 'static,
 {
     let (out, resp) = body::ndjson_stream();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
     let platform = Arc::clone(p);
     tokio::spawn(async move {
         let failed = tx.clone();
@@ -730,12 +735,82 @@ where
             let _ = failed.send(DeployEvent::Failed { error: f.body });
         }
     });
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            out.send(&event);
-        }
-    });
+    tokio::spawn(forward_deploy_events(rx, out));
     resp
+}
+
+/// Passes a roll-out's events to its client. Log lines that a slow client has no room
+/// for are dropped (and counted in a line that says so: `paas logs` has them all); the
+/// other events wait, in order, for room, while later lines keep being taken from the
+/// roll-out, so neither the roll-out nor paasd's memory waits on the client.
+async fn forward_deploy_events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<DeployEvent>,
+    out: body::NdjsonSender,
+) {
+    use body::TrySend;
+    let mut waiting: std::collections::VecDeque<DeployEvent> = Default::default();
+    let mut dropped: u64 = 0;
+    let mut gone = false;
+    let note = |dropped: u64| {
+        DeployEvent::Log(paas_api::LogLine {
+            timestamp_ms: crate::logs::now_ms(),
+            source: "API".into(),
+            stream: paas_api::LogStream::Err,
+            line: format!(
+                "{dropped} log lines were not sent because the client read too slowly; `paas logs APP --recent` shows them"
+            ),
+        })
+    };
+    loop {
+        let next = if waiting.is_empty() || gone {
+            rx.recv().await
+        } else {
+            let front = waiting.front().cloned();
+            tokio::select! {
+                sent = async {
+                    match &front {
+                        Some(event) => out.send(event).await,
+                        None => true,
+                    }
+                } => {
+                    if sent {
+                        waiting.pop_front();
+                    } else {
+                        gone = true;
+                    }
+                    continue;
+                }
+                next = rx.recv() => next,
+            }
+        };
+        let Some(event) = next else { break };
+        if gone {
+            continue; // nobody listens, but the roll-out goes on
+        }
+        match event {
+            DeployEvent::Log(_) if waiting.is_empty() => match out.try_send(&event) {
+                TrySend::Sent => {}
+                TrySend::Full => dropped += 1,
+                TrySend::Gone => gone = true,
+            },
+            DeployEvent::Log(_) => dropped += 1,
+            other => {
+                if dropped > 0 {
+                    waiting.push_back(note(std::mem::take(&mut dropped)));
+                }
+                waiting.push_back(other);
+            }
+        }
+    }
+    // The roll-out has ended: what waits still goes out, as long as the client listens.
+    if dropped > 0 && !gone {
+        waiting.push_back(note(dropped));
+    }
+    for event in waiting {
+        if gone || !out.send(&event).await {
+            return;
+        }
+    }
 }
 
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
@@ -744,20 +819,28 @@ fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, F
     let follow = query::flag(query, "follow");
     let (out, resp) = body::ndjson_stream();
     if !follow {
-        for line in p.logs.recent(app) {
-            out.send(&line);
-        }
+        let recent = p.logs.recent(app);
+        tokio::spawn(async move {
+            for line in recent {
+                if !out.send(&line).await {
+                    return;
+                }
+            }
+        });
         return Ok(resp);
     }
     let (recent, mut live) = p.logs.follow(app);
-    for line in recent {
-        out.send(&line);
-    }
     tokio::spawn(async move {
+        for line in recent {
+            if !out.send(&line).await {
+                return;
+            }
+        }
+        // A client slower than the app: the live feed lags, and says how much it lost.
         loop {
             match live.recv().await {
                 Ok(line) => {
-                    if !out.send(&line) {
+                    if !out.send(&line).await {
                         return;
                     }
                 }
@@ -768,7 +851,7 @@ fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, F
                         stream: paas_api::LogStream::Err,
                         line: format!("{n} lines were dropped because the client read too slowly"),
                     };
-                    if !out.send(&note) {
+                    if !out.send(&note).await {
                         return;
                     }
                 }

@@ -583,7 +583,7 @@ fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
     let (platform, app, source) = (Arc::clone(platform), app.clone(), source.to_string());
     tokio::spawn(async move {
         let Some(pipe) = pipe else { return };
-        let mut limit = RateLimit::new(LINES_PER_SECOND);
+        let mut limit = paas_runtime::output::RateLimit::new(LINES_PER_SECOND);
         paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
             let now = Instant::now();
             if let Some(dropped) = limit.dropped_before(now) {
@@ -602,64 +602,10 @@ fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
     })
 }
 
-/// A fixed one-second window of at most `per_second` lines.
-struct RateLimit {
-    per_second: u32,
-    window: Instant,
-    used: u32,
-    dropped: u64,
-}
-
-impl RateLimit {
-    fn new(per_second: u32) -> Self {
-        RateLimit {
-            per_second,
-            window: Instant::now(),
-            used: 0,
-            dropped: 0,
-        }
-    }
-
-    /// When a new window starts: how many lines the last one dropped, if any.
-    fn dropped_before(&mut self, now: Instant) -> Option<u64> {
-        if now.duration_since(self.window) < Duration::from_secs(1) {
-            return None;
-        }
-        self.window = now;
-        self.used = 0;
-        Some(std::mem::take(&mut self.dropped)).filter(|n| *n > 0)
-    }
-
-    fn admit(&mut self, _now: Instant) -> bool {
-        if self.used < self.per_second {
-            self.used += 1;
-            true
-        } else {
-            self.dropped += 1;
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::restart_delay;
     use std::time::Duration;
-
-    #[test]
-    fn log_rate_limit_drops_past_the_budget_and_reports_once_a_second() {
-        let start = tokio::time::Instant::now();
-        let mut l = super::RateLimit::new(3);
-        let admitted = (0..5).filter(|_| l.admit(start)).count();
-        assert_eq!(admitted, 3);
-        assert_eq!(l.dropped_before(start + Duration::from_millis(500)), None);
-        assert_eq!(
-            l.dropped_before(start + Duration::from_millis(1500)),
-            Some(2)
-        );
-        assert!(l.admit(start + Duration::from_millis(1500)));
-        assert_eq!(l.dropped_before(start + Duration::from_millis(2600)), None);
-    }
 
     #[test]
     fn first_three_restarts_are_immediate_then_backoff_doubles_to_16_minutes() {
