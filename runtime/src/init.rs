@@ -396,24 +396,78 @@ fn do_mount(root: &Path, m: &Mount) -> Result<()> {
     }
 }
 
-fn bind(source: &Path, at: &Path, readonly: bool) -> nix::Result<()> {
-    mount(
-        Some(source),
-        at,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+/// `struct mount_attr` of `mount_setattr(2)`, and the attributes used here.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Binds `source` and what is mounted below it at `at`, all of it nosuid and nodev, and
+/// read-only when asked. A bind remount would change the top mount only and leave those
+/// below writable (runc's plain `ro` has the same gap; its `rro` is this); mount_setattr
+/// with `AT_RECURSIVE` (Linux 5.12) changes the whole tree in one call. Flags not named
+/// stay as the host has them.
+fn bind(source: &Path, at: &Path, readonly: bool) -> Result<()> {
+    ctx(
+        mount(
+            Some(source),
+            at,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        "binding",
     )?;
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if readonly {
-        flags |= MsFlags::MS_RDONLY;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID
+            | MOUNT_ATTR_NODEV
+            | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = CString::new(at.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", at.display()))?;
+    // SAFETY: `path` is a NUL-terminated string and `attr` a `struct mount_attr` whose
+    // size is passed along; both outlive the call, which only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        let hint = if e.raw_os_error() == Some(libc::ENOSYS) {
+            " (mount_setattr needs Linux 5.12 or later)"
+        } else {
+            ""
+        };
+        let what = if readonly {
+            "making it read-only, nosuid and nodev"
+        } else {
+            "making it nosuid and nodev"
+        };
+        return Err(format!("{what}: {e}{hint}"));
     }
-    mount(None::<&str>, at, None::<&str>, flags, None::<&str>)
+    Ok(())
 }
 
 /// Paths of `/proc` that leak host information or allow host changes, hidden or made
 /// read-only as runc does by default (see runc's `config.json` `maskedPaths` and
-/// `readonlyPaths`; CVE-2019-16884 and CVE-2019-19921 are attacks on these mounts).
+/// `readonlyPaths`; CVE-2019-16884 and CVE-2019-19921 are attacks on these mounts). Those
+/// the kernel does not have are skipped. runc's `/sys/firmware` has no counterpart: no
+/// container has a `/sys`.
 const PROC_MASKED: [&str; 7] = [
     "kcore",
     "keys",
@@ -423,7 +477,7 @@ const PROC_MASKED: [&str; 7] = [
     "sched_debug",
     "sysrq-trigger",
 ];
-const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+const PROC_MASKED_DIRS: [&str; 3] = ["acpi", "asound", "scsi"];
 const PROC_READONLY: [&str; 4] = ["bus", "fs", "irq", "sys"];
 
 fn mount_proc(at: &Path) -> Result<()> {
@@ -461,7 +515,10 @@ fn mount_proc(at: &Path) -> Result<()> {
                     Some("tmpfs"),
                     &p,
                     Some("tmpfs"),
-                    MsFlags::MS_RDONLY,
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
                     Some("size=0"),
                 ),
                 &format!("masking /proc/{name}"),
@@ -471,17 +528,15 @@ fn mount_proc(at: &Path) -> Result<()> {
     for name in PROC_READONLY {
         let p = at.join(name);
         if p.exists() {
-            ctx(
-                bind(&p, &p, true),
-                &format!("making /proc/{name} read-only"),
-            )?;
+            bind(&p, &p, true).map_err(|e| format!("making /proc/{name} read-only: {e}"))?;
         }
     }
     Ok(())
 }
 
-/// The device nodes of `/dev`: name, major, minor (as in Linux's devices.txt).
-const DEVICES: [(&str, u64, u64); 6] = [
+/// The device nodes of `/dev`: name, major, minor (as in Linux's devices.txt). The
+/// container's device cgroup allows these and nothing else but its ptys (`cgroup.rs`).
+pub(crate) const DEVICES: [(&str, u64, u64); 6] = [
     ("null", 1, 3),
     ("zero", 1, 5),
     ("full", 1, 7),
@@ -504,7 +559,8 @@ fn mount_dev(at: &Path) -> Result<()> {
     )?;
     // Made with mknod, as runc does outside user namespaces: cheaper than a bind mount of
     // each host node, and only these six well-known character devices are ever made. The
-    // process cannot add more: it has no CAP_MKNOD.
+    // process cannot add more: it has no CAP_MKNOD; and the device cgroup refuses any
+    // other device, should a node of one appear.
     for (name, major, minor) in DEVICES {
         let p = at.join(name);
         ctx(

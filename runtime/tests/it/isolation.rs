@@ -364,3 +364,177 @@ async fn dev_has_working_devices_and_nothing_can_be_added() {
     }
     assert_denied(&f, "iso-dev-add", "", "open(\"/dev/sda\", \"w\")").await;
 }
+
+/// Waits until the container's own process (`comm`, after the shell's `exec`) runs, and
+/// returns its host pid.
+async fn process_named(c: &paas_runtime::Container, comm: &str) -> i32 {
+    for _ in 0..500 {
+        if let Some(pid) = c.cgroup().pids().into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|s| s.trim() == comm)
+        }) {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no process named {comm} appeared in the container");
+}
+
+/// The device cgroup allows the nodes paas-init makes and nothing else: a node of
+/// another device that shows up in the container's `/dev` (made here from the host,
+/// since the container cannot mknod) cannot be opened, while a second node of an allowed
+/// device can, and so can a pty. `/dev/kmsg` opened write-only needs no privilege, so
+/// without the device cgroup the container could write into the host's kernel log.
+#[tokio::test]
+async fn devices_outside_the_allow_list_cannot_be_opened_even_with_a_node() {
+    let f = fixture("10.252.10.0/24");
+    let cfg = config("iso-devcg", "exec sleep 30", NetworkMode::Isolated);
+    let id = cfg.id.clone();
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let pid = process_named(&c, "sleep").await;
+    let target = c.exec_target().expect("the container runs");
+    for (name, major, minor) in [("null-probe", 1, 3), ("kmsg-probe", 1, 11)] {
+        let p = format!("/proc/{pid}/root/dev/{name}");
+        nix::sys::stat::mknod(
+            p.as_str(),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(major, minor),
+        )
+        .unwrap_or_else(|e| panic!("mknod {p}: {e}"));
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    }
+    let python = "import os\nfor name in (\"null-probe\", \"kmsg-probe\"):\n    try:\n        os.close(os.open(\"/dev/\" + name, os.O_WRONLY))\n        print(name, \"ALLOWED\")\n    except OSError as e:\n        print(name, \"DENIED\", e.errno)\nmaster, pty = os.openpty()\nprint(\"pty\", os.major(os.fstat(pty).st_rdev))\n";
+    let out = f
+        .runtime
+        .exec(
+            &target,
+            vec!["/usr/bin/python3".into(), "-c".into(), python.into()],
+        )
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    c.stop(Duration::from_secs(2)).await;
+    assert_eq!(
+        text,
+        format!(
+            "null-probe ALLOWED\nkmsg-probe DENIED {}\npty 136\n",
+            libc::EPERM
+        ),
+        "an allowed device and a pty open, another device does not: {err}"
+    );
+    // On cgroup v1 the list is a file the host can read.
+    let v1 = std::path::Path::new("/sys/fs/cgroup/devices/devices.list").exists()
+        && !std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    if v1 {
+        let list =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/devices/paas/{id}/devices.list"));
+        c.destroy().await;
+        let mut list: Vec<String> = list.unwrap().lines().map(str::to_string).collect();
+        list.sort();
+        assert_eq!(
+            list,
+            [
+                "c 136:* rwm",
+                "c 1:3 rwm",
+                "c 1:5 rwm",
+                "c 1:7 rwm",
+                "c 1:8 rwm",
+                "c 1:9 rwm",
+                "c 5:0 rwm",
+                "c 5:2 rwm"
+            ]
+        );
+    } else {
+        c.destroy().await;
+    }
+}
+
+/// The `/proc` files and folders runc masks (`maskedPaths` in its default spec) are
+/// empty in a container, for those this host's kernel has.
+#[tokio::test]
+async fn proc_paths_runc_masks_are_empty() {
+    let f = fixture("10.252.11.0/24");
+    let files = [
+        "kcore",
+        "keys",
+        "latency_stats",
+        "timer_list",
+        "timer_stats",
+        "sched_debug",
+    ];
+    let dirs = ["acpi", "asound", "scsi"];
+    let on_host: Vec<&str> = files
+        .iter()
+        .chain(&dirs)
+        .copied()
+        .filter(|name| std::path::Path::new("/proc").join(name).exists())
+        .collect();
+    assert!(!on_host.is_empty(), "this host has none of them to check");
+    let out = probe(
+        &f,
+        "iso-proc-mask",
+        &format!(
+            "import os\nfor name in {files:?}:\n    p = \"/proc/\" + name\n    if os.path.exists(p):\n        print(name, len(open(p, \"rb\").read()))\nfor name in {dirs:?}:\n    p = \"/proc/\" + name\n    if os.path.exists(p):\n        print(name, len(os.listdir(p)))\n"
+        ),
+    )
+    .await;
+    let seen: Vec<&str> = out.lines().collect();
+    let mut expected: Vec<String> = on_host.iter().map(|name| format!("{name} 0")).collect();
+    expected.sort();
+    let mut seen: Vec<String> = seen.iter().map(|l| l.to_string()).collect();
+    seen.sort();
+    assert_eq!(seen, expected, "each is empty in the container");
+}
+
+/// Unmounts a host mount made for a test, even when the test fails.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A read-only bind of a folder that has a mount below it is read-only below too. (A
+/// bind remount changes one mount only: the tmpfs below stayed writable.)
+#[tokio::test]
+async fn read_only_binds_are_read_only_below_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture("10.252.12.0/24");
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    // Writable by anyone, so that only the mounts' read-only flag can refuse a write.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &sub,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m,mode=1777"),
+    )
+    .unwrap();
+    let _unmount = Unmount(sub.clone());
+    let mut cfg = config(
+        "iso-ro-rec",
+        "exec python3 -c 'import errno\nfor p in (\"/data/x\", \"/data/sub/x\"):\n    try:\n        open(p, \"w\").close()\n        print(p, \"ALLOWED\")\n    except OSError as e:\n        print(p, errno.errorcode[e.errno])\n'",
+        NetworkMode::Isolated,
+    );
+    cfg.mounts.push(paas_runtime::spec::Mount {
+        target: "/data".into(),
+        kind: paas_runtime::spec::MountKind::Bind {
+            source: dir.path().to_path_buf(),
+            readonly: true,
+        },
+    });
+    let (r, out, err) = run(&f, cfg).await;
+    assert_eq!(r, ExitReason::Exited(0), "{err}");
+    assert_eq!(out, "/data/x EROFS\n/data/sub/x EROFS\n");
+    assert!(
+        !sub.join("x").exists(),
+        "nothing was written into the host's mount"
+    );
+}
