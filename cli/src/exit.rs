@@ -56,12 +56,20 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Prints the failure and exits with its code. The message and hint may be the API's,
+/// quoting a tenant's input or output: on a terminal they are neutralised.
 pub fn fail(f: Failure) -> ! {
+    let screen = crate::terminal::Screen::stderr();
     let mut err = std::io::stderr().lock();
     use crate::style::{stderr, Colour};
-    let _ = writeln!(err, "{} {}", stderr("error:", Colour::Red), f.message);
+    let _ = writeln!(
+        err,
+        "{} {}",
+        stderr("error:", Colour::Red),
+        screen.text(&f.message)
+    );
     if let Some(h) = f.hint {
-        let _ = writeln!(err, "{} {h}", stderr("hint:", Colour::Cyan));
+        let _ = writeln!(err, "{} {}", stderr("hint:", Colour::Cyan), screen.text(&h));
     }
     std::process::exit(f.code)
 }

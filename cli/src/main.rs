@@ -8,6 +8,7 @@ mod config;
 mod exit;
 mod manifest;
 mod style;
+mod terminal;
 mod upload;
 
 use clap::{Parser, Subcommand};

@@ -15,3 +15,4 @@ mod releases;
 mod restart;
 mod routes;
 mod supervision;
+mod terminal;

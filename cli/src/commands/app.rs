@@ -5,6 +5,7 @@ use paas_api::{format_timestamp_ms, AppSummary};
 
 use super::apps::print_table;
 use crate::exit::Failure;
+use crate::terminal::Screen;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,8 +51,10 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
                 .map_or("-".to_string(), |d| d.chars().take(12).collect()),
         ),
     ];
+    // The start command and the buildpacks' names are tenants' text.
+    let screen = Screen::stdout();
     for (k, v) in fields {
-        println!("{:<15}{v}", format!("{k}:"));
+        println!("{:<15}{}", format!("{k}:"), screen.line(&v));
     }
     if a.instances.is_empty() {
         return Ok(());

@@ -3,6 +3,7 @@
 use paas_api::AppSummary;
 
 use crate::exit::Failure;
+use crate::terminal::Screen;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -32,9 +33,20 @@ pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints rows under headers, each column as wide as its widest cell.
+/// Prints rows under headers, each column as wide as its widest cell. Cells may hold a
+/// tenant's text (an event's description, a start command): on a terminal each is
+/// neutralised, before the widths are measured, so the columns still line up.
 pub fn print_table<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) {
-    print!("{}", format_table(headers, rows));
+    let screen = Screen::stdout();
+    if !screen.is_terminal() {
+        print!("{}", format_table(headers, rows));
+        return;
+    }
+    let shown: Vec<[String; N]> = rows
+        .iter()
+        .map(|r| r.each_ref().map(|c| screen.line(c).into_owned()))
+        .collect();
+    print!("{}", format_table(headers, &shown));
 }
 
 /// Rows under headers, each column as wide as its widest cell (in characters), three

@@ -9,6 +9,7 @@ use http::Method;
 
 use crate::client::{check, read_all};
 use crate::exit::{self, Failure};
+use crate::terminal::Screen;
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
@@ -70,8 +71,11 @@ pub async fn show(args: ShowArgs, ctx: super::Ctx) -> Result<(), Failure> {
     if shown.is_empty() {
         println!("App {name} sets no environment variables of its own.");
     }
+    // One variable a line on a terminal: a line break in a value shows as `^J`, so no
+    // value can pass for another variable.
+    let screen = Screen::stdout();
     for (k, v) in shown {
-        println!("{k}: {v}");
+        println!("{}: {}", screen.line(&k), screen.line(&v));
     }
     Ok(())
 }

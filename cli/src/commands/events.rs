@@ -8,6 +8,7 @@ use std::io::Write;
 use super::apps::print_table;
 use crate::client::{check, ndjson};
 use crate::exit::{self, Failure};
+use crate::terminal::Screen;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,12 +62,14 @@ async fn follow(name: &paas_api::AppName, ctx: super::Ctx) -> Result<(), Failure
         )
         .await?;
     let resp = check(resp, exit::GENERAL).await?;
+    let screen = Screen::stdout();
     let mut stdout = std::io::stdout().lock();
     ndjson(resp, |e: AppEvent| {
         let line = if ctx.json {
             serde_json::to_string(&e).unwrap_or_default()
         } else {
-            row(&e).join("  ").trim_end().to_string()
+            // A description can quote the app (a crash's reason, a failed start's).
+            screen.line(row(&e).join("  ").trim_end()).into_owned()
         };
         writeln!(stdout, "{line}")
             .and_then(|()| stdout.flush())

@@ -1,5 +1,13 @@
 //! `paas exec NAME [-i INDEX] -- COMMAND...`: run a command in a running instance, as
 //! `cf ssh NAME -c COMMAND` does, and exit with its exit code.
+//!
+//! The command's output arrives as lines (the API streams it so; there is no terminal
+//! session): printed to a terminal, each is neutralised like the app's logs, since what
+//! runs in an instance is the tenant's code and may print escapes meant for whoever
+//! looks ([`crate::terminal`]). Piped, it is passed on byte for byte. An interactive
+//! session, should one be added (`cf ssh` with a TTY: the person's terminal in raw mode
+//! talking to a shell in the instance), must pass its bytes raw instead: it is the
+//! person's own shell, and full-screen programs need their escapes.
 
 use std::io::Write;
 
@@ -9,6 +17,7 @@ use paas_api::{ExecEvent, ExecRequest, LogStream};
 
 use crate::client::{check, ndjson};
 use crate::exit::{self, Failure};
+use crate::terminal::Screen;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,6 +54,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         .await?;
     let resp = check(resp, exit::GENERAL).await?;
     let mut code = None;
+    let (stdout, stderr) = (Screen::stdout(), Screen::stderr());
     ndjson(resp, |e: ExecEvent| {
         match e {
             ExecEvent::Output {
@@ -52,12 +62,12 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
                 line,
             } => {
                 let mut o = std::io::stdout().lock();
-                let _ = writeln!(o, "{line}").and_then(|_| o.flush());
+                let _ = writeln!(o, "{}", stdout.text(&line)).and_then(|_| o.flush());
             }
             ExecEvent::Output {
                 stream: LogStream::Err,
                 line,
-            } => eprintln!("{line}"),
+            } => eprintln!("{}", stderr.text(&line)),
             ExecEvent::Exit { code: c } => code = Some(c),
         }
         code.is_none()

@@ -508,6 +508,8 @@ pub async fn follow_deployment(
     match outcome {
         Some(Ok(msg)) => {
             if !report.json {
+                // The URL is the API's to say; shown inert like the log above it.
+                let msg = crate::terminal::Screen::stdout().text(&msg);
                 println!(
                     "{}",
                     crate::style::stdout(&msg, crate::style::Colour::Green)

@@ -119,8 +119,10 @@ pub async fn show(
     if preview.create {
         println!("   create the app");
     }
+    // The current start command is the API's copy of a tenant's text.
+    let screen = crate::terminal::Screen::stdout();
     for s in &preview.settings {
-        println!("   change {s}");
+        println!("   change {}", screen.line(s));
     }
     for k in &preview.env {
         println!("   set env {k}");

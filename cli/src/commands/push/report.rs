@@ -1,10 +1,15 @@
 //! What `push` (and the other commands that roll an app out) tell the person running
 //! them: lines of text, or with `--json` one JSON event per line for scripts.
+//!
+//! The text holds the staging log, which a tenant's buildpack or build scripts write: on
+//! a terminal it is neutralised ([`crate::terminal`]); piped, and as JSON, it is not.
 
 use std::io::Write;
 
 use paas_api::DeployEvent;
 use serde::Serialize;
+
+use crate::terminal::Screen;
 
 /// The events of a push before the deployment's own ([`DeployEvent`]s, printed as the
 /// API sends them).
@@ -38,23 +43,28 @@ pub struct Reporter {
 impl Reporter {
     /// Prints `event` as JSON, or `text` for a person.
     pub fn say(&self, event: &PushEvent<'_>, text: impl FnOnce() -> String) {
-        self.line(if self.json {
-            serde_json::to_string(event).unwrap_or_default()
+        if self.json {
+            self.line(&serde_json::to_string(event).unwrap_or_default());
         } else {
-            text()
-        });
+            self.text(&text());
+        }
     }
 
     /// Prints a deployment event as JSON, or `text` (if any) for a person.
     pub fn deploy(&self, event: &DeployEvent, text: Option<String>) {
         if self.json {
-            self.line(serde_json::to_string(event).unwrap_or_default());
+            self.line(&serde_json::to_string(event).unwrap_or_default());
         } else if let Some(t) = text {
-            self.line(t);
+            self.text(&t);
         }
     }
 
-    fn line(&self, s: String) {
+    /// Text for a person, which may quote a tenant: neutralised on a terminal.
+    fn text(&self, s: &str) {
+        self.line(&Screen::stdout().text(s));
+    }
+
+    fn line(&self, s: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{s}").and_then(|()| out.flush());
     }
