@@ -16,7 +16,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
-use crate::spec::{ContainerSpec, ExecSpec, Mount, MountKind, ProcessSpec};
+use crate::spec::{ContainerSpec, ExecSpec, IdMap, Mount, MountKind, ProcessSpec};
 use crate::stack::HostStack;
 use crate::INIT_FAILURE_EXIT_CODE;
 
@@ -66,6 +66,9 @@ pub struct ContainerConfig {
     pub network: NetworkMode,
     /// A writable layer over a read-only folder (a droplet), with an optional quota.
     pub writable: Option<WritableLayer>,
+    /// A user namespace of its own (`uid` and `gid` are then ids inside it); `None`
+    /// runs it with the host's ids.
+    pub id_map: Option<IdMap>,
 }
 
 /// A copy-on-write layer: `lower` read-only, changes kept in the container's folder (or
@@ -281,6 +284,12 @@ impl Runtime {
                 uid: cfg.uid,
                 gid: cfg.gid,
             },
+            id_map: cfg.id_map,
+        };
+        // The container's user as the host sees it, for what the daemon makes for it.
+        let (host_uid, host_gid) = match cfg.id_map {
+            Some(m) => (m.host(cfg.uid), m.host(cfg.gid)),
+            None => (cfg.uid, cfg.gid),
         };
         c.process = Some(spec.process.clone());
         let mut child = Command::new(&self.init_exe)
@@ -314,12 +323,12 @@ impl Runtime {
         }
         if let Some((layer, upper, work)) = &layer {
             if let Some(bytes) = layer.disk_bytes {
-                crate::disk::create(&c.dir, bytes, cfg.uid, cfg.gid).await?;
+                crate::disk::create(&c.dir, bytes, host_uid, host_gid).await?;
             }
             for d in [upper, work] {
                 std::fs::create_dir_all(d).map_err(io("creating its writable layer"))?;
             }
-            std::os::unix::fs::chown(upper, Some(cfg.uid), Some(cfg.gid))
+            std::os::unix::fs::chown(upper, Some(host_uid), Some(host_gid))
                 .map_err(io("handing its writable layer to its user"))?;
         }
         stdin

@@ -17,7 +17,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -29,7 +29,7 @@ use nix::unistd::{
     Uid,
 };
 
-use crate::spec::{ContainerSpec, ExecSpec, Mount, MountKind, ProcessSpec};
+use crate::spec::{ContainerSpec, ExecSpec, IdMap, Mount, MountKind, ProcessSpec};
 use crate::INIT_FAILURE_EXIT_CODE;
 
 type Result<T> = std::result::Result<T, String>;
@@ -104,8 +104,36 @@ fn run_exec(spec_path: &Path) -> Result<i32> {
             name,
         ));
     }
+    // A container with a user namespace of its own: joined last, once everything that
+    // needs the host's root is done, and then as its root.
+    let user = format!("/proc/{}/ns/user", spec.target_pid);
+    let theirs = ctx(fs::metadata(&user), &format!("reading {user}"))?;
+    let ours = ctx(
+        fs::metadata("/proc/self/ns/user"),
+        "reading our user namespace",
+    )?;
+    let join_user = if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+        Some(ctx(fs::File::open(&user), &format!("opening {user}"))?)
+    } else {
+        None
+    };
     for (file, flag, name) in handles {
         ctx(setns(file, flag), &format!("joining the {name} namespace"))?;
+    }
+    if let Some(file) = join_user {
+        ctx(
+            setns(file, CloneFlags::CLONE_NEWUSER),
+            "joining the user namespace",
+        )?;
+        let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
+        ctx(
+            nix::unistd::setresgid(gid, gid, gid),
+            "becoming the namespace's root group",
+        )?;
+        ctx(
+            nix::unistd::setresuid(uid, uid, uid),
+            "becoming the namespace's root",
+        )?;
     }
     let signals = blocked_signals();
     ctx(signals.thread_block(), "blocking signals")?;
@@ -140,6 +168,9 @@ fn run_shim() -> Result<i32> {
             unshare(CloneFlags::CLONE_NEWNET),
             "unsharing the network namespace",
         )?;
+        // Done here, as root of the host's user namespace, which owns this network
+        // namespace: the container's own root could not.
+        loopback_up()?;
     }
     wait_for_go()?;
     for procs in &spec.cgroup_procs {
@@ -250,8 +281,12 @@ fn run_pid1(spec: &ContainerSpec) -> Result<i32> {
     )?;
     build_root(spec)?;
     ctx(sethostname(&spec.hostname), "setting the hostname")?;
-    if spec.netns.is_none() {
-        loopback_up()?;
+    // Everything above needed the host's root; from here pid 1 and the process are in a
+    // user namespace of their own. It owns no other namespace: the mounts, network and
+    // hostname were made by the host's root and cannot be changed from inside, even by
+    // the namespace's root.
+    if let Some(map) = spec.id_map {
+        enter_user_namespace(map)?;
     }
     let signals = blocked_signals();
     // SAFETY: pid 1 is single-threaded, so the child may run any code after fork.
@@ -424,16 +459,29 @@ fn bind(source: &Path, at: &Path, readonly: bool) -> Result<()> {
         ),
         "binding",
     )?;
+    let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 };
+    set_mount_attr(at, attrs, true).map_err(|e| {
+        let what = if readonly {
+            "making it read-only, nosuid and nodev"
+        } else {
+            "making it nosuid and nodev"
+        };
+        format!("{what}: {e}")
+    })
+}
+
+/// Sets `attrs` on the mount at `at` (and every mount below it, if `recursive`), leaving
+/// its other attributes as they are.
+fn set_mount_attr(at: &Path, attrs: u64, recursive: bool) -> Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NOSUID
-            | MOUNT_ATTR_NODEV
-            | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
     let path = CString::new(at.as_os_str().as_encoded_bytes())
         .map_err(|_| format!("{} contains a NUL byte", at.display()))?;
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: `path` is a NUL-terminated string and `attr` a `struct mount_attr` whose
     // size is passed along; both outlive the call, which only reads them.
     let r = unsafe {
@@ -441,7 +489,7 @@ fn bind(source: &Path, at: &Path, readonly: bool) -> Result<()> {
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             path.as_ptr(),
-            libc::AT_RECURSIVE as libc::c_uint,
+            flags as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -453,12 +501,7 @@ fn bind(source: &Path, at: &Path, readonly: bool) -> Result<()> {
         } else {
             ""
         };
-        let what = if readonly {
-            "making it read-only, nosuid and nodev"
-        } else {
-            "making it nosuid and nodev"
-        };
-        return Err(format!("{what}: {e}{hint}"));
+        return Err(format!("{e}{hint}"));
     }
     Ok(())
 }
@@ -615,6 +658,75 @@ fn mount_dev(at: &Path) -> Result<()> {
         )?;
     }
     let _ = fs::set_permissions(at, fs::Permissions::from_mode(0o755));
+    Ok(())
+}
+
+/// Enters a new user namespace with `map`'s ids and becomes its root. Its id maps are
+/// written by a child that stays in the host's user namespace (the only place they can
+/// be written from with a range of host ids), once this process has unshared. Called as
+/// pid 1 after `pivot_root`: `/proc/1` is this process.
+fn enter_user_namespace(map: IdMap) -> Result<()> {
+    let (ready_r, ready_w) = ctx(
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC),
+        "making a pipe",
+    )?;
+    let me = nix::unistd::getpid();
+    // SAFETY: paas-init is single-threaded, so the child may run any code after fork.
+    match ctx(unsafe { fork() }, "forking the id mapper")? {
+        ForkResult::Child => {
+            drop(ready_w);
+            let mut byte = [0u8; 1];
+            let code = match fs::File::from(ready_r).read(&mut byte) {
+                Ok(1) => match write_id_maps(me, map) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("paas-init: {e}");
+                        1
+                    }
+                },
+                _ => 1,
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_r);
+            let unshared = ctx(
+                unshare(CloneFlags::CLONE_NEWUSER),
+                "unsharing the user namespace",
+            );
+            let told = ctx(nix::unistd::write(&ready_w, b"u"), "waking the id mapper");
+            drop(ready_w);
+            let mapped = matches!(
+                ctx(waitpid(child, None), "waiting for the id mapper")?,
+                WaitStatus::Exited(_, 0)
+            );
+            unshared?;
+            told?;
+            if !mapped {
+                return Err("writing the user namespace's id maps failed".to_string());
+            }
+            let root = (Uid::from_raw(0), Gid::from_raw(0));
+            ctx(
+                nix::unistd::setresgid(root.1, root.1, root.1),
+                "becoming the namespace's root group",
+            )?;
+            ctx(
+                nix::unistd::setresuid(root.0, root.0, root.0),
+                "becoming the namespace's root",
+            )?;
+            ctx(setgroups(&[]), "dropping the host's groups")?;
+            Ok(())
+        }
+    }
+}
+
+/// Writes the uid and gid maps of `pid`'s user namespace.
+fn write_id_maps(pid: Pid, map: IdMap) -> Result<()> {
+    let line = format!("0 {} {}\n", map.host_base, map.size);
+    for file in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{file}");
+        ctx(fs::write(&path, &line), &format!("writing {path}"))?;
+    }
     Ok(())
 }
 

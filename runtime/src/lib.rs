@@ -30,6 +30,7 @@ pub use container::{
     UsageProbe, WritableLayer,
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
+pub use spec::IdMap;
 pub use stack::{HostStack, StackError};
 
 /// The uid and gid apps and buildpacks run as, as in Cloud Foundry's stacks.

@@ -22,6 +22,29 @@ pub struct ContainerSpec {
     /// Symlinks made in the root: `(target, link path inside the container)`.
     pub symlinks: Vec<(String, String)>,
     pub process: ProcessSpec,
+    /// A user namespace of its own, with these ids; `None`: the host's ids.
+    #[serde(default)]
+    pub id_map: Option<IdMap>,
+}
+
+/// How a container's user namespace maps its ids to the host's: its uids and gids
+/// `0..size` are the host's `host_base..host_base + size`. Root inside is an ordinary
+/// user outside, and containers with different bases share no host id (and so no
+/// per-user kernel limit, no file, no signal).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdMap {
+    pub host_base: u32,
+    pub size: u32,
+}
+
+impl IdMap {
+    /// Ids a container sees: 0 to 65535, as a standard Linux user database has them.
+    pub const SIZE: u32 = 65536;
+
+    /// The host id of the container's `id`.
+    pub fn host(&self, id: u32) -> u32 {
+        self.host_base + id
+    }
 }
 
 /// The most a framed spec may claim to be: a spec is a few KiB, and this only guards the

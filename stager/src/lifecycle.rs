@@ -26,7 +26,8 @@ use std::time::Duration;
 use paas_api::{AppName, LogStream, MemorySize};
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    ContainerConfig, ExitReason, Limits, NetworkMode, Runtime, RuntimeError, VCAP_GID, VCAP_UID,
+    ContainerConfig, ExitReason, IdMap, Limits, NetworkMode, Runtime, RuntimeError, VCAP_GID,
+    VCAP_UID,
 };
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc::UnboundedSender;
@@ -149,6 +150,19 @@ pub struct StagingRequest {
     /// `allow-outbound`), with the name servers of this resolv.conf, if any. `None`:
     /// loopback only.
     pub outbound: Option<Option<PathBuf>>,
+    /// The user namespace the steps run in (the app's own host ids); `None`: the
+    /// host's ids.
+    pub id_map: Option<IdMap>,
+}
+
+impl StagingRequest {
+    /// vcap as the host sees it: the owner of everything the build may write.
+    fn owner(&self) -> (u32, u32) {
+        match self.id_map {
+            Some(m) => (m.host(VCAP_UID), m.host(VCAP_GID)),
+            None => (VCAP_UID, VCAP_GID),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +237,7 @@ impl Stager {
         log: &LogSink,
     ) -> Result<(StagingInfo, Duration), StagingError> {
         let deadline = Instant::now() + req.timeout;
-        let layout = Layout::new(work);
+        let layout = Layout::new(work, req.owner());
         layout.create(req).await?;
 
         let mut plans: BTreeMap<String, DetectPlan> = BTreeMap::new();
@@ -260,7 +274,7 @@ impl Stager {
         let names: Vec<String> = chosen.iter().map(|b| b.name.to_string()).collect();
         say(log, &format!("Buildpacks: {}", names.join(", ")));
         if let Some(store) = &req.cache_dir {
-            restore_caches(store, &layout.cache, &chosen, log).await;
+            restore_caches(store, &layout.cache, &chosen, req.owner(), log).await;
         }
 
         layout.create_dialect_dirs(&chosen).await?;
@@ -696,6 +710,7 @@ cd /home/vcap/layers/{n}
             },
             network,
             writable: None,
+            id_map: req.id_map,
         };
         let revoke = || async {
             if let Some(ip) = outbound_ip {
@@ -763,7 +778,13 @@ const MAX_CACHE_BYTES: u64 = 1 << 30;
 
 /// Restores each buildpack's cache from `store` into `work_cache/<name>` (its
 /// `CACHE_DIR`), if it was saved by the same version of that buildpack.
-async fn restore_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], log: &LogSink) {
+async fn restore_caches(
+    store: &Path,
+    work_cache: &Path,
+    chosen: &[&Buildpack],
+    (uid, gid): (u32, u32),
+    log: &LogSink,
+) {
     for bp in chosen {
         let (archive_path, version_path) = cache_paths(store, bp);
         let dir = work_cache.join(bp.name.as_str());
@@ -784,7 +805,7 @@ async fn restore_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], 
                 std::io::BufReader::new(f),
                 &target,
                 ArchivePolicy::droplet(),
-                Some((VCAP_UID, VCAP_GID)),
+                Some((uid, gid)),
             )
             .map_err(|e| e.to_string())?;
             Ok(())
@@ -797,7 +818,7 @@ async fn restore_caches(store: &Path, work_cache: &Path, chosen: &[&Buildpack], 
                 // A broken cache costs a slower build, never a failed one.
                 let _ = std::fs::remove_dir_all(&dir);
                 let _ = std::fs::create_dir_all(&dir);
-                let _ = std::os::unix::fs::chown(&dir, Some(VCAP_UID), Some(VCAP_GID));
+                let _ = std::os::unix::fs::chown(&dir, Some(uid), Some(gid));
                 say(
                     log,
                     &format!(
@@ -1102,6 +1123,8 @@ struct Layout {
     detect_us: AtomicU64,
     /// Microseconds in every other buildpack script.
     steps_us: AtomicU64,
+    /// vcap as the host sees it ([`StagingRequest::owner`]).
+    owner: (u32, u32),
 }
 
 /// Wraps a step's script so that it records how long the buildpack's own code ran, in
@@ -1121,8 +1144,9 @@ fn deps_index(i: usize, len: usize) -> String {
 }
 
 impl Layout {
-    fn new(work: &Path) -> Self {
+    fn new(work: &Path, owner: (u32, u32)) -> Self {
         Layout {
+            owner,
             home: work.join("home"),
             cache: work.join("cache"),
             env: work.join("env"),
@@ -1150,6 +1174,7 @@ impl Layout {
         let bps = self.buildpacks.clone();
         let stage = self.stage.clone();
         let req = req.clone();
+        let (uid, gid) = self.owner;
         tokio::task::spawn_blocking(move || -> Result<(), StagingError> {
             for d in ["app", "deps", "profile.d", "tmp"] {
                 let p = home.join(d);
@@ -1163,18 +1188,18 @@ impl Layout {
                 std::io::BufReader::new(pkg),
                 &home.join("app"),
                 ArchivePolicy::upload(),
-                Some((VCAP_UID, VCAP_GID)),
+                Some((uid, gid)),
             )
             .map_err(StagingError::Package)?;
             for (k, v) in &req.env {
                 std::fs::write(env_dir.join(k), v).map_err(io_err("writing ENV_DIR"))?;
             }
             for bp in &req.buildpacks {
-                copy_dir(&bp.dir, &bps.join(bp.name.as_str()))
+                copy_dir(&bp.dir, &bps.join(bp.name.as_str()), (uid, gid))
                     .map_err(io_err(format!("copying buildpack {}", bp.name)))?;
                 let own_cache = cache.join(bp.name.as_str());
                 std::fs::create_dir_all(&own_cache).map_err(io_err("creating a cache folder"))?;
-                std::os::unix::fs::chown(&own_cache, Some(VCAP_UID), Some(VCAP_GID))
+                std::os::unix::fs::chown(&own_cache, Some(uid), Some(gid))
                     .map_err(io_err("handing the cache folder to vcap"))?;
             }
             for d in [
@@ -1186,7 +1211,7 @@ impl Layout {
                 cache.clone(),
                 stage.clone(),
             ] {
-                std::os::unix::fs::chown(&d, Some(VCAP_UID), Some(VCAP_GID))
+                std::os::unix::fs::chown(&d, Some(uid), Some(gid))
                     .map_err(io_err("handing the build folder to vcap"))?;
             }
             Ok(())
@@ -1210,7 +1235,7 @@ impl Layout {
             };
             let made = home.mkdir_all(&dir, 0o755).and_then(|()| {
                 for d in dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
-                    home.chown(d, VCAP_UID, VCAP_GID)?;
+                    home.chown(d, self.owner.0, self.owner.1)?;
                 }
                 Ok(())
             });
@@ -1230,7 +1255,7 @@ impl Layout {
         let stage = self.stage_tree()?;
         stage
             .write(&plan_path, cnb::buildpack_plan(plan).as_bytes(), 0o644)
-            .and_then(|()| stage.chown(&plan_path, VCAP_UID, VCAP_GID))
+            .and_then(|()| stage.chown(&plan_path, self.owner.0, self.owner.1))
             .map_err(io_err("writing the buildpack plan"))
     }
 
@@ -1442,21 +1467,21 @@ impl Layout {
 }
 
 /// Copies a buildpack folder, giving every file to vcap. Symlinks are copied as links.
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+fn copy_dir(from: &Path, to: &Path, (uid, gid): (u32, u32)) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
-    std::os::unix::fs::chown(to, Some(VCAP_UID), Some(VCAP_GID))?;
+    std::os::unix::fs::chown(to, Some(uid), Some(gid))?;
     for e in std::fs::read_dir(from)? {
         let e = e?;
         let (src, dst) = (e.path(), to.join(e.file_name()));
         let ft = e.file_type()?;
         if ft.is_dir() {
-            copy_dir(&src, &dst)?;
+            copy_dir(&src, &dst, (uid, gid))?;
         } else if ft.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-            std::os::unix::fs::lchown(&dst, Some(VCAP_UID), Some(VCAP_GID))?;
+            std::os::unix::fs::lchown(&dst, Some(uid), Some(gid))?;
         } else if ft.is_file() {
             std::fs::copy(&src, &dst)?;
-            std::os::unix::fs::chown(&dst, Some(VCAP_UID), Some(VCAP_GID))?;
+            std::os::unix::fs::chown(&dst, Some(uid), Some(gid))?;
         }
     }
     Ok(())

@@ -495,3 +495,87 @@ fn a_build_printing_a_flood_is_held_to_its_line_rate() {
         "{printed} of 20000 lines reached the client"
     );
 }
+
+/// The host id that id 0 of `app`'s user namespace is, read from inside an instance.
+fn host_base_of(d: &Daemon, app: &str) -> u64 {
+    let map = d.paas_ok(&["exec", app, "--", "cat", "/proc/self/uid_map"]);
+    let fields: Vec<u64> = map
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(fields.len(), 3, "one line of uid_map: {map:?}");
+    assert_eq!(fields[0], 0, "{map:?}");
+    fields[1]
+}
+
+/// Host uids of the processes running `needle`.
+fn host_uids_running(needle: &str) -> Vec<u64> {
+    let mut uids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let Ok(cmd) = std::fs::read(p.join("cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmd).contains(needle) {
+            continue;
+        }
+        if let Ok(status) = std::fs::read_to_string(p.join("status")) {
+            if let Some(uid) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            {
+                uids.push(uid);
+            }
+        }
+    }
+    uids
+}
+
+#[test]
+fn each_app_runs_in_a_user_namespace_of_its_own() {
+    // Before: every instance of every app ran as host uid 2000 (sharing per-user kernel
+    // limits), with no user namespace: root inside would have been root outside.
+    let d = Daemon::start();
+    let _a = push_a_shell_app(&d, "tenant-a");
+    let _b = push_a_shell_app(&d, "tenant-b");
+    let (a, b) = (host_base_of(&d, "tenant-a"), host_base_of(&d, "tenant-b"));
+    assert!(
+        a >= 65536 && b >= 65536,
+        "root inside is an ordinary host user: {a}, {b}"
+    );
+    assert!(
+        a.abs_diff(b) >= 65536,
+        "the apps' ranges do not overlap: {a}, {b}"
+    );
+    let inside = d.paas_ok(&["exec", "tenant-a", "--", "id", "-u"]);
+    assert_eq!(inside.trim(), "2000", "the app is vcap inside");
+    // Seen from the host, each app's process is vcap of its own range.
+    let on_host = host_uids_running("http.server");
+    for base in [a, b] {
+        assert!(
+            on_host.contains(&(base + 2000)),
+            "a process of host uid {} in {on_host:?}",
+            base + 2000
+        );
+    }
+    // What an instance writes belongs to its range on the host too.
+    d.paas_ok(&[
+        "exec",
+        "tenant-a",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /home/vcap/app/written",
+    ]);
+    let stat = d.paas_ok(&[
+        "exec",
+        "tenant-a",
+        "--",
+        "stat",
+        "-c",
+        "%u",
+        "/home/vcap/app/written",
+    ]);
+    assert_eq!(stat.trim(), "2000");
+}

@@ -78,6 +78,10 @@ impl Platform {
                 .settings
                 .outbound()
                 .then(|| self.outbound_resolv_conf()),
+            id_map: Some(
+                self.id_map(app)
+                    .map_err(|e| Failure::internal(format!("{e:#}")))?,
+            ),
         };
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
         let forward = {
@@ -169,14 +173,17 @@ impl Platform {
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Failure> {
         let app = &record.name;
+        let ids = self
+            .id_map(app)
+            .map_err(|e| Failure::internal(format!("{e:#}")))?;
         let droplet_dir = self
-            .droplet_dir(&release.droplet)
+            .droplet_dir(&release.droplet, ids)
             .await
             .map_err(|e| Failure::internal(format!("{e:#}")))?;
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self.start_instances(record, release, &droplet_dir);
+        let fresh = self.start_instances(record, release, &droplet_dir, ids);
         self.instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -290,7 +297,20 @@ impl Platform {
             Ok(list) => {
                 for sha in list {
                     let _ = std::fs::remove_file(self.blobs.path(&sha));
-                    let _ = std::fs::remove_dir_all(self.droplets_dir.join(&sha));
+                    // Unpacked once per user namespace: `SHA-BASE`.
+                    let prefix = format!("{sha}-");
+                    for e in std::fs::read_dir(&self.droplets_dir)
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        if e.file_name()
+                            .to_str()
+                            .is_some_and(|n| n.starts_with(&prefix))
+                        {
+                            let _ = std::fs::remove_dir_all(e.path());
+                        }
+                    }
                     tracing::info!(droplet = %sha, "collected an old droplet");
                 }
             }

@@ -72,6 +72,8 @@ pub struct InstanceSpec {
     pub droplet_dir: PathBuf,
     /// The app's own environment, set after the platform's.
     pub env: Vec<(String, String)>,
+    /// The app's user namespace.
+    pub id_map: paas_runtime::IdMap,
 }
 
 pub struct Instance {
@@ -508,6 +510,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
             pids: PIDS_LIMIT,
         },
         network: NetworkMode::Routed(address),
+        id_map: Some(spec.id_map),
     };
     platform.runtime.start(cfg).await.map_err(|e| e.to_string())
 }

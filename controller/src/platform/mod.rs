@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
 use paas_router::Router;
-use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
+use paas_runtime::{AddressPool, CgroupDriver, HostStack, IdMap, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::Stager;
 
@@ -212,9 +212,16 @@ impl Platform {
                     .insert(app.name.clone(), Vec::new());
                 continue;
             }
-            match self.droplet_dir(&release.droplet).await {
-                Ok(droplet) => {
-                    let started = self.start_instances(&app, &release, &droplet);
+            let unpacked = match self.id_map(&app.name) {
+                Ok(ids) => self
+                    .droplet_dir(&release.droplet, ids)
+                    .await
+                    .map(|dir| (dir, ids)),
+                Err(e) => Err(e),
+            };
+            match unpacked {
+                Ok((droplet, ids)) => {
+                    let started = self.start_instances(&app, &release, &droplet, ids);
                     self.instances
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -390,15 +397,48 @@ impl Platform {
         stop_all(all).await;
     }
 
-    /// The unpacked droplet `sha`, unpacking it on first use. Instances share it read-only
-    /// as the lower layer of their `/home/vcap` overlay.
-    async fn droplet_dir(&self, sha: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.droplets_dir.join(sha);
+    /// The user namespace the app's containers run in: host ids of its own, so that no
+    /// two apps share a host user (nor its files, signals and per-user kernel limits),
+    /// and root inside is an ordinary user outside. Slot N holds host ids
+    /// `2^31 + N * 65536` and the 65535 after, above any host's own users and the usual
+    /// subordinate id ranges (/etc/subuid starts at 100000).
+    pub(crate) fn id_map(&self, app: &AppName) -> anyhow::Result<IdMap> {
+        const FIRST: u64 = 1 << 31;
+        let slot = self
+            .store
+            .id_slot(app)
+            .context("reading the app's user ids")?;
+        let base = FIRST + u64::from(slot) * u64::from(IdMap::SIZE);
+        let base = u32::try_from(base)
+            .ok()
+            .filter(|b| b.checked_add(IdMap::SIZE).is_some())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no range of host user ids is left for app {app}: this platform has made 32767 apps"
+                )
+            })?;
+        Ok(IdMap {
+            host_base: base,
+            size: IdMap::SIZE,
+        })
+    }
+
+    /// The unpacked droplet `sha` for containers of `ids`, unpacking it on first use.
+    /// Instances share it read-only as the lower layer of their `/home/vcap` overlay; its
+    /// files belong to vcap of that user namespace.
+    async fn droplet_dir(&self, sha: &str, ids: IdMap) -> anyhow::Result<PathBuf> {
+        let dir = self.droplets_dir.join(format!("{sha}-{:x}", ids.host_base));
+        let (uid, gid) = (
+            ids.host(paas_runtime::VCAP_UID),
+            ids.host(paas_runtime::VCAP_GID),
+        );
         if dir.is_dir() {
             return Ok(dir);
         }
         let blob = self.blobs.path(sha);
-        let tmp = self.droplets_dir.join(format!(".{sha}.tmp"));
+        let tmp = self
+            .droplets_dir
+            .join(format!(".{sha}-{:x}.tmp", ids.host_base));
         let target = dir.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -409,14 +449,10 @@ impl Platform {
                 std::io::BufReader::new(f),
                 &tmp,
                 ArchivePolicy::droplet(),
-                Some((paas_runtime::VCAP_UID, paas_runtime::VCAP_GID)),
+                Some((uid, gid)),
             )
             .context("unpacking the droplet")?;
-            std::os::unix::fs::chown(
-                &tmp,
-                Some(paas_runtime::VCAP_UID),
-                Some(paas_runtime::VCAP_GID),
-            )?;
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
             std::fs::rename(&tmp, &target)?;
             Ok(())
         })
@@ -430,6 +466,7 @@ impl Platform {
         app: &AppRecord,
         release: &Release,
         droplet: &std::path::Path,
+        ids: IdMap,
     ) -> Vec<Arc<Instance>> {
         let env: Vec<(String, String)> = match self.store.env(&app.name) {
             Ok(e) => e.into_iter().collect(),
@@ -450,6 +487,7 @@ impl Platform {
                         start_command: release.start_command.clone(),
                         droplet_dir: droplet.to_path_buf(),
                         env: env.clone(),
+                        id_map: ids,
                     },
                 )
             })

@@ -80,6 +80,12 @@ CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
 CREATE TABLE IF NOT EXISTS app_stopped (
     app TEXT PRIMARY KEY
 );
+-- Each app's range of host user ids, by slot. AUTOINCREMENT: a slot is never handed out
+-- again, so a new app never gets ids that files of a deleted one may still carry.
+CREATE TABLE IF NOT EXISTS id_slots (
+    slot INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS app_env (
     app TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -256,6 +262,24 @@ impl Store {
             )?;
         }
         Ok(())
+    }
+
+    /// The app's slot of host user ids, made at its first use.
+    pub fn id_slot(&self, app: &AppName) -> Result<u32, StoreError> {
+        let db = self.db();
+        db.execute(
+            "INSERT OR IGNORE INTO id_slots (app) VALUES (?1)",
+            params![app.as_str()],
+        )?;
+        let slot: i64 = db.query_row(
+            "SELECT slot FROM id_slots WHERE app = ?1",
+            params![app.as_str()],
+            |r| r.get(0),
+        )?;
+        u32::try_from(slot).map_err(|_| StoreError::Corrupt {
+            app: app.to_string(),
+            detail: format!("user id slot {slot}"),
+        })
     }
 
     pub fn is_stopped(&self, app: &AppName) -> Result<bool, StoreError> {

@@ -118,6 +118,7 @@ fn run() -> Result<ExitCode, String> {
         },
         network: NetworkMode::Isolated,
         writable: None,
+        id_map: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -62,6 +62,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
         },
         network,
         writable: None,
+        id_map: None,
     }
 }
 

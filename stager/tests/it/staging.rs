@@ -130,6 +130,7 @@ async fn stage_with_disk(
         cache_dir: None,
         disk,
         outbound: None,
+        id_map: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let res = f.stager.stage(&req, &tx).await;
