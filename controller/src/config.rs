@@ -15,6 +15,11 @@ pub struct Config {
     pub https_listen: SocketAddr,
     /// Proxies in front of the router whose forwarding headers are kept.
     pub trusted_proxies: Vec<paas_router::trust::Cidr>,
+    /// The most client connections the router holds open at once, HTTP and HTTPS.
+    pub max_connections: usize,
+    /// The most connections the router holds open at once from one client address
+    /// (trusted proxies excepted).
+    pub max_connections_per_client: usize,
     /// Where the router's `/health` and `/metrics` answer.
     pub admin_listen: SocketAddr,
     /// Apps answer at `NAME.DOMAIN`.

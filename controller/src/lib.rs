@@ -74,6 +74,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         paas_router::Router::with_config(paas_router::RouterConfig {
             trusted_proxies: cfg.trusted_proxies.clone(),
             response_timeout: cfg.response_timeout,
+            max_connections: cfg.max_connections,
+            max_connections_per_client: cfg.max_connections_per_client,
             ..Default::default()
         })
         .with_access_log(sink),

@@ -36,6 +36,15 @@ struct Args {
     /// replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = paas_router::trust::Cidr::parse)]
     trusted_proxies: Vec<paas_router::trust::Cidr>,
+    /// The most client connections the router holds open at once, HTTP and HTTPS
+    /// together; more are closed at accept (plain HTTP gets a short 503 first).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_connections: usize,
+    /// The most connections the router holds open at once from one client address; more
+    /// are closed at accept. Trusted proxies (--trusted-proxy) are held to
+    /// --max-connections only.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_connections_per_client: usize,
     /// Address of the router's /health and /metrics (Prometheus).
     #[arg(long, default_value = "127.0.0.1:9080", value_name = "ADDR")]
     admin_listen: SocketAddr,
@@ -110,6 +119,8 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         http_listen: args.http_listen,
         https_listen: args.https_listen,
         trusted_proxies: args.trusted_proxies,
+        max_connections: args.max_connections.max(1),
+        max_connections_per_client: args.max_connections_per_client.max(1),
         admin_listen: args.admin_listen,
         domain,
         instance_cidr: args.instance_cidr,

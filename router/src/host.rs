@@ -29,9 +29,27 @@ pub fn normalise(raw: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
+/// The port a Host header value names, if it names one: `app.example.com:8080` → 8080.
+pub fn port(raw: &str) -> Option<u16> {
+    let raw = raw.trim();
+    let after_host = match raw.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.1,
+        None => raw,
+    };
+    after_host.rsplit_once(':')?.1.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalise;
+    use super::{normalise, port};
+
+    #[test]
+    fn finds_the_port() {
+        assert_eq!(port("app.localhost:8080"), Some(8080));
+        assert_eq!(port("app.localhost"), None);
+        assert_eq!(port("[::1]:443"), Some(443));
+        assert_eq!(port("[::1]"), None);
+    }
 
     #[test]
     fn ignores_case_port_and_trailing_dot() {

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,22 @@ pub type AccessSink = Arc<dyn Fn(&AccessLog) + Send + Sync>;
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
+/// Which cap a connection was refused by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionCap {
+    Total,
+    PerClient,
+}
+
+/// What was closed for being idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleClose {
+    /// A connection served by hyper (HTTP/2, in practice) with no request under way.
+    Connection,
+    /// A WebSocket tunnel with no byte either way.
+    WebSocket,
+}
+
 /// Counters, updated without locks on the request path.
 #[derive(Default)]
 pub struct Metrics {
@@ -65,6 +81,15 @@ pub struct Metrics {
     duration_us: AtomicU64,
     count: AtomicU64,
     draining: AtomicBool,
+    /// Client connections open now, plain and TLS: the count the total cap checks.
+    pub(crate) connections_open: AtomicUsize,
+    /// Connections refused at accept, by [`ConnectionCap`].
+    connections_refused: [AtomicU64; 2],
+    /// WebSocket tunnels open now (or opening): the count their cap checks.
+    pub(crate) websockets_open: AtomicUsize,
+    websockets_refused: AtomicU64,
+    /// Closed for being idle, by [`IdleClose`].
+    idle_closed: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -81,6 +106,18 @@ impl Metrics {
         self.duration_us
             .fetch_add(duration.as_micros() as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused_connection(&self, cap: ConnectionCap) {
+        self.connections_refused[cap as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused_websocket(&self) {
+        self.websockets_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn closed_idle(&self, what: IdleClose) {
+        self.idle_closed[what as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn begin_drain(&self) {
@@ -131,6 +168,50 @@ impl Metrics {
         out.push_str(&format!(
             "paas_router_request_duration_seconds_count {count}\n"
         ));
+        let gauge = |out: &mut String, name: &str, help: &str, v: usize| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+            ));
+        };
+        gauge(
+            &mut out,
+            "paas_router_connections_open",
+            "Client connections open now, plain and TLS.",
+            self.connections_open.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP paas_router_connections_refused_total Connections closed at accept, by the cap they were over.\n");
+        out.push_str("# TYPE paas_router_connections_refused_total counter\n");
+        for (limit, c) in ["total", "per_client"]
+            .iter()
+            .zip(&self.connections_refused)
+        {
+            out.push_str(&format!(
+                "paas_router_connections_refused_total{{limit=\"{limit}\"}} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        gauge(
+            &mut out,
+            "paas_router_websockets_open",
+            "WebSocket tunnels open now.",
+            self.websockets_open.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP paas_router_websockets_refused_total WebSocket requests answered 503 for the tunnel cap.\n");
+        out.push_str("# TYPE paas_router_websockets_refused_total counter\n");
+        out.push_str(&format!(
+            "paas_router_websockets_refused_total {}\n",
+            self.websockets_refused.load(Ordering::Relaxed)
+        ));
+        out.push_str(
+            "# HELP paas_router_idle_closed_total Connections and tunnels closed for being idle.\n",
+        );
+        out.push_str("# TYPE paas_router_idle_closed_total counter\n");
+        for (kind, c) in ["connection", "websocket"].iter().zip(&self.idle_closed) {
+            out.push_str(&format!(
+                "paas_router_idle_closed_total{{kind=\"{kind}\"}} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
         out.push_str("# HELP paas_router_routes Routes in the current table.\n");
         out.push_str("# TYPE paas_router_routes gauge\n");
         out.push_str(&format!("paas_router_routes {routes}\n"));
@@ -228,5 +309,17 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("paas_router_routes 3\n"), "{text}");
+        m.refused_connection(ConnectionCap::PerClient);
+        m.closed_idle(IdleClose::WebSocket);
+        let text = m.render(3);
+        assert!(
+            text.contains("paas_router_connections_refused_total{limit=\"per_client\"} 1\n")
+                && text.contains("paas_router_connections_refused_total{limit=\"total\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("paas_router_idle_closed_total{kind=\"websocket\"} 1\n"),
+            "{text}"
+        );
     }
 }

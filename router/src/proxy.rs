@@ -156,35 +156,65 @@ pub fn framing_filter(h: &HeaderMap) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Phase 1: which host does the request want? HTTP/1.1 must name one, once.
+/// Phase 1: which host does the request want? The request target's authority when it
+/// has one (HTTP/1.1's absolute form, HTTP/2's `:authority`), else the Host header.
+///
+/// RFC 9112, 3.2: an HTTP/1.1 request without a Host, with more than one, or with an
+/// invalid one is refused with 400, whatever the form of its target. RFC 9112, 3.2.2: a
+/// proxy ignores the Host of an absolute-form request (and
+/// [`upstream_request_filter`] replaces it with the target's authority). RFC 9113,
+/// 8.3.1: over HTTP/2 a Host naming another host than `:authority` makes the request
+/// malformed. So the host a request is routed by is the only one its app can see: a
+/// client cannot reach app A while app A reads app B's name (in the links, redirects
+/// and cache keys it builds from Host).
 pub fn request_filter<B>(req: &Request<B>) -> Result<String, ProxyError> {
     framing_filter(req.headers())?;
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
         return Err(bad_request("more than one Host header"));
     }
-    let raw = match req.uri().authority() {
-        Some(a) => Some(a.as_str()),
-        None => match req.headers().get(header::HOST) {
-            Some(v) => Some(
-                v.to_str()
-                    .map_err(|_| bad_request("the Host header is not valid text"))?,
-            ),
-            None => None,
-        },
+    let host_header = match host_header {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| bad_request("the Host header is not valid text"))?,
+        ),
+        None => None,
     };
-    let Some(raw) = raw else {
-        return if req.version() == Version::HTTP_10 {
-            Err(ProxyError::new(
+    let invalid_host = || bad_request("the Host header is not a valid host name");
+    let Some(authority) = req.uri().authority() else {
+        // Origin form: the Host header names the host (the common case, kept short).
+        return match host_header {
+            Some(raw) => host::normalise(raw).ok_or_else(invalid_host),
+            None if req.version() == Version::HTTP_10 => Err(ProxyError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_route",
                 Fault::Downstream,
                 "no app is routed here: send a Host header naming the app".to_string(),
-            ))
-        } else {
-            Err(bad_request("HTTP/1.1 requests must have a Host header"))
+            )),
+            None => Err(bad_request("HTTP/1.1 requests must have a Host header")),
         };
     };
-    host::normalise(raw).ok_or_else(|| bad_request("the Host header is not a valid host name"))
+    let target = host::normalise(authority.as_str())
+        .ok_or_else(|| bad_request("the request target's host is not a valid host name"))?;
+    match host_header {
+        Some(raw) => {
+            let named = host::normalise(raw).ok_or_else(invalid_host)?;
+            let other_port = host::port(raw)
+                .zip(authority.port_u16())
+                .is_some_and(|(p, q)| p != q);
+            if req.version() == Version::HTTP_2 && (named != target || other_port) {
+                return Err(bad_request(
+                    "the Host header names another host than :authority",
+                ));
+            }
+        }
+        None if req.version() == Version::HTTP_11 => {
+            return Err(bad_request("HTTP/1.1 requests must have a Host header"));
+        }
+        None => {}
+    }
+    Ok(target)
 }
 
 fn bad_request(msg: &str) -> ProxyError {
@@ -430,15 +460,17 @@ pub fn upstream_request_filter<B>(
     trusted: bool,
     started_ms: u64,
 ) -> HeaderValue {
-    // HTTP/2 names the host in `:authority`, not Host; the app gets it as Host.
-    if !req.headers().contains_key(header::HOST) {
-        if let Some(v) = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            req.headers_mut().insert(header::HOST, v);
-        }
+    // The app sees as Host the host the request was routed by (see
+    // [`request_filter`]): a target's authority (absolute form, or HTTP/2's
+    // `:authority`) replaces whatever Host the client sent (RFC 9112, 3.2.2: "A proxy
+    // that forwards such a request MUST generate a new Host field value based on the
+    // received request-target"; RFC 9113, 8.3.1).
+    if let Some(v) = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, v);
     }
     // Origin form (`/path?query`) towards the app, whatever form the client used.
     let pq = req
@@ -574,6 +606,51 @@ mod tests {
             assert!(valid_traceparent(&tp), "{tp:?}");
         }
         assert_ne!(new_request_id(), new_request_id());
+    }
+
+    fn request(version: Version, uri: &str, hosts: &[&str]) -> Request<()> {
+        let mut req = Request::builder().version(version).uri(uri);
+        for h in hosts {
+            req = req.header(header::HOST, *h);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_target_s_authority_routes_and_replaces_host() {
+        let mut req = request(Version::HTTP_11, "http://A.localhost/p?q", &["b.localhost"]);
+        assert_eq!(request_filter(&req).unwrap(), "a.localhost");
+        let client = HeaderValue::from_static("10.0.0.1");
+        upstream_request_filter(&mut req, &client, "http", false, 0);
+        assert_eq!(req.uri(), "/p?q");
+        let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+        assert_eq!(hosts, ["A.localhost"]);
+        assert_eq!(req.headers()["x-forwarded-host"], "A.localhost");
+        // HTTP/1.0 needs no Host; HTTP/1.1 does, even with an absolute target.
+        assert!(request_filter(&request(Version::HTTP_10, "http://a.localhost/", &[])).is_ok());
+        assert!(request_filter(&request(Version::HTTP_11, "http://a.localhost/", &[])).is_err());
+    }
+
+    #[test]
+    fn an_http2_host_must_name_what_authority_names() {
+        let h2 = |uri: &str, hosts: &[&str]| request_filter(&request(Version::HTTP_2, uri, hosts));
+        assert_eq!(h2("https://a.localhost/", &[]).unwrap(), "a.localhost");
+        assert_eq!(
+            h2("https://a.localhost/", &["A.localhost."]).unwrap(),
+            "a.localhost"
+        );
+        // A port on one side only names the same host.
+        assert!(h2("https://a.localhost:8443/", &["a.localhost"]).is_ok());
+        for (uri, host) in [
+            ("https://a.localhost/", "b.localhost"),
+            ("https://a.localhost:8443/", "a.localhost:443"),
+            ("https://a.localhost/", "a localhost"),
+        ] {
+            let e = h2(uri, &[host]).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{uri} {host}");
+        }
+        // Without :authority, Host names the host, as in HTTP/1.1.
+        assert_eq!(h2("/", &["b.localhost"]).unwrap(), "b.localhost");
     }
 
     #[test]

@@ -9,12 +9,21 @@
 //! handshake (GET with a `Sec-WebSocket-Key` of its own, whose answer it checks) and,
 //! once the app switches, answers the client 200 and joins the stream to the app's
 //! connection.
+//!
+//! A tunnel is bounded like the connections it joins: it is closed after a while with
+//! no byte either way ([`Pending::join`]), and the server caps how many are open at
+//! once.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::pool::{connect_tcp, SendError};
 use crate::proxy::{connection_tokens, next_random};
@@ -110,16 +119,32 @@ pub fn mark_upgrade(h: &mut HeaderMap) {
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
+/// The two sides of a tunnel the app agreed to, not yet joined.
+pub struct Pending {
+    client: hyper::upgrade::OnUpgrade,
+    app: hyper::upgrade::OnUpgrade,
+}
+
+/// How a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A side closed or failed (or never finished upgrading).
+    Closed,
+    /// No byte went either way for the idle timeout: the router closed both sides.
+    Idle,
+}
+
 /// Sends the upgrade request `req` (headers already filtered) to `addr`. On 101 (with
 /// `accept` as its `Sec-WebSocket-Accept`, when the router made the key) the tunnel
-/// between `client` (the client side's pending upgrade) and the instance is started; the
-/// response is returned either way.
+/// between `client` (the client side's pending upgrade) and the instance is returned,
+/// for the caller to [`Pending::join`] once the response is on its way; the response is
+/// returned either way.
 pub async fn open(
     addr: SocketAddr,
     mut req: Request<Incoming>,
     client: hyper::upgrade::OnUpgrade,
     accept: Option<&str>,
-) -> Result<Response<Incoming>, SendError> {
+) -> Result<(Response<Incoming>, Option<Pending>), SendError> {
     mark_upgrade(req.headers_mut());
     let stream = connect_tcp(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -129,21 +154,103 @@ pub async fn open(
         let _ = conn.with_upgrades().await;
     });
     let mut resp = sender.send_request(req).await.map_err(SendError::Request)?;
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let answered = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
-        if accept.is_some_and(|a| answered.is_none_or(|v| v.as_bytes() != a.as_bytes())) {
-            return Err(SendError::Handshake);
-        }
-        let app = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            let (Ok(client), Ok(app)) = (client.await, app.await) else {
-                return;
-            };
-            let (mut client, mut app) = (TokioIo::new(client), TokioIo::new(app));
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut app).await;
-        });
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok((resp, None));
     }
-    Ok(resp)
+    let answered = resp.headers().get(header::SEC_WEBSOCKET_ACCEPT);
+    if accept.is_some_and(|a| answered.is_none_or(|v| v.as_bytes() != a.as_bytes())) {
+        return Err(SendError::Handshake);
+    }
+    let app = hyper::upgrade::on(&mut resp);
+    Ok((resp, Some(Pending { client, app })))
+}
+
+impl Pending {
+    /// Waits for both sides to finish upgrading, then passes bytes both ways until
+    /// either side closes, or until no byte has gone either way for `idle` (then both
+    /// are closed). An open tunnel holds two connections (the client's, or its HTTP/2
+    /// stream, and the app's) and wakes nothing while quiet, so without this bound a
+    /// tunnel forgotten by both ends, or held open on purpose, would be held for ever.
+    pub async fn join(self, idle: Duration) -> Ended {
+        let (Ok(client), Ok(app)) = (self.client.await, self.app.await) else {
+            return Ended::Closed;
+        };
+        // Reads that brought bytes, either way: the watch below looks for a change.
+        let moved = AtomicU64::new(0);
+        let mut client = Watched {
+            io: TokioIo::new(client),
+            moved: &moved,
+        };
+        let mut app = Watched {
+            io: TokioIo::new(app),
+            moved: &moved,
+        };
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut app);
+        tokio::select! {
+            _ = copy => Ended::Closed,
+            () = quiet_for(idle, || Some(moved.load(Ordering::Relaxed))) => Ended::Idle,
+        }
+    }
+}
+
+/// Completes once `activity` has shown none for `idle`: it gives `None` while something
+/// is under way, else a count that moves with each new piece of work. It is looked at
+/// every quarter of `idle` (nothing is timed per byte or per request), so the end comes
+/// between `idle` and 1.25 × `idle` after the last activity.
+pub(crate) async fn quiet_for(idle: Duration, mut activity: impl FnMut() -> Option<u64>) {
+    let tick = (idle / 4).max(Duration::from_millis(10));
+    let mut seen = activity();
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = activity();
+        if now.is_none() || now != seen {
+            seen = now;
+            quiet_since = tokio::time::Instant::now();
+        } else if quiet_since.elapsed() >= idle {
+            return;
+        }
+    }
+}
+
+/// One side of a tunnel, counting the reads that bring bytes into `moved`.
+struct Watched<'a, IO> {
+    io: IO,
+    moved: &'a AtomicU64,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<'_, IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.moved.fetch_add(1, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<'_, IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -235,7 +235,10 @@ fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
     let d = Daemon::start();
     d.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
     d.paas_ok(&["allow-outbound", "caller"]);
-    assert!(can_fetch(&d, "caller", &url(&public)), "the world is reachable");
+    assert!(
+        can_fetch(&d, "caller", &url(&public)),
+        "the world is reachable"
+    );
     assert!(
         !can_fetch(&d, "caller", &url(&private)),
         "a private network (RFC 1918) is not"
@@ -250,8 +253,14 @@ fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
     let d2 = Daemon::start_with(&["--outbound-allow", &listed]);
     d2.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
     d2.paas_ok(&["allow-outbound", "caller"]);
-    assert!(can_fetch(&d2, "caller", &url(&private)), "{listed} is listed");
-    assert!(!can_fetch(&d2, "caller", &url(&cgnat)), "the others stay closed");
+    assert!(
+        can_fetch(&d2, "caller", &url(&private)),
+        "{listed} is listed"
+    );
+    assert!(
+        !can_fetch(&d2, "caller", &url(&cgnat)),
+        "the others stay closed"
+    );
     assert!(
         !can_fetch(&d, "caller", &url(&private)),
         "another daemon's list opens nothing for this one"

@@ -50,6 +50,24 @@ struct Args {
     /// Seconds an app may take to start answering a request; then the client gets 504.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     response_timeout: u64,
+    /// The most client connections open at once, HTTP and HTTPS together; more are
+    /// closed at accept (plain HTTP gets a short 503 first).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_connections: usize,
+    /// The most connections open at once from one client address; more are closed at
+    /// accept. Trusted proxies (--trusted-proxy) are held to --max-connections only.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    max_connections_per_client: usize,
+    /// Seconds an HTTP/2 connection may stay with no request open (PINGs do not count);
+    /// then it gets a GOAWAY and is closed.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    http2_idle_timeout: u64,
+    /// Seconds a WebSocket may pass no byte either way; then it is closed.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    websocket_idle_timeout: u64,
+    /// The most WebSockets open at once; more are answered with 503.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_websockets: usize,
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -139,6 +157,11 @@ fn run(args: Args) -> Result<(), String> {
             max_requests_per_instance: args.max_requests_per_instance.max(1),
             trusted_proxies: args.trusted_proxies.clone(),
             response_timeout: Duration::from_secs(args.response_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+            max_connections_per_client: args.max_connections_per_client.max(1),
+            http2_idle_timeout: Duration::from_secs(args.http2_idle_timeout.max(1)),
+            websocket_idle_timeout: Duration::from_secs(args.websocket_idle_timeout.max(1)),
+            max_websockets: args.max_websockets,
             ..Default::default()
         });
         if args.access_log {

@@ -3,11 +3,19 @@
 //! HTTP/1.1 requests without a body go the direct path ([`direct`]); the first request of
 //! a connection that does not (HTTP/2, an upgrade, a body, …) hands the connection to
 //! hyper for the rest of its life.
+//!
+//! What a client may hold is bounded: connections in total and per client address
+//! ([`caps`], at accept), a request head's size and time, HTTP/2 streams and resets per
+//! connection, an HTTP/2 connection's time without a request
+//! ([`RouterConfig::http2_idle_timeout`]), and WebSocket tunnels (how many, and their
+//! time without a byte).
 
+mod caps;
 mod direct;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +28,7 @@ use tokio::net::TcpListener;
 
 use crate::framing::FramingGuard;
 use crate::limit::{self, UpstreamBody};
-use crate::ops::{AccessLog, AccessSink, Metrics};
+use crate::ops::{AccessLog, AccessSink, IdleClose, Metrics};
 use crate::pool::Pool;
 use crate::pool::SendError;
 use crate::proxy::{self, Body, Fault, ProxyError};
@@ -55,6 +63,20 @@ pub struct RouterConfig {
     /// How long an app may take to start its response once the request reached it;
     /// then the client gets 504.
     pub response_timeout: Duration,
+    /// The most client connections open at once, plain and TLS together; one more is
+    /// closed at accept.
+    pub max_connections: usize,
+    /// The most connections open at once from one client address (trusted proxies
+    /// excepted); one more is closed at accept.
+    pub max_connections_per_client: usize,
+    /// How long an HTTP/2 connection may stay without a request stream open (PINGs do
+    /// not count); then it gets a GOAWAY and is closed.
+    pub http2_idle_timeout: Duration,
+    /// How long a WebSocket tunnel may carry no byte either way; then both of its
+    /// connections are closed.
+    pub websocket_idle_timeout: Duration,
+    /// The most WebSocket tunnels open at once; one more is answered with 503.
+    pub max_websockets: usize,
 }
 
 impl Default for RouterConfig {
@@ -65,6 +87,11 @@ impl Default for RouterConfig {
             max_requests_per_instance: 1000,
             trusted_proxies: Vec::new(),
             response_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+            max_connections_per_client: 1_000,
+            http2_idle_timeout: Duration::from_secs(60),
+            websocket_idle_timeout: Duration::from_secs(300),
+            max_websockets: 10_000,
         }
     }
 }
@@ -77,6 +104,7 @@ pub struct Router {
     metrics: Arc<Metrics>,
     access: Option<AccessSink>,
     certs: Arc<tls::CertResolver>,
+    caps: Arc<caps::Caps>,
 }
 
 /// What is known of a client connection before its first request.
@@ -87,6 +115,82 @@ struct Conn {
     proto: &'static str,
     /// The client is a trusted proxy: its forwarding headers are kept.
     trusted: bool,
+    /// Request streams under way, once hyper serves the connection.
+    streams: Streams,
+    /// The connection's place under the connection caps, given back when it closes
+    /// (held by WebSocket tunnels too, since they hold the connection).
+    _slot: caps::ConnSlot,
+}
+
+/// Request streams on a connection hyper serves, for its idle timeout.
+#[derive(Default)]
+struct Streams {
+    /// Under way now: requests being answered, and tunnels they became.
+    open: AtomicUsize,
+    /// Begun so far, so that a stream that came and went between two looks of the
+    /// idle timer counts as activity.
+    begun: AtomicU64,
+}
+
+/// One request stream under way (or a tunnel it became), counted until dropped. It
+/// holds the connection's [`Conn`], and so its place under the caps.
+struct StreamGuard(Arc<Conn>);
+
+impl StreamGuard {
+    fn new(conn: &Arc<Conn>) -> Self {
+        conn.streams.open.fetch_add(1, Ordering::Relaxed);
+        conn.streams.begun.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(Arc::clone(conn))
+    }
+
+    /// Another guard on the same connection, for a tunnel that outlives its request.
+    fn another(&self) -> Self {
+        Self::new(&self.0)
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request's stream counted until it is sent.
+struct Tracked {
+    body: Body,
+    _stream: StreamGuard,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// What a WebSocket request holds while its tunnel is made and open.
+struct Upgrade {
+    /// The client's side, once the router's answer has gone.
+    client: hyper::upgrade::OnUpgrade,
+    /// It came as an HTTP/2 extended CONNECT (RFC 8441).
+    over_h2: bool,
+    /// Its place under the tunnel cap.
+    slot: caps::TunnelSlot,
+    /// Its client connection's stream, kept counted while the tunnel is open.
+    stream: StreamGuard,
 }
 
 /// What a request turned out to be, filled in as the phases learn it, for the log.
@@ -143,13 +247,21 @@ impl Router {
     }
 
     pub fn with_config(config: RouterConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let caps = Arc::new(caps::Caps::new(
+            config.max_connections,
+            config.max_connections_per_client,
+            config.max_websockets,
+            Arc::clone(&metrics),
+        ));
         Router {
             table: ArcSwap::from_pointee(RouteTable::new()),
             pool: Arc::new(Pool::default()),
             config,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             access: None,
             certs: Arc::default(),
+            caps,
         }
     }
 
@@ -246,6 +358,25 @@ impl Router {
                     }
                 },
             };
+            let trusted = self
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(peer.ip()));
+            // The caps, before a byte is read or a handshake made: a trusted proxy
+            // speaks for many clients, so only the total holds it.
+            let slot = match self.caps.admit(peer.ip(), !trusted) {
+                Ok(slot) => slot,
+                Err(cap) => {
+                    self.metrics.refused_connection(cap);
+                    tracing::debug!(%peer, ?cap, "connection refused: over its cap");
+                    if tls.is_none() {
+                        // One write that does not wait; then the close (the drop).
+                        let _ = stream.try_write(caps::REFUSAL);
+                    }
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let router = Arc::clone(&self);
             // X-Forwarded-For is the same for every request of a connection: made once.
@@ -253,11 +384,9 @@ impl Router {
                 client: HeaderValue::from_str(&peer.ip().to_string())
                     .unwrap_or(HeaderValue::from_static("unknown")),
                 proto: if tls.is_some() { "https" } else { "http" },
-                trusted: self
-                    .config
-                    .trusted_proxies
-                    .iter()
-                    .any(|n| n.contains(peer.ip())),
+                trusted,
+                streams: Streams::default(),
+                _slot: slot,
             };
             let tls = tls.clone();
             let (open, closing) = (open.clone(), closing.clone());
@@ -318,10 +447,19 @@ impl Router {
             self.config.header_read_timeout,
         ));
         let conn = Arc::new(conn);
+        let idle_timeout = self.config.http2_idle_timeout;
+        let metrics = Arc::clone(&self.metrics);
+        let service_conn = Arc::clone(&conn);
         let service = hyper::service::service_fn(move |req| {
             let router = Arc::clone(&self);
-            let conn = Arc::clone(&conn);
-            async move { Ok::<_, Infallible>(router.handle(req, &conn).await) }
+            let stream = StreamGuard::new(&service_conn);
+            async move {
+                let resp = router.handle(req, &stream).await;
+                Ok::<_, Infallible>(resp.map(|body| Tracked {
+                    body,
+                    _stream: stream,
+                }))
+            }
         });
         // HTTP/1.1, or HTTP/2 when the client opens with its preface (after ALPN "h2"
         // over TLS, or "prior knowledge" h2c in the clear).
@@ -339,6 +477,8 @@ impl Router {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(H2_MAX_STREAMS)
+            // Also what bounds a head's CONTINUATION frames (h2 counts them against it
+            // since 0.4.4: the CONTINUATION floods of CVE-2024-27316 and kin).
             .max_header_list_size(max_header_bytes as u32)
             // Rapid Reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671): a client
             // that makes the router reset streams en masse loses its connection.
@@ -349,9 +489,28 @@ impl Router {
             .keep_alive_interval(Some(Duration::from_secs(20)));
         let served = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(served);
+        // hyper closes an HTTP/2 connection only when its PINGs go unanswered, and a
+        // client answers them (or sends its own) while opening no stream at all: such a
+        // connection would hold its place, its buffers and its task for ever. So a
+        // connection with no stream open for the idle timeout gets a GOAWAY and is
+        // closed (RFC 9113, 9.1: a server may close idle connections; 6.8: GOAWAY).
+        // Only request streams count, never PINGs, SETTINGS or WINDOW_UPDATEs. Streams
+        // reset en masse are bounded apart (Rapid Reset, above).
+        let streams = &conn.streams;
+        let idle = crate::tunnel::quiet_for(idle_timeout, || {
+            (streams.open.load(Ordering::Relaxed) == 0)
+                .then(|| streams.begun.load(Ordering::Relaxed))
+        });
+        tokio::pin!(idle);
         let result = tokio::select! {
             r = &mut served => r,
             () = closing_begins(&mut closing) => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+            () = &mut idle => {
+                metrics.closed_idle(IdleClose::Connection);
+                tracing::debug!(%peer, "closing a connection idle for {idle_timeout:?}");
                 served.as_mut().graceful_shutdown();
                 served.await
             }
@@ -361,10 +520,12 @@ impl Router {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    /// Answers one request that came through hyper, on `stream` of its connection.
+    async fn handle(&self, req: Request<Incoming>, stream: &StreamGuard) -> Response<Body> {
+        let conn: &Conn = &stream.0;
         let started = std::time::Instant::now();
         let mut served = Served::new(self.access.is_some(), &req);
-        let (resp, router_made) = match self.proxy(req, conn, &mut served).await {
+        let (resp, router_made) = match self.proxy(req, stream, &mut served).await {
             Ok(resp) => (resp, false),
             Err(e) => {
                 log_refusal(&e);
@@ -500,27 +661,42 @@ impl Router {
     }
 
     /// Opens a WebSocket tunnel to `backend` if the app agrees (101); the app's answer
-    /// goes back to the client either way. `over_h2` for a WebSocket that came as an
-    /// HTTP/2 extended CONNECT: the app still gets the HTTP/1.1 handshake, and the
-    /// client a 200 once the app switched.
+    /// goes back to the client either way. Over HTTP/2 (an extended CONNECT) the app
+    /// still gets the HTTP/1.1 handshake, and the client a 200 once the app switched.
+    /// The tunnel is closed after [`RouterConfig::websocket_idle_timeout`] without a
+    /// byte either way.
     async fn websocket(
         &self,
         mut req: Request<Incoming>,
-        client: hyper::upgrade::OnUpgrade,
-        over_h2: bool,
+        upgrade: Upgrade,
         backend: Backend,
         request_id: HeaderValue,
         app: &str,
     ) -> Result<Response<Body>, ProxyError> {
+        let over_h2 = upgrade.over_h2;
         let accept = over_h2.then(|| tunnel::h1_handshake(&mut req));
-        let mut resp = tunnel::open(backend.addr, req, client, accept.as_deref())
-            .await
-            .map_err(|e| {
-                if matches!(e, SendError::Connect(_)) {
-                    self.pool.eject(backend.addr);
+        let (mut resp, pending) =
+            tunnel::open(backend.addr, req, upgrade.client, accept.as_deref())
+                .await
+                .map_err(|e| {
+                    if matches!(e, SendError::Connect(_)) {
+                        self.pool.eject(backend.addr);
+                    }
+                    unreachable(app, &backend, &e)
+                })?;
+        if let Some(pending) = pending {
+            // Joined once the answer has reached the client; holds its places under
+            // the caps (and its connection's stream) until it closes.
+            let idle = self.config.websocket_idle_timeout;
+            let metrics = Arc::clone(&self.metrics);
+            let held = (upgrade.slot, upgrade.stream);
+            tokio::spawn(async move {
+                if pending.join(idle).await == tunnel::Ended::Idle {
+                    metrics.closed_idle(IdleClose::WebSocket);
                 }
-                unreachable(app, &backend, &e)
-            })?;
+                drop(held);
+            });
+        }
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         // Over HTTP/2 any 2xx means "switched", so an app's 200 cannot pass as it does
         // for HTTP/1.1 clients.
@@ -548,15 +724,38 @@ impl Router {
     async fn proxy(
         &self,
         mut req: Request<Incoming>,
-        conn: &Conn,
+        stream: &StreamGuard,
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
+        let conn: &Conn = &stream.0;
         let mut picked = self.pick(&req, served)?;
         let started_ms = unix_ms();
         let over_h2 = tunnel::is_h2_websocket(&req);
         let websocket = over_h2 || tunnel::is_websocket(&req);
+        // A tunnel holds a connection to the app (and, over HTTP/2, only a stream of
+        // the client's): how many may be open at once is capped.
+        let tunnel_slot = match websocket.then(|| self.caps.open_websocket()) {
+            Some(None) => {
+                return Err(ProxyError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_websockets",
+                    Fault::Downstream,
+                    format!(
+                        "the router already has {} WebSockets open: try again later",
+                        self.config.max_websockets
+                    ),
+                ))
+            }
+            Some(slot) => slot,
+            None => None,
+        };
         // Taken before the request is passed on: the client's side of a tunnel.
-        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let upgrade = tunnel_slot.map(|slot| Upgrade {
+            client: hyper::upgrade::on(&mut req),
+            over_h2,
+            slot,
+            stream: stream.another(),
+        });
         let request_id = proxy::upstream_request_filter(
             &mut req,
             &conn.client,
@@ -567,17 +766,10 @@ impl Router {
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
-        if let Some(client_upgrade) = client_upgrade {
+        if let Some(upgrade) = upgrade {
             let backend = picked.backend.clone();
             return self
-                .websocket(
-                    req,
-                    client_upgrade,
-                    over_h2,
-                    backend,
-                    request_id,
-                    &picked.app,
-                )
+                .websocket(req, upgrade, backend, request_id, &picked.app)
                 .await;
         }
         let max_body = picked.max_body;

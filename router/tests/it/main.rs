@@ -4,6 +4,8 @@ mod desync;
 mod direct;
 mod fuzz;
 mod h2;
+mod host;
+mod limits;
 mod tls;
 mod websocket;
 
@@ -209,6 +211,31 @@ async fn session_backend(name: &'static str) -> SocketAddr {
 
 fn body_of(resp: &str) -> &str {
     resp.split("\r\n\r\n").nth(1).unwrap_or("")
+}
+
+/// Everything after a response's head (a body may hold blank lines of its own).
+fn body_of_all(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+/// Polls `check` until it gives `Some`, every 20 ms, for at most `within`; panics with
+/// `what` after that.
+pub async fn eventually<T, F, Fut>(what: &str, within: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -25,7 +25,15 @@ fn self_signed(names: &[&str]) -> Pem {
 }
 
 async fn tls_router(table: RouteTable, certs: Certificates) -> SocketAddr {
-    let r = Arc::new(Router::new());
+    tls_router_with(paas_router::RouterConfig::default(), table, certs).await
+}
+
+async fn tls_router_with(
+    config: paas_router::RouterConfig,
+    table: RouteTable,
+    certs: Certificates,
+) -> SocketAddr {
+    let r = Arc::new(Router::with_config(config));
     r.update(table);
     r.certificates().update(certs);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,4 +150,41 @@ async fn alpn_h2_over_tls_is_served_as_http2() {
             .contains("x-forwarded-proto: https"),
         "{body}"
     );
+}
+
+// Before: a client got a handshake (and its requests served) whatever it already held.
+#[tokio::test]
+async fn a_tls_connection_over_the_per_client_cap_is_closed_before_its_handshake() {
+    let app = crate::backend("app").await;
+    let mut table = RouteTable::new();
+    table.insert("shop.a.test", "shop", vec![Backend::new(app, 0)]);
+    let cert = self_signed(&["*.a.test"]);
+    let certs = Certificates::new(Some(Arc::new(
+        certified_key(&cert.cert, &cert.key).unwrap(),
+    )));
+    let config = paas_router::RouterConfig {
+        max_connections_per_client: 1,
+        ..Default::default()
+    };
+    let addr = tls_router_with(config, table, certs).await;
+    let connector = tokio_rustls::TlsConnector::from(client_config(&cert, &[]));
+    let name = ServerName::try_from("shop.a.test").unwrap();
+    let held = connector
+        .connect(name.clone(), TcpStream::connect(addr).await.unwrap())
+        .await
+        .expect("the first connection is served");
+    let second = connector
+        .connect(name, TcpStream::connect(addr).await.unwrap())
+        .await;
+    assert!(second.is_err(), "a second connection got its handshake");
+    drop(held);
+    crate::eventually(
+        "a TLS connection served after the first closed",
+        std::time::Duration::from_secs(5),
+        || async {
+            let resp = get(addr, "shop.a.test", &cert).await.ok()?;
+            resp.starts_with("HTTP/1.1 200").then_some(())
+        },
+    )
+    .await;
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use paas_router::{Backend, RouteTable};
+use paas_router::{Backend, RouteTable, RouterConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -83,10 +83,15 @@ fn accept_for(key: &str) -> String {
 
 /// A router with `ws.localhost` routed to a [`ws_backend`] that accepts upgrades or not.
 async fn ws_router(accept: bool) -> SocketAddr {
+    ws_router_with(accept, RouterConfig::default()).await
+}
+
+/// [`ws_router`] with `config`.
+async fn ws_router_with(accept: bool, config: RouterConfig) -> SocketAddr {
     let app = ws_backend(accept).await;
     let mut t = RouteTable::new();
     t.insert("ws.localhost", "ws", vec![Backend::new(app, 0)]);
-    crate::router(t).await
+    crate::router_with(config, t).await
 }
 
 const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: ws.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -237,4 +242,91 @@ async fn an_app_that_does_not_switch_fails_an_http2_websocket_with_502() {
         resp.headers().get("x-paas-router-error").unwrap(),
         "websocket_not_accepted"
     );
+}
+
+/// Opens a WebSocket tunnel over HTTP/1.1 to `ws.localhost` on a new connection; the
+/// connection and the router's answer's head.
+async fn upgrade(r: SocketAddr) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(r).await.unwrap();
+    s.write_all(UPGRADE.as_bytes()).await.unwrap();
+    let head = read_until(&mut s, "\r\n\r\n").await;
+    (s, head)
+}
+
+// Before: a tunnel stayed open for as long as neither side closed it.
+#[tokio::test]
+async fn a_websocket_tunnel_with_no_bytes_either_way_is_closed_after_its_idle_timeout() {
+    let idle = std::time::Duration::from_millis(600);
+    let r = ws_router_with(
+        true,
+        RouterConfig {
+            websocket_idle_timeout: idle,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (mut s, head) = upgrade(r).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // Bytes now and then keep it open well past the timeout.
+    for i in 0..8 {
+        tokio::time::sleep(idle / 3).await;
+        let msg = format!("ping{i}");
+        s.write_all(msg.as_bytes()).await.unwrap();
+        read_until(&mut s, &msg.to_ascii_uppercase()).await;
+    }
+    // Then silence: the router closes the tunnel.
+    let quiet = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the tunnel was still open after 10 s without a byte")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let after = quiet.elapsed();
+    assert!(
+        after >= idle * 4 / 5,
+        "closed after {after:?}, before the timeout"
+    );
+}
+
+// Before: tunnels were bounded by nothing (each holds a connection to the app).
+#[tokio::test]
+async fn websockets_over_the_cap_are_refused_with_503_until_one_closes() {
+    let r = ws_router_with(
+        true,
+        RouterConfig {
+            max_websockets: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (mut first, head) = upgrade(r).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (_, head) = upgrade(r).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(
+        head.contains("x-paas-router-error: too_many_websockets"),
+        "{head}"
+    );
+    // Over HTTP/2 as well.
+    let resp = h2_websocket(r).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers().get("x-paas-router-error").unwrap(),
+        "too_many_websockets"
+    );
+    // The open one still carries bytes.
+    first.write_all(b"hello").await.unwrap();
+    read_until(&mut first, "HELLO").await;
+    // Once it closes, a new one opens.
+    drop(first);
+    crate::eventually(
+        "a WebSocket opened after the first closed",
+        std::time::Duration::from_secs(5),
+        || async {
+            let (_, head) = upgrade(r).await;
+            head.starts_with("HTTP/1.1 101").then_some(())
+        },
+    )
+    .await;
 }
