@@ -59,6 +59,12 @@ struct Args {
     /// otherwise), such as a database on the host's LAN; repeatable.
     #[arg(long = "outbound-allow", value_name = "CIDR")]
     outbound_allow: Vec<paas_runtime::network::Ipv4Net>,
+    /// This host is meant to route between its other networks (a gateway, or Docker on
+    /// the same host): keep forwarding that traffic. Otherwise paasd drops it, because
+    /// the IP forwarding it turns on for instances' outbound access would make the host
+    /// a router for anyone on its networks.
+    #[arg(long)]
+    host_routes: bool,
     /// The paas-init binary [default: next to paasd].
     #[arg(long, value_name = "PATH")]
     init_path: Option<PathBuf>,
@@ -125,6 +131,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         domain,
         instance_cidr: args.instance_cidr,
         outbound_allow: args.outbound_allow,
+        host_routes: args.host_routes,
         init_exe,
         staging_timeout: Duration::from_secs(args.staging_timeout),
         start_timeout: Duration::from_secs(args.start_timeout),

@@ -222,9 +222,15 @@ impl std::fmt::Display for Ipv4Net {
 /// daemon on a host keeps its own list, in a chain reached through the `pool_egress` map
 /// by
 /// the pool's addresses). The sets and the map survive a refresh.
+///
+/// Giving an instance outbound access turns on the host's IPv4 forwarding, which would
+/// also make the host a router between its other interfaces (say, from one network to
+/// another it is on). Unless `host_routes` says the host is meant to route, a guard
+/// drops forwarded traffic that neither comes from nor goes to an instance.
 pub async fn isolate_instances(
     pool: &AddressPool,
     egress_allowed: &[Ipv4Net],
+    host_routes: bool,
 ) -> Result<(), NetworkError> {
     let pool_chain = format!("pool_{}", short_name(&pool.cidr));
     let mut allowed = String::new();
@@ -236,6 +242,13 @@ pub async fn isolate_instances(
     let pool_net = Ipv4Net {
         addr: Ipv4Addr::from(pool.base),
         len: (32 - (2 * pool.pairs).trailing_zeros()) as u8,
+    };
+    let guard = if host_routes {
+        format!("delete chain inet {NFT_TABLE} forward_guard\n")
+    } else {
+        format!(
+            "add rule inet {NFT_TABLE} forward_guard iifname != \"pv*\" oifname != \"pv*\" counter drop\n"
+        )
     };
     // nft needs a chain named before the map whose elements jump to it.
     let ruleset = format!(
@@ -262,7 +275,10 @@ pub async fn isolate_instances(
          add rule inet {t} forward iifname \"pv*\" ip saddr @{o} accept\n\
          add rule inet {t} forward iifname \"pv*\" counter drop\n\
          add rule inet {t} forward oifname \"pv*\" counter drop\n\
-         add rule inet {t} postrouting ip saddr @{o} oifname != \"pv*\" masquerade\n",
+         add rule inet {t} postrouting ip saddr @{o} oifname != \"pv*\" masquerade\n\
+         add chain inet {t} forward_guard {{ type filter hook forward priority -9; policy accept; }}\n\
+         flush chain inet {t} forward_guard\n\
+         {guard}",
         t = NFT_TABLE,
         o = OUTBOUND_SET,
         deny4 = EGRESS_DENIED_V4,

@@ -266,3 +266,29 @@ fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
         "another daemon's list opens nothing for this one"
     );
 }
+
+#[test]
+fn outbound_access_does_not_make_the_host_a_router_for_its_other_networks() {
+    // Before: allow-outbound turned IP forwarding on and nothing else, so anyone on one
+    // of the host's networks could route through it to another.
+    let (a, b) = (World::new(), World::new());
+    let d = Daemon::start();
+    let py = repo().join("examples/python-app");
+    d.paas_ok(&["push", "caller", "-p", py.to_str().unwrap()]);
+    d.paas_ok(&["allow-outbound", "caller"]);
+    let url = |w: &World| format!("http://{}:8000/", w.ip);
+    assert!(
+        can_fetch(&d, "caller", &url(&b)),
+        "forwarding is on for instances"
+    );
+    let through_host = Command::new("ip")
+        .args(["netns", "exec", &a.netns, "curl", "-s", "-o", "/dev/null"])
+        .args(["--max-time", "3", &url(&b)])
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        !through_host,
+        "one of the host's networks reached another through it"
+    );
+}

@@ -136,7 +136,7 @@ impl Platform {
             }
         }
         let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
-        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow)
+        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow, cfg.host_routes)
             .await
             .context("isolating instances from the host")?;
         let runtime = Arc::new(
