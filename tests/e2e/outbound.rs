@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{repo, Daemon};
 
+/// Worlds made by this test process so far (names and addresses are unique by it).
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A namespace with a web server at `server`, reachable from the host; removed on drop.
 struct World {
     netns: String,
@@ -26,16 +29,21 @@ impl World {
 
     /// A world whose /30 is `PREFIX.N.0/30` (`PREFIX` is two octets).
     fn on(prefix: &str) -> World {
+        let n =
+            (std::process::id() * 4 + NEXT.load(std::sync::atomic::Ordering::SeqCst)) % 200 + 20;
+        World::at(&format!("{prefix}.{n}.2"), &format!("{prefix}.{n}.1"), 30)
+    }
+
+    /// A world at `ip`, joined to the host at `host_ip` on a `/len` link.
+    fn at(ip: &str, host_ip: &str, len: u8) -> World {
         // Unique per test process and per world within it (tests run in parallel).
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
-        let n = (pid * 4 + k) % 200 + 20;
         let netns = format!("paas-test-world-{pid}-{k}");
         let (host_if, ip, host_ip) = (
             format!("pwt{}x{k}", pid % 100_000),
-            format!("{prefix}.{n}.2"),
-            format!("{prefix}.{n}.1"),
+            ip.to_string(),
+            host_ip.to_string(),
         );
         let sh = |script: &str| {
             let ok = Command::new("sh")
@@ -52,8 +60,8 @@ impl World {
             .status();
         sh(&format!(
             "ip netns add {netns} && ip link add {host_if} type veth peer name eth0 netns {netns} \
-             && ip addr add {host_ip}/30 dev {host_if} && ip link set {host_if} up \
-             && ip -n {netns} addr add {ip}/30 dev eth0 && ip -n {netns} link set eth0 up \
+             && ip addr add {host_ip}/{len} dev {host_if} && ip link set {host_if} up \
+             && ip -n {netns} addr add {ip}/{len} dev eth0 && ip -n {netns} link set eth0 up \
              && ip -n {netns} link set lo up && ip -n {netns} route add default via {host_ip}"
         ));
         let server = Command::new("ip")
@@ -229,6 +237,7 @@ fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
     let public = World::new();
     let private = World::on("172.30");
     let cgnat = World::on("100.64");
+    let others = [World::on("10.77"), World::on("192.168")];
     let py = repo().join("examples/python-app");
     let url = |w: &World| format!("http://{}:8000/", w.ip);
 
@@ -247,6 +256,9 @@ fn outbound_never_reaches_private_networks_unless_the_operator_lists_them() {
         !can_fetch(&d, "caller", &url(&cgnat)),
         "nor carrier-grade NAT space (RFC 6598)"
     );
+    for w in &others {
+        assert!(!can_fetch(&d, "caller", &url(w)), "nor {}", w.ip);
+    }
 
     // The operator may open a private network on purpose; only that one.
     let listed = format!("{}/30", private.ip);
