@@ -295,19 +295,27 @@ fn open_custom(
 ) -> anyhow::Result<Buildpack> {
     let dir = custom_dir.join(sha256);
     if !dir.is_dir() {
-        let tmp = custom_dir.join(format!(".{sha256}.tmp"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(custom_dir)?;
+        // A folder of its own, so two unpacks of one buildpack at once never share one.
+        let tmp = tempfile::Builder::new()
+            .prefix(".unpacking-")
+            .tempdir_in(custom_dir)?;
         let f = std::fs::File::open(blobs.path(sha256))
             .with_context(|| format!("opening buildpack blob {sha256}"))?;
         archive::unpack(
             std::io::BufReader::new(f),
-            &tmp,
+            tmp.path(),
             ArchivePolicy::upload(),
             None,
         )
         .context("unpacking the buildpack")?;
-        std::fs::rename(&tmp, &dir)?;
+        let tmp = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !dir.is_dir() {
+                return Err(e.into());
+            }
+        }
     }
     let root = single_top_folder(&dir).unwrap_or(dir);
     let mut bp = Buildpack::open(name.clone(), &root)?;

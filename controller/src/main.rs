@@ -97,7 +97,24 @@ fn main() {
     }
 }
 
+/// Raises the open-file limit to the hard one: the router's connection caps (10 000 by
+/// default) mean nothing if the daemon runs out of descriptors first, and the stager,
+/// containers and database share them. Containers get their own limit.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("raising the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reading the open-file limit: {e}"),
+    }
+}
+
 fn real_main(args: Args) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let init_exe = match args.init_path {
         Some(p) => p,
         None => std::env::current_exe()

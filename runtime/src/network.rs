@@ -218,7 +218,8 @@ impl std::fmt::Display for Ipv4Net {
 /// connections the host started are let through. Instances whose address is in the
 /// `outbound` set may open connections to the world (masqueraded behind the host),
 /// except to [the host's neighbourhood and metadata services](EGRESS_DENIED_V4), unless
-/// the operator lists a network in `egress_allowed` (for instances of `pool`: each
+/// the operator lists a network in `egress_allowed`, or it is one of the `name_servers`
+/// instances are given (port 53 only) (for instances of `pool`: each
 /// daemon on a host keeps its own list, in a chain reached through the `pool_egress` map
 /// by
 /// the pool's addresses). The sets and the map survive a refresh.
@@ -230,6 +231,7 @@ impl std::fmt::Display for Ipv4Net {
 pub async fn isolate_instances(
     pool: &AddressPool,
     egress_allowed: &[Ipv4Net],
+    name_servers: &[Ipv4Addr],
     host_routes: bool,
 ) -> Result<(), NetworkError> {
     let pool_chain = format!("pool_{}", short_name(&pool.cidr));
@@ -238,6 +240,14 @@ pub async fn isolate_instances(
         allowed.push_str(&format!(
             "add rule inet {NFT_TABLE} {pool_chain} ip saddr @{OUTBOUND_SET} ip daddr {net} accept\n"
         ));
+    }
+    // The name servers instances are given, on port 53 only, wherever they are.
+    for server in name_servers {
+        for proto in ["udp", "tcp"] {
+            allowed.push_str(&format!(
+                "add rule inet {NFT_TABLE} {pool_chain} ip saddr @{OUTBOUND_SET} ip daddr {server} {proto} dport 53 accept\n"
+            ));
+        }
     }
     let pool_net = Ipv4Net {
         addr: Ipv4Addr::from(pool.base),

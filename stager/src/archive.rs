@@ -38,6 +38,8 @@ pub enum ArchiveError {
     TooManyEntries(usize),
     #[error("the archive unpacks to more than {0} MiB; leave build output and dependencies out of the upload (see .paasignore)")]
     TooLarge(u64),
+    #[error("the archive's paths are too many or too deep to check; leave build output and dependencies out of the upload (see .paasignore)")]
+    TooComplex,
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -111,14 +113,120 @@ fn unsafe_entry(path: &Path, reason: &'static str) -> ArchiveError {
     }
 }
 
+/// The most one GNU long-name or long-link entry, or one PAX header, may hold. The tar
+/// crate would read such an entry whole, whatever size it claims, so a small gzip bomb in
+/// one header could make paasd allocate without bound: they are read here instead.
+const MAX_META_BYTES: u64 = 64 << 10;
+
+/// An archive member with its path and link target resolved from long-name and PAX
+/// headers.
+pub(crate) struct Member {
+    pub path: PathBuf,
+    pub link: Option<PathBuf>,
+}
+
+fn path_from(bytes: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+}
+
+/// Calls `each` with every member of a tar.gz (not the long-name and PAX headers, which
+/// are applied to the member after them), each read with a bound.
+pub(crate) fn for_each_member<R: Read>(
+    reader: R,
+    mut each: impl FnMut(
+        Member,
+        &mut tar::Entry<'_, flate2::read::GzDecoder<R>>,
+    ) -> Result<(), ArchiveError>,
+) -> Result<(), ArchiveError> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let (mut long_path, mut long_link): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    for entry in archive.entries().map_err(ArchiveError::Corrupt)?.raw(true) {
+        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+        let kind = entry.header().entry_type();
+        let meta = matches!(
+            kind,
+            tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
+                | tar::EntryType::XHeader
+                | tar::EntryType::XGlobalHeader
+        );
+        if meta {
+            let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
+            if size > MAX_META_BYTES {
+                return Err(ArchiveError::Unsafe {
+                    path: String::from_utf8_lossy(&entry.path_bytes())
+                        .chars()
+                        .take(200)
+                        .collect(),
+                    reason: "it is an extended header of more than 64 KiB",
+                });
+            }
+            let mut data = Vec::new();
+            (&mut entry)
+                .take(MAX_META_BYTES)
+                .read_to_end(&mut data)
+                .map_err(ArchiveError::Corrupt)?;
+            match kind {
+                tar::EntryType::GNULongName => long_path = Some(data),
+                tar::EntryType::GNULongLink => long_link = Some(data),
+                tar::EntryType::XHeader => {
+                    for ext in tar::PaxExtensions::new(&data) {
+                        let ext = ext.map_err(ArchiveError::Corrupt)?;
+                        match ext.key_bytes() {
+                            b"path" => long_path = Some(ext.value_bytes().to_vec()),
+                            b"linkpath" => long_link = Some(ext.value_bytes().to_vec()),
+                            // A size beyond the header's (files of 8 GiB and more) or a
+                            // sparse map would change how the data is read.
+                            b"size" => {
+                                return Err(ArchiveError::TooLarge(u64::MAX >> 20));
+                            }
+                            k if k.starts_with(b"GNU.sparse") => {
+                                return Err(unsafe_entry(
+                                    &path_from(&entry.path_bytes()),
+                                    "it is a sparse file; pack it without --sparse",
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {} // global PAX headers change nothing that is used here
+            }
+            continue;
+        }
+        let path = match long_path.take() {
+            Some(p) => path_from(&p),
+            None => path_from(&entry.path_bytes()),
+        };
+        let link = match long_link.take() {
+            Some(l) => Some(path_from(&l)),
+            None => entry.link_name_bytes().map(|l| path_from(&l)),
+        };
+        each(Member { path, link }, &mut entry)?;
+    }
+    Ok(())
+}
+
 /// Makes an entry path relative and plain: `./a/b/` → `a/b`. Refuses anything else.
 fn clean_path(raw: &Path) -> Result<Option<PathBuf>, ArchiveError> {
     if raw.as_os_str().len() > MAX_PATH_BYTES {
         return Err(unsafe_entry(raw, "its path is too long"));
     }
+    use std::os::unix::ffi::OsStrExt;
+    if raw.as_os_str().as_bytes().contains(&0) {
+        return Err(unsafe_entry(raw, "its path contains a NUL byte"));
+    }
     let mut out = PathBuf::new();
     for c in raw.components() {
         match c {
+            Component::Normal(p) if p.len() > 255 => {
+                return Err(unsafe_entry(
+                    raw,
+                    "a name in its path is longer than 255 bytes",
+                ));
+            }
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
             Component::ParentDir => {
@@ -139,17 +247,53 @@ fn clean_path(raw: &Path) -> Result<Option<PathBuf>, ArchiveError> {
 /// What the archive has put at each name so far. A name keeps its type: a later entry of
 /// another type under the same name is refused, so a link checked against one meaning of
 /// a path can never see another.
-#[derive(Default)]
 struct Seen {
     kinds: HashMap<PathBuf, Kind>,
     /// Every path that a symlink's target walks through (lexically), so that no later
     /// symlink can be put on it and change where the earlier one leads.
     walked: HashSet<PathBuf>,
+    /// What checking may still cost: path bytes hashed, and kept.
+    work_left: u64,
+    keep_left: u64,
+}
+
+/// Path bytes the checks of one archive may hash: a path of depth D and length L costs
+/// D × L (each of its folders is looked up). Far above what real trees need (100,000
+/// entries 10 deep with 100-byte paths take 100 MB), and a bound on archives built to
+/// make the checker slow.
+const CHECK_WORK: u64 = 256 << 20;
+/// Path bytes the checks of one archive may keep.
+const CHECK_KEEP: u64 = 128 << 20;
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            kinds: HashMap::new(),
+            walked: HashSet::new(),
+            work_left: CHECK_WORK,
+            keep_left: CHECK_KEEP,
+        }
+    }
 }
 
 impl Seen {
+    fn charge(&mut self, work: u64, keep: u64) -> Result<(), ArchiveError> {
+        match (
+            self.work_left.checked_sub(work),
+            self.keep_left.checked_sub(keep),
+        ) {
+            (Some(w), Some(k)) => {
+                (self.work_left, self.keep_left) = (w, k);
+                Ok(())
+            }
+            _ => Err(ArchiveError::TooComplex),
+        }
+    }
+
     /// Checks that `path` may be written as `kind`, then records it (and its folders).
     fn claim(&mut self, raw: &Path, path: &Path, kind: Kind) -> Result<(), ArchiveError> {
+        let len = path.as_os_str().len() as u64;
+        self.charge(len * path.components().count() as u64, 0)?;
         for a in path
             .ancestors()
             .skip(1)
@@ -192,12 +336,20 @@ impl Seen {
                 "it is a symlink where an earlier symlink's target leads through",
             ));
         }
+        // Folders from the nearest up, until one is known: those above it are too.
         for a in path
             .ancestors()
             .skip(1)
             .filter(|a| !a.as_os_str().is_empty())
         {
+            if self.kinds.contains_key(a) {
+                break;
+            }
+            self.charge(0, a.as_os_str().len() as u64)?;
             self.kinds.insert(a.to_path_buf(), Kind::Dir);
+        }
+        if !self.kinds.contains_key(path) {
+            self.charge(0, len)?;
         }
         self.kinds.insert(path.to_path_buf(), kind);
         Ok(())
@@ -210,6 +362,11 @@ impl Seen {
         if target.is_absolute() {
             return Err(unsafe_entry(raw, "it is a symlink to an absolute path"));
         }
+        if target.as_os_str().len() > MAX_PATH_BYTES {
+            return Err(unsafe_entry(raw, "its symlink target is too long"));
+        }
+        let reach = (link.as_os_str().len() + target.as_os_str().len()) as u64;
+        self.charge(reach * target.components().count() as u64, 0)?;
         let mut at: PathBuf = link.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut walked = Vec::new();
         for c in target.components() {
@@ -238,7 +395,12 @@ impl Seen {
                 }
             }
         }
-        self.walked.extend(walked);
+        for w in walked {
+            if !self.walked.contains(&w) {
+                self.charge(0, w.as_os_str().len() as u64)?;
+                self.walked.insert(w);
+            }
+        }
         Ok(())
     }
 }
@@ -256,18 +418,16 @@ fn walk(
         None => None,
     };
     let owner = dest.and_then(|(_, o)| o);
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut stats = ArchiveStats::default();
     let mut seen = Seen::default();
-    for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
-        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+    for_each_member(reader, |member, entry| {
         stats.entries += 1;
         if stats.entries > limits.max_entries {
             return Err(ArchiveError::TooManyEntries(limits.max_entries));
         }
-        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+        let raw = member.path;
         let Some(path) = clean_path(&raw)? else {
-            continue; // the archive root itself, "./"
+            return Ok(()); // the archive root itself, "./"
         };
         let kind = entry.header().entry_type();
         let mode = entry.header().mode().map_err(ArchiveError::Corrupt)? & 0o777;
@@ -283,7 +443,7 @@ fn walk(
                     t.chmod_dir(&path, mode | 0o700).map_err(write_err)?;
                 }
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
                 seen.claim(&raw, &path, Kind::File)?;
                 let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
                 if stats.bytes.saturating_add(size) > limits.max_bytes {
@@ -294,10 +454,10 @@ fn walk(
                     Some(t) => {
                         mkdir_parent(t, &path).map_err(write_err)?;
                         let mut f = t.create(&path, mode).map_err(write_err)?;
-                        io::copy(&mut (&mut entry).take(budget + 1), &mut f)
+                        io::copy(&mut entry.take(budget + 1), &mut f)
                             .map_err(ArchiveError::Corrupt)?
                     }
-                    None => io::copy(&mut (&mut entry).take(budget + 1), &mut io::sink())
+                    None => io::copy(&mut entry.take(budget + 1), &mut io::sink())
                         .map_err(ArchiveError::Corrupt)?,
                 };
                 if read > budget {
@@ -306,11 +466,9 @@ fn walk(
                 stats.bytes += read;
             }
             tar::EntryType::Symlink => {
-                let link = entry
-                    .link_name()
-                    .map_err(ArchiveError::Corrupt)?
-                    .ok_or_else(|| unsafe_entry(&raw, "it is a symlink with no target"))?
-                    .into_owned();
+                let link = member
+                    .link
+                    .ok_or_else(|| unsafe_entry(&raw, "it is a symlink with no target"))?;
                 if link.as_os_str().is_empty() {
                     return Err(unsafe_entry(&raw, "it is a symlink with no target"));
                 }
@@ -324,11 +482,9 @@ fn walk(
                 }
             }
             tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(ArchiveError::Corrupt)?
-                    .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink with no target"))?
-                    .into_owned();
+                let link = member
+                    .link
+                    .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink with no target"))?;
                 let source = clean_path(&link)?
                     .filter(|s| seen.kinds.get(s) == Some(&Kind::File) && *s != path)
                     .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink to something other than a file earlier in the archive"))?;
@@ -338,16 +494,22 @@ fn walk(
                     t.hard_link(&source, &path).map_err(write_err)?;
                 }
             }
-            tar::EntryType::XHeader | tar::EntryType::XGlobalHeader => continue,
+            tar::EntryType::GNUSparse => {
+                return Err(unsafe_entry(
+                    &raw,
+                    "it is a sparse file; pack it without --sparse",
+                ))
+            }
             _ => {
                 stats.dropped += 1;
-                continue;
+                return Ok(());
             }
         }
         if let (Some(t), Some((uid, gid))) = (&tree, owner) {
             t.chown(&path, uid, gid).map_err(write_err)?;
         }
-    }
+        Ok(())
+    })?;
     Ok(stats)
 }
 
@@ -487,21 +649,25 @@ pub fn fill_in_resources(
     held: impl Fn(&str) -> Option<PathBuf>,
     limits: ArchivePolicy,
 ) -> Result<usize, ArchiveError> {
-    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(uploaded));
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
         out,
         flate2::Compression::fast(),
     ));
     let mut listed: Vec<paas_api::ResourceEntry> = Vec::new();
-    for entry in input.entries().map_err(ArchiveError::Corrupt)? {
-        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
-        let raw = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+    // The copy is bounded as a scan would be: it runs before the result is scanned.
+    let (mut entries, mut bytes) = (0usize, 0u64);
+    for_each_member(uploaded, |member, entry| {
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(ArchiveError::TooManyEntries(limits.max_entries));
+        }
+        let raw = member.path;
         let Some(path) = clean_path(&raw)? else {
-            continue;
+            return Ok(());
         };
         if path == Path::new(paas_api::RESOURCES_ENTRY) {
             let mut json = Vec::new();
-            (&mut entry)
+            entry
                 .take(64 << 20)
                 .read_to_end(&mut json)
                 .map_err(ArchiveError::Corrupt)?;
@@ -511,23 +677,23 @@ pub fn fill_in_resources(
                     paas_api::RESOURCES_ENTRY
                 )))
             })?;
-            continue;
+            return Ok(());
         }
         let mut h = entry.header().clone();
+        bytes = bytes.saturating_add(h.size().map_err(ArchiveError::Corrupt)?);
+        if bytes > limits.max_bytes {
+            return Err(ArchiveError::TooLarge(limits.max_bytes >> 20));
+        }
         let kind = h.entry_type();
         let res = match kind {
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(ArchiveError::Corrupt)?
-                    .map(|l| l.into_owned())
-                    .unwrap_or_default();
+                let link = member.link.unwrap_or_default();
                 tar.append_link(&mut h, &path, &link)
             }
-            _ => tar.append_data(&mut h, &path, &mut entry),
+            _ => tar.append_data(&mut h, &path, entry),
         };
-        res.map_err(|e| unsafe_entry_owned(&raw.to_string_lossy(), e))?;
-    }
+        res.map_err(|e| unsafe_entry_owned(&raw.to_string_lossy(), e))
+    })?;
     if listed.len() > limits.max_entries {
         return Err(ArchiveError::TooManyEntries(limits.max_entries));
     }
@@ -565,13 +731,11 @@ pub fn for_each_file(
     reader: impl Read,
     mut each: impl FnMut(u64, &mut dyn Read) -> Result<(), ArchiveError>,
 ) -> Result<(), ArchiveError> {
-    let mut input = tar::Archive::new(flate2::read::GzDecoder::new(reader));
-    for entry in input.entries().map_err(ArchiveError::Corrupt)? {
-        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
+    for_each_member(reader, |_, entry| {
         if entry.header().entry_type() == tar::EntryType::Regular {
             let size = entry.header().size().map_err(ArchiveError::Corrupt)?;
-            each(size, &mut entry)?;
+            each(size, entry)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -30,14 +30,8 @@ fn names_left(tree: &Tree, rel: &Path) -> Result<Vec<(String, Kind)>, String> {
         return Ok(Vec::new());
     }
     let entries = tree
-        .entries(rel)
+        .entries(rel, MAX_NAMES)
         .map_err(|e| format!("{}: {e}", rel.display()))?;
-    if entries.len() > MAX_NAMES {
-        return Err(format!(
-            "{} holds more than {MAX_NAMES} names",
-            rel.display()
-        ));
-    }
     Ok(entries
         .into_iter()
         .filter_map(|(n, k)| Some((n.into_string().ok()?, k)))

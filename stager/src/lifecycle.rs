@@ -358,7 +358,7 @@ impl Stager {
             .clone()
             .or_else(|| process_types.get("web").cloned())
             .ok_or(StagingError::NoStartCommand)?;
-        layout.finish_droplet(&chosen, &config_vars).await?;
+        let build_only = layout.finish_droplet(&chosen, &config_vars).await?;
         let info = StagingInfo {
             detected_buildpack: names.join(", "),
             start_command,
@@ -371,7 +371,8 @@ impl Stager {
         say(log, "Uploading droplet");
         droplet::write_info(&layout.home_tree()?, &info)
             .map_err(io_err("writing staging_info.yml"))?;
-        self.pack_droplet(req, &layout, log, deadline).await?;
+        self.pack_droplet(req, &layout, &build_only, log, deadline)
+            .await?;
         let in_buildpacks = Duration::from_micros(
             layout.detect_us.load(Ordering::Relaxed) + layout.steps_us.load(Ordering::Relaxed),
         );
@@ -385,19 +386,23 @@ impl Stager {
         &self,
         req: &StagingRequest,
         layout: &Layout,
+        left_out: &[PathBuf],
         log: &LogSink,
         deadline: Instant,
     ) -> Result<(), StagingError> {
         let tmp = req.droplet_out.with_extension("packing");
-        let script = format!(
-            "cd /home/vcap || exit 1
-             for p in {parts}; do [ -e \"$p\" ] || [ -L \"$p\" ] || mkdir \"$p\" || exit 1; done
-             exec tar --create --gzip --file=- {parts} {env} {info}
-",
-            parts = droplet::PARTS.join(" "),
+        let mut script = String::from("cd /home/vcap || exit 1\n");
+        for p in left_out {
+            let p = crate::shell::quote(&p.to_string_lossy());
+            script.push_str(&format!("rm -rf -- {p} || exit 1\n"));
+        }
+        let parts = droplet::PARTS.join(" ");
+        script.push_str(&format!(
+            "for p in {parts}; do [ -e \"$p\" ] || [ -L \"$p\" ] || mkdir \"$p\" || exit 1; done\n\
+             exec tar --create --gzip --file=- {parts} {env} {info}\n",
             env = droplet::LAUNCH_ENV,
             info = droplet::INFO,
-        );
+        ));
         let policy = ArchivePolicy::droplet();
         let output = Output::Archive {
             to: tmp.clone(),
@@ -452,9 +457,7 @@ impl Stager {
             let (archive_path, version_path) = cache_paths(store, bp);
             let tmp = archive_path.with_extension("tgz.tmp");
             let script = format!(
-                "cd /tmp/cache/{} || exit 1
-exec tar --create --gzip --file=- .
-",
+                "cd /tmp/cache/{} || exit 1\nexec tar --create --gzip --file=- .\n",
                 bp.name
             );
             let output = Output::Archive {
@@ -521,11 +524,7 @@ exec tar --create --gzip --file=- .
     ) -> Result<(), StagingError> {
         let n = &bp.name;
         let mut script = format!(
-            "set -e
-rm -rf /tmp/cache/{n}/layers
-mkdir -p /tmp/cache/{n}/layers
-cd /home/vcap/layers/{n}
-"
+            "set -e\nrm -rf /tmp/cache/{n}/layers\nmkdir -p /tmp/cache/{n}/layers\ncd /home/vcap/layers/{n}\n"
         );
         for layer in cached {
             let q = crate::shell::quote(layer);
@@ -1361,11 +1360,14 @@ impl Layout {
     /// Drops build-only layers and writes the launch environment script
     /// ([`droplet::LAUNCH_ENV`]): Cloud Foundry's `deps/<idx>/{bin,lib,env}` and the
     /// environment of Cloud Native `launch` layers.
+    /// Returns the build-only layers to leave out of the droplet (paths under
+    /// `/home/vcap`).
     async fn finish_droplet(
         &self,
         chosen: &[&Buildpack],
         config_vars: &BTreeMap<String, String>,
-    ) -> Result<(), StagingError> {
+    ) -> Result<Vec<PathBuf>, StagingError> {
+        let mut dropped = Vec::new();
         let mut lines: Vec<String> = config_vars
             .iter()
             .filter(|(k, _)| cnb::valid_var(k))
@@ -1407,10 +1409,10 @@ impl Layout {
                                 cnb::env_lines(&home, &layer, &seen, Phase::Launch).map_err(bad)?,
                             );
                         } else {
-                            let toml = dir.join(format!("{}.toml", layer.name));
-                            home.remove_all(&layer.dir)
-                                .and_then(|()| home.remove_all(&toml))
-                                .map_err(io_err("dropping a build-only layer"))?;
+                            // Dropped by the packing step, inside the container: a
+                            // tenant's folder may be deeper than paasd should walk.
+                            dropped.push(layer.dir.clone());
+                            dropped.push(dir.join(format!("{}.toml", layer.name)));
                         }
                     }
                 }
@@ -1428,7 +1430,8 @@ impl Layout {
             }
         }
         home.write(Path::new(droplet::LAUNCH_ENV), script.as_bytes(), 0o644)
-            .map_err(io_err("writing the launch environment"))
+            .map_err(io_err("writing the launch environment"))?;
+        Ok(dropped)
     }
 
     fn mounts(&self, req: &StagingRequest) -> Vec<Mount> {

@@ -99,8 +99,10 @@ impl Tree {
     }
 
     fn at(&self, rel: &Path, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
+        // O_NONBLOCK: opening a named pipe a tenant left where a file should be would
+        // otherwise wait for a writer that never comes (and hold a thread of paasd).
         let how = OpenHow::new()
-            .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
             .mode(Mode::from_bits_truncate(mode))
             .resolve(resolve());
         let rel = if rel.as_os_str().is_empty() {
@@ -303,8 +305,9 @@ impl Tree {
         fchownat(&dir, name, owner.0, owner.1, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(errno)
     }
 
-    /// The names in the folder `rel` with what each is, sorted by name.
-    pub fn entries(&self, rel: &Path) -> io::Result<Vec<(OsString, Kind)>> {
+    /// The names in the folder `rel` with what each is, sorted by name; more than `max`
+    /// names is an error.
+    pub fn entries(&self, rel: &Path, max: usize) -> io::Result<Vec<(OsString, Kind)>> {
         let fd = self.at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
         let dir = nix::dir::Dir::from_fd(fd).map_err(errno)?;
         let mut out = Vec::new();
@@ -315,6 +318,15 @@ impl Tree {
             if name == b"." || name == b".." {
                 continue;
             }
+            if out.len() == max {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} holds more than {max} names",
+                        self.shown.join(rel).display()
+                    ),
+                ));
+            }
             let name = OsStr::from_bytes(name).to_os_string();
             if let Some(kind) = here.kind(Path::new(&name))? {
                 out.push((name, kind));
@@ -322,26 +334,6 @@ impl Tree {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
-    }
-
-    /// Removes `rel` and, for a folder, all below it; nothing is followed.
-    pub fn remove_all(&self, rel: &Path) -> io::Result<()> {
-        let Some(kind) = self.kind(rel)? else {
-            return Ok(());
-        };
-        if kind == Kind::Dir {
-            let sub = self.subtree(rel)?;
-            for (name, _) in sub.entries(Path::new("."))? {
-                sub.remove_all(Path::new(&name))?;
-            }
-        }
-        let (dir, name) = self.parent_of(rel)?;
-        let flag = if kind == Kind::Dir {
-            UnlinkatFlags::RemoveDir
-        } else {
-            UnlinkatFlags::NoRemoveDir
-        };
-        unlinkat(&dir, name, flag).map_err(errno)
     }
 }
 
@@ -382,7 +374,7 @@ mod tests {
             .hard_link(Path::new("dir/secret"), Path::new("h"))
             .is_err());
         assert!(t.symlink(Path::new("dir/l"), Path::new("x")).is_err());
-        assert!(t.entries(Path::new("dir")).is_err());
+        assert!(t.entries(Path::new("dir"), 10).is_err());
         assert_eq!(t.kind(Path::new("file")).unwrap(), Some(Kind::Symlink));
 
         // Replacing a link writes a new file where the link was, not through it.
@@ -392,10 +384,23 @@ mod tests {
             b"host"
         );
         assert_eq!(t.read(Path::new("file"), 100).unwrap().unwrap(), b"mine");
+    }
 
-        t.remove_all(Path::new("dir")).unwrap();
-        assert!(outside.path().join("secret").exists(), "only the link goes");
-        assert_eq!(t.kind(Path::new("dir")).unwrap(), None);
+    // Before: a named pipe where a file was expected made the read wait for a writer
+    // that never came, holding one of paasd's threads for good.
+    #[test]
+    fn a_named_pipe_is_refused_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(&root.path().join("fifo"), Mode::from_bits_truncate(0o666)).unwrap();
+        let t = Tree::open(root.path()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(t.read(Path::new("fifo"), 100).map(|_| ()));
+        });
+        let res = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the read must not wait for a writer");
+        assert!(res.is_err(), "a pipe is not a regular file");
     }
 
     #[test]

@@ -767,6 +767,9 @@ async fn forward_deploy_events(
         } else {
             let front = waiting.front().cloned();
             tokio::select! {
+                // Room for what waits comes first; only without it are lines taken
+                // (and dropped) from the roll-out meanwhile.
+                biased;
                 sent = async {
                     match &front {
                         Some(event) => out.send(event).await,

@@ -136,7 +136,17 @@ impl Platform {
             }
         }
         let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
-        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow, cfg.host_routes)
+        // Clouds' name servers sit in ranges instances may not reach (AWS's 10.x.0.2 and
+        // 169.254.169.253, GCP's 169.254.169.254): those the instances are given stay
+        // reachable on port 53.
+        let dns: Vec<std::net::Ipv4Addr> = host_name_servers()
+            .into_iter()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow, &dns, cfg.host_routes)
             .await
             .context("isolating instances from the host")?;
         let runtime = Arc::new(
@@ -400,10 +410,12 @@ impl Platform {
     /// The user namespace the app's containers run in: host ids of its own, so that no
     /// two apps share a host user (nor its files, signals and per-user kernel limits),
     /// and root inside is an ordinary user outside. Slot N holds host ids
-    /// `2^31 + N * 65536` and the 65535 after, above any host's own users and the usual
-    /// subordinate id ranges (/etc/subuid starts at 100000).
+    /// `2^28 + N * 65536` and the 65535 after: above any host's own users and the usual
+    /// subordinate id ranges (/etc/subuid starts at 100000), below 2^31, where tools that
+    /// read ids as signed numbers go wrong (systemd's "unsafe" range).
     pub(crate) fn id_map(&self, app: &AppName) -> anyhow::Result<IdMap> {
-        const FIRST: u64 = 1 << 31;
+        const FIRST: u64 = 1 << 28;
+        const LAST: u64 = 1 << 31;
         let slot = self
             .store
             .id_slot(app)
@@ -411,10 +423,10 @@ impl Platform {
         let base = FIRST + u64::from(slot) * u64::from(IdMap::SIZE);
         let base = u32::try_from(base)
             .ok()
-            .filter(|b| b.checked_add(IdMap::SIZE).is_some())
+            .filter(|b| u64::from(*b) + u64::from(IdMap::SIZE) <= LAST)
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "no range of host user ids is left for app {app}: this platform has made 32767 apps"
+                    "no range of host user ids is left for app {app}: this platform has made 28671 apps"
                 )
             })?;
         Ok(IdMap {
@@ -436,13 +448,15 @@ impl Platform {
             return Ok(dir);
         }
         let blob = self.blobs.path(sha);
-        let tmp = self
-            .droplets_dir
-            .join(format!(".{sha}-{:x}.tmp", ids.host_base));
+        let droplets = self.droplets_dir.clone();
         let target = dir.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir_all(&tmp)?;
+            // A folder of its own: two starts unpacking the same droplet at once must
+            // not write into one folder, nor rename a half-made one into place.
+            let unpacking = tempfile::Builder::new()
+                .prefix(".unpacking-")
+                .tempdir_in(&droplets)?;
+            let tmp = unpacking.path().to_path_buf();
             let f = std::fs::File::open(&blob)
                 .with_context(|| format!("opening droplet {}", blob.display()))?;
             archive::unpack(
@@ -453,7 +467,15 @@ impl Platform {
             )
             .context("unpacking the droplet")?;
             std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-            std::fs::rename(&tmp, &target)?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            let tmp = unpacking.keep();
+            if let Err(e) = std::fs::rename(&tmp, &target) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                // Another start got there first: its folder is whole.
+                if !target.is_dir() {
+                    return Err(e.into());
+                }
+            }
             Ok(())
         })
         .await
@@ -499,18 +521,10 @@ impl Platform {
 /// (not loopback ones: those are the host's own, which instances may not reach; with
 /// systemd-resolved, its upstream servers). `None` when there are none.
 fn outbound_resolv_conf(dir: &std::path::Path) -> Option<PathBuf> {
-    let servers: Vec<String> = ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix("nameserver"))
-                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-                .filter(|a| !a.is_loopback())
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-        })
-        .find(|list| !list.is_empty())?;
+    let servers = host_name_servers();
+    if servers.is_empty() {
+        return None;
+    }
     let path = dir.join("resolv.conf");
     let text: String = servers
         .iter()
@@ -518,6 +532,23 @@ fn outbound_resolv_conf(dir: &std::path::Path) -> Option<PathBuf> {
         .collect();
     std::fs::write(&path, text).ok()?;
     Some(path)
+}
+
+/// The host's name servers that an instance can reach: `/etc/resolv.conf`'s, or, when
+/// that names only loopback (systemd-resolved), the upstream servers.
+fn host_name_servers() -> Vec<std::net::IpAddr> {
+    ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .filter(|a| !a.is_loopback())
+                .collect::<Vec<_>>()
+        })
+        .find(|list| !list.is_empty())
+        .unwrap_or_default()
 }
 
 /// Stops instances in parallel and waits until all are gone.

@@ -473,6 +473,8 @@ impl Store {
         tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
         tx.execute("DELETE FROM app_env WHERE app = ?1", params![app.as_str()])?;
+        // A new app of the same name gets a new slot: ids are never shared over time.
+        tx.execute("DELETE FROM id_slots WHERE app = ?1", params![app.as_str()])?;
         tx.execute(
             "DELETE FROM app_stopped WHERE app = ?1",
             params![app.as_str()],

@@ -231,7 +231,7 @@ async fn routed_probe(f: &Fixture, id: &str, python: &str) -> String {
 async fn cannot_reach_host_services_or_other_instances() {
     let f = fixture("10.252.7.0/24");
     let pool = paas_runtime::AddressPool::new("10.252.7.0/24").unwrap();
-    paas_runtime::network::isolate_instances(&pool, &[], false)
+    paas_runtime::network::isolate_instances(&pool, &[], &[], false)
         .await
         .unwrap();
     let port = host_service().await;

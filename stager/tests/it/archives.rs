@@ -1,6 +1,6 @@
 //! Hostile and odd archives: each is refused with a clear reason, or unpacked safely.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use paas_stager::archive::{self, ArchivePolicy};
@@ -365,4 +365,90 @@ fn unpacking_never_writes_through_a_link_already_in_the_folder() {
         std::fs::read_to_string(root.path().join("secret")).unwrap(),
         "host secret"
     );
+}
+
+/// A tar.gz of raw `(kind, name, data)` members, written as they are.
+fn raw_members(members: Vec<(tar::EntryType, String, Box<dyn std::io::Read>, u64)>) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for (kind, name, data, size) in members {
+        let mut h = tar::Header::new_gnu();
+        let raw = h.as_gnu_mut().unwrap();
+        let n = name.len().min(100);
+        raw.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+#[test]
+fn a_long_name_header_is_read_with_a_bound() {
+    // Before: the tar crate read a GNU long-name (or PAX) header whole, whatever size
+    // it claimed, so a small gzip bomb in one header made paasd allocate without bound.
+    let size = 8u64 << 20;
+    let data = raw_members(vec![
+        (
+            tar::EntryType::GNULongName,
+            "././@LongLink".into(),
+            Box::new(std::io::repeat(b'a').take(size)),
+            size,
+        ),
+        (tar::EntryType::Regular, "f".into(), Box::new(&b""[..]), 0),
+    ]);
+    assert!(data.len() < 1 << 20, "a bomb: {} bytes", data.len());
+    let err = archive::scan(data.as_slice(), ArchivePolicy::upload()).unwrap_err();
+    assert!(err.to_string().contains("extended header"), "{err}");
+}
+
+#[test]
+fn paths_deep_enough_to_slow_the_checker_are_refused() {
+    // Before: every folder of every path was looked up and kept, so 300 paths of 2000
+    // levels cost the checker gigabytes of hashing and memory.
+    let deep = "a/".repeat(1900);
+    let entries: Vec<String> = (0..300).map(|i| format!("x{i}/{deep}f")).collect();
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for name in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    }
+    let data = b.into_inner().unwrap().finish().unwrap();
+    let err = archive::scan(data.as_slice(), ArchivePolicy::upload()).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooComplex), "{err}");
+}
+
+#[test]
+fn a_path_with_a_nul_byte_is_refused_at_the_scan() {
+    // Before: a PAX path with a NUL passed the scan at upload and failed only at staging.
+    let record = |k: &str, v: &[u8]| {
+        let body_len = k.len() + v.len() + 3;
+        let mut len = body_len + 1;
+        while len.to_string().len() + body_len != len {
+            len += 1;
+        }
+        let mut r = format!("{len} {k}=").into_bytes();
+        r.extend_from_slice(v);
+        r.push(b'\n');
+        r
+    };
+    let pax = record("path", b"a\0b");
+    let n = pax.len() as u64;
+    let data = raw_members(vec![
+        (
+            tar::EntryType::XHeader,
+            "PaxHeader/x".into(),
+            Box::new(std::io::Cursor::new(pax)),
+            n,
+        ),
+        (tar::EntryType::Regular, "x".into(), Box::new(&b""[..]), 0),
+    ]);
+    let err = archive::scan(data.as_slice(), ArchivePolicy::upload()).unwrap_err();
+    assert!(err.to_string().contains("NUL"), "{err}");
 }
