@@ -14,7 +14,8 @@
 //! - a hardlink names a regular file already unpacked from the same archive;
 //! - devices, fifos and sockets are dropped; setuid, setgid and sticky bits are cleared;
 //! - entry count, total size and path length are bounded (a gzip bomb stops at the
-//!   size bound).
+//!   size bound), GNU long-name and PAX headers are read here with a bound of their own
+//!   (the tar crate would read them whole), and so is the work of checking paths.
 //!
 //! [`scan`] applies the same checks without writing, so an upload can be refused before
 //! it is stored. [`unpack`] writes through a [`Tree`]: every path is resolved beneath the
