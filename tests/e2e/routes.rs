@@ -445,3 +445,66 @@ fn an_edge_router_serves_the_daemon_s_routes_and_certificates() {
     let _ = router.kill();
     let _ = router.wait();
 }
+
+#[test]
+fn a_store_that_cannot_be_read_leaves_the_route_table_as_it_was() {
+    // Before: a failed read of the routes published an empty table, and every app
+    // answered 404 until the store came back.
+    let d = Daemon::start();
+    let site = crate::harness::repo().join("examples/static-site");
+    d.paas_ok(&["push", "steady", "-p", site.to_str().unwrap()]);
+    d.paas_ok(&["push", "crasher", "-p", site.to_str().unwrap()]);
+    let map = d.paas_ok(&["exec", "crasher", "--", "cat", "/proc/self/uid_map"]);
+    let base: u64 = map.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(d.get("steady.localhost", "/").status, 200);
+    let before = crate::harness::container_processes(d.dir.path().to_str().unwrap());
+
+    // The database becomes unreadable (its pages zeroed, the file left open).
+    for f in ["paas.db", "paas.db-wal", "paas.db-shm"] {
+        let p = d.dir.path().join(f);
+        if let Ok(len) = std::fs::metadata(&p).map(|m| m.len()) {
+            std::fs::write(&p, vec![0u8; len as usize]).unwrap();
+        }
+    }
+    // The crasher's process dies; its instance is started again, and each change of
+    // its state makes the platform read the routes again.
+    let victims: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                })
+                == Some(base + 2000)
+        })
+        .collect();
+    assert!(!victims.is_empty(), "the crasher's processes");
+    for pid in victims {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = crate::harness::container_processes(d.dir.path().to_str().unwrap());
+        if now.iter().any(|p| !before.contains(p)) {
+            break; // a new container: the crash and the start were both seen
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instance was not started again"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        d.get("steady.localhost", "/").status,
+        200,
+        "the other app is still routed"
+    );
+}

@@ -19,7 +19,7 @@ pub fn routes(
     q: &str,
 ) -> Result<Response<ApiBody>, Failure> {
     match *method {
-        Method::GET => page::list(&p.routes(), path, q),
+        Method::GET => page::list(&p.routes().map_err(Failure::internal)?, path, q),
         Method::DELETE => {
             p.delete_route(&route_in_query(q)?)?;
             Ok(body::empty(204))

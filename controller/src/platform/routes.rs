@@ -10,7 +10,7 @@ use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
 use super::{Failure, Platform};
-use crate::store::{Domain, MapError, RouteSettings};
+use crate::store::{Domain, MapError, RouteSettings, StoreError};
 
 impl Platform {
     /// The app's default route, `NAME.DOMAIN`.
@@ -46,23 +46,25 @@ impl Platform {
     }
 
     /// Publishes a route table built from the stored routes and the instances running now.
+    ///
+    /// When the routes cannot be read, the router keeps the table it has: a store that
+    /// fails for a moment must not take every app off the air (it answered 404 for all
+    /// of them before).
     pub fn refresh_routes(&self) {
-        self.router.update(RouteTable::from_entries(&self.routes()));
+        match self.routes() {
+            Ok(entries) => self.router.update(RouteTable::from_entries(&entries)),
+            Err(e) => tracing::error!("reading routes: {e}; the router keeps its last table"),
+        }
     }
 
     /// Every route with the instances of its app that are running now. A route of an app
     /// with no running instance has no backends (the router answers 503); an unmapped
     /// route is not routed at all (404).
-    pub fn routes(&self) -> Vec<RouteEntry> {
-        let rows = match self.store.routes() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!("reading routes: {e}");
-                return Vec::new();
-            }
-        };
+    pub fn routes(&self) -> Result<Vec<RouteEntry>, StoreError> {
+        let rows = self.store.routes()?;
         let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|row| {
                 let backends = row
                     .app
@@ -88,7 +90,7 @@ impl Platform {
                     backends,
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// Maps `route` to `app`, creating it if new. Returns false when it was mapped
