@@ -2,7 +2,9 @@
 # Installs what paas and its tests need on a Debian or Ubuntu host, if missing:
 # iproute2 and nftables (instance networks), e2fsprogs (disk quotas), curl, python3 with pip and nodejs with npm (the host
 # stack's languages, used by the shipped buildpacks), a C and C++ compiler (the fuzz
-# target's libFuzzer), and a Rust toolchain check.
+# target's libFuzzer), protoc with the well-known protobuf files (the etcd client is
+# generated at build time), etcd-server (the state store's tests), and a Rust toolchain
+# check.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -22,6 +24,11 @@ command -v curl >/dev/null || missing+=(curl)
 command -v cc >/dev/null || missing+=(gcc)
 # libFuzzer (C++), for the router's fuzz target in the test command.
 command -v c++ >/dev/null || missing+=(g++)
+# The etcd client is generated from etcd's protobuf files at build time.
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+# A real etcd, for the state store's conformance suite (and clusters).
+command -v etcd >/dev/null || missing+=(etcd-server)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
