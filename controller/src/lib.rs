@@ -60,16 +60,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     // made after the router, so the sink finds it through a cell filled in below.
     let logs_of: Arc<std::sync::OnceLock<Arc<platform::Platform>>> = Arc::default();
     let sink_cell = Arc::clone(&logs_of);
-    let sink: paas_router::ops::AccessSink =
-        Arc::new(move |entry: &paas_router::ops::AccessLog| {
-            let (Some(p), Some(app)) = (sink_cell.get(), entry.app.as_deref()) else {
-                return;
+    // Written off the request path, in batches (see `with_queued_access_log`).
+    let write = move |batch: &[paas_router::ops::AccessLog]| {
+        let Some(p) = sink_cell.get() else { return };
+        for entry in batch {
+            let Some(app) = entry.app.as_deref() else {
+                continue;
             };
             if let Ok(app) = paas_api::AppName::parse(app) {
                 p.logs
                     .append(&app, "RTR", paas_api::LogStream::Out, &entry.line());
             }
-        });
+        }
+    };
     let router = Arc::new(
         paas_router::Router::with_config(paas_router::RouterConfig {
             trusted_proxies: cfg.trusted_proxies.clone(),
@@ -78,7 +81,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             max_connections_per_client: cfg.max_connections_per_client,
             ..Default::default()
         })
-        .with_access_log(sink),
+        .with_queued_access_log(paas_router::ops::ACCESS_QUEUE, write),
     );
     let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
     let _ = logs_of.set(Arc::clone(&platform));

@@ -53,6 +53,49 @@ impl AccessLog {
 /// Where access log lines go (the app's logs as `RTR`, in paasd).
 pub type AccessSink = Arc<dyn Fn(&AccessLog) + Send + Sync>;
 
+/// Entries an [`access_queue`] holds for its writer; past that they are dropped and
+/// counted, so a slow log store never slows a request.
+pub const ACCESS_QUEUE: usize = 8192;
+
+/// The most entries handed to the writer at once.
+const ACCESS_BATCH: usize = 1024;
+
+/// An access log sink that takes an entry off the request path: the request only puts
+/// it on a bounded queue (or, when the queue is full, counts it as dropped in
+/// `metrics`), and a thread of its own hands `write` the entries in batches. The thread
+/// ends when the sink is dropped.
+pub fn access_queue(
+    capacity: usize,
+    metrics: Arc<Metrics>,
+    mut write: impl FnMut(&[AccessLog]) + Send + 'static,
+) -> AccessSink {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<AccessLog>(capacity);
+    let spawned = std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(ACCESS_BATCH);
+            while let Ok(first) = rx.recv() {
+                batch.push(first);
+                while batch.len() < ACCESS_BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                write(&batch);
+                batch.clear();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("starting the access log writer: {e}; access logs are dropped");
+    }
+    Arc::new(move |e: &AccessLog| {
+        if tx.try_send(e.clone()).is_err() {
+            metrics.access_log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+}
+
 /// Upper bounds of the request-duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
@@ -90,6 +133,8 @@ pub struct Metrics {
     websockets_refused: AtomicU64,
     /// Closed for being idle, by [`IdleClose`].
     idle_closed: [AtomicU64; 2],
+    /// Access log entries dropped because the writer was behind ([`access_queue`]).
+    access_log_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -196,6 +241,12 @@ impl Metrics {
             "WebSocket tunnels open now.",
             self.websockets_open.load(Ordering::Relaxed),
         );
+        out.push_str("# HELP paas_router_access_log_dropped_total Access log entries dropped because their writer was behind.\n");
+        out.push_str("# TYPE paas_router_access_log_dropped_total counter\n");
+        out.push_str(&format!(
+            "paas_router_access_log_dropped_total {}\n",
+            self.access_log_dropped.load(Ordering::Relaxed)
+        ));
         out.push_str("# HELP paas_router_websockets_refused_total WebSocket requests answered 503 for the tunnel cap.\n");
         out.push_str("# TYPE paas_router_websockets_refused_total counter\n");
         out.push_str(&format!(

@@ -161,7 +161,15 @@ fn the_router_logs_each_request_as_rtr_and_serves_metrics_and_health() {
     d.paas_ok(&["push", "observed", "-p", path.to_str().unwrap()]);
     assert_eq!(d.get("observed.localhost", "/some/path").status, 200);
     let _ = d.get("nowhere.localhost", "/");
-    let logs = d.paas_ok(&["logs", "observed", "--recent"]);
+    // Access log lines are written off the request path: wait for the line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let logs = loop {
+        let logs = d.paas_ok(&["logs", "observed", "--recent"]);
+        if logs.contains("[RTR]") || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let rtr = logs
         .lines()
         .find(|l| l.contains("[RTR]"))

@@ -165,9 +165,17 @@ fn run(args: Args) -> Result<(), String> {
             ..Default::default()
         });
         if args.access_log {
-            router = router.with_access_log(Arc::new(|e: &paas_router::ops::AccessLog| {
-                println!("{}", e.line())
-            }));
+            router = router.with_queued_access_log(
+                paas_router::ops::ACCESS_QUEUE,
+                |batch: &[paas_router::ops::AccessLog]| {
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    for e in batch {
+                        let _ = writeln!(out, "{}", e.line());
+                    }
+                    let _ = out.flush();
+                },
+            );
         }
         let router = Arc::new(router);
         router.update(RouteTable::from_entries(&fixed));

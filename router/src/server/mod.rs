@@ -265,10 +265,21 @@ impl Router {
         }
     }
 
-    /// Sends an access log entry for every request to `sink`.
+    /// Sends an access log entry for every request to `sink`, on the request's path.
     pub fn with_access_log(mut self, sink: AccessSink) -> Self {
         self.access = Some(sink);
         self
+    }
+
+    /// Hands every request's access log entry to `write`, in batches, on a thread of
+    /// its own: a request only queues its entry (see [`crate::ops::access_queue`]).
+    pub fn with_queued_access_log(
+        self,
+        capacity: usize,
+        write: impl FnMut(&[AccessLog]) + Send + 'static,
+    ) -> Self {
+        let sink = crate::ops::access_queue(capacity, Arc::clone(&self.metrics), write);
+        self.with_access_log(sink)
     }
 
     pub fn metrics(&self) -> Arc<Metrics> {

@@ -224,3 +224,57 @@ async fn each_direct_request_gets_an_access_log_entry() {
     assert_eq!(app, &None);
     assert!(line.contains("\"GET /x HTTP/1.1\" 404 "), "{line}");
 }
+
+#[tokio::test]
+async fn a_slow_access_log_writer_never_holds_a_request_back() {
+    // Before: paasd wrote each request's access log line, under a lock, before the
+    // response went out; a slow log store slowed every request.
+    let (app, _) = framing_backend().await;
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let written = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&written);
+    let held = std::sync::Mutex::new(held);
+    let r = Arc::new(Router::new().with_queued_access_log(
+        4,
+        move |batch: &[paas_router::ops::AccessLog]| {
+            // The writer is stuck until the test lets it go.
+            let _ = held.lock().unwrap().recv();
+            counted.fetch_add(batch.len(), Ordering::SeqCst);
+        },
+    ));
+    r.update(app_table(app));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(Arc::clone(&r).run(l, std::future::pending()));
+    let mut requests = String::new();
+    for _ in 0..19 {
+        requests.push_str("GET /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n");
+    }
+    requests.push_str("GET /length HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n");
+    let out = raw(addr, &requests).await;
+    assert_eq!(
+        out.matches("HTTP/1.1 200").count(),
+        20,
+        "every request answered"
+    );
+    let metrics = r.metrics().render(1);
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("paas_router_access_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the dropped counter is exported");
+    // At most the queue (4) and the batch the writer holds (1) wait; the rest dropped.
+    assert!(dropped >= 15, "{dropped} dropped: {metrics}");
+    for _ in 0..25 {
+        let _ = release.send(());
+    }
+    eventually(
+        "the waiting entries to be written",
+        std::time::Duration::from_secs(30),
+        || {
+            let n = written.load(Ordering::SeqCst) as u64;
+            async move { (n + dropped == 20).then_some(()) }
+        },
+    )
+    .await;
+}
