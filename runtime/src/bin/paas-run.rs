@@ -7,16 +7,18 @@ use std::process::ExitCode;
 
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    AddressPool, CgroupDriver, ContainerConfig, ExitReason, HostStack, Limits, NetworkMode,
+    AddressPool, CgroupDriver, ContainerConfig, ExitReason, HostStack, IdMap, Limits, NetworkMode,
     Runtime, VCAP_GID, VCAP_UID,
 };
 
 const USAGE: &str =
-    "usage: paas-run [--state-dir DIR] [--memory MIB] [--pids N] -- COMMAND [ARG...]
+    "usage: paas-run [--state-dir DIR] [--memory MIB] [--pids N] [--user-namespace HOST_ID] -- COMMAND [ARG...]
 
 Runs COMMAND in a container: its own mount, pid, uts, ipc, net and cgroup namespaces,
 the host stack read-only, a private /tmp, uid 2000 with no capabilities, and the memory
-and pid limits given (default 64 MiB, 64 pids). Needs root.";
+and pid limits given (default 64 MiB, 64 pids). With --user-namespace, in a user
+namespace whose ids 0-65535 are the host's HOST_ID and after, as paasd runs apps.
+Needs root.";
 
 fn main() -> ExitCode {
     match run() {
@@ -34,6 +36,7 @@ fn run() -> Result<ExitCode, String> {
     let mut memory_mib: u64 = 64;
     let mut pids: u32 = 64;
     let mut command = Vec::new();
+    let mut id_map = None;
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
             args.next()
@@ -50,6 +53,15 @@ fn run() -> Result<ExitCode, String> {
                 pids = value("--pids")?
                     .parse()
                     .map_err(|_| "--pids takes a number")?
+            }
+            "--user-namespace" => {
+                let base: u32 = value("--user-namespace")?
+                    .parse()
+                    .map_err(|_| "--user-namespace takes a host id, e.g. 268500992")?;
+                id_map = Some(IdMap {
+                    host_base: base,
+                    size: IdMap::SIZE,
+                });
             }
             "--" => {
                 command = args.by_ref().collect();
@@ -118,7 +130,7 @@ fn run() -> Result<ExitCode, String> {
         },
         network: NetworkMode::Isolated,
         writable: None,
-        id_map: None,
+        id_map,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
