@@ -105,7 +105,7 @@ pub fn unpack(
     walk(reader, limits, Some((dest, owner)))
 }
 
-const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_BYTES: usize = 4095;
 
 fn unsafe_entry(path: &Path, reason: &'static str) -> ArchiveError {
     ArchiveError::Unsafe {
@@ -472,6 +472,18 @@ fn walk(
                     .ok_or_else(|| unsafe_entry(&raw, "it is a symlink with no target"))?;
                 if link.as_os_str().is_empty() {
                     return Err(unsafe_entry(&raw, "it is a symlink with no target"));
+                }
+                // What the kernel would refuse to make, refused by the scan too (under
+                // every policy), so that a scan never passes what unpacking cannot do.
+                {
+                    use std::os::unix::ffi::OsStrExt;
+                    let bytes = link.as_os_str().as_bytes();
+                    if bytes.len() > MAX_PATH_BYTES {
+                        return Err(unsafe_entry(&raw, "its symlink target is too long"));
+                    }
+                    if bytes.contains(&0) {
+                        return Err(unsafe_entry(&raw, "its symlink target contains a NUL byte"));
+                    }
                 }
                 seen.claim(&raw, &path, Kind::Symlink)?;
                 if !limits.symlinks_anywhere {

@@ -552,17 +552,20 @@ fn append(b: &mut tar::Builder<Vec<u8>>, m: &Member) {
 
 /// An input whose [`cost`] is above this is run and checked like any other, but not kept
 /// in the corpus: the fuzzer would otherwise spend most of its time on mutations of the
-/// few deep ones it kept (2048 levels cost seconds a run, 240 a tenth of one, against a
-/// millisecond for most inputs). Deep paths still come from mutating cheaper inputs.
-const KEEP_COST: u64 = 1 << 16;
+/// few deep ones it kept (2048 levels cost seconds a run, 240 a tenth of one, 60 about
+/// ten milliseconds, against one or less for most inputs). Deep and long paths still
+/// come from mutating cheaper inputs: a repeat's count is one byte. (Over 5 minutes, this
+/// bound kept 87% of the old run rate with all the new coverage; 1 << 13 kept all the
+/// rate but lost coverage, 1 << 16 halved the rate for none.)
+const KEEP_COST: u64 = 1 << 14;
 
 /// About what scanning and unpacking `entries` costs: for each name and link target as
 /// the stager reads it (from a header, its first 100 bytes), its depth D × (its length
 /// plus 3 D), as the checks hash the path of each of its folders and the unpack resolves
 /// and makes each of them; and for a stray member, its size / 8, as its generated data
-/// is copied a few times (so none of more than 512 KiB is kept). A path of 15 names of
-/// 255 bytes (3839 bytes) comes to 58,260, one of 114 `a`s to 64,866: each a few tens of
-/// milliseconds a run.
+/// is copied a few times (so none of more than 128 KiB is kept). A path of 57 `a`s comes
+/// to 16,188, one of 4 names of 255 bytes (1023 bytes) to 4,140, and one of 15 (3839
+/// bytes) to 58,260.
 fn cost(entries: &[Entry], s: &str, o: &str) -> u64 {
     let path = |p: &[Piece], via: Via| {
         let text = render(p, s, o);

@@ -452,3 +452,24 @@ fn a_path_with_a_nul_byte_is_refused_at_the_scan() {
     let err = archive::scan(data.as_slice(), ArchivePolicy::upload()).unwrap_err();
     assert!(err.to_string().contains("NUL"), "{err}");
 }
+
+#[test]
+fn a_symlink_target_longer_than_the_kernel_takes_is_refused_by_the_scan() {
+    // Found by the fuzz target: droplets may link anywhere, so the scan passed a 5000-byte
+    // target (carried in a GNU long-link member) that unpacking then failed to make
+    // (ENAMETOOLONG): the scan must refuse what unpacking cannot do.
+    let target = "n/".repeat(2500);
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "c", &target).unwrap();
+    let data = b.into_inner().unwrap().finish().unwrap();
+    let err = archive::scan(data.as_slice(), ArchivePolicy::droplet()).unwrap_err();
+    assert!(err.to_string().contains("target is too long"), "{err}");
+    let dest = tempfile::tempdir().unwrap();
+    let unpacked = archive::unpack(data.as_slice(), dest.path(), ArchivePolicy::droplet(), None);
+    assert!(unpacked.is_err(), "unpack agrees");
+}
