@@ -14,32 +14,10 @@ async fn framing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
         count.fetch_add(1, Ordering::SeqCst);
         async move {
             let mut got = Vec::new();
-            let mut buf = vec![0u8; 8192];
             loop {
-                let end = loop {
-                    if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                let Some((head, body)) = read_request(&mut s, &mut got).await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&got[..end]).to_string();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                while got.len() < end + length {
-                    let n = s.read(&mut buf).await.unwrap();
-                    got.extend_from_slice(&buf[..n]);
-                }
-                let body = String::from_utf8_lossy(&got[end..end + length]).to_string();
-                got.drain(..end + length);
                 let target = head.split(' ').nth(1).unwrap_or("");
                 let path = target.split('?').next().unwrap_or("").to_string();
                 let pieces: Vec<String> = match path.as_str() {

@@ -8,40 +8,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use paas_router::{Backend, RouteTable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::{raw, spawn_backend};
+use crate::{raw, read_request, spawn_backend};
 
 /// A backend that reads a request (and its Content-Length body) and answers with its
 /// name and the request's head, then closes.
 async fn echo_backend(name: &'static str) -> SocketAddr {
     spawn_backend(move |mut s| async move {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        let end = loop {
-            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
+        let Some((head, _)) = read_request(&mut s, &mut Vec::new()).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&got[..end]).into_owned();
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        while got.len() < end + length {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
         let body = format!("{name}\n{head}");
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

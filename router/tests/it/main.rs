@@ -35,6 +35,40 @@ where
 }
 
 /// A backend that answers every request with its name and the request's head.
+/// Reads the next request from `s` (its head, and a Content-Length body) into `got`,
+/// which keeps what was read past it. Returns the head and body, or `None` once the
+/// client has closed or failed.
+pub async fn read_request(s: &mut TcpStream, got: &mut Vec<u8>) -> Option<(String, String)> {
+    let mut buf = vec![0u8; 8192];
+    let end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    while got.len() < end + length {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = String::from_utf8_lossy(&got[end..end + length]).into_owned();
+    got.drain(..end + length);
+    Some((head, body))
+}
+
 async fn backend(name: &'static str) -> SocketAddr {
     spawn_backend(move |mut s| async move {
         let mut buf = vec![0u8; 8192];
