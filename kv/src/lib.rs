@@ -67,6 +67,16 @@ pub struct Txn {
     pub otherwise: Vec<Op>,
 }
 
+impl Txn {
+    /// A transaction of one unconditional write.
+    pub fn just(op: Op) -> Txn {
+        Txn {
+            then: vec![op],
+            ..Txn::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TxnResult {
     /// Whether `when` held (and `then` was applied).
@@ -176,15 +186,7 @@ pub trait Kv: Send + Sync {
             value,
             lease: None,
         };
-        async move {
-            let r = self
-                .txn(Txn {
-                    then: vec![op],
-                    ..Txn::default()
-                })
-                .await?;
-            Ok(r.revision)
-        }
+        async move { Ok(self.txn(Txn::just(op)).await?.revision) }
     }
 
     /// Deletes `key` if it exists; returns the store's revision after.
@@ -192,15 +194,7 @@ pub trait Kv: Send + Sync {
         let op = Op::Delete {
             key: key.to_string(),
         };
-        async move {
-            let r = self
-                .txn(Txn {
-                    then: vec![op],
-                    ..Txn::default()
-                })
-                .await?;
-            Ok(r.revision)
-        }
+        async move { Ok(self.txn(Txn::just(op)).await?.revision) }
     }
 }
 

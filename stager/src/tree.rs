@@ -93,11 +93,6 @@ impl Tree {
         })
     }
 
-    /// Where the tree is, for messages.
-    pub fn path(&self) -> &Path {
-        &self.shown
-    }
-
     fn at(&self, rel: &Path, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
         // O_NONBLOCK: opening a named pipe a tenant left where a file should be would
         // otherwise wait for a writer that never comes (and hold a thread of paasd).
