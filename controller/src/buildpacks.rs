@@ -1,7 +1,8 @@
 //! The buildpack registry: shipped and user-added buildpacks, their order and state.
 //!
 //! The ordered list lives in memory behind a mutex and is written whole to the store on
-//! every change (it is a handful of rows). A user-added buildpack's archive is a blob;
+//! every change (it is a handful of rows). Changes are made one at a time (`changing`),
+//! so the list is written in the order its changes were made. A user-added buildpack's archive is a blob;
 //! its unpacked folder is `buildpacks/custom/<sha256>`, shared by every staging and made
 //! again from the blob if missing.
 
@@ -26,12 +27,14 @@ struct Entry {
 pub struct Registry {
     custom_dir: PathBuf,
     entries: Mutex<Vec<Entry>>,
+    /// Held from a change of `entries` until it is saved.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
     /// Loads the registry, adding shipped buildpacks that the store does not know yet at
     /// the end, in their shipped order.
-    pub fn open(
+    pub async fn open(
         store: &Store,
         blobs: &Blobs,
         dir: &Path,
@@ -40,7 +43,7 @@ impl Registry {
         let custom_dir = dir.join("custom");
         std::fs::create_dir_all(&custom_dir)
             .with_context(|| format!("creating {}", custom_dir.display()))?;
-        let rows = store.buildpacks().context("reading buildpacks")?;
+        let rows = store.buildpacks().await.context("reading buildpacks")?;
         let mut entries = Vec::new();
         for row in &rows {
             let bp = if row.shipped {
@@ -75,8 +78,9 @@ impl Registry {
         let registry = Registry {
             custom_dir,
             entries: Mutex::new(entries),
+            changing: tokio::sync::Mutex::new(()),
         };
-        registry.save(store)?;
+        registry.save(store).await?;
         Ok(registry)
     }
 
@@ -84,7 +88,7 @@ impl Registry {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn save(&self, store: &Store) -> anyhow::Result<()> {
+    async fn save(&self, store: &Store) -> anyhow::Result<()> {
         let rows: Vec<BuildpackRow> = self
             .entries()
             .iter()
@@ -95,7 +99,10 @@ impl Registry {
                 sha256: e.buildpack.version.clone(),
             })
             .collect();
-        store.save_buildpacks(&rows).context("saving buildpacks")
+        store
+            .save_buildpacks(&rows)
+            .await
+            .context("saving buildpacks")
     }
 
     pub fn list(&self) -> Vec<BuildpackInfo> {
@@ -152,7 +159,7 @@ impl Registry {
     }
 
     /// Adds a buildpack from the checked tar.gz blob `sha256` at `position` (default last).
-    pub fn create(
+    pub async fn create(
         &self,
         store: &Store,
         blobs: &Blobs,
@@ -160,6 +167,7 @@ impl Registry {
         sha256: &str,
         position: Option<u32>,
     ) -> Result<BuildpackInfo, Failure> {
+        let _changing = self.changing.lock().await;
         if self.entries().iter().any(|e| &e.buildpack.name == name) {
             return Err(Failure::new(
                 409,
@@ -184,12 +192,13 @@ impl Registry {
             );
         }
         self.save(store)
+            .await
             .map_err(|e| Failure::internal(format!("{e:#}")))?;
         self.info(name)
     }
 
     /// Changes a buildpack's bits, position or state.
-    pub fn update(
+    pub async fn update(
         &self,
         store: &Store,
         blobs: &Blobs,
@@ -197,6 +206,7 @@ impl Registry {
         bits: Option<&str>,
         update: &BuildpackUpdate,
     ) -> Result<BuildpackInfo, Failure> {
+        let _changing = self.changing.lock().await;
         let fresh = match bits {
             Some(sha) => {
                 Some(open_custom(blobs, &self.custom_dir, name, sha).map_err(not_a_buildpack)?)
@@ -224,11 +234,13 @@ impl Registry {
             entries.insert(at, entry);
         }
         self.save(store)
+            .await
             .map_err(|e| Failure::internal(format!("{e:#}")))?;
         self.info(name)
     }
 
-    pub fn delete(&self, store: &Store, name: &BuildpackName) -> Result<(), Failure> {
+    pub async fn delete(&self, store: &Store, name: &BuildpackName) -> Result<(), Failure> {
+        let _changing = self.changing.lock().await;
         {
             let mut entries = self.entries();
             let i = entries
@@ -248,6 +260,7 @@ impl Registry {
             entries.remove(i);
         }
         self.save(store)
+            .await
             .map_err(|e| Failure::internal(format!("{e:#}")))
     }
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 pub struct Config {
     /// Everything the daemon keeps: database, blobs, certificates, logs.
     pub data_dir: PathBuf,
+    /// The etcd cluster that holds the platform's records; empty for the embedded
+    /// SQLite database in `data_dir`.
+    pub etcd_endpoints: Vec<String>,
     pub api_listen: SocketAddr,
     /// Where the router listens for app traffic.
     pub http_listen: SocketAddr,

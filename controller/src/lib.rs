@@ -4,7 +4,8 @@
 //! [`run`] wires the parts together; everything long-running stops when its `shutdown`
 //! future completes.
 //!
-//! - [`store`]: apps and releases in SQLite (WAL, synchronous commits);
+//! - [`store`]: apps, releases, events, routes, domains and buildpacks as documents in
+//!   the state store ([`paas_kv`]: embedded SQLite by default, or etcd);
 //! - [`blobs`]: content-addressed files (packages, droplets), written atomically;
 //! - [`logs`]: per-app log lines, in memory and on disk;
 //! - [`platform`]: deployments, instance supervision, and the route table;
@@ -85,7 +86,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     );
     let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
     let _ = logs_of.set(Arc::clone(&platform));
-    platform.refresh_certificates();
+    platform.refresh_certificates().await;
     platform.restore().await;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

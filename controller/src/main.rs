@@ -21,6 +21,11 @@ struct Args {
     /// Where state lives: database, blobs, certificates, logs.
     #[arg(long, default_value = "/var/lib/paas", value_name = "DIR")]
     data_dir: PathBuf,
+    /// Keep apps, releases, routes and every other record in this etcd cluster (v3 API,
+    /// `http://HOST:PORT`, comma-separated or repeated) instead of the embedded SQLite
+    /// database in --data-dir. Packages, droplets and logs stay in --data-dir.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    etcd_endpoints: Vec<String>,
     /// Address of the HTTPS API.
     #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
     api_listen: SocketAddr,
@@ -138,6 +143,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     );
     let cfg = paas_controller::Config {
         data_dir: args.data_dir,
+        etcd_endpoints: args.etcd_endpoints,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
         https_listen: args.https_listen,

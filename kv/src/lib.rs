@@ -228,3 +228,63 @@ pub fn check_txn(txn: &Txn) -> Result<(), KvError> {
     }
     Ok(())
 }
+
+/// Either backend, chosen at start: paasd holds one of these, so that the code above
+/// the store is written once and not made generic over [`Kv`].
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(sqlite::SqliteKv),
+    /// Boxed: etcd's client is a few kilobytes, the SQLite handle one pointer.
+    Etcd(Box<etcd::EtcdKv>),
+}
+
+impl Kv for Backend {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.get(key).await,
+            Backend::Etcd(kv) => kv.get(key).await,
+        }
+    }
+
+    async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.range(prefix).await,
+            Backend::Etcd(kv) => kv.range(prefix).await,
+        }
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult, KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.txn(txn).await,
+            Backend::Etcd(kv) => kv.txn(txn).await,
+        }
+    }
+
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch, KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.watch(prefix, from).await,
+            Backend::Etcd(kv) => kv.watch(prefix, from).await,
+        }
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId, KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.grant(ttl).await,
+            Backend::Etcd(kv) => kv.grant(ttl).await,
+        }
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.keep_alive(lease).await,
+            Backend::Etcd(kv) => kv.keep_alive(lease).await,
+        }
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
+        match self {
+            Backend::Sqlite(kv) => kv.revoke(lease).await,
+            Backend::Etcd(kv) => kv.revoke(lease).await,
+        }
+    }
+}

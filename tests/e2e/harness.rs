@@ -254,6 +254,18 @@ fn spawn(
     (child, api, addr("router="), addr("https="), addr("admin="))
 }
 
+/// Polls `check` every 100 ms for up to `secs` seconds.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 /// The `paas-init` processes (shims and pid 1s) of the containers under a data folder.
 pub fn container_processes(data_dir: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")

@@ -6,6 +6,7 @@ mod api_spec;
 mod buildpacks;
 mod conformance;
 mod escape;
+mod etcd;
 mod harness;
 mod manifest;
 mod outbound;

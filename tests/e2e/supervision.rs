@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::Daemon;
+use crate::harness::{eventually, Daemon};
 
 /// A Python app: `/crash` exits with status 7, `/hog` allocates far past the memory
 /// limit, `/health` answers 200 unless `/sick` was asked for, and `/` answers "ok".
@@ -47,18 +47,6 @@ fn push_app(d: &Daemon, name: &str, extra: &[&str]) -> tempfile::TempDir {
     args.extend_from_slice(extra);
     d.paas_ok(&args);
     dir
-}
-
-/// Polls `check` every 100 ms for up to `secs` seconds.
-fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 #[test]

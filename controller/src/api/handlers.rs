@@ -29,18 +29,19 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
     let method = req.method().clone();
     let result = match (method.clone(), segments.as_slice()) {
         (Method::GET, ["v1", "info"]) => Ok(info(p)),
-        (Method::GET, ["v1", "apps"]) => list_apps(p, &path, &query),
-        (m, ["v1", "routes"]) => routes::routes(p, &m, &path, &query),
-        (Method::GET, ["v1", "certificates"]) => {
-            p.certificates().and_then(|c| page::list(&c, &path, &query))
-        }
+        (Method::GET, ["v1", "apps"]) => list_apps(p, &path, &query).await,
+        (m, ["v1", "routes"]) => routes::routes(p, &m, &path, &query).await,
+        (Method::GET, ["v1", "certificates"]) => p
+            .certificates()
+            .await
+            .and_then(|c| page::list(&c, &path, &query)),
         (m, ["v1", "domains", rest @ ..]) => routes::domains(p, &m, rest, &path, &query, req).await,
         (Method::POST, ["v1", "resources", "match"]) => match_resources(p, req).await,
         (m, ["v1", "buildpacks", rest @ ..]) => buildpacks(p, m, rest, &path, &query, req).await,
         (m, ["v1", "apps", name, rest @ ..]) => match app_name(name) {
             Err(f) => Err(f),
             Ok(app) => match (m, rest) {
-                (Method::GET, []) => get_app(p, &app),
+                (Method::GET, []) => get_app(p, &app).await,
                 (Method::PUT, []) => put_app(p, &app, &query, req).await,
                 (Method::DELETE, []) => p
                     .delete(&app, query::flag(&query, "routes"))
@@ -49,17 +50,17 @@ pub async fn route(p: &Arc<Platform>, req: Request<Incoming>) -> Response<ApiBod
                 (m, ["routes"]) => routes::app_routes(p, &app, &m, &path, &query, req).await,
                 (Method::POST, ["packages"]) => upload_package(p, &app, &query, req).await,
                 (Method::POST, ["deployments"]) => deploy(p, &app, req).await,
-                (Method::POST, ["restage"]) => restage(p, &app),
+                (Method::POST, ["restage"]) => restage(p, &app).await,
                 (Method::POST, ["restart"] | ["start"]) => Ok(stream_restart(p, &app, None)),
                 (Method::POST, ["rollback"]) => read_json::<RollbackRequest>(req)
                     .await
                     .map(|r| stream_restart(p, &app, Some(r.version))),
                 (Method::POST, ["stop"]) => p.stop_app(&app).await.map(|()| body::empty(204)),
-                (Method::GET, ["revisions"]) => revisions(p, &app, &path, &query),
+                (Method::GET, ["revisions"]) => revisions(p, &app, &path, &query).await,
                 (Method::GET, ["droplet"]) => droplet(p, &app).await,
-                (Method::GET, ["logs"]) => logs(p, &app, &query),
-                (Method::GET, ["events"]) => events(p, &app, &path, &query),
-                (Method::GET, ["env"]) => get_env(p, &app),
+                (Method::GET, ["logs"]) => logs(p, &app, &query).await,
+                (Method::GET, ["events"]) => events(p, &app, &path, &query).await,
+                (Method::GET, ["env"]) => get_env(p, &app).await,
                 (Method::PATCH, ["env"]) => patch_env(p, &app, req).await,
                 (Method::POST, ["exec"]) => exec(p, &app, req).await,
                 _ => Err(not_found(&method, &path)),
@@ -97,15 +98,15 @@ fn info(p: &Platform) -> Response<ApiBody> {
     )
 }
 
-fn list_apps(p: &Platform, path: &str, query: &str) -> Result<Response<ApiBody>, Failure> {
-    let apps = p.store.apps().map_err(Failure::internal)?;
-    let summaries: Vec<_> = apps.iter().map(|a| p.summary(a)).collect();
+async fn list_apps(p: &Platform, path: &str, query: &str) -> Result<Response<ApiBody>, Failure> {
+    let apps = p.store.apps().await.map_err(Failure::internal)?;
+    let summaries = p.summaries(&apps).await;
     page::list(&summaries, path, query)
 }
 
-fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p.app_record(app)?;
-    Ok(body::json(200, &p.summary(&record)))
+async fn get_app(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p.app_record(app).await?;
+    Ok(body::json(200, &p.summary(&record).await))
 }
 
 pub(super) async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Failure> {
@@ -185,24 +186,28 @@ async fn put_app(
             ));
         }
     }
-    let existing = p.store.app(app).map_err(Failure::internal)?;
+    let existing = p.store.app(app).await.map_err(Failure::internal)?;
     let is_new = existing.is_none();
     if settings.outbound.is_none() {
         // A push does not say: outbound access stays as it was.
         settings.outbound = Some(existing.is_some_and(|a| a.settings.outbound()));
     }
-    let record = p.store.put_app(app, &settings).map_err(Failure::internal)?;
+    let record = p
+        .store
+        .put_app(app, &settings)
+        .await
+        .map_err(Failure::internal)?;
     if is_new && query::param(query, "default-route").as_deref() != Some("false") {
         let route = p.default_route(app)?;
-        if let Err(f) = p.map_route(app, &route, Default::default()) {
+        if let Err(f) = p.map_route(app, &route, Default::default()).await {
             // A new app whose route is taken is not created: nothing is half-made.
-            let _ = p.store.delete_app(app, false);
+            let _ = p.store.delete_app(app, false).await;
             return Err(f);
         }
     }
     Ok(body::json(
         if is_new { 201 } else { 200 },
-        &p.summary(&record),
+        &p.summary(&record).await,
     ))
 }
 
@@ -222,7 +227,7 @@ async fn exec(
             None,
         ));
     }
-    p.app_record(app)?;
+    p.app_record(app).await?;
     let mut child = p.exec(app, index, &command)?;
     let (out, resp) = body::ndjson_stream();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -259,12 +264,8 @@ async fn exec(
     Ok(resp)
 }
 
-fn get_env(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    p.app_record(app)?;
-    Ok(body::json(
-        200,
-        &p.store.env(app).map_err(Failure::internal)?,
-    ))
+async fn get_env(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    Ok(body::json(200, &p.app_record(app).await?.env))
 }
 
 /// `{"KEY": "value", "OTHER": null}` sets KEY and removes OTHER. Takes effect at the next
@@ -275,7 +276,7 @@ async fn patch_env(
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     let changes: std::collections::BTreeMap<String, Option<String>> = read_json(req).await?;
-    p.app_record(app)?;
+    p.app_record(app).await?;
     for (k, v) in &changes {
         paas_api::check_env_name(k).map_err(|e| Failure::new(422, "invalid-env", e, None))?;
         if v.as_deref().is_some_and(|v| v.contains('\0')) {
@@ -287,28 +288,27 @@ async fn patch_env(
             ));
         }
     }
-    p.store
+    let env = p
+        .store
         .update_env(app, &changes)
+        .await
         .map_err(Failure::internal)?;
-    Ok(body::json(
-        200,
-        &p.store.env(app).map_err(Failure::internal)?,
-    ))
+    Ok(body::json(200, &env))
 }
 
-fn events(
+async fn events(
     p: &Platform,
     app: &AppName,
     path: &str,
     query: &str,
 ) -> Result<Response<ApiBody>, Failure> {
-    p.app_record(app)?;
+    p.app_record(app).await?;
     if !query::flag(query, "follow") {
-        let events = p.store.events(app).map_err(Failure::internal)?;
+        let events = p.store.events(app).await.map_err(Failure::internal)?;
         return page::list(&events, path, query);
     }
     // `?follow`: the recorded events, then each new one as it is recorded, as NDJSON.
-    let (recorded, mut live) = p.follow_events(app)?;
+    let (recorded, mut live) = p.follow_events(app).await?;
     let (out, resp) = body::ndjson_stream();
     let app = app.clone();
     tokio::spawn(async move {
@@ -366,7 +366,7 @@ async fn upload_package(
     query: &str,
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
-    p.app_record(app)?;
+    p.app_record(app).await?;
     let (uploaded, bytes) = receive_archive(p, req, "package").await?;
     // Remember the content of every file that was sent, for the next push.
     let (src, resources) = (p.blobs.path(&uploaded), p.resources.clone());
@@ -586,19 +586,23 @@ async fn buildpacks(
             let (sha, _) = receive_archive(p, req, "buildpack").await?;
             let info = p
                 .buildpacks
-                .create(&p.store, &p.blobs, &name, &sha, position)?;
+                .create(&p.store, &p.blobs, &name, &sha, position)
+                .await?;
             Ok(body::json(201, &info))
         }
         (Method::PUT, [name, "bits"]) => {
             let name = buildpack_name(name)?;
             let (sha, _) = receive_archive(p, req, "buildpack").await?;
-            let info = p.buildpacks.update(
-                &p.store,
-                &p.blobs,
-                &name,
-                Some(&sha),
-                &BuildpackUpdate::default(),
-            )?;
+            let info = p
+                .buildpacks
+                .update(
+                    &p.store,
+                    &p.blobs,
+                    &name,
+                    Some(&sha),
+                    &BuildpackUpdate::default(),
+                )
+                .await?;
             Ok(body::json(200, &info))
         }
         (Method::PATCH, [name]) => {
@@ -606,12 +610,13 @@ async fn buildpacks(
             let update: BuildpackUpdate = read_json(req).await?;
             let info = p
                 .buildpacks
-                .update(&p.store, &p.blobs, &name, None, &update)?;
+                .update(&p.store, &p.blobs, &name, None, &update)
+                .await?;
             Ok(body::json(200, &info))
         }
         (Method::DELETE, [name]) => {
             let name = buildpack_name(name)?;
-            p.buildpacks.delete(&p.store, &name)?;
+            p.buildpacks.delete(&p.store, &name).await?;
             Ok(body::empty(204))
         }
         (m, _) => Err(not_found(&m, &format!("/v1/buildpacks/{}", rest.join("/")))),
@@ -634,13 +639,13 @@ async fn deploy(
             None,
         ));
     }
-    p.app_record(app)?;
+    p.app_record(app).await?;
     Ok(stream_deployment(p, app, package, start))
 }
 
 /// Stages the current package again, as a new deployment.
-fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p.app_record(app)?;
+async fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failure> {
+    let record = p.app_record(app).await?;
     let release = record.release.ok_or_else(|| {
         Failure::new(
             422,
@@ -654,7 +659,7 @@ fn restage(p: &Arc<Platform>, app: &AppName) -> Result<Response<ApiBody>, Failur
 
 /// The droplet the app runs, as a tar.gz.
 async fn droplet(p: &Platform, app: &AppName) -> Result<Response<ApiBody>, Failure> {
-    let record = p.app_record(app)?;
+    let record = p.app_record(app).await?;
     let release = record.release.ok_or_else(|| {
         Failure::new(
             404,
@@ -678,17 +683,18 @@ fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Res
     })
 }
 
-fn revisions(
+async fn revisions(
     p: &Platform,
     app: &AppName,
     path: &str,
     query: &str,
 ) -> Result<Response<ApiBody>, Failure> {
-    let record = p.app_record(app)?;
+    let record = p.app_record(app).await?;
     let current = record.release.map(|r| r.version);
     let list: Vec<Revision> = p
         .store
         .releases(app)
+        .await
         .map_err(Failure::internal)?
         .into_iter()
         .map(|r| Revision {
@@ -817,8 +823,8 @@ async fn forward_deploy_events(
 }
 
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
-fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, Failure> {
-    p.app_record(app)?;
+async fn logs(p: &Platform, app: &AppName, query: &str) -> Result<Response<ApiBody>, Failure> {
+    p.app_record(app).await?;
     let follow = query::flag(query, "follow");
     let (out, resp) = body::ndjson_stream();
     if !follow {

@@ -12,16 +12,16 @@ use crate::store::{Domain, RouteSettings};
 
 /// `GET /v1/routes` lists mapped routes with their instances; `DELETE
 /// /v1/routes?host=H&path=P` deletes one.
-pub fn routes(
+pub async fn routes(
     p: &Platform,
     method: &Method,
     path: &str,
     q: &str,
 ) -> Result<Response<ApiBody>, Failure> {
     match *method {
-        Method::GET => page::list(&p.routes().map_err(Failure::internal)?, path, q),
+        Method::GET => page::list(&p.routes().await.map_err(Failure::internal)?, path, q),
         Method::DELETE => {
-            p.delete_route(&route_in_query(q)?)?;
+            p.delete_route(&route_in_query(q)?).await?;
             Ok(body::empty(204))
         }
         _ => Err(super::handlers::not_found(method, "/v1/routes")),
@@ -39,8 +39,8 @@ pub async fn app_routes(
 ) -> Result<Response<ApiBody>, Failure> {
     match *method {
         Method::GET => {
-            p.app_record(app)?;
-            let routes = p.store.app_routes(app).map_err(Failure::internal)?;
+            p.app_record(app).await?;
+            let routes = p.store.app_routes(app).await.map_err(Failure::internal)?;
             page::list(&routes, path, q)
         }
         Method::POST => {
@@ -51,11 +51,11 @@ pub async fn app_routes(
                 balance: asked.balance,
                 max_body: asked.max_body_bytes,
             };
-            let added = p.map_route(app, &route, settings)?;
+            let added = p.map_route(app, &route, settings).await?;
             Ok(body::json(if added { 201 } else { 200 }, &route))
         }
         Method::DELETE => {
-            p.unmap_route(app, &route_in_query(q)?)?;
+            p.unmap_route(app, &route_in_query(q)?).await?;
             Ok(body::empty(204))
         }
         _ => Err(super::handlers::not_found(
@@ -75,20 +75,22 @@ pub async fn domains(
     req: Request<Incoming>,
 ) -> Result<Response<ApiBody>, Failure> {
     match (method, rest) {
-        (&Method::GET, []) => page::list(&p.domains()?, path, q),
+        (&Method::GET, []) => page::list(&p.domains().await?, path, q),
         (&Method::POST, []) => {
             let d: CreateDomain = read_json(req).await?;
             let name = d.name.to_ascii_lowercase();
-            let added = p.create_domain(Domain {
-                name: name.clone(),
-                cert_pem: d.cert_pem,
-                key_pem: d.key_pem,
-            })?;
-            let info = p.domains()?.into_iter().find(|i| i.name == name);
+            let added = p
+                .create_domain(Domain {
+                    name: name.clone(),
+                    cert_pem: d.cert_pem,
+                    key_pem: d.key_pem,
+                })
+                .await?;
+            let info = p.domains().await?.into_iter().find(|i| i.name == name);
             Ok(body::json(if added { 201 } else { 200 }, &info))
         }
         (&Method::DELETE, [name]) => {
-            p.delete_domain(&name.to_ascii_lowercase())?;
+            p.delete_domain(&name.to_ascii_lowercase()).await?;
             Ok(body::empty(204))
         }
         _ => Err(super::handlers::not_found(method, "/v1/domains")),

@@ -17,7 +17,7 @@ use crate::store::{AppRecord, Release};
 const DRAIN_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Revisions per app whose droplets are kept for rollbacks.
-const KEPT_REVISIONS: i64 = 5;
+const KEPT_REVISIONS: usize = 5;
 
 /// The largest droplet a staging may produce.
 const MAX_DROPLET_BYTES: u64 = 4 << 30;
@@ -34,7 +34,7 @@ impl Platform {
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        let record = self.app_record(app)?;
+        let record = self.app_record(app).await?;
         if !self.blobs.exists(package) {
             return Err(Failure::new(
                 404,
@@ -63,12 +63,7 @@ impl Platform {
             buildpacks,
             detect,
             start_command: record.settings.command.clone(),
-            env: self
-                .store
-                .env(app)
-                .map_err(Failure::internal)?
-                .into_iter()
-                .collect(),
+            env: record.env.clone().into_iter().collect(),
             memory: record.settings.memory,
             disk: Some(record.settings.disk_or_default()),
             timeout: self.staging_timeout,
@@ -80,6 +75,7 @@ impl Platform {
                 .then(|| self.outbound_resolv_conf()),
             id_map: Some(
                 self.id_map(app)
+                    .await
                     .map_err(|e| Failure::internal(format!("{e:#}")))?,
             ),
         };
@@ -144,15 +140,17 @@ impl Platform {
                 &staged.info.detected_buildpack,
                 &staged.info.start_command,
             )
+            .await
             .map_err(Failure::internal)?;
         if !start {
             self.store
-                .set_release(app, release.id)
+                .set_release(app, &release)
+                .await
                 .map_err(Failure::internal)?;
             self.stop_locked(app, "staged and left stopped (--no-start)")
                 .await?;
             let _ = events.send(DeployEvent::Done {
-                url: self.url(app),
+                url: self.url(app).await,
                 instances: 0,
             });
             return Ok(());
@@ -175,6 +173,7 @@ impl Platform {
         let app = &record.name;
         let ids = self
             .id_map(app)
+            .await
             .map_err(|e| Failure::internal(format!("{e:#}")))?;
         let droplet_dir = self
             .droplet_dir(&release.droplet, ids)
@@ -199,14 +198,17 @@ impl Platform {
                 None,
                 None,
                 &failure.body.message,
-            );
+            )
+            .await;
             return Err(failure);
         }
         self.store
-            .set_release(app, release.id)
+            .set_release(app, release)
+            .await
             .map_err(Failure::internal)?;
         self.store
             .set_stopped(app, false)
+            .await
             .map_err(Failure::internal)?;
         let old = self.replace_with(app, &fresh);
         let description = format!(
@@ -216,7 +218,7 @@ impl Platform {
             release.buildpack,
             fresh.len()
         );
-        self.record_event(app, what, None, None, &description);
+        self.record_event(app, what, None, None, &description).await;
         // Old instances leave the route table at once; their graceful stop (up to the
         // grace period) need not hold up the push. Droplets are collected after it, as
         // stopping instances still run on theirs.
@@ -236,10 +238,10 @@ impl Platform {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|r| !old.iter().any(|o| Arc::ptr_eq(o, r)));
-            platform.collect_droplets();
+            platform.collect_droplets().await;
         });
         let _ = events.send(DeployEvent::Done {
-            url: self.url(app),
+            url: self.url(app).await,
             instances: fresh.len() as u32,
         });
         Ok(())
@@ -255,7 +257,7 @@ impl Platform {
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        let record = self.app_record(app)?;
+        let record = self.app_record(app).await?;
         let (release, what) = match version {
             None => (
                 record.release.clone().ok_or_else(|| never_staged(app))?,
@@ -264,6 +266,7 @@ impl Platform {
             Some(v) => (
                 self.store
                     .release(app, v)
+                    .await
                     .map_err(Failure::internal)?
                     .ok_or_else(|| {
                         Failure::new(
@@ -292,8 +295,8 @@ impl Platform {
 
     /// Deletes the droplets (blob and unpacked folder) that only releases older than the
     /// last [`KEPT_REVISIONS`] of their app use.
-    fn collect_droplets(&self) {
-        match self.store.unneeded_droplets(KEPT_REVISIONS) {
+    async fn collect_droplets(&self) {
+        match self.store.unneeded_droplets(KEPT_REVISIONS).await {
             Ok(list) => {
                 for sha in list {
                     let _ = std::fs::remove_file(self.blobs.path(&sha));
@@ -322,7 +325,7 @@ impl Platform {
     pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        self.app_record(app)?;
+        self.app_record(app).await?;
         self.stop_locked(app, "stopped by request").await
     }
 
@@ -330,6 +333,7 @@ impl Platform {
     async fn stop_locked(&self, app: &AppName, why: &str) -> Result<(), Failure> {
         self.store
             .set_stopped(app, true)
+            .await
             .map_err(Failure::internal)?;
         let old = self
             .instances
@@ -339,7 +343,7 @@ impl Platform {
             .unwrap_or_default();
         self.refresh_routes();
         stop_all(old).await;
-        self.record_event(app, "stop", None, None, why);
+        self.record_event(app, "stop", None, None, why).await;
         Ok(())
     }
 

@@ -263,7 +263,9 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
         } else {
             crashes + 1
         };
-        platform.record_event(&spec.app, "crash", Some(spec.index), exit_code, &why);
+        platform
+            .record_event(&spec.app, "crash", Some(spec.index), exit_code, &why)
+            .await;
         inst.set(&platform, InstanceState::Crashed(why));
         let delay = restart_delay(crashes);
         if !delay.is_zero() {
@@ -501,7 +503,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
             disk_bytes: Some(spec.settings.disk_or_default().bytes()),
         }),
         args: launcher_args(&spec.start_command),
-        env: instance_env(platform, spec, &id, address.instance_ip),
+        env: instance_env(platform, spec, &id, address.instance_ip).await,
         cwd: "/home/vcap/app".into(),
         uid: VCAP_UID,
         gid: VCAP_GID,
@@ -524,7 +526,7 @@ fn container_id(spec: &InstanceSpec) -> String {
 }
 
 /// The instance environment of DESIGN.md, as Cloud Foundry sets it.
-fn instance_env(
+async fn instance_env(
     platform: &Platform,
     spec: &InstanceSpec,
     id: &str,
@@ -533,6 +535,7 @@ fn instance_env(
     let uris: Vec<String> = platform
         .store
         .app_routes(&spec.app)
+        .await
         .unwrap_or_default()
         .iter()
         .map(ToString::to_string)

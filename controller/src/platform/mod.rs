@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream};
+use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream, Route};
 use paas_router::Router;
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, IdMap, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
@@ -96,6 +96,8 @@ pub struct Platform {
     caches_dir: PathBuf,
     staging_timeout: Duration,
     start_timeout: Duration,
+    /// The stored routes as last read (see `routes.rs`).
+    route_rows: Mutex<routes::RouteRows>,
     /// The live instances of each app, old and new during a deploy.
     instances: Mutex<HashMap<AppName, Vec<Arc<Instance>>>>,
     /// Replaced instances that still drain before they stop; a shutdown stops them too.
@@ -115,10 +117,22 @@ impl Platform {
         router: Arc<Router>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = &cfg.data_dir;
-        let store = Store::open(&dir.join("paas.db")).context("opening the database")?;
-        store
-            .migrate_routes(&cfg.domain)
-            .context("bringing the database up to date")?;
+        let store = if cfg.etcd_endpoints.is_empty() {
+            Store::open_sqlite(&dir.join("paas.db"), &cfg.domain)
+                .await
+                .context("opening the state store")?
+        } else {
+            let etcd = paas_kv::etcd::connect(&cfg.etcd_endpoints)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to etcd at {} (--etcd-endpoints)",
+                        cfg.etcd_endpoints.join(",")
+                    )
+                })?;
+            tracing::info!(endpoints = %cfg.etcd_endpoints.join(","), "the platform's records are kept in etcd");
+            Store::new(paas_kv::Backend::Etcd(Box::new(etcd)))
+        };
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
@@ -163,7 +177,7 @@ impl Platform {
         let default_cert = paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
-        let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped)?;
+        let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped).await?;
         let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
         let droplets_dir = dir.join("droplets");
         // Made now, so that the data folder is closed over all of them at start.
@@ -188,6 +202,7 @@ impl Platform {
             caches_dir: dir.join("caches"),
             staging_timeout: cfg.staging_timeout,
             start_timeout: cfg.start_timeout,
+            route_rows: Mutex::new(None),
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             app_locks: Mutex::new(HashMap::new()),
@@ -203,7 +218,7 @@ impl Platform {
         if n > 0 {
             tracing::info!("cleaned up {n} containers left by an earlier run");
         }
-        let apps = match self.store.apps() {
+        let apps = match self.store.apps().await {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!("reading apps to restore: {e}");
@@ -214,7 +229,7 @@ impl Platform {
             let Some(release) = app.release.clone() else {
                 continue;
             };
-            if self.store.is_stopped(&app.name).unwrap_or(false) {
+            if app.stopped {
                 // Routed with no instance: a stopped app answers 503, not 404.
                 self.instances
                     .lock()
@@ -222,7 +237,7 @@ impl Platform {
                     .insert(app.name.clone(), Vec::new());
                 continue;
             }
-            let unpacked = match self.id_map(&app.name) {
+            let unpacked = match self.id_map(&app.name).await {
                 Ok(ids) => self
                     .droplet_dir(&release.droplet, ids)
                     .await
@@ -241,13 +256,14 @@ impl Platform {
                 Err(e) => tracing::error!(app = %app.name, "cannot restore: {e:#}"),
             }
         }
-        self.refresh_routes();
+        self.reload_routes().await;
     }
 
     /// The stored app, or the API's 404 when there is none.
-    pub fn app_record(&self, app: &AppName) -> Result<AppRecord, Failure> {
+    pub async fn app_record(&self, app: &AppName) -> Result<AppRecord, Failure> {
         self.store
             .app(app)
+            .await
             .map_err(Failure::internal)?
             .ok_or_else(|| Failure::app_not_found(app))
     }
@@ -257,7 +273,27 @@ impl Platform {
         Arc::clone(locks.entry(app.clone()).or_default())
     }
 
-    pub fn summary(&self, app: &AppRecord) -> AppSummary {
+    pub async fn summary(&self, app: &AppRecord) -> AppSummary {
+        let routes = self.store.app_routes(&app.name).await.unwrap_or_default();
+        self.summary_with(app, routes)
+    }
+
+    /// The summaries of `apps`, from one read of the routes.
+    pub async fn summaries(&self, apps: &[AppRecord]) -> Vec<AppSummary> {
+        let all = self.store.routes().await.unwrap_or_default();
+        apps.iter()
+            .map(|app| {
+                let routes = all
+                    .iter()
+                    .filter(|r| r.app.as_ref() == Some(&app.name))
+                    .map(|r| r.route.clone())
+                    .collect();
+                self.summary_with(app, routes)
+            })
+            .collect()
+    }
+
+    fn summary_with(&self, app: &AppRecord, routes: Vec<Route>) -> AppSummary {
         let instances: Vec<_> = self
             .instances
             .lock()
@@ -269,13 +305,12 @@ impl Platform {
             .iter()
             .filter(|i| i.state == InstanceState::Running.as_str())
             .count() as u32;
-        let routes = self.store.app_routes(&app.name).unwrap_or_default();
         AppSummary {
             name: app.name.clone(),
             settings: app.settings.clone(),
             state: if app.release.is_none() {
                 "pending"
-            } else if self.store.is_stopped(&app.name).unwrap_or(false) {
+            } else if app.stopped {
                 "stopped"
             } else {
                 "started"
@@ -327,7 +362,7 @@ impl Platform {
     }
 
     /// Records an event in the store and in the app's log (as `API`).
-    pub fn record_event(
+    pub async fn record_event(
         &self,
         app: &AppName,
         kind: &str,
@@ -342,7 +377,7 @@ impl Platform {
             exit_code,
             description: description.to_string(),
         };
-        if let Err(e) = self.store.add_event(app, &event) {
+        if let Err(e) = self.store.add_event(app, &event).await {
             tracing::warn!(%app, "recording an event: {e}");
         }
         let _ = self.event_feed.send((app.clone(), event));
@@ -359,9 +394,12 @@ impl Platform {
 
     /// The app's recorded events, and a feed of every event recorded from now on (of
     /// all apps: filter by name). Subscribing first means none falls in between.
-    pub fn follow_events(&self, app: &AppName) -> Result<(Vec<AppEvent>, EventFeed), Failure> {
+    pub async fn follow_events(
+        &self,
+        app: &AppName,
+    ) -> Result<(Vec<AppEvent>, EventFeed), Failure> {
         let live = self.event_feed.subscribe();
-        let recorded = self.store.events(app).map_err(Failure::internal)?;
+        let recorded = self.store.events(app).await.map_err(Failure::internal)?;
         Ok((recorded, live))
     }
 
@@ -374,7 +412,7 @@ impl Platform {
     ) -> Result<(), Failure> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
-        self.app_record(app)?;
+        self.app_record(app).await?;
         let old = self
             .instances
             .lock()
@@ -383,8 +421,9 @@ impl Platform {
             .unwrap_or_default();
         self.store
             .delete_app(app, delete_routes)
+            .await
             .map_err(Failure::internal)?;
-        self.refresh_routes();
+        self.reload_routes().await;
         stop_all(old).await;
         self.logs.remove(app);
         let _ = std::fs::remove_dir_all(self.caches_dir.join(app.as_str()));
@@ -413,12 +452,13 @@ impl Platform {
     /// `2^28 + N * 65536` and the 65535 after: above any host's own users and the usual
     /// subordinate id ranges (/etc/subuid starts at 100000), below 2^31, where tools that
     /// read ids as signed numbers go wrong (systemd's "unsafe" range).
-    pub(crate) fn id_map(&self, app: &AppName) -> anyhow::Result<IdMap> {
+    pub(crate) async fn id_map(&self, app: &AppName) -> anyhow::Result<IdMap> {
         const FIRST: u64 = 1 << 28;
         const LAST: u64 = 1 << 31;
         let slot = self
             .store
             .id_slot(app)
+            .await
             .context("reading the app's user ids")?;
         let base = FIRST + u64::from(slot) * u64::from(IdMap::SIZE);
         let base = u32::try_from(base)
@@ -490,13 +530,7 @@ impl Platform {
         droplet: &std::path::Path,
         ids: IdMap,
     ) -> Vec<Arc<Instance>> {
-        let env: Vec<(String, String)> = match self.store.env(&app.name) {
-            Ok(e) => e.into_iter().collect(),
-            Err(e) => {
-                tracing::error!(app = %app.name, "reading the app's environment: {e}");
-                Vec::new()
-            }
-        };
+        let env: Vec<(String, String)> = app.env.clone().into_iter().collect();
         (0..app.settings.instances)
             .map(|index| {
                 instance::spawn(

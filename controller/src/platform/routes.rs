@@ -1,7 +1,9 @@
 //! Routes and domains: what users map, and the table the router is given.
 //!
 //! The route table is rebuilt from the stored routes and the live instances whenever
-//! either changes, and published to the router as one new snapshot.
+//! either changes, and published to the router as one new snapshot. The stored routes
+//! are kept in memory as last read (`Platform::route_rows`), so that a change of
+//! instances republishes without a read, and a failed read keeps the last good table.
 
 use paas_api::{AppName, CertificateEntry, DomainInfo, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
 use super::{Failure, Platform};
-use crate::store::{Domain, MapError, RouteSettings, StoreError};
+use crate::store::{Domain, MapError, RouteRow, RouteSettings, StoreError};
+
+/// The stored routes as last read, and the store revision they were read at.
+pub(super) type RouteRows = Option<(Arc<Vec<RouteRow>>, i64)>;
 
 impl Platform {
     /// The app's default route, `NAME.DOMAIN`.
@@ -28,8 +33,8 @@ impl Platform {
     }
 
     /// The URL of the app's first route that is not a wildcard, or `""` with none.
-    pub fn url(&self, app: &AppName) -> String {
-        self.first_url(&self.store.app_routes(app).unwrap_or_default())
+    pub async fn url(&self, app: &AppName) -> String {
+        self.first_url(&self.store.app_routes(app).await.unwrap_or_default())
     }
 
     /// The URL of the first of `routes` that is not a wildcard, or `""` with none.
@@ -45,26 +50,49 @@ impl Platform {
         format!("http://{}:{}", self.domain, self.router_port)
     }
 
-    /// Publishes a route table built from the stored routes and the instances running now.
-    ///
-    /// When the routes cannot be read, the router keeps the table it has: a store that
-    /// fails for a moment must not take every app off the air (it answered 404 for all
-    /// of them before).
-    pub fn refresh_routes(&self) {
-        match self.routes() {
-            Ok(entries) => self.router.update(RouteTable::from_entries(&entries)),
-            Err(e) => tracing::error!("reading routes: {e}; the router keeps its last table"),
+    /// Reads the stored routes again and publishes the table they make with the
+    /// instances running now. When the routes cannot be read, the router keeps the
+    /// routes it has: a store that fails for a moment must not take every app off the
+    /// air (it answered 404 for all of them before).
+    pub async fn reload_routes(&self) {
+        if let Err(e) = self.routes().await {
+            tracing::error!("reading routes: {e}; the router keeps the routes it has");
+            self.refresh_routes();
         }
     }
 
-    /// Every route with the instances of its app that are running now. A route of an app
-    /// with no running instance has no backends (the router answers 503); an unmapped
-    /// route is not routed at all (404).
-    pub fn routes(&self) -> Result<Vec<RouteEntry>, StoreError> {
-        let rows = self.store.routes()?;
+    /// Publishes a route table built from the stored routes as last read and the
+    /// instances running now (nothing before the routes were first read).
+    pub fn refresh_routes(&self) {
+        let rows = self.route_rows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rows, _)) = rows.as_ref() {
+            // Built and published under the lock: tables go out in the order made.
+            self.router
+                .update(RouteTable::from_entries(&self.route_entries(rows)));
+        }
+    }
+
+    /// Every stored route with the instances of its app that are running now, read
+    /// fresh; the router is given the table they make.
+    pub async fn routes(&self) -> Result<Vec<RouteEntry>, StoreError> {
+        let (rows, revision) = self.store.routes_at().await?;
+        let mut cached = self.route_rows.lock().unwrap_or_else(|p| p.into_inner());
+        // A slower read that began earlier does not replace a newer one.
+        if !matches!(cached.as_ref(), Some((_, seen)) if *seen > revision) {
+            *cached = Some((Arc::new(rows.clone()), revision));
+        }
+        if let Some((newest, _)) = cached.as_ref() {
+            self.router
+                .update(RouteTable::from_entries(&self.route_entries(newest)));
+        }
+        Ok(self.route_entries(&rows))
+    }
+
+    /// The table entries of `rows`: a route of an app with no running instance has no
+    /// backends (the router answers 503); an unmapped route is not routed at all (404).
+    fn route_entries(&self, rows: &[RouteRow]) -> Vec<RouteEntry> {
         let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(rows
-            .into_iter()
+        rows.iter()
             .map(|row| {
                 let backends = row
                     .app
@@ -84,29 +112,30 @@ impl Platform {
                 RouteEntry {
                     host: row.route.host().to_string(),
                     path: row.route.path().to_string(),
-                    app: row.app.map(|a| a.to_string()),
+                    app: row.app.as_ref().map(|a| a.to_string()),
                     balance: row.balance,
                     max_body_bytes: row.max_body,
                     backends,
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Maps `route` to `app`, creating it if new. Returns false when it was mapped
     /// already. The route's domain must be the platform's or one made with
     /// `create-domain`.
-    pub fn map_route(
+    pub async fn map_route(
         &self,
         app: &AppName,
         route: &Route,
         settings: RouteSettings,
     ) -> Result<bool, Failure> {
-        self.app_record(app)?;
-        self.check_domain_of(route)?;
+        self.app_record(app).await?;
+        self.check_domain_of(route).await?;
         let added = self
             .store
             .map_route(route, app, settings)
+            .await
             .map_err(|e| match e {
                 MapError::Taken { route, owner } => Failure::new(
                     409,
@@ -119,20 +148,22 @@ impl Platform {
                 MapError::Store(e) => Failure::internal(e),
             })?;
         if added || settings.balance.is_some() || settings.max_body.is_some() {
-            self.refresh_routes();
+            self.reload_routes().await;
         }
         if added {
-            self.record_event(app, "route-mapped", None, None, &route.to_string());
+            self.record_event(app, "route-mapped", None, None, &route.to_string())
+                .await;
         }
         Ok(added)
     }
 
     /// Unmaps `route` from `app`; the route itself stays reserved until deleted.
-    pub fn unmap_route(&self, app: &AppName, route: &Route) -> Result<(), Failure> {
-        self.app_record(app)?;
+    pub async fn unmap_route(&self, app: &AppName, route: &Route) -> Result<(), Failure> {
+        self.app_record(app).await?;
         if !self
             .store
             .unmap_route(route, app)
+            .await
             .map_err(Failure::internal)?
         {
             return Err(Failure::new(
@@ -142,14 +173,20 @@ impl Platform {
                 Some(&format!("see `paas routes` or `paas app {app}`")),
             ));
         }
-        self.refresh_routes();
-        self.record_event(app, "route-unmapped", None, None, &route.to_string());
+        self.reload_routes().await;
+        self.record_event(app, "route-unmapped", None, None, &route.to_string())
+            .await;
         Ok(())
     }
 
     /// Deletes `route`, unmapping it from its app first.
-    pub fn delete_route(&self, route: &Route) -> Result<(), Failure> {
-        if !self.store.delete_route(route).map_err(Failure::internal)? {
+    pub async fn delete_route(&self, route: &Route) -> Result<(), Failure> {
+        if !self
+            .store
+            .delete_route(route)
+            .await
+            .map_err(Failure::internal)?
+        {
             return Err(Failure::new(
                 404,
                 "route-not-found",
@@ -157,13 +194,13 @@ impl Platform {
                 Some("see `paas routes`"),
             ));
         }
-        self.refresh_routes();
+        self.reload_routes().await;
         Ok(())
     }
 
     /// The platform's domain first, then those added with `create-domain`.
-    pub fn domains(&self) -> Result<Vec<DomainInfo>, Failure> {
-        let added = self.store.domains().map_err(Failure::internal)?;
+    pub async fn domains(&self) -> Result<Vec<DomainInfo>, Failure> {
+        let added = self.store.domains().await.map_err(Failure::internal)?;
         Ok(std::iter::once(DomainInfo {
             name: self.domain.clone(),
             default: true,
@@ -179,7 +216,7 @@ impl Platform {
     }
 
     /// Adds a domain (or replaces its certificate). Returns false when it existed.
-    pub fn create_domain(&self, domain: Domain) -> Result<bool, Failure> {
+    pub async fn create_domain(&self, domain: Domain) -> Result<bool, Failure> {
         paas_api::check_host(&domain.name)
             .and_then(|()| {
                 if domain.name.starts_with("*.") {
@@ -225,13 +262,17 @@ impl Platform {
                 ))
             }
         }
-        let added = self.store.put_domain(&domain).map_err(Failure::internal)?;
-        self.refresh_certificates();
+        let added = self
+            .store
+            .put_domain(&domain)
+            .await
+            .map_err(Failure::internal)?;
+        self.refresh_certificates().await;
         Ok(added)
     }
 
     /// Every certificate the router serves, with its key: the default one first.
-    pub fn certificates(&self) -> Result<Vec<CertificateEntry>, Failure> {
+    pub async fn certificates(&self) -> Result<Vec<CertificateEntry>, Failure> {
         let (cert, key) = &self.default_cert_pem;
         let default = CertificateEntry {
             domain: self.domain.clone(),
@@ -239,7 +280,7 @@ impl Platform {
             cert_pem: cert.clone(),
             key_pem: key.clone(),
         };
-        let added = self.store.domains().map_err(Failure::internal)?;
+        let added = self.store.domains().await.map_err(Failure::internal)?;
         Ok(std::iter::once(default)
             .chain(added.into_iter().filter_map(|d| {
                 Some(CertificateEntry {
@@ -253,9 +294,9 @@ impl Platform {
     }
 
     /// Gives the router the certificates of every domain that has one, and the default.
-    pub fn refresh_certificates(&self) {
+    pub async fn refresh_certificates(&self) {
         let mut certs = Certificates::new(Some(Arc::clone(&self.default_cert)));
-        match self.store.domains() {
+        match self.store.domains().await {
             Ok(domains) => {
                 for d in domains {
                     let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
@@ -275,7 +316,7 @@ impl Platform {
     }
 
     /// Deletes a domain that no route uses.
-    pub fn delete_domain(&self, name: &str) -> Result<(), Failure> {
+    pub async fn delete_domain(&self, name: &str) -> Result<(), Failure> {
         if name == self.domain {
             return Err(Failure::new(
                 409,
@@ -287,6 +328,7 @@ impl Platform {
         let in_use: Vec<String> = self
             .store
             .routes()
+            .await
             .map_err(Failure::internal)?
             .into_iter()
             .filter(|r| r.route.is_under(name))
@@ -300,7 +342,12 @@ impl Platform {
                 Some("delete them first with `paas delete-route ROUTE`"),
             ));
         }
-        if !self.store.delete_domain(name).map_err(Failure::internal)? {
+        if !self
+            .store
+            .delete_domain(name)
+            .await
+            .map_err(Failure::internal)?
+        {
             return Err(Failure::new(
                 404,
                 "domain-not-found",
@@ -308,14 +355,14 @@ impl Platform {
                 Some("see `paas domains`"),
             ));
         }
-        self.refresh_certificates();
+        self.refresh_certificates().await;
         Ok(())
     }
 
     /// Refuses a route outside every known domain: without this, anyone could claim
     /// traffic for a host the platform does not own.
-    fn check_domain_of(&self, route: &Route) -> Result<(), Failure> {
-        let known = self.domains()?;
+    async fn check_domain_of(&self, route: &Route) -> Result<(), Failure> {
+        let known = self.domains().await?;
         if known.iter().any(|d| route.is_under(&d.name)) {
             return Ok(());
         }

@@ -1,26 +1,47 @@
-//! Desired state: apps and their releases, routes and domains, in SQLite.
+//! Desired state: apps, their releases and events, routes, domains and buildpacks, as
+//! JSON documents in the state store ([`paas_kv`]).
 //!
-//! The database runs in WAL mode with `synchronous=FULL`: a write the API acknowledged
-//! survives a crash of the daemon or the host. Calls are short and made under a
-//! `std::sync::Mutex`; none waits on anything but SQLite itself.
+//! Written once against the etcd-shaped [`Kv`] interface, so it runs the same on the
+//! embedded SQLite backend of a single host and on a real etcd. The layout (every key
+//! under `/paas/`, see [`keys`]):
+//!
+//! - `apps/NAME`: one document per app holding everything about it that changes
+//!   together: settings, the release it runs (a copy: releases never change), whether
+//!   it is stopped, its environment and its slot of host user ids. Changes are
+//!   read-modify-write with a compare-and-swap on the key's modification revision.
+//! - `releases/GUID/VERSION` and `events/GUID/SLOT`: keyed by the app's GUID, not its
+//!   name, so a new app of a deleted app's name never sees the old one's history, and
+//!   what a delete leaves behind (it removes these after the app) is unreachable.
+//!   Events are a ring of [`EVENTS_KEPT`] slots, numbered by `event-seq/GUID`.
+//! - `routes/HOSTPATH`, `domains/NAME`, `buildpacks` (the ordered list, whole),
+//!   `id-slots/next` (the next slot of host user ids: slots are never handed out twice).
+//!
+//! A database from before the state store is imported once at open ([`legacy`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use paas_api::{AppEvent, AppName, AppSettings};
-use rusqlite::{params, Connection, OptionalExtension};
+use paas_kv::{Backend, Compare, KeyValue, Kv, KvError, Op, Txn};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
+mod legacy;
 mod routes;
 pub use routes::{Domain, MapError, RouteRow, RouteSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database holds invalid data for app {app}: {detail}")]
-    Corrupt { app: String, detail: String },
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("the state store holds invalid data at {key}: {detail}")]
+    Corrupt { key: String, detail: String },
     #[error("making the database file private: {0}")]
     Permissions(#[source] std::io::Error),
+    #[error("{0} was changed by others {CAS_TRIES} times while this change was made; try again")]
+    Contended(String),
+    #[error("app {0} does not exist")]
+    NoApp(AppName),
 }
 
 /// A stored app.
@@ -29,13 +50,16 @@ pub struct AppRecord {
     pub name: AppName,
     pub guid: String,
     pub settings: AppSettings,
+    /// The release it runs (none before its first roll-out).
     pub release: Option<Release>,
+    pub stopped: bool,
+    /// Its own environment variables.
+    pub env: BTreeMap<String, String>,
 }
 
-/// What runs: a droplet with its start command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What runs: a droplet with its start command. Never changed once written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
-    pub id: i64,
     pub version: i64,
     pub droplet: String,
     pub package: String,
@@ -43,81 +67,8 @@ pub struct Release {
     pub start_command: String,
 }
 
-pub struct Store {
-    db: Mutex<Connection>,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS apps (
-    name TEXT PRIMARY KEY,
-    guid TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    release_id INTEGER,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS releases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    app TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    droplet TEXT NOT NULL,
-    package TEXT NOT NULL,
-    buildpack TEXT NOT NULL,
-    start_command TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS releases_by_app ON releases (app, version);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    app TEXT NOT NULL,
-    timestamp_ms INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    instance INTEGER,
-    exit_code INTEGER,
-    description TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_app ON events (app, id);
-CREATE TABLE IF NOT EXISTS app_stopped (
-    app TEXT PRIMARY KEY
-);
--- Each app's range of host user ids, by slot. AUTOINCREMENT: a slot is never handed out
--- again, so a new app never gets ids that files of a deleted one may still carry.
-CREATE TABLE IF NOT EXISTS id_slots (
-    slot INTEGER PRIMARY KEY AUTOINCREMENT,
-    app TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS app_env (
-    app TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (app, key)
-);
-CREATE TABLE IF NOT EXISTS routes (
-    host TEXT NOT NULL,
-    path TEXT NOT NULL,
-    app TEXT,
-    balance TEXT NOT NULL DEFAULT 'round-robin',
-    max_body INTEGER,
-    PRIMARY KEY (host, path)
-);
-CREATE INDEX IF NOT EXISTS routes_by_app ON routes (app);
-CREATE TABLE IF NOT EXISTS domains (
-    name TEXT PRIMARY KEY,
-    cert_pem TEXT,
-    key_pem TEXT,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS buildpacks (
-    position INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    enabled INTEGER NOT NULL,
-    shipped INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
-);
-";
-
 /// A buildpack as stored; its position is its place in the list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildpackRow {
     pub name: paas_api::BuildpackName,
     pub enabled: bool,
@@ -125,8 +76,74 @@ pub struct BuildpackRow {
     pub sha256: String,
 }
 
-/// Events kept per app; older ones are dropped as new ones arrive.
-const EVENTS_KEPT: i64 = 500;
+/// Events kept per app; older ones are overwritten as new ones arrive.
+const EVENTS_KEPT: u64 = 500;
+
+/// How often a compare-and-swap is tried again when another writer got in between.
+const CAS_TRIES: usize = 20;
+
+/// The keys of the layout in the module docs.
+pub(crate) mod keys {
+    pub const APPS: &str = "/paas/apps/";
+    pub const ROUTES: &str = "/paas/routes/";
+    pub const DOMAINS: &str = "/paas/domains/";
+    pub const BUILDPACKS: &str = "/paas/buildpacks";
+    pub const NEXT_ID_SLOT: &str = "/paas/id-slots/next";
+    /// Present once a database from before the state store has been imported.
+    pub const SCHEMA: &str = "/paas/schema";
+
+    pub fn app(name: &str) -> String {
+        format!("{APPS}{name}")
+    }
+    pub fn releases(guid: &str) -> String {
+        format!("/paas/releases/{guid}/")
+    }
+    /// Zero-padded, so that key order is version order.
+    pub fn release(guid: &str, version: i64) -> String {
+        format!("/paas/releases/{guid}/{version:012}")
+    }
+    pub fn events(guid: &str) -> String {
+        format!("/paas/events/{guid}/")
+    }
+    pub fn event(guid: &str, seq: u64) -> String {
+        format!("/paas/events/{guid}/{:04}", seq % super::EVENTS_KEPT)
+    }
+    pub fn event_seq(guid: &str) -> String {
+        format!("/paas/event-seq/{guid}")
+    }
+    /// Hosts hold no `/` and paths start with one, so host + path is unique.
+    pub fn route(host: &str, path: &str) -> String {
+        format!("{ROUTES}{host}{path}")
+    }
+    pub fn domain(name: &str) -> String {
+        format!("{DOMAINS}{name}")
+    }
+}
+
+/// The document at `apps/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AppDoc {
+    guid: String,
+    settings: AppSettings,
+    #[serde(default)]
+    release: Option<Release>,
+    #[serde(default)]
+    stopped: bool,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    id_slot: Option<u32>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// The document at `events/GUID/SLOT`: the event and its place in the sequence.
+#[derive(Debug, Serialize, Deserialize)]
+struct EventDoc {
+    seq: u64,
+    #[serde(flatten)]
+    event: AppEvent,
+}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -135,10 +152,45 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising these plain structs to JSON cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, StoreError> {
+    serde_json::from_slice(&kv.value).map_err(|e| StoreError::Corrupt {
+        key: kv.key.clone(),
+        detail: e.to_string(),
+    })
+}
+
+fn put(key: String, value: Vec<u8>) -> Op {
+    Op::Put {
+        key,
+        value,
+        lease: None,
+    }
+}
+
+/// A transaction that writes `ops` only if `key` is still at `revision` (0: absent).
+fn guarded(key: &str, revision: i64, ops: Vec<Op>) -> Txn {
+    Txn {
+        when: vec![Compare::ModRevision(key.to_string(), revision)],
+        then: ops,
+        otherwise: Vec::new(),
+    }
+}
+
+pub struct Store {
+    kv: Backend,
+}
+
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // Every app's environment is in here: made 0600 before SQLite opens it (its
-        // journal files take the same mode).
+    /// The store of a single host: the state store in the SQLite database at `path`
+    /// (made private to root first: every app's environment is in it), with what an
+    /// older paasd kept in its own tables of that file imported at the first open.
+    /// `domain` names the routes apps from before stored routes answered at.
+    pub async fn open_sqlite(path: &Path, domain: &str) -> Result<Self, StoreError> {
         {
             use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
             let f = std::fs::OpenOptions::new()
@@ -150,63 +202,108 @@ impl Store {
             f.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(StoreError::Permissions)?;
         }
-        let db = Connection::open(path)?;
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "FULL")?;
-        db.pragma_update(None, "foreign_keys", "ON")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
-        Ok(Store { db: Mutex::new(db) })
+        let kv = Backend::Sqlite(paas_kv::sqlite::SqliteKv::open(path)?);
+        let store = Store { kv };
+        legacy::import(&store.kv, path, domain).await?;
+        Ok(store)
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    /// The store over any backend, for example a real etcd.
+    pub fn new(kv: Backend) -> Self {
+        Store { kv }
+    }
+
+    async fn app_doc(&self, name: &AppName) -> Result<Option<(AppDoc, i64)>, StoreError> {
+        match self.kv.get(&keys::app(name.as_str())).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the app's document with `change` and writes it back, trying again from
+    /// a fresh read when another writer got in between. `Ok(None)` when there is no app.
+    async fn update_app<T>(
+        &self,
+        name: &AppName,
+        mut change: impl FnMut(&mut AppDoc) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        let key = keys::app(name.as_str());
+        for _ in 0..CAS_TRIES {
+            let Some((mut doc, revision)) = self.app_doc(name).await? else {
+                return Ok(None);
+            };
+            let out = change(&mut doc);
+            doc.updated_at = now();
+            let txn = guarded(&key, revision, vec![put(key.clone(), encode(&doc))]);
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(Some(out));
+            }
+        }
+        Err(StoreError::Contended(format!("app {name}")))
     }
 
     /// Creates the app, or changes its settings. Returns the stored record.
-    pub fn put_app(&self, name: &AppName, settings: &AppSettings) -> Result<AppRecord, StoreError> {
-        let json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt {
-            app: name.to_string(),
-            detail: e.to_string(),
-        })?;
-        let guid = new_guid();
-        self.db().execute(
-            "INSERT INTO apps (name, guid, settings, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-             ON CONFLICT(name) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
-            params![name.as_str(), guid, json, now()],
-        )?;
-        self.app(name)?.ok_or_else(|| StoreError::Corrupt {
-            app: name.to_string(),
-            detail: "vanished after being written".into(),
-        })
+    pub async fn put_app(
+        &self,
+        name: &AppName,
+        settings: &AppSettings,
+    ) -> Result<AppRecord, StoreError> {
+        let key = keys::app(name.as_str());
+        for _ in 0..CAS_TRIES {
+            let (doc, revision) = match self.app_doc(name).await? {
+                Some((mut doc, revision)) => {
+                    doc.settings = settings.clone();
+                    doc.updated_at = now();
+                    (doc, revision)
+                }
+                None => {
+                    let doc = AppDoc {
+                        guid: new_guid(),
+                        settings: settings.clone(),
+                        release: None,
+                        stopped: false,
+                        env: BTreeMap::new(),
+                        id_slot: None,
+                        created_at: now(),
+                        updated_at: now(),
+                    };
+                    (doc, 0)
+                }
+            };
+            let txn = guarded(&key, revision, vec![put(key.clone(), encode(&doc))]);
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(record(name.clone(), doc));
+            }
+        }
+        Err(StoreError::Contended(format!("app {name}")))
     }
 
-    pub fn app(&self, name: &AppName) -> Result<Option<AppRecord>, StoreError> {
-        let db = self.db();
-        let row = db
-            .query_row(
-                "SELECT a.name, a.guid, a.settings, r.id, r.version, r.droplet, r.package, r.buildpack, r.start_command
-                 FROM apps a LEFT JOIN releases r ON r.id = a.release_id WHERE a.name = ?1",
-                params![name.as_str()],
-                row_to_parts,
-            )
-            .optional()?;
-        row.map(parts_to_record).transpose()
+    pub async fn app(&self, name: &AppName) -> Result<Option<AppRecord>, StoreError> {
+        Ok(self
+            .app_doc(name)
+            .await?
+            .map(|(doc, _)| record(name.clone(), doc)))
     }
 
-    pub fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare(
-            "SELECT a.name, a.guid, a.settings, r.id, r.version, r.droplet, r.package, r.buildpack, r.start_command
-             FROM apps a LEFT JOIN releases r ON r.id = a.release_id ORDER BY a.name",
-        )?;
-        let rows = stmt.query_map([], row_to_parts)?;
-        rows.map(|r| parts_to_record(r?)).collect()
+    /// Every app, by name.
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let (kvs, _) = self.kv.range(keys::APPS).await?;
+        kvs.iter()
+            .map(|kv| {
+                let name = AppName::parse(&kv.key[keys::APPS.len()..]).map_err(|e| {
+                    StoreError::Corrupt {
+                        key: kv.key.clone(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                Ok(record(name, decode(kv)?))
+            })
+            .collect()
     }
 
-    /// Records a new release of `app`; [`Store::set_release`] makes it the current one
-    /// once its instances are healthy.
-    pub fn add_release(
+    /// Records a new release of `app`, numbered one past its newest;
+    /// [`Store::set_release`] makes it the current one once its instances are healthy.
+    pub async fn add_release(
         &self,
         app: &AppName,
         droplet: &str,
@@ -214,336 +311,273 @@ impl Store {
         buildpack: &str,
         start_command: &str,
     ) -> Result<Release, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let version: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?1",
-            params![app.as_str()],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO releases (app, version, droplet, package, buildpack, start_command, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![app.as_str(), version, droplet, package, buildpack, start_command, now()],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(Release {
-            id,
-            version,
-            droplet: droplet.to_string(),
-            package: package.to_string(),
-            buildpack: buildpack.to_string(),
-            start_command: start_command.to_string(),
-        })
+        let (doc, _) = self
+            .app_doc(app)
+            .await?
+            .ok_or_else(|| StoreError::NoApp(app.clone()))?;
+        for _ in 0..CAS_TRIES {
+            let newest = self.releases_of(&doc.guid).await?.pop();
+            let release = Release {
+                version: newest.map_or(1, |r| r.version + 1),
+                droplet: droplet.to_string(),
+                package: package.to_string(),
+                buildpack: buildpack.to_string(),
+                start_command: start_command.to_string(),
+            };
+            let key = keys::release(&doc.guid, release.version);
+            let txn = guarded(&key, 0, vec![put(key.clone(), encode(&release))]);
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(release);
+            }
+        }
+        Err(StoreError::Contended(format!("the releases of app {app}")))
     }
 
-    /// Makes release `id` the one `app` runs.
-    pub fn set_release(&self, app: &AppName, id: i64) -> Result<(), StoreError> {
-        self.db().execute(
-            "UPDATE apps SET release_id = ?1, updated_at = ?2 WHERE name = ?3",
-            params![id, now(), app.as_str()],
-        )?;
-        Ok(())
+    /// Makes `release` the one `app` runs.
+    pub async fn set_release(&self, app: &AppName, release: &Release) -> Result<(), StoreError> {
+        self.update_app(app, |doc| doc.release = Some(release.clone()))
+            .await?
+            .ok_or_else(|| StoreError::NoApp(app.clone()))
     }
 
     /// Marks the app stopped (it is not started after a restart of paasd) or not.
-    pub fn set_stopped(&self, app: &AppName, stopped: bool) -> Result<(), StoreError> {
-        let db = self.db();
-        if stopped {
-            db.execute(
-                "INSERT OR IGNORE INTO app_stopped (app) VALUES (?1)",
-                params![app.as_str()],
-            )?;
-        } else {
-            db.execute(
-                "DELETE FROM app_stopped WHERE app = ?1",
-                params![app.as_str()],
-            )?;
+    pub async fn set_stopped(&self, app: &AppName, stopped: bool) -> Result<(), StoreError> {
+        self.update_app(app, |doc| doc.stopped = stopped)
+            .await?
+            .ok_or_else(|| StoreError::NoApp(app.clone()))
+    }
+
+    pub async fn is_stopped(&self, app: &AppName) -> Result<bool, StoreError> {
+        Ok(self.app_doc(app).await?.is_some_and(|(doc, _)| doc.stopped))
+    }
+
+    /// The app's slot of host user ids, taken from `id-slots/next` at its first use.
+    pub async fn id_slot(&self, app: &AppName) -> Result<u32, StoreError> {
+        let key = keys::app(app.as_str());
+        for _ in 0..CAS_TRIES {
+            let (mut doc, revision) = self
+                .app_doc(app)
+                .await?
+                .ok_or_else(|| StoreError::NoApp(app.clone()))?;
+            if let Some(slot) = doc.id_slot {
+                return Ok(slot);
+            }
+            let (next, next_revision) = match self.kv.get(keys::NEXT_ID_SLOT).await? {
+                Some(kv) => (decode::<u32>(&kv)?, kv.mod_revision),
+                None => (1, 0),
+            };
+            doc.id_slot = Some(next);
+            let txn = Txn {
+                when: vec![
+                    Compare::ModRevision(key.clone(), revision),
+                    Compare::ModRevision(keys::NEXT_ID_SLOT.into(), next_revision),
+                ],
+                then: vec![
+                    put(key.clone(), encode(&doc)),
+                    put(keys::NEXT_ID_SLOT.into(), encode(&(next + 1))),
+                ],
+                otherwise: Vec::new(),
+            };
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(next);
+            }
         }
-        Ok(())
+        Err(StoreError::Contended(format!("app {app}")))
     }
 
-    /// The app's slot of host user ids, made at its first use.
-    pub fn id_slot(&self, app: &AppName) -> Result<u32, StoreError> {
-        let db = self.db();
-        db.execute(
-            "INSERT OR IGNORE INTO id_slots (app) VALUES (?1)",
-            params![app.as_str()],
-        )?;
-        let slot: i64 = db.query_row(
-            "SELECT slot FROM id_slots WHERE app = ?1",
-            params![app.as_str()],
-            |r| r.get(0),
-        )?;
-        u32::try_from(slot).map_err(|_| StoreError::Corrupt {
-            app: app.to_string(),
-            detail: format!("user id slot {slot}"),
-        })
-    }
-
-    pub fn is_stopped(&self, app: &AppName) -> Result<bool, StoreError> {
-        let n: i64 = self.db().query_row(
-            "SELECT COUNT(*) FROM app_stopped WHERE app = ?1",
-            params![app.as_str()],
-            |r| r.get(0),
-        )?;
-        Ok(n > 0)
+    async fn releases_of(&self, guid: &str) -> Result<Vec<Release>, StoreError> {
+        let (kvs, _) = self.kv.range(&keys::releases(guid)).await?;
+        kvs.iter().map(decode).collect()
     }
 
     /// Every release of the app, newest first.
-    pub fn releases(&self, app: &AppName) -> Result<Vec<Release>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare(
-            "SELECT id, version, droplet, package, buildpack, start_command FROM releases WHERE app = ?1 ORDER BY version DESC",
-        )?;
-        let rows = stmt.query_map(params![app.as_str()], |r| {
-            Ok(Release {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                droplet: r.get(2)?,
-                package: r.get(3)?,
-                buildpack: r.get(4)?,
-                start_command: r.get(5)?,
-            })
-        })?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    pub async fn releases(&self, app: &AppName) -> Result<Vec<Release>, StoreError> {
+        let Some((doc, _)) = self.app_doc(app).await? else {
+            return Ok(Vec::new());
+        };
+        let mut all = self.releases_of(&doc.guid).await?;
+        all.reverse();
+        Ok(all)
+    }
+
+    /// Release `version` of the app.
+    pub async fn release(
+        &self,
+        app: &AppName,
+        version: i64,
+    ) -> Result<Option<Release>, StoreError> {
+        let Some((doc, _)) = self.app_doc(app).await? else {
+            return Ok(None);
+        };
+        match self.kv.get(&keys::release(&doc.guid, version)).await? {
+            Some(kv) => Ok(Some(decode(&kv)?)),
+            None => Ok(None),
+        }
     }
 
     /// Droplets that no app needs any more: referenced only by releases older than each
     /// app's newest `keep`, and by no app's current release.
-    pub fn unneeded_droplets(&self, keep: i64) -> Result<Vec<String>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare(
-            "WITH ranked AS (
-                 SELECT droplet, ROW_NUMBER() OVER (PARTITION BY app ORDER BY version DESC) AS rn
-                 FROM releases)
-             SELECT DISTINCT droplet FROM ranked
-             WHERE droplet NOT IN (SELECT droplet FROM ranked WHERE rn <= ?1)
-               AND droplet NOT IN (SELECT r.droplet FROM apps a JOIN releases r ON r.id = a.release_id)",
-        )?;
-        let rows = stmt.query_map(params![keep], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
-    }
-
-    /// Release `version` of the app.
-    pub fn release(&self, app: &AppName, version: i64) -> Result<Option<Release>, StoreError> {
-        Ok(self
-            .releases(app)?
-            .into_iter()
-            .find(|r| r.version == version))
+    pub async fn unneeded_droplets(&self, keep: usize) -> Result<Vec<String>, StoreError> {
+        let mut needed = std::collections::HashSet::new();
+        let mut old = std::collections::BTreeSet::new();
+        for app in self.apps().await? {
+            if let Some(r) = &app.release {
+                needed.insert(r.droplet.clone());
+            }
+            let mut releases = self.releases(&app.name).await?;
+            let older = releases.split_off(keep.min(releases.len()));
+            needed.extend(releases.into_iter().map(|r| r.droplet));
+            old.extend(older.into_iter().map(|r| r.droplet));
+        }
+        Ok(old.into_iter().filter(|d| !needed.contains(d)).collect())
     }
 
     /// The app's own environment variables.
-    pub fn env(
-        &self,
-        app: &AppName,
-    ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare("SELECT key, value FROM app_env WHERE app = ?1")?;
-        let rows = stmt.query_map(params![app.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    pub async fn env(&self, app: &AppName) -> Result<BTreeMap<String, String>, StoreError> {
+        Ok(self
+            .app_doc(app)
+            .await?
+            .map(|(doc, _)| doc.env)
+            .unwrap_or_default())
     }
 
-    /// Sets (`Some`) or removes (`None`) variables, all in one transaction.
-    pub fn update_env(
+    /// Sets (`Some`) or removes (`None`) variables, all in one write. Returns the
+    /// variables after.
+    pub async fn update_env(
         &self,
         app: &AppName,
-        changes: &std::collections::BTreeMap<String, Option<String>>,
-    ) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        for (k, v) in changes {
-            match v {
-                Some(v) => tx.execute(
-                    "INSERT INTO app_env (app, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(app, key) DO UPDATE SET value = excluded.value",
-                    params![app.as_str(), k, v],
-                )?,
-                None => tx.execute(
-                    "DELETE FROM app_env WHERE app = ?1 AND key = ?2",
-                    params![app.as_str(), k],
-                )?,
-            };
-        }
-        tx.commit()?;
-        Ok(())
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        self.update_app(app, |doc| {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => doc.env.insert(k.clone(), v.clone()),
+                    None => doc.env.remove(k),
+                };
+            }
+            doc.env.clone()
+        })
+        .await?
+        .ok_or_else(|| StoreError::NoApp(app.clone()))
     }
 
     /// Every buildpack, in position order.
-    pub fn buildpacks(&self) -> Result<Vec<BuildpackRow>, StoreError> {
-        let db = self.db();
-        let mut stmt =
-            db.prepare("SELECT name, enabled, shipped, sha256 FROM buildpacks ORDER BY position")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, enabled, shipped, sha256) = row?;
-            let name = paas_api::BuildpackName::parse(&name).map_err(|e| StoreError::Corrupt {
-                app: format!("buildpack {name}"),
-                detail: e.to_string(),
-            })?;
-            out.push(BuildpackRow {
-                name,
-                enabled,
-                shipped,
-                sha256,
-            });
+    pub async fn buildpacks(&self) -> Result<Vec<BuildpackRow>, StoreError> {
+        match self.kv.get(keys::BUILDPACKS).await? {
+            Some(kv) => decode(&kv),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
-    /// Replaces the buildpack list with `rows`, in order, in one transaction.
-    pub fn save_buildpacks(&self, rows: &[BuildpackRow]) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        tx.execute("DELETE FROM buildpacks", [])?;
-        for (i, r) in rows.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO buildpacks (position, name, enabled, shipped, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![i as i64 + 1, r.name.as_str(), r.enabled, r.shipped, r.sha256],
-            )?;
-        }
-        tx.commit()?;
+    /// Replaces the buildpack list with `rows`, in order.
+    pub async fn save_buildpacks(&self, rows: &[BuildpackRow]) -> Result<(), StoreError> {
+        self.kv.put(keys::BUILDPACKS, encode(&rows)).await?;
         Ok(())
     }
 
-    /// Records an event of `app`, keeping the newest [`EVENTS_KEPT`].
-    pub fn add_event(&self, app: &AppName, e: &AppEvent) -> Result<(), StoreError> {
-        let db = self.db();
-        db.execute(
-            "INSERT INTO events (app, timestamp_ms, kind, instance, exit_code, description)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                app.as_str(),
-                e.timestamp_ms as i64,
-                e.kind,
-                e.instance,
-                e.exit_code,
-                e.description
-            ],
-        )?;
-        db.execute(
-            "DELETE FROM events WHERE app = ?1 AND id <= (SELECT MAX(id) FROM events WHERE app = ?1) - ?2",
-            params![app.as_str(), EVENTS_KEPT],
-        )?;
-        Ok(())
+    /// Records an event of `app`, keeping the newest [`EVENTS_KEPT`]. An event of an app
+    /// that no longer exists is dropped.
+    pub async fn add_event(&self, app: &AppName, event: &AppEvent) -> Result<(), StoreError> {
+        let Some((app_doc, _)) = self.app_doc(app).await? else {
+            return Ok(());
+        };
+        let guid = app_doc.guid;
+        let seq_key = keys::event_seq(&guid);
+        for _ in 0..CAS_TRIES {
+            let (seq, revision) = match self.kv.get(&seq_key).await? {
+                Some(kv) => (decode::<u64>(&kv)?, kv.mod_revision),
+                None => (0, 0),
+            };
+            let doc = EventDoc {
+                seq,
+                event: event.clone(),
+            };
+            let ops = vec![
+                put(seq_key.clone(), encode(&(seq + 1))),
+                put(keys::event(&guid, seq), encode(&doc)),
+            ];
+            if self
+                .kv
+                .txn(guarded(&seq_key, revision, ops))
+                .await?
+                .succeeded
+            {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended(format!("the events of app {app}")))
     }
 
     /// The app's events, oldest first.
-    pub fn events(&self, app: &AppName) -> Result<Vec<AppEvent>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare(
-            "SELECT timestamp_ms, kind, instance, exit_code, description FROM events WHERE app = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![app.as_str()], |r| {
-            Ok(AppEvent {
-                timestamp_ms: r.get::<_, i64>(0)? as u64,
-                kind: r.get(1)?,
-                instance: r.get(2)?,
-                exit_code: r.get(3)?,
-                description: r.get(4)?,
-            })
-        })?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(StoreError::from)
+    pub async fn events(&self, app: &AppName) -> Result<Vec<AppEvent>, StoreError> {
+        let Some((doc, _)) = self.app_doc(app).await? else {
+            return Ok(Vec::new());
+        };
+        let (kvs, _) = self.kv.range(&keys::events(&doc.guid)).await?;
+        let mut docs = kvs
+            .iter()
+            .map(decode::<EventDoc>)
+            .collect::<Result<Vec<_>, _>>()?;
+        docs.sort_by_key(|d| d.seq);
+        Ok(docs.into_iter().map(|d| d.event).collect())
     }
 
-    /// Deletes the app and its releases. Its routes are deleted with it when
-    /// `delete_routes`, else left unmapped (as `cf delete` without `-r` does). Returns
-    /// false if there was no such app.
-    pub fn delete_app(&self, app: &AppName, delete_routes: bool) -> Result<bool, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        if delete_routes {
-            tx.execute("DELETE FROM routes WHERE app = ?1", params![app.as_str()])?;
-        } else {
-            tx.execute(
-                "UPDATE routes SET app = NULL WHERE app = ?1",
-                params![app.as_str()],
-            )?;
+    /// Deletes the app, then its releases and events. Its routes are deleted with it
+    /// when `delete_routes`, else left unmapped (as `cf delete` without `-r` does).
+    /// Returns false if there was no such app.
+    pub async fn delete_app(&self, app: &AppName, delete_routes: bool) -> Result<bool, StoreError> {
+        let key = keys::app(app.as_str());
+        for _ in 0..CAS_TRIES {
+            let Some((doc, revision)) = self.app_doc(app).await? else {
+                return Ok(false);
+            };
+            // Routes first: once the app is gone, nothing may still send traffic to a
+            // new app of the same name.
+            self.release_routes(app, delete_routes).await?;
+            let ops = vec![Op::Delete { key: key.clone() }];
+            if !self.kv.txn(guarded(&key, revision, ops)).await?.succeeded {
+                continue;
+            }
+            // Unreachable now (keyed by the GUID): removed in batches, as one etcd
+            // transaction holds at most 128 writes.
+            for prefix in [keys::releases(&doc.guid), keys::events(&doc.guid)] {
+                self.delete_prefix(&prefix).await?;
+            }
+            self.kv.delete(&keys::event_seq(&doc.guid)).await?;
+            return Ok(true);
         }
-        tx.execute("DELETE FROM releases WHERE app = ?1", params![app.as_str()])?;
-        tx.execute("DELETE FROM events WHERE app = ?1", params![app.as_str()])?;
-        tx.execute("DELETE FROM app_env WHERE app = ?1", params![app.as_str()])?;
-        // A new app of the same name gets a new slot: ids are never shared over time.
-        tx.execute("DELETE FROM id_slots WHERE app = ?1", params![app.as_str()])?;
-        tx.execute(
-            "DELETE FROM app_stopped WHERE app = ?1",
-            params![app.as_str()],
-        )?;
-        let n = tx.execute("DELETE FROM apps WHERE name = ?1", params![app.as_str()])?;
-        tx.commit()?;
-        Ok(n > 0)
+        Err(StoreError::Contended(format!("app {app}")))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
+        let (kvs, _) = self.kv.range(prefix).await?;
+        for batch in kvs.chunks(paas_kv::MAX_TXN_OPS) {
+            let ops = batch
+                .iter()
+                .map(|kv| Op::Delete {
+                    key: kv.key.clone(),
+                })
+                .collect();
+            self.kv
+                .txn(Txn {
+                    then: ops,
+                    ..Txn::default()
+                })
+                .await?;
+        }
+        Ok(())
     }
 }
 
-type Parts = (
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-fn row_to_parts(r: &rusqlite::Row<'_>) -> rusqlite::Result<Parts> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
-}
-
-fn parts_to_record(p: Parts) -> Result<AppRecord, StoreError> {
-    let (name, guid, settings, id, version, droplet, package, buildpack, start) = p;
-    let corrupt = |detail: String| StoreError::Corrupt {
-        app: name.clone(),
-        detail,
-    };
-    let app = AppName::parse(&name).map_err(|e| corrupt(e.to_string()))?;
-    let settings: AppSettings =
-        serde_json::from_str(&settings).map_err(|e| corrupt(e.to_string()))?;
-    let release = match (id, version, droplet, package, buildpack, start) {
-        (
-            Some(id),
-            Some(version),
-            Some(droplet),
-            Some(package),
-            Some(buildpack),
-            Some(start_command),
-        ) => Some(Release {
-            id,
-            version,
-            droplet,
-            package,
-            buildpack,
-            start_command,
-        }),
-        _ => None,
-    };
-    Ok(AppRecord {
-        name: app,
-        guid,
-        settings,
-        release,
-    })
+fn record(name: AppName, doc: AppDoc) -> AppRecord {
+    AppRecord {
+        name,
+        guid: doc.guid,
+        settings: doc.settings,
+        release: doc.release,
+        stopped: doc.stopped,
+        env: doc.env,
+    }
 }
 
 /// A random version-4 UUID, as Cloud Foundry's GUIDs are.
@@ -564,11 +598,11 @@ pub fn new_guid() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use paas_api::MemorySize;
 
-    pub(super) fn settings(instances: u32) -> AppSettings {
+    pub(crate) fn settings(instances: u32) -> AppSettings {
         AppSettings {
             instances,
             memory: MemorySize::parse("256M").unwrap(),
@@ -581,64 +615,135 @@ mod tests {
         }
     }
 
-    #[test]
-    fn apps_and_releases_survive_reopening() {
+    pub(crate) async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_sqlite(&dir.path().join("paas.db"), "localhost")
+            .await
+            .unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn apps_and_releases_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("paas.db");
         let name = AppName::parse("web").unwrap();
         {
-            let s = Store::open(&path).unwrap();
-            let created = s.put_app(&name, &settings(1)).unwrap();
-            let updated = s.put_app(&name, &settings(3)).unwrap();
+            let s = Store::open_sqlite(&path, "localhost").await.unwrap();
+            let created = s.put_app(&name, &settings(1)).await.unwrap();
+            let updated = s.put_app(&name, &settings(3)).await.unwrap();
             assert_eq!(created.guid, updated.guid, "updating keeps the guid");
             let r1 = s
                 .add_release(&name, "d1", "p1", "python", "python3 app.py")
+                .await
                 .unwrap();
             let r2 = s
                 .add_release(&name, "d2", "p1", "python", "python3 app.py")
+                .await
                 .unwrap();
             assert_eq!((r1.version, r2.version), (1, 2));
             assert!(
-                s.app(&name).unwrap().unwrap().release.is_none(),
+                s.app(&name).await.unwrap().unwrap().release.is_none(),
                 "not current until set"
             );
-            s.set_release(&name, r2.id).unwrap();
+            s.set_release(&name, &r2).await.unwrap();
         }
-        let s = Store::open(&path).unwrap();
-        let app = s.app(&name).unwrap().unwrap();
+        let s = Store::open_sqlite(&path, "localhost").await.unwrap();
+        let app = s.app(&name).await.unwrap().unwrap();
         assert_eq!(app.settings.instances, 3);
         assert_eq!(app.release.unwrap().droplet, "d2");
-        assert_eq!(s.apps().unwrap().len(), 1);
-        assert!(s.delete_app(&name, true).unwrap());
-        assert!(s.app(&name).unwrap().is_none());
-        assert!(!s.delete_app(&name, true).unwrap());
+        assert_eq!(s.apps().await.unwrap().len(), 1);
+        let versions: Vec<i64> = s
+            .releases(&name)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        assert_eq!(versions, vec![2, 1], "newest first");
+        assert!(s.delete_app(&name, true).await.unwrap());
+        assert!(s.app(&name).await.unwrap().is_none());
+        assert!(!s.delete_app(&name, true).await.unwrap());
+        // A new app of the same name starts a history of its own.
+        s.put_app(&name, &settings(1)).await.unwrap();
+        assert!(s.releases(&name).await.unwrap().is_empty());
+        let r = s.add_release(&name, "d3", "p", "b", "c").await.unwrap();
+        assert_eq!(r.version, 1);
     }
 
-    #[test]
-    fn events_are_kept_in_order_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("paas.db")).unwrap();
+    #[tokio::test]
+    async fn events_are_kept_in_order_and_bounded() {
+        let (_dir, s) = store().await;
         let name = AppName::parse("web").unwrap();
-        s.put_app(&name, &settings(1)).unwrap();
+        s.put_app(&name, &settings(1)).await.unwrap();
         for i in 0..(EVENTS_KEPT + 3) {
             let e = AppEvent {
-                timestamp_ms: i as u64,
+                timestamp_ms: i,
                 kind: "crash".into(),
                 instance: Some(0),
                 exit_code: Some(i as i32),
                 description: format!("crash {i}"),
             };
-            s.add_event(&name, &e).unwrap();
+            s.add_event(&name, &e).await.unwrap();
         }
-        let events = s.events(&name).unwrap();
-        assert_eq!(events.len() as i64, EVENTS_KEPT);
+        let events = s.events(&name).await.unwrap();
+        assert_eq!(events.len() as u64, EVENTS_KEPT);
         assert_eq!(
             events.last().unwrap().exit_code,
             Some((EVENTS_KEPT + 2) as i32)
         );
         assert_eq!(events[0].description, "crash 3");
-        s.delete_app(&name, true).unwrap();
-        assert!(s.events(&name).unwrap().is_empty());
+        s.delete_app(&name, true).await.unwrap();
+        assert!(s.events(&name).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_lose_no_change() {
+        let (_dir, s) = store().await;
+        let s = std::sync::Arc::new(s);
+        let name = AppName::parse("web").unwrap();
+        s.put_app(&name, &settings(1)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (s, name) = (std::sync::Arc::clone(&s), name.clone());
+            tasks.push(tokio::spawn(async move {
+                let change = BTreeMap::from([(format!("K{i}"), Some(i.to_string()))]);
+                s.update_env(&name, &change).await.unwrap();
+                let e = AppEvent {
+                    timestamp_ms: i,
+                    kind: "test".into(),
+                    instance: None,
+                    exit_code: None,
+                    description: format!("event {i}"),
+                };
+                s.add_event(&name, &e).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.env(&name).await.unwrap().len(), 8);
+        assert_eq!(s.events(&name).await.unwrap().len(), 8);
+    }
+
+    #[tokio::test]
+    async fn id_slots_are_never_handed_out_twice() {
+        let (_dir, s) = store().await;
+        let a = AppName::parse("a").unwrap();
+        let b = AppName::parse("b").unwrap();
+        s.put_app(&a, &settings(1)).await.unwrap();
+        s.put_app(&b, &settings(1)).await.unwrap();
+        let slot_a = s.id_slot(&a).await.unwrap();
+        assert_eq!(s.id_slot(&a).await.unwrap(), slot_a, "kept");
+        let slot_b = s.id_slot(&b).await.unwrap();
+        assert_ne!(slot_a, slot_b);
+        s.delete_app(&a, true).await.unwrap();
+        s.put_app(&a, &settings(1)).await.unwrap();
+        let again = s.id_slot(&a).await.unwrap();
+        assert!(
+            again != slot_a && again != slot_b,
+            "a deleted app's slot is not reused"
+        );
     }
 
     #[test]

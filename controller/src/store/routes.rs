@@ -5,21 +5,20 @@
 //! other than the platform's own are rows here, with the certificate HTTPS serves.
 
 use paas_api::{AppName, Balance, Route};
-use rusqlite::{params, OptionalExtension};
+use paas_kv::{Kv, Op};
+use serde::{Deserialize, Serialize};
 
-use super::{now, Store, StoreError};
+use super::{decode, encode, guarded, keys, put, Store, StoreError, CAS_TRIES};
 
-/// The schema version once routes are stored; before it every app had the one route
-/// `NAME.DOMAIN`, which [`Store::migrate_routes`] writes down.
-const ROUTES_SCHEMA_VERSION: i64 = 1;
-
-/// A stored route and the app it is mapped to, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A stored route and the app it is mapped to, if any: the document at `routes/HOSTPATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRow {
     pub route: Route,
     pub app: Option<AppName>,
+    #[serde(default)]
     pub balance: Balance,
     /// The largest request body, in bytes; `None` for no limit.
+    #[serde(default)]
     pub max_body: Option<u64>,
 }
 
@@ -31,8 +30,8 @@ pub struct RouteSettings {
     pub max_body: Option<u64>,
 }
 
-/// A domain added with `create-domain`.
-#[derive(Debug, Clone)]
+/// A domain added with `create-domain`: the document at `domains/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Domain {
     pub name: String,
     pub cert_pem: Option<String>,
@@ -48,211 +47,182 @@ pub enum MapError {
     Store(#[from] StoreError),
 }
 
-impl From<rusqlite::Error> for MapError {
-    fn from(e: rusqlite::Error) -> Self {
-        MapError::Store(e.into())
-    }
+fn route_key(route: &Route) -> String {
+    keys::route(route.host(), route.path())
 }
 
 impl Store {
-    /// Brings a database from before routes were stored up to date: every existing app
-    /// gets the route it answered at, `NAME.DOMAIN`. Runs once; later calls do nothing.
-    pub fn migrate_routes(&self, domain: &str) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version >= ROUTES_SCHEMA_VERSION {
-            return Ok(());
+    async fn route_row(&self, route: &Route) -> Result<Option<(RouteRow, i64)>, StoreError> {
+        match self.kv.get(&route_key(route)).await? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
+            None => Ok(None),
         }
-        let tx = db.transaction()?;
-        tx.execute(
-            "INSERT OR IGNORE INTO routes (host, path, app)
-             SELECT name || '.' || ?1, '', name FROM apps",
-            params![domain],
-        )?;
-        tx.pragma_update(None, "user_version", ROUTES_SCHEMA_VERSION)?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Every route, mapped or not, ordered by host and path.
-    pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
-        let db = self.db();
-        let mut stmt = db
-            .prepare("SELECT host, path, app, balance, max_body FROM routes ORDER BY host, path")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (host, path, app, balance, max_body) = row?;
-            let corrupt = |detail: String| StoreError::Corrupt {
-                app: app.clone().unwrap_or_default(),
-                detail,
-            };
-            let route = Route::from_parts(&host, &path).map_err(|e| corrupt(e.to_string()))?;
-            let app = app
-                .as_deref()
-                .map(AppName::parse)
-                .transpose()
-                .map_err(|e| corrupt(e.to_string()))?;
-            let balance = Balance::parse(&balance).map_err(corrupt)?;
-            Ok(RouteRow {
-                route,
-                app,
-                balance,
-                max_body: max_body.and_then(|n| u64::try_from(n).ok()),
-            })
-        })
-        .collect()
+    pub async fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
+        Ok(self.routes_at().await?.0)
+    }
+
+    /// Every route, and the store's revision they were read at.
+    pub async fn routes_at(&self) -> Result<(Vec<RouteRow>, i64), StoreError> {
+        let (kvs, revision) = self.kv.range(keys::ROUTES).await?;
+        let mut rows = kvs
+            .iter()
+            .map(decode::<RouteRow>)
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.sort_by(|a, b| {
+            (a.route.host(), a.route.path()).cmp(&(b.route.host(), b.route.path()))
+        });
+        Ok((rows, revision))
     }
 
     /// The routes mapped to `app`.
-    pub fn app_routes(&self, app: &AppName) -> Result<Vec<Route>, StoreError> {
-        let db = self.db();
-        let mut stmt =
-            db.prepare("SELECT host, path FROM routes WHERE app = ?1 ORDER BY host, path")?;
-        let rows = stmt.query_map(params![app.as_str()], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (host, path) = row?;
-            Route::from_parts(&host, &path).map_err(|e| StoreError::Corrupt {
-                app: app.to_string(),
-                detail: e.to_string(),
-            })
-        })
-        .collect()
+    pub async fn app_routes(&self, app: &AppName) -> Result<Vec<Route>, StoreError> {
+        Ok(self
+            .routes()
+            .await?
+            .into_iter()
+            .filter(|r| r.app.as_ref() == Some(app))
+            .map(|r| r.route)
+            .collect())
     }
 
     /// Maps `route` to `app`, creating the route if it is new, and changes the settings
     /// `settings` gives. Returns false when it was mapped to `app` already; fails (and
     /// changes nothing) when another app holds it.
-    pub fn map_route(
+    pub async fn map_route(
         &self,
         route: &Route,
         app: &AppName,
         settings: RouteSettings,
     ) -> Result<bool, MapError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let owner: Option<Option<String>> = tx
-            .query_row(
-                "SELECT app FROM routes WHERE host = ?1 AND path = ?2",
-                params![route.host(), route.path()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let already = match owner {
-            Some(Some(o)) if o == app.as_str() => true,
-            Some(Some(o)) => {
-                let owner = AppName::parse(&o).map_err(|e| StoreError::Corrupt {
-                    app: o.clone(),
-                    detail: e.to_string(),
-                })?;
-                return Err(MapError::Taken {
-                    route: route.clone(),
-                    owner,
-                });
+        let key = route_key(route);
+        for _ in 0..CAS_TRIES {
+            let (mut row, revision) = match self.route_row(route).await? {
+                Some(found) => found,
+                None => (
+                    RouteRow {
+                        route: route.clone(),
+                        app: None,
+                        balance: Balance::default(),
+                        max_body: None,
+                    },
+                    0,
+                ),
+            };
+            let already = match &row.app {
+                Some(owner) if owner == app => true,
+                Some(owner) => {
+                    return Err(MapError::Taken {
+                        route: route.clone(),
+                        owner: owner.clone(),
+                    })
+                }
+                // New, or kept from an earlier mapping: it is this app's now.
+                None => false,
+            };
+            row.app = Some(app.clone());
+            if let Some(b) = settings.balance {
+                row.balance = b;
             }
-            // Kept from an earlier mapping: it is this app's now.
-            Some(None) => {
-                tx.execute(
-                    "UPDATE routes SET app = ?3 WHERE host = ?1 AND path = ?2",
-                    params![route.host(), route.path(), app.as_str()],
-                )?;
-                false
+            if let Some(n) = settings.max_body {
+                // 0 removes the limit.
+                row.max_body = (n > 0).then_some(n);
             }
-            None => {
-                tx.execute(
-                    "INSERT INTO routes (host, path, app) VALUES (?1, ?2, ?3)",
-                    params![route.host(), route.path(), app.as_str()],
-                )?;
-                false
+            let txn = guarded(&key, revision, vec![put(key.clone(), encode(&row))]);
+            if self.kv.txn(txn).await.map_err(StoreError::from)?.succeeded {
+                return Ok(!already);
             }
-        };
-        if let Some(b) = settings.balance {
-            tx.execute(
-                "UPDATE routes SET balance = ?3 WHERE host = ?1 AND path = ?2",
-                params![route.host(), route.path(), b.as_str()],
-            )?;
         }
-        if let Some(n) = settings.max_body {
-            // 0 removes the limit.
-            let limit = (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
-            tx.execute(
-                "UPDATE routes SET max_body = ?3 WHERE host = ?1 AND path = ?2",
-                params![route.host(), route.path(), limit],
-            )?;
-        }
-        tx.commit()?;
-        Ok(!already)
+        Err(StoreError::Contended(format!("route {route}")).into())
     }
 
     /// Unmaps `route` from `app`, keeping the route. Returns false when it was not mapped
     /// to `app`.
-    pub fn unmap_route(&self, route: &Route, app: &AppName) -> Result<bool, StoreError> {
-        let n = self.db().execute(
-            "UPDATE routes SET app = NULL WHERE host = ?1 AND path = ?2 AND app = ?3",
-            params![route.host(), route.path(), app.as_str()],
-        )?;
-        Ok(n > 0)
+    pub async fn unmap_route(&self, route: &Route, app: &AppName) -> Result<bool, StoreError> {
+        let key = route_key(route);
+        for _ in 0..CAS_TRIES {
+            let Some((mut row, revision)) = self.route_row(route).await? else {
+                return Ok(false);
+            };
+            if row.app.as_ref() != Some(app) {
+                return Ok(false);
+            }
+            row.app = None;
+            let txn = guarded(&key, revision, vec![put(key.clone(), encode(&row))]);
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contended(format!("route {route}")))
+    }
+
+    /// Unmaps (or deletes, when `delete`) every route mapped to `app`.
+    pub(super) async fn release_routes(
+        &self,
+        app: &AppName,
+        delete: bool,
+    ) -> Result<(), StoreError> {
+        for route in self.app_routes(app).await? {
+            if delete {
+                self.delete_route_of(&route, Some(app)).await?;
+            } else {
+                self.unmap_route(&route, app).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes `route`, mapped or not. Returns false when there was no such route.
-    pub fn delete_route(&self, route: &Route) -> Result<bool, StoreError> {
-        let n = self.db().execute(
-            "DELETE FROM routes WHERE host = ?1 AND path = ?2",
-            params![route.host(), route.path()],
-        )?;
-        Ok(n > 0)
+    pub async fn delete_route(&self, route: &Route) -> Result<bool, StoreError> {
+        self.delete_route_of(route, None).await
+    }
+
+    /// Deletes `route` if it is mapped to `owner` (any owner, or none, for `None`).
+    async fn delete_route_of(
+        &self,
+        route: &Route,
+        owner: Option<&AppName>,
+    ) -> Result<bool, StoreError> {
+        let key = route_key(route);
+        for _ in 0..CAS_TRIES {
+            let Some((row, revision)) = self.route_row(route).await? else {
+                return Ok(false);
+            };
+            if owner.is_some() && row.app.as_ref() != owner {
+                return Ok(false);
+            }
+            let txn = guarded(&key, revision, vec![Op::Delete { key: key.clone() }]);
+            if self.kv.txn(txn).await?.succeeded {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Contended(format!("route {route}")))
     }
 
     /// The domains added with `create-domain`, by name.
-    pub fn domains(&self) -> Result<Vec<Domain>, StoreError> {
-        let db = self.db();
-        let mut stmt = db.prepare("SELECT name, cert_pem, key_pem FROM domains ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Domain {
-                name: r.get(0)?,
-                cert_pem: r.get(1)?,
-                key_pem: r.get(2)?,
-            })
-        })?;
-        rows.collect::<Result<_, _>>().map_err(StoreError::from)
+    pub async fn domains(&self) -> Result<Vec<Domain>, StoreError> {
+        let (kvs, _) = self.kv.range(keys::DOMAINS).await?;
+        kvs.iter().map(decode).collect()
     }
 
     /// Adds a domain, or replaces its certificate. Returns false when it existed.
-    pub fn put_domain(&self, d: &Domain) -> Result<bool, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        let existed = tx
-            .query_row(
-                "SELECT 1 FROM domains WHERE name = ?1",
-                params![d.name],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        tx.execute(
-            "INSERT INTO domains (name, cert_pem, key_pem, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET cert_pem = excluded.cert_pem, key_pem = excluded.key_pem",
-            params![d.name, d.cert_pem, d.key_pem, now()],
-        )?;
-        tx.commit()?;
+    pub async fn put_domain(&self, d: &Domain) -> Result<bool, StoreError> {
+        let key = keys::domain(&d.name);
+        let existed = self.kv.get(&key).await?.is_some();
+        self.kv.put(&key, encode(d)).await?;
         Ok(!existed)
     }
 
     /// Deletes a domain. Returns false when there was no such domain.
-    pub fn delete_domain(&self, name: &str) -> Result<bool, StoreError> {
-        let n = self
-            .db()
-            .execute("DELETE FROM domains WHERE name = ?1", params![name])?;
-        Ok(n > 0)
+    pub async fn delete_domain(&self, name: &str) -> Result<bool, StoreError> {
+        let key = keys::domain(name);
+        let Some(kv) = self.kv.get(&key).await? else {
+            return Ok(false);
+        };
+        let txn = guarded(&key, kv.mod_revision, vec![Op::Delete { key: key.clone() }]);
+        Ok(self.kv.txn(txn).await?.succeeded)
     }
 }
 
@@ -260,48 +230,34 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("paas.db")).unwrap();
-        (dir, s)
-    }
+    use crate::store::tests::store;
 
-    fn app(s: &Store, name: &str) -> AppName {
+    async fn app(s: &Store, name: &str) -> AppName {
         let name = AppName::parse(name).unwrap();
-        s.put_app(&name, &crate::store::tests::settings(1)).unwrap();
+        s.put_app(&name, &crate::store::tests::settings(1))
+            .await
+            .unwrap();
         name
     }
 
-    #[test]
-    fn migration_gives_existing_apps_their_old_route_once() {
-        let (_d, s) = store();
-        let a = app(&s, "old-app");
-        s.migrate_routes("localhost").unwrap();
-        assert_eq!(
-            s.app_routes(&a).unwrap(),
-            vec![Route::parse("old-app.localhost").unwrap()]
-        );
-        s.unmap_route(&Route::parse("old-app.localhost").unwrap(), &a)
-            .unwrap();
-        s.migrate_routes("localhost").unwrap();
-        assert!(s.app_routes(&a).unwrap().is_empty(), "ran twice");
-    }
-
-    #[test]
-    fn a_route_is_mapped_to_one_app_and_survives_unmapping() {
-        let (_d, s) = store();
-        let (a, b) = (app(&s, "a"), app(&s, "b"));
+    #[tokio::test]
+    async fn a_route_is_mapped_to_one_app_and_survives_unmapping() {
+        let (_d, s) = store().await;
+        let (a, b) = (app(&s, "a").await, app(&s, "b").await);
         let r = Route::parse("shop.localhost/api").unwrap();
-        assert!(s.map_route(&r, &a, RouteSettings::default()).unwrap());
-        assert!(!s.map_route(&r, &a, RouteSettings::default()).unwrap());
-        let e = s.map_route(&r, &b, RouteSettings::default()).unwrap_err();
+        assert!(s.map_route(&r, &a, RouteSettings::default()).await.unwrap());
+        assert!(!s.map_route(&r, &a, RouteSettings::default()).await.unwrap());
+        let e = s
+            .map_route(&r, &b, RouteSettings::default())
+            .await
+            .unwrap_err();
         assert!(
             matches!(e, MapError::Taken { ref owner, .. } if owner == &a),
             "{e}"
         );
-        assert!(s.unmap_route(&r, &a).unwrap());
-        assert!(!s.unmap_route(&r, &a).unwrap());
-        let rows = s.routes().unwrap();
+        assert!(s.unmap_route(&r, &a).await.unwrap());
+        assert!(!s.unmap_route(&r, &a).await.unwrap());
+        let rows = s.routes().await.unwrap();
         assert_eq!(
             rows,
             vec![RouteRow {
@@ -315,64 +271,73 @@ mod tests {
             balance: Some(Balance::LeastConnections),
             max_body: Some(1024),
         };
-        assert!(s.map_route(&r, &b, settings).unwrap());
-        assert_eq!(s.routes().unwrap()[0].balance, Balance::LeastConnections);
-        assert_eq!(s.routes().unwrap()[0].max_body, Some(1024));
+        assert!(s.map_route(&r, &b, settings).await.unwrap());
+        assert_eq!(
+            s.routes().await.unwrap()[0].balance,
+            Balance::LeastConnections
+        );
+        assert_eq!(s.routes().await.unwrap()[0].max_body, Some(1024));
         let clear = RouteSettings {
             max_body: Some(0),
             ..RouteSettings::default()
         };
-        assert!(!s.map_route(&r, &b, clear).unwrap());
-        assert_eq!(s.routes().unwrap()[0].max_body, None);
-        assert_eq!(s.routes().unwrap()[0].balance, Balance::LeastConnections);
-        assert!(s.delete_route(&r).unwrap());
-        assert!(s.routes().unwrap().is_empty());
+        assert!(!s.map_route(&r, &b, clear).await.unwrap());
+        assert_eq!(s.routes().await.unwrap()[0].max_body, None);
+        assert_eq!(
+            s.routes().await.unwrap()[0].balance,
+            Balance::LeastConnections
+        );
+        assert!(s.delete_route(&r).await.unwrap());
+        assert!(s.routes().await.unwrap().is_empty());
     }
 
-    #[test]
-    fn deleting_an_app_unmaps_or_deletes_its_routes() {
-        let (_d, s) = store();
-        let (a, b) = (app(&s, "a"), app(&s, "b"));
+    #[tokio::test]
+    async fn deleting_an_app_unmaps_or_deletes_its_routes() {
+        let (_d, s) = store().await;
+        let (a, b) = (app(&s, "a").await, app(&s, "b").await);
         s.map_route(
             &Route::parse("a.localhost").unwrap(),
             &a,
             RouteSettings::default(),
         )
+        .await
         .unwrap();
         s.map_route(
             &Route::parse("b.localhost").unwrap(),
             &b,
             RouteSettings::default(),
         )
+        .await
         .unwrap();
-        s.delete_app(&a, false).unwrap();
-        s.delete_app(&b, true).unwrap();
-        let rows = s.routes().unwrap();
+        s.delete_app(&a, false).await.unwrap();
+        s.delete_app(&b, true).await.unwrap();
+        let rows = s.routes().await.unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].route.host(), "a.localhost");
         assert_eq!(rows[0].app, None);
     }
 
-    #[test]
-    fn domains_are_added_replaced_and_deleted() {
-        let (_d, s) = store();
+    #[tokio::test]
+    async fn domains_are_added_replaced_and_deleted() {
+        let (_d, s) = store().await;
         let d = Domain {
             name: "example.com".into(),
             cert_pem: None,
             key_pem: None,
         };
-        assert!(s.put_domain(&d).unwrap());
+        assert!(s.put_domain(&d).await.unwrap());
         assert!(!s
             .put_domain(&Domain {
                 cert_pem: Some("C".into()),
                 key_pem: Some("K".into()),
                 ..d.clone()
             })
+            .await
             .unwrap());
-        let all = s.domains().unwrap();
+        let all = s.domains().await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].cert_pem.as_deref(), Some("C"));
-        assert!(s.delete_domain("example.com").unwrap());
-        assert!(!s.delete_domain("example.com").unwrap());
+        assert!(s.delete_domain("example.com").await.unwrap());
+        assert!(!s.delete_domain("example.com").await.unwrap());
     }
 }
