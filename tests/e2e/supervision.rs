@@ -1,8 +1,6 @@
 //! Crashes, out-of-memory kills and health checks, seen through the router, `paas app`
 //! and `paas events`.
 
-use std::time::{Duration, Instant};
-
 use crate::harness::{eventually, Daemon};
 
 /// A Python app: `/crash` exits with status 7, `/hog` allocates far past the memory
