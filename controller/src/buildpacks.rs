@@ -15,7 +15,7 @@ use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::Buildpack;
 
 use crate::blobs::Blobs;
-use crate::platform::Failure;
+use crate::platform::{Error, ErrorKind};
 use crate::store::{BuildpackRow, Store};
 
 struct Entry {
@@ -130,14 +130,14 @@ impl Registry {
     }
 
     /// The named buildpacks, in the order given (`-b`).
-    pub fn by_names(&self, names: &[BuildpackName]) -> Result<Vec<Buildpack>, Failure> {
+    pub fn by_names(&self, names: &[BuildpackName]) -> Result<Vec<Buildpack>, Error> {
         let entries = self.entries();
         names
             .iter()
             .map(|n| match entries.iter().find(|e| &e.buildpack.name == n) {
                 Some(e) if e.enabled => Ok(e.buildpack.clone()),
-                Some(_) => Err(Failure::new(
-                    422,
+                Some(_) => Err(Error::new(
+                    ErrorKind::Refused,
                     "buildpack-disabled",
                     format!("buildpack {n} is disabled"),
                     Some(&format!(
@@ -147,8 +147,8 @@ impl Registry {
                 None => {
                     let known: Vec<&str> =
                         entries.iter().map(|e| e.buildpack.name.as_str()).collect();
-                    Err(Failure::new(
-                        422,
+                    Err(Error::new(
+                        ErrorKind::Refused,
                         "unknown-buildpack",
                         format!("there is no buildpack named {n}"),
                         Some(&format!("choose one of: {}", known.join(", "))),
@@ -166,11 +166,11 @@ impl Registry {
         name: &BuildpackName,
         sha256: &str,
         position: Option<u32>,
-    ) -> Result<BuildpackInfo, Failure> {
+    ) -> Result<BuildpackInfo, Error> {
         let _changing = self.changing.lock().await;
         if self.entries().iter().any(|e| &e.buildpack.name == name) {
-            return Err(Failure::new(
-                409,
+            return Err(Error::new(
+                ErrorKind::Conflict,
                 "buildpack-exists",
                 format!("buildpack {name} already exists"),
                 Some(&format!(
@@ -193,7 +193,7 @@ impl Registry {
         }
         self.save(store)
             .await
-            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
         self.info(name)
     }
 
@@ -205,7 +205,7 @@ impl Registry {
         name: &BuildpackName,
         bits: Option<&str>,
         update: &BuildpackUpdate,
-    ) -> Result<BuildpackInfo, Failure> {
+    ) -> Result<BuildpackInfo, Error> {
         let _changing = self.changing.lock().await;
         let fresh = match bits {
             Some(sha) => {
@@ -235,11 +235,11 @@ impl Registry {
         }
         self.save(store)
             .await
-            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
         self.info(name)
     }
 
-    pub async fn delete(&self, store: &Store, name: &BuildpackName) -> Result<(), Failure> {
+    pub async fn delete(&self, store: &Store, name: &BuildpackName) -> Result<(), Error> {
         let _changing = self.changing.lock().await;
         {
             let mut entries = self.entries();
@@ -248,8 +248,8 @@ impl Registry {
                 .position(|e| &e.buildpack.name == name)
                 .ok_or_else(|| not_found(name))?;
             if entries[i].shipped {
-                return Err(Failure::new(
-                    422,
+                return Err(Error::new(
+                    ErrorKind::Refused,
                     "buildpack-shipped",
                     format!("buildpack {name} ships with the platform and cannot be deleted"),
                     Some(&format!(
@@ -261,10 +261,10 @@ impl Registry {
         }
         self.save(store)
             .await
-            .map_err(|e| Failure::internal(format!("{e:#}")))
+            .map_err(|e| Error::internal(format!("{e:#}")))
     }
 
-    fn info(&self, name: &BuildpackName) -> Result<BuildpackInfo, Failure> {
+    fn info(&self, name: &BuildpackName) -> Result<BuildpackInfo, Error> {
         self.list()
             .into_iter()
             .find(|b| &b.name == name)
@@ -281,18 +281,18 @@ fn position_index(position: Option<u32>, len: usize) -> usize {
     }
 }
 
-fn not_found(name: &BuildpackName) -> Failure {
-    Failure::new(
-        404,
+fn not_found(name: &BuildpackName) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
         "buildpack-not-found",
         format!("there is no buildpack named {name}"),
         Some("see `paas buildpacks` for the buildpacks there are"),
     )
 }
 
-fn not_a_buildpack(e: anyhow::Error) -> Failure {
-    Failure::new(
-        422,
+fn not_a_buildpack(e: anyhow::Error) -> Error {
+    Error::new(
+        ErrorKind::Refused,
         "invalid-buildpack",
         format!("{e:#}"),
         Some("a buildpack has buildpack.toml (Cloud Native), bin/supply or bin/finalize (Cloud Foundry), or bin/detect and bin/compile (Heroku) at its top, or in a single top folder"),

@@ -105,8 +105,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             }
         })
     };
-    let api = api::Api::new(Arc::clone(&platform), token);
-    let api_task = tokio::spawn(api.run(api_listener, tls, stopped(stop_rx.clone())));
+    let api = api::router(Arc::clone(&platform), token);
+    let api_task = tokio::spawn(api::run(api, api_listener, tls, stopped(stop_rx.clone())));
 
     // The one line scripts and tests wait for: where to reach this daemon.
     // Everything the parts above made in the data folder exists by now.

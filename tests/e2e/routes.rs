@@ -466,8 +466,12 @@ fn a_store_that_cannot_be_read_leaves_the_route_table_as_it_was() {
             std::fs::write(&p, vec![0u8; len as usize]).unwrap();
         }
     }
+    // A read of the routes fails now, and leaves the table alone.
+    let (status, answer) = d.api_call("GET", "/v1/routes", None);
+    assert_eq!(status, 500, "the routes cannot be read: {answer}");
+    assert_eq!(d.get("steady.localhost", "/").status, 200);
     // The crasher's process dies; its instance is started again, and each change of
-    // its state makes the platform read the routes again.
+    // its state publishes a new table, from the routes as last read.
     let victims: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()

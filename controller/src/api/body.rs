@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::platform::Failure;
+use super::failure::Failure;
 
 pub type ApiBody = BoxBody<Bytes, Infallible>;
 

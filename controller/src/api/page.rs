@@ -8,8 +8,8 @@ use http::{HeaderValue, Response};
 use serde::Serialize;
 
 use super::body::{self, ApiBody};
+use super::failure::Failure;
 use super::query;
-use crate::platform::Failure;
 
 /// Items per page when the request does not say.
 pub const DEFAULT_PER_PAGE: usize = 100;

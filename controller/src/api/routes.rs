@@ -1,100 +1,117 @@
-//! `/v1/routes`, `/v1/apps/{name}/routes` and `/v1/domains`.
+//! `/v1/routes`, `/v1/apps/{name}/routes`, `/v1/domains` and `/v1/certificates`.
 
-use http::{Method, Request, Response};
-use hyper::body::Incoming;
-use paas_api::{AppName, CreateDomain, MapRoute, Route};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use http::{Response, Uri};
+use paas_api::{CreateDomain, MapRoute, Route};
 
 use super::body::{self, ApiBody};
-use super::handlers::read_json;
+use super::extract::{read_json, AppPath, NamePath};
+use super::failure::Failure;
 use super::{page, query};
-use crate::platform::{Failure, Platform};
+use crate::platform::Platform;
 use crate::store::{Domain, RouteSettings};
 
-/// `GET /v1/routes` lists mapped routes with their instances; `DELETE
-/// /v1/routes?host=H&path=P` deletes one.
-pub async fn routes(
-    p: &Platform,
-    method: &Method,
-    path: &str,
-    q: &str,
-) -> Result<Response<ApiBody>, Failure> {
-    match *method {
-        Method::GET => page::list(&p.routes().await.map_err(Failure::internal)?, path, q),
-        Method::DELETE => {
-            p.delete_route(&route_in_query(q)?).await?;
-            Ok(body::empty(204))
-        }
-        _ => Err(super::handlers::not_found(method, "/v1/routes")),
-    }
+/// Every route, with the instances it reaches.
+pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
+    let routes = p.routes().await.map_err(Failure::internal)?;
+    page::list(&routes, uri.path(), uri.query().unwrap_or(""))
 }
 
-/// `GET` an app's routes, `POST` a route to map it, `DELETE ?host=H&path=P` to unmap one.
+/// `DELETE /v1/routes?host=H&path=P` deletes a route, mapped or not.
+pub async fn delete_route(
+    State(p): State<Arc<Platform>>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    p.delete_route(&route_in_query(uri.query().unwrap_or(""))?)
+        .await?;
+    Ok(body::empty(204))
+}
+
 pub async fn app_routes(
-    p: &Platform,
-    app: &AppName,
-    method: &Method,
-    path: &str,
-    q: &str,
-    req: Request<Incoming>,
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
 ) -> Result<Response<ApiBody>, Failure> {
-    match *method {
-        Method::GET => {
-            p.app_record(app).await?;
-            let routes = p.store.app_routes(app).await.map_err(Failure::internal)?;
-            page::list(&routes, path, q)
-        }
-        Method::POST => {
-            let asked: MapRoute = read_json(req).await?;
-            let route = Route::from_parts(&asked.host, &asked.path)
-                .map_err(|e| Failure::new(400, "invalid-route", e.to_string(), None))?;
-            let settings = RouteSettings {
-                balance: asked.balance,
-                max_body: asked.max_body_bytes,
-            };
-            let added = p.map_route(app, &route, settings).await?;
-            Ok(body::json(if added { 201 } else { 200 }, &route))
-        }
-        Method::DELETE => {
-            p.unmap_route(app, &route_in_query(q)?).await?;
-            Ok(body::empty(204))
-        }
-        _ => Err(super::handlers::not_found(
-            method,
-            &format!("/v1/apps/{app}/routes"),
-        )),
-    }
+    p.app_record(&app).await?;
+    let routes = p.store.app_routes(&app).await.map_err(Failure::internal)?;
+    page::list(&routes, uri.path(), uri.query().unwrap_or(""))
 }
 
-/// `GET /v1/domains`, `POST /v1/domains`, `DELETE /v1/domains/{name}`.
-pub async fn domains(
-    p: &Platform,
-    method: &Method,
-    rest: &[&str],
-    path: &str,
-    q: &str,
-    req: Request<Incoming>,
+/// Maps the route of the body to the app (creating it if new): 201 when it was not
+/// mapped to it yet, 200 when it was.
+pub async fn map(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
-    match (method, rest) {
-        (&Method::GET, []) => page::list(&p.domains().await?, path, q),
-        (&Method::POST, []) => {
-            let d: CreateDomain = read_json(req).await?;
-            let name = d.name.to_ascii_lowercase();
-            let added = p
-                .create_domain(Domain {
-                    name: name.clone(),
-                    cert_pem: d.cert_pem,
-                    key_pem: d.key_pem,
-                })
-                .await?;
-            let info = p.domains().await?.into_iter().find(|i| i.name == name);
-            Ok(body::json(if added { 201 } else { 200 }, &info))
-        }
-        (&Method::DELETE, [name]) => {
-            p.delete_domain(&name.to_ascii_lowercase()).await?;
-            Ok(body::empty(204))
-        }
-        _ => Err(super::handlers::not_found(method, "/v1/domains")),
-    }
+    let asked: MapRoute = read_json(body).await?;
+    let route = Route::from_parts(&asked.host, &asked.path)
+        .map_err(|e| Failure::new(400, "invalid-route", e.to_string(), None))?;
+    let settings = RouteSettings {
+        balance: asked.balance,
+        max_body: asked.max_body_bytes,
+    };
+    let added = p.map_route(&app, &route, settings).await?;
+    Ok(body::json(if added { 201 } else { 200 }, &route))
+}
+
+/// `DELETE ?host=H&path=P` unmaps a route from the app; the route stays reserved.
+pub async fn unmap(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    p.unmap_route(&app, &route_in_query(uri.query().unwrap_or(""))?)
+        .await?;
+    Ok(body::empty(204))
+}
+
+pub async fn domains(
+    State(p): State<Arc<Platform>>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    page::list(&p.domains().await?, uri.path(), uri.query().unwrap_or(""))
+}
+
+/// Adds a domain (201), or replaces its certificate (200).
+pub async fn create_domain(
+    State(p): State<Arc<Platform>>,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let d: CreateDomain = read_json(body).await?;
+    let name = d.name.to_ascii_lowercase();
+    let added = p
+        .create_domain(Domain {
+            name: name.clone(),
+            cert_pem: d.cert_pem,
+            key_pem: d.key_pem,
+        })
+        .await?;
+    let info = p.domains().await?.into_iter().find(|i| i.name == name);
+    Ok(body::json(if added { 201 } else { 200 }, &info))
+}
+
+pub async fn delete_domain(
+    State(p): State<Arc<Platform>>,
+    NamePath(name): NamePath,
+) -> Result<Response<ApiBody>, Failure> {
+    p.delete_domain(&name.to_ascii_lowercase()).await?;
+    Ok(body::empty(204))
+}
+
+/// Every certificate the routers serve, with its key, for routers on other hosts.
+pub async fn certificates(
+    State(p): State<Arc<Platform>>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    page::list(
+        &p.certificates().await?,
+        uri.path(),
+        uri.query().unwrap_or(""),
+    )
 }
 
 fn route_in_query(q: &str) -> Result<Route, Failure> {

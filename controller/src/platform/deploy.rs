@@ -8,7 +8,7 @@ use paas_api::{AppName, DeployEvent, LogLine, LogStream};
 use paas_stager::{Buildpack, StagingRequest};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{stop_all, Failure, Instance, Platform};
+use super::{stop_all, Error, ErrorKind, Instance, Platform};
 use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
@@ -31,13 +31,13 @@ impl Platform {
         package: &str,
         start: bool,
         events: &UnboundedSender<DeployEvent>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Error> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         let record = self.app_record(app).await?;
         if !self.blobs.exists(package) {
-            return Err(Failure::new(
-                404,
+            return Err(Error::new(
+                ErrorKind::NotFound,
                 "package-not-found",
                 format!("package {package} was not uploaded"),
                 Some("upload it first: POST /v1/apps/NAME/packages"),
@@ -54,7 +54,7 @@ impl Platform {
         let droplet_tmp = tempfile::Builder::new()
             .prefix("droplet-")
             .tempfile_in(self.blobs.tmp_dir())
-            .map_err(Failure::internal)?
+            .map_err(Error::internal)?
             .into_temp_path();
         let req = StagingRequest {
             id,
@@ -76,7 +76,7 @@ impl Platform {
             id_map: Some(
                 self.id_map(app)
                     .await
-                    .map_err(|e| Failure::internal(format!("{e:#}")))?,
+                    .map_err(|e| Error::internal(format!("{e:#}")))?,
             ),
         };
         let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
@@ -100,7 +100,11 @@ impl Platform {
         drop(log_tx);
         let _ = forward.await;
         let staged = staged.map_err(|e| {
-            let status = if e.is_user_error() { 422 } else { 500 };
+            let kind = if e.is_user_error() {
+                ErrorKind::Refused
+            } else {
+                ErrorKind::Internal
+            };
             let code = match e.cf_exit_code() {
                 Some(c) => format!("staging-failed-{c}"),
                 None => "staging-failed".to_string(),
@@ -111,7 +115,7 @@ impl Platform {
                 Some(c) => format!("staging failed (code {c}): {e}"),
                 None => format!("staging failed: {e}"),
             };
-            Failure::new(status, &code, message, None)
+            Error::new(kind, &code, message, None)
         })?;
 
         let path = droplet_tmp.to_path_buf();
@@ -128,8 +132,8 @@ impl Platform {
             blobs.put_file(&path).map_err(|e| e.to_string())
         })
         .await
-        .map_err(Failure::internal)?
-        .map_err(|e| Failure::new(422, "droplet-refused", e, None))?;
+        .map_err(Error::internal)?
+        .map_err(|e| Error::new(ErrorKind::Refused, "droplet-refused", e, None))?;
         drop(droplet_tmp);
         let release = self
             .store
@@ -141,12 +145,12 @@ impl Platform {
                 &staged.info.start_command,
             )
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         if !start {
             self.store
                 .set_release(app, &release)
                 .await
-                .map_err(Failure::internal)?;
+                .map_err(Error::internal)?;
             self.stop_locked(app, "staged and left stopped (--no-start)")
                 .await?;
             let _ = events.send(DeployEvent::Done {
@@ -169,16 +173,16 @@ impl Platform {
         release: &Release,
         what: &str,
         events: &UnboundedSender<DeployEvent>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Error> {
         let app = &record.name;
         let ids = self
             .id_map(app)
             .await
-            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
         let droplet_dir = self
             .droplet_dir(&release.droplet, ids)
             .await
-            .map_err(|e| Failure::internal(format!("{e:#}")))?;
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
@@ -205,11 +209,11 @@ impl Platform {
         self.store
             .set_release(app, release)
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         self.store
             .set_stopped(app, false)
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         let old = self.replace_with(app, &fresh);
         let description = format!(
             "release {} (droplet {}, {}) runs {} instance(s)",
@@ -254,7 +258,7 @@ impl Platform {
         app: &AppName,
         version: Option<i64>,
         events: &UnboundedSender<DeployEvent>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Error> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         let record = self.app_record(app).await?;
@@ -267,10 +271,10 @@ impl Platform {
                 self.store
                     .release(app, v)
                     .await
-                    .map_err(Failure::internal)?
+                    .map_err(Error::internal)?
                     .ok_or_else(|| {
-                        Failure::new(
-                            404,
+                        Error::new(
+                            ErrorKind::NotFound,
                             "no-such-revision",
                             format!("app {app} has no revision {v}"),
                             Some(&format!("see `paas revisions {app}`")),
@@ -280,8 +284,8 @@ impl Platform {
             ),
         };
         if !self.blobs.exists(&release.droplet) {
-            return Err(Failure::new(
-                410,
+            return Err(Error::new(
+                ErrorKind::Gone,
                 "droplet-collected",
                 format!(
                     "the droplet of revision {} is no longer kept",
@@ -322,7 +326,7 @@ impl Platform {
     }
 
     /// Stops every instance and keeps the app stopped, also across restarts of paasd.
-    pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Failure> {
+    pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Error> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         self.app_record(app).await?;
@@ -330,11 +334,11 @@ impl Platform {
     }
 
     /// Stops the app's instances and marks it stopped. Call with the app's lock held.
-    async fn stop_locked(&self, app: &AppName, why: &str) -> Result<(), Failure> {
+    async fn stop_locked(&self, app: &AppName, why: &str) -> Result<(), Error> {
         self.store
             .set_stopped(app, true)
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         let old = self
             .instances
             .lock()
@@ -351,7 +355,7 @@ impl Platform {
     fn choose_buildpacks(
         &self,
         names: &[paas_api::BuildpackName],
-    ) -> Result<(Vec<Buildpack>, bool), Failure> {
+    ) -> Result<(Vec<Buildpack>, bool), Error> {
         if names.is_empty() {
             return Ok((self.buildpacks.for_detection(), true));
         }
@@ -384,11 +388,11 @@ impl Platform {
     }
 }
 
-async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Failure> {
+async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Error> {
     for inst in fresh {
         if let Err(why) = inst.started().await {
-            return Err(Failure::new(
-                422,
+            return Err(Error::new(
+                ErrorKind::Refused,
                 "start-failed",
                 format!(
                     "instance {} of the new release {why}; the previous release keeps running",
@@ -401,9 +405,9 @@ async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn never_staged(app: &AppName) -> Failure {
-    Failure::new(
-        422,
+fn never_staged(app: &AppName) -> Error {
+    Error::new(
+        ErrorKind::Refused,
         "never-staged",
         format!("app {app} has never been staged"),
         Some(&format!("push it first: `paas push {app}`")),

@@ -8,6 +8,7 @@
 //! in parallel.
 
 mod deploy;
+mod error;
 pub mod instance;
 mod routes;
 
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppEvent, AppName, AppSummary, ErrorBody, LogStream, Route};
+use paas_api::{AppEvent, AppName, AppSummary, LogStream, Route};
 use paas_router::Router;
 use paas_runtime::{AddressPool, CgroupDriver, HostStack, IdMap, Runtime};
 use paas_stager::archive::{self, ArchivePolicy};
@@ -29,6 +30,7 @@ use crate::blobs::Blobs;
 use crate::logs::Logs;
 use crate::store::{AppRecord, Release, Store};
 use crate::Config;
+pub use error::{Error, ErrorKind};
 pub use instance::{Instance, InstanceState};
 
 /// Every recorded event, as it is recorded, with the app it is about.
@@ -36,45 +38,6 @@ pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
 
 /// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// An error for the API: an HTTP status and the error envelope.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    pub status: u16,
-    pub body: ErrorBody,
-}
-
-impl Failure {
-    pub fn new(status: u16, code: &str, message: impl Into<String>, hint: Option<&str>) -> Self {
-        Failure {
-            status,
-            body: ErrorBody {
-                code: code.to_string(),
-                message: message.into(),
-                hint: hint.map(str::to_string),
-            },
-        }
-    }
-
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!("internal error: {e}");
-        Failure::new(
-            500,
-            "internal",
-            format!("internal error: {e}"),
-            Some("see paasd's log"),
-        )
-    }
-
-    pub fn app_not_found(app: &AppName) -> Self {
-        Failure::new(
-            404,
-            "app-not-found",
-            format!("app {app} does not exist"),
-            Some("see `paas apps` for the apps there are"),
-        )
-    }
-}
 
 pub struct Platform {
     pub domain: String,
@@ -260,12 +223,12 @@ impl Platform {
     }
 
     /// The stored app, or the API's 404 when there is none.
-    pub async fn app_record(&self, app: &AppName) -> Result<AppRecord, Failure> {
+    pub async fn app_record(&self, app: &AppName) -> Result<AppRecord, Error> {
         self.store
             .app(app)
             .await
-            .map_err(Failure::internal)?
-            .ok_or_else(|| Failure::app_not_found(app))
+            .map_err(Error::internal)?
+            .ok_or_else(|| Error::app_not_found(app))
     }
 
     fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
@@ -338,7 +301,7 @@ impl Platform {
         app: &AppName,
         index: u32,
         command: &[String],
-    ) -> Result<tokio::process::Child, Failure> {
+    ) -> Result<tokio::process::Child, Error> {
         let target = self
             .instances
             .lock()
@@ -350,15 +313,15 @@ impl Platform {
                     .find_map(|i| i.exec_target())
             });
         let target = target.ok_or_else(|| {
-            Failure::new(
-                404,
+            Error::new(
+                ErrorKind::NotFound,
                 "instance-not-running",
                 format!("instance {index} of app {app} is not running"),
                 Some(&format!("see `paas app {app}` for its instances")),
             )
         })?;
         let args = instance::launcher_args(&paas_stager::shell::join(command));
-        self.runtime.exec(&target, args).map_err(Failure::internal)
+        self.runtime.exec(&target, args).map_err(Error::internal)
     }
 
     /// Records an event in the store and in the app's log (as `API`).
@@ -394,22 +357,15 @@ impl Platform {
 
     /// The app's recorded events, and a feed of every event recorded from now on (of
     /// all apps: filter by name). Subscribing first means none falls in between.
-    pub async fn follow_events(
-        &self,
-        app: &AppName,
-    ) -> Result<(Vec<AppEvent>, EventFeed), Failure> {
+    pub async fn follow_events(&self, app: &AppName) -> Result<(Vec<AppEvent>, EventFeed), Error> {
         let live = self.event_feed.subscribe();
-        let recorded = self.store.events(app).await.map_err(Failure::internal)?;
+        let recorded = self.store.events(app).await.map_err(Error::internal)?;
         Ok((recorded, live))
     }
 
     /// Stops and forgets an app: instances, state and logs. Its routes are deleted when
     /// `delete_routes`, else unmapped and kept.
-    pub async fn delete(
-        self: &Arc<Self>,
-        app: &AppName,
-        delete_routes: bool,
-    ) -> Result<(), Failure> {
+    pub async fn delete(self: &Arc<Self>, app: &AppName, delete_routes: bool) -> Result<(), Error> {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         self.app_record(app).await?;
@@ -422,7 +378,7 @@ impl Platform {
         self.store
             .delete_app(app, delete_routes)
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         self.reload_routes().await;
         stop_all(old).await;
         self.logs.remove(app);

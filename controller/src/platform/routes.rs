@@ -11,7 +11,7 @@ use std::sync::Arc;
 use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
-use super::{Failure, Platform};
+use super::{Error, ErrorKind, Platform};
 use crate::store::{Domain, MapError, RouteRow, RouteSettings, StoreError};
 
 /// The stored routes as last read, and the store revision they were read at.
@@ -19,9 +19,9 @@ pub(super) type RouteRows = Option<(Arc<Vec<RouteRow>>, i64)>;
 
 impl Platform {
     /// The app's default route, `NAME.DOMAIN`.
-    pub fn default_route(&self, app: &AppName) -> Result<Route, Failure> {
+    pub fn default_route(&self, app: &AppName) -> Result<Route, Error> {
         Route::from_parts(&format!("{app}.{}", self.domain), "")
-            .map_err(|e| Failure::new(422, "invalid-route", e.to_string(), None))
+            .map_err(|e| Error::new(ErrorKind::Refused, "invalid-route", e.to_string(), None))
     }
 
     /// The URL a route answers at, through this host's router.
@@ -129,7 +129,7 @@ impl Platform {
         app: &AppName,
         route: &Route,
         settings: RouteSettings,
-    ) -> Result<bool, Failure> {
+    ) -> Result<bool, Error> {
         self.app_record(app).await?;
         self.check_domain_of(route).await?;
         let added = self
@@ -137,15 +137,15 @@ impl Platform {
             .map_route(route, app, settings)
             .await
             .map_err(|e| match e {
-                MapError::Taken { route, owner } => Failure::new(
-                    409,
+                MapError::Taken { route, owner } => Error::new(
+                    ErrorKind::Conflict,
                     "route-taken",
                     format!("route {route} is mapped to app {owner}"),
                     Some(&format!(
                         "choose another host or path, or unmap it from {owner} first (`paas unmap-route {owner} DOMAIN --hostname HOST`)"
                     )),
                 ),
-                MapError::Store(e) => Failure::internal(e),
+                MapError::Store(e) => Error::internal(e),
             })?;
         if added || settings.balance.is_some() || settings.max_body.is_some() {
             self.reload_routes().await;
@@ -158,16 +158,16 @@ impl Platform {
     }
 
     /// Unmaps `route` from `app`; the route itself stays reserved until deleted.
-    pub async fn unmap_route(&self, app: &AppName, route: &Route) -> Result<(), Failure> {
+    pub async fn unmap_route(&self, app: &AppName, route: &Route) -> Result<(), Error> {
         self.app_record(app).await?;
         if !self
             .store
             .unmap_route(route, app)
             .await
-            .map_err(Failure::internal)?
+            .map_err(Error::internal)?
         {
-            return Err(Failure::new(
-                404,
+            return Err(Error::new(
+                ErrorKind::NotFound,
                 "route-not-mapped",
                 format!("route {route} is not mapped to app {app}"),
                 Some(&format!("see `paas routes` or `paas app {app}`")),
@@ -180,15 +180,15 @@ impl Platform {
     }
 
     /// Deletes `route`, unmapping it from its app first.
-    pub async fn delete_route(&self, route: &Route) -> Result<(), Failure> {
+    pub async fn delete_route(&self, route: &Route) -> Result<(), Error> {
         if !self
             .store
             .delete_route(route)
             .await
-            .map_err(Failure::internal)?
+            .map_err(Error::internal)?
         {
-            return Err(Failure::new(
-                404,
+            return Err(Error::new(
+                ErrorKind::NotFound,
                 "route-not-found",
                 format!("there is no route {route}"),
                 Some("see `paas routes`"),
@@ -199,8 +199,8 @@ impl Platform {
     }
 
     /// The platform's domain first, then those added with `create-domain`.
-    pub async fn domains(&self) -> Result<Vec<DomainInfo>, Failure> {
-        let added = self.store.domains().await.map_err(Failure::internal)?;
+    pub async fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
+        let added = self.store.domains().await.map_err(Error::internal)?;
         Ok(std::iter::once(DomainInfo {
             name: self.domain.clone(),
             default: true,
@@ -216,7 +216,7 @@ impl Platform {
     }
 
     /// Adds a domain (or replaces its certificate). Returns false when it existed.
-    pub async fn create_domain(&self, domain: Domain) -> Result<bool, Failure> {
+    pub async fn create_domain(&self, domain: Domain) -> Result<bool, Error> {
         paas_api::check_host(&domain.name)
             .and_then(|()| {
                 if domain.name.starts_with("*.") {
@@ -226,16 +226,16 @@ impl Platform {
                 }
             })
             .map_err(|e| {
-                Failure::new(
-                    422,
+                Error::new(
+                    ErrorKind::Refused,
                     "invalid-domain",
                     format!("domain {:?} is invalid: {e}", domain.name),
                     Some("give a DNS name such as apps.example.com"),
                 )
             })?;
         if domain.name == self.domain {
-            return Err(Failure::new(
-                409,
+            return Err(Error::new(
+                ErrorKind::Conflict,
                 "domain-exists",
                 format!("{} is the platform's own domain", domain.name),
                 None,
@@ -244,8 +244,8 @@ impl Platform {
         match (&domain.cert_pem, &domain.key_pem) {
             (Some(cert), Some(key)) => {
                 paas_router::tls::certified_key(cert, key).map_err(|e| {
-                    Failure::new(
-                        422,
+                    Error::new(
+                        ErrorKind::Refused,
                         "invalid-certificate",
                         format!("the certificate for {} cannot be used: {e}", domain.name),
                         Some("give the PEM certificate chain with --cert and its private key with --key"),
@@ -254,8 +254,8 @@ impl Platform {
             }
             (None, None) => {}
             _ => {
-                return Err(Failure::new(
-                    422,
+                return Err(Error::new(
+                    ErrorKind::Refused,
                     "invalid-certificate",
                     "a certificate needs its key, and a key its certificate",
                     Some("give both --cert and --key"),
@@ -266,13 +266,13 @@ impl Platform {
             .store
             .put_domain(&domain)
             .await
-            .map_err(Failure::internal)?;
+            .map_err(Error::internal)?;
         self.refresh_certificates().await;
         Ok(added)
     }
 
     /// Every certificate the router serves, with its key: the default one first.
-    pub async fn certificates(&self) -> Result<Vec<CertificateEntry>, Failure> {
+    pub async fn certificates(&self) -> Result<Vec<CertificateEntry>, Error> {
         let (cert, key) = &self.default_cert_pem;
         let default = CertificateEntry {
             domain: self.domain.clone(),
@@ -280,7 +280,7 @@ impl Platform {
             cert_pem: cert.clone(),
             key_pem: key.clone(),
         };
-        let added = self.store.domains().await.map_err(Failure::internal)?;
+        let added = self.store.domains().await.map_err(Error::internal)?;
         Ok(std::iter::once(default)
             .chain(added.into_iter().filter_map(|d| {
                 Some(CertificateEntry {
@@ -316,10 +316,10 @@ impl Platform {
     }
 
     /// Deletes a domain that no route uses.
-    pub async fn delete_domain(&self, name: &str) -> Result<(), Failure> {
+    pub async fn delete_domain(&self, name: &str) -> Result<(), Error> {
         if name == self.domain {
-            return Err(Failure::new(
-                409,
+            return Err(Error::new(
+                ErrorKind::Conflict,
                 "domain-is-default",
                 format!("{name} is the platform's own domain and cannot be deleted"),
                 None,
@@ -329,14 +329,14 @@ impl Platform {
             .store
             .routes()
             .await
-            .map_err(Failure::internal)?
+            .map_err(Error::internal)?
             .into_iter()
             .filter(|r| r.route.is_under(name))
             .map(|r| r.route.to_string())
             .collect();
         if !in_use.is_empty() {
-            return Err(Failure::new(
-                409,
+            return Err(Error::new(
+                ErrorKind::Conflict,
                 "domain-in-use",
                 format!("domain {name} has routes: {}", in_use.join(", ")),
                 Some("delete them first with `paas delete-route ROUTE`"),
@@ -346,10 +346,10 @@ impl Platform {
             .store
             .delete_domain(name)
             .await
-            .map_err(Failure::internal)?
+            .map_err(Error::internal)?
         {
-            return Err(Failure::new(
-                404,
+            return Err(Error::new(
+                ErrorKind::NotFound,
                 "domain-not-found",
                 format!("there is no domain {name}"),
                 Some("see `paas domains`"),
@@ -361,13 +361,13 @@ impl Platform {
 
     /// Refuses a route outside every known domain: without this, anyone could claim
     /// traffic for a host the platform does not own.
-    async fn check_domain_of(&self, route: &Route) -> Result<(), Failure> {
+    async fn check_domain_of(&self, route: &Route) -> Result<(), Error> {
         let known = self.domains().await?;
         if known.iter().any(|d| route.is_under(&d.name)) {
             return Ok(());
         }
-        Err(Failure::new(
-            422,
+        Err(Error::new(
+            ErrorKind::Refused,
             "unknown-domain",
             format!("route {route} is not under any of the platform's domains"),
             Some(&format!(

@@ -1,0 +1,542 @@
+//! `/v1/apps/{name}...`: apps, their deployments and roll-outs, environment, events,
+//! logs, revisions, droplet and exec.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use http::{Response, Uri};
+use paas_api::{
+    AppName, AppSettings, DeployEvent, DeployRequest, ExecEvent, ExecRequest, Info, LogStream,
+    Revision, RollbackRequest,
+};
+
+use super::body::{self, ApiBody};
+use super::extract::{read_json, AppPath};
+use super::failure::Failure;
+use super::{page, query};
+use crate::blobs::is_sha256;
+use crate::platform::Platform;
+
+pub async fn info(State(p): State<Arc<Platform>>) -> Response<ApiBody> {
+    body::json(
+        200,
+        &Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            domain: p.domain.clone(),
+            router_url: p.router_url(),
+        },
+    )
+}
+
+pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
+    let apps = p.store.apps().await.map_err(Failure::internal)?;
+    let summaries = p.summaries(&apps).await;
+    page::list(&summaries, uri.path(), uri.query().unwrap_or(""))
+}
+
+pub async fn get_app(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    let app = &app;
+    let record = p.app_record(app).await?;
+    Ok(body::json(200, &p.summary(&record).await))
+}
+
+/// Creates or changes an app. A new app gets the route `NAME.DOMAIN` unless the query
+/// says `default-route=false` (the CLI's `--no-route` and `--random-route`).
+pub async fn put_app(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let (app, query) = (&app, uri.query().unwrap_or(""));
+    let mut settings: AppSettings = read_json(body).await?;
+    if settings.instances == 0 || settings.instances > AppSettings::MAX_INSTANCES {
+        return Err(Failure::new(
+            422,
+            "invalid-instances",
+            format!("{} instances is not allowed", settings.instances),
+            Some(&format!("ask for 1 to {}", AppSettings::MAX_INSTANCES)),
+        ));
+    }
+    if let Some(t) = settings.start_timeout_secs {
+        if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
+            return Err(Failure::new(
+                422,
+                "invalid-timeout",
+                format!("a start timeout of {t} seconds is not allowed"),
+                Some(&format!(
+                    "ask for 1 to {} seconds",
+                    AppSettings::MAX_START_TIMEOUT_SECS
+                )),
+            ));
+        }
+    }
+    if let paas_api::HealthCheck::Http { endpoint } = &settings.health_check {
+        if let Err(e) = paas_api::HealthCheck::parse("http", Some(endpoint)) {
+            return Err(Failure::new(422, "invalid-health-check", e, None));
+        }
+    }
+    if let Some(c) = &settings.command {
+        if c.trim().is_empty() || c.contains('\0') {
+            return Err(Failure::new(
+                422,
+                "invalid-command",
+                "the start command is empty or holds a NUL byte",
+                None,
+            ));
+        }
+    }
+    let existing = p.store.app(app).await.map_err(Failure::internal)?;
+    let is_new = existing.is_none();
+    if settings.outbound.is_none() {
+        // A push does not say: outbound access stays as it was.
+        settings.outbound = Some(existing.is_some_and(|a| a.settings.outbound()));
+    }
+    let record = p
+        .store
+        .put_app(app, &settings)
+        .await
+        .map_err(Failure::internal)?;
+    if is_new && query::param(query, "default-route").as_deref() != Some("false") {
+        let route = p.default_route(app)?;
+        if let Err(f) = p.map_route(app, &route, Default::default()).await {
+            // A new app whose route is taken is not created: nothing is half-made.
+            let _ = p.store.delete_app(app, false).await;
+            return Err(f.into());
+        }
+    }
+    Ok(body::json(
+        if is_new { 201 } else { 200 },
+        &p.summary(&record).await,
+    ))
+}
+
+/// Runs a command in an instance and streams its output, then its exit code. A client
+/// that goes away kills the command.
+pub async fn exec(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let app = &app;
+    let ExecRequest { index, command } = read_json(body).await?;
+    if command.is_empty() || command.iter().any(|a| a.contains('\0')) {
+        return Err(Failure::new(
+            400,
+            "invalid-request",
+            "give a command to run, with no NUL bytes",
+            None,
+        ));
+    }
+    p.app_record(app).await?;
+    let mut child = p.exec(app, index, &command)?;
+    let (out, resp) = body::ndjson_stream();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    tokio::spawn(async move {
+        // Each line waits for the client to take it: a client that reads slowly slows
+        // the command (its pipe fills), and nothing piles up here.
+        let pump = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, stream| {
+            let out = out.clone();
+            async move {
+                let Some(pipe) = pipe else { return };
+                let mut lines = paas_runtime::output::Lines::new(pipe, 64 * 1024);
+                while let Some(line) = lines.next_line().await {
+                    if !out.send(&ExecEvent::Output { stream, line }).await {
+                        return;
+                    }
+                }
+            }
+        };
+        let run = async {
+            tokio::join!(
+                pump(stdout.map(|p| Box::new(p) as _), LogStream::Out),
+                pump(stderr.map(|p| Box::new(p) as _), LogStream::Err)
+            );
+            child.wait().await
+        };
+        tokio::select! {
+            status = run => {
+                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+                out.send(&ExecEvent::Exit { code }).await;
+            }
+            _ = out.closed() => {}
+        }
+    });
+    Ok(resp)
+}
+
+pub async fn get_env(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    Ok(body::json(200, &p.app_record(&app).await?.env))
+}
+
+/// `{"KEY": "value", "OTHER": null}` sets KEY and removes OTHER. Takes effect at the next
+/// push or restart.
+pub async fn patch_env(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let app = &app;
+    let changes: std::collections::BTreeMap<String, Option<String>> = read_json(body).await?;
+    p.app_record(app).await?;
+    for (k, v) in &changes {
+        paas_api::check_env_name(k).map_err(|e| Failure::new(422, "invalid-env", e, None))?;
+        if v.as_deref().is_some_and(|v| v.contains('\0')) {
+            return Err(Failure::new(
+                422,
+                "invalid-env",
+                format!("the value of {k} holds a NUL byte"),
+                None,
+            ));
+        }
+    }
+    let env = p
+        .store
+        .update_env(app, &changes)
+        .await
+        .map_err(Failure::internal)?;
+    Ok(body::json(200, &env))
+}
+
+pub async fn events(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let (app, path, query) = (&app, uri.path(), uri.query().unwrap_or(""));
+    p.app_record(app).await?;
+    if !query::flag(query, "follow") {
+        let events = p.store.events(app).await.map_err(Failure::internal)?;
+        return page::list(&events, path, query);
+    }
+    // `?follow`: the recorded events, then each new one as it is recorded, as NDJSON.
+    let (recorded, mut live) = p.follow_events(app).await?;
+    let (out, resp) = body::ndjson_stream();
+    let app = app.clone();
+    tokio::spawn(async move {
+        for e in &recorded {
+            if !out.send(e).await {
+                return;
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                () = out.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok((a, e)) if a == app => {
+                    if !out.send(&e).await {
+                        return;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// Streams the deployment's events as NDJSON. The deployment runs in its own task, so a
+/// client that goes away does not stop it half-way.
+pub async fn deploy(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let (p, app) = (&p, &app);
+    let DeployRequest { package, start } = read_json(body).await?;
+    if !is_sha256(&package) {
+        return Err(Failure::new(
+            400,
+            "invalid-request",
+            "package must be a SHA-256 in lowercase hex",
+            None,
+        ));
+    }
+    p.app_record(app).await?;
+    Ok(stream_deployment(p, app, package, start))
+}
+
+/// Stages the current package again, as a new deployment.
+pub async fn restage(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    let (p, app) = (&p, &app);
+    let record = p.app_record(app).await?;
+    let release = record.release.ok_or_else(|| {
+        Failure::new(
+            422,
+            "nothing-to-restage",
+            format!("app {app} has never been staged"),
+            Some(&format!("push it first: `paas push {app}`")),
+        )
+    })?;
+    Ok(stream_deployment(p, app, release.package, true))
+}
+
+/// The droplet the app runs, as a tar.gz.
+pub async fn droplet(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    let app = &app;
+    let record = p.app_record(app).await?;
+    let release = record.release.ok_or_else(|| {
+        Failure::new(
+            404,
+            "no-droplet",
+            format!("app {app} has no droplet yet"),
+            Some(&format!("push it first: `paas push {app}`")),
+        )
+    })?;
+    let file = tokio::fs::File::open(p.blobs.path(&release.droplet))
+        .await
+        .map_err(Failure::internal)?;
+    Ok(body::file(file, "application/gzip"))
+}
+
+/// Deletes the app; `?routes=true` deletes its routes too (else they stay, unmapped).
+pub async fn delete(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let routes = query::flag(uri.query().unwrap_or(""), "routes");
+    p.delete(&app, routes).await?;
+    Ok(body::empty(204))
+}
+
+/// Rolls the app over to its current release again (`restart` and `start`).
+pub async fn restart(State(p): State<Arc<Platform>>, AppPath(app): AppPath) -> Response<ApiBody> {
+    stream_restart(&p, &app, None)
+}
+
+/// Rolls the app back to the release of `{"version": N}`.
+pub async fn rollback(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let RollbackRequest { version } = read_json(body).await?;
+    Ok(stream_restart(&p, &app, Some(version)))
+}
+
+pub async fn stop(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    p.stop_app(&app).await?;
+    Ok(body::empty(204))
+}
+
+/// Rolls the app over to its current (restart) or an older (rollback) release, streamed
+/// like a deployment.
+fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Response<ApiBody> {
+    let app = app.clone();
+    stream_roll_out(p, move |platform, tx| async move {
+        platform.restart(&app, version, &tx).await
+    })
+}
+
+pub async fn revisions(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let (app, path, query) = (&app, uri.path(), uri.query().unwrap_or(""));
+    let record = p.app_record(app).await?;
+    let current = record.release.map(|r| r.version);
+    let list: Vec<Revision> = p
+        .store
+        .releases(app)
+        .await
+        .map_err(Failure::internal)?
+        .into_iter()
+        .map(|r| Revision {
+            available: p.blobs.exists(&r.droplet),
+            current: Some(r.version) == current,
+            version: r.version,
+            droplet: r.droplet,
+            buildpack: r.buildpack,
+            start_command: r.start_command,
+        })
+        .collect();
+    page::list(&list, path, query)
+}
+
+/// Runs a deployment in its own task and streams its events as NDJSON.
+fn stream_deployment(
+    p: &Arc<Platform>,
+    app: &AppName,
+    package: String,
+    start: bool,
+) -> Response<ApiBody> {
+    let app = app.clone();
+    stream_roll_out(p, move |platform, tx| async move {
+        platform.deploy(&app, &package, start, &tx).await
+    })
+}
+
+/// Runs `work` (a deployment, restart or rollback) in its own task, so a client that
+/// goes away does not stop it half-way, and streams its events as NDJSON; a failure
+/// becomes the last event.
+fn stream_roll_out<F, Fut>(p: &Arc<Platform>, work: F) -> Response<ApiBody>
+where
+    F: FnOnce(Arc<Platform>, tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = Result<(), crate::platform::Error>> + Send + 'static,
+{
+    let (out, resp) = body::ndjson_stream();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
+    let platform = Arc::clone(p);
+    tokio::spawn(async move {
+        let failed = tx.clone();
+        if let Err(f) = work(platform, tx).await {
+            let _ = failed.send(DeployEvent::Failed { error: f.body });
+        }
+    });
+    tokio::spawn(forward_deploy_events(rx, out));
+    resp
+}
+
+/// Passes a roll-out's events to its client. Log lines that a slow client has no room
+/// for are dropped (and counted in a line that says so: `paas logs` has them all); the
+/// other events wait, in order, for room, while later lines keep being taken from the
+/// roll-out, so neither the roll-out nor paasd's memory waits on the client.
+async fn forward_deploy_events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<DeployEvent>,
+    out: body::NdjsonSender,
+) {
+    use body::TrySend;
+    let mut waiting: std::collections::VecDeque<DeployEvent> = Default::default();
+    let mut dropped: u64 = 0;
+    let mut gone = false;
+    let note = |dropped: u64| {
+        DeployEvent::Log(paas_api::LogLine {
+            timestamp_ms: crate::logs::now_ms(),
+            source: "API".into(),
+            stream: paas_api::LogStream::Err,
+            line: format!(
+                "{dropped} log lines were not sent because the client read too slowly; `paas logs APP --recent` shows them"
+            ),
+        })
+    };
+    loop {
+        let next = if waiting.is_empty() || gone {
+            rx.recv().await
+        } else {
+            let front = waiting.front().cloned();
+            tokio::select! {
+                // Room for what waits comes first; only without it are lines taken
+                // (and dropped) from the roll-out meanwhile.
+                biased;
+                sent = async {
+                    match &front {
+                        Some(event) => out.send(event).await,
+                        None => true,
+                    }
+                } => {
+                    if sent {
+                        waiting.pop_front();
+                    } else {
+                        gone = true;
+                    }
+                    continue;
+                }
+                next = rx.recv() => next,
+            }
+        };
+        let Some(event) = next else { break };
+        if gone {
+            continue; // nobody listens, but the roll-out goes on
+        }
+        match event {
+            DeployEvent::Log(_) if waiting.is_empty() => match out.try_send(&event) {
+                TrySend::Sent => {}
+                TrySend::Full => dropped += 1,
+                TrySend::Gone => gone = true,
+            },
+            DeployEvent::Log(_) => dropped += 1,
+            other => {
+                if dropped > 0 {
+                    waiting.push_back(note(std::mem::take(&mut dropped)));
+                }
+                waiting.push_back(other);
+            }
+        }
+    }
+    // The roll-out has ended: what waits still goes out, as long as the client listens.
+    if dropped > 0 && !gone {
+        waiting.push_back(note(dropped));
+    }
+    for event in waiting {
+        if gone || !out.send(&event).await {
+            return;
+        }
+    }
+}
+
+/// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
+pub async fn logs(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let (app, query) = (&app, uri.query().unwrap_or(""));
+    p.app_record(app).await?;
+    let follow = query::flag(query, "follow");
+    let (out, resp) = body::ndjson_stream();
+    if !follow {
+        let recent = p.logs.recent(app);
+        tokio::spawn(async move {
+            for line in recent {
+                if !out.send(&line).await {
+                    return;
+                }
+            }
+        });
+        return Ok(resp);
+    }
+    let (recent, mut live) = p.logs.follow(app);
+    tokio::spawn(async move {
+        for line in recent {
+            if !out.send(&line).await {
+                return;
+            }
+        }
+        // A client slower than the app: the live feed lags, and says how much it lost.
+        loop {
+            match live.recv().await {
+                Ok(line) => {
+                    if !out.send(&line).await {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let note = paas_api::LogLine {
+                        timestamp_ms: crate::logs::now_ms(),
+                        source: "API".into(),
+                        stream: paas_api::LogStream::Err,
+                        line: format!("{n} lines were dropped because the client read too slowly"),
+                    };
+                    if !out.send(&note).await {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    Ok(resp)
+}
