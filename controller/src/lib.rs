@@ -15,6 +15,7 @@
 pub mod api;
 pub mod blobs;
 pub mod buildpacks;
+pub mod cell;
 pub mod config;
 pub mod data_dir;
 pub mod logs;

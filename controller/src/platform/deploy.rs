@@ -96,7 +96,7 @@ impl Platform {
                 }
             })
         };
-        let staged = self.stager.stage(&req, &log_tx).await;
+        let staged = self.cell.stage(&req, &log_tx).await;
         drop(log_tx);
         let _ = forward.await;
         let staged = staged.map_err(|e| {
@@ -180,13 +180,16 @@ impl Platform {
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
         let droplet_dir = self
-            .droplet_dir(&release.droplet, ids)
+            .cell
+            .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self.start_instances(record, release, &droplet_dir, ids);
+        let fresh = self
+            .start_instances(record, release, &droplet_dir, ids)
+            .await;
         self.instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -304,20 +307,7 @@ impl Platform {
             Ok(list) => {
                 for sha in list {
                     let _ = std::fs::remove_file(self.blobs.path(&sha));
-                    // Unpacked once per user namespace: `SHA-BASE`.
-                    let prefix = format!("{sha}-");
-                    for e in std::fs::read_dir(&self.droplets_dir)
-                        .into_iter()
-                        .flatten()
-                        .flatten()
-                    {
-                        if e.file_name()
-                            .to_str()
-                            .is_some_and(|n| n.starts_with(&prefix))
-                        {
-                            let _ = std::fs::remove_dir_all(e.path());
-                        }
-                    }
+                    self.cell.forget_droplet(&sha);
                     tracing::info!(droplet = %sha, "collected an old droplet");
                 }
             }

@@ -1,7 +1,8 @@
 //! The platform: desired state on one side, running instances and routes on the other.
 //!
-//! Every app has a list of live [`Instance`]s; each is supervised by its own task (see
-//! [`instance`]). Whenever an instance becomes healthy or stops being so, the route table
+//! Every app has a list of live [`Instance`]s, run and supervised by a cell
+//! ([`crate::cell`]), which reports back through [`Reporter`] (implemented at the end of
+//! this file). Whenever an instance becomes healthy or stops being so, the route table
 //! is rebuilt from these lists and published to the router as a new snapshot.
 //!
 //! Pushes and deletes of one app are serialised by a per-app lock; different apps deploy
@@ -9,7 +10,6 @@
 
 mod deploy;
 mod error;
-pub mod instance;
 mod routes;
 
 use std::collections::HashMap;
@@ -20,24 +20,20 @@ use std::time::Duration;
 use anyhow::Context;
 use paas_api::{AppEvent, AppName, AppSummary, LogStream, Route};
 use paas_router::Router;
-use paas_runtime::{AddressPool, CgroupDriver, HostStack, IdMap, Runtime};
-use paas_stager::archive::{self, ArchivePolicy};
-use paas_stager::Stager;
+use paas_runtime::IdMap;
 
 use crate::buildpacks::Registry;
+use crate::cell::{InstanceSpec, LocalCell, Reporter};
 
 use crate::blobs::Blobs;
+pub use crate::cell::{Instance, InstanceState};
 use crate::logs::Logs;
 use crate::store::{AppRecord, Release, Store};
 use crate::Config;
 pub use error::{Error, ErrorKind};
-pub use instance::{Instance, InstanceState};
 
 /// Every recorded event, as it is recorded, with the app it is about.
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
-
-/// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Platform {
     pub domain: String,
@@ -47,18 +43,16 @@ pub struct Platform {
     /// File contents of uploaded packages, by SHA-256: what a push need not send again.
     pub resources: Blobs,
     pub logs: Logs,
-    runtime: Arc<Runtime>,
-    stager: Stager,
+    /// Where stagings and instances run: this host.
+    cell: Arc<LocalCell>,
     router: Arc<Router>,
     /// The router's certificate for names no domain certificate covers.
     default_cert: Arc<rustls::sign::CertifiedKey>,
     /// The same certificate and key as PEM, for routers on other hosts.
     default_cert_pem: (String, String),
     pub buildpacks: Registry,
-    droplets_dir: PathBuf,
     caches_dir: PathBuf,
     staging_timeout: Duration,
-    start_timeout: Duration,
     /// The stored routes as last read (see `routes.rs`).
     route_rows: Mutex<routes::RouteRows>,
     /// The live instances of each app, old and new during a deploy.
@@ -68,8 +62,6 @@ pub struct Platform {
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
-    /// The resolv.conf instances with outbound access see: the host's name servers.
-    outbound_resolv: Option<PathBuf>,
 }
 
 impl Platform {
@@ -99,55 +91,15 @@ impl Platform {
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
-        let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
-        let cgroup_base = std::path::Path::new("/sys/fs/cgroup");
-        let cgroups = CgroupDriver::detect(cgroup_base).context("finding cgroups")?;
-        match paas_runtime::cgroup_mount::favor_dynamic_changes(cgroup_base) {
-            Ok(Some(point)) => tracing::info!(
-                mount = %point.display(),
-                "cgroups: turned on favordynmods, so that moving a new container's process into its cgroup does not wait"
-            ),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!("cgroups: {e}; container starts may wait 9-14 ms on an idle host")
-            }
-        }
-        let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
-        // Clouds' name servers sit in ranges instances may not reach (AWS's 10.x.0.2 and
-        // 169.254.169.253, GCP's 169.254.169.254): those the instances are given stay
-        // reachable on port 53.
-        let dns: Vec<std::net::Ipv4Addr> = host_name_servers()
-            .into_iter()
-            .filter_map(|a| match a {
-                std::net::IpAddr::V4(v4) => Some(v4),
-                std::net::IpAddr::V6(_) => None,
-            })
-            .collect();
-        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow, &dns, cfg.host_routes)
-            .await
-            .context("isolating instances from the host")?;
-        let runtime = Arc::new(
-            Runtime::new(
-                cfg.init_exe.clone(),
-                dir.join("containers"),
-                cgroups,
-                pool,
-                stack,
-            )
-            .context("starting the runtime")?,
-        );
+        let cell = LocalCell::open(cfg, dir).await?;
         let (cert, key) = crate::secrets::load_or_create_router_cert(dir, &cfg.domain)?;
         let default_cert = paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped).await?;
-        let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
-        let droplets_dir = dir.join("droplets");
-        // Made now, so that the data folder is closed over all of them at start.
-        for d in [&droplets_dir, &dir.join("caches"), &dir.join("staging")] {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
+        // Made now, so that the data folder is closed over it at start.
+        std::fs::create_dir_all(dir.join("caches"))
+            .with_context(|| format!("creating {}", dir.join("caches").display()))?;
         Ok(Arc::new(Platform {
             domain: cfg.domain.clone(),
             router_port,
@@ -155,29 +107,25 @@ impl Platform {
             blobs,
             resources,
             logs,
-            runtime,
-            stager,
+            cell,
             router,
             default_cert: Arc::new(default_cert),
             default_cert_pem: (cert, key),
             buildpacks,
-            droplets_dir,
             caches_dir: dir.join("caches"),
             staging_timeout: cfg.staging_timeout,
-            start_timeout: cfg.start_timeout,
             route_rows: Mutex::new(None),
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
-            outbound_resolv: outbound_resolv_conf(dir),
         }))
     }
 
     /// After a start: removes what an earlier run left behind, then starts every app's
     /// instances again from the desired state.
     pub async fn restore(self: &Arc<Self>) {
-        let n = self.runtime.clean_up_leftovers().await;
+        let n = self.cell.clean_up_leftovers().await;
         if n > 0 {
             tracing::info!("cleaned up {n} containers left by an earlier run");
         }
@@ -202,14 +150,15 @@ impl Platform {
             }
             let unpacked = match self.id_map(&app.name).await {
                 Ok(ids) => self
-                    .droplet_dir(&release.droplet, ids)
+                    .cell
+                    .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
                     .await
                     .map(|dir| (dir, ids)),
                 Err(e) => Err(e),
             };
             match unpacked {
                 Ok((droplet, ids)) => {
-                    let started = self.start_instances(&app, &release, &droplet, ids);
+                    let started = self.start_instances(&app, &release, &droplet, ids).await;
                     self.instances
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -292,7 +241,7 @@ impl Platform {
     /// The resolv.conf for instances that may reach the world, if the host has name
     /// servers they can use.
     pub fn outbound_resolv_conf(&self) -> Option<PathBuf> {
-        self.outbound_resolv.clone()
+        self.cell.outbound_resolv_conf()
     }
 
     /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it.
@@ -320,8 +269,9 @@ impl Platform {
                 Some(&format!("see `paas app {app}` for its instances")),
             )
         })?;
-        let args = instance::launcher_args(&paas_stager::shell::join(command));
-        self.runtime.exec(&target, args).map_err(Error::internal)
+        self.cell
+            .exec(&target, &paas_stager::shell::join(command))
+            .map_err(Error::internal)
     }
 
     /// Records an event in the store and in the app's log (as `API`).
@@ -431,55 +381,7 @@ impl Platform {
         })
     }
 
-    /// The unpacked droplet `sha` for containers of `ids`, unpacking it on first use.
-    /// Instances share it read-only as the lower layer of their `/home/vcap` overlay; its
-    /// files belong to vcap of that user namespace.
-    async fn droplet_dir(&self, sha: &str, ids: IdMap) -> anyhow::Result<PathBuf> {
-        let dir = self.droplets_dir.join(format!("{sha}-{:x}", ids.host_base));
-        let (uid, gid) = (
-            ids.host(paas_runtime::VCAP_UID),
-            ids.host(paas_runtime::VCAP_GID),
-        );
-        if dir.is_dir() {
-            return Ok(dir);
-        }
-        let blob = self.blobs.path(sha);
-        let droplets = self.droplets_dir.clone();
-        let target = dir.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            // A folder of its own: two starts unpacking the same droplet at once must
-            // not write into one folder, nor rename a half-made one into place.
-            let unpacking = tempfile::Builder::new()
-                .prefix(".unpacking-")
-                .tempdir_in(&droplets)?;
-            let tmp = unpacking.path().to_path_buf();
-            let f = std::fs::File::open(&blob)
-                .with_context(|| format!("opening droplet {}", blob.display()))?;
-            archive::unpack(
-                std::io::BufReader::new(f),
-                &tmp,
-                ArchivePolicy::droplet(),
-                Some((uid, gid)),
-            )
-            .context("unpacking the droplet")?;
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-            let tmp = unpacking.keep();
-            if let Err(e) = std::fs::rename(&tmp, &target) {
-                let _ = std::fs::remove_dir_all(&tmp);
-                // Another start got there first: its folder is whole.
-                if !target.is_dir() {
-                    return Err(e.into());
-                }
-            }
-            Ok(())
-        })
-        .await
-        .context("unpacking the droplet")??;
-        Ok(dir)
-    }
-
-    fn start_instances(
+    async fn start_instances(
         self: &Arc<Self>,
         app: &AppRecord,
         release: &Release,
@@ -487,11 +389,19 @@ impl Platform {
         ids: IdMap,
     ) -> Vec<Arc<Instance>> {
         let env: Vec<(String, String)> = app.env.clone().into_iter().collect();
+        let uris: Vec<String> = self
+            .store
+            .app_routes(&app.name)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         (0..app.settings.instances)
             .map(|index| {
-                instance::spawn(
-                    Arc::clone(self),
-                    instance::InstanceSpec {
+                self.cell.run(
+                    Arc::clone(self) as Arc<dyn Reporter>,
+                    InstanceSpec {
                         app: app.name.clone(),
                         app_guid: app.guid.clone(),
                         index,
@@ -500,45 +410,12 @@ impl Platform {
                         droplet_dir: droplet.to_path_buf(),
                         env: env.clone(),
                         id_map: ids,
+                        uris: uris.clone(),
                     },
                 )
             })
             .collect()
     }
-}
-
-/// Writes `DIR/resolv.conf` with the host's name servers that an instance can reach
-/// (not loopback ones: those are the host's own, which instances may not reach; with
-/// systemd-resolved, its upstream servers). `None` when there are none.
-fn outbound_resolv_conf(dir: &std::path::Path) -> Option<PathBuf> {
-    let servers = host_name_servers();
-    if servers.is_empty() {
-        return None;
-    }
-    let path = dir.join("resolv.conf");
-    let text: String = servers
-        .iter()
-        .map(|s| format!("nameserver {s}\n"))
-        .collect();
-    std::fs::write(&path, text).ok()?;
-    Some(path)
-}
-
-/// The host's name servers that an instance can reach: `/etc/resolv.conf`'s, or, when
-/// that names only loopback (systemd-resolved), the upstream servers.
-fn host_name_servers() -> Vec<std::net::IpAddr> {
-    ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(f).ok())
-        .map(|text| {
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix("nameserver"))
-                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-                .filter(|a| !a.is_loopback())
-                .collect::<Vec<_>>()
-        })
-        .find(|list| !list.is_empty())
-        .unwrap_or_default()
 }
 
 /// Stops instances in parallel and waits until all are gone.
@@ -549,5 +426,28 @@ async fn stop_all(list: Vec<Arc<Instance>>) {
         .collect();
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// The platform hears from its cells: lines go to the app's log, events to the store and
+/// the log, and a change of what is routable to the router.
+impl Reporter for Platform {
+    fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
+        self.logs.append(app, source, stream, line);
+    }
+
+    fn event<'a>(
+        &'a self,
+        app: &'a AppName,
+        kind: &'a str,
+        index: u32,
+        exit_code: Option<i32>,
+        description: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.record_event(app, kind, Some(index), exit_code, description))
+    }
+
+    fn routable_changed(&self) {
+        self.refresh_routes();
     }
 }

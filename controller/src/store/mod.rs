@@ -3,7 +3,7 @@
 //!
 //! Written once against the etcd-shaped [`Kv`] interface, so it runs the same on the
 //! embedded SQLite backend of a single host and on a real etcd. The layout (every key
-//! under `/paas/`, see [`keys`]):
+//! under `/paas/`, see `keys`):
 //!
 //! - `apps/NAME`: one document per app holding everything about it that changes
 //!   together: settings, the release it runs (a copy: releases never change), whether
@@ -12,11 +12,11 @@
 //! - `releases/GUID/VERSION` and `events/GUID/SLOT`: keyed by the app's GUID, not its
 //!   name, so a new app of a deleted app's name never sees the old one's history, and
 //!   what a delete leaves behind (it removes these after the app) is unreachable.
-//!   Events are a ring of [`EVENTS_KEPT`] slots, numbered by `event-seq/GUID`.
+//!   Events are a ring of `EVENTS_KEPT` slots, numbered by `event-seq/GUID`.
 //! - `routes/HOSTPATH`, `domains/NAME`, `buildpacks` (the ordered list, whole),
 //!   `id-slots/next` (the next slot of host user ids: slots are never handed out twice).
 //!
-//! A database from before the state store is imported once at open ([`legacy`]).
+//! A database from before the state store is imported once at open (`legacy.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -475,7 +475,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records an event of `app`, keeping the newest [`EVENTS_KEPT`]. An event of an app
+    /// Records an event of `app`, keeping the newest `EVENTS_KEPT`. An event of an app
     /// that no longer exists is dropped.
     pub async fn add_event(&self, app: &AppName, event: &AppEvent) -> Result<(), StoreError> {
         let Some((app_doc, _)) = self.app_doc(app).await? else {

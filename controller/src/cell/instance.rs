@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Platform, STOP_GRACE};
+use super::{LocalCell, Reporter, STOP_GRACE};
 
 /// The port every instance listens on, as Cloud Foundry sets it.
 pub const APP_PORT: u16 = 8080;
@@ -74,6 +74,15 @@ pub struct InstanceSpec {
     pub env: Vec<(String, String)>,
     /// The app's user namespace.
     pub id_map: paas_runtime::IdMap,
+    /// The app's routes, for `VCAP_APPLICATION`.
+    pub uris: Vec<String>,
+}
+
+/// What an instance's task works with: the cell it runs on, and whom it tells.
+#[derive(Clone)]
+struct Ctx {
+    cell: Arc<LocalCell>,
+    reporter: Arc<dyn Reporter>,
 }
 
 pub struct Instance {
@@ -162,19 +171,23 @@ impl Instance {
         }
     }
 
-    fn set(&self, platform: &Platform, s: InstanceState) {
+    fn set(&self, reporter: &dyn Reporter, s: InstanceState) {
         let routed_before = self.routable_addr().is_some();
         self.since_ms
             .store(crate::logs::now_ms(), Ordering::Relaxed);
         self.state.send_replace(s);
         if routed_before != self.routable_addr().is_some() {
-            platform.refresh_routes();
+            reporter.routable_changed();
         }
     }
 }
 
 /// Starts supervising a new instance.
-pub fn spawn(platform: Arc<Platform>, spec: InstanceSpec) -> Arc<Instance> {
+pub(super) fn spawn(
+    cell: Arc<LocalCell>,
+    reporter: Arc<dyn Reporter>,
+    spec: InstanceSpec,
+) -> Arc<Instance> {
     let inst = Arc::new(Instance {
         app: spec.app.clone(),
         index: spec.index,
@@ -186,7 +199,7 @@ pub fn spawn(platform: Arc<Platform>, spec: InstanceSpec) -> Arc<Instance> {
         stop: watch::channel(false).0,
         task: Mutex::new(None),
     });
-    let task = tokio::spawn(supervise(platform, Arc::clone(&inst), spec));
+    let task = tokio::spawn(supervise(Ctx { cell, reporter }, Arc::clone(&inst), spec));
     *inst.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     inst
 }
@@ -201,19 +214,15 @@ pub fn restart_delay(crashes: u32) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << exp)).min(Duration::from_secs(16 * 60))
 }
 
-async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceSpec) {
+async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
     let mut stop = inst.stop.subscribe();
     let source = format!("APP/WEB/{}", spec.index);
-    let cell = |msg: String| {
-        platform
-            .logs
-            .append(&spec.app, "CELL", LogStream::Out, &msg)
-    };
+    let cell = |msg: String| ctx.reporter.log(&spec.app, "CELL", LogStream::Out, &msg);
     let mut crashes = 0u32;
     loop {
-        inst.set(&platform, InstanceState::Starting);
+        inst.set(&*ctx.reporter, InstanceState::Starting);
         let began = Instant::now();
-        let (why, exit_code) = match start(&platform, &spec).await {
+        let (why, exit_code) = match start(&ctx, &spec).await {
             Err(e) => (format!("could not start: {e}"), None),
             Ok(mut c) => {
                 let addr = c
@@ -225,21 +234,21 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                     Some((c.usage_probe(), Instant::now(), 0));
                 let pumps = (
                     spawn_pump(
-                        &platform,
+                        &ctx.reporter,
                         &spec.app,
                         &source,
                         LogStream::Out,
                         c.stdout.take(),
                     ),
                     spawn_pump(
-                        &platform,
+                        &ctx.reporter,
                         &spec.app,
                         &source,
                         LogStream::Err,
                         c.stderr.take(),
                     ),
                 );
-                let outcome = run_once(&platform, &inst, &spec, &mut c, addr, &mut stop).await;
+                let outcome = run_once(&ctx, &inst, &spec, &mut c, addr, &mut stop).await;
                 let _ = tokio::join!(pumps.0, pumps.1);
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -251,7 +260,7 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
                 }
                 match outcome {
                     Outcome::Stopped => {
-                        inst.set(&platform, InstanceState::Stopped);
+                        inst.set(&*ctx.reporter, InstanceState::Stopped);
                         return;
                     }
                     Outcome::Crashed { why, exit_code } => (why, exit_code),
@@ -263,10 +272,10 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
         } else {
             crashes + 1
         };
-        platform
-            .record_event(&spec.app, "crash", Some(spec.index), exit_code, &why)
+        ctx.reporter
+            .event(&spec.app, "crash", spec.index, exit_code, &why)
             .await;
-        inst.set(&platform, InstanceState::Crashed(why));
+        inst.set(&*ctx.reporter, InstanceState::Crashed(why));
         let delay = restart_delay(crashes);
         if !delay.is_zero() {
             cell(format!(
@@ -278,7 +287,7 @@ async fn supervise(platform: Arc<Platform>, inst: Arc<Instance>, spec: InstanceS
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(&mut stop) => {
-                inst.set(&platform, InstanceState::Stopped);
+                inst.set(&*ctx.reporter, InstanceState::Stopped);
                 return;
             }
         }
@@ -308,7 +317,7 @@ impl Outcome {
 /// Health-checks a started container until it is ready, then keeps checking it until it
 /// exits or is stopped.
 async fn run_once(
-    platform: &Platform,
+    ctx: &Ctx,
     inst: &Instance,
     spec: &InstanceSpec,
     c: &mut Container,
@@ -325,14 +334,14 @@ async fn run_once(
     let timeout = spec
         .settings
         .start_timeout_secs
-        .map_or(platform.start_timeout, |s| {
+        .map_or(ctx.cell.start_timeout, |s| {
             Duration::from_secs(u64::from(s))
         });
     let deadline = Instant::now() + timeout;
     let ready = loop {
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, true),
-            _ = stopped(stop) => return stop_now(platform, inst, c).await,
+            _ = stopped(stop) => return stop_now(&*ctx.reporter, inst, c).await,
             _ = tokio::time::sleep_until(deadline) => break false,
             ok = healthy(check, addr) => if ok { break true } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -350,18 +359,14 @@ async fn run_once(
         };
     }
     *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = c.exec_target();
-    inst.set(platform, InstanceState::Running);
-    let cell = |msg: String| {
-        platform
-            .logs
-            .append(&inst.app, "CELL", LogStream::Out, &msg)
-    };
+    inst.set(&*ctx.reporter, InstanceState::Running);
+    let cell = |msg: String| ctx.reporter.log(&inst.app, "CELL", LogStream::Out, &msg);
     cell(format!("instance {} is running", inst.index));
     let mut failures = 0;
     loop {
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, false),
-            _ = stopped(stop) => return stop_now(platform, inst, c).await,
+            _ = stopped(stop) => return stop_now(&*ctx.reporter, inst, c).await,
             _ = tokio::time::sleep(LIVENESS_INTERVAL) => {}
         }
         if healthy(check, addr).await {
@@ -370,7 +375,7 @@ async fn run_once(
                     "instance {} passes its health check again",
                     inst.index
                 ));
-                inst.set(platform, InstanceState::Running);
+                inst.set(&*ctx.reporter, InstanceState::Running);
             }
             failures = 0;
             continue;
@@ -382,7 +387,7 @@ async fn run_once(
                 "instance {} failed its {check} health check",
                 inst.index
             ));
-            inst.set(platform, InstanceState::Unhealthy);
+            inst.set(&*ctx.reporter, InstanceState::Unhealthy);
         }
         if failures >= LIVENESS_FAILURES {
             c.stop(Duration::ZERO).await;
@@ -394,8 +399,8 @@ async fn run_once(
     }
 }
 
-async fn stop_now(platform: &Platform, inst: &Instance, c: &mut Container) -> Outcome {
-    inst.set(platform, InstanceState::Stopping);
+async fn stop_now(reporter: &dyn Reporter, inst: &Instance, c: &mut Container) -> Outcome {
+    inst.set(reporter, InstanceState::Stopping);
     c.stop(STOP_GRACE).await;
     Outcome::Stopped
 }
@@ -459,16 +464,17 @@ pub fn launcher_args(command: &str) -> Vec<String> {
     ]
 }
 
-async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, String> {
+async fn start(ctx: &Ctx, spec: &InstanceSpec) -> Result<Container, String> {
     let id = container_id(spec);
     let memory = spec.settings.memory;
-    let address = platform
+    let address = ctx
+        .cell
         .runtime
         .allocate_address(&id)
         .map_err(|e| e.to_string())?;
     let outbound = spec.settings.outbound();
     if let Err(e) = paas_runtime::network::set_outbound(address.instance_ip, outbound).await {
-        platform.runtime.release_address(&address);
+        ctx.cell.runtime.release_address(&address);
         return Err(e.to_string());
     }
     let mut mounts = vec![Mount {
@@ -483,7 +489,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
     // Name servers only for instances that may reach them: for the others a lookup
     // would wait for its timeout instead of failing at once.
     if outbound {
-        if let Some(resolv) = platform.outbound_resolv_conf() {
+        if let Some(resolv) = ctx.cell.outbound_resolv_conf() {
             mounts.push(Mount {
                 target: "/etc/resolv.conf".into(),
                 kind: MountKind::Bind {
@@ -503,7 +509,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
             disk_bytes: Some(spec.settings.disk_or_default().bytes()),
         }),
         args: launcher_args(&spec.start_command),
-        env: instance_env(platform, spec, &id, address.instance_ip).await,
+        env: instance_env(spec, &id, address.instance_ip),
         cwd: "/home/vcap/app".into(),
         uid: VCAP_UID,
         gid: VCAP_GID,
@@ -514,7 +520,7 @@ async fn start(platform: &Platform, spec: &InstanceSpec) -> Result<Container, St
         network: NetworkMode::Routed(address),
         id_map: Some(spec.id_map),
     };
-    platform.runtime.start(cfg).await.map_err(|e| e.to_string())
+    ctx.cell.runtime.start(cfg).await.map_err(|e| e.to_string())
 }
 
 /// A container id: the app name (shortened), the index and a random part.
@@ -526,20 +532,8 @@ fn container_id(spec: &InstanceSpec) -> String {
 }
 
 /// The instance environment of DESIGN.md, as Cloud Foundry sets it.
-async fn instance_env(
-    platform: &Platform,
-    spec: &InstanceSpec,
-    id: &str,
-    ip: std::net::Ipv4Addr,
-) -> Vec<String> {
-    let uris: Vec<String> = platform
-        .store
-        .app_routes(&spec.app)
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+fn instance_env(spec: &InstanceSpec, id: &str, ip: std::net::Ipv4Addr) -> Vec<String> {
+    let uris = &spec.uris;
     let vcap_application = serde_json::json!({
         "application_id": spec.app_guid,
         "application_name": spec.app.as_str(),
@@ -580,20 +574,20 @@ const MAX_LINE: usize = 16 * 1024;
 const LINES_PER_SECOND: u32 = 1000;
 
 fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
-    platform: &Arc<Platform>,
+    reporter: &Arc<dyn Reporter>,
     app: &AppName,
     source: &str,
     stream: LogStream,
     pipe: Option<R>,
 ) -> tokio::task::JoinHandle<()> {
-    let (platform, app, source) = (Arc::clone(platform), app.clone(), source.to_string());
+    let (reporter, app, source) = (Arc::clone(reporter), app.clone(), source.to_string());
     tokio::spawn(async move {
         let Some(pipe) = pipe else { return };
         let mut limit = paas_runtime::output::RateLimit::new(LINES_PER_SECOND);
         paas_runtime::output::for_each_line(pipe, MAX_LINE, |line| {
             let now = Instant::now();
             if let Some(dropped) = limit.dropped_before(now) {
-                platform.logs.append(
+                reporter.log(
                     &app,
                     &source,
                     LogStream::Err,
@@ -601,7 +595,7 @@ fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
                 );
             }
             if limit.admit(now) {
-                platform.logs.append(&app, &source, stream, &line);
+                reporter.log(&app, &source, stream, &line);
             }
         })
         .await;

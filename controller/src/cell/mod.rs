@@ -1,0 +1,255 @@
+//! A cell: where stagings and app instances run, on this host's runtime.
+//!
+//! This is the boundary between orchestration and execution. The platform (`platform/`)
+//! decides what should run and asks a cell to stage an app, to run, stop and exec in
+//! instances, and to ready droplets; it never touches the runtime or the stager itself.
+//! The cell supervises each instance it runs (health checks, crash restarts with
+//! backoff; `instance.rs`) and tells the platform what happens through a [`Reporter`]:
+//! log lines, events, and that an instance became routable or stopped being so.
+//! [`LocalCell`] is this host's cell, called in-process; a cell on another host will be
+//! reached through the state store, behind the same calls.
+
+pub mod instance;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use paas_api::{AppName, LogStream};
+use paas_runtime::{AddressPool, CgroupDriver, ExecTarget, HostStack, IdMap, Runtime};
+use paas_stager::archive::{self, ArchivePolicy};
+use paas_stager::{Stager, StagingError, StagingRequest, StagingResult};
+
+use crate::Config;
+pub use instance::{Instance, InstanceSpec, InstanceState};
+
+/// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What a cell tells the platform about the instances it runs.
+pub trait Reporter: Send + Sync + 'static {
+    /// A line of an app's log (`APP/WEB/N` output, `CELL` notices).
+    fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str);
+
+    /// Something that happened to an instance (a crash), recorded before the cell goes
+    /// on.
+    fn event<'a>(
+        &'a self,
+        app: &'a AppName,
+        kind: &'a str,
+        index: u32,
+        exit_code: Option<i32>,
+        description: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+    /// An instance became routable, or stopped being so.
+    fn routable_changed(&self);
+}
+
+/// This host's cell. See the module docs.
+pub struct LocalCell {
+    runtime: Arc<Runtime>,
+    stager: Stager,
+    droplets_dir: PathBuf,
+    /// The resolv.conf instances with outbound access see: the host's name servers.
+    outbound_resolv: Option<PathBuf>,
+    /// How long an instance may take to pass its first health check, unless its app
+    /// says otherwise.
+    start_timeout: Duration,
+}
+
+impl LocalCell {
+    /// Readies the runtime (cgroups, the instance network and its isolation, the
+    /// stack) in the data folder `dir`.
+    pub async fn open(cfg: &Config, dir: &Path) -> anyhow::Result<Arc<Self>> {
+        let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
+        let cgroup_base = Path::new("/sys/fs/cgroup");
+        let cgroups = CgroupDriver::detect(cgroup_base).context("finding cgroups")?;
+        match paas_runtime::cgroup_mount::favor_dynamic_changes(cgroup_base) {
+            Ok(Some(point)) => tracing::info!(
+                mount = %point.display(),
+                "cgroups: turned on favordynmods, so that moving a new container's process into its cgroup does not wait"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("cgroups: {e}; container starts may wait 9-14 ms on an idle host")
+            }
+        }
+        let pool = AddressPool::new(&cfg.instance_cidr).context("--instance-cidr")?;
+        // Clouds' name servers sit in ranges instances may not reach (AWS's 10.x.0.2 and
+        // 169.254.169.253, GCP's 169.254.169.254): those the instances are given stay
+        // reachable on port 53.
+        let dns: Vec<std::net::Ipv4Addr> = host_name_servers()
+            .into_iter()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        paas_runtime::network::isolate_instances(&pool, &cfg.outbound_allow, &dns, cfg.host_routes)
+            .await
+            .context("isolating instances from the host")?;
+        let runtime = Arc::new(
+            Runtime::new(
+                cfg.init_exe.clone(),
+                dir.join("containers"),
+                cgroups,
+                pool,
+                stack,
+            )
+            .context("starting the runtime")?,
+        );
+        let stager = Stager::new(Arc::clone(&runtime), dir.join("staging"));
+        let droplets_dir = dir.join("droplets");
+        // Made now, so that the data folder is closed over all of them at start.
+        for d in [&droplets_dir, &dir.join("staging")] {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
+        Ok(Arc::new(LocalCell {
+            runtime,
+            stager,
+            droplets_dir,
+            outbound_resolv: outbound_resolv_conf(dir),
+            start_timeout: cfg.start_timeout,
+        }))
+    }
+
+    /// Removes the containers an earlier run of paasd left behind; returns how many.
+    pub async fn clean_up_leftovers(&self) -> usize {
+        self.runtime.clean_up_leftovers().await
+    }
+
+    /// The resolv.conf for containers that may reach the world, if the host has name
+    /// servers they can use.
+    pub fn outbound_resolv_conf(&self) -> Option<PathBuf> {
+        self.outbound_resolv.clone()
+    }
+
+    /// Stages an app: its buildpacks run in staging containers here; their output lines
+    /// go to `log`.
+    pub async fn stage(
+        &self,
+        req: &StagingRequest,
+        log: &tokio::sync::mpsc::UnboundedSender<(LogStream, String)>,
+    ) -> Result<StagingResult, StagingError> {
+        self.stager.stage(req, log).await
+    }
+
+    /// Starts supervising an instance; it runs, is health-checked and restarted until
+    /// stopped, and `reporter` hears what happens.
+    pub fn run(self: &Arc<Self>, reporter: Arc<dyn Reporter>, spec: InstanceSpec) -> Arc<Instance> {
+        instance::spawn(Arc::clone(self), reporter, spec)
+    }
+
+    /// Starts `command` (a shell command line) in a running instance.
+    pub fn exec(
+        &self,
+        target: &ExecTarget,
+        command: &str,
+    ) -> Result<tokio::process::Child, paas_runtime::RuntimeError> {
+        self.runtime.exec(target, instance::launcher_args(command))
+    }
+
+    /// Deletes the droplet `sha`'s unpacked folders (one per user namespace).
+    pub fn forget_droplet(&self, sha: &str) {
+        let prefix = format!("{sha}-");
+        for e in std::fs::read_dir(&self.droplets_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// The unpacked droplet `sha` for containers of `ids`, unpacking it on first use.
+    /// Instances share it read-only as the lower layer of their `/home/vcap` overlay; its
+    /// files belong to vcap of that user namespace.
+    pub async fn droplet_dir(&self, sha: &str, blob: &Path, ids: IdMap) -> anyhow::Result<PathBuf> {
+        let dir = self.droplets_dir.join(format!("{sha}-{:x}", ids.host_base));
+        let (uid, gid) = (
+            ids.host(paas_runtime::VCAP_UID),
+            ids.host(paas_runtime::VCAP_GID),
+        );
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        let blob = blob.to_path_buf();
+        let droplets = self.droplets_dir.clone();
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            // A folder of its own: two starts unpacking the same droplet at once must
+            // not write into one folder, nor rename a half-made one into place.
+            let unpacking = tempfile::Builder::new()
+                .prefix(".unpacking-")
+                .tempdir_in(&droplets)?;
+            let tmp = unpacking.path().to_path_buf();
+            let f = std::fs::File::open(&blob)
+                .with_context(|| format!("opening droplet {}", blob.display()))?;
+            archive::unpack(
+                std::io::BufReader::new(f),
+                &tmp,
+                ArchivePolicy::droplet(),
+                Some((uid, gid)),
+            )
+            .context("unpacking the droplet")?;
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            let tmp = unpacking.keep();
+            if let Err(e) = std::fs::rename(&tmp, &target) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                // Another start got there first: its folder is whole.
+                if !target.is_dir() {
+                    return Err(e.into());
+                }
+            }
+            Ok(())
+        })
+        .await
+        .context("unpacking the droplet")??;
+        Ok(dir)
+    }
+}
+
+/// Writes `DIR/resolv.conf` with the host's name servers that an instance can reach
+/// (not loopback ones: those are the host's own, which instances may not reach; with
+/// systemd-resolved, its upstream servers). `None` when there are none.
+fn outbound_resolv_conf(dir: &std::path::Path) -> Option<PathBuf> {
+    let servers = host_name_servers();
+    if servers.is_empty() {
+        return None;
+    }
+    let path = dir.join("resolv.conf");
+    let text: String = servers
+        .iter()
+        .map(|s| format!("nameserver {s}\n"))
+        .collect();
+    std::fs::write(&path, text).ok()?;
+    Some(path)
+}
+
+/// The host's name servers that an instance can reach: `/etc/resolv.conf`'s, or, when
+/// that names only loopback (systemd-resolved), the upstream servers.
+fn host_name_servers() -> Vec<std::net::IpAddr> {
+    ["/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .filter(|a| !a.is_loopback())
+                .collect::<Vec<_>>()
+        })
+        .find(|list| !list.is_empty())
+        .unwrap_or_default()
+}
