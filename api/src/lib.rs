@@ -8,6 +8,7 @@
 mod memory;
 mod names;
 mod route;
+pub mod state;
 mod wire;
 
 pub use memory::{MemorySize, MemorySizeError};

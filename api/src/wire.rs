@@ -139,6 +139,9 @@ pub struct InstanceSummary {
     /// Bytes written to its disk (the writable layer).
     #[serde(default)]
     pub disk_bytes: u64,
+    /// The cell it runs on.
+    #[serde(default)]
+    pub cell: String,
 }
 
 /// Something that happened to an app: a crash, a deploy.

@@ -64,6 +64,8 @@ enum Command {
     Apps(commands::apps::Args),
     /// Show an app: its settings, release and instances.
     App(commands::app::Args),
+    /// List the cells that run instances: address, memory, instances.
+    Cells(commands::cells::Args),
     /// Show an app's crashes, deploys and route changes (--follow streams new ones).
     Events(commands::events::Args),
     /// Show an app's logs: its staging, instances and platform events.
@@ -151,6 +153,7 @@ fn main() {
             Command::Push(a) => commands::push::run(*a, skip).await,
             Command::Apps(a) => commands::apps::run(a, skip).await,
             Command::App(a) => commands::app::run(a, skip).await,
+            Command::Cells(a) => commands::cells::run(a, skip).await,
             Command::Events(a) => commands::events::run(a, skip).await,
             Command::Logs(a) => commands::logs::run(a, skip).await,
             Command::Delete(a) => commands::delete::run(a, skip).await,

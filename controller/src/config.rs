@@ -11,6 +11,9 @@ pub struct Config {
     /// The etcd cluster that holds the platform's records; empty for the embedded
     /// SQLite database in `data_dir`.
     pub etcd_endpoints: Vec<String>,
+    /// Where other hosts reach this host's instances (through a port per instance);
+    /// `None`: only this host's router reaches them.
+    pub advertise_address: Option<std::net::Ipv4Addr>,
     pub api_listen: SocketAddr,
     /// Where the router listens for app traffic.
     pub http_listen: SocketAddr,

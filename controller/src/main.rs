@@ -26,6 +26,11 @@ struct Args {
     /// database in --data-dir. Packages, droplets and logs stay in --data-dir.
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     etcd_endpoints: Vec<String>,
+    /// The address routers on other hosts reach this host's instances at: each running
+    /// instance gets a port on it, published in the state store (--etcd-endpoints).
+    /// Without it, only this host's router reaches them.
+    #[arg(long, value_name = "IP")]
+    advertise_address: Option<std::net::Ipv4Addr>,
     /// Address of the HTTPS API.
     #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
     api_listen: SocketAddr,
@@ -144,6 +149,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     let cfg = paas_controller::Config {
         data_dir: args.data_dir,
         etcd_endpoints: args.etcd_endpoints,
+        advertise_address: args.advertise_address,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
         https_listen: args.https_listen,

@@ -70,12 +70,54 @@ pub async fn connect(endpoints: &[String]) -> Result<EtcdKv, KvError> {
     Ok(EtcdKv { client })
 }
 
-/// Runs one request under [`REQUEST_TIMEOUT`]. See [`error`] for `lease`.
-async fn request<T>(
-    call: impl Future<Output = Result<T, etcd_client::Error>>,
-    lease: Option<LeaseId>,
-) -> Result<T, KvError> {
-    within(REQUEST_TIMEOUT, call, lease).await
+/// Runs one request, made by `call`, under [`REQUEST_TIMEOUT`]. See [`error`] for `lease`.
+///
+/// A request that meets a cluster in flux is made again, until the deadline:
+/// - the client spreads requests over every endpoint, and sends one to a member that is
+///   down as readily as to one that is up; such a request fails before it is sent
+///   (gRPC's `Unavailable` at connect), and the balancer's next pick is likely a member
+///   that answers;
+/// - during an election, etcd answers "leader changed" or "no leader". A write may then
+///   still have been applied; every write of ours is a compare-and-swap whose retry
+///   fails its comparison, or a put or delete of the same value again, so that is safe.
+///
+/// Any other failure is returned at once.
+async fn request<T, F, Fut>(mut call: F, lease: Option<LeaseId>) -> Result<T, KvError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let attempts = async {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match call().await {
+                Err(e) if in_flux(&e) => {
+                    tracing::debug!("etcd: {e}; trying again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    };
+    within(REQUEST_TIMEOUT, attempts, lease).await
+}
+
+/// Whether the request failed because the member could not be reached or the cluster
+/// is electing a leader (see [`request`]).
+fn in_flux(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            let message = status.message();
+            // gRPC's UNAVAILABLE (14); tonic is not a dependency of ours to name it by.
+            status.code() as i32 == 14
+                && (message.contains("connect")
+                    || message.contains("leader changed")
+                    || message.contains("no leader"))
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
 }
 
 async fn within<T>(
@@ -235,13 +277,18 @@ async fn pump(
 
 impl Kv for EtcdKv {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, KvError> {
-        let mut kv = self.client.kv_client();
-        let response = request(kv.get(key, None), None).await?;
+        let response = request(
+            || {
+                let mut kv = self.client.kv_client();
+                async move { kv.get(key, None).await }
+            },
+            None,
+        )
+        .await?;
         Ok(response.kvs().first().map(key_value))
     }
 
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, Revision), KvError> {
-        let mut kv = self.client.kv_client();
         let end = range_end(prefix.as_bytes());
         // etcd has no empty key, and "\0" is where its whole-keyspace ranges start.
         let mut start = if prefix.is_empty() {
@@ -258,7 +305,15 @@ impl Kv for EtcdKv {
                 .with_sort(SortTarget::Key, SortOrder::Ascend)
                 .with_limit(RANGE_PAGE)
                 .with_revision(revision);
-            let response = request(kv.get(start.clone(), Some(options)), None).await?;
+            let response = request(
+                || {
+                    let mut kv = self.client.kv_client();
+                    let (start, options) = (start.clone(), options.clone());
+                    async move { kv.get(start, Some(options)).await }
+                },
+                None,
+            )
+            .await?;
             if revision == 0 {
                 revision = response.header().ok_or_else(no_header)?.revision();
             }
@@ -298,8 +353,15 @@ impl Kv for EtcdKv {
             .when(when)
             .and_then(txn.then.into_iter().map(txn_op).collect::<Vec<_>>())
             .or_else(txn.otherwise.into_iter().map(txn_op).collect::<Vec<_>>());
-        let mut kv = self.client.kv_client();
-        let response = request(kv.txn(request_txn), lease).await?;
+        let response = request(
+            || {
+                let mut kv = self.client.kv_client();
+                let txn = request_txn.clone();
+                async move { kv.txn(txn).await }
+            },
+            lease,
+        )
+        .await?;
         Ok(TxnResult {
             succeeded: response.succeeded(),
             revision: response.header().ok_or_else(no_header)?.revision(),
@@ -313,11 +375,18 @@ impl Kv for EtcdKv {
         if from > 0 {
             options = options.with_start_revision(from);
         }
-        let mut client = self.client.watch_client();
-        let mut stream = request(client.watch(prefix, Some(options)), None).await?;
+        let mut stream = request(
+            || {
+                let mut client = self.client.watch_client();
+                let options = options.clone();
+                async move { client.watch(prefix, Some(options)).await }
+            },
+            None,
+        )
+        .await?;
         // Wait for etcd to say the watch exists, so that a change made after this returns
         // is one the watch sees, even from revision 0 ("now").
-        let first = request(stream.message(), None)
+        let first = within(REQUEST_TIMEOUT, stream.message(), None)
             .await?
             .ok_or_else(|| KvError::Unavailable("etcd ended the watch at once".to_string()))?;
         if first.canceled() && first.compact_revision() == 0 {
@@ -338,8 +407,14 @@ impl Kv for EtcdKv {
             seconds += 1;
         }
         let seconds = i64::try_from(seconds).unwrap_or(i64::MAX).max(1);
-        let mut lease = self.client.lease_client();
-        let response = request(lease.grant(seconds, None), None).await?;
+        let response = request(
+            || {
+                let mut lease = self.client.lease_client();
+                async move { lease.grant(seconds, None).await }
+            },
+            None,
+        )
+        .await?;
         if !response.error().is_empty() {
             return Err(KvError::Unavailable(format!(
                 "etcd did not grant the lease: {}",
@@ -353,14 +428,26 @@ impl Kv for EtcdKv {
         // etcd-client opens the keep-alive stream with one request and reads its answer;
         // a TTL of 0 there (the lease is gone) is its "lease not found" error, which
         // `error` makes `NoLease`. One renewal is all this call is: the stream is dropped.
-        let mut client = self.client.lease_client();
-        request(client.keep_alive(lease), Some(lease)).await?;
+        request(
+            || {
+                let mut client = self.client.lease_client();
+                async move { client.keep_alive(lease).await }
+            },
+            Some(lease),
+        )
+        .await?;
         Ok(())
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
-        let mut client = self.client.lease_client();
-        request(client.revoke(lease), Some(lease)).await?;
+        request(
+            || {
+                let mut client = self.client.lease_client();
+                async move { client.revoke(lease).await }
+            },
+            Some(lease),
+        )
+        .await?;
         Ok(())
     }
 }

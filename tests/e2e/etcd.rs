@@ -7,12 +7,21 @@ use std::time::Instant;
 
 use crate::harness::{bin, eventually, repo, Daemon};
 
-/// One etcd member on loopback ports of its own, with its data in a temporary folder;
-/// killed when dropped (and with this process, through `setpriv --pdeathsig`).
+/// An etcd cluster of `n` members on loopback ports of their own, each with its data in
+/// a temporary folder; killed when dropped (and with this process, through `setpriv
+/// --pdeathsig`). Members can be killed and started again on their data.
 pub struct Etcd {
-    child: Child,
+    members: Vec<Member>,
     _data: tempfile::TempDir,
+    /// Every member's client URL, comma-separated, as `--etcd-endpoints` takes them.
     pub url: String,
+}
+
+struct Member {
+    name: String,
+    client: String,
+    peer: String,
+    child: Option<Child>,
 }
 
 fn free_port() -> u16 {
@@ -24,30 +33,35 @@ fn free_port() -> u16 {
 }
 
 impl Etcd {
+    /// One member.
     pub fn start() -> Etcd {
+        Etcd::cluster(1)
+    }
+
+    /// `n` members, started together.
+    pub fn cluster(n: usize) -> Etcd {
         let data = tempfile::tempdir().unwrap();
-        let url = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let child = Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "etcd"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--name", "e2e"])
-            .args(["--listen-client-urls", &url])
-            .args(["--advertise-client-urls", &url])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("e2e={peer}")])
-            .args(["--logger", "zap", "--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting etcd: install etcd-server (scripts/install-deps.sh)");
-        let etcd = Etcd {
-            child,
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: format!("http://127.0.0.1:{}", free_port()),
+                peer: format!("http://127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let url = members
+            .iter()
+            .map(|m| m.client.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut etcd = Etcd {
+            members,
             _data: data,
             url,
         };
+        for i in 0..n {
+            etcd.start_member(i);
+        }
         assert!(
             eventually(60, || etcd.keys("/").is_some()),
             "etcd at {} did not answer within 60 s",
@@ -56,37 +70,86 @@ impl Etcd {
         etcd
     }
 
-    /// The keys under `prefix`, read through etcd's own JSON gateway (`/v3/kv/range`);
-    /// `None` when etcd does not answer.
+    fn start_member(&mut self, i: usize) {
+        let cluster = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = self._data.path().join(&self.members[i].name);
+        let m = &mut self.members[i];
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "etcd"])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--name", &m.name])
+            .args(["--listen-client-urls", &m.client])
+            .args(["--advertise-client-urls", &m.client])
+            .args(["--listen-peer-urls", &m.peer])
+            .args(["--initial-advertise-peer-urls", &m.peer])
+            .args(["--initial-cluster", &cluster])
+            .args(["--initial-cluster-token", "paas-e2e"])
+            .args(["--logger", "zap", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting etcd: install etcd-server (scripts/install-deps.sh)");
+        m.child = Some(child);
+    }
+
+    /// Kills member `i` (SIGKILL, as a crash would).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data.
+    pub fn restart(&mut self, i: usize) {
+        self.start_member(i);
+    }
+
+    /// The keys under `prefix`, read through a member's JSON gateway (`/v3/kv/range`);
+    /// `None` when no member answers.
     pub fn keys(&self, prefix: &str) -> Option<Vec<String>> {
-        let body = serde_json::json!({
-            "key": base64(prefix.as_bytes()),
-            "range_end": base64(&prefix_end(prefix.as_bytes())),
-            "keys_only": true,
-        });
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "5", "-X", "POST", "-d"])
-            .arg(body.to_string())
-            .arg(format!("{}/v3/kv/range", self.url))
-            .output()
-            .ok()?;
-        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        answer.get("header")?;
-        let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
-        Some(
-            kvs.iter()
-                .filter_map(|kv| kv["key"].as_str())
-                .map(|k| String::from_utf8_lossy(&unbase64(k)).into_owned())
-                .collect(),
-        )
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .find_map(|m| keys_at(&m.client, prefix))
     }
 }
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
     }
+}
+
+fn keys_at(url: &str, prefix: &str) -> Option<Vec<String>> {
+    let body = serde_json::json!({
+        "key": base64(prefix.as_bytes()),
+        "range_end": base64(&prefix_end(prefix.as_bytes())),
+        "keys_only": true,
+    });
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-X", "POST", "-d"])
+        .arg(body.to_string())
+        .arg(format!("{url}/v3/kv/range"))
+        .output()
+        .ok()?;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    answer.get("header")?;
+    let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
+    Some(
+        kvs.iter()
+            .filter_map(|kv| kv["key"].as_str())
+            .map(|k| String::from_utf8_lossy(&unbase64(k)).into_owned())
+            .collect(),
+    )
 }
 
 /// The first key past every key that starts with `prefix`, as etcd's range_end wants.
@@ -212,4 +275,219 @@ fn paasd_says_which_etcd_it_cannot_reach() {
         err.contains("connecting to etcd at http://127.0.0.1:1 (--etcd-endpoints)"),
         "{err}"
     );
+}
+
+/// A process killed when dropped, so a failed test leaves none behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `paas-router` that follows `etcd`; returns it with the address it serves on.
+fn router_on(etcd: &Etcd) -> (Killed, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin("paas-router"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--drain-seconds", "0", "--etcd-endpoints", &etcd.url])
+        .env("PAAS_ROUTER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting paas-router");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))
+        .unwrap_or_else(|| panic!("no listen= in {line:?}"))
+        .parse()
+        .unwrap();
+    (Killed(child), addr)
+}
+
+#[test]
+fn a_router_on_its_own_follows_etcd_to_the_cell_that_runs_each_instance() {
+    let etcd = Etcd::start();
+    let mut d = Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+    ]);
+    let (router, at) = router_on(&etcd);
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", "edge", "-p", path.to_str().unwrap(), "-i", "2"]);
+
+    // Both instances, through the ports their cell publishes on its address.
+    let mut seen = std::collections::BTreeSet::new();
+    assert!(
+        eventually(20, || {
+            let r = crate::harness::get(at, "edge.localhost", "/");
+            if r.status == 200 {
+                let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                seen.insert(v["instance_index"].as_u64().unwrap());
+            }
+            seen.len() == 2
+        }),
+        "the router on its own reaches both instances: saw {seen:?}"
+    );
+
+    let cells: serde_json::Value = serde_json::from_str(&d.paas_ok(&["cells", "--json"])).unwrap();
+    let cells = cells.as_array().unwrap();
+    assert_eq!(cells.len(), 1, "{cells:?}");
+    assert_eq!(cells[0]["address"], "127.0.0.1");
+    assert_eq!(cells[0]["instances"], 2);
+    let cell = cells[0]["id"].as_str().unwrap().to_string();
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "edge", "--json"])).unwrap();
+    for i in app["instances"].as_array().unwrap() {
+        assert_eq!(i["cell"], cell.as_str(), "each instance names its cell");
+    }
+
+    // A route change reaches it through the watch.
+    let mapped = Instant::now();
+    d.paas_ok(&["map-route", "edge", "localhost", "--hostname", "other"]);
+    assert!(eventually(10, || crate::harness::get(
+        at,
+        "other.localhost",
+        "/"
+    )
+    .status
+        == 200));
+    eprintln!(
+        "a new route was served {:?} after map-route began",
+        mapped.elapsed()
+    );
+
+    // The cell dies: its records go with its lease, and the router stops sending there.
+    let killed = Instant::now();
+    d.kill();
+    assert!(
+        eventually(15, || etcd
+            .keys("/paas/cells/")
+            .is_some_and(|k| k.is_empty())),
+        "the dead cell's record expires"
+    );
+    assert!(
+        eventually(5, || crate::harness::get(at, "edge.localhost", "/").status
+            == 503),
+        "no instance is routed once their cell is gone"
+    );
+    eprintln!(
+        "the router stopped routing to the dead cell {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // It comes back: the same cell, its instances routed again.
+    d.restart();
+    assert!(
+        eventually(30, || crate::harness::get(at, "edge.localhost", "/").status
+            == 200),
+        "the app is routed again once its cell is back"
+    );
+    assert_eq!(
+        etcd.keys("/paas/cells/").unwrap(),
+        [format!("/paas/cells/{cell}")]
+    );
+    drop(router);
+}
+
+/// Pushes the Python example as `name` with `instances` and waits until `router`
+/// serves it.
+fn push_and_route(d: &Daemon, at: std::net::SocketAddr, name: &str, instances: &str) {
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", name, "-p", path.to_str().unwrap(), "-i", instances]);
+    let host = format!("{name}.localhost");
+    assert!(
+        eventually(20, || crate::harness::get(at, &host, "/").status == 200),
+        "the router on its own serves {host}"
+    );
+}
+
+#[test]
+fn losing_one_of_three_etcd_members_stops_nothing() {
+    let mut etcd = Etcd::cluster(3);
+    let d = Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+    ]);
+    let (router, at) = router_on(&etcd);
+    push_and_route(&d, at, "quorum", "1");
+
+    etcd.kill(0);
+    // Writes, pushes and the router's watch all go on through the other two.
+    d.paas_ok(&["map-route", "quorum", "localhost", "--hostname", "still"]);
+    assert!(
+        eventually(15, || crate::harness::get(at, "still.localhost", "/")
+            .status
+            == 200),
+        "a route mapped after the loss reaches the router"
+    );
+    push_and_route(&d, at, "after-loss", "1");
+    assert_eq!(crate::harness::get(at, "quorum.localhost", "/").status, 200);
+    drop(router);
+}
+
+#[test]
+fn routers_and_instances_ride_out_etcd_being_down_and_converge_when_it_returns() {
+    let mut etcd = Etcd::start();
+    let d = Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+    ]);
+    let (router, at) = router_on(&etcd);
+    push_and_route(&d, at, "steady", "2");
+
+    etcd.kill(0);
+    // Longer than the cells' lease: nothing expires while nobody can tell.
+    let down = Instant::now();
+    let mut failed = 0;
+    let mut served = 0;
+    while down.elapsed() < std::time::Duration::from_secs(6) {
+        match crate::harness::get(at, "steady.localhost", "/").status {
+            200 => served += 1,
+            _ => failed += 1,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        failed, 0,
+        "every request served while etcd was down ({served} were)"
+    );
+    assert_eq!(
+        d.get("steady.localhost", "/").status,
+        200,
+        "paasd's own router too"
+    );
+
+    etcd.restart(0);
+    // Both sides converge: a change made now reaches the router.
+    assert!(
+        eventually(30, || d
+            .paas(&["map-route", "steady", "localhost", "--hostname", "back"])
+            .status
+            .success()),
+        "the API writes again once etcd is back"
+    );
+    assert!(
+        eventually(15, || crate::harness::get(at, "back.localhost", "/").status
+            == 200),
+        "the router follows again"
+    );
+    assert!(
+        eventually(15, || crate::harness::get(at, "steady.localhost", "/")
+            .status
+            == 200),
+        "and still routes the app"
+    );
+    drop(router);
 }

@@ -75,8 +75,18 @@ impl Daemon {
 
     /// Kills paasd with SIGKILL, as a crash would, and starts it again on the same data.
     pub fn crash_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills paasd with SIGKILL, as a crash would (its containers stay).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts paasd again on the same data, after [`Daemon::kill`].
+    pub fn restart(&mut self) {
         let (child, api, router, https, admin) = spawn(self.dir.path(), self.pool, &self.extra);
         self.child = child;
         self.api = api;

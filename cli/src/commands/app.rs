@@ -63,7 +63,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let mib = |b: u64| format!("{:.1}M", b as f64 / (1u64 << 20) as f64);
     let disk_limit = s.disk_or_default().to_string().to_uppercase();
     let memory_limit = s.memory.to_string().to_uppercase();
-    let rows: Vec<[String; 6]> = a
+    let rows: Vec<[String; 7]> = a
         .instances
         .iter()
         .map(|i| {
@@ -74,9 +74,13 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
                 format!("{:.1}%", i.cpu_percent),
                 format!("{} of {memory_limit}", mib(i.memory_bytes)),
                 format!("{} of {disk_limit}", mib(i.disk_bytes)),
+                i.cell.clone(),
             ]
         })
         .collect();
-    print_table(&["", "state", "since", "cpu", "memory", "disk"], &rows);
+    print_table(
+        &["", "state", "since", "cpu", "memory", "disk", "cell"],
+        &rows,
+    );
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod app;
 pub mod apps;
 pub mod buildpacks;
+pub mod cells;
 pub mod delete;
 pub mod droplet;
 pub mod env;

@@ -29,6 +29,12 @@ pub async fn info(State(p): State<Arc<Platform>>) -> Response<ApiBody> {
     )
 }
 
+/// The cells that are up, by id.
+pub async fn cells(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
+    let cells = p.store.cells().await.map_err(Failure::internal)?;
+    page::list(&cells, uri.path(), uri.query().unwrap_or(""))
+}
+
 pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
     let apps = p.store.apps().await.map_err(Failure::internal)?;
     let summaries = p.summaries(&apps).await;

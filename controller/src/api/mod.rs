@@ -75,6 +75,7 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/apps/{name}/exec", post(apps::exec))
         .route("/v1/routes", get(routes::list).delete(routes::delete_route))
         .route("/v1/certificates", get(routes::certificates))
+        .route("/v1/cells", get(apps::cells))
         .route(
             "/v1/domains",
             get(routes::domains).post(routes::create_domain),

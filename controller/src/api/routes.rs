@@ -12,7 +12,7 @@ use super::extract::{read_json, AppPath, NamePath};
 use super::failure::Failure;
 use super::{page, query};
 use crate::platform::Platform;
-use crate::store::{Domain, RouteSettings};
+use crate::store::{RouteSettings, StoredDomain};
 
 /// Every route, with the instances it reaches.
 pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
@@ -84,7 +84,7 @@ pub async fn create_domain(
     let d: CreateDomain = read_json(body).await?;
     let name = d.name.to_ascii_lowercase();
     let added = p
-        .create_domain(Domain {
+        .create_domain(StoredDomain {
             name: name.clone(),
             cert_pem: d.cert_pem,
             key_pem: d.key_pem,

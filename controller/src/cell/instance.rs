@@ -22,7 +22,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::forward::Forwarder;
+use super::presence::Change;
 use super::{LocalCell, Reporter, STOP_GRACE};
+use paas_api::state::ActualInstance;
 
 /// The port every instance listens on, as Cloud Foundry sets it.
 pub const APP_PORT: u16 = 8080;
@@ -86,8 +89,14 @@ struct Ctx {
 }
 
 pub struct Instance {
+    /// Unique among every instance ever run: its key in the state store.
+    pub id: String,
     pub app: AppName,
     pub index: u32,
+    /// The memory it is given.
+    memory_bytes: u64,
+    /// The cell it runs on.
+    cell: String,
     state: watch::Sender<InstanceState>,
     since_ms: AtomicU64,
     /// Reads the running container's usage; with the CPU time and moment of the last
@@ -95,6 +104,8 @@ pub struct Instance {
     usage: Mutex<Option<(UsageProbe, Instant, u64)>>,
     exec: Mutex<Option<ExecTarget>>,
     addr: Mutex<Option<SocketAddr>>,
+    /// The port on the cell's advertised address that reaches it, while it runs.
+    published: Mutex<Option<Forwarder>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -124,6 +135,7 @@ impl Instance {
             memory_bytes: now.memory_bytes,
             cpu_percent: (cpu_percent * 10.0).round() / 10.0,
             disk_bytes: now.disk_bytes,
+            cell: self.cell.clone(),
         }
     }
 
@@ -171,14 +183,56 @@ impl Instance {
         }
     }
 
-    fn set(&self, reporter: &dyn Reporter, s: InstanceState) {
+    fn set(&self, ctx: &Ctx, s: InstanceState) {
         let routed_before = self.routable_addr().is_some();
-        self.since_ms
-            .store(crate::logs::now_ms(), Ordering::Relaxed);
-        self.state.send_replace(s);
+        let since_ms = crate::logs::now_ms();
+        self.since_ms.store(since_ms, Ordering::Relaxed);
+        self.state.send_replace(s.clone());
         if routed_before != self.routable_addr().is_some() {
-            reporter.routable_changed();
+            ctx.reporter.routable_changed();
         }
+        ctx.cell.report(self.actual(ctx, &s, since_ms));
+    }
+
+    /// What the state store is told of the instance in state `s`. A running instance
+    /// is published on the cell's advertised address, if it has one; else at its own.
+    fn actual(&self, ctx: &Ctx, s: &InstanceState, since_ms: u64) -> Change {
+        let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        let target = *self.addr.lock().unwrap_or_else(|p| p.into_inner());
+        let running = matches!(s, InstanceState::Running | InstanceState::Unhealthy);
+        match (running, ctx.cell.advertise, target) {
+            (true, Some(ip), Some(target)) if published.is_none() => {
+                match Forwarder::start(ip, target) {
+                    Ok(f) => *published = Some(f),
+                    Err(e) => {
+                        tracing::warn!(app = %self.app, index = self.index, "publishing the instance on {ip}: {e}")
+                    }
+                }
+            }
+            (true, ..) => {}
+            (false, ..) => *published = None,
+        }
+        if *s == InstanceState::Stopped {
+            return Change::Gone(self.id.clone());
+        }
+        let address = match (&*published, ctx.cell.advertise) {
+            _ if *s != InstanceState::Running => None,
+            (Some(f), _) => Some(f.addr()),
+            (None, None) => target,
+            (None, Some(_)) => None,
+        };
+        Change::Put(
+            self.id.clone(),
+            ActualInstance {
+                app: self.app.clone(),
+                index: self.index,
+                cell: ctx.cell.id.clone(),
+                state: s.as_str().to_string(),
+                address: address.map(|a| a.to_string()),
+                since_ms,
+                memory_bytes: self.memory_bytes,
+            },
+        )
     }
 }
 
@@ -189,13 +243,17 @@ pub(super) fn spawn(
     spec: InstanceSpec,
 ) -> Arc<Instance> {
     let inst = Arc::new(Instance {
+        id: crate::store::new_guid(),
         app: spec.app.clone(),
         index: spec.index,
+        memory_bytes: spec.settings.memory.bytes(),
+        cell: cell.id.clone(),
         state: watch::channel(InstanceState::Starting).0,
         since_ms: AtomicU64::new(crate::logs::now_ms()),
         usage: Mutex::new(None),
         exec: Mutex::new(None),
         addr: Mutex::new(None),
+        published: Mutex::new(None),
         stop: watch::channel(false).0,
         task: Mutex::new(None),
     });
@@ -220,7 +278,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
     let cell = |msg: String| ctx.reporter.log(&spec.app, "CELL", LogStream::Out, &msg);
     let mut crashes = 0u32;
     loop {
-        inst.set(&*ctx.reporter, InstanceState::Starting);
+        inst.set(&ctx, InstanceState::Starting);
         let began = Instant::now();
         let (why, exit_code) = match start(&ctx, &spec).await {
             Err(e) => (format!("could not start: {e}"), None),
@@ -260,7 +318,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
                 }
                 match outcome {
                     Outcome::Stopped => {
-                        inst.set(&*ctx.reporter, InstanceState::Stopped);
+                        inst.set(&ctx, InstanceState::Stopped);
                         return;
                     }
                     Outcome::Crashed { why, exit_code } => (why, exit_code),
@@ -275,7 +333,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
         ctx.reporter
             .event(&spec.app, "crash", spec.index, exit_code, &why)
             .await;
-        inst.set(&*ctx.reporter, InstanceState::Crashed(why));
+        inst.set(&ctx, InstanceState::Crashed(why));
         let delay = restart_delay(crashes);
         if !delay.is_zero() {
             cell(format!(
@@ -287,7 +345,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(&mut stop) => {
-                inst.set(&*ctx.reporter, InstanceState::Stopped);
+                inst.set(&ctx, InstanceState::Stopped);
                 return;
             }
         }
@@ -341,7 +399,7 @@ async fn run_once(
     let ready = loop {
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, true),
-            _ = stopped(stop) => return stop_now(&*ctx.reporter, inst, c).await,
+            _ = stopped(stop) => return stop_now(ctx, inst, c).await,
             _ = tokio::time::sleep_until(deadline) => break false,
             ok = healthy(check, addr) => if ok { break true } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -359,14 +417,14 @@ async fn run_once(
         };
     }
     *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = c.exec_target();
-    inst.set(&*ctx.reporter, InstanceState::Running);
+    inst.set(ctx, InstanceState::Running);
     let cell = |msg: String| ctx.reporter.log(&inst.app, "CELL", LogStream::Out, &msg);
     cell(format!("instance {} is running", inst.index));
     let mut failures = 0;
     loop {
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, false),
-            _ = stopped(stop) => return stop_now(&*ctx.reporter, inst, c).await,
+            _ = stopped(stop) => return stop_now(ctx, inst, c).await,
             _ = tokio::time::sleep(LIVENESS_INTERVAL) => {}
         }
         if healthy(check, addr).await {
@@ -375,7 +433,7 @@ async fn run_once(
                     "instance {} passes its health check again",
                     inst.index
                 ));
-                inst.set(&*ctx.reporter, InstanceState::Running);
+                inst.set(ctx, InstanceState::Running);
             }
             failures = 0;
             continue;
@@ -387,7 +445,7 @@ async fn run_once(
                 "instance {} failed its {check} health check",
                 inst.index
             ));
-            inst.set(&*ctx.reporter, InstanceState::Unhealthy);
+            inst.set(ctx, InstanceState::Unhealthy);
         }
         if failures >= LIVENESS_FAILURES {
             c.stop(Duration::ZERO).await;
@@ -399,8 +457,8 @@ async fn run_once(
     }
 }
 
-async fn stop_now(reporter: &dyn Reporter, inst: &Instance, c: &mut Container) -> Outcome {
-    inst.set(reporter, InstanceState::Stopping);
+async fn stop_now(ctx: &Ctx, inst: &Instance, c: &mut Container) -> Outcome {
+    inst.set(ctx, InstanceState::Stopping);
     c.stop(STOP_GRACE).await;
     Outcome::Stopped
 }

@@ -9,7 +9,9 @@
 //! [`LocalCell`] is this host's cell, called in-process; a cell on another host will be
 //! reached through the state store, behind the same calls.
 
+mod forward;
 pub mod instance;
+pub mod presence;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use paas_runtime::{AddressPool, CgroupDriver, ExecTarget, HostStack, IdMap, Runt
 use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::{Stager, StagingError, StagingRequest, StagingResult};
 
+use crate::store::Store;
 use crate::Config;
 pub use instance::{Instance, InstanceSpec, InstanceState};
 
@@ -51,6 +54,13 @@ pub trait Reporter: Send + Sync + 'static {
 
 /// This host's cell. See the module docs.
 pub struct LocalCell {
+    /// This cell's name in the cluster, kept in the data folder (`cell-id`).
+    id: String,
+    /// Where other hosts reach this cell's instances; `None` on a single host, where
+    /// routers reach instance addresses directly.
+    advertise: Option<std::net::Ipv4Addr>,
+    /// The task that keeps the cell's presence and instances in the state store.
+    presence: tokio::sync::mpsc::UnboundedSender<presence::Change>,
     runtime: Arc<Runtime>,
     stager: Stager,
     droplets_dir: PathBuf,
@@ -63,8 +73,8 @@ pub struct LocalCell {
 
 impl LocalCell {
     /// Readies the runtime (cgroups, the instance network and its isolation, the
-    /// stack) in the data folder `dir`.
-    pub async fn open(cfg: &Config, dir: &Path) -> anyhow::Result<Arc<Self>> {
+    /// stack) in the data folder `dir`, and announces the cell in `store`.
+    pub async fn open(cfg: &Config, dir: &Path, store: Store) -> anyhow::Result<Arc<Self>> {
         let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
         let cgroup_base = Path::new("/sys/fs/cgroup");
         let cgroups = CgroupDriver::detect(cgroup_base).context("finding cgroups")?;
@@ -109,13 +119,50 @@ impl LocalCell {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
+        let id = cell_id(dir)?;
+        let (presence, changes) = tokio::sync::mpsc::unbounded_channel();
+        let me = paas_api::state::CellPresence {
+            id: id.clone(),
+            address: cfg
+                .advertise_address
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+                .to_string(),
+            memory_bytes: host_memory_bytes(),
+            memory_used_bytes: 0,
+            instances: 0,
+            updated_ms: 0,
+        };
+        tokio::spawn(presence::run(store, me, changes));
         Ok(Arc::new(LocalCell {
+            id,
+            advertise: cfg.advertise_address,
+            presence,
             runtime,
             stager,
             droplets_dir,
             outbound_resolv: outbound_resolv_conf(dir),
             start_timeout: cfg.start_timeout,
         }))
+    }
+
+    /// This cell's name in the cluster.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Tells the state store about an instance.
+    fn report(&self, change: presence::Change) {
+        // The task ends only after `leave`, when nothing runs any more.
+        let _ = self.presence.send(change);
+    }
+
+    /// Takes the cell and its instances out of the state store at once (a clean
+    /// shutdown), instead of when its lease runs out.
+    pub async fn leave(&self) {
+        let (done, left) = tokio::sync::oneshot::channel();
+        if self.presence.send(presence::Change::Leave(done)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), left).await;
+        }
     }
 
     /// Removes the containers an earlier run of paasd left behind; returns how many.
@@ -252,4 +299,48 @@ fn host_name_servers() -> Vec<std::net::IpAddr> {
         })
         .find(|list| !list.is_empty())
         .unwrap_or_default()
+}
+
+/// The cell's id: made at first start from the host's name and a random part, and kept
+/// in `DIR/cell-id`, so a restarted cell is the same cell.
+fn cell_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("cell-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    let id = format!("{}-{}", host.trim_matches('-'), hex::encode(b));
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// The host's memory (`MemTotal`), what the cell may give instances.
+fn host_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

@@ -91,7 +91,7 @@ impl Platform {
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
-        let cell = LocalCell::open(cfg, dir).await?;
+        let cell = LocalCell::open(cfg, dir, store.clone()).await?;
         let (cert, key) = crate::secrets::load_or_create_router_cert(dir, &cfg.domain)?;
         let default_cert = paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
@@ -350,6 +350,7 @@ impl Platform {
         );
         self.refresh_routes();
         stop_all(all).await;
+        self.cell.leave().await;
     }
 
     /// The user namespace the app's containers run in: host ids of its own, so that no

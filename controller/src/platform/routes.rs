@@ -12,10 +12,10 @@ use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
 use super::{Error, ErrorKind, Platform};
-use crate::store::{Domain, MapError, RouteRow, RouteSettings, StoreError};
+use crate::store::{MapError, RouteSettings, StoreError, StoredDomain, StoredRoute};
 
 /// The stored routes as last read, and the store revision they were read at.
-pub(super) type RouteRows = Option<(Arc<Vec<RouteRow>>, i64)>;
+pub(super) type RouteRows = Option<(Arc<Vec<StoredRoute>>, i64)>;
 
 impl Platform {
     /// The app's default route, `NAME.DOMAIN`.
@@ -90,7 +90,7 @@ impl Platform {
 
     /// The table entries of `rows`: a route of an app with no running instance has no
     /// backends (the router answers 503); an unmapped route is not routed at all (404).
-    fn route_entries(&self, rows: &[RouteRow]) -> Vec<RouteEntry> {
+    fn route_entries(&self, rows: &[StoredRoute]) -> Vec<RouteEntry> {
         let instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         rows.iter()
             .map(|row| {
@@ -216,7 +216,7 @@ impl Platform {
     }
 
     /// Adds a domain (or replaces its certificate). Returns false when it existed.
-    pub async fn create_domain(&self, domain: Domain) -> Result<bool, Error> {
+    pub async fn create_domain(&self, domain: StoredDomain) -> Result<bool, Error> {
         paas_api::check_host(&domain.name)
             .and_then(|()| {
                 if domain.name.starts_with("*.") {

@@ -15,7 +15,8 @@ use paas_kv::{Backend, Kv, Txn};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    encode, keys, put, AppDoc, BuildpackRow, Domain, EventDoc, Release, RouteRow, StoreError,
+    encode, keys, put, AppDoc, BuildpackRow, EventDoc, Release, StoreError, StoredDomain,
+    StoredRoute,
 };
 
 /// The version `/paas/schema` holds once the import is done (or was not needed).
@@ -220,12 +221,12 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql)?;
-    let mut routes: Vec<RouteRow> = Vec::new();
+    let mut routes: Vec<StoredRoute> = Vec::new();
     if version < 1 {
         for name in guids.keys() {
             let route = Route::from_parts(&format!("{name}.{domain}"), "")
                 .map_err(|e| corrupt("an app's old route", e))?;
-            routes.push(RouteRow {
+            routes.push(StoredRoute {
                 route,
                 app: Some(AppName::parse(name).map_err(|e| corrupt("an app's name", e))?),
                 balance: Default::default(),
@@ -250,7 +251,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             .map_err(sql)?;
         for row in rows {
             let (host, path, app, balance, max_body) = row.map_err(sql)?;
-            routes.push(RouteRow {
+            routes.push(StoredRoute {
                 route: Route::from_parts(&host, &path).map_err(|e| corrupt("a route", e))?,
                 app: app
                     .as_deref()
@@ -263,10 +264,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
         }
     }
     for row in routes {
-        docs.push((
-            keys::route(row.route.host(), row.route.path()),
-            encode(&row),
-        ));
+        docs.push((paas_api::state::route_key(&row.route), encode(&row)));
     }
 
     if has_table("domains")? {
@@ -275,7 +273,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             .map_err(sql)?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(Domain {
+                Ok(StoredDomain {
                     name: r.get(0)?,
                     cert_pem: r.get(1)?,
                     key_pem: r.get(2)?,
@@ -284,7 +282,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             .map_err(sql)?;
         for d in rows {
             let d = d.map_err(sql)?;
-            docs.push((keys::domain(&d.name), encode(&d)));
+            docs.push((paas_api::state::domain_key(&d.name), encode(&d)));
         }
     }
 

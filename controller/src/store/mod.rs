@@ -26,9 +26,10 @@ use paas_kv::{Backend, Compare, KeyValue, Kv, KvError, Op, Txn};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod cells;
 mod legacy;
 mod routes;
-pub use routes::{Domain, MapError, RouteRow, RouteSettings};
+pub use routes::{MapError, RouteSettings, StoredDomain, StoredRoute};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -85,8 +86,7 @@ const CAS_TRIES: usize = 20;
 /// The keys of the layout in the module docs.
 pub(crate) mod keys {
     pub const APPS: &str = "/paas/apps/";
-    pub const ROUTES: &str = "/paas/routes/";
-    pub const DOMAINS: &str = "/paas/domains/";
+    pub use paas_api::state::{DOMAINS, ROUTES};
     pub const BUILDPACKS: &str = "/paas/buildpacks";
     pub const NEXT_ID_SLOT: &str = "/paas/id-slots/next";
     /// Present once a database from before the state store has been imported.
@@ -110,13 +110,6 @@ pub(crate) mod keys {
     }
     pub fn event_seq(guid: &str) -> String {
         format!("/paas/event-seq/{guid}")
-    }
-    /// Hosts hold no `/` and paths start with one, so host + path is unique.
-    pub fn route(host: &str, path: &str) -> String {
-        format!("{ROUTES}{host}{path}")
-    }
-    pub fn domain(name: &str) -> String {
-        format!("{DOMAINS}{name}")
     }
 }
 
@@ -181,6 +174,8 @@ fn guarded(key: &str, revision: i64, ops: Vec<Op>) -> Txn {
     }
 }
 
+/// Cheap to clone: clones share the backend's connection.
+#[derive(Clone)]
 pub struct Store {
     kv: Backend,
 }

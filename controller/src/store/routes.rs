@@ -3,24 +3,12 @@
 //! A route (`host` + `path`) exists on its own and is mapped to at most one app; an
 //! unmapped route is kept (reserved) until it is deleted, as in Cloud Foundry. Domains
 //! other than the platform's own are rows here, with the certificate HTTPS serves.
-
 use paas_api::{AppName, Balance, Route};
 use paas_kv::{Kv, Op};
-use serde::{Deserialize, Serialize};
 
 use super::{decode, encode, guarded, keys, put, Store, StoreError, CAS_TRIES};
 
-/// A stored route and the app it is mapped to, if any: the document at `routes/HOSTPATH`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouteRow {
-    pub route: Route,
-    pub app: Option<AppName>,
-    #[serde(default)]
-    pub balance: Balance,
-    /// The largest request body, in bytes; `None` for no limit.
-    #[serde(default)]
-    pub max_body: Option<u64>,
-}
+pub use paas_api::state::{StoredDomain, StoredRoute};
 
 /// Changes to a route's settings; `None` leaves one as it is.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,14 +16,6 @@ pub struct RouteSettings {
     pub balance: Option<Balance>,
     /// The largest request body in bytes; `Some(0)` removes the limit.
     pub max_body: Option<u64>,
-}
-
-/// A domain added with `create-domain`: the document at `domains/NAME`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Domain {
-    pub name: String,
-    pub cert_pem: Option<String>,
-    pub key_pem: Option<String>,
 }
 
 /// Why a route could not be mapped.
@@ -47,12 +27,10 @@ pub enum MapError {
     Store(#[from] StoreError),
 }
 
-fn route_key(route: &Route) -> String {
-    keys::route(route.host(), route.path())
-}
+use paas_api::state::route_key;
 
 impl Store {
-    async fn route_row(&self, route: &Route) -> Result<Option<(RouteRow, i64)>, StoreError> {
+    async fn route_row(&self, route: &Route) -> Result<Option<(StoredRoute, i64)>, StoreError> {
         match self.kv.get(&route_key(route)).await? {
             Some(kv) => Ok(Some((decode(&kv)?, kv.mod_revision))),
             None => Ok(None),
@@ -60,16 +38,16 @@ impl Store {
     }
 
     /// Every route, mapped or not, ordered by host and path.
-    pub async fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
+    pub async fn routes(&self) -> Result<Vec<StoredRoute>, StoreError> {
         Ok(self.routes_at().await?.0)
     }
 
     /// Every route, and the store's revision they were read at.
-    pub async fn routes_at(&self) -> Result<(Vec<RouteRow>, i64), StoreError> {
+    pub async fn routes_at(&self) -> Result<(Vec<StoredRoute>, i64), StoreError> {
         let (kvs, revision) = self.kv.range(keys::ROUTES).await?;
         let mut rows = kvs
             .iter()
-            .map(decode::<RouteRow>)
+            .map(decode::<StoredRoute>)
             .collect::<Result<Vec<_>, _>>()?;
         rows.sort_by(|a, b| {
             (a.route.host(), a.route.path()).cmp(&(b.route.host(), b.route.path()))
@@ -102,7 +80,7 @@ impl Store {
             let (mut row, revision) = match self.route_row(route).await? {
                 Some(found) => found,
                 None => (
-                    RouteRow {
+                    StoredRoute {
                         route: route.clone(),
                         app: None,
                         balance: Balance::default(),
@@ -202,14 +180,14 @@ impl Store {
     }
 
     /// The domains added with `create-domain`, by name.
-    pub async fn domains(&self) -> Result<Vec<Domain>, StoreError> {
+    pub async fn domains(&self) -> Result<Vec<StoredDomain>, StoreError> {
         let (kvs, _) = self.kv.range(keys::DOMAINS).await?;
         kvs.iter().map(decode).collect()
     }
 
     /// Adds a domain, or replaces its certificate. Returns false when it existed.
-    pub async fn put_domain(&self, d: &Domain) -> Result<bool, StoreError> {
-        let key = keys::domain(&d.name);
+    pub async fn put_domain(&self, d: &StoredDomain) -> Result<bool, StoreError> {
+        let key = paas_api::state::domain_key(&d.name);
         let existed = self.kv.get(&key).await?.is_some();
         self.kv.put(&key, encode(d)).await?;
         Ok(!existed)
@@ -217,7 +195,7 @@ impl Store {
 
     /// Deletes a domain. Returns false when there was no such domain.
     pub async fn delete_domain(&self, name: &str) -> Result<bool, StoreError> {
-        let key = keys::domain(name);
+        let key = paas_api::state::domain_key(name);
         let Some(kv) = self.kv.get(&key).await? else {
             return Ok(false);
         };
@@ -260,7 +238,7 @@ mod tests {
         let rows = s.routes().await.unwrap();
         assert_eq!(
             rows,
-            vec![RouteRow {
+            vec![StoredRoute {
                 route: r.clone(),
                 app: None,
                 balance: Balance::RoundRobin,
@@ -320,14 +298,14 @@ mod tests {
     #[tokio::test]
     async fn domains_are_added_replaced_and_deleted() {
         let (_d, s) = store().await;
-        let d = Domain {
+        let d = StoredDomain {
             name: "example.com".into(),
             cert_pem: None,
             key_pem: None,
         };
         assert!(s.put_domain(&d).await.unwrap());
         assert!(!s
-            .put_domain(&Domain {
+            .put_domain(&StoredDomain {
                 cert_pem: Some("C".into()),
                 key_pem: Some("K".into()),
                 ..d.clone()

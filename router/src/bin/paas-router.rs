@@ -1,5 +1,6 @@
-//! `paas-router`: the paas router on its own, for edge hosts. It takes its routes from a
-//! `paasd` (polling `GET /v1/routes`) or from `--route` flags, and serves app traffic.
+//! `paas-router`: the paas router on its own, for edge hosts. It takes its routes from
+//! the platform's etcd (a watch: `paas_router::follow`), from a `paasd` (polling `GET
+//! /v1/routes`) or from `--route` flags, and serves app traffic.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use paas_router::{RouteTable, Router};
 
 /// Routes HTTP traffic for paas apps, apart from paasd.
 ///
-/// With --api it follows the daemon's route table (polled every second); with --route it
-/// serves fixed routes (for tests and benchmarks). Both may be given.
+/// With --etcd-endpoints it follows the platform's routes and instances in etcd as they
+/// change (cells on other hosts must run with --advertise-address); with --api it
+/// follows one daemon's route table (polled every second); with --route it serves fixed
+/// routes (for tests and benchmarks). --route may be given with either.
 #[derive(Debug, Parser)]
 #[command(name = "paas-router", version)]
 struct Args {
@@ -74,6 +77,15 @@ struct Args {
     /// A fixed route: HOST[/PATH]=ADDR[,ADDR...], e.g. app.example.com=10.0.0.2:8080.
     #[arg(long = "route", value_name = "HOST=ADDRS")]
     routes: Vec<String>,
+    /// The platform's etcd cluster (`http://HOST:2379`, comma-separated or repeated), to
+    /// follow routes, instances and certificates from.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "URL",
+        conflicts_with = "api"
+    )]
+    etcd_endpoints: Vec<String>,
     /// The daemon's API, e.g. https://10.0.0.1:9443, to take routes from.
     #[arg(long, value_name = "URL", requires = "token")]
     api: Option<String>,
@@ -135,9 +147,10 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
 
 fn run(args: Args) -> Result<(), String> {
     let fixed = fixed_routes(&args.routes)?;
-    if fixed.is_empty() && args.api.is_none() {
+    let follows = args.api.is_some() || !args.etcd_endpoints.is_empty();
+    if fixed.is_empty() && !follows {
         return Err(
-            "no routes: give --api URL --token TOKEN to follow a paasd, or --route HOST=ADDR"
+            "no routes: give --etcd-endpoints URL to follow the platform's etcd, --api URL --token TOKEN to follow a paasd, or --route HOST=ADDR"
                 .into(),
         );
     }
@@ -191,12 +204,28 @@ fn run(args: Args) -> Result<(), String> {
             }
             _ => None,
         };
-        if args.https_listen.is_some() && fixed_cert.is_none() && args.api.is_none() {
-            return Err("--https-listen needs certificates: give --cert and --key, or --api to serve the daemon's".into());
+        if args.https_listen.is_some() && fixed_cert.is_none() && !follows {
+            return Err("--https-listen needs certificates: give --cert and --key, or --etcd-endpoints or --api to serve the platform's".into());
         }
         router
             .certificates()
             .update(paas_router::tls::Certificates::new(fixed_cert.clone()));
+        if !args.etcd_endpoints.is_empty() {
+            let kv = paas_kv::etcd::connect(&args.etcd_endpoints)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "connecting to etcd at {} (--etcd-endpoints): {e}",
+                        args.etcd_endpoints.join(",")
+                    )
+                })?;
+            tokio::spawn(paas_router::follow::follow(
+                kv,
+                Arc::clone(&router),
+                fixed.clone(),
+                fixed_cert.clone(),
+            ));
+        }
         if let Some(api) = args.api {
             let tls = tls_config(args.ca_cert.as_deref())?;
             let token = args.token.unwrap_or_default();

@@ -1,0 +1,91 @@
+//! Documents the members of a platform share through its state store (a real etcd, or
+//! SQLite on one host), and the keys they live under. Routers on other hosts read them
+//! as paasd writes them, so they are defined once, here.
+//!
+//! - `routes/HOSTPATH`: a [`StoredRoute`] (host + path, the app it is mapped to);
+//! - `domains/NAME`: a [`StoredDomain`] with its certificate;
+//! - `cells/ID`: a [`CellPresence`], under the cell's lease: it vanishes a few seconds
+//!   after the cell stops renewing it;
+//! - `actual/APP/INSTANCE`: an [`ActualInstance`], also under its cell's lease.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, Balance, Route};
+
+/// Where every key of the platform lives.
+pub const PREFIX: &str = "/paas/";
+pub const ROUTES: &str = "/paas/routes/";
+pub const DOMAINS: &str = "/paas/domains/";
+pub const CELLS: &str = "/paas/cells/";
+pub const ACTUAL: &str = "/paas/actual/";
+
+/// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
+/// unique.
+pub fn route_key(route: &Route) -> String {
+    format!("{ROUTES}{}{}", route.host(), route.path())
+}
+
+pub fn domain_key(name: &str) -> String {
+    format!("{DOMAINS}{name}")
+}
+
+pub fn cell_key(id: &str) -> String {
+    format!("{CELLS}{id}")
+}
+
+/// The key of one instance of `app`.
+pub fn actual_key(app: &AppName, instance: &str) -> String {
+    format!("{ACTUAL}{app}/{instance}")
+}
+
+/// A route and the app it is mapped to, if any. Kept when unmapped (reserved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRoute {
+    pub route: Route,
+    pub app: Option<AppName>,
+    #[serde(default)]
+    pub balance: Balance,
+    /// The largest request body, in bytes; `None` for no limit.
+    #[serde(default)]
+    pub max_body: Option<u64>,
+}
+
+/// A domain added with `create-domain`, with the certificate HTTPS serves for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredDomain {
+    pub name: String,
+    pub cert_pem: Option<String>,
+    pub key_pem: Option<String>,
+}
+
+/// A cell that is up: where it is, what it has and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellPresence {
+    pub id: String,
+    /// The address other hosts reach this cell's instances at.
+    pub address: String,
+    /// Memory the cell may give instances, and how much its instances are given now.
+    pub memory_bytes: u64,
+    pub memory_used_bytes: u64,
+    /// Instances it runs now.
+    pub instances: u32,
+    /// When this record was last written, in milliseconds since the epoch.
+    pub updated_ms: u64,
+}
+
+/// One instance as its cell last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActualInstance {
+    pub app: AppName,
+    pub index: u32,
+    /// The cell it runs on.
+    pub cell: String,
+    /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`.
+    pub state: String,
+    /// Where routers send its requests (`IP:PORT`), while it is running.
+    pub address: Option<String>,
+    /// When it entered its state, in milliseconds since the epoch.
+    pub since_ms: u64,
+    /// The memory it is given.
+    pub memory_bytes: u64,
+}

@@ -1,0 +1,188 @@
+//! A router that follows the state store (etcd) itself: routes, the instances cells
+//! report and domain certificates, read once and then kept by a watch, so a change
+//! reaches the table as soon as the store has it, with no polling and no controller in
+//! between.
+//!
+//! The snapshot is read with one range per prefix, then one watch of `/paas/` from just
+//! after the oldest of their revisions: changes made between the reads come again and
+//! are applied again (each carries the key's whole value, so that is harmless). When the
+//! watch ends (the store is down, or no longer keeps the history asked for) the router
+//! keeps serving its last table and starts over after a pause.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paas_api::state::{self, ActualInstance, StoredDomain, StoredRoute};
+use paas_api::{RouteBackend, RouteEntry};
+use paas_kv::{Event, Kv, KvError};
+use rustls::sign::CertifiedKey;
+
+use crate::tls::Certificates;
+use crate::{RouteTable, Router};
+
+/// How long to wait before reading again after the store failed.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What the router knows of the store, by key.
+#[derive(Default)]
+struct View {
+    routes: BTreeMap<String, StoredRoute>,
+    actual: BTreeMap<String, ActualInstance>,
+    domains: BTreeMap<String, StoredDomain>,
+}
+
+impl View {
+    /// Applies a put (`Some`) or a delete of `key`; true if it changes what is served.
+    fn apply(&mut self, key: &str, value: Option<&[u8]>) -> Change {
+        fn set<T: serde::de::DeserializeOwned>(
+            map: &mut BTreeMap<String, T>,
+            key: &str,
+            value: Option<&[u8]>,
+        ) {
+            match value.map(serde_json::from_slice::<T>) {
+                Some(Ok(v)) => {
+                    map.insert(key.to_string(), v);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%key, "ignoring a record the router cannot read: {e}");
+                    map.remove(key);
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+        }
+        if key.starts_with(state::ROUTES) {
+            set(&mut self.routes, key, value);
+            Change::Routes
+        } else if key.starts_with(state::ACTUAL) {
+            set(&mut self.actual, key, value);
+            Change::Routes
+        } else if key.starts_with(state::DOMAINS) {
+            set(&mut self.domains, key, value);
+            Change::Certificates
+        } else {
+            Change::None
+        }
+    }
+
+    /// The table: each route with the running instances of its app that have an address.
+    fn entries(&self) -> Vec<RouteEntry> {
+        self.routes
+            .values()
+            .map(|r| {
+                let backends = r
+                    .app
+                    .as_ref()
+                    .map(|app| {
+                        self.actual
+                            .values()
+                            .filter(|a| &a.app == app && a.state == "running")
+                            .filter_map(|a| {
+                                a.address.as_ref().map(|addr| RouteBackend {
+                                    addr: addr.clone(),
+                                    index: a.index,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                RouteEntry {
+                    host: r.route.host().to_string(),
+                    path: r.route.path().to_string(),
+                    app: r.app.as_ref().map(ToString::to_string),
+                    balance: r.balance,
+                    max_body_bytes: r.max_body,
+                    backends,
+                }
+            })
+            .collect()
+    }
+
+    fn certificates(&self, default: Option<Arc<CertifiedKey>>) -> Certificates {
+        let mut certs = Certificates::new(default);
+        for d in self.domains.values() {
+            let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
+                continue;
+            };
+            match crate::tls::certified_key(cert, key) {
+                Ok(k) => certs.insert(&d.name, Arc::new(k)),
+                Err(e) => tracing::warn!(domain = %d.name, "its certificate cannot be used: {e}"),
+            }
+        }
+        certs
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    None,
+    Routes,
+    Certificates,
+}
+
+/// Keeps `router`'s table and certificates in step with the store, forever. `fixed`
+/// routes and the `default_cert` are kept whatever the store says.
+pub async fn follow<K: Kv>(
+    kv: K,
+    router: Arc<Router>,
+    fixed: Vec<RouteEntry>,
+    default_cert: Option<Arc<CertifiedKey>>,
+) {
+    loop {
+        if let Err(e) = follow_once(&kv, &router, &fixed, &default_cert).await {
+            tracing::warn!(
+                "following the state store: {e}; serving the last table, reading again in {}s",
+                RETRY.as_secs()
+            );
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn follow_once<K: Kv>(
+    kv: &K,
+    router: &Router,
+    fixed: &[RouteEntry],
+    default_cert: &Option<Arc<CertifiedKey>>,
+) -> Result<(), KvError> {
+    let mut view = View::default();
+    let mut oldest = i64::MAX;
+    for prefix in [state::ROUTES, state::ACTUAL, state::DOMAINS] {
+        let (kvs, revision) = kv.range(prefix).await?;
+        oldest = oldest.min(revision);
+        for kv in kvs {
+            view.apply(&kv.key, Some(&kv.value));
+        }
+    }
+    let publish = |view: &View| {
+        let mut entries = view.entries();
+        entries.extend(fixed.iter().cloned());
+        router.update(RouteTable::from_entries(&entries));
+    };
+    publish(&view);
+    router
+        .certificates()
+        .update(view.certificates(default_cert.clone()));
+    tracing::info!(
+        routes = view.routes.len(),
+        instances = view.actual.len(),
+        "following the state store"
+    );
+    let mut watch = kv.watch(state::PREFIX, oldest + 1).await?;
+    while let Some(event) = watch.next().await {
+        let change = match event? {
+            Event::Put(kv) => view.apply(&kv.key, Some(&kv.value)),
+            Event::Delete { key, .. } => view.apply(&key, None),
+        };
+        match change {
+            Change::Routes => publish(&view),
+            Change::Certificates => router
+                .certificates()
+                .update(view.certificates(default_cert.clone())),
+            Change::None => {}
+        }
+    }
+    Err(KvError::Unavailable("the watch ended".into()))
+}
