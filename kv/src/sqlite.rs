@@ -5,8 +5,14 @@
 //! newest row, a deletion is a row too, and a transaction's rows share one revision. So
 //! reads at the current revision, compare-and-swap on modification revisions and
 //! watches replayed from any revision all come from one table. History is kept whole
-//! (no compaction yet); a watch from revision R reads the log from R, then follows the
-//! commits of this process, which it is told of through a broadcast channel.
+//! back to the compaction revision; a watch from revision R reads the log from R, then
+//! follows the commits of this process, which it is told of through a broadcast channel.
+//!
+//! Compaction, as etcd's auto-compaction does: once a minute, rows that a newer row of
+//! their key replaced, and deletions, are removed when they are more than
+//! [`KEEP_REVISIONS`] revisions old. The table then holds each live key once plus the
+//! recent history, so ranges do not slow down as the platform ages. A watch from before
+//! the compaction revision gets [`KvError::Compacted`], as from etcd.
 //!
 //! Leases are rows with a deadline; a task of the store revokes the expired ones (their
 //! keys are deleted in one transaction), once a second, while the store lives.
@@ -37,6 +43,7 @@ CREATE TABLE IF NOT EXISTS kv_meta (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO kv_meta (name, value) VALUES ('revision', 0);
+INSERT OR IGNORE INTO kv_meta (name, value) VALUES ('compacted', 0);
 CREATE TABLE IF NOT EXISTS kv_lease (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     ttl_ms INTEGER NOT NULL,
@@ -46,6 +53,10 @@ CREATE TABLE IF NOT EXISTS kv_lease (
 
 /// How often expired leases are looked for.
 const LEASE_SWEEP: Duration = Duration::from_millis(500);
+/// How often the log is compacted.
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+/// The revisions of history compaction keeps.
+pub const KEEP_REVISIONS: Revision = 10_000;
 
 struct Inner {
     db: Mutex<Connection>,
@@ -87,7 +98,51 @@ impl SqliteKv {
             commits: broadcast::channel(1024).0,
         });
         tokio::spawn(sweep_leases(Arc::downgrade(&inner)));
+        tokio::spawn(compact_now_and_then(Arc::downgrade(&inner)));
         Ok(SqliteKv { inner })
+    }
+
+    /// Removes the history at and before `revision`: rows a newer row of their key
+    /// replaced, and deletions. Watches from `revision` or before then fail with
+    /// [`KvError::Compacted`]. Returns how many rows went.
+    pub async fn compact(&self, revision: Revision) -> Result<usize, KvError> {
+        self.with_db(move |db| {
+            let tx = db
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(storage)?;
+            let done: Revision = tx
+                .query_row(
+                    "SELECT value FROM kv_meta WHERE name = 'compacted'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
+            let revision = revision.min(current_revision(&tx).map_err(storage)?);
+            if revision <= done {
+                return Ok(0);
+            }
+            let replaced = tx
+                .execute(
+                    "DELETE FROM kv_log WHERE rev <= ?1
+                     AND id NOT IN (SELECT MAX(id) FROM kv_log GROUP BY key)",
+                    params![revision],
+                )
+                .map_err(storage)?;
+            let deletions = tx
+                .execute(
+                    "DELETE FROM kv_log WHERE rev <= ?1 AND deleted = 1",
+                    params![revision],
+                )
+                .map_err(storage)?;
+            tx.execute(
+                "UPDATE kv_meta SET value = ?1 WHERE name = 'compacted'",
+                params![revision],
+            )
+            .map_err(storage)?;
+            tx.commit().map_err(storage)?;
+            Ok(replaced + deletions)
+        })
+        .await
     }
 
     /// Runs `f` on the connection on a blocking thread.
@@ -257,6 +312,30 @@ fn history(db: &Connection, prefix: &str, from: Revision) -> rusqlite::Result<Ve
     rows.collect()
 }
 
+/// Compacts the log every [`COMPACT_EVERY`], keeping [`KEEP_REVISIONS`], until the
+/// store is dropped.
+async fn compact_now_and_then(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(COMPACT_EVERY).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let kv = SqliteKv { inner };
+        let now = match kv.with_db(|db| current_revision(db).map_err(storage)).await {
+            Ok(now) => now,
+            Err(e) => {
+                tracing::warn!("compacting the state log: {e}");
+                continue;
+            }
+        };
+        if now > KEEP_REVISIONS {
+            match kv.compact(now - KEEP_REVISIONS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(rows = n, "compacted the state log"),
+                Err(e) => tracing::warn!("compacting the state log: {e}"),
+            }
+        }
+    }
+}
+
 /// Revokes expired leases until the store is dropped.
 async fn sweep_leases(inner: Weak<Inner>) {
     loop {
@@ -333,18 +412,31 @@ impl Kv for SqliteKv {
         // both read and received are passed over by revision.
         let mut live = self.inner.commits.subscribe();
         let prefix_owned = prefix.to_string();
-        let (past, now) = self
+        let (past, now, compacted) = self
             .with_db(move |db| {
                 let now = current_revision(db).map_err(storage)?;
-                let past = if from > 0 {
+                let compacted: Revision = db
+                    .query_row(
+                        "SELECT value FROM kv_meta WHERE name = 'compacted'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(storage)?;
+                let past = if from > compacted {
                     history(db, &prefix_owned, from).map_err(storage)?
                 } else {
                     Vec::new()
                 };
-                Ok((past, now))
+                Ok((past, now, compacted))
             })
             .await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        if from > 0 && from <= compacted {
+            // As etcd: the watch is made, and ends at once saying from where history
+            // is kept.
+            let _ = tx.try_send(Err(KvError::Compacted(compacted + 1)));
+            return Ok(Watch::from_channel(rx));
+        }
         let prefix = prefix.to_string();
         tokio::spawn(async move {
             for e in past {

@@ -5,6 +5,7 @@
 //! Checks never assume absolute revisions (other checks write to the same etcd at the
 //! same time); each works under a key prefix of its own.
 
+mod compaction;
 mod etcd_server;
 mod suite;
 
