@@ -289,10 +289,18 @@ impl Drop for Killed {
 
 /// A `paas-router` that follows `etcd`; returns it with the address it serves on.
 fn router_on(etcd: &Etcd) -> (Killed, std::net::SocketAddr) {
+    let (router, at, _) = router_with(etcd, &[]);
+    (router, at)
+}
+
+/// A `paas-router` that follows `etcd`, with `extra` flags; returns it with its ready
+/// line's `listen=` address and the whole line.
+fn router_with(etcd: &Etcd, extra: &[&str]) -> (Killed, std::net::SocketAddr, String) {
     use std::io::BufRead;
     let mut child = Command::new(bin("paas-router"))
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(["--drain-seconds", "0", "--etcd-endpoints", &etcd.url])
+        .args(extra)
         .env("PAAS_ROUTER_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -307,7 +315,7 @@ fn router_on(etcd: &Etcd) -> (Killed, std::net::SocketAddr) {
         .unwrap_or_else(|| panic!("no listen= in {line:?}"))
         .parse()
         .unwrap();
-    (Killed(child), addr)
+    (Killed(child), addr, line)
 }
 
 #[test]
@@ -490,4 +498,54 @@ fn routers_and_instances_ride_out_etcd_being_down_and_converge_when_it_returns()
         "and still routes the app"
     );
     drop(router);
+}
+
+#[test]
+fn a_router_on_its_own_serves_each_domain_s_certificate_from_etcd() {
+    let etcd = Etcd::start();
+    let d = Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+    ]);
+    let (_router, at, ready) = router_with(&etcd, &["--https-listen", "127.0.0.1:0"]);
+    let port = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("https="))
+        .and_then(|a| a.rsplit(':').next())
+        .unwrap()
+        .to_string();
+    push_and_route(&d, at, "secure", "1");
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["*.etcd.test".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    d.paas_ok(&[
+        "create-domain",
+        "etcd.test",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    d.paas_ok(&["map-route", "secure", "etcd.test", "--hostname", "www"]);
+    // Only a router that holds the domain's certificate passes curl's check against it.
+    let https_get = || {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&cert)
+            .arg("--resolve")
+            .arg(format!("www.etcd.test:{port}:127.0.0.1"))
+            .arg(format!("https://www.etcd.test:{port}/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        eventually(15, || https_get() == "200"),
+        "the domain's certificate and route over HTTPS: {}",
+        https_get()
+    );
 }

@@ -4,6 +4,7 @@
 
 mod api_spec;
 mod buildpacks;
+mod cells;
 mod conformance;
 mod escape;
 mod etcd;

@@ -145,6 +145,40 @@ fn requests_without_the_token_are_refused() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 }
 
+#[test]
+fn uploads_over_the_limit_and_unknown_routes_get_the_error_envelope() {
+    let d = Daemon::start();
+    // A declared length past the 512 MiB limit is refused before any byte is read, by
+    // the body-limit layer, and still answered as the API answers every error.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "--cacert",
+        ])
+        .arg(d.cert())
+        .args(["-H", &format!("Authorization: Bearer {}", d.token())])
+        .args(["-H", "Content-Length: 600000000", "--data-binary", ""])
+        .arg(format!("{}/v1/apps/big/packages", d.api))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    assert_eq!(code, "413", "{text}");
+    let v: serde_json::Value = serde_json::from_str(body).expect("a JSON envelope");
+    assert_eq!(v["code"], "too-large", "{body}");
+    assert!(v["hint"].as_str().unwrap().contains("512 MiB"), "{body}");
+    // A method no route serves: the envelope too.
+    let (status, body) = d.api_call("PATCH", "/v1/apps", None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no-such-route"), "{body}");
+}
+
 /// A tar.gz with one file entry: `.paas/resources.json` holding `json`.
 fn resources_only(json: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
