@@ -59,7 +59,9 @@ for _ in $(seq 100); do
   ip netns exec "$a" curl -s -o /dev/null http://10.99.0.1:2379/version && break
   sleep 0.1
 done
-ip netns exec "$a" target/release/paasd --data-dir "$work/data" \
+# nsenter, not `ip netns exec`: that one mounts a sysfs of its own over /sys, which
+# hides /sys/fs/cgroup from paasd.
+nsenter --net="/run/netns/$a" target/release/paasd --data-dir "$work/data" \
   --etcd-endpoints http://10.99.0.1:2379 --advertise-address 10.99.0.1 \
   --api-listen 10.99.0.1:9443 --http-listen 127.0.0.1:0 --https-listen 127.0.0.1:0 \
   --admin-listen 127.0.0.1:0 --instance-cidr 10.246.40.0/24 >"$work/out" 2>"$work/log" &

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# A local paas cluster to try, on this machine: hosts are network namespaces joined by a
+# bridge (in a namespace of its own, so nothing is routed through this host).
+#
+#   paas-c-etcd1..3   10.98.0.11-13   a three-member etcd cluster
+#   paas-c-ctl        10.98.0.21      paasd: API, orchestration and a cell
+#                                     (--etcd-endpoints, --advertise-address)
+#   paas-c-r1, -r2    10.98.0.31-32   paas-router --etcd-endpoints, on :8080
+#
+#   scripts/cluster.sh up      start it (as root); prints how to use it
+#   scripts/cluster.sh down    stop everything and remove its namespaces and data
+#
+# PAAS_BIN_DIR picks the binaries (default target/release, built if missing);
+# PAAS_CLUSTER_DIR where state lives (default /var/lib/paas-cluster).
+#
+# What it shows today: several routers on their own hosts following one etcd cluster,
+# reaching the instances through the ports the cell publishes, and etcd riding out the
+# loss of a member. Cells on more hosts, with instances placed across them, come with
+# the rest of the cluster work (see README, "Not yet").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${PAAS_CLUSTER_DIR:-/var/lib/paas-cluster}
+bin=${PAAS_BIN_DIR:-target/release}
+lan=paas-c-lan
+hosts=(paas-c-etcd1 paas-c-etcd2 paas-c-etcd3 paas-c-ctl paas-c-r1 paas-c-r2)
+addrs=(10.98.0.11 10.98.0.12 10.98.0.13 10.98.0.21 10.98.0.31 10.98.0.32)
+etcd_urls=http://10.98.0.11:2379,http://10.98.0.12:2379,http://10.98.0.13:2379
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root: it makes network namespaces and paasd makes containers" >&2; exit 1; }
+
+down() {
+  if [ -d "$dir/pids" ]; then
+    for f in "$dir"/pids/*; do
+      [ -f "$f" ] || continue
+      kill "$(cat "$f")" 2>/dev/null || true
+    done
+    for f in "$dir"/pids/*; do
+      [ -f "$f" ] || continue
+      for _ in $(seq 150); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$(cat "$f")" 2>/dev/null || true
+    done
+  fi
+  for ns in "${hosts[@]}" "$lan"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
+
+start() { # NAME HOST COMMAND...: runs COMMAND in HOST, logs in $dir/NAME.log
+  local name=$1 host=$2
+  shift 2
+  # nsenter, not `ip netns exec`: that one mounts a sysfs of its own over /sys, which
+  # hides /sys/fs/cgroup from paasd.
+  nsenter --net="/run/netns/$host" "$@" >"$dir/$name.out" 2>"$dir/$name.log" &
+  echo $! >"$dir/pids/$name"
+}
+
+wait_for() { # FILE PATTERN WHAT
+  for _ in $(seq 300); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.1; done
+  echo "$3 did not start; its log:" >&2
+  cat "${1%.out}.log" >&2
+  exit 1
+}
+
+up() {
+  down
+  if [ ! -x "$bin/paasd" ]; then
+    scripts/install-deps.sh
+    scripts/build-release.sh
+  fi
+  command -v etcd >/dev/null || scripts/install-deps.sh
+  mkdir -p "$dir/pids"
+  chmod 700 "$dir"
+  ip netns add "$lan"
+  ip -n "$lan" link add paas-c-br type bridge
+  ip -n "$lan" link set paas-c-br up
+  for i in "${!hosts[@]}"; do
+    h=${hosts[$i]}
+    ip netns add "$h"
+    ip link add "c$i-host" netns "$h" type veth peer name "c$i-lan" netns "$lan"
+    ip -n "$lan" link set "c$i-lan" master paas-c-br up
+    ip -n "$h" addr add "${addrs[$i]}/24" dev "c$i-host"
+    ip -n "$h" link set "c$i-host" up
+    ip -n "$h" link set lo up
+  done
+  ip -n "$lan" addr add 10.98.0.1/24 dev paas-c-br
+
+  local cluster=m1=http://10.98.0.11:2380,m2=http://10.98.0.12:2380,m3=http://10.98.0.13:2380
+  for n in 1 2 3; do
+    a=10.98.0.1$n
+    start "etcd$n" "paas-c-etcd$n" etcd --data-dir "$dir/etcd$n" --name "m$n" \
+      --listen-client-urls "http://$a:2379" --advertise-client-urls "http://$a:2379" \
+      --listen-peer-urls "http://$a:2380" --initial-advertise-peer-urls "http://$a:2380" \
+      --initial-cluster "$cluster" --initial-cluster-token paas-cluster \
+      --logger zap --log-level error
+  done
+  for _ in $(seq 100); do
+    ip netns exec paas-c-ctl curl -s -o /dev/null "http://10.98.0.11:2379/health" && break
+    sleep 0.2
+  done
+
+  start paasd paas-c-ctl "$bin/paasd" --data-dir "$dir/paasd" \
+    --etcd-endpoints "$etcd_urls" --advertise-address 10.98.0.21 \
+    --api-listen 10.98.0.21:9443 --http-listen 10.98.0.21:8080 --https-listen 10.98.0.21:8443 \
+    --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
+  wait_for "$dir/paasd.out" '^paasd ready' paasd
+  for r in 1 2; do
+    start "router$r" "paas-c-r$r" "$bin/paas-router" --listen "10.98.0.3$r:8080" \
+      --admin-listen 127.0.0.1:8081 --drain-seconds 0 --etcd-endpoints "$etcd_urls"
+    wait_for "$dir/router$r.out" '^paas-router ready' "router $r"
+  done
+
+  cat <<EOF
+paas cluster up: etcd on 10.98.0.11-13, paasd on 10.98.0.21, routers on 10.98.0.31-32.
+
+  export PAAS_HOME=$dir/home PAAS_API=https://10.98.0.21:9443
+  export PAAS_TOKEN=\$(cat $dir/paasd/admin-token) PAAS_CA_CERT=$dir/paasd/api-cert.pem
+  ip netns exec paas-c-ctl $bin/paas push hello -p examples/python-app -i 2
+  ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.31:8080/
+  ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.32:8080/
+  ip netns exec paas-c-ctl $bin/paas cells
+
+Logs: $dir/*.log. Stop: scripts/cluster.sh down
+EOF
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: scripts/cluster.sh up|down" >&2; exit 2 ;;
+esac
