@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppName, Balance, Route};
+use crate::{AppName, Balance, Route, RouteBackend, RouteEntry};
 
 /// Where every key of the platform lives.
 pub const PREFIX: &str = "/paas/";
@@ -48,6 +48,20 @@ pub struct StoredRoute {
     /// The largest request body, in bytes; `None` for no limit.
     #[serde(default)]
     pub max_body: Option<u64>,
+}
+
+impl StoredRoute {
+    /// The route as a router's table holds it, sending to `backends`.
+    pub fn entry(&self, backends: Vec<RouteBackend>) -> RouteEntry {
+        RouteEntry {
+            host: self.route.host().to_string(),
+            path: self.route.path().to_string(),
+            app: self.app.as_ref().map(ToString::to_string),
+            balance: self.balance,
+            max_body_bytes: self.max_body,
+            backends,
+        }
+    }
 }
 
 /// A domain added with `create-domain`, with the certificate HTTPS serves for it.

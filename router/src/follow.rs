@@ -88,14 +88,7 @@ impl View {
                             .collect()
                     })
                     .unwrap_or_default();
-                RouteEntry {
-                    host: r.route.host().to_string(),
-                    path: r.route.path().to_string(),
-                    app: r.app.as_ref().map(ToString::to_string),
-                    balance: r.balance,
-                    max_body_bytes: r.max_body,
-                    backends,
-                }
+                r.entry(backends)
             })
             .collect()
     }

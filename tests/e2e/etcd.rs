@@ -277,6 +277,17 @@ fn paasd_says_which_etcd_it_cannot_reach() {
     );
 }
 
+/// A paasd that keeps its records in `etcd` and publishes its instances on loopback, as
+/// a cell on another host would on its advertised address.
+fn cell_on(etcd: &Etcd) -> Daemon {
+    Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+    ])
+}
+
 /// A process killed when dropped, so a failed test leaves none behind.
 struct Killed(Child);
 
@@ -321,12 +332,7 @@ fn router_with(etcd: &Etcd, extra: &[&str]) -> (Killed, std::net::SocketAddr, St
 #[test]
 fn a_router_on_its_own_follows_etcd_to_the_cell_that_runs_each_instance() {
     let etcd = Etcd::start();
-    let mut d = Daemon::start_with(&[
-        "--etcd-endpoints",
-        &etcd.url,
-        "--advertise-address",
-        "127.0.0.1",
-    ]);
+    let mut d = cell_on(&etcd);
     let (router, at) = router_on(&etcd);
     let path = repo().join("examples/python-app");
     d.paas_ok(&["push", "edge", "-p", path.to_str().unwrap(), "-i", "2"]);
@@ -420,12 +426,7 @@ fn push_and_route(d: &Daemon, at: std::net::SocketAddr, name: &str, instances: &
 #[test]
 fn losing_one_of_three_etcd_members_stops_nothing() {
     let mut etcd = Etcd::cluster(3);
-    let d = Daemon::start_with(&[
-        "--etcd-endpoints",
-        &etcd.url,
-        "--advertise-address",
-        "127.0.0.1",
-    ]);
+    let d = cell_on(&etcd);
     let (router, at) = router_on(&etcd);
     push_and_route(&d, at, "quorum", "1");
 
@@ -446,12 +447,7 @@ fn losing_one_of_three_etcd_members_stops_nothing() {
 #[test]
 fn routers_and_instances_ride_out_etcd_being_down_and_converge_when_it_returns() {
     let mut etcd = Etcd::start();
-    let d = Daemon::start_with(&[
-        "--etcd-endpoints",
-        &etcd.url,
-        "--advertise-address",
-        "127.0.0.1",
-    ]);
+    let d = cell_on(&etcd);
     let (router, at) = router_on(&etcd);
     push_and_route(&d, at, "steady", "2");
 
@@ -503,12 +499,7 @@ fn routers_and_instances_ride_out_etcd_being_down_and_converge_when_it_returns()
 #[test]
 fn a_router_on_its_own_serves_each_domain_s_certificate_from_etcd() {
     let etcd = Etcd::start();
-    let d = Daemon::start_with(&[
-        "--etcd-endpoints",
-        &etcd.url,
-        "--advertise-address",
-        "127.0.0.1",
-    ]);
+    let d = cell_on(&etcd);
     let (_router, at, ready) = router_with(&etcd, &["--https-listen", "127.0.0.1:0"]);
     let port = ready
         .split_whitespace()

@@ -109,14 +109,7 @@ impl Platform {
                             .collect()
                     })
                     .unwrap_or_default();
-                RouteEntry {
-                    host: row.route.host().to_string(),
-                    path: row.route.path().to_string(),
-                    app: row.app.as_ref().map(|a| a.to_string()),
-                    balance: row.balance,
-                    max_body_bytes: row.max_body,
-                    backends,
-                }
+                row.entry(backends)
             })
             .collect()
     }
