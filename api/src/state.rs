@@ -4,6 +4,8 @@
 //!
 //! - `routes/HOSTPATH`: a [`StoredRoute`] (host + path, the app it is mapped to);
 //! - `domains/NAME`: a [`StoredDomain`] with its certificate;
+//! - `default-certificate`: a [`StoredDomain`] too: the platform's domain and the
+//!   certificate HTTPS serves for names no domain's certificate covers;
 //! - `cells/ID`: a [`CellPresence`], under the cell's lease: it vanishes a few seconds
 //!   after the cell stops renewing it;
 //! - `actual/APP/INSTANCE`: an [`ActualInstance`], also under its cell's lease.
@@ -18,6 +20,7 @@ pub const ROUTES: &str = "/paas/routes/";
 pub const DOMAINS: &str = "/paas/domains/";
 pub const CELLS: &str = "/paas/cells/";
 pub const ACTUAL: &str = "/paas/actual/";
+pub const DEFAULT_CERTIFICATE: &str = "/paas/default-certificate";
 
 /// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
 /// unique.
@@ -65,7 +68,7 @@ impl StoredRoute {
 }
 
 /// A domain added with `create-domain`, with the certificate HTTPS serves for it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredDomain {
     pub name: String,
     pub cert_pem: Option<String>,

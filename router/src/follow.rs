@@ -1,5 +1,5 @@
 //! A router that follows the state store (etcd) itself: routes, the instances cells
-//! report and domain certificates, read once and then kept by a watch, so a change
+//! report, domain certificates and the platform's default one, read once and then kept by a watch, so a change
 //! reaches the table as soon as the store has it, with no polling and no controller in
 //! between.
 //!
@@ -30,6 +30,8 @@ struct View {
     routes: BTreeMap<String, StoredRoute>,
     actual: BTreeMap<String, ActualInstance>,
     domains: BTreeMap<String, StoredDomain>,
+    /// The platform's own certificate, for names no domain's covers.
+    default: Option<StoredDomain>,
 }
 
 impl View {
@@ -62,6 +64,9 @@ impl View {
         } else if key.starts_with(state::DOMAINS) {
             set(&mut self.domains, key, value);
             Change::Certificates
+        } else if key == state::DEFAULT_CERTIFICATE {
+            self.default = value.and_then(|v| serde_json::from_slice(v).ok());
+            Change::Certificates
         } else {
             Change::None
         }
@@ -93,15 +98,26 @@ impl View {
             .collect()
     }
 
-    fn certificates(&self, default: Option<Arc<CertifiedKey>>) -> Certificates {
-        let mut certs = Certificates::new(default);
-        for d in self.domains.values() {
+    /// The domains' certificates; `fixed` (from --cert) is the default if given, else
+    /// the platform's own.
+    fn certificates(&self, fixed: Option<Arc<CertifiedKey>>) -> Certificates {
+        let key = |d: &StoredDomain| {
             let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
-                continue;
+                return None;
             };
             match crate::tls::certified_key(cert, key) {
-                Ok(k) => certs.insert(&d.name, Arc::new(k)),
-                Err(e) => tracing::warn!(domain = %d.name, "its certificate cannot be used: {e}"),
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::warn!(domain = %d.name, "its certificate cannot be used: {e}");
+                    None
+                }
+            }
+        };
+        let default = fixed.or_else(|| self.default.as_ref().and_then(key));
+        let mut certs = Certificates::new(default);
+        for d in self.domains.values() {
+            if let Some(k) = key(d) {
+                certs.insert(&d.name, k);
             }
         }
         certs
@@ -142,7 +158,12 @@ async fn follow_once<K: Kv>(
 ) -> Result<(), KvError> {
     let mut view = View::default();
     let mut oldest = i64::MAX;
-    for prefix in [state::ROUTES, state::ACTUAL, state::DOMAINS] {
+    for prefix in [
+        state::ROUTES,
+        state::ACTUAL,
+        state::DOMAINS,
+        state::DEFAULT_CERTIFICATE,
+    ] {
         let (kvs, revision) = kv.range(prefix).await?;
         oldest = oldest.min(revision);
         for kv in kvs {

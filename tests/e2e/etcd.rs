@@ -522,21 +522,25 @@ fn a_router_on_its_own_serves_each_domain_s_certificate_from_etcd() {
         key.to_str().unwrap(),
     ]);
     d.paas_ok(&["map-route", "secure", "etcd.test", "--hostname", "www"]);
-    // Only a router that holds the domain's certificate passes curl's check against it.
-    let https_get = || {
+    // Only a router that holds the certificate passes curl's check against it.
+    let https_get = |host: &str, ca: &std::path::Path| {
         let out = Command::new("curl")
             .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(&cert)
+            .arg(ca)
             .arg("--resolve")
-            .arg(format!("www.etcd.test:{port}:127.0.0.1"))
-            .arg(format!("https://www.etcd.test:{port}/"))
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(
-        eventually(15, || https_get() == "200"),
+        eventually(15, || https_get("www.etcd.test", &cert) == "200"),
         "the domain's certificate and route over HTTPS: {}",
-        https_get()
+        https_get("www.etcd.test", &cert)
     );
+    // Other names get the platform's own certificate, the one paasd made, from etcd
+    // too: the handshake passes curl's check against it (and no route is "localhost").
+    let platform_cert = d.dir.path().join("router-cert.pem");
+    assert_eq!(https_get("localhost", &platform_cert), "404");
 }

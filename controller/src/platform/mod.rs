@@ -93,6 +93,15 @@ impl Platform {
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
         let cell = LocalCell::open(cfg, dir, store.clone()).await?;
         let (cert, key) = crate::secrets::load_or_create_router_cert(dir, &cfg.domain)?;
+        // For routers on other hosts, which follow the store.
+        store
+            .put_default_certificate(&paas_api::state::StoredDomain {
+                name: cfg.domain.clone(),
+                cert_pem: Some(cert.clone()),
+                key_pem: Some(key.clone()),
+            })
+            .await
+            .context("storing the router's certificate")?;
         let default_cert = paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;

@@ -193,6 +193,19 @@ impl Store {
         Ok(!existed)
     }
 
+    /// Makes `default` the certificate routers serve for names no domain covers, unless
+    /// it is that already.
+    pub async fn put_default_certificate(&self, default: &StoredDomain) -> Result<(), StoreError> {
+        let key = paas_api::state::DEFAULT_CERTIFICATE;
+        if let Some(kv) = self.kv.get(key).await? {
+            if decode::<StoredDomain>(&kv).is_ok_and(|held| &held == default) {
+                return Ok(());
+            }
+        }
+        self.kv.put(key, encode(default)).await?;
+        Ok(())
+    }
+
     /// Deletes a domain. Returns false when there was no such domain.
     pub async fn delete_domain(&self, name: &str) -> Result<bool, StoreError> {
         let key = paas_api::state::domain_key(name);
