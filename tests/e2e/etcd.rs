@@ -509,10 +509,7 @@ fn a_router_on_its_own_serves_each_domain_s_certificate_from_etcd() {
         .to_string();
     push_and_route(&d, at, "secure", "1");
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["*.etcd.test".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = crate::harness::wildcard_cert(dir.path(), "etcd.test");
     d.paas_ok(&[
         "create-domain",
         "etcd.test",
@@ -523,17 +520,8 @@ fn a_router_on_its_own_serves_each_domain_s_certificate_from_etcd() {
     ]);
     d.paas_ok(&["map-route", "secure", "etcd.test", "--hostname", "www"]);
     // Only a router that holds the certificate passes curl's check against it.
-    let https_get = |host: &str, ca: &std::path::Path| {
-        let out = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(ca)
-            .arg("--resolve")
-            .arg(format!("{host}:{port}:127.0.0.1"))
-            .arg(format!("https://{host}:{port}/"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let https_get =
+        |host: &str, ca: &std::path::Path| crate::harness::https_status(&port, host, ca);
     assert!(
         eventually(15, || https_get("www.etcd.test", &cert) == "200"),
         "the domain's certificate and route over HTTPS: {}",

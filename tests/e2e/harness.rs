@@ -264,6 +264,29 @@ fn spawn(
     (child, api, addr("router="), addr("https="), addr("admin="))
 }
 
+/// A self-signed certificate for `*.DOMAIN`, written into `dir`: its (cert, key) files.
+pub fn wildcard_cert(dir: &Path, domain: &str) -> (PathBuf, PathBuf) {
+    let ck = rcgen::generate_simple_self_signed(vec![format!("*.{domain}")]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// The status of `GET https://HOST:PORT/` on 127.0.0.1, its certificate checked against
+/// `ca`: `000` when the handshake or the check fails.
+pub fn https_status(port: &str, host: &str, ca: &Path) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `check` every 100 ms for up to `secs` seconds.
 pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(secs);

@@ -394,10 +394,7 @@ fn an_edge_router_serves_the_daemon_s_routes_and_certificates() {
     let site = repo().join("examples/static-site");
     d.paas_ok(&["push", "site", "-p", site.to_str().unwrap()]);
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["*.edge.test".to_string()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = crate::harness::wildcard_cert(dir.path(), "edge.test");
     d.paas_ok(&[
         "create-domain",
         "edge.test",
@@ -410,17 +407,8 @@ fn an_edge_router_serves_the_daemon_s_routes_and_certificates() {
 
     let (mut router, http, https) = edge_router(&d);
     let port = https.rsplit(':').next().unwrap().to_string();
-    let https_get = |host: &str, ca: &std::path::Path| {
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
-            .arg(ca)
-            .arg("--resolve")
-            .arg(format!("{host}:{port}:127.0.0.1"))
-            .arg(format!("https://{host}:{port}/"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let https_get =
+        |host: &str, ca: &std::path::Path| crate::harness::https_status(&port, host, ca);
     // It polls the daemon every second: give it a few.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut answer = String::new();
