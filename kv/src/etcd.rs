@@ -70,19 +70,28 @@ pub async fn connect(endpoints: &[String]) -> Result<EtcdKv, KvError> {
     Ok(EtcdKv { client })
 }
 
+/// Which failures a request is made again after (see [`request`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A read: after any failure that says the cluster is in flux.
+    Read,
+    /// A write: only after failures that say it was not applied.
+    Write,
+}
+
 /// Runs one request, made by `call`, under [`REQUEST_TIMEOUT`]. See [`error`] for `lease`.
 ///
 /// A request that meets a cluster in flux is made again, until the deadline:
 /// - the client spreads requests over every endpoint, and sends one to a member that is
 ///   down as readily as to one that is up; such a request fails before it is sent
-///   (gRPC's `Unavailable` at connect), and the balancer's next pick is likely a member
-///   that answers;
-/// - during an election, etcd answers "leader changed" or "no leader". A write may then
-///   still have been applied; every write of ours is a compare-and-swap whose retry
-///   fails its comparison, or a put or delete of the same value again, so that is safe.
+///   ("tcp connect error"), and the balancer's next pick is likely a member that answers;
+/// - a member with no leader refuses a request before proposing it ("no leader");
+/// - a linearizable read meets an election ("leader changed"): reads only, since for a
+///   write that answer would not say whether it was applied, and a retried
+///   compare-and-swap that was applied would report a conflict it caused itself.
 ///
 /// Any other failure is returned at once.
-async fn request<T, F, Fut>(mut call: F, lease: Option<LeaseId>) -> Result<T, KvError>
+async fn request<T, F, Fut>(retry: Retry, mut call: F, lease: Option<LeaseId>) -> Result<T, KvError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -91,7 +100,7 @@ where
         let mut pause = Duration::from_millis(20);
         loop {
             match call().await {
-                Err(e) if in_flux(&e) => {
+                Err(e) if in_flux(&e, retry) => {
                     tracing::debug!("etcd: {e}; trying again in {pause:?}");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(250));
@@ -103,19 +112,17 @@ where
     within(REQUEST_TIMEOUT, attempts, lease).await
 }
 
-/// Whether the request failed because the member could not be reached or the cluster
-/// is electing a leader (see [`request`]).
-fn in_flux(e: &etcd_client::Error) -> bool {
+/// Whether the request failed in a way [`request`] makes it again after.
+fn in_flux(e: &etcd_client::Error, retry: Retry) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(status) => {
             let message = status.message();
             // gRPC's UNAVAILABLE (14); tonic is not a dependency of ours to name it by.
             status.code() as i32 == 14
-                && (message.contains("connect")
-                    || message.contains("leader changed")
-                    || message.contains("no leader"))
+                && (message == "tcp connect error"
+                    || message.contains("etcdserver: no leader")
+                    || (retry == Retry::Read && message.contains("etcdserver: leader changed")))
         }
-        etcd_client::Error::TransportError(_) => true,
         _ => false,
     }
 }
@@ -278,6 +285,7 @@ async fn pump(
 impl Kv for EtcdKv {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, KvError> {
         let response = request(
+            Retry::Read,
             || {
                 let mut kv = self.client.kv_client();
                 async move { kv.get(key, None).await }
@@ -306,6 +314,7 @@ impl Kv for EtcdKv {
                 .with_limit(RANGE_PAGE)
                 .with_revision(revision);
             let response = request(
+                Retry::Read,
                 || {
                     let mut kv = self.client.kv_client();
                     let (start, options) = (start.clone(), options.clone());
@@ -354,6 +363,7 @@ impl Kv for EtcdKv {
             .and_then(txn.then.into_iter().map(txn_op).collect::<Vec<_>>())
             .or_else(txn.otherwise.into_iter().map(txn_op).collect::<Vec<_>>());
         let response = request(
+            Retry::Write,
             || {
                 let mut kv = self.client.kv_client();
                 let txn = request_txn.clone();
@@ -376,6 +386,7 @@ impl Kv for EtcdKv {
             options = options.with_start_revision(from);
         }
         let mut stream = request(
+            Retry::Read,
             || {
                 let mut client = self.client.watch_client();
                 let options = options.clone();
@@ -408,6 +419,8 @@ impl Kv for EtcdKv {
         }
         let seconds = i64::try_from(seconds).unwrap_or(i64::MAX).max(1);
         let response = request(
+            // A grant applied twice leaves a lease nobody renews: it expires.
+            Retry::Read,
             || {
                 let mut lease = self.client.lease_client();
                 async move { lease.grant(seconds, None).await }
@@ -429,6 +442,7 @@ impl Kv for EtcdKv {
         // a TTL of 0 there (the lease is gone) is its "lease not found" error, which
         // `error` makes `NoLease`. One renewal is all this call is: the stream is dropped.
         request(
+            Retry::Read,
             || {
                 let mut client = self.client.lease_client();
                 async move { client.keep_alive(lease).await }
@@ -441,6 +455,7 @@ impl Kv for EtcdKv {
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), KvError> {
         request(
+            Retry::Read,
             || {
                 let mut client = self.client.lease_client();
                 async move { client.revoke(lease).await }

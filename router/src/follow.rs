@@ -3,11 +3,12 @@
 //! reaches the table as soon as the store has it, with no polling and no controller in
 //! between.
 //!
-//! The snapshot is read with one range per prefix, then one watch of `/paas/` from just
-//! after the oldest of their revisions: changes made between the reads come again and
-//! are applied again (each carries the key's whole value, so that is harmless). When the
-//! watch ends (the store is down, or no longer keeps the history asked for) the router
-//! keeps serving its last table and starts over after a pause.
+//! Each of the four prefixes it needs (`routes/`, `actual/`, `domains/`,
+//! `default-certificate`) is read, then watched from just after the revision it was
+//! read at, so no change is missed or applied twice, and nothing else of the store (apps
+//! and their environments) ever reaches a router. When a watch ends (the store is down,
+//! or no longer keeps the history asked for) the router keeps serving its last table and
+//! starts over after a pause.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,7 +158,11 @@ async fn follow_once<K: Kv>(
     default_cert: &Option<Arc<CertifiedKey>>,
 ) -> Result<(), KvError> {
     let mut view = View::default();
-    let mut oldest = i64::MAX;
+    // Each prefix read, then watched from just after the revision it was read at: no
+    // change is missed or applied twice, and nothing else of the store (apps and their
+    // environments) ever reaches a router.
+    let (changes, mut next) = tokio::sync::mpsc::channel(1024);
+    let mut followers = tokio::task::JoinSet::new();
     for prefix in [
         state::ROUTES,
         state::ACTUAL,
@@ -165,11 +170,24 @@ async fn follow_once<K: Kv>(
         state::DEFAULT_CERTIFICATE,
     ] {
         let (kvs, revision) = kv.range(prefix).await?;
-        oldest = oldest.min(revision);
         for kv in kvs {
             view.apply(&kv.key, Some(&kv.value));
         }
+        let mut watch = kv.watch(prefix, revision + 1).await?;
+        let changes = changes.clone();
+        followers.spawn(async move {
+            while let Some(event) = watch.next().await {
+                let failed = event.is_err();
+                if changes.send(event).await.is_err() || failed {
+                    return;
+                }
+            }
+            let _ = changes
+                .send(Err(KvError::Unavailable("a watch ended".into())))
+                .await;
+        });
     }
+    drop(changes);
     let publish = |view: &View| {
         let mut entries = view.entries();
         entries.extend(fixed.iter().cloned());
@@ -184,8 +202,7 @@ async fn follow_once<K: Kv>(
         instances = view.actual.len(),
         "following the state store"
     );
-    let mut watch = kv.watch(state::PREFIX, oldest + 1).await?;
-    while let Some(event) = watch.next().await {
+    while let Some(event) = next.recv().await {
         let change = match event? {
             Event::Put(kv) => view.apply(&kv.key, Some(&kv.value)),
             Event::Delete { key, .. } => view.apply(&key, None),
@@ -198,5 +215,5 @@ async fn follow_once<K: Kv>(
             Change::None => {}
         }
     }
-    Err(KvError::Unavailable("the watch ended".into()))
+    Err(KvError::Unavailable("the watches ended".into()))
 }

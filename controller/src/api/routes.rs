@@ -98,7 +98,16 @@ pub async fn delete_domain(
     State(p): State<Arc<Platform>>,
     NamePath(name): NamePath,
 ) -> Result<Response<ApiBody>, Failure> {
-    p.delete_domain(&name.to_ascii_lowercase()).await?;
+    let name = name.to_ascii_lowercase();
+    paas_api::check_host(&name).map_err(|e| {
+        Failure::new(
+            400,
+            "invalid-domain",
+            format!("domain {name:?} is invalid: {e}"),
+            None,
+        )
+    })?;
+    p.delete_domain(&name).await?;
     Ok(body::empty(204))
 }
 

@@ -2,10 +2,14 @@
 //! router on another host can reach it (instance addresses are private to their host),
 //! as Diego's cells map a host port to each container.
 //!
-//! Plain TCP, copied both ways by tokio; the forwarder stops listening when dropped, and
-//! each connection ends when either side closes it.
+//! Plain TCP, copied both ways by tokio. A connection ends when either side closes it,
+//! and every one ends when the forwarder is dropped (its instance stopped).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How long reaching the instance may take before a connection is given up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// See the module docs.
 pub struct Forwarder {
@@ -21,14 +25,24 @@ impl Forwarder {
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
+            // The connections belong to the listener's task: when it is aborted (the
+            // forwarder dropped), they are too, so none outlives its instance.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    // Reap finished connections as they end.
+                    Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                };
+                let Ok((mut inbound, _)) = accepted else {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
                 let _ = inbound.set_nodelay(true);
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                connections.spawn(async move {
+                    let connect = tokio::net::TcpStream::connect(target);
+                    let Ok(Ok(mut outbound)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await
+                    else {
                         return;
                     };
                     let _ = outbound.set_nodelay(true);

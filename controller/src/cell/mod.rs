@@ -132,7 +132,7 @@ impl LocalCell {
             instances: 0,
             updated_ms: 0,
         };
-        tokio::spawn(presence::run(store, me, changes));
+        tokio::spawn(presence::run(store, me, presence.clone(), changes));
         Ok(Arc::new(LocalCell {
             id,
             advertise: cfg.advertise_address,

@@ -533,6 +533,9 @@ impl Store {
             if !self.kv.txn(guarded(&key, revision, ops)).await?.succeeded {
                 continue;
             }
+            // A route mapped to it while the routes above were released must not pass
+            // to a new app of the same name.
+            self.release_routes(app, delete_routes).await?;
             // Unreachable now (keyed by the GUID): removed in batches, as one etcd
             // transaction holds at most 128 writes.
             for prefix in [keys::releases(&doc.guid), keys::events(&doc.guid)] {
