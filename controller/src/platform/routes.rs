@@ -77,15 +77,20 @@ impl Platform {
     pub async fn routes(&self) -> Result<Vec<RouteEntry>, StoreError> {
         let (rows, revision) = self.store.routes_at().await?;
         let mut cached = self.route_rows.lock().unwrap_or_else(|p| p.into_inner());
+        // Built and published under the lock, as in `refresh_routes`.
+        let entries = self.route_entries(&rows);
         // A slower read that began earlier does not replace a newer one.
-        if !matches!(cached.as_ref(), Some((_, seen)) if *seen > revision) {
-            *cached = Some((Arc::new(rows.clone()), revision));
+        match cached.as_ref() {
+            Some((newest, seen)) if *seen > revision => {
+                self.router
+                    .update(RouteTable::from_entries(&self.route_entries(newest)));
+            }
+            _ => {
+                self.router.update(RouteTable::from_entries(&entries));
+                *cached = Some((Arc::new(rows), revision));
+            }
         }
-        if let Some((newest, _)) = cached.as_ref() {
-            self.router
-                .update(RouteTable::from_entries(&self.route_entries(newest)));
-        }
-        Ok(self.route_entries(&rows))
+        Ok(entries)
     }
 
     /// The table entries of `rows`: a route of an app with no running instance has no

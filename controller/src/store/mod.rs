@@ -419,7 +419,9 @@ impl Store {
             if let Some(r) = &app.release {
                 needed.insert(r.droplet.clone());
             }
-            let mut releases = self.releases(&app.name).await?;
+            // Newest first; the app's document was read just now, with its GUID.
+            let mut releases = self.releases_of(&app.guid).await?;
+            releases.reverse();
             let older = releases.split_off(keep.min(releases.len()));
             needed.extend(releases.into_iter().map(|r| r.droplet));
             old.extend(older.into_iter().map(|r| r.droplet));
