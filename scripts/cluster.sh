@@ -6,6 +6,7 @@
 #   paas-c-ctl        10.98.0.21      paasd: API, orchestration and a cell
 #                                     (--etcd-endpoints, --advertise-address)
 #   paas-c-r1, -r2    10.98.0.31-32   paas-router --etcd-endpoints, on :8080
+#   paas-c-cell1, -2  10.98.0.41-42   paasd --roles cell: more cells
 #
 #   scripts/cluster.sh up      start it (as root); prints how to use it
 #   scripts/cluster.sh down    stop everything and remove its namespaces and data
@@ -13,17 +14,18 @@
 # PAAS_BIN_DIR picks the binaries (default target/release, built if missing);
 # PAAS_CLUSTER_DIR where state lives (default /var/lib/paas-cluster).
 #
-# What it shows today: several routers on their own hosts following one etcd cluster,
-# reaching the instances through the ports the cell publishes, and etcd riding out the
-# loss of a member. Cells on more hosts, with instances placed across them, come with
-# the rest of the cluster work (see README, "Not yet").
+# What it shows today: a controller placing an app's instances over three cells on
+# three hosts (cells fetch droplets from the host that keeps them), several routers on
+# their own hosts following one etcd cluster and reaching the instances through the
+# ports the cells publish, and etcd riding out the loss of a member. One controller
+# only, for now (see README, "Not yet").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${PAAS_CLUSTER_DIR:-/var/lib/paas-cluster}
 bin=${PAAS_BIN_DIR:-target/release}
 lan=paas-c-lan
-hosts=(paas-c-etcd1 paas-c-etcd2 paas-c-etcd3 paas-c-ctl paas-c-r1 paas-c-r2)
-addrs=(10.98.0.11 10.98.0.12 10.98.0.13 10.98.0.21 10.98.0.31 10.98.0.32)
+hosts=(paas-c-etcd1 paas-c-etcd2 paas-c-etcd3 paas-c-ctl paas-c-r1 paas-c-r2 paas-c-cell1 paas-c-cell2)
+addrs=(10.98.0.11 10.98.0.12 10.98.0.13 10.98.0.21 10.98.0.31 10.98.0.32 10.98.0.41 10.98.0.42)
 etcd_urls=http://10.98.0.11:2379,http://10.98.0.12:2379,http://10.98.0.13:2379
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root: it makes network namespaces and paasd makes containers" >&2; exit 1; }
@@ -102,6 +104,11 @@ up() {
     --api-listen 10.98.0.21:9443 --http-listen 10.98.0.21:8080 --https-listen 10.98.0.21:8443 \
     --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
   wait_for "$dir/paasd.out" '^paasd ready' paasd
+  for c in 1 2; do
+    start "cell$c" "paas-c-cell$c" "$bin/paasd" --roles cell --data-dir "$dir/cell$c" \
+      --etcd-endpoints "$etcd_urls" --advertise-address "10.98.0.4$c"
+    wait_for "$dir/cell$c.out" '^paasd ready' "cell $c"
+  done
   for r in 1 2; do
     start "router$r" "paas-c-r$r" "$bin/paas-router" --listen "10.98.0.3$r:8080" \
       --admin-listen 127.0.0.1:8081 --drain-seconds 0 --etcd-endpoints "$etcd_urls"
@@ -109,11 +116,12 @@ up() {
   done
 
   cat <<EOF
-paas cluster up: etcd on 10.98.0.11-13, paasd on 10.98.0.21, routers on 10.98.0.31-32.
+paas cluster up: etcd on 10.98.0.11-13, paasd on 10.98.0.21, routers on 10.98.0.31-32,
+cells on 10.98.0.21 and 10.98.0.41-42.
 
   export PAAS_HOME=$dir/home PAAS_API=https://10.98.0.21:9443
   export PAAS_TOKEN=\$(cat $dir/paasd/admin-token) PAAS_CA_CERT=$dir/paasd/api-cert.pem
-  ip netns exec paas-c-ctl $bin/paas push hello -p examples/python-app -i 2
+  ip netns exec paas-c-ctl $bin/paas push hello -p examples/python-app -i 3
   ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.31:8080/
   ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.32:8080/
   ip netns exec paas-c-ctl $bin/paas cells

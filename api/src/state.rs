@@ -8,7 +8,12 @@
 //!   certificate HTTPS serves for names no domain's certificate covers;
 //! - `cells/ID`: a [`CellPresence`], under the cell's lease: it vanishes a few seconds
 //!   after the cell stops renewing it;
-//! - `actual/APP/INSTANCE`: an [`ActualInstance`], also under its cell's lease.
+//! - `actual/APP/INSTANCE`: an [`ActualInstance`], also under its cell's lease;
+//! - `assigned/CELL/INSTANCE`: an [`Assignment`], an instance the controller placed on a
+//!   cell, which the cell runs for as long as the key exists;
+//! - `blob-holders/SHA/HOST`: a [`BlobHolder`], a host that keeps the blob and serves it
+//!   to the others;
+//! - `cluster-secret`: the [`ClusterSecret`] hosts prove themselves to each other with.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +26,9 @@ pub const DOMAINS: &str = "/paas/domains/";
 pub const CELLS: &str = "/paas/cells/";
 pub const ACTUAL: &str = "/paas/actual/";
 pub const DEFAULT_CERTIFICATE: &str = "/paas/default-certificate";
+pub const ASSIGNED: &str = "/paas/assigned/";
+pub const BLOB_HOLDERS: &str = "/paas/blob-holders/";
+pub const CLUSTER_SECRET: &str = "/paas/cluster-secret";
 
 /// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
 /// unique.
@@ -39,6 +47,19 @@ pub fn cell_key(id: &str) -> String {
 /// The key of one instance of `app`.
 pub fn actual_key(app: &AppName, instance: &str) -> String {
     format!("{ACTUAL}{app}/{instance}")
+}
+
+/// The prefix of every instance placed on cell `cell`.
+pub fn assigned_prefix(cell: &str) -> String {
+    format!("{ASSIGNED}{cell}/")
+}
+
+pub fn assigned_key(cell: &str, instance: &str) -> String {
+    format!("{ASSIGNED}{cell}/{instance}")
+}
+
+pub fn blob_holder_key(sha256: &str, host: &str) -> String {
+    format!("{BLOB_HOLDERS}{sha256}/{host}")
 }
 
 /// A route and the app it is mapped to, if any. Kept when unmapped (reserved).
@@ -105,4 +126,46 @@ pub struct ActualInstance {
     pub since_ms: u64,
     /// The memory it is given.
     pub memory_bytes: u64,
+    /// Why it crashed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
+
+/// An instance the controller placed on a cell: everything the cell needs to run it.
+/// It never changes; the instance stops when the key is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub app: AppName,
+    pub app_guid: String,
+    pub index: u32,
+    pub settings: crate::AppSettings,
+    pub start_command: String,
+    /// The droplet's SHA-256; the cell fetches it from a holder (`blob-holders/`).
+    pub droplet: String,
+    /// The app's own environment, set after the platform's.
+    pub env: Vec<(String, String)>,
+    /// The first host user id of the app's user namespace.
+    pub id_base: u32,
+    /// The app's routes, for `VCAP_APPLICATION`.
+    pub uris: Vec<String>,
+}
+
+/// A host that keeps a blob and serves it to the others on its peer port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobHolder {
+    /// `IP:PORT` of the host's peer listener.
+    pub peer: String,
+}
+
+/// What the platform's hosts prove themselves to each other with: a token every request
+/// between them carries, and the certificate (with its key) their peer listeners serve,
+/// the only one their clients trust. Made once, by the first host, and kept in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSecret {
+    pub token: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The name in the cluster certificate, which peers ask for whatever address they dial.
+pub const PEER_SERVER_NAME: &str = "peer.paas.internal";

@@ -19,6 +19,8 @@ pub enum BlobError {
     },
     #[error("the upload is larger than {0} MiB")]
     TooLarge(u64),
+    #[error("the bytes received hash to {got}, not to the {expected} asked for")]
+    Mismatch { expected: String, got: String },
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +116,19 @@ impl Blobs {
             let _ = d.sync_all();
         }
         Ok(sha)
+    }
+
+    /// Like [`Blobs::commit`], for a blob that must be `sha256` (one fetched from
+    /// another host): anything else is thrown away.
+    pub fn commit_as(&self, w: BlobWriter, sha256: &str) -> Result<(), BlobError> {
+        let got = hex::encode(w.hasher.clone().finalize());
+        if got != sha256 {
+            return Err(BlobError::Mismatch {
+                expected: sha256.to_string(),
+                got,
+            });
+        }
+        self.commit(w).map(|_| ())
     }
 
     /// Stores the file at `src` (which is left in place) as a blob.

@@ -14,6 +14,11 @@ pub struct Config {
     /// Where other hosts reach this host's instances (through a port per instance);
     /// `None`: only this host's router reaches them.
     pub advertise_address: Option<std::net::Ipv4Addr>,
+    /// Where, on the advertised address, this host serves blobs to the others of its
+    /// cluster (0: any free port; the one taken is published).
+    pub peer_port: u16,
+    /// What this host does.
+    pub roles: Roles,
     pub api_listen: SocketAddr,
     /// Where the router listens for app traffic.
     pub http_listen: SocketAddr,
@@ -46,4 +51,36 @@ pub struct Config {
     pub response_timeout: Duration,
     /// How long to keep serving, with /health failing, after a stop is asked for.
     pub drain: Duration,
+}
+
+/// What one paasd does in a cluster (`--roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// The API and orchestration, a cell and a router: a whole platform (the default).
+    All,
+    /// Only a cell: runs the instances placed on it (`--etcd-endpoints` required).
+    Cell,
+}
+
+impl Roles {
+    /// Reads `--roles`: a comma-separated list of `controller`, `cell` and `router`.
+    pub fn parse(text: &str) -> Result<Roles, String> {
+        let mut set: Vec<&str> = text.split(',').map(str::trim).collect();
+        set.sort_unstable();
+        set.dedup();
+        for r in &set {
+            if !["cell", "controller", "router"].contains(r) {
+                return Err(format!(
+                    "unknown role {r:?}: roles are controller, cell and router"
+                ));
+            }
+        }
+        match set.as_slice() {
+            ["cell", "controller", "router"] => Ok(Roles::All),
+            ["cell"] => Ok(Roles::Cell),
+            _ => Err(format!(
+                "--roles {text}: a paasd runs all three roles, or only `cell`; for a router on its own, run paas-router --etcd-endpoints"
+            )),
+        }
+    }
 }

@@ -19,12 +19,13 @@ pub mod cell;
 pub mod config;
 pub mod data_dir;
 pub mod logs;
+pub mod peer;
 pub mod platform;
 pub mod secrets;
 pub mod shipped;
 pub mod store;
 
-pub use config::Config;
+pub use config::{Config, Roles};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,6 +35,9 @@ use tokio::net::TcpListener;
 
 /// Starts everything and serves until `shutdown` completes; then stops every instance.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if cfg.roles == Roles::Cell {
+        return cell::run_alone(cfg, shutdown).await;
+    }
     data_dir::create(&cfg.data_dir)?;
     let tls = secrets::load_or_create_tls(&cfg.data_dir, &cfg.api_listen)?;
     let token = secrets::load_or_create_token(&cfg.data_dir)?;
@@ -85,7 +89,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         })
         .with_queued_access_log(paas_router::ops::ACCESS_QUEUE, write),
     );
-    let platform = platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router)).await?;
+    // In a cluster, hosts fetch blobs from each other.
+    let peer_listener = match cfg.etcd_endpoints.is_empty() {
+        true => None,
+        false => Some(peer::bind(&cfg).await?),
+    };
+    let peer_addr = peer_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let platform =
+        platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router), peer_addr).await?;
     let _ = logs_of.set(Arc::clone(&platform));
     platform.refresh_certificates().await;
     platform.restore().await;
@@ -105,6 +119,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
                 tracing::error!("the router's HTTPS listener cannot start: {e}");
             }
         })
+    };
+    let peer_task = match (peer_listener, platform.peers()) {
+        (Some(listener), Some(peers)) => Some(tokio::spawn(
+            peers.serve(listener, stopped(stop_rx.clone())),
+        )),
+        _ => None,
     };
     let api = api::router(Arc::clone(&platform), token);
     let api_task = tokio::spawn(api::run(api, api_listener, tls, stopped(stop_rx.clone())));
@@ -129,5 +149,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let _ = stop_tx.send(true);
     platform.shutdown().await;
     let _ = tokio::join!(router_task, https_task, api_task, admin_task);
+    if let Some(t) = peer_task {
+        let _ = t.await;
+    }
     Ok(())
 }

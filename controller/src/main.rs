@@ -31,6 +31,17 @@ struct Args {
     /// Without it, only this host's router reaches them.
     #[arg(long, value_name = "IP")]
     advertise_address: Option<std::net::Ipv4Addr>,
+    /// What this paasd does: `controller,cell,router` (the API and orchestration, running
+    /// instances, routing traffic), or `cell` alone, a host that runs the instances the
+    /// cluster's controllers place on it (needs --etcd-endpoints and
+    /// --advertise-address).
+    #[arg(long, default_value = "controller,cell,router", value_name = "ROLES", value_parser = paas_controller::Roles::parse)]
+    roles: paas_controller::Roles,
+    /// In a cluster (--etcd-endpoints): the port on --advertise-address where this host
+    /// serves droplets to the others, over TLS with the cluster's own certificate. 0
+    /// takes any free port (the one taken is published in etcd).
+    #[arg(long, default_value_t = paas_controller::peer::DEFAULT_PORT, value_name = "PORT")]
+    peer_port: u16,
     /// Address of the HTTPS API.
     #[arg(long, default_value = "127.0.0.1:9443", value_name = "ADDR")]
     api_listen: SocketAddr,
@@ -150,6 +161,8 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         etcd_endpoints: args.etcd_endpoints,
         advertise_address: args.advertise_address,
+        peer_port: args.peer_port,
+        roles: args.roles,
         api_listen: args.api_listen,
         http_listen: args.http_listen,
         https_listen: args.https_listen,

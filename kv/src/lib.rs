@@ -18,7 +18,10 @@ use std::future::Future;
 use std::time::Duration;
 
 pub mod etcd;
+mod mirror;
 pub mod sqlite;
+
+pub use mirror::{mirror, Mirrored};
 
 /// A store-wide, strictly increasing version: every transaction that writes makes one.
 pub type Revision = i64;

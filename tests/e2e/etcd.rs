@@ -212,7 +212,7 @@ fn base64_round_trips() {
 #[test]
 fn an_app_pushed_to_a_paasd_on_etcd_lives_in_etcd_and_comes_back_after_a_crash() {
     let etcd = Etcd::start();
-    let mut d = Daemon::start_with(&["--etcd-endpoints", &etcd.url]);
+    let mut d = Daemon::start_with(&["--etcd-endpoints", &etcd.url, "--peer-port", "0"]);
     let path = repo().join("examples/python-app");
     d.paas_ok(&["push", "kept", "-p", path.to_str().unwrap()]);
     d.paas_ok(&["set-env", "kept", "GREETING", "from-etcd"]);
@@ -285,6 +285,8 @@ fn cell_on(etcd: &Etcd) -> Daemon {
         &etcd.url,
         "--advertise-address",
         "127.0.0.1",
+        "--peer-port",
+        "0",
     ])
 }
 

@@ -9,7 +9,7 @@
 //! upload. A later rule (roles, quotas) is one more layer here.
 
 mod apps;
-mod body;
+pub(crate) mod body;
 mod extract;
 mod failure;
 mod page;

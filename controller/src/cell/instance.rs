@@ -67,6 +67,8 @@ impl InstanceState {
 /// What an instance runs.
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {
+    /// Unique among every instance ever run: its key in the state store.
+    pub id: String,
     pub app: AppName,
     pub app_guid: String,
     pub index: u32,
@@ -231,6 +233,10 @@ impl Instance {
                 address: address.map(|a| a.to_string()),
                 since_ms,
                 memory_bytes: self.memory_bytes,
+                reason: match s {
+                    InstanceState::Crashed(why) => Some(why.clone()),
+                    _ => None,
+                },
             },
         )
     }
@@ -243,7 +249,7 @@ pub(super) fn spawn(
     spec: InstanceSpec,
 ) -> Arc<Instance> {
     let inst = Arc::new(Instance {
-        id: crate::store::new_guid(),
+        id: spec.id.clone(),
         app: spec.app.clone(),
         index: spec.index,
         memory_bytes: spec.settings.memory.bytes(),

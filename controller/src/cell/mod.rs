@@ -9,6 +9,8 @@
 //! [`LocalCell`] is this host's cell, called in-process; a cell on another host will be
 //! reached through the state store, behind the same calls.
 
+mod alone;
+mod assigned;
 mod forward;
 pub mod instance;
 pub mod presence;
@@ -27,6 +29,7 @@ use paas_stager::{Stager, StagingError, StagingRequest, StagingResult};
 
 use crate::store::Store;
 use crate::Config;
+pub use alone::run_alone;
 pub use instance::{Instance, InstanceSpec, InstanceState};
 
 /// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
@@ -69,6 +72,10 @@ pub struct LocalCell {
     /// How long an instance may take to pass its first health check, unless its app
     /// says otherwise.
     start_timeout: Duration,
+    /// The instances the controller placed here through the state store, by id.
+    assigned: std::sync::Mutex<std::collections::HashMap<String, Arc<Instance>>>,
+    /// The task that follows those placements.
+    following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl LocalCell {
@@ -142,6 +149,8 @@ impl LocalCell {
             droplets_dir,
             outbound_resolv: outbound_resolv_conf(dir),
             start_timeout: cfg.start_timeout,
+            assigned: Default::default(),
+            following: Default::default(),
         }))
     }
 
@@ -154,6 +163,56 @@ impl LocalCell {
     fn report(&self, change: presence::Change) {
         // The task ends only after `leave`, when nothing runs any more.
         let _ = self.presence.send(change);
+    }
+
+    /// Runs the instances placed on this cell through the state store (see
+    /// `assigned.rs`), fetching droplets through `peers`, until [`LocalCell::shut_down`].
+    pub fn follow_assignments(
+        self: &Arc<Self>,
+        store: Store,
+        peers: Arc<crate::peer::Peers>,
+        reporter: Arc<dyn Reporter>,
+    ) {
+        let task = tokio::spawn(assigned::follow(Arc::clone(self), store, peers, reporter));
+        *self.following.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// The running instance `id` placed here through the state store, if any.
+    pub fn assigned_instance(&self, id: &str) -> Option<Arc<Instance>> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// For a clean shutdown: stops following placements, stops the instances placed
+    /// here, and leaves the state store. Their placements stay: when the cell is back, it
+    /// runs them again.
+    pub async fn shut_down(&self) {
+        if let Some(t) = self
+            .following
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+        let placed: Vec<Arc<Instance>> = self
+            .assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, i)| i)
+            .collect();
+        let stops: Vec<_> = placed
+            .into_iter()
+            .map(|i| tokio::spawn(async move { i.stop().await }))
+            .collect();
+        for s in stops {
+            let _ = s.await;
+        }
+        self.leave().await;
     }
 
     /// Takes the cell and its instances out of the state store at once (a clean

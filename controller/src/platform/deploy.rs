@@ -8,7 +8,7 @@ use paas_api::{AppName, DeployEvent, LogLine, LogStream};
 use paas_stager::{Buildpack, StagingRequest};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{stop_all, Error, ErrorKind, Instance, Platform};
+use super::{stop_all, Error, ErrorKind, Placed, Platform};
 use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
@@ -175,27 +175,11 @@ impl Platform {
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
         let app = &record.name;
-        let ids = self
-            .id_map(app)
-            .await
-            .map_err(|e| Error::internal(format!("{e:#}")))?;
-        let droplet_dir = self
-            .cell
-            .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
-            .await
-            .map_err(|e| Error::internal(format!("{e:#}")))?;
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self
-            .start_instances(record, release, &droplet_dir, ids)
-            .await;
-        self.instances
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(app.clone())
-            .or_default()
-            .extend(fresh.iter().cloned());
+        let fresh = self.start_instances(record, release).await?;
+        self.add_instances(app, &fresh);
         if let Err(failure) = wait_all_started(&fresh).await {
             self.forget(app, &fresh);
             stop_all(fresh).await;
@@ -244,7 +228,7 @@ impl Platform {
                 .retiring
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|r| !old.iter().any(|o| Arc::ptr_eq(o, r)));
+                .retain(|r| !old.iter().any(|o| o.id() == r.id()));
             platform.collect_droplets().await;
         });
         let _ = events.send(DeployEvent::Done {
@@ -308,6 +292,9 @@ impl Platform {
                 for sha in list {
                     let _ = std::fs::remove_file(self.blobs.path(&sha));
                     self.cell.forget_droplet(&sha);
+                    if let Some(peers) = self.peers() {
+                        peers.forget(&sha).await;
+                    }
                     tracing::info!(droplet = %sha, "collected an old droplet");
                 }
             }
@@ -353,22 +340,22 @@ impl Platform {
     }
 
     /// Drops `gone` from the app's instance list.
-    fn forget(&self, app: &AppName, gone: &[Arc<Instance>]) {
+    fn forget(&self, app: &AppName, gone: &[Placed]) {
         let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(app) {
-            list.retain(|i| !gone.iter().any(|g| Arc::ptr_eq(g, i)));
+            list.retain(|i| !gone.iter().any(|g| g.id() == i.id()));
         }
         drop(map);
         self.refresh_routes();
     }
 
     /// Makes `fresh` the app's only instances; returns the ones they replace.
-    fn replace_with(&self, app: &AppName, fresh: &[Arc<Instance>]) -> Vec<Arc<Instance>> {
+    fn replace_with(&self, app: &AppName, fresh: &[Placed]) -> Vec<Placed> {
         let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(app.clone()).or_default();
-        let old: Vec<Arc<Instance>> = list
+        let old: Vec<Placed> = list
             .iter()
-            .filter(|i| !fresh.iter().any(|f| Arc::ptr_eq(f, i)))
+            .filter(|i| !fresh.iter().any(|f| f.id() == i.id()))
             .cloned()
             .collect();
         *list = fresh.to_vec();
@@ -378,7 +365,7 @@ impl Platform {
     }
 }
 
-async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Error> {
+async fn wait_all_started(fresh: &[Placed]) -> Result<(), Error> {
     for inst in fresh {
         if let Err(why) = inst.started().await {
             return Err(Error::new(
@@ -386,9 +373,9 @@ async fn wait_all_started(fresh: &[Arc<Instance>]) -> Result<(), Error> {
                 "start-failed",
                 format!(
                     "instance {} of the new release {why}; the previous release keeps running",
-                    inst.index
+                    inst.index()
                 ),
-                Some(&format!("see `paas logs {} --recent`", inst.app)),
+                Some(&format!("see `paas logs {} --recent`", inst.app())),
             ));
         }
     }

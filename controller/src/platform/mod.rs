@@ -10,6 +10,7 @@
 
 mod deploy;
 mod error;
+pub mod placed;
 mod routes;
 
 use std::collections::HashMap;
@@ -31,6 +32,15 @@ use crate::logs::Logs;
 use crate::store::{AppRecord, Release, Store};
 use crate::Config;
 pub use error::{Error, ErrorKind};
+use placed::{Assigned, ClusterView, Placed};
+
+/// What a controller of a cluster (`--etcd-endpoints`) has besides its own cell.
+struct Cluster {
+    /// What the cells report, as followed from the store.
+    view: Arc<ClusterView>,
+    /// The other hosts, for blobs.
+    peers: Arc<crate::peer::Peers>,
+}
 
 /// Every recorded event, as it is recorded, with the app it is about.
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
@@ -43,8 +53,12 @@ pub struct Platform {
     /// File contents of uploaded packages, by SHA-256: what a push need not send again.
     pub resources: Blobs,
     pub logs: Logs,
-    /// Where stagings and instances run: this host.
+    /// Where stagings run, and on a single host every instance: this host.
     cell: Arc<LocalCell>,
+    /// In a cluster, instances are placed on cells through the state store.
+    cluster: Option<Cluster>,
+    /// How long an instance may take to pass its first health check.
+    start_timeout: Duration,
     router: Arc<Router>,
     /// The router's certificate for names no domain certificate covers.
     default_cert: Arc<rustls::sign::CertifiedKey>,
@@ -56,9 +70,9 @@ pub struct Platform {
     /// The stored routes as last read (see `routes.rs`).
     route_rows: Mutex<routes::RouteRows>,
     /// The live instances of each app, old and new during a deploy.
-    instances: Mutex<HashMap<AppName, Vec<Arc<Instance>>>>,
+    instances: Mutex<HashMap<AppName, Vec<Placed>>>,
     /// Replaced instances that still drain before they stop; a shutdown stops them too.
-    retiring: Mutex<Vec<Arc<Instance>>>,
+    retiring: Mutex<Vec<Placed>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
@@ -70,6 +84,7 @@ impl Platform {
         cfg: &Config,
         router_port: u16,
         router: Arc<Router>,
+        peer_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = &cfg.data_dir;
         let store = if cfg.etcd_endpoints.is_empty() {
@@ -92,6 +107,19 @@ impl Platform {
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
         let cell = LocalCell::open(cfg, dir, store.clone()).await?;
+        let cluster = match peer_addr {
+            Some(addr) if !cfg.etcd_endpoints.is_empty() => Some(Cluster {
+                view: Arc::default(),
+                peers: crate::peer::Peers::open(
+                    store.clone(),
+                    blobs.clone(),
+                    cell.id().to_string(),
+                    addr,
+                )
+                .await?,
+            }),
+            _ => None,
+        };
         let (cert, key) = crate::secrets::load_or_create_router_cert(dir, &cfg.domain)?;
         // For routers on other hosts, which follow the store.
         store
@@ -117,6 +145,8 @@ impl Platform {
             resources,
             logs,
             cell,
+            cluster,
+            start_timeout: cfg.start_timeout,
             router,
             default_cert: Arc::new(default_cert),
             default_cert_pem: (cert, key),
@@ -132,11 +162,16 @@ impl Platform {
     }
 
     /// After a start: removes what an earlier run left behind, then starts every app's
-    /// instances again from the desired state.
+    /// instances again from the desired state. In a cluster, instances placed on cells
+    /// run on where they are; this host's cell runs its placements again, and apps with
+    /// no instance placed anywhere are placed.
     pub async fn restore(self: &Arc<Self>) {
         let n = self.cell.clean_up_leftovers().await;
         if n > 0 {
             tracing::info!("cleaned up {n} containers left by an earlier run");
+        }
+        if let Some(cluster) = &self.cluster {
+            self.follow_cluster(cluster);
         }
         let apps = match self.store.apps().await {
             Ok(a) => a,
@@ -144,6 +179,16 @@ impl Platform {
                 tracing::error!("reading apps to restore: {e}");
                 return;
             }
+        };
+        let placed = match &self.cluster {
+            None => Vec::new(),
+            Some(_) => match self.store.assignments().await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::error!("reading where instances are placed: {e}");
+                    return;
+                }
+            },
         };
         for app in apps {
             let Some(release) = app.release.clone() else {
@@ -154,30 +199,112 @@ impl Platform {
                 self.instances
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(app.name.clone(), Vec::new());
+                    .entry(app.name.clone())
+                    .or_default();
                 continue;
             }
-            let unpacked = match self.id_map(&app.name).await {
-                Ok(ids) => self
-                    .cell
-                    .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
-                    .await
-                    .map(|dir| (dir, ids)),
-                Err(e) => Err(e),
-            };
-            match unpacked {
-                Ok((droplet, ids)) => {
-                    let started = self.start_instances(&app, &release, &droplet, ids).await;
-                    self.instances
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(app.name.clone(), started);
+            if placed.iter().any(|(_, _, a)| a.app == app.name) {
+                continue;
+            }
+            match self.start_instances(&app, &release).await {
+                Ok(started) => {
+                    self.add_instances(&app.name, &started);
                     tracing::info!(app = %app.name, instances = app.settings.instances, "restarting app");
                 }
-                Err(e) => tracing::error!(app = %app.name, "cannot restore: {e:#}"),
+                Err(e) => tracing::error!(app = %app.name, "cannot restore: {}", e.body.message),
             }
         }
         self.reload_routes().await;
+    }
+
+    /// In a cluster: follows what the cells report, and every instance placed (by this
+    /// controller or another), and has this host's cell run what is placed on it.
+    fn follow_cluster(self: &Arc<Self>, cluster: &Cluster) {
+        let me = Arc::clone(self);
+        cluster
+            .view
+            .follow(&self.store, Arc::new(move || me.refresh_routes()));
+        let me = Arc::clone(self);
+        let view = Arc::clone(&cluster.view);
+        tokio::spawn(async move {
+            let store = me.store.clone();
+            store
+                .mirror(paas_api::state::ASSIGNED, |m| me.learn_placements(&view, m))
+                .await
+        });
+        self.cell.follow_assignments(
+            self.store.clone(),
+            Arc::clone(&cluster.peers),
+            Arc::clone(self) as Arc<dyn Reporter>,
+        );
+    }
+
+    /// Keeps the instance lists in step with the placements in the store: one made by
+    /// another controller appears, one taken off its cell by another disappears.
+    fn learn_placements(&self, view: &Arc<ClusterView>, m: paas_kv::Mirrored<'_>) {
+        let parse = |kv: &paas_kv::KeyValue| -> Option<Placed> {
+            let (cell, id) = kv
+                .key
+                .strip_prefix(paas_api::state::ASSIGNED)?
+                .split_once('/')?;
+            let a: paas_api::state::Assignment = serde_json::from_slice(&kv.value).ok()?;
+            Some(Placed::Assigned(Arc::new(Assigned::new(
+                id.to_string(),
+                cell.to_string(),
+                &a,
+                self.start_timeout,
+                view,
+                &self.store,
+            ))))
+        };
+        match m {
+            paas_kv::Mirrored::Reset(kvs) => {
+                let all: Vec<Placed> = kvs.iter().filter_map(parse).collect();
+                {
+                    let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+                    for list in map.values_mut() {
+                        list.retain(|i| match i {
+                            Placed::Here(_) => true,
+                            Placed::Assigned(_) => all.iter().any(|p| p.id() == i.id()),
+                        });
+                    }
+                }
+                for p in all {
+                    self.add_instances(&p.app().clone(), std::slice::from_ref(&p));
+                }
+            }
+            paas_kv::Mirrored::Put(kv) => {
+                if let Some(p) = parse(kv) {
+                    self.add_instances(&p.app().clone(), std::slice::from_ref(&p));
+                }
+            }
+            paas_kv::Mirrored::Delete(key) => {
+                let Some(id) = key.rsplit('/').next() else {
+                    return;
+                };
+                let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+                for list in map.values_mut() {
+                    list.retain(|i| i.id() != id);
+                }
+            }
+        }
+        self.refresh_routes();
+    }
+
+    /// Adds `list` to the app's instances, but none twice.
+    fn add_instances(&self, app: &AppName, list: &[Placed]) {
+        let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let have = map.entry(app.clone()).or_default();
+        for p in list {
+            if !have.iter().any(|h| h.id() == p.id()) {
+                have.push(p.clone());
+            }
+        }
+    }
+
+    /// This host among the others of its cluster, if it is in one.
+    pub fn peers(&self) -> Option<Arc<crate::peer::Peers>> {
+        self.cluster.as_ref().map(|c| Arc::clone(&c.peers))
     }
 
     /// The stored app, or the API's 404 when there is none.
@@ -220,7 +347,7 @@ impl Platform {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&app.name)
-            .map(|l| l.iter().map(|i| i.summary()).collect())
+            .map(|l| l.iter().map(|i| i.summary(Some(&self.cell))).collect())
             .unwrap_or_default();
         let running = instances
             .iter()
@@ -260,24 +387,36 @@ impl Platform {
         index: u32,
         command: &[String],
     ) -> Result<tokio::process::Child, Error> {
-        let target = self
+        let placed: Vec<Placed> = self
             .instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(app)
-            .and_then(|l| {
-                l.iter()
-                    .filter(|i| i.index == index)
-                    .find_map(|i| i.exec_target())
-            });
-        let target = target.ok_or_else(|| {
-            Error::new(
+            .map(|l| l.iter().filter(|i| i.index() == index).cloned().collect())
+            .unwrap_or_default();
+        let target = placed.iter().find_map(|p| match p {
+            Placed::Here(i) => i.exec_target(),
+            Placed::Assigned(a) => self.cell.assigned_instance(&a.id)?.exec_target(),
+        });
+        let Some(target) = target else {
+            if let Some(Placed::Assigned(a)) = placed.first() {
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    "instance-on-another-host",
+                    format!(
+                        "instance {index} of app {app} runs on cell {}, on another host; exec reaches only the instances of the host whose API is called",
+                        a.cell
+                    ),
+                    Some(&format!("see `paas cells` for where cell {} is", a.cell)),
+                ));
+            }
+            return Err(Error::new(
                 ErrorKind::NotFound,
                 "instance-not-running",
                 format!("instance {index} of app {app} is not running"),
                 Some(&format!("see `paas app {app}` for its instances")),
-            )
-        })?;
+            ));
+        };
         self.cell
             .exec(&target, &paas_stager::shell::join(command))
             .map_err(Error::internal)
@@ -345,9 +484,19 @@ impl Platform {
         Ok(())
     }
 
-    /// Stops every instance of every app, for a clean shutdown of the daemon.
+    /// Stops every instance of every app, for a clean shutdown of the daemon. In a
+    /// cluster, only this host's cell stops its instances: the others run on, and the
+    /// placements stay for when this host is back.
     pub async fn shutdown(&self) {
-        let mut all: Vec<Arc<Instance>> = {
+        if self.cluster.is_some() {
+            self.instances
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.cell.shut_down().await;
+            return;
+        }
+        let mut all: Vec<Placed> = {
             let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
             map.drain().flat_map(|(_, v)| v).collect()
         };
@@ -391,13 +540,17 @@ impl Platform {
         })
     }
 
+    /// Starts the app's instances of `release`: on this host's cell, or in a cluster
+    /// placed on cells.
     async fn start_instances(
         self: &Arc<Self>,
         app: &AppRecord,
         release: &Release,
-        droplet: &std::path::Path,
-        ids: IdMap,
-    ) -> Vec<Arc<Instance>> {
+    ) -> Result<Vec<Placed>, Error> {
+        let ids = self
+            .id_map(&app.name)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
         let env: Vec<(String, String)> = app.env.clone().into_iter().collect();
         let uris: Vec<String> = self
             .store
@@ -407,29 +560,122 @@ impl Platform {
             .iter()
             .map(ToString::to_string)
             .collect();
-        (0..app.settings.instances)
+        if let Some(cluster) = &self.cluster {
+            if self.blobs.exists(&release.droplet) {
+                cluster
+                    .peers
+                    .announce(&release.droplet)
+                    .await
+                    .map_err(|e| Error::internal(format!("{e:#}")))?;
+            }
+            let what = |index| paas_api::state::Assignment {
+                app: app.name.clone(),
+                app_guid: app.guid.clone(),
+                index,
+                settings: app.settings.clone(),
+                start_command: release.start_command.clone(),
+                droplet: release.droplet.clone(),
+                env: env.clone(),
+                id_base: ids.host_base,
+                uris: uris.clone(),
+            };
+            return self.place(cluster, app.settings.instances, what).await;
+        }
+        let droplet = self
+            .cell
+            .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        Ok((0..app.settings.instances)
             .map(|index| {
-                self.cell.run(
+                Placed::Here(self.cell.run(
                     Arc::clone(self) as Arc<dyn Reporter>,
                     InstanceSpec {
+                        id: crate::store::new_guid(),
                         app: app.name.clone(),
                         app_guid: app.guid.clone(),
                         index,
                         settings: app.settings.clone(),
                         start_command: release.start_command.clone(),
-                        droplet_dir: droplet.to_path_buf(),
+                        droplet_dir: droplet.clone(),
                         env: env.clone(),
                         id_map: ids,
                         uris: uris.clone(),
                     },
-                )
+                ))
             })
-            .collect()
+            .collect())
+    }
+
+    /// Places `count` instances (`what` of each index) on the cells that are up:
+    /// spread over as many distinct cells as there are, each on the cell with the most
+    /// memory free among those that run the fewest of them, never past a cell's memory.
+    async fn place(
+        &self,
+        cluster: &Cluster,
+        count: u32,
+        what: impl Fn(u32) -> paas_api::state::Assignment,
+    ) -> Result<Vec<Placed>, Error> {
+        let mut cells = self.store.cells().await.map_err(Error::internal)?;
+        let mut placed: Vec<Placed> = Vec::new();
+        let mut here: HashMap<String, u32> = HashMap::new();
+        for index in 0..count {
+            let a = what(index);
+            let need = a.settings.memory.bytes();
+            let free = |c: &paas_api::state::CellPresence| {
+                c.memory_bytes.saturating_sub(c.memory_used_bytes)
+            };
+            let chosen = cells
+                .iter_mut()
+                .filter(|c| free(c) >= need)
+                .min_by_key(|c| (here.get(&c.id).copied().unwrap_or(0), u64::MAX - free(c)));
+            let Some(cell) = chosen else {
+                stop_all(placed).await;
+                let why = if cells.is_empty() {
+                    "no cell is up".to_string()
+                } else {
+                    format!(
+                        "no cell has {} MiB free (cells: {})",
+                        need >> 20,
+                        cells
+                            .iter()
+                            .map(|c| format!("{} {} MiB free", c.id, free(c) >> 20))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                return Err(Error::new(
+                    ErrorKind::Refused,
+                    "no-room",
+                    format!(
+                        "instance {index} of app {} has nowhere to run: {why}",
+                        a.app
+                    ),
+                    Some("see `paas cells`; add a cell (`paasd --roles cell`) or scale down"),
+                ));
+            };
+            cell.memory_used_bytes += need;
+            *here.entry(cell.id.clone()).or_default() += 1;
+            let id = crate::store::new_guid();
+            if let Err(e) = self.store.assign(&cell.id, &id, &a).await {
+                stop_all(placed).await;
+                return Err(Error::internal(e));
+            }
+            placed.push(Placed::Assigned(Arc::new(Assigned::new(
+                id,
+                cell.id.clone(),
+                &a,
+                self.start_timeout,
+                &cluster.view,
+                &self.store,
+            ))));
+        }
+        Ok(placed)
     }
 }
 
 /// Stops instances in parallel and waits until all are gone.
-async fn stop_all(list: Vec<Arc<Instance>>) {
+async fn stop_all(list: Vec<Placed>) {
     let tasks: Vec<_> = list
         .into_iter()
         .map(|i| tokio::spawn(async move { i.stop().await }))

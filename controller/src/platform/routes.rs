@@ -108,7 +108,7 @@ impl Platform {
                             .filter_map(|i| {
                                 i.routable_addr().map(|addr| RouteBackend {
                                     addr: addr.to_string(),
-                                    index: i.index,
+                                    index: i.index(),
                                 })
                             })
                             .collect()

@@ -1,12 +1,13 @@
-//! Cells and the instances they run, as the cells report them: documents under a cell's
-//! lease (`paas_api::state`), so a cell that stops renewing it disappears, with its
-//! instances, a few seconds later.
+//! The cluster's shared records (`paas_api::state`): cells and the instances they run,
+//! as the cells report them, under each cell's lease, so a cell that stops renewing it
+//! disappears, with its instances, a few seconds later; the instances the controller
+//! placed on each cell; which hosts keep which blob; and the secret hosts share.
 
 use std::time::Duration;
 
-use paas_api::state::{self, ActualInstance, CellPresence};
+use paas_api::state::{self, ActualInstance, Assignment, BlobHolder, CellPresence, ClusterSecret};
 use paas_api::AppName;
-use paas_kv::{Kv, LeaseId, Op, Txn};
+use paas_kv::{Compare, Kv, LeaseId, Mirrored, Op, Txn};
 
 use super::{decode, encode, Store, StoreError};
 
@@ -66,5 +67,140 @@ impl Store {
     pub async fn actuals(&self) -> Result<Vec<ActualInstance>, StoreError> {
         let (kvs, _) = self.kv.range(state::ACTUAL).await?;
         kvs.iter().map(decode).collect()
+    }
+}
+
+/// Placement: which cell runs which instance (`assigned/CELL/INSTANCE`), written by the
+/// controller and followed by each cell.
+impl Store {
+    pub async fn assign(
+        &self,
+        cell: &str,
+        instance: &str,
+        what: &Assignment,
+    ) -> Result<(), StoreError> {
+        self.kv
+            .put(&state::assigned_key(cell, instance), encode(what))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the instance off its cell, which stops it.
+    pub async fn unassign(&self, cell: &str, instance: &str) -> Result<(), StoreError> {
+        self.kv.delete(&state::assigned_key(cell, instance)).await?;
+        Ok(())
+    }
+
+    /// Every placed instance: its cell, its id and what it runs.
+    pub async fn assignments(&self) -> Result<Vec<(String, String, Assignment)>, StoreError> {
+        let (kvs, _) = self.kv.range(state::ASSIGNED).await?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in &kvs {
+            let Some((cell, id)) = kv
+                .key
+                .strip_prefix(state::ASSIGNED)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            out.push((cell.to_string(), id.to_string(), decode(kv)?));
+        }
+        Ok(out)
+    }
+
+    /// Feeds `apply` every key under `prefix` and each change of them, forever (see
+    /// [`paas_kv::mirror`]).
+    pub async fn mirror(&self, prefix: &str, apply: impl FnMut(Mirrored<'_>)) {
+        paas_kv::mirror(&self.kv, prefix, apply).await
+    }
+}
+
+/// Blobs in a cluster: which hosts keep which blob, and the secret hosts fetch them with.
+impl Store {
+    /// Records that `host` keeps blob `sha256` and serves it at `peer`.
+    pub async fn add_blob_holder(
+        &self,
+        sha256: &str,
+        host: &str,
+        peer: &str,
+    ) -> Result<(), StoreError> {
+        let holder = BlobHolder {
+            peer: peer.to_string(),
+        };
+        self.kv
+            .put(&state::blob_holder_key(sha256, host), encode(&holder))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn remove_blob_holder(&self, sha256: &str, host: &str) -> Result<(), StoreError> {
+        self.kv
+            .delete(&state::blob_holder_key(sha256, host))
+            .await?;
+        Ok(())
+    }
+
+    /// The hosts that keep blob `sha256`, by host id.
+    pub async fn blob_holders(
+        &self,
+        sha256: &str,
+    ) -> Result<Vec<(String, BlobHolder)>, StoreError> {
+        let prefix = format!("{}{sha256}/", state::BLOB_HOLDERS);
+        let (kvs, _) = self.kv.range(&prefix).await?;
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in &kvs {
+            let host = kv.key.strip_prefix(&prefix).unwrap_or_default();
+            out.push((host.to_string(), decode(kv)?));
+        }
+        Ok(out)
+    }
+
+    /// The blobs `host` is recorded to keep, by SHA-256.
+    pub async fn blobs_held_by(&self, host: &str) -> Result<Vec<(String, BlobHolder)>, StoreError> {
+        let (kvs, _) = self.kv.range(state::BLOB_HOLDERS).await?;
+        let mut out = Vec::new();
+        for kv in &kvs {
+            let Some((sha, h)) = kv
+                .key
+                .strip_prefix(state::BLOB_HOLDERS)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            if h == host {
+                out.push((sha.to_string(), decode(kv)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cluster's secret: the one stored, or `made` if there is none yet (the first
+    /// host to ask makes it; every later one gets that one).
+    pub async fn cluster_secret(
+        &self,
+        made: impl FnOnce() -> anyhow::Result<ClusterSecret>,
+    ) -> anyhow::Result<ClusterSecret> {
+        if let Some(kv) = self.kv.get(state::CLUSTER_SECRET).await? {
+            return Ok(decode(&kv)?);
+        }
+        let secret = made()?;
+        let put = Txn {
+            when: vec![Compare::ModRevision(state::CLUSTER_SECRET.to_string(), 0)],
+            then: vec![Op::Put {
+                key: state::CLUSTER_SECRET.to_string(),
+                value: encode(&secret),
+                lease: None,
+            }],
+            otherwise: vec![],
+        };
+        if self.kv.txn(put).await?.succeeded {
+            return Ok(secret);
+        }
+        let kv = self
+            .kv
+            .get(state::CLUSTER_SECRET)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the cluster secret vanished as it was made"))?;
+        Ok(decode(&kv)?)
     }
 }

@@ -1,0 +1,271 @@
+//! Hosts of a cluster serving each other blobs: the peer listener.
+//!
+//! A droplet is made on the host that staged it; a cell on another host fetches it from
+//! a host that keeps it, checks its SHA-256, keeps it in its own blob store (cells cache
+//! droplets by hash) and says so in the state store (`blob-holders/SHA/HOST`), so every
+//! cell that runs an app is one more copy of its droplet.
+//!
+//! Between hosts, HTTPS on `--advertise-address` and the peer port, with the cluster's
+//! secret (`paas_api::state::ClusterSecret`, made by the first host and kept in the
+//! store): servers present its certificate, clients trust only that one (whatever
+//! address they dial, they ask for [`PEER_SERVER_NAME`]) and send its token. Whoever
+//! can read the state store can read this secret: etcd must be reachable by the
+//! platform's hosts only, as it holds every app's environment too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use paas_api::state::{ClusterSecret, PEER_SERVER_NAME};
+
+use crate::blobs::{is_sha256, Blobs};
+use crate::store::Store;
+
+/// The port peers listen on unless told otherwise (`--peer-port`).
+pub const DEFAULT_PORT: u16 = 9444;
+/// How long dialing a peer may take: a host that is gone must not hold a start up long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a fetch may go without a byte before the peer is given up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest blob fetched (as large as a droplet may be).
+const MAX_BLOB_BYTES: u64 = 4 << 30;
+
+/// Binds the peer listener: `--advertise-address` (or loopback) and `--peer-port`.
+pub async fn bind(cfg: &crate::Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let ip = cfg
+        .advertise_address
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+    let addr = SocketAddr::from((ip, cfg.peer_port));
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for the cluster's other hosts on {addr} (--peer-port)"))
+}
+
+/// This host among its peers.
+pub struct Peers {
+    /// This host's id (its cell id).
+    host: String,
+    /// Where this host serves blobs: `--advertise-address` and the peer port.
+    addr: SocketAddr,
+    token: String,
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+    store: Store,
+    blobs: Blobs,
+}
+
+impl Peers {
+    /// Reads (or, on the first host, makes) the cluster's secret.
+    pub async fn open(
+        store: Store,
+        blobs: Blobs,
+        host: String,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Arc<Self>> {
+        let secret = store
+            .cluster_secret(make_secret)
+            .await
+            .context("reading the cluster secret from the state store")?;
+        let cert = rustls_pemfile::certs(&mut secret.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("reading the cluster certificate")?;
+        let key = rustls_pemfile::private_key(&mut secret.key_pem.as_bytes())
+            .context("reading the cluster key")?
+            .context("the cluster secret holds no key")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(cert.clone(), key)
+            .context("loading the cluster certificate")?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        for c in cert {
+            roots.add(c).context("trusting the cluster certificate")?;
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let peers = Arc::new(Peers {
+            host,
+            addr,
+            token: secret.token,
+            client: Arc::new(client),
+            server: Arc::new(server),
+            store,
+            blobs,
+        });
+        peers.readdress().await?;
+        Ok(peers)
+    }
+
+    /// After a restart on another port or address: the blobs this host was recorded to
+    /// keep are recorded at its new address (or dropped, if it no longer has them).
+    async fn readdress(&self) -> anyhow::Result<()> {
+        let held = self
+            .store
+            .blobs_held_by(&self.host)
+            .await
+            .context("reading which blobs this host keeps")?;
+        let here = self.addr.to_string();
+        for (sha, holder) in held {
+            if !self.blobs.exists(&sha) {
+                self.forget(&sha).await;
+            } else if holder.peer != here {
+                self.announce(&sha).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves this host's blobs to its peers on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let tls = Arc::clone(&self.server);
+        let routes = axum::Router::new()
+            .route("/blobs/{sha}", axum::routing::get(serve_blob))
+            .with_state(self);
+        crate::api::run(routes, listener, tls, shutdown).await;
+    }
+
+    /// Tells the cluster that this host keeps blob `sha256`.
+    pub async fn announce(&self, sha256: &str) -> anyhow::Result<()> {
+        self.store
+            .add_blob_holder(sha256, &self.host, &self.addr.to_string())
+            .await
+            .with_context(|| format!("recording that this host keeps blob {sha256}"))
+    }
+
+    /// Tells the cluster that this host no longer keeps blob `sha256`.
+    pub async fn forget(&self, sha256: &str) {
+        if let Err(e) = self.store.remove_blob_holder(sha256, &self.host).await {
+            tracing::warn!(blob = %sha256, "recording that this host dropped a blob: {e}");
+        }
+    }
+
+    /// The local path of blob `sha256`, fetched from a host that keeps it first if this
+    /// one does not.
+    pub async fn blob(&self, sha256: &str) -> anyhow::Result<PathBuf> {
+        if self.blobs.exists(sha256) {
+            return Ok(self.blobs.path(sha256));
+        }
+        let holders = self
+            .store
+            .blob_holders(sha256)
+            .await
+            .context("finding the hosts that keep it")?;
+        let mut why = Vec::new();
+        for (host, holder) in holders.iter().filter(|(h, _)| *h != self.host) {
+            match self.fetch(&holder.peer, sha256).await {
+                Ok(()) => {
+                    tracing::info!(blob = %sha256, from = %host, "fetched a blob");
+                    if let Err(e) = self.announce(sha256).await {
+                        tracing::warn!("{e:#}");
+                    }
+                    return Ok(self.blobs.path(sha256));
+                }
+                Err(e) => why.push(format!("{host} ({}): {e:#}", holder.peer)),
+            }
+        }
+        if why.is_empty() {
+            bail!("no host keeps blob {sha256}");
+        }
+        bail!(
+            "no host that keeps blob {sha256} could send it: {}",
+            why.join("; ")
+        )
+    }
+
+    /// Fetches blob `sha256` from the peer at `addr` into the blob store.
+    async fn fetch(&self, addr: &str, sha256: &str) -> anyhow::Result<()> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))??;
+        let name = rustls::pki_types::ServerName::try_from(PEER_SERVER_NAME)?;
+        let tls = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_rustls::TlsConnector::from(Arc::clone(&self.client)).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("no TLS handshake within {} s", CONNECT_TIMEOUT.as_secs())
+        })??;
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        let conn = tokio::spawn(conn);
+        let req = http::Request::get(format!("/blobs/{sha256}"))
+            .header(header::HOST, PEER_SERVER_NAME)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(Empty::<Bytes>::new())?;
+        let resp = send.send_request(req).await?;
+        if resp.status() != StatusCode::OK {
+            bail!("it answered {}", resp.status());
+        }
+        let mut body = resp.into_body();
+        let mut w = self.blobs.writer(MAX_BLOB_BYTES)?;
+        loop {
+            let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("it sent nothing for {} s", STALL_TIMEOUT.as_secs())
+                })?;
+            let Some(frame) = frame else { break };
+            if let Ok(data) = frame?.into_data() {
+                w.write(&data)?;
+            }
+        }
+        conn.abort();
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || blobs.commit_as(w, &sha)).await??;
+        Ok(())
+    }
+}
+
+/// `GET /blobs/SHA`: a blob this host keeps, to a peer that shows the cluster's token.
+async fn serve_blob(
+    State(peers): State<Arc<Peers>>,
+    Path(sha): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let shown = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::secrets::constant_time_eq(shown.as_bytes(), peers.token.as_bytes()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if !is_sha256(&sha) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match tokio::fs::File::open(peers.blobs.path(&sha)).await {
+        Ok(f) => crate::api::body::file(f, "application/octet-stream").into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A new cluster secret: a random token and a self-signed certificate for
+/// [`PEER_SERVER_NAME`].
+fn make_secret() -> anyhow::Result<ClusterSecret> {
+    let mut token = [0u8; 32];
+    getrandom::fill(&mut token).map_err(|e| anyhow::anyhow!("reading random bytes: {e}"))?;
+    let ck = rcgen::generate_simple_self_signed(vec![PEER_SERVER_NAME.to_string()])
+        .context("making the cluster certificate")?;
+    Ok(ClusterSecret {
+        token: hex::encode(token),
+        cert_pem: ck.cert.pem(),
+        key_pem: ck.key_pair.serialize_pem(),
+    })
+}

@@ -1,0 +1,303 @@
+//! The platform's handle on an instance, wherever it runs.
+//!
+//! On a single host the platform asks this host's cell directly and holds the
+//! [`Instance`] it supervises ([`Placed::Here`]). In a cluster it places each instance
+//! on a cell through the state store (`assigned/CELL/INSTANCE`) and follows what the
+//! cells report (`actual/`, `cells/`): an [`Assigned`] knows an instance only from
+//! there, so it is the same whichever host runs it and whichever controller placed it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paas_api::state::{self, ActualInstance, Assignment, CellPresence};
+use paas_api::{AppName, InstanceSummary};
+use paas_kv::Mirrored;
+use tokio::sync::watch;
+
+use crate::cell::{Instance, InstanceState, LocalCell, STOP_GRACE};
+use crate::store::Store;
+
+/// An instance the platform runs, on this host or placed on a cell.
+#[derive(Clone)]
+pub enum Placed {
+    Here(Arc<Instance>),
+    Assigned(Arc<Assigned>),
+}
+
+impl Placed {
+    pub fn id(&self) -> &str {
+        match self {
+            Placed::Here(i) => &i.id,
+            Placed::Assigned(a) => &a.id,
+        }
+    }
+
+    pub fn index(&self) -> u32 {
+        match self {
+            Placed::Here(i) => i.index,
+            Placed::Assigned(a) => a.index,
+        }
+    }
+
+    pub fn app(&self) -> &AppName {
+        match self {
+            Placed::Here(i) => &i.app,
+            Placed::Assigned(a) => &a.app,
+        }
+    }
+
+    /// What the API reports about it; usage is measured only for instances of this
+    /// host's cell.
+    pub fn summary(&self, cell: Option<&LocalCell>) -> InstanceSummary {
+        match self {
+            Placed::Here(i) => i.summary(),
+            Placed::Assigned(a) => match cell.and_then(|c| c.assigned_instance(&a.id)) {
+                Some(i) => i.summary(),
+                None => a.summary(),
+            },
+        }
+    }
+
+    /// Where the router may send requests: only while it runs.
+    pub fn routable_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Placed::Here(i) => i.routable_addr(),
+            Placed::Assigned(a) => a.routable_addr(),
+        }
+    }
+
+    /// Waits until it first runs (`Ok`) or crashes, stops or cannot start (`Err`, why).
+    pub async fn started(&self) -> Result<(), String> {
+        match self {
+            Placed::Here(i) => i.started().await,
+            Placed::Assigned(a) => a.started().await,
+        }
+    }
+
+    /// Stops it and waits until it is gone.
+    pub async fn stop(&self) {
+        match self {
+            Placed::Here(i) => i.stop().await,
+            Placed::Assigned(a) => a.stop().await,
+        }
+    }
+}
+
+/// What the cells of a cluster report, as this controller follows it.
+#[derive(Default)]
+pub struct ClusterView {
+    actual: Mutex<HashMap<String, ActualInstance>>,
+    cells: Mutex<HashMap<String, CellPresence>>,
+    /// Bumped at every change, for those waiting on one.
+    changed: watch::Sender<u64>,
+}
+
+impl ClusterView {
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Follows `actual/` and `cells/` in the store; `on_change` runs after each change.
+    pub fn follow(self: &Arc<Self>, store: &Store, on_change: Arc<dyn Fn() + Send + Sync>) {
+        let (view, store_a, notify) = (Arc::clone(self), store.clone(), Arc::clone(&on_change));
+        tokio::spawn(async move {
+            store_a
+                .mirror(state::ACTUAL, |m| {
+                    {
+                        let mut map = view.actual.lock().unwrap_or_else(|p| p.into_inner());
+                        apply(&mut map, m, |key| {
+                            key.rsplit('/').next().map(str::to_string)
+                        });
+                    }
+                    view.bump();
+                    notify();
+                })
+                .await
+        });
+        let (view, store_c) = (Arc::clone(self), store.clone());
+        tokio::spawn(async move {
+            store_c
+                .mirror(state::CELLS, |m| {
+                    {
+                        let mut map = view.cells.lock().unwrap_or_else(|p| p.into_inner());
+                        apply(&mut map, m, |key| {
+                            key.strip_prefix(state::CELLS).map(str::to_string)
+                        });
+                    }
+                    view.bump();
+                    on_change();
+                })
+                .await
+        });
+    }
+
+    fn actual(&self, id: &str) -> Option<ActualInstance> {
+        self.actual
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn has_cell(&self, id: &str) -> bool {
+        self.cells
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+}
+
+/// Applies a mirrored change to `map`, keyed by what `id_of` makes of each store key.
+fn apply<T: serde::de::DeserializeOwned>(
+    map: &mut HashMap<String, T>,
+    m: Mirrored<'_>,
+    id_of: impl Fn(&str) -> Option<String>,
+) {
+    let read = |kv: &paas_kv::KeyValue| -> Option<(String, T)> {
+        let id = id_of(&kv.key)?;
+        match serde_json::from_slice(&kv.value) {
+            Ok(v) => Some((id, v)),
+            Err(e) => {
+                tracing::warn!(key = %kv.key, "ignoring a record the controller cannot read: {e}");
+                None
+            }
+        }
+    };
+    match m {
+        Mirrored::Reset(kvs) => *map = kvs.iter().filter_map(read).collect(),
+        Mirrored::Put(kv) => {
+            if let Some((id, v)) = read(kv) {
+                map.insert(id, v);
+            }
+        }
+        Mirrored::Delete(key) => {
+            if let Some(id) = id_of(key) {
+                map.remove(&id);
+            }
+        }
+    }
+}
+
+/// An instance placed on a cell through the state store.
+pub struct Assigned {
+    pub id: String,
+    pub app: AppName,
+    pub index: u32,
+    pub cell: String,
+    memory_bytes: u64,
+    /// How long it may take to report running: the app's health-check allowance, plus
+    /// fetching and unpacking its droplet.
+    start_within: Duration,
+    view: Arc<ClusterView>,
+    store: Store,
+}
+
+/// What fetching and unpacking a droplet on a cell may add to an instance's start.
+const DROPLET_ALLOWANCE: Duration = Duration::from_secs(60);
+
+impl Assigned {
+    pub fn new(
+        id: String,
+        cell: String,
+        a: &Assignment,
+        start_timeout: Duration,
+        view: &Arc<ClusterView>,
+        store: &Store,
+    ) -> Self {
+        let start = a
+            .settings
+            .start_timeout_secs
+            .map_or(start_timeout, |s| Duration::from_secs(s.into()));
+        Assigned {
+            id,
+            app: a.app.clone(),
+            index: a.index,
+            cell,
+            memory_bytes: a.settings.memory.bytes(),
+            start_within: start + DROPLET_ALLOWANCE,
+            view: Arc::clone(view),
+            store: store.clone(),
+        }
+    }
+
+    fn summary(&self) -> InstanceSummary {
+        let actual = self.view.actual(&self.id);
+        InstanceSummary {
+            index: self.index,
+            state: actual
+                .as_ref()
+                .map_or("starting", |a| a.state.as_str())
+                .to_string(),
+            since_ms: actual.as_ref().map_or(0, |a| a.since_ms),
+            // Cells do not report usage yet: what it is given, not what it uses.
+            memory_bytes: 0,
+            cpu_percent: 0.0,
+            disk_bytes: 0,
+            cell: self.cell.clone(),
+        }
+    }
+
+    fn routable_addr(&self) -> Option<SocketAddr> {
+        let a = self.view.actual(&self.id)?;
+        if a.state != InstanceState::Running.as_str() {
+            return None;
+        }
+        a.address?.parse().ok()
+    }
+
+    async fn started(&self) -> Result<(), String> {
+        let mut changed = self.view.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + self.start_within;
+        let mut cell_seen = false;
+        loop {
+            match self.view.actual(&self.id) {
+                Some(a) if a.state == InstanceState::Running.as_str() => return Ok(()),
+                Some(a) if a.state == "crashed" => {
+                    return Err(a.reason.unwrap_or_else(|| "crashed".to_string()))
+                }
+                _ => {}
+            }
+            if self.view.has_cell(&self.cell) {
+                cell_seen = true;
+            } else if cell_seen {
+                return Err(format!("was lost with its cell {}", self.cell));
+            }
+            tokio::select! {
+                r = changed.changed() => if r.is_err() {
+                    return Err("was not followed any more".to_string());
+                },
+                _ = tokio::time::sleep_until(deadline) => return Err(format!(
+                    "was not reported running by cell {} within {} s",
+                    self.cell,
+                    self.start_within.as_secs()
+                )),
+            }
+        }
+    }
+
+    /// Takes it off its cell, and waits until the cell reports it gone (or is gone
+    /// itself), at most the grace period and a little more.
+    async fn stop(&self) {
+        let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        while let Err(e) = self.store.unassign(&self.cell, &self.id).await {
+            tracing::warn!(app = %self.app, index = self.index, "taking an instance off cell {}: {e}", self.cell);
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut changed = self.view.changed.subscribe();
+        while self.view.actual(&self.id).is_some() && self.view.has_cell(&self.cell) {
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+}
