@@ -10,6 +10,7 @@
 #
 #   scripts/cluster.sh up      start it (as root); prints how to use it
 #   scripts/cluster.sh down    stop everything and remove its namespaces and data
+#   scripts/cluster.sh start-cell N   start cell N (1 or 2) again, after it was killed
 #
 # PAAS_BIN_DIR picks the binaries (default target/release, built if missing);
 # PAAS_CLUSTER_DIR where state lives (default /var/lib/paas-cluster).
@@ -42,8 +43,37 @@ down() {
       kill -9 "$(cat "$f")" 2>/dev/null || true
     done
   fi
+  reap
   for ns in "${hosts[@]}" "$lan"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$dir"
+}
+
+# What a paasd killed with SIGKILL leaves (it stops its containers only when asked to
+# stop): the containers (their paas-init processes name their folder under $dir; killing
+# a pid 1 ends its whole pid namespace), and their mounts under $dir.
+reap() {
+  [ -d "$dir" ] || return 0
+  local real p
+  real=$(realpath "$dir")
+  for p in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "paas-init.*$real/"; then
+      kill -9 "${p#/proc/}" 2>/dev/null || true
+    fi
+  done
+  sleep 0.5
+  for f in "$real"/*/containers/*/state.json; do
+    [ -f "$f" ] || continue
+    for ns in $(grep -o '"paas-[0-9a-z]*"' "$f" | tr -d '"'); do ip netns del "$ns" 2>/dev/null || true; done
+  done
+  awk -v d="$real/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+
+start_cell() { # N: paasd --roles cell on paas-c-cellN
+  local c=$1
+  start "cell$c" "paas-c-cell$c" "$bin/paasd" --roles cell --data-dir "$dir/cell$c" \
+    --etcd-endpoints "$etcd_urls" --advertise-address "10.98.0.4$c"
+  wait_for "$dir/cell$c.out" '^paasd ready' "cell $c"
 }
 
 start() { # NAME HOST COMMAND...: runs COMMAND in HOST, logs in $dir/NAME.log
@@ -104,11 +134,7 @@ up() {
     --api-listen 10.98.0.21:9443 --http-listen 10.98.0.21:8080 --https-listen 10.98.0.21:8443 \
     --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
   wait_for "$dir/paasd.out" '^paasd ready' paasd
-  for c in 1 2; do
-    start "cell$c" "paas-c-cell$c" "$bin/paasd" --roles cell --data-dir "$dir/cell$c" \
-      --etcd-endpoints "$etcd_urls" --advertise-address "10.98.0.4$c"
-    wait_for "$dir/cell$c.out" '^paasd ready' "cell $c"
-  done
+  for c in 1 2; do start_cell "$c"; done
   for r in 1 2; do
     start "router$r" "paas-c-r$r" "$bin/paas-router" --listen "10.98.0.3$r:8080" \
       --admin-listen 127.0.0.1:8081 --drain-seconds 0 --etcd-endpoints "$etcd_urls"
@@ -133,5 +159,7 @@ EOF
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up|down" >&2; exit 2 ;;
+  start-cell) [[ "${2:-}" =~ ^[12]$ ]] || { echo "usage: scripts/cluster.sh start-cell 1|2" >&2; exit 2; }
+    rm -f "$dir/cell$2.out"; start_cell "$2" ;;
+  *) echo "usage: scripts/cluster.sh up|down|start-cell 1|2" >&2; exit 2 ;;
 esac

@@ -13,7 +13,8 @@
 //!   cell, which the cell runs for as long as the key exists;
 //! - `blob-holders/SHA/HOST`: a [`BlobHolder`], a host that keeps the blob and serves it
 //!   to the others;
-//! - `cluster-secret`: the [`ClusterSecret`] hosts prove themselves to each other with.
+//! - `cluster-secret`: the [`ClusterSecret`] hosts prove themselves to each other with;
+//! - `leader`: the id of the controller that converges, under its lease.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,7 @@ pub const DEFAULT_CERTIFICATE: &str = "/paas/default-certificate";
 pub const ASSIGNED: &str = "/paas/assigned/";
 pub const BLOB_HOLDERS: &str = "/paas/blob-holders/";
 pub const CLUSTER_SECRET: &str = "/paas/cluster-secret";
+pub const LEADER: &str = "/paas/leader";
 
 /// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
 /// unique.

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{bin, eventually, repo};
+use crate::harness::{bin, container_processes, eventually, repo};
 
 fn script(args: &[&str], data: &std::path::Path) -> std::process::Output {
     let bins = bin("paasd").parent().unwrap().to_path_buf();
@@ -117,6 +117,7 @@ fn the_local_cluster_places_an_app_on_three_cells_serves_it_through_both_routers
         vec![0, 1, 2],
         "the router reaches the instance on each cell"
     );
+    lose_a_cell_then_cut_one_off(&data);
     for router in ["10.98.0.31", "10.98.0.32"] {
         assert!(
             eventually(20, || status_through(router, "hello.localhost") == "200"),
@@ -134,6 +135,145 @@ fn the_local_cluster_places_an_app_on_three_cells_serves_it_through_both_routers
     .into_owned();
     assert!(!namespaces.contains("paas-c-"), "{namespaces}");
     assert!(!data.exists(), "its data is removed");
+}
+
+/// Each instance of app hello: index, state, cell.
+fn instances(data: &std::path::Path) -> Vec<(u64, String, String)> {
+    let text = in_ns(
+        "paas-c-ctl",
+        &bin("paas"),
+        &["app", "hello", "--json"],
+        data,
+    );
+    let app: serde_json::Value = serde_json::from_str(&text).unwrap();
+    app["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["index"].as_u64().unwrap(),
+                i["state"].as_str().unwrap().to_string(),
+                i["cell"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The cells that are up: id by address, and how many instances each reports.
+fn cells(data: &std::path::Path) -> Vec<(String, String, u64)> {
+    let text = in_ns("paas-c-ctl", &bin("paas"), &["cells", "--json"], data);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let list = v.as_array().or_else(|| v["resources"].as_array()).unwrap();
+    list.iter()
+        .map(|c| {
+            (
+                c["address"].as_str().unwrap().to_string(),
+                c["id"].as_str().unwrap().to_string(),
+                c["instances"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn cell_at(data: &std::path::Path, address: &str) -> String {
+    cells(data)
+        .into_iter()
+        .find(|(a, ..)| a == address)
+        .unwrap_or_else(|| panic!("no cell at {address}"))
+        .1
+}
+
+/// Three instances of hello run, none on `not_on`, and a router reaches all three.
+fn all_three_run_elsewhere(data: &std::path::Path, not_on: &[&str]) -> bool {
+    let list = instances(data);
+    let placed_well = list.len() == 3
+        && list
+            .iter()
+            .all(|(_, state, cell)| state == "running" && !not_on.contains(&cell.as_str()));
+    if !placed_well {
+        return false;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let body = body_through("10.98.0.32", "hello.localhost");
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+            answered.insert(v["instance_index"].as_u64().unwrap_or(99));
+        }
+    }
+    answered.into_iter().collect::<Vec<_>>() == vec![0, 1, 2]
+}
+
+/// A cell's paasd is SIGKILLed: its instance runs again on the others. Another cell is
+/// cut off the network: its instance runs again elsewhere, and when the cell is back it
+/// stops the one it still ran and publishes nothing of it.
+fn lose_a_cell_then_cut_one_off(data: &std::path::Path) {
+    let cell1 = cell_at(data, "10.98.0.41");
+    let cell2 = cell_at(data, "10.98.0.42");
+    let pid = std::fs::read_to_string(data.join("pids/cell1")).unwrap();
+    Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(
+        eventually(30, || all_three_run_elsewhere(data, &[&cell1])),
+        "the killed cell's instance runs again on another cell: {:?}",
+        instances(data)
+    );
+
+    // Cut cell2 off (its link to the bridge down) for longer than its lease.
+    let link = |up: &str| {
+        let ok = Command::new("ip")
+            .args(["-n", "paas-c-lan", "link", "set", "c7-lan", up])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "setting cell2's link {up}");
+    };
+    link("down");
+    let moved = eventually(30, || all_three_run_elsewhere(data, &[&cell1, &cell2]));
+    link("up");
+    assert!(
+        moved,
+        "the cut-off cell's instance runs again on the cell that is left: {:?}",
+        instances(data)
+    );
+    // Back on the network, cell2 runs nothing of hello any more, and says so.
+    assert!(
+        eventually(30, || cells(data)
+            .iter()
+            .any(|(_, id, n)| *id == cell2 && *n == 0)),
+        "the cell that was cut off stops the instance that now runs elsewhere: {:?}",
+        cells(data)
+    );
+    assert!(
+        all_three_run_elsewhere(data, &[&cell1, &cell2]),
+        "{:?}",
+        instances(data)
+    );
+
+    // The killed cell, started again, runs nothing of hello: what it ran was placed
+    // elsewhere, and the container its killed paasd left is cleaned up.
+    let cell1_dir = data.join("cell1");
+    let cell1_dir = cell1_dir.to_str().unwrap();
+    assert!(
+        !container_processes(cell1_dir).is_empty(),
+        "SIGKILL left cell1's container"
+    );
+    let out = script(&["start-cell", "1"], data);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(20, || cells(data)
+            .iter()
+            .any(|(_, id, n)| *id == cell1 && *n == 0)),
+        "{:?}",
+        cells(data)
+    );
+    assert!(container_processes(cell1_dir).is_empty());
 }
 
 fn body_through(router: &str, host: &str) -> String {

@@ -173,6 +173,7 @@ impl LocalCell {
         peers: Arc<crate::peer::Peers>,
         reporter: Arc<dyn Reporter>,
     ) {
+        self.report(presence::Change::PlacedOnly);
         let task = tokio::spawn(assigned::follow(Arc::clone(self), store, peers, reporter));
         *self.following.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     }

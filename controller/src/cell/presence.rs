@@ -9,7 +9,7 @@
 //! store. A cell that dies stops renewing: its records vanish within the TTL, which is
 //! how routers and controllers on other hosts learn that it is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use paas_api::state::{ActualInstance, CellPresence};
@@ -34,6 +34,11 @@ pub enum Change {
     Leave(tokio::sync::oneshot::Sender<()>),
     /// The store said this lease is gone (from the renewing task).
     LeaseLost(LeaseId),
+    /// The cell runs what the controller placed on it (`assigned/CELL/`): after its lease
+    /// was lost, it publishes again only the instances still placed on it. The others
+    /// were placed elsewhere while it was away, and it is stopping them: routed again,
+    /// they would be routed twice (Diego's "suspect" cell).
+    PlacedOnly,
 }
 
 /// Keeps the cell's presence and its instances' records; see the module docs.
@@ -49,6 +54,9 @@ pub async fn run(
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
     let mut actuals: HashMap<String, ActualInstance> = HashMap::new();
+    // Instances no longer placed here, which are not published again (`PlacedOnly`).
+    let mut withheld: HashSet<String> = HashSet::new();
+    let mut placed_only = false;
     let mut lease: Option<LeaseId> = None;
     let (current, held) = tokio::sync::watch::channel(None);
     let renewing = tokio::spawn(renew(store.clone(), held, sender, cell.id.clone()));
@@ -62,11 +70,22 @@ pub async fn run(
             _ = tick.tick() => {
                 match lease {
                     None => {
-                        lease = establish(&store, &mut cell, &actuals).await;
+                        if placed_only {
+                            match store.assigned_ids(&cell.id).await {
+                                Ok(placed) => withheld.extend(
+                                    actuals.keys().filter(|id| !placed.contains(*id)).cloned(),
+                                ),
+                                Err(e) => {
+                                    tracing::warn!(cell = %cell.id, "reading what is placed on the cell: {e}; trying again");
+                                    continue;
+                                }
+                            }
+                        }
+                        lease = establish(&store, &mut cell, &actuals, &withheld).await;
                         dirty = false;
                     }
                     Some(l) if dirty => {
-                        dirty = write_all(&store, &mut cell, &actuals, l).await.is_err();
+                        dirty = write_all(&store, &mut cell, &actuals, &withheld, l).await.is_err();
                     }
                     Some(_) => {}
                 }
@@ -86,6 +105,7 @@ pub async fn run(
                 match change {
                     Change::Put(id, actual) => {
                         let write = match lease {
+                            Some(_) if withheld.contains(&id) => Ok(()),
                             Some(l) => store.put_actual(&id, &actual, l).await,
                             None => Ok(()),
                         };
@@ -96,6 +116,7 @@ pub async fn run(
                         }
                     }
                     Change::Gone(id) => {
+                        withheld.remove(&id);
                         if let Some(gone) = actuals.remove(&id) {
                             if lease.is_some() {
                                 if let Err(e) = store.delete_actual(&gone.app, &id).await {
@@ -114,6 +135,10 @@ pub async fn run(
                         }
                         continue;
                     }
+                    Change::PlacedOnly => {
+                        placed_only = true;
+                        continue;
+                    }
                     Change::Leave(done) => {
                         if let Some(l) = lease {
                             let _ = store.revoke_lease(l).await;
@@ -123,7 +148,7 @@ pub async fn run(
                     }
                 }
                 if let Some(l) = lease {
-                    count(&mut cell, &actuals);
+                    count(&mut cell, &actuals, &withheld);
                     if let Err(e) = store.put_cell(&cell, l).await {
                         tracing::warn!(cell = %cell.id, "reporting the cell: {e}; writing again");
                         dirty = true;
@@ -165,11 +190,12 @@ async fn write_all(
     store: &Store,
     cell: &mut CellPresence,
     actuals: &HashMap<String, ActualInstance>,
+    withheld: &HashSet<String>,
     lease: LeaseId,
 ) -> Result<(), StoreError> {
-    count(cell, actuals);
+    count(cell, actuals, withheld);
     store.put_cell(cell, lease).await?;
-    for (id, actual) in actuals {
+    for (id, actual) in actuals.iter().filter(|(id, _)| !withheld.contains(*id)) {
         store.put_actual(id, actual, lease).await?;
     }
     Ok(())
@@ -181,10 +207,11 @@ async fn establish(
     store: &Store,
     cell: &mut CellPresence,
     actuals: &HashMap<String, ActualInstance>,
+    withheld: &HashSet<String>,
 ) -> Option<LeaseId> {
     let attempt = async {
         let lease = store.grant_lease(CELL_TTL).await?;
-        write_all(store, cell, actuals, lease).await?;
+        write_all(store, cell, actuals, withheld, lease).await?;
         Ok::<_, StoreError>(lease)
     };
     match attempt.await {
@@ -199,9 +226,14 @@ async fn establish(
     }
 }
 
-/// Brings the cell's counts in line with its instances.
-fn count(cell: &mut CellPresence, actuals: &HashMap<String, ActualInstance>) {
-    cell.instances = actuals.len() as u32;
-    cell.memory_used_bytes = actuals.values().map(|a| a.memory_bytes).sum();
+/// Brings the cell's counts in line with its instances (the withheld ones are stopping).
+fn count(
+    cell: &mut CellPresence,
+    actuals: &HashMap<String, ActualInstance>,
+    withheld: &HashSet<String>,
+) {
+    let placed = || actuals.iter().filter(|(id, _)| !withheld.contains(*id));
+    cell.instances = placed().count() as u32;
+    cell.memory_used_bytes = placed().map(|(_, a)| a.memory_bytes).sum();
     cell.updated_ms = crate::logs::now_ms();
 }

@@ -8,6 +8,7 @@
 //! Pushes and deletes of one app are serialised by a per-app lock; different apps deploy
 //! in parallel.
 
+mod converge;
 mod deploy;
 mod error;
 pub mod placed;
@@ -237,6 +238,7 @@ impl Platform {
             Arc::clone(&cluster.peers),
             Arc::clone(self) as Arc<dyn Reporter>,
         );
+        tokio::spawn(Arc::clone(self).lead(self.cell.id().to_string()));
     }
 
     /// Keeps the instance lists in step with the placements in the store: one made by

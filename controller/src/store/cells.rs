@@ -108,6 +108,19 @@ impl Store {
         Ok(out)
     }
 
+    /// The ids of the instances placed on `cell`.
+    pub async fn assigned_ids(
+        &self,
+        cell: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let prefix = state::assigned_prefix(cell);
+        let (kvs, _) = self.kv.range(&prefix).await?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
     /// Feeds `apply` every key under `prefix` and each change of them, forever (see
     /// [`paas_kv::mirror`]).
     pub async fn mirror(&self, prefix: &str, apply: impl FnMut(Mirrored<'_>)) {
@@ -202,5 +215,61 @@ impl Store {
             .await?
             .ok_or_else(|| anyhow::anyhow!("the cluster secret vanished as it was made"))?;
         Ok(decode(&kv)?)
+    }
+}
+
+/// The controllers' leader (`leader`, under the leader's lease): the one that converges.
+impl Store {
+    /// Makes `me` the leader under `lease` if there is none; true if `me` leads now.
+    pub async fn try_lead(&self, me: &str, lease: LeaseId) -> Result<bool, StoreError> {
+        let take = Txn {
+            when: vec![Compare::ModRevision(state::LEADER.to_string(), 0)],
+            then: vec![Op::Put {
+                key: state::LEADER.to_string(),
+                value: me.as_bytes().to_vec(),
+                lease: Some(lease),
+            }],
+            otherwise: vec![],
+        };
+        if self.kv.txn(take).await?.succeeded {
+            return Ok(true);
+        }
+        Ok(self.leader().await?.as_deref() == Some(me))
+    }
+
+    /// The id of the controller that leads now, if one does.
+    pub async fn leader(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .kv
+            .get(state::LEADER)
+            .await?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// Moves instance `id` from `from` to a new instance `new_id` on `to`, at once.
+    pub async fn replace_assignment(
+        &self,
+        from: &str,
+        id: &str,
+        to: &str,
+        new_id: &str,
+        what: &Assignment,
+    ) -> Result<(), StoreError> {
+        let txn = Txn {
+            when: vec![],
+            then: vec![
+                Op::Delete {
+                    key: state::assigned_key(from, id),
+                },
+                Op::Put {
+                    key: state::assigned_key(to, new_id),
+                    value: encode(what),
+                    lease: None,
+                },
+            ],
+            otherwise: vec![],
+        };
+        self.kv.txn(txn).await?;
+        Ok(())
     }
 }
