@@ -104,6 +104,10 @@ pub struct CellPresence {
     pub id: String,
     /// The address other hosts reach this cell's instances at.
     pub address: String,
+    /// Where its host serves the others of its cluster (`IP:PORT`): blobs, log lines,
+    /// exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
     /// Memory the cell may give instances, and how much its instances are given now.
     pub memory_bytes: u64,
     pub memory_used_bytes: u64,

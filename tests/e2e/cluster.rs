@@ -117,6 +117,30 @@ fn the_local_cluster_places_an_app_on_three_cells_serves_it_through_both_routers
         vec![0, 1, 2],
         "the router reaches the instance on each cell"
     );
+    whatever_the_cell_logs_and_exec_reach_it(&data);
+    // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
+    assert!(
+        eventually(20, || {
+            let keys = crate::etcd::keys_in(
+                "paas-c-lan",
+                "http://10.98.0.11:2379",
+                "/paas/blob-holders/",
+            )
+            .unwrap_or_default();
+            let mut per_blob = std::collections::BTreeMap::<String, u32>::new();
+            for k in &keys {
+                let sha = k.split('/').nth(3).unwrap_or_default().to_string();
+                *per_blob.entry(sha).or_default() += 1;
+            }
+            per_blob.len() >= 2 && per_blob.values().all(|n| *n >= 2)
+        }),
+        "{:?}",
+        crate::etcd::keys_in(
+            "paas-c-lan",
+            "http://10.98.0.11:2379",
+            "/paas/blob-holders/"
+        )
+    );
     lose_a_cell_then_cut_one_off(&data);
     for router in ["10.98.0.31", "10.98.0.32"] {
         assert!(
@@ -135,6 +159,44 @@ fn the_local_cluster_places_an_app_on_three_cells_serves_it_through_both_routers
     .into_owned();
     assert!(!namespaces.contains("paas-c-"), "{namespaces}");
     assert!(!data.exists(), "its data is removed");
+}
+
+/// Log lines of every instance reach `paas logs` through the controller, and `paas exec`
+/// runs in an instance on a cell of another host.
+fn whatever_the_cell_logs_and_exec_reach_it(data: &std::path::Path) {
+    let logs = in_ns(
+        "paas-c-ctl",
+        &bin("paas"),
+        &["logs", "hello", "--recent"],
+        data,
+    );
+    for i in 0..3 {
+        assert!(
+            logs.contains(&format!("[APP/WEB/{i}] OUT listening on port")),
+            "instance {i}'s start is in the logs: {logs}"
+        );
+    }
+    let remote = cell_at(data, "10.98.0.41");
+    let (index, ..) = instances(data)
+        .into_iter()
+        .find(|(_, _, cell)| *cell == remote)
+        .expect("an instance on cell 1");
+    let out = in_ns(
+        "paas-c-ctl",
+        &bin("paas"),
+        &[
+            "exec",
+            "hello",
+            "-i",
+            &index.to_string(),
+            "--",
+            "sh",
+            "-c",
+            "echo from $CF_INSTANCE_INDEX",
+        ],
+        data,
+    );
+    assert!(out.contains(&format!("from {index}")), "{out}");
 }
 
 /// Each instance of app hello: index, state, cell.

@@ -130,12 +130,23 @@ impl Drop for Etcd {
 }
 
 fn keys_at(url: &str, prefix: &str) -> Option<Vec<String>> {
+    keys_from(Command::new("curl"), url, prefix)
+}
+
+/// The keys under `prefix` of the etcd at `url`, asked from network namespace `ns`.
+pub fn keys_in(ns: &str, url: &str, prefix: &str) -> Option<Vec<String>> {
+    let mut curl = Command::new("ip");
+    curl.args(["netns", "exec", ns, "curl"]);
+    keys_from(curl, url, prefix)
+}
+
+fn keys_from(mut curl: Command, url: &str, prefix: &str) -> Option<Vec<String>> {
     let body = serde_json::json!({
         "key": base64(prefix.as_bytes()),
         "range_end": base64(&prefix_end(prefix.as_bytes())),
         "keys_only": true,
     });
-    let out = Command::new("curl")
+    let out = curl
         .args(["-sS", "--max-time", "5", "-X", "POST", "-d"])
         .arg(body.to_string())
         .arg(format!("{url}/v3/kv/range"))

@@ -7,15 +7,15 @@ use axum::body::Body;
 use axum::extract::State;
 use http::{Response, Uri};
 use paas_api::{
-    AppName, AppSettings, DeployEvent, DeployRequest, ExecEvent, ExecRequest, Info, LogStream,
-    Revision, RollbackRequest,
+    AppName, AppSettings, DeployEvent, DeployRequest, ExecRequest, Info, Revision, RollbackRequest,
 };
 
 use super::body::{self, ApiBody};
 use super::extract::{read_json, AppPath};
 use super::failure::Failure;
-use super::{page, query};
+use super::{page, query, LogLines};
 use crate::blobs::is_sha256;
+use crate::platform::Execution;
 use crate::platform::Platform;
 
 pub async fn info(State(p): State<Arc<Platform>>) -> Response<ApiBody> {
@@ -139,40 +139,20 @@ pub async fn exec(
         ));
     }
     p.app_record(app).await?;
-    let mut child = p.exec(app, index, &command)?;
-    let (out, resp) = body::ndjson_stream();
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    tokio::spawn(async move {
-        // Each line waits for the client to take it: a client that reads slowly slows
-        // the command (its pipe fills), and nothing piles up here.
-        let pump = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>, stream| {
-            let out = out.clone();
-            async move {
-                let Some(pipe) = pipe else { return };
-                let mut lines = paas_runtime::output::Lines::new(pipe, 64 * 1024);
-                while let Some(line) = lines.next_line().await {
-                    if !out.send(&ExecEvent::Output { stream, line }).await {
+    match p.exec(app, index, &command).await? {
+        Execution::Here(child) => Ok(super::stream_exec(child)),
+        Execution::There(mut events) => {
+            let (out, resp) = body::ndjson_stream();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    if !out.send(&event).await {
                         return;
                     }
                 }
-            }
-        };
-        let run = async {
-            tokio::join!(
-                pump(stdout.map(|p| Box::new(p) as _), LogStream::Out),
-                pump(stderr.map(|p| Box::new(p) as _), LogStream::Err)
-            );
-            child.wait().await
-        };
-        tokio::select! {
-            status = run => {
-                let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
-                out.send(&ExecEvent::Exit { code }).await;
-            }
-            _ = out.closed() => {}
+            });
+            Ok(resp)
         }
-    });
-    Ok(resp)
+    }
 }
 
 pub async fn get_env(
@@ -305,7 +285,8 @@ pub async fn droplet(
             Some(&format!("push it first: `paas push {app}`")),
         )
     })?;
-    let file = tokio::fs::File::open(p.blobs.path(&release.droplet))
+    let path = p.blob(&release.droplet).await?;
+    let file = tokio::fs::File::open(path)
         .await
         .map_err(Failure::internal)?;
     Ok(body::file(file, "application/gzip"))
@@ -502,45 +483,34 @@ pub async fn logs(
     let (app, query) = (&app, uri.query().unwrap_or(""));
     p.app_record(app).await?;
     let follow = query::flag(query, "follow");
-    let (out, resp) = body::ndjson_stream();
-    if !follow {
-        let recent = p.logs.recent(app);
-        tokio::spawn(async move {
-            for line in recent {
-                if !out.send(&line).await {
-                    return;
-                }
-            }
-        });
-        return Ok(resp);
+    let remote = p.log_peers(app);
+    if remote.is_empty() {
+        let which = if follow {
+            LogLines::Follow
+        } else {
+            LogLines::Recent
+        };
+        return Ok(super::stream_logs(&p.logs, app, which));
     }
-    let (recent, mut live) = p.logs.follow(app);
+    let (out, resp) = body::ndjson_stream();
+    let (p, app) = (Arc::clone(&p), app.clone());
     tokio::spawn(async move {
+        // Every host's recent lines in time order, then (following) each new line as
+        // it comes from any of them.
+        let mut live = follow.then(|| p.logs.follow(&app).1);
+        let mut recent = p.logs.recent(&app);
+        recent.extend(p.remote_recent_logs(&app, &remote).await);
+        recent.sort_by_key(|l| l.timestamp_ms);
         for line in recent {
             if !out.send(&line).await {
                 return;
             }
         }
-        // A client slower than the app: the live feed lags, and says how much it lost.
-        loop {
-            match live.recv().await {
-                Ok(line) => {
-                    if !out.send(&line).await {
-                        return;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let note = paas_api::LogLine {
-                        timestamp_ms: crate::logs::now_ms(),
-                        source: "API".into(),
-                        stream: paas_api::LogStream::Err,
-                        line: format!("{n} lines were dropped because the client read too slowly"),
-                    };
-                    if !out.send(&note).await {
-                        return;
-                    }
-                }
-                Err(_) => return,
+        let Some(local) = live.take() else { return };
+        let mut merged = p.remote_new_logs(&app, &remote, local).await;
+        while let Some(line) = merged.recv().await {
+            if !out.send(&line).await {
+                return;
             }
         }
     });

@@ -13,9 +13,13 @@ pub(crate) mod body;
 mod extract;
 mod failure;
 mod page;
-mod query;
+pub(crate) mod query;
 mod routes;
+mod streams;
 mod uploads;
+
+pub(crate) use extract::read_json;
+pub(crate) use streams::{dropped as streams_dropped, stream_exec, stream_logs, LogLines};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -50,6 +50,7 @@ pub async fn package(
     uri: Uri,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
+    let platform = Arc::clone(&p);
     let (p, query) = (&*p, uri.query().unwrap_or(""));
     p.app_record(&app).await?;
     let (uploaded, bytes) = receive_archive(p, body, "package").await?;
@@ -84,6 +85,7 @@ pub async fn package(
     .map_err(Failure::internal)?;
     let with_resources = query::flag(query, "resources");
     if !with_resources {
+        platform.keep_twice_later(&uploaded);
         return Ok(body::json(
             201,
             &PackageStored {
@@ -129,6 +131,7 @@ pub async fn package(
     if sha256 != uploaded {
         let _ = std::fs::remove_file(p.blobs.path(&uploaded));
     }
+    platform.keep_twice_later(&sha256);
     Ok(body::json(201, &PackageStored { sha256, bytes }))
 }
 

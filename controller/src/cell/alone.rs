@@ -36,16 +36,22 @@ pub async fn run_alone(cfg: Config, shutdown: impl Future<Output = ()>) -> anyho
         })?;
     let store = Store::new(paas_kv::Backend::Etcd(Box::new(etcd)));
     let blobs = crate::blobs::Blobs::open(dir.join("blobs")).context("opening the blob store")?;
-    let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
-    let cell = LocalCell::open(&cfg, dir, store.clone()).await?;
+    let logs = Arc::new(Logs::open(dir.join("logs")).context("opening the log folder")?);
+    let listener = crate::peer::bind(&cfg).await?;
+    let peer_addr = listener.local_addr()?;
+    let cell = LocalCell::open(&cfg, dir, store.clone(), Some(peer_addr)).await?;
     let n = cell.clean_up_leftovers().await;
     if n > 0 {
         tracing::info!("cleaned up {n} containers left by an earlier run");
     }
-    let listener = crate::peer::bind(&cfg).await?;
-    let peer_addr = listener.local_addr()?;
-    let peers =
-        crate::peer::Peers::open(store.clone(), blobs, cell.id().to_string(), peer_addr).await?;
+    let peers = crate::peer::Peers::open(
+        store.clone(),
+        blobs,
+        Arc::clone(&cell),
+        Arc::clone(&logs),
+        peer_addr,
+    )
+    .await?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(Arc::clone(&peers).serve(listener, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
@@ -66,7 +72,7 @@ pub async fn run_alone(cfg: Config, shutdown: impl Future<Output = ()>) -> anyho
 /// store, where every controller reads them; log lines stay in this host's log folder.
 struct CellReporter {
     store: Store,
-    logs: Logs,
+    logs: Arc<Logs>,
 }
 
 impl Reporter for CellReporter {

@@ -81,7 +81,13 @@ pub struct LocalCell {
 impl LocalCell {
     /// Readies the runtime (cgroups, the instance network and its isolation, the
     /// stack) in the data folder `dir`, and announces the cell in `store`.
-    pub async fn open(cfg: &Config, dir: &Path, store: Store) -> anyhow::Result<Arc<Self>> {
+    /// `peer` is where this host serves the others of its cluster, if it is in one.
+    pub async fn open(
+        cfg: &Config,
+        dir: &Path,
+        store: Store,
+        peer: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Arc<Self>> {
         let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
         let cgroup_base = Path::new("/sys/fs/cgroup");
         let cgroups = CgroupDriver::detect(cgroup_base).context("finding cgroups")?;
@@ -134,6 +140,7 @@ impl LocalCell {
                 .advertise_address
                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
                 .to_string(),
+            peer: peer.map(|p| p.to_string()),
             memory_bytes: host_memory_bytes(),
             memory_used_bytes: 0,
             instances: 0,

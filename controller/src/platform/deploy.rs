@@ -35,14 +35,14 @@ impl Platform {
         let lock = self.app_lock(app);
         let _held = lock.lock().await;
         let record = self.app_record(app).await?;
-        if !self.blobs.exists(package) {
-            return Err(Error::new(
+        let package_path = self.blob(package).await.map_err(|_| {
+            Error::new(
                 ErrorKind::NotFound,
                 "package-not-found",
                 format!("package {package} was not uploaded"),
                 Some("upload it first: POST /v1/apps/NAME/packages"),
-            ));
-        }
+            )
+        })?;
         let (buildpacks, detect) = self.choose_buildpacks(&record.settings.buildpacks)?;
 
         let _ = events.send(DeployEvent::Phase {
@@ -59,7 +59,7 @@ impl Platform {
         let req = StagingRequest {
             id,
             app: app.clone(),
-            package: self.blobs.path(package),
+            package: package_path,
             buildpacks,
             detect,
             start_command: record.settings.command.clone(),
@@ -135,6 +135,8 @@ impl Platform {
         .map_err(Error::internal)?
         .map_err(|e| Error::new(ErrorKind::Refused, "droplet-refused", e, None))?;
         drop(droplet_tmp);
+        // A second host keeps it before a release names it.
+        self.keep_twice(&droplet).await;
         let release = self
             .store
             .add_release(

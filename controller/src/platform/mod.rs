@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use paas_api::{AppEvent, AppName, AppSummary, LogStream, Route};
+use paas_api::{AppEvent, AppName, AppSummary, LogLine, LogStream, Route};
+
+use crate::api::LogLines;
 use paas_router::Router;
 use paas_runtime::IdMap;
 
@@ -43,6 +45,14 @@ struct Cluster {
     peers: Arc<crate::peer::Peers>,
 }
 
+/// A command started in an instance.
+pub enum Execution {
+    /// On this host.
+    Here(tokio::process::Child),
+    /// On another host's cell: its output as that cell streams it.
+    There(tokio::sync::mpsc::Receiver<paas_api::ExecEvent>),
+}
+
 /// Every recorded event, as it is recorded, with the app it is about.
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
 
@@ -53,7 +63,7 @@ pub struct Platform {
     pub blobs: Blobs,
     /// File contents of uploaded packages, by SHA-256: what a push need not send again.
     pub resources: Blobs,
-    pub logs: Logs,
+    pub logs: Arc<Logs>,
     /// Where stagings run, and on a single host every instance: this host.
     cell: Arc<LocalCell>,
     /// In a cluster, instances are placed on cells through the state store.
@@ -106,15 +116,16 @@ impl Platform {
         };
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
-        let logs = Logs::open(dir.join("logs")).context("opening the log folder")?;
-        let cell = LocalCell::open(cfg, dir, store.clone()).await?;
+        let logs = Arc::new(Logs::open(dir.join("logs")).context("opening the log folder")?);
+        let cell = LocalCell::open(cfg, dir, store.clone(), peer_addr).await?;
         let cluster = match peer_addr {
             Some(addr) if !cfg.etcd_endpoints.is_empty() => Some(Cluster {
                 view: Arc::default(),
                 peers: crate::peer::Peers::open(
                     store.clone(),
                     blobs.clone(),
-                    cell.id().to_string(),
+                    Arc::clone(&cell),
+                    Arc::clone(&logs),
                     addr,
                 )
                 .await?,
@@ -309,6 +320,53 @@ impl Platform {
         self.cluster.as_ref().map(|c| Arc::clone(&c.peers))
     }
 
+    /// The local path of blob `sha256`; in a cluster, fetched from a host that keeps it
+    /// when this one does not.
+    pub async fn blob(&self, sha256: &str) -> Result<PathBuf, Error> {
+        if self.blobs.exists(sha256) {
+            return Ok(self.blobs.path(sha256));
+        }
+        let gone = || {
+            Error::new(
+                ErrorKind::Gone,
+                "blob-missing",
+                format!("blob {sha256} is kept on no host that can be reached"),
+                None,
+            )
+        };
+        let Some(cluster) = &self.cluster else {
+            return Err(gone());
+        };
+        cluster.peers.blob(sha256).await.map_err(|e| {
+            tracing::warn!("{e:#}");
+            gone()
+        })
+    }
+
+    /// In a cluster: records that this host keeps blob `sha256` and has a second host
+    /// keep it too, so that losing one host loses no blob. Failing that, says so in the
+    /// log and goes on: the blob is still here.
+    pub async fn keep_twice(&self, sha256: &str) {
+        let Some(cluster) = &self.cluster else { return };
+        let kept = async {
+            cluster.peers.announce(sha256).await?;
+            cluster.peers.keep_elsewhere(sha256).await
+        };
+        match kept.await {
+            Ok(host) => tracing::info!(blob = %sha256, %host, "a second host keeps the blob"),
+            Err(e) => tracing::warn!(blob = %sha256, "the blob is kept on this host only: {e:#}"),
+        }
+    }
+
+    /// [`Platform::keep_twice`], without waiting for it.
+    pub fn keep_twice_later(self: &Arc<Self>, sha256: &str) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let (me, sha) = (Arc::clone(self), sha256.to_string());
+        tokio::spawn(async move { me.keep_twice(&sha).await });
+    }
+
     /// The stored app, or the API's 404 when there is none.
     pub async fn app_record(&self, app: &AppName) -> Result<AppRecord, Error> {
         self.store
@@ -382,13 +440,14 @@ impl Platform {
         self.cell.outbound_resolv_conf()
     }
 
-    /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it.
-    pub fn exec(
+    /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it: on this
+    /// host, or through the peer listener of the cell that runs it.
+    pub async fn exec(
         &self,
         app: &AppName,
         index: u32,
         command: &[String],
-    ) -> Result<tokio::process::Child, Error> {
+    ) -> Result<Execution, Error> {
         let placed: Vec<Placed> = self
             .instances
             .lock()
@@ -396,32 +455,146 @@ impl Platform {
             .get(app)
             .map(|l| l.iter().filter(|i| i.index() == index).cloned().collect())
             .unwrap_or_default();
-        let target = placed.iter().find_map(|p| match p {
-            Placed::Here(i) => i.exec_target(),
-            Placed::Assigned(a) => self.cell.assigned_instance(&a.id)?.exec_target(),
-        });
-        let Some(target) = target else {
-            if let Some(Placed::Assigned(a)) = placed.first() {
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    "instance-on-another-host",
-                    format!(
-                        "instance {index} of app {app} runs on cell {}, on another host; exec reaches only the instances of the host whose API is called",
-                        a.cell
-                    ),
-                    Some(&format!("see `paas cells` for where cell {} is", a.cell)),
-                ));
-            }
-            return Err(Error::new(
+        let not_running = || {
+            Error::new(
                 ErrorKind::NotFound,
                 "instance-not-running",
                 format!("instance {index} of app {app} is not running"),
                 Some(&format!("see `paas app {app}` for its instances")),
-            ));
+            )
         };
-        self.cell
-            .exec(&target, &paas_stager::shell::join(command))
-            .map_err(Error::internal)
+        let here = placed.iter().find_map(|p| match p {
+            Placed::Here(i) => i.exec_target(),
+            Placed::Assigned(a) => self.cell.assigned_instance(&a.id)?.exec_target(),
+        });
+        if let Some(target) = here {
+            return self
+                .cell
+                .exec(&target, &paas_stager::shell::join(command))
+                .map(Execution::Here)
+                .map_err(Error::internal);
+        }
+        // The running one, if any runs on another cell.
+        let there = placed.iter().find_map(|p| match p {
+            Placed::Assigned(a) if p.routable_addr().is_some() => Some(Arc::clone(a)),
+            _ => None,
+        });
+        let (Some(a), Some(cluster)) = (there, &self.cluster) else {
+            return Err(not_running());
+        };
+        let peer = cluster.view.peer_of(&a.cell).ok_or_else(not_running)?;
+        cluster
+            .peers
+            .exec(&peer, &a.id, command)
+            .await
+            .map(Execution::There)
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    "cell-unreachable",
+                    format!(
+                        "instance {index} of app {app} runs on cell {}, which could not be reached: {e:#}",
+                        a.cell
+                    ),
+                    Some("see `paas cells`; try again"),
+                )
+            })
+    }
+
+    /// The peer addresses of the other cells that run instances of `app`, whose log
+    /// lines they keep.
+    pub fn log_peers(&self, app: &AppName) -> Vec<String> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        let mut cells: Vec<String> = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| match p {
+                Placed::Assigned(a) if a.cell != self.cell.id() => Some(a.cell.clone()),
+                _ => None,
+            })
+            .collect();
+        cells.sort();
+        cells.dedup();
+        cells
+            .iter()
+            .filter_map(|c| cluster.view.peer_of(c))
+            .collect()
+    }
+
+    /// The recent log lines of `app` the hosts at `peers` keep (those that answer
+    /// within a few seconds).
+    pub async fn remote_recent_logs(&self, app: &AppName, peers: &[String]) -> Vec<LogLine> {
+        let Some(cluster) = &self.cluster else {
+            return Vec::new();
+        };
+        let mut all = Vec::new();
+        for peer in peers {
+            let read = async {
+                let mut lines = cluster.peers.logs(peer, app, LogLines::Recent).await?;
+                let mut got = Vec::new();
+                while let Some(l) = lines.recv().await {
+                    got.push(l);
+                }
+                Ok::<_, anyhow::Error>(got)
+            };
+            match tokio::time::timeout(Duration::from_secs(3), read).await {
+                Ok(Ok(lines)) => all.extend(lines),
+                Ok(Err(e)) => tracing::warn!(%app, %peer, "reading a cell's log lines: {e:#}"),
+                Err(_) => {
+                    tracing::warn!(%app, %peer, "reading a cell's log lines: no answer within 3 s")
+                }
+            }
+        }
+        all
+    }
+
+    /// Each new log line of `app`, from this host (`local`) and the hosts at `peers`, as
+    /// it comes.
+    pub async fn remote_new_logs(
+        &self,
+        app: &AppName,
+        peers: &[String],
+        mut local: tokio::sync::broadcast::Receiver<LogLine>,
+    ) -> tokio::sync::mpsc::Receiver<LogLine> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        if let Some(cluster) = &self.cluster {
+            for peer in peers {
+                match cluster.peers.logs(peer, app, LogLines::New).await {
+                    Ok(mut lines) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            while let Some(l) = lines.recv().await {
+                                if tx.send(l).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(%app, %peer, "following a cell's log lines: {e:#}"),
+                }
+            }
+        }
+        tokio::spawn(async move {
+            loop {
+                let line = match local.recv().await {
+                    Ok(l) => l,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        crate::api::streams_dropped(n)
+                    }
+                    Err(_) => return,
+                };
+                if tx.send(line).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// Records an event in the store and in the app's log (as `API`).

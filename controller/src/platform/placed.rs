@@ -141,6 +141,15 @@ impl ClusterView {
             .cloned()
     }
 
+    /// Where cell `id`'s host serves its peers, if it is up.
+    pub fn peer_of(&self, id: &str) -> Option<String> {
+        self.cells
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .and_then(|c| c.peer.clone())
+    }
+
     fn has_cell(&self, id: &str) -> bool {
         self.cells
             .lock()

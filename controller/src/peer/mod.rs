@@ -18,15 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use paas_api::state::{ClusterSecret, PEER_SERVER_NAME};
 
-use crate::blobs::{is_sha256, Blobs};
+use crate::blobs::Blobs;
+use crate::cell::LocalCell;
+use crate::logs::Logs;
 use crate::store::Store;
+
+mod server;
 
 /// The port peers listen on unless told otherwise (`--peer-port`).
 pub const DEFAULT_PORT: u16 = 9444;
@@ -36,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest blob fetched (as large as a droplet may be).
 const MAX_BLOB_BYTES: u64 = 4 << 30;
+/// The longest line of a peer's NDJSON answer (a log line is at most 16 KiB; its JSON
+/// may be several times that).
+const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Binds the peer listener: `--advertise-address` (or loopback) and `--peer-port`.
 pub async fn bind(cfg: &crate::Config) -> anyhow::Result<tokio::net::TcpListener> {
@@ -59,6 +64,10 @@ pub struct Peers {
     server: Arc<rustls::ServerConfig>,
     store: Store,
     blobs: Blobs,
+    /// This host's cell, whose instances peers exec in, and its log folder, whose lines
+    /// peers read.
+    cell: Arc<LocalCell>,
+    logs: Arc<Logs>,
 }
 
 impl Peers {
@@ -66,9 +75,11 @@ impl Peers {
     pub async fn open(
         store: Store,
         blobs: Blobs,
-        host: String,
+        cell: Arc<LocalCell>,
+        logs: Arc<Logs>,
         addr: SocketAddr,
     ) -> anyhow::Result<Arc<Self>> {
+        let host = cell.id().to_string();
         let secret = store
             .cluster_secret(make_secret)
             .await
@@ -102,6 +113,8 @@ impl Peers {
             server: Arc::new(server),
             store,
             blobs,
+            cell,
+            logs,
         });
         peers.readdress().await?;
         Ok(peers)
@@ -124,19 +137,6 @@ impl Peers {
             }
         }
         Ok(())
-    }
-
-    /// Serves this host's blobs to its peers on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self: Arc<Self>,
-        listener: tokio::net::TcpListener,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        let tls = Arc::clone(&self.server);
-        let routes = axum::Router::new()
-            .route("/blobs/{sha}", axum::routing::get(serve_blob))
-            .with_state(self);
-        crate::api::run(routes, listener, tls, shutdown).await;
     }
 
     /// Tells the cluster that this host keeps blob `sha256`.
@@ -189,6 +189,110 @@ impl Peers {
 
     /// Fetches blob `sha256` from the peer at `addr` into the blob store.
     async fn fetch(&self, addr: &str, sha256: &str) -> anyhow::Result<()> {
+        let resp = self
+            .request(addr, http::Method::GET, &format!("/blobs/{sha256}"), None)
+            .await?;
+        let mut body = resp.into_body();
+        let mut w = self.blobs.writer(MAX_BLOB_BYTES)?;
+        loop {
+            let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("it sent nothing for {} s", STALL_TIMEOUT.as_secs())
+                })?;
+            let Some(frame) = frame else { break };
+            if let Ok(data) = frame?.into_data() {
+                w.write(&data)?;
+            }
+        }
+        let blobs = self.blobs.clone();
+        let sha = sha256.to_string();
+        tokio::task::spawn_blocking(move || blobs.commit_as(w, &sha)).await??;
+        Ok(())
+    }
+
+    /// Has another host that is up keep blob `sha256` too (it fetches it from the hosts
+    /// that keep it), so that losing one host loses no blob. Returns that host's id.
+    pub async fn keep_elsewhere(&self, sha256: &str) -> anyhow::Result<String> {
+        let holders = self.store.blob_holders(sha256).await?;
+        let cells = self.store.cells().await?;
+        let others: Vec<_> = cells
+            .iter()
+            .filter(|c| c.id != self.host && !holders.iter().any(|(h, _)| *h == c.id))
+            .filter_map(|c| Some((c.id.clone(), c.peer.clone()?)))
+            .collect();
+        if holders.iter().any(|(h, _)| *h != self.host) {
+            return Ok(holders
+                .into_iter()
+                .find(|(h, _)| *h != self.host)
+                .map(|(h, _)| h)
+                .unwrap_or_default());
+        }
+        let mut why = Vec::new();
+        for (id, peer) in others {
+            let asked = self
+                .request(
+                    &peer,
+                    http::Method::POST,
+                    &format!("/blobs/{sha256}/keep"),
+                    None,
+                )
+                .await;
+            match asked {
+                Ok(_) => return Ok(id),
+                Err(e) => why.push(format!("{id}: {e:#}")),
+            }
+        }
+        if why.is_empty() {
+            bail!("no other host is up to keep a second copy");
+        }
+        bail!("no other host kept a second copy: {}", why.join("; "))
+    }
+
+    /// The log lines the host at `addr` keeps of `app`, as they come: `which` of them.
+    pub async fn logs(
+        &self,
+        addr: &str,
+        app: &paas_api::AppName,
+        which: crate::api::LogLines,
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::LogLine>> {
+        let query = match which {
+            crate::api::LogLines::Recent => "",
+            crate::api::LogLines::Follow => "?follow=true",
+            crate::api::LogLines::New => "?new=true",
+        };
+        let path = format!("/logs/{app}{query}");
+        let resp = self.request(addr, http::Method::GET, &path, None).await?;
+        Ok(ndjson(resp))
+    }
+
+    /// Runs `command` in instance `id` on the cell at `addr`; its output as it comes.
+    pub async fn exec(
+        &self,
+        addr: &str,
+        id: &str,
+        command: &[String],
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::ExecEvent>> {
+        let body = serde_json::to_vec(command)?;
+        let resp = self
+            .request(
+                addr,
+                http::Method::POST,
+                &format!("/instances/{id}/exec"),
+                Some(body),
+            )
+            .await?;
+        Ok(ndjson(resp))
+    }
+
+    /// One request to the peer at `addr`; an answer other than 200 is an error.
+    async fn request(
+        &self,
+        addr: &str,
+        method: http::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow::anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))??;
@@ -203,57 +307,51 @@ impl Peers {
         })??;
         let (mut send, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
-        let conn = tokio::spawn(conn);
-        let req = http::Request::get(format!("/blobs/{sha256}"))
+        // Ends when the response body has been read (or dropped).
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
             .header(header::HOST, PEER_SERVER_NAME)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .body(Empty::<Bytes>::new())?;
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let resp = send.send_request(req).await?;
         if resp.status() != StatusCode::OK {
             bail!("it answered {}", resp.status());
         }
-        let mut body = resp.into_body();
-        let mut w = self.blobs.writer(MAX_BLOB_BYTES)?;
-        loop {
-            let frame = tokio::time::timeout(STALL_TIMEOUT, body.frame())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!("it sent nothing for {} s", STALL_TIMEOUT.as_secs())
-                })?;
-            let Some(frame) = frame else { break };
-            if let Ok(data) = frame?.into_data() {
-                w.write(&data)?;
-            }
-        }
-        conn.abort();
-        let blobs = self.blobs.clone();
-        let sha = sha256.to_string();
-        tokio::task::spawn_blocking(move || blobs.commit_as(w, &sha)).await??;
-        Ok(())
+        Ok(resp)
     }
 }
 
-/// `GET /blobs/SHA`: a blob this host keeps, to a peer that shows the cluster's token.
-async fn serve_blob(
-    State(peers): State<Arc<Peers>>,
-    Path(sha): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let shown = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !crate::secrets::constant_time_eq(shown.as_bytes(), peers.token.as_bytes()) {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    if !is_sha256(&sha) {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    match tokio::fs::File::open(peers.blobs.path(&sha)).await {
-        Ok(f) => crate::api::body::file(f, "application/octet-stream").into_response(),
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
-    }
+/// The documents of an NDJSON response, one per line, as they come; the channel ends
+/// with the body (or at the first line that is not one).
+fn ndjson<T: serde::de::DeserializeOwned + Send + 'static>(
+    resp: http::Response<hyper::body::Incoming>,
+) -> tokio::sync::mpsc::Receiver<T> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut body = resp.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Ok(doc) = serde_json::from_slice::<T>(&line) else {
+                    return;
+                };
+                if tx.send(doc).await.is_err() {
+                    return;
+                }
+            }
+            if pending.len() > MAX_LINE_BYTES {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// A new cluster secret: a random token and a self-signed certificate for

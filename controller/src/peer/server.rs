@@ -1,0 +1,125 @@
+//! The peer listener's side: what a host serves the others of its cluster, to those
+//! that show the cluster's token.
+//!
+//! - `GET /blobs/SHA`: a blob this host keeps;
+//! - `POST /blobs/SHA/keep`: fetch blob SHA from a host that keeps it and keep it too
+//!   (the second copy of a droplet or package);
+//! - `GET /logs/APP[?follow=true]`: the log lines this host keeps of an app, NDJSON;
+//! - `POST /instances/ID/exec` (a JSON list: the command and its arguments): runs it
+//!   in instance ID of this host's cell, answering as `POST /v1/apps/NAME/exec` does.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use paas_api::AppName;
+
+use super::Peers;
+use crate::api::LogLines;
+use crate::blobs::is_sha256;
+
+impl Peers {
+    /// Serves this host's side to its peers on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let tls = Arc::clone(&self.server);
+        let routes = axum::Router::new()
+            .route("/blobs/{sha}", get(blob))
+            .route("/blobs/{sha}/keep", post(keep))
+            .route("/logs/{app}", get(logs))
+            .route("/instances/{id}/exec", post(exec))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self),
+                only_peers,
+            ))
+            .with_state(self);
+        crate::api::run(routes, listener, tls, shutdown).await;
+    }
+}
+
+/// Lets through only requests with the cluster's token.
+async fn only_peers(State(peers): State<Arc<Peers>>, req: Request, next: Next) -> Response {
+    let shown = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::secrets::constant_time_eq(shown.as_bytes(), peers.token.as_bytes()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    next.run(req).await
+}
+
+async fn blob(State(peers): State<Arc<Peers>>, Path(sha): Path<String>) -> Response {
+    if !is_sha256(&sha) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match tokio::fs::File::open(peers.blobs.path(&sha)).await {
+        Ok(f) => crate::api::body::file(f, "application/octet-stream").into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn keep(State(peers): State<Arc<Peers>>, Path(sha): Path<String>) -> Response {
+    if !is_sha256(&sha) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match peers.blob(&sha).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::warn!(blob = %sha, "keeping a copy for the cluster: {e:#}");
+            StatusCode::BAD_GATEWAY.into_response()
+        }
+    }
+}
+
+async fn logs(
+    State(peers): State<Arc<Peers>>,
+    Path(app): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let Ok(app) = AppName::parse(&app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let query = uri.query().unwrap_or("");
+    let which = if crate::api::query::flag(query, "new") {
+        LogLines::New
+    } else if crate::api::query::flag(query, "follow") {
+        LogLines::Follow
+    } else {
+        LogLines::Recent
+    };
+    crate::api::stream_logs(&peers.logs, &app, which).into_response()
+}
+
+async fn exec(State(peers): State<Arc<Peers>>, Path(id): Path<String>, body: Body) -> Response {
+    let command: Vec<String> = match crate::api::read_json(body).await {
+        Ok(c) => c,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let Some(target) = peers
+        .cell
+        .assigned_instance(&id)
+        .and_then(|i| i.exec_target())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match peers
+        .cell
+        .exec(&target, &paas_stager::shell::join(&command))
+    {
+        Ok(child) => crate::api::stream_exec(child).into_response(),
+        Err(e) => {
+            tracing::warn!(instance = %id, "exec for a peer: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
