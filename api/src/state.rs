@@ -14,7 +14,10 @@
 //! - `blob-holders/SHA/HOST`: a [`BlobHolder`], a host that keeps the blob and serves it
 //!   to the others;
 //! - `cluster-secret`: the [`ClusterSecret`] hosts prove themselves to each other with;
-//! - `leader`: the id of the controller that converges, under its lease.
+//! - `leader`: the id of the controller that converges, under its lease;
+//! - `app-locks/APP`: held by the controller that deploys, stops or deletes the app;
+//! - `admin-token`: the admin token every controller of the cluster accepts (the first
+//!   controller's).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +34,8 @@ pub const ASSIGNED: &str = "/paas/assigned/";
 pub const BLOB_HOLDERS: &str = "/paas/blob-holders/";
 pub const CLUSTER_SECRET: &str = "/paas/cluster-secret";
 pub const LEADER: &str = "/paas/leader";
+pub const ADMIN_TOKEN: &str = "/paas/admin-token";
+pub const APP_LOCKS: &str = "/paas/app-locks/";
 
 /// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
 /// unique.

@@ -101,6 +101,26 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let platform =
         platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router), peer_addr).await?;
     let _ = logs_of.set(Arc::clone(&platform));
+    // Every controller of a cluster accepts the same token: the first one's.
+    let token = if cfg.etcd_endpoints.is_empty() {
+        token
+    } else {
+        let shared = platform
+            .store
+            .admin_token(&token)
+            .await
+            .context("reading the cluster's admin token")?;
+        if shared != token {
+            secrets::write_private(
+                &cfg.data_dir.join(secrets::TOKEN_FILE),
+                format!("{shared}\n").as_bytes(),
+            )?;
+            tracing::info!(
+                "this controller takes the cluster's admin token (written to its admin-token file)"
+            );
+        }
+        shared
+    };
     platform.refresh_certificates().await;
     platform.restore().await;
 

@@ -1,11 +1,18 @@
-//! `scripts/cluster.sh`: the local cluster a person tries, brought up, used and taken
-//! down as its own instructions say (with the debug binaries).
+//! `scripts/cluster.sh`: the local cluster a person tries (hosts as network namespaces:
+//! a three-member etcd, two controllers with cells of their own, two cells on their
+//! own, two routers), brought up, used, broken and taken down as its own instructions
+//! say, with the debug binaries. One test, as every scenario needs the same namespaces.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{bin, container_processes, eventually, repo};
 
-fn script(args: &[&str], data: &std::path::Path) -> std::process::Output {
+/// Instances of app hello in every scenario: one per cell.
+const N: u64 = 4;
+
+fn script(args: &[&str], data: &Path) -> std::process::Output {
     let bins = bin("paasd").parent().unwrap().to_path_buf();
     Command::new(repo().join("scripts/cluster.sh"))
         .args(args)
@@ -15,31 +22,44 @@ fn script(args: &[&str], data: &std::path::Path) -> std::process::Output {
         .expect("running scripts/cluster.sh")
 }
 
-fn in_ns(ns: &str, program: &std::path::Path, args: &[&str], data: &std::path::Path) -> String {
+/// The controller the CLI talks to.
+#[derive(Clone, Copy)]
+enum Ctl {
+    One,
+    Two,
+}
+
+/// `paas ARGS` against controller `ctl`, from its host, with the cluster's one token.
+fn paas(ctl: Ctl, args: &[&str], data: &Path) -> String {
+    let (ns, api, folder) = match ctl {
+        Ctl::One => ("paas-c-ctl", "https://10.98.0.21:9443", "paasd"),
+        Ctl::Two => ("paas-c-ctl2", "https://10.98.0.22:9443", "paasd2"),
+    };
     let out = Command::new("ip")
         .args(["netns", "exec", ns])
-        .arg(program)
+        .arg(bin("paas"))
         .args(args)
-        .env("PAAS_HOME", data.join("home"))
-        .env("PAAS_API", "https://10.98.0.21:9443")
+        .env("PAAS_HOME", data.join(format!("home-{folder}")))
+        .env("PAAS_API", api)
         .env(
             "PAAS_TOKEN",
             std::fs::read_to_string(data.join("paasd/admin-token"))
                 .unwrap_or_default()
                 .trim(),
         )
-        .env("PAAS_CA_CERT", data.join("paasd/api-cert.pem"))
+        .env("PAAS_CA_CERT", data.join(folder).join("api-cert.pem"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{args:?} in {ns}: {}",
+        "{args:?} on {api}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn status_through(router: &str, host: &str) -> String {
+/// GET / of hello through `router`, from the LAN: status and body.
+fn through(router: &str) -> (String, String) {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -47,166 +67,32 @@ fn status_through(router: &str, host: &str) -> String {
             "paas-c-lan",
             "curl",
             "-s",
-            "-o",
-            "/dev/null",
+            "--max-time",
+            "5",
         ])
-        .args(["-w", "%{http_code}", "--max-time", "5", "-H"])
-        .arg(format!("Host: {host}"))
+        .args(["-w", "\n%{http_code}", "-H", "Host: hello.localhost"])
         .arg(format!("http://{router}:8080/"))
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (status.to_string(), body.to_string())
 }
 
-#[test]
-fn the_local_cluster_places_an_app_on_three_cells_serves_it_through_both_routers_and_goes_away_whole(
-) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("cluster");
-    let up = script(&["up"], &data);
-    let guard = Down(data.clone());
-    assert!(
-        up.status.success(),
-        "cluster.sh up: {}{}",
-        String::from_utf8_lossy(&up.stdout),
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let path = repo().join("examples/python-app");
-    in_ns(
-        "paas-c-ctl",
-        &bin("paas"),
-        &["push", "hello", "-p", path.to_str().unwrap(), "-i", "3"],
-        &data,
-    );
-    // One instance on each cell: the controller's host and the two cells on their own,
-    // which fetched the droplet from the controller's host.
-    let app: serde_json::Value = serde_json::from_str(&in_ns(
-        "paas-c-ctl",
-        &bin("paas"),
-        &["app", "hello", "--json"],
-        &data,
-    ))
-    .unwrap();
-    let mut on: Vec<String> = app["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["cell"].as_str().unwrap().to_string())
-        .collect();
-    on.sort();
-    on.dedup();
-    assert_eq!(
-        on.len(),
-        3,
-        "three instances on three distinct cells: {app}"
-    );
-    let cells = in_ns("paas-c-ctl", &bin("paas"), &["cells", "--json"], &data);
-    for address in ["10.98.0.21", "10.98.0.41", "10.98.0.42"] {
-        assert!(cells.contains(address), "a cell at {address}: {cells}");
-    }
-    // Every instance answers through a router, wherever it runs.
-    let mut answered = std::collections::BTreeSet::new();
-    for _ in 0..30 {
-        let body = body_through("10.98.0.31", "hello.localhost");
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-            answered.insert(v["instance_index"].as_u64().unwrap_or(99));
-        }
-    }
-    assert_eq!(
-        answered.into_iter().collect::<Vec<_>>(),
-        vec![0, 1, 2],
-        "the router reaches the instance on each cell"
-    );
-    whatever_the_cell_logs_and_exec_reach_it(&data);
-    // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
-    assert!(
-        eventually(20, || {
-            let keys = crate::etcd::keys_in(
-                "paas-c-lan",
-                "http://10.98.0.11:2379",
-                "/paas/blob-holders/",
-            )
-            .unwrap_or_default();
-            let mut per_blob = std::collections::BTreeMap::<String, u32>::new();
-            for k in &keys {
-                let sha = k.split('/').nth(3).unwrap_or_default().to_string();
-                *per_blob.entry(sha).or_default() += 1;
-            }
-            per_blob.len() >= 2 && per_blob.values().all(|n| *n >= 2)
-        }),
-        "{:?}",
-        crate::etcd::keys_in(
-            "paas-c-lan",
-            "http://10.98.0.11:2379",
-            "/paas/blob-holders/"
-        )
-    );
-    lose_a_cell_then_cut_one_off(&data);
-    for router in ["10.98.0.31", "10.98.0.32"] {
-        assert!(
-            eventually(20, || status_through(router, "hello.localhost") == "200"),
-            "the router at {router} serves the app"
-        );
-    }
-    drop(guard);
-    let namespaces = String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
-    assert!(!namespaces.contains("paas-c-"), "{namespaces}");
-    assert!(!data.exists(), "its data is removed");
-}
-
-/// Log lines of every instance reach `paas logs` through the controller, and `paas exec`
-/// runs in an instance on a cell of another host.
-fn whatever_the_cell_logs_and_exec_reach_it(data: &std::path::Path) {
-    let logs = in_ns(
-        "paas-c-ctl",
-        &bin("paas"),
-        &["logs", "hello", "--recent"],
-        data,
-    );
-    for i in 0..3 {
-        assert!(
-            logs.contains(&format!("[APP/WEB/{i}] OUT listening on port")),
-            "instance {i}'s start is in the logs: {logs}"
-        );
-    }
-    let remote = cell_at(data, "10.98.0.41");
-    let (index, ..) = instances(data)
-        .into_iter()
-        .find(|(_, _, cell)| *cell == remote)
-        .expect("an instance on cell 1");
-    let out = in_ns(
-        "paas-c-ctl",
-        &bin("paas"),
-        &[
-            "exec",
-            "hello",
-            "-i",
-            &index.to_string(),
-            "--",
-            "sh",
-            "-c",
-            "echo from $CF_INSTANCE_INDEX",
-        ],
-        data,
-    );
-    assert!(out.contains(&format!("from {index}")), "{out}");
+/// The instance indexes that answer through `router` in `tries` requests.
+fn answering(router: &str, tries: usize) -> BTreeSet<u64> {
+    (0..tries)
+        .filter_map(|_| {
+            let (_, body) = through(router);
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["instance_index"].as_u64()
+        })
+        .collect()
 }
 
 /// Each instance of app hello: index, state, cell.
-fn instances(data: &std::path::Path) -> Vec<(u64, String, String)> {
-    let text = in_ns(
-        "paas-c-ctl",
-        &bin("paas"),
-        &["app", "hello", "--json"],
-        data,
-    );
+fn instances(ctl: Ctl, data: &Path) -> Vec<(u64, String, String)> {
+    let text = paas(ctl, &["app", "hello", "--json"], data);
     let app: serde_json::Value = serde_json::from_str(&text).unwrap();
     app["instances"]
         .as_array()
@@ -222,9 +108,9 @@ fn instances(data: &std::path::Path) -> Vec<(u64, String, String)> {
         .collect()
 }
 
-/// The cells that are up: id by address, and how many instances each reports.
-fn cells(data: &std::path::Path) -> Vec<(String, String, u64)> {
-    let text = in_ns("paas-c-ctl", &bin("paas"), &["cells", "--json"], data);
+/// The cells that are up: address, id, and how many instances each reports.
+fn cells(ctl: Ctl, data: &Path) -> Vec<(String, String, u64)> {
+    let text = paas(ctl, &["cells", "--json"], data);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let list = v.as_array().or_else(|| v["resources"].as_array()).unwrap();
     list.iter()
@@ -238,49 +124,145 @@ fn cells(data: &std::path::Path) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-fn cell_at(data: &std::path::Path, address: &str) -> String {
-    cells(data)
+fn cell_at(ctl: Ctl, data: &Path, address: &str) -> String {
+    cells(ctl, data)
         .into_iter()
         .find(|(a, ..)| a == address)
         .unwrap_or_else(|| panic!("no cell at {address}"))
         .1
 }
 
-/// Three instances of hello run, none on `not_on`, and a router reaches all three.
-fn all_three_run_elsewhere(data: &std::path::Path, not_on: &[&str]) -> bool {
-    let list = instances(data);
-    let placed_well = list.len() == 3
+/// Every instance of hello runs, none on a cell of `not_on`, and the second router
+/// reaches each of them.
+fn all_run_elsewhere(ctl: Ctl, data: &Path, not_on: &[&str]) -> bool {
+    let list = instances(ctl, data);
+    let placed_well = list.len() == N as usize
         && list
             .iter()
             .all(|(_, state, cell)| state == "running" && !not_on.contains(&cell.as_str()));
-    if !placed_well {
-        return false;
+    placed_well && answering("10.98.0.32", 30) == (0..N).collect()
+}
+
+#[test]
+fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("cluster");
+    let up = script(&["up"], &data);
+    let guard = Down(data.clone());
+    assert!(
+        up.status.success(),
+        "cluster.sh up: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let data = data.as_path();
+    let path = repo().join("examples/python-app");
+    let path = path.to_str().unwrap();
+    paas(Ctl::One, &["push", "hello", "-p", path, "-i", "4"], data);
+
+    // One instance on each cell: the controllers' hosts and the two cells on their own,
+    // which fetched the droplet from a host that keeps it.
+    let on: BTreeSet<String> = instances(Ctl::One, data)
+        .into_iter()
+        .map(|(.., cell)| cell)
+        .collect();
+    assert_eq!(on.len(), 4, "four instances on four distinct cells: {on:?}");
+    let listed = cells(Ctl::One, data);
+    for address in ["10.98.0.21", "10.98.0.22", "10.98.0.41", "10.98.0.42"] {
+        assert!(
+            listed.iter().any(|(a, ..)| a == address),
+            "a cell at {address}: {listed:?}"
+        );
     }
-    let mut answered = std::collections::BTreeSet::new();
-    for _ in 0..20 {
-        let body = body_through("10.98.0.32", "hello.localhost");
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
-            answered.insert(v["instance_index"].as_u64().unwrap_or(99));
-        }
+    // Every instance answers through each router, wherever it runs.
+    for router in ["10.98.0.31", "10.98.0.32"] {
+        assert_eq!(answering(router, 30), (0..N).collect(), "through {router}");
     }
-    answered.into_iter().collect::<Vec<_>>() == vec![0, 1, 2]
+    // The second controller sees what the first placed.
+    let seen: BTreeSet<String> = instances(Ctl::Two, data)
+        .into_iter()
+        .map(|(.., cell)| cell)
+        .collect();
+    assert_eq!(seen, on, "both controllers see the same placements");
+
+    logs_and_exec_reach_every_cell(data);
+    // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
+    let holders = || {
+        crate::etcd::keys_in(
+            "paas-c-lan",
+            "http://10.98.0.11:2379",
+            "/paas/blob-holders/",
+        )
+        .unwrap_or_default()
+    };
+    assert!(
+        eventually(20, || {
+            let mut per_blob = std::collections::BTreeMap::<String, u32>::new();
+            for k in holders() {
+                let sha = k.split('/').nth(3).unwrap_or_default().to_string();
+                *per_blob.entry(sha).or_default() += 1;
+            }
+            per_blob.len() >= 2 && per_blob.values().all(|n| *n >= 2)
+        }),
+        "{:?}",
+        holders()
+    );
+
+    lose_a_cell_then_cut_one_off(data);
+    lose_the_first_controller_and_push_again_under_load(data);
+
+    drop(guard);
+    let namespaces = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!namespaces.contains("paas-c-"), "{namespaces}");
+    assert!(!data.exists(), "its data is removed");
+}
+
+/// Log lines of every instance reach `paas logs` through a controller, and `paas exec`
+/// runs in an instance on a cell of another host.
+fn logs_and_exec_reach_every_cell(data: &Path) {
+    let logs = paas(Ctl::One, &["logs", "hello", "--recent"], data);
+    for i in 0..N {
+        assert!(
+            logs.contains(&format!("[APP/WEB/{i}] OUT listening on port")),
+            "instance {i}'s start is in the logs: {logs}"
+        );
+    }
+    let own = cell_at(Ctl::One, data, "10.98.0.21");
+    let (index, ..) = instances(Ctl::One, data)
+        .into_iter()
+        .find(|(_, _, cell)| *cell != own)
+        .expect("an instance on another host");
+    let command = ["sh", "-c", "echo from $CF_INSTANCE_INDEX"];
+    let index_text = index.to_string();
+    let mut args = vec!["exec", "hello", "-i", &index_text, "--"];
+    args.extend(command);
+    let out = paas(Ctl::One, &args, data);
+    assert!(out.contains(&format!("from {index}")), "{out}");
 }
 
 /// A cell's paasd is SIGKILLed: its instance runs again on the others. Another cell is
 /// cut off the network: its instance runs again elsewhere, and when the cell is back it
-/// stops the one it still ran and publishes nothing of it.
-fn lose_a_cell_then_cut_one_off(data: &std::path::Path) {
-    let cell1 = cell_at(data, "10.98.0.41");
-    let cell2 = cell_at(data, "10.98.0.42");
+/// stops the one it still ran and publishes nothing of it. The killed cell, started
+/// again, runs nothing of hello and cleans up what its killed paasd left.
+fn lose_a_cell_then_cut_one_off(data: &Path) {
+    let cell1 = cell_at(Ctl::One, data, "10.98.0.41");
+    let cell2 = cell_at(Ctl::One, data, "10.98.0.42");
     let pid = std::fs::read_to_string(data.join("pids/cell1")).unwrap();
     Command::new("kill")
         .args(["-KILL", pid.trim()])
         .status()
         .unwrap();
     assert!(
-        eventually(30, || all_three_run_elsewhere(data, &[&cell1])),
+        eventually(30, || all_run_elsewhere(Ctl::One, data, &[&cell1])),
         "the killed cell's instance runs again on another cell: {:?}",
-        instances(data)
+        instances(Ctl::One, data)
     );
 
     // Cut cell2 off (its link to the bridge down) for longer than its lease.
@@ -293,29 +275,26 @@ fn lose_a_cell_then_cut_one_off(data: &std::path::Path) {
         assert!(ok, "setting cell2's link {up}");
     };
     link("down");
-    let moved = eventually(30, || all_three_run_elsewhere(data, &[&cell1, &cell2]));
+    let moved = eventually(30, || all_run_elsewhere(Ctl::One, data, &[&cell1, &cell2]));
     link("up");
     assert!(
         moved,
-        "the cut-off cell's instance runs again on the cell that is left: {:?}",
-        instances(data)
+        "the cut-off cell's instance runs again on a cell that is left: {:?}",
+        instances(Ctl::One, data)
     );
-    // Back on the network, cell2 runs nothing of hello any more, and says so.
     assert!(
-        eventually(30, || cells(data)
+        eventually(30, || cells(Ctl::One, data)
             .iter()
             .any(|(_, id, n)| *id == cell2 && *n == 0)),
         "the cell that was cut off stops the instance that now runs elsewhere: {:?}",
-        cells(data)
+        cells(Ctl::One, data)
     );
     assert!(
-        all_three_run_elsewhere(data, &[&cell1, &cell2]),
+        all_run_elsewhere(Ctl::One, data, &[&cell1, &cell2]),
         "{:?}",
-        instances(data)
+        instances(Ctl::One, data)
     );
 
-    // The killed cell, started again, runs nothing of hello: what it ran was placed
-    // elsewhere, and the container its killed paasd left is cleaned up.
     let cell1_dir = data.join("cell1");
     let cell1_dir = cell1_dir.to_str().unwrap();
     assert!(
@@ -329,32 +308,75 @@ fn lose_a_cell_then_cut_one_off(data: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        eventually(20, || cells(data)
+        eventually(20, || cells(Ctl::One, data)
             .iter()
             .any(|(_, id, n)| *id == cell1 && *n == 0)),
         "{:?}",
-        cells(data)
+        cells(Ctl::One, data)
     );
     assert!(container_processes(cell1_dir).is_empty());
 }
 
-fn body_through(router: &str, host: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "paas-c-lan",
-            "curl",
-            "-s",
-            "--max-time",
-            "5",
-            "-H",
-        ])
-        .arg(format!("Host: {host}"))
-        .arg(format!("http://{router}:8080/"))
-        .output()
+/// The first controller (the leader: it started first) is SIGKILLed with its cell: the
+/// second takes over, places its instances again, and a push through it, made while
+/// both routers are under load, fails no request.
+fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
+    let first = cell_at(Ctl::Two, data, "10.98.0.21");
+    let pid = std::fs::read_to_string(data.join("pids/paasd")).unwrap();
+    Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(
+        eventually(30, || all_run_elsewhere(Ctl::Two, data, &[&first])),
+        "the second controller leads and places the first one's instances again: {:?}",
+        instances(Ctl::Two, data)
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = ["10.98.0.31", "10.98.0.32"]
+        .into_iter()
+        .map(|router| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let (mut sent, mut failed) = (0u32, Vec::new());
+                // Bounded: the push takes seconds; this stops after 5 minutes anyway.
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(300);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < end
+                {
+                    let (status, body) = through(router);
+                    sent += 1;
+                    if status != "200" {
+                        failed.push(format!("{status} {body}"));
+                    }
+                }
+                (router, sent, failed)
+            })
+        })
+        .collect();
+    let path = repo().join("examples/python-app");
+    paas(
+        Ctl::Two,
+        &["push", "hello", "-p", path.to_str().unwrap(), "-i", "4"],
+        data,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        let (router, sent, failed) = t.join().unwrap();
+        assert!(sent > 10, "{router} was asked {sent} times");
+        assert!(
+            failed.is_empty(),
+            "a re-push fails no request through {router}: {} of {sent} failed: {failed:?}",
+            failed.len()
+        );
+    }
+    assert!(
+        eventually(30, || all_run_elsewhere(Ctl::Two, data, &[&first])),
+        "{:?}",
+        instances(Ctl::Two, data)
+    );
 }
 
 /// Takes the cluster down even when the test fails half-way.

@@ -175,6 +175,7 @@ async fn run_one(
             env: a.env,
             id_map: ids,
             uris: a.uris,
+            drain: super::DRAIN,
         },
     );
     cell.assigned

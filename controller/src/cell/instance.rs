@@ -81,6 +81,10 @@ pub struct InstanceSpec {
     pub id_map: paas_runtime::IdMap,
     /// The app's routes, for `VCAP_APPLICATION`.
     pub uris: Vec<String>,
+    /// How long it keeps serving, unpublished, after it is asked to stop and before its
+    /// SIGTERM: the time routers that follow the store take to drop it and finish the
+    /// requests they sent it.
+    pub drain: Duration,
 }
 
 /// What an instance's task works with: the cell it runs on, and whom it tells.
@@ -99,6 +103,8 @@ pub struct Instance {
     memory_bytes: u64,
     /// The cell it runs on.
     cell: String,
+    /// See [`InstanceSpec::drain`].
+    drain: Duration,
     state: watch::Sender<InstanceState>,
     since_ms: AtomicU64,
     /// Reads the running container's usage; with the CPU time and moment of the last
@@ -202,8 +208,11 @@ impl Instance {
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
         let target = *self.addr.lock().unwrap_or_else(|p| p.into_inner());
         let running = matches!(s, InstanceState::Running | InstanceState::Unhealthy);
-        match (running, ctx.cell.advertise, target) {
-            (true, Some(ip), Some(target)) if published.is_none() => {
+        // A stopping instance is no longer published, but its port stays open while it
+        // drains: requests routers sent it before they dropped it finish.
+        let keep = running || *s == InstanceState::Stopping;
+        match (keep, ctx.cell.advertise, target) {
+            (true, Some(ip), Some(target)) if running && published.is_none() => {
                 match Forwarder::start(ip, target) {
                     Ok(f) => *published = Some(f),
                     Err(e) => {
@@ -254,6 +263,7 @@ pub(super) fn spawn(
         index: spec.index,
         memory_bytes: spec.settings.memory.bytes(),
         cell: cell.id.clone(),
+        drain: spec.drain,
         state: watch::channel(InstanceState::Starting).0,
         since_ms: AtomicU64::new(crate::logs::now_ms()),
         usage: Mutex::new(None),
@@ -465,6 +475,9 @@ async fn run_once(
 
 async fn stop_now(ctx: &Ctx, inst: &Instance, c: &mut Container) -> Outcome {
     inst.set(ctx, InstanceState::Stopping);
+    if !inst.drain.is_zero() {
+        tokio::time::sleep(inst.drain).await;
+    }
     c.stop(STOP_GRACE).await;
     Outcome::Stopped
 }

@@ -35,6 +35,10 @@ pub use instance::{Instance, InstanceSpec, InstanceState};
 /// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a replaced or stopped instance keeps serving the requests already sent to
+/// it, out of every route table, before it is asked to stop.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
 /// What a cell tells the platform about the instances it runs.
 pub trait Reporter: Send + Sync + 'static {
     /// A line of an app's log (`APP/WEB/N` output, `CELL` notices).

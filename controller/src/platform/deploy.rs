@@ -12,10 +12,6 @@ use super::{stop_all, Error, ErrorKind, Placed, Platform};
 use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
-/// How long replaced instances keep serving the requests already sent to them before
-/// they are asked to stop.
-const DRAIN_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Revisions per app whose droplets are kept for rollbacks.
 const KEPT_REVISIONS: usize = 5;
 
@@ -32,8 +28,7 @@ impl Platform {
         start: bool,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        let lock = self.app_lock(app);
-        let _held = lock.lock().await;
+        let _held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let package_path = self.blob(package).await.map_err(|_| {
             Error::new(
@@ -221,9 +216,11 @@ impl Platform {
             .extend(old.iter().cloned());
         let platform = Arc::clone(self);
         tokio::spawn(async move {
-            // Requests the router sent before the switch finish on the old instances.
-            if !old.is_empty() {
-                tokio::time::sleep(DRAIN_DELAY).await;
+            // Requests this host's router sent before the switch finish on the old
+            // instances. (A cell drains the instances placed on it itself, as routers
+            // on other hosts drop them only when it unpublishes them.)
+            if old.iter().any(|o| matches!(o, Placed::Here(_))) {
+                tokio::time::sleep(crate::cell::DRAIN).await;
             }
             stop_all(old.clone()).await;
             platform
@@ -248,8 +245,7 @@ impl Platform {
         version: Option<i64>,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        let lock = self.app_lock(app);
-        let _held = lock.lock().await;
+        let _held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let (release, what) = match version {
             None => (
@@ -306,8 +302,7 @@ impl Platform {
 
     /// Stops every instance and keeps the app stopped, also across restarts of paasd.
     pub async fn stop_app(self: &Arc<Self>, app: &AppName) -> Result<(), Error> {
-        let lock = self.app_lock(app);
-        let _held = lock.lock().await;
+        let _held = self.lock_app(app).await?;
         self.app_record(app).await?;
         self.stop_locked(app, "stopped by request").await
     }

@@ -45,6 +45,12 @@ struct Cluster {
     peers: Arc<crate::peer::Peers>,
 }
 
+/// Held while one app is changed; see [`Platform::lock_app`].
+struct AppLock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    _shared: Option<crate::store::Held>,
+}
+
 /// A command started in an instance.
 pub enum Execution {
     /// On this host.
@@ -376,9 +382,30 @@ impl Platform {
             .ok_or_else(|| Error::app_not_found(app))
     }
 
-    fn app_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(locks.entry(app.clone()).or_default())
+    /// Serialises the changes of one app (deploys, restarts, stops, deletes): on this
+    /// host, and in a cluster across controllers (`app-locks/APP`).
+    async fn lock_app(&self, app: &AppName) -> Result<AppLock, Error> {
+        let local = {
+            let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(locks.entry(app.clone()).or_default())
+        };
+        let local = local.lock_owned().await;
+        let shared = match &self.cluster {
+            None => None,
+            Some(_) => Some(
+                self.store
+                    .hold(
+                        &format!("{}{app}", paas_api::state::APP_LOCKS),
+                        self.cell.id(),
+                    )
+                    .await
+                    .map_err(|e| Error::internal(format!("taking app {app}'s lock: {e}")))?,
+            ),
+        };
+        Ok(AppLock {
+            _local: local,
+            _shared: shared,
+        })
     }
 
     pub async fn summary(&self, app: &AppRecord) -> AppSummary {
@@ -639,8 +666,7 @@ impl Platform {
     /// Stops and forgets an app: instances, state and logs. Its routes are deleted when
     /// `delete_routes`, else unmapped and kept.
     pub async fn delete(self: &Arc<Self>, app: &AppName, delete_routes: bool) -> Result<(), Error> {
-        let lock = self.app_lock(app);
-        let _held = lock.lock().await;
+        let _held = self.lock_app(app).await?;
         self.app_record(app).await?;
         let old = self
             .instances
@@ -776,6 +802,8 @@ impl Platform {
                         env: env.clone(),
                         id_map: ids,
                         uris: uris.clone(),
+                        // This host's router drops it first; the platform drains.
+                        drain: std::time::Duration::ZERO,
                     },
                 ))
             })

@@ -193,27 +193,43 @@ impl Store {
         &self,
         made: impl FnOnce() -> anyhow::Result<ClusterSecret>,
     ) -> anyhow::Result<ClusterSecret> {
-        if let Some(kv) = self.kv.get(state::CLUSTER_SECRET).await? {
+        self.first_of(state::CLUSTER_SECRET, made).await
+    }
+
+    /// The admin token of the cluster: the one stored, or `mine` if there is none yet.
+    pub async fn admin_token(&self, mine: &str) -> anyhow::Result<String> {
+        self.first_of(state::ADMIN_TOKEN, || Ok(mine.to_string()))
+            .await
+    }
+
+    /// The document at `key`, or `made` put there if there is none yet: whoever asks
+    /// first decides, every later one gets that one.
+    async fn first_of<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        made: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        if let Some(kv) = self.kv.get(key).await? {
             return Ok(decode(&kv)?);
         }
-        let secret = made()?;
+        let value = made()?;
         let put = Txn {
-            when: vec![Compare::ModRevision(state::CLUSTER_SECRET.to_string(), 0)],
+            when: vec![Compare::ModRevision(key.to_string(), 0)],
             then: vec![Op::Put {
-                key: state::CLUSTER_SECRET.to_string(),
-                value: encode(&secret),
+                key: key.to_string(),
+                value: encode(&value),
                 lease: None,
             }],
             otherwise: vec![],
         };
         if self.kv.txn(put).await?.succeeded {
-            return Ok(secret);
+            return Ok(value);
         }
         let kv = self
             .kv
-            .get(state::CLUSTER_SECRET)
+            .get(key)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("the cluster secret vanished as it was made"))?;
+            .ok_or_else(|| anyhow::anyhow!("{key} vanished as it was made"))?;
         Ok(decode(&kv)?)
     }
 }
@@ -271,5 +287,63 @@ impl Store {
         };
         self.kv.txn(txn).await?;
         Ok(())
+    }
+}
+
+/// A key held under a lease of its own, renewed while held: a lock across controllers.
+/// Dropping it releases the lock; a controller that dies releases it when the lease
+/// expires.
+pub struct Held {
+    store: Store,
+    lease: LeaseId,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let (store, lease) = (self.store.clone(), self.lease);
+        tokio::spawn(async move {
+            let _ = store.revoke_lease(lease).await;
+        });
+    }
+}
+
+/// How long a lock outlives the last renewal by a controller that died holding it.
+const LOCK_TTL: Duration = Duration::from_secs(10);
+
+impl Store {
+    /// Waits until `key` is free and takes it; see [`Held`].
+    pub async fn hold(&self, key: &str, holder: &str) -> Result<Held, StoreError> {
+        loop {
+            let lease = self.grant_lease(LOCK_TTL).await?;
+            let take = Txn {
+                when: vec![Compare::ModRevision(key.to_string(), 0)],
+                then: vec![Op::Put {
+                    key: key.to_string(),
+                    value: holder.as_bytes().to_vec(),
+                    lease: Some(lease),
+                }],
+                otherwise: vec![],
+            };
+            if self.kv.txn(take).await?.succeeded {
+                let store = self.clone();
+                let renewing = tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LOCK_TTL / 4).await;
+                        if let Err(e) = store.keep_alive(lease).await {
+                            tracing::warn!("renewing a lock's lease: {e}");
+                        }
+                    }
+                });
+                return Ok(Held {
+                    store: self.clone(),
+                    lease,
+                    renewing,
+                });
+            }
+            let _ = self.revoke_lease(lease).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }

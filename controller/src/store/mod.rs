@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod cells;
+pub use cells::Held;
 mod legacy;
 mod routes;
 pub use routes::{MapError, RouteSettings, StoredDomain, StoredRoute};
