@@ -26,6 +26,8 @@ struct Entry {
 
 pub struct Registry {
     custom_dir: PathBuf,
+    /// The buildpacks packed into paasd.
+    shipped: Vec<Buildpack>,
     entries: Mutex<Vec<Entry>>,
     /// Held from a change of `entries` until it is saved.
     changing: tokio::sync::Mutex<()>,
@@ -44,44 +46,25 @@ impl Registry {
         std::fs::create_dir_all(&custom_dir)
             .with_context(|| format!("creating {}", custom_dir.display()))?;
         let rows = store.buildpacks().await.context("reading buildpacks")?;
-        let mut entries = Vec::new();
-        for row in &rows {
-            let bp = if row.shipped {
-                match shipped.iter().find(|b| b.name == row.name) {
-                    Some(b) => b.clone(),
-                    None => continue, // no longer shipped
-                }
-            } else {
-                match open_custom(blobs, &custom_dir, &row.name, &row.sha256) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(buildpack = %row.name, "skipping a buildpack that cannot be opened: {e:#}");
-                        continue;
-                    }
-                }
-            };
-            entries.push(Entry {
-                buildpack: bp,
-                enabled: row.enabled,
-                shipped: row.shipped,
-            });
-        }
-        for b in shipped {
-            if !entries.iter().any(|e| e.buildpack.name == b.name) {
-                entries.push(Entry {
-                    buildpack: b,
-                    enabled: true,
-                    shipped: true,
-                });
-            }
-        }
+        let entries = entries_of(&rows, &shipped, blobs, &custom_dir);
         let registry = Registry {
             custom_dir,
+            shipped,
             entries: Mutex::new(entries),
             changing: tokio::sync::Mutex::new(()),
         };
         registry.save(store).await?;
         Ok(registry)
+    }
+
+    /// Takes the list as the store has it now (another controller of the cluster may
+    /// have changed it); the blobs of its custom buildpacks must be here by now.
+    pub async fn reload(&self, store: &Store, blobs: &Blobs) -> anyhow::Result<()> {
+        let _changing = self.changing.lock().await;
+        let rows = store.buildpacks().await.context("reading buildpacks")?;
+        let entries = entries_of(&rows, &self.shipped, blobs, &self.custom_dir);
+        *self.entries() = entries;
+        Ok(())
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
@@ -297,6 +280,48 @@ fn not_a_buildpack(e: anyhow::Error) -> Error {
         format!("{e:#}"),
         Some("a buildpack has buildpack.toml (Cloud Native), bin/supply or bin/finalize (Cloud Foundry), or bin/detect and bin/compile (Heroku) at its top, or in a single top folder"),
     )
+}
+
+/// The registry's entries for the stored `rows`, with the shipped buildpacks the rows do
+/// not name yet at the end, in their shipped order.
+fn entries_of(
+    rows: &[BuildpackRow],
+    shipped: &[Buildpack],
+    blobs: &Blobs,
+    custom_dir: &Path,
+) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for row in rows {
+        let bp = if row.shipped {
+            match shipped.iter().find(|b| b.name == row.name) {
+                Some(b) => b.clone(),
+                None => continue, // no longer shipped
+            }
+        } else {
+            match open_custom(blobs, custom_dir, &row.name, &row.sha256) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(buildpack = %row.name, "skipping a buildpack that cannot be opened: {e:#}");
+                    continue;
+                }
+            }
+        };
+        entries.push(Entry {
+            buildpack: bp,
+            enabled: row.enabled,
+            shipped: row.shipped,
+        });
+    }
+    for b in shipped {
+        if !entries.iter().any(|e| e.buildpack.name == b.name) {
+            entries.push(Entry {
+                buildpack: b.clone(),
+                enabled: true,
+                shipped: true,
+            });
+        }
+    }
+    entries
 }
 
 /// Opens (unpacking it first if needed) the custom buildpack in blob `sha256`.

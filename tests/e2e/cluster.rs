@@ -186,6 +186,7 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
     assert_eq!(seen, on, "both controllers see the same placements");
 
     logs_and_exec_reach_every_cell(data);
+    a_buildpack_added_on_one_controller_stages_on_the_other(data);
     // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
     let holders = || {
         crate::etcd::keys_in(
@@ -208,6 +209,7 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
         holders()
     );
 
+    the_leader_converges_placements_to_what_apps_want(data);
     lose_a_cell_then_cut_one_off(data);
     lose_the_first_controller_and_push_again_under_load(data);
 
@@ -245,6 +247,69 @@ fn logs_and_exec_reach_every_cell(data: &Path) {
     args.extend(command);
     let out = paas(Ctl::One, &args, data);
     assert!(out.contains(&format!("from {index}")), "{out}");
+}
+
+/// Placements no app wants (here one of a droplet hello never had, written into etcd by
+/// hand, as a controller that died mid-deployment leaves them) are removed, and a
+/// placement that goes missing is made again, by the leading controller.
+fn the_leader_converges_placements_to_what_apps_want(data: &Path) {
+    const ETCD: &str = "http://10.98.0.11:2379";
+    let placed = crate::etcd::values_in("paas-c-lan", ETCD, "/paas/assigned/");
+    let hello: Vec<_> = placed
+        .iter()
+        .filter(|(_, v)| {
+            serde_json::from_slice::<serde_json::Value>(v).is_ok_and(|a| a["app"] == "hello")
+        })
+        .collect();
+    assert_eq!(hello.len(), N as usize, "{placed:?}");
+    let (key, value) = hello[0];
+    let mut stray: serde_json::Value = serde_json::from_slice(value).unwrap();
+    stray["droplet"] = serde_json::Value::String("0".repeat(64));
+    stray["index"] = serde_json::Value::from(9);
+    let cell_prefix = key.rsplit_once('/').unwrap().0;
+    let stray_key = format!("{cell_prefix}/stray-by-hand");
+    crate::etcd::put_in("paas-c-lan", ETCD, &stray_key, stray.to_string().as_bytes());
+    crate::etcd::delete_in("paas-c-lan", ETCD, key);
+    assert!(
+        eventually(30, || {
+            let keys =
+                crate::etcd::keys_in("paas-c-lan", ETCD, "/paas/assigned/").unwrap_or_default();
+            !keys.contains(&stray_key) && !keys.contains(key)
+        }),
+        "the stray placement is removed"
+    );
+    assert!(
+        eventually(30, || all_run_elsewhere(Ctl::One, data, &[])),
+        "the missing instance is placed again: {:?}",
+        instances(Ctl::One, data)
+    );
+}
+
+/// A custom buildpack added through the first controller is listed by the second,
+/// which fetches its bits from a host that keeps them and stages with it.
+fn a_buildpack_added_on_one_controller_stages_on_the_other(data: &Path) {
+    let bp = repo().join("examples/custom-buildpack");
+    let app = repo().join("examples/banner-app");
+    paas(
+        Ctl::One,
+        &[
+            "create-buildpack",
+            "banner",
+            bp.to_str().unwrap(),
+            "--position",
+            "1",
+        ],
+        data,
+    );
+    let list = paas(Ctl::Two, &["buildpacks"], data);
+    assert!(list.contains("banner"), "{list}");
+    let out = paas(
+        Ctl::Two,
+        &["push", "banner-demo", "-p", app.to_str().unwrap()],
+        data,
+    );
+    assert!(out.contains("-----> Detected banner"), "{out}");
+    paas(Ctl::Two, &["delete", "banner-demo", "-f"], data);
 }
 
 /// A cell's paasd is SIGKILLed: its instance runs again on the others. Another cell is

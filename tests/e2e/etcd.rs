@@ -140,6 +140,68 @@ pub fn keys_in(ns: &str, url: &str, prefix: &str) -> Option<Vec<String>> {
     keys_from(curl, url, prefix)
 }
 
+/// The keys and values under `prefix` of the etcd at `url`, asked from network
+/// namespace `ns`.
+pub fn values_in(ns: &str, url: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let body = serde_json::json!({
+        "key": base64(prefix.as_bytes()),
+        "range_end": base64(&prefix_end(prefix.as_bytes())),
+    });
+    let answer = gateway(ns, url, "range", &body).unwrap_or_default();
+    answer["kvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            let text = |f: &str| unbase64(kv[f].as_str().unwrap_or_default());
+            (
+                String::from_utf8_lossy(&text("key")).into_owned(),
+                text("value"),
+            )
+        })
+        .collect()
+}
+
+/// Puts `value` at `key` in the etcd at `url`, from network namespace `ns`.
+pub fn put_in(ns: &str, url: &str, key: &str, value: &[u8]) {
+    let body = serde_json::json!({ "key": base64(key.as_bytes()), "value": base64(value) });
+    assert!(gateway(ns, url, "put", &body).is_some(), "putting {key}");
+}
+
+/// Deletes `key` in the etcd at `url`, from network namespace `ns`.
+pub fn delete_in(ns: &str, url: &str, key: &str) {
+    let body = serde_json::json!({ "key": base64(key.as_bytes()) });
+    assert!(
+        gateway(ns, url, "deleterange", &body).is_some(),
+        "deleting {key}"
+    );
+}
+
+/// One call of etcd's JSON gateway (`/v3/kv/CALL`), from network namespace `ns`.
+fn gateway(ns: &str, url: &str, call: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-X",
+            "POST",
+            "-d",
+        ])
+        .arg(body.to_string())
+        .arg(format!("{url}/v3/kv/{call}"))
+        .output()
+        .ok()?;
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    answer.get("header")?;
+    Some(answer)
+}
+
 fn keys_from(mut curl: Command, url: &str, prefix: &str) -> Option<Vec<String>> {
     let body = serde_json::json!({
         "key": base64(prefix.as_bytes()),

@@ -258,6 +258,7 @@ pub async fn buildpacks(
     State(p): State<Arc<Platform>>,
     uri: Uri,
 ) -> Result<Response<ApiBody>, Failure> {
+    p.refresh_buildpacks().await;
     page::list(&p.buildpacks.list(), uri.path(), uri.query().unwrap_or(""))
 }
 
@@ -271,6 +272,8 @@ pub async fn create_buildpack(
     let name = buildpack_name(&name)?;
     let position = position(uri.query().unwrap_or(""))?;
     let (sha, _) = receive_archive(&p, body, "buildpack").await?;
+    p.keep_twice_later(&sha);
+    p.refresh_buildpacks().await;
     let info = p
         .buildpacks
         .create(&p.store, &p.blobs, &name, &sha, position)
@@ -286,6 +289,8 @@ pub async fn buildpack_bits(
 ) -> Result<Response<ApiBody>, Failure> {
     let name = buildpack_name(&name)?;
     let (sha, _) = receive_archive(&p, body, "buildpack").await?;
+    p.keep_twice_later(&sha);
+    p.refresh_buildpacks().await;
     let info = p
         .buildpacks
         .update(
@@ -319,6 +324,7 @@ pub async fn delete_buildpack(
     NamePath(name): NamePath,
 ) -> Result<Response<ApiBody>, Failure> {
     let name = buildpack_name(&name)?;
+    p.refresh_buildpacks().await;
     p.buildpacks.delete(&p.store, &name).await?;
     Ok(body::empty(204))
 }

@@ -39,6 +39,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
 const LIVENESS_FAILURES: u32 = 3;
 /// How long one health check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a crash's restart waits for the crash to be recorded.
+const EVENT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceState {
@@ -346,9 +348,19 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
         } else {
             crashes + 1
         };
-        ctx.reporter
-            .event(&spec.app, "crash", spec.index, exit_code, &why)
-            .await;
+        // Recorded before the restart as a rule, but a store that does not answer (etcd
+        // away) must not hold the restart up: past a second, the record is made in the
+        // background.
+        let record = {
+            let (reporter, app, index, why) = (
+                Arc::clone(&ctx.reporter),
+                spec.app.clone(),
+                spec.index,
+                why.clone(),
+            );
+            tokio::spawn(async move { reporter.event(&app, "crash", index, exit_code, &why).await })
+        };
+        let _ = tokio::time::timeout(EVENT_WAIT, record).await;
         inst.set(&ctx, InstanceState::Crashed(why));
         let delay = restart_delay(crashes);
         if !delay.is_zero() {

@@ -44,8 +44,8 @@ pub trait Reporter: Send + Sync + 'static {
     /// A line of an app's log (`APP/WEB/N` output, `CELL` notices).
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str);
 
-    /// Something that happened to an instance (a crash), recorded before the cell goes
-    /// on.
+    /// Something that happened to an instance (a crash); the cell waits a moment for it
+    /// to be recorded before it goes on (see `instance.rs`).
     fn event<'a>(
         &'a self,
         app: &'a AppName,

@@ -10,6 +10,10 @@
 //! A placement whose cell is gone and that is not of the app's current release (a
 //! deployment under way, or one that failed) is only removed: the deployment that made
 //! it sees it lost and fails clearly, and the old instances keep running.
+//!
+//! Every few seconds the leader also compares, for each app no controller is changing,
+//! what it should run with what is placed ([`Platform::converge_desired`]): that is how
+//! the placements of a controller that died in the middle of a change are cleaned up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,13 +21,18 @@ use std::time::Duration;
 
 use paas_api::state::CellPresence;
 
+use super::placed::pick_cell;
 use super::Platform;
 use crate::cell::presence::CELL_TTL;
 
 /// How long the leader's records outlive its last renewal.
 const LEADER_TTL: Duration = Duration::from_secs(3);
-/// How often the leader renews its lease and converges, and others try to lead.
+/// How often the leader renews its lease and places again what lost cells ran, and
+/// others try to lead.
 const TICK: Duration = Duration::from_millis(500);
+/// Every how many ticks the leader compares what each app should run with what is
+/// placed (a fuller, slower pass: it reads every app).
+const DESIRED_EVERY: u32 = 10;
 
 impl Platform {
     /// Takes part in the election and, while leading, converges; runs forever.
@@ -52,6 +61,7 @@ impl Platform {
         // Cells that were away while no controller led get a lease's time to come back
         // before their instances are placed elsewhere.
         let settle = tokio::time::Instant::now() + CELL_TTL;
+        let mut ticks: u32 = 0;
         loop {
             tokio::time::sleep(TICK).await;
             if let Err(e) = self.store.keep_alive(lease).await {
@@ -61,6 +71,12 @@ impl Platform {
             if tokio::time::Instant::now() >= settle {
                 if let Err(e) = self.converge().await {
                     tracing::warn!("converging: {e}");
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(DESIRED_EVERY) {
+                    if let Err(e) = self.converge_desired().await {
+                        tracing::warn!("converging: {e}");
+                    }
                 }
             }
         }
@@ -77,13 +93,7 @@ impl Platform {
         if lost.is_empty() {
             return Ok(());
         }
-        // Instances of each app per cell, as placed.
-        let mut per_cell: HashMap<(String, String), u32> = HashMap::new();
-        for (cell, _, a) in &placed {
-            *per_cell
-                .entry((a.app.to_string(), cell.clone()))
-                .or_default() += 1;
-        }
+        let mut per_cell = per_app_and_cell(&placed);
         for (from, id, a) in lost {
             let current = self.store.app(&a.app).await?.filter(|app| !app.stopped);
             let of_current_release = current
@@ -95,33 +105,22 @@ impl Platform {
                 self.store.unassign(from, id).await?;
                 continue;
             }
-            let need = a.settings.memory.bytes();
-            let free = |c: &CellPresence| c.memory_bytes.saturating_sub(c.memory_used_bytes);
-            let Some(to) = cells
-                .iter_mut()
-                .filter(|c| free(c) >= need)
-                .min_by_key(|c| {
-                    (
-                        per_cell
-                            .get(&(a.app.to_string(), c.id.clone()))
-                            .copied()
-                            .unwrap_or(0),
-                        u64::MAX - free(c),
-                    )
-                })
-            else {
-                tracing::warn!(app = %a.app, index = a.index, cell = %from, "an instance of a lost cell has nowhere to run: no cell that is up has {} MiB free", need >> 20);
+            let app = a.app.to_string();
+            let Some(to) = pick_cell(&mut cells, a.settings.memory.bytes(), |c| {
+                per_cell
+                    .get(&(app.clone(), c.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            }) else {
+                tracing::warn!(app = %a.app, index = a.index, cell = %from, "an instance of a lost cell has nowhere to run: no cell that is up has {} MiB free", a.settings.memory.bytes() >> 20);
                 continue;
             };
-            to.memory_used_bytes += need;
-            *per_cell
-                .entry((a.app.to_string(), to.id.clone()))
-                .or_default() += 1;
+            let to = to.id.clone();
+            *per_cell.entry((app, to.clone())).or_default() += 1;
             let new_id = crate::store::new_guid();
             self.store
-                .replace_assignment(from, id, &to.id, &new_id, a)
+                .replace_assignment(from, id, &to, &new_id, a)
                 .await?;
-            let to = to.id.clone();
             tracing::info!(app = %a.app, index = a.index, lost = %from, %to, "placed an instance of a lost cell again");
             self.record_event(
                 &a.app,
@@ -134,4 +133,96 @@ impl Platform {
         }
         Ok(())
     }
+
+    /// Brings what is placed in line with what each app should run, for the apps no
+    /// controller is changing now (whose lock is free): one instance of each index of
+    /// its current release while it is started, and nothing else. Placements a
+    /// controller left behind when it died in the middle of a deployment, a stop or a
+    /// deletion are removed; missing ones (no cell had room, or the app comes from a
+    /// paasd before clusters) are placed.
+    async fn converge_desired(&self) -> Result<(), crate::store::StoreError> {
+        let mut cells: Vec<CellPresence> = self.store.cells().await?;
+        let placed = self.store.assignments().await?;
+        let apps = self.store.apps().await?;
+        let mut per_cell = per_app_and_cell(&placed);
+        for (cell, id, a) in &placed {
+            if !apps.iter().any(|app| app.name == a.app) {
+                tracing::info!(app = %a.app, index = a.index, %cell, "removing a placement of an app that no longer exists");
+                self.store.unassign(cell, id).await?;
+            }
+        }
+        for app in &apps {
+            if self.store.is_held(&app_lock_key(&app.name)).await? {
+                continue;
+            }
+            let wanted = match (&app.release, app.stopped) {
+                (Some(r), false) => Some(r),
+                _ => None,
+            };
+            let desired = wanted.map_or(0, |_| app.settings.instances);
+            let mut have: HashMap<u32, ()> = HashMap::new();
+            for (cell, id, a) in placed.iter().filter(|(_, _, a)| a.app == app.name) {
+                let current = wanted.is_some_and(|r| r.droplet == a.droplet)
+                    && a.index < desired
+                    && have.insert(a.index, ()).is_none();
+                if !current {
+                    tracing::info!(app = %a.app, index = a.index, %cell, "removing a placement the app does not want (an old release, a stopped app, or a second of its index)");
+                    self.store.unassign(cell, id).await?;
+                }
+            }
+            let Some(release) = wanted else { continue };
+            let missing: Vec<u32> = (0..desired).filter(|i| !have.contains_key(i)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let base = match self.assignment(app, release).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(app = %app.name, "placing missing instances: {}", e.body.message);
+                    continue;
+                }
+            };
+            let name = app.name.to_string();
+            for index in missing {
+                let Some(to) = pick_cell(&mut cells, base.settings.memory.bytes(), |c| {
+                    per_cell
+                        .get(&(name.clone(), c.to_string()))
+                        .copied()
+                        .unwrap_or(0)
+                }) else {
+                    tracing::warn!(app = %app.name, index, "a missing instance has nowhere to run: no cell has {} MiB free", base.settings.memory.bytes() >> 20);
+                    break;
+                };
+                let to = to.id.clone();
+                *per_cell.entry((name.clone(), to.clone())).or_default() += 1;
+                let a = paas_api::state::Assignment {
+                    index,
+                    ..base.clone()
+                };
+                self.store
+                    .assign(&to, &crate::store::new_guid(), &a)
+                    .await?;
+                tracing::info!(app = %app.name, index, cell = %to, "placed a missing instance");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many instances of each app each cell runs, by (app, cell).
+fn per_app_and_cell(
+    placed: &[(String, String, paas_api::state::Assignment)],
+) -> HashMap<(String, String), u32> {
+    let mut per_cell = HashMap::new();
+    for (cell, _, a) in placed {
+        *per_cell
+            .entry((a.app.to_string(), cell.clone()))
+            .or_default() += 1;
+    }
+    per_cell
+}
+
+/// The lock a controller holds while it changes an app.
+pub(super) fn app_lock_key(app: &paas_api::AppName) -> String {
+    format!("{}{app}", paas_api::state::APP_LOCKS)
 }

@@ -38,6 +38,7 @@ impl Platform {
                 Some("upload it first: POST /v1/apps/NAME/packages"),
             )
         })?;
+        self.refresh_buildpacks().await;
         let (buildpacks, detect) = self.choose_buildpacks(&record.settings.buildpacks)?;
 
         let _ = events.send(DeployEvent::Phase {
@@ -210,6 +211,11 @@ impl Platform {
         // Old instances leave the route table at once; their graceful stop (up to the
         // grace period) need not hold up the push. Droplets are collected after it, as
         // stopping instances still run on theirs.
+        // Placements are taken off their cells while the app's lock is held, so the
+        // leader's convergence never sees old and new of one index at once.
+        for o in &old {
+            o.withdraw().await;
+        }
         self.retiring
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -198,16 +198,6 @@ impl Platform {
                 return;
             }
         };
-        let placed = match &self.cluster {
-            None => Vec::new(),
-            Some(_) => match self.store.assignments().await {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::error!("reading where instances are placed: {e}");
-                    return;
-                }
-            },
-        };
         for app in apps {
             let Some(release) = app.release.clone() else {
                 continue;
@@ -221,7 +211,8 @@ impl Platform {
                     .or_default();
                 continue;
             }
-            if placed.iter().any(|(_, _, a)| a.app == app.name) {
+            if self.cluster.is_some() {
+                // Placed already, or placed by the leader's convergence.
                 continue;
             }
             match self.start_instances(&app, &release).await {
@@ -364,6 +355,30 @@ impl Platform {
         }
     }
 
+    /// In a cluster: takes the buildpack list as the store has it now (another
+    /// controller may have changed it), fetching the custom buildpacks this host lacks.
+    /// What cannot be read keeps the list as it was.
+    pub async fn refresh_buildpacks(&self) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let rows = match self.store.buildpacks().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("reading the buildpack list: {e}");
+                return;
+            }
+        };
+        for row in rows.iter().filter(|r| !r.shipped) {
+            if let Err(e) = self.blob(&row.sha256).await {
+                tracing::warn!(buildpack = %row.name, "fetching a custom buildpack: {}", e.body.message);
+            }
+        }
+        if let Err(e) = self.buildpacks.reload(&self.store, &self.blobs).await {
+            tracing::warn!("{e:#}");
+        }
+    }
+
     /// [`Platform::keep_twice`], without waiting for it.
     pub fn keep_twice_later(self: &Arc<Self>, sha256: &str) {
         if self.cluster.is_none() {
@@ -394,10 +409,7 @@ impl Platform {
             None => None,
             Some(_) => Some(
                 self.store
-                    .hold(
-                        &format!("{}{app}", paas_api::state::APP_LOCKS),
-                        self.cell.id(),
-                    )
+                    .hold(&converge::app_lock_key(app), self.cell.id())
                     .await
                     .map_err(|e| Error::internal(format!("taking app {app}'s lock: {e}")))?,
             ),
@@ -769,16 +781,10 @@ impl Platform {
                     .await
                     .map_err(|e| Error::internal(format!("{e:#}")))?;
             }
+            let base = self.assignment(app, release).await?;
             let what = |index| paas_api::state::Assignment {
-                app: app.name.clone(),
-                app_guid: app.guid.clone(),
                 index,
-                settings: app.settings.clone(),
-                start_command: release.start_command.clone(),
-                droplet: release.droplet.clone(),
-                env: env.clone(),
-                id_base: ids.host_base,
-                uris: uris.clone(),
+                ..base.clone()
             };
             return self.place(cluster, app.settings.instances, what).await;
         }
@@ -810,6 +816,37 @@ impl Platform {
             .collect())
     }
 
+    /// What a cell is told to run for an instance of `release` of `app` (its index 0).
+    pub(super) async fn assignment(
+        &self,
+        app: &AppRecord,
+        release: &Release,
+    ) -> Result<paas_api::state::Assignment, Error> {
+        let ids = self
+            .id_map(&app.name)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        let uris = self
+            .store
+            .app_routes(&app.name)
+            .await
+            .map_err(Error::internal)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Ok(paas_api::state::Assignment {
+            app: app.name.clone(),
+            app_guid: app.guid.clone(),
+            index: 0,
+            settings: app.settings.clone(),
+            start_command: release.start_command.clone(),
+            droplet: release.droplet.clone(),
+            env: app.env.clone().into_iter().collect(),
+            id_base: ids.host_base,
+            uris,
+        })
+    }
+
     /// Places `count` instances (`what` of each index) on the cells that are up:
     /// spread over as many distinct cells as there are, each on the cell with the most
     /// memory free among those that run the fewest of them, never past a cell's memory.
@@ -825,39 +862,12 @@ impl Platform {
         for index in 0..count {
             let a = what(index);
             let need = a.settings.memory.bytes();
-            let free = |c: &paas_api::state::CellPresence| {
-                c.memory_bytes.saturating_sub(c.memory_used_bytes)
-            };
-            let chosen = cells
-                .iter_mut()
-                .filter(|c| free(c) >= need)
-                .min_by_key(|c| (here.get(&c.id).copied().unwrap_or(0), u64::MAX - free(c)));
-            let Some(cell) = chosen else {
+            let Some(cell) =
+                placed::pick_cell(&mut cells, need, |c| here.get(c).copied().unwrap_or(0))
+            else {
                 stop_all(placed).await;
-                let why = if cells.is_empty() {
-                    "no cell is up".to_string()
-                } else {
-                    format!(
-                        "no cell has {} MiB free (cells: {})",
-                        need >> 20,
-                        cells
-                            .iter()
-                            .map(|c| format!("{} {} MiB free", c.id, free(c) >> 20))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    "no-room",
-                    format!(
-                        "instance {index} of app {} has nowhere to run: {why}",
-                        a.app
-                    ),
-                    Some("see `paas cells`; add a cell (`paasd --roles cell`) or scale down"),
-                ));
+                return Err(no_room(&a, &cells));
             };
-            cell.memory_used_bytes += need;
             *here.entry(cell.id.clone()).or_default() += 1;
             let id = crate::store::new_guid();
             if let Err(e) = self.store.assign(&cell.id, &id, &a).await {
@@ -875,6 +885,34 @@ impl Platform {
         }
         Ok(placed)
     }
+}
+
+/// Why instance `a` cannot be placed on any of `cells`.
+fn no_room(a: &paas_api::state::Assignment, cells: &[paas_api::state::CellPresence]) -> Error {
+    let free =
+        |c: &paas_api::state::CellPresence| c.memory_bytes.saturating_sub(c.memory_used_bytes);
+    let why = if cells.is_empty() {
+        "no cell is up".to_string()
+    } else {
+        format!(
+            "no cell has {} MiB free (cells: {})",
+            a.settings.memory.bytes() >> 20,
+            cells
+                .iter()
+                .map(|c| format!("{} {} MiB free", c.id, free(c) >> 20))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Error::new(
+        ErrorKind::Refused,
+        "no-room",
+        format!(
+            "instance {} of app {} has nowhere to run: {why}",
+            a.index, a.app
+        ),
+        Some("see `paas cells`; add a cell (`paasd --roles cell`) or scale down"),
+    )
 }
 
 /// Stops instances in parallel and waits until all are gone.

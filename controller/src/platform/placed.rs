@@ -76,6 +76,14 @@ impl Placed {
         }
     }
 
+    /// Takes it off its cell now (the cell drains and stops it), without waiting; a
+    /// no-op for an instance of this host, which [`Placed::stop`] stops.
+    pub async fn withdraw(&self) {
+        if let Placed::Assigned(a) = self {
+            a.withdraw().await;
+        }
+    }
+
     /// Stops it and waits until it is gone.
     pub async fn stop(&self) {
         match self {
@@ -189,6 +197,23 @@ fn apply<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The cell an instance needing `need` bytes of memory goes to: among the cells with
+/// that much free, one that runs the fewest of its app's instances (`of_app`, by cell
+/// id), then the one with the most free. Its memory is counted as taken.
+pub fn pick_cell(
+    cells: &mut [CellPresence],
+    need: u64,
+    of_app: impl Fn(&str) -> u32,
+) -> Option<&mut CellPresence> {
+    let free = |c: &CellPresence| c.memory_bytes.saturating_sub(c.memory_used_bytes);
+    let cell = cells
+        .iter_mut()
+        .filter(|c| free(c) >= need)
+        .min_by_key(|c| (of_app(&c.id), u64::MAX - free(c)))?;
+    cell.memory_used_bytes += need;
+    Some(cell)
+}
+
 /// An instance placed on a cell through the state store.
 pub struct Assigned {
     pub id: String,
@@ -288,8 +313,9 @@ impl Assigned {
 
     /// Takes it off its cell, and waits until the cell reports it gone (or is gone
     /// itself), at most the grace period and a little more.
-    async fn stop(&self) {
-        let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+    /// Deletes its placement, trying again for a few seconds if the store fails.
+    async fn withdraw(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while let Err(e) = self.store.unassign(&self.cell, &self.id).await {
             tracing::warn!(app = %self.app, index = self.index, "taking an instance off cell {}: {e}", self.cell);
             if tokio::time::Instant::now() >= deadline {
@@ -297,6 +323,11 @@ impl Assigned {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    async fn stop(&self) {
+        let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        self.withdraw().await;
         let mut changed = self.view.changed.subscribe();
         while self.view.actual(&self.id).is_some() && self.view.has_cell(&self.cell) {
             tokio::select! {

@@ -313,6 +313,11 @@ impl Drop for Held {
 const LOCK_TTL: Duration = Duration::from_secs(10);
 
 impl Store {
+    /// Whether someone holds `key` now.
+    pub async fn is_held(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.kv.get(key).await?.is_some())
+    }
+
     /// Waits until `key` is free and takes it; see [`Held`].
     pub async fn hold(&self, key: &str, holder: &str) -> Result<Held, StoreError> {
         loop {
