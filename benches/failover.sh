@@ -2,8 +2,8 @@
 # How long a cluster takes to run a lost cell's instance elsewhere, under steady load.
 #
 # The local cluster of scripts/cluster.sh (hosts as network namespaces: a three-member
-# etcd, a controller host with a cell, two cells on their own, two routers), with a
-# 2-instance app. Clients on the LAN send requests through a router without pause
+# etcd, a controller host with a cell, two cells on their own, two routers; its second
+# controller is stopped first, so three cells), with a 2-instance app. Clients on the LAN send requests through a router without pause
 # (4 keep-alive connections); after 3 s, every process of a cell that holds one of the
 # instances (its paasd and its containers) is killed with SIGKILL, as a host that dies.
 # The failover time runs from the kill until the lost instance's index answers again
@@ -31,6 +31,11 @@ cleanup() {
 trap cleanup EXIT
 scripts/cluster.sh up >/dev/null
 dir=$PAAS_CLUSTER_DIR
+# Three cells: the first controller's and the two of their own. The second controller
+# (and its cell) leaves cleanly before the app is pushed.
+pid=$(cat "$dir/pids/paasd2")
+kill "$pid"
+for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 export PAAS_HOME=$dir/home PAAS_API=https://10.98.0.21:9443
 export PAAS_TOKEN=$(cat "$dir/paasd/admin-token") PAAS_CA_CERT=$dir/paasd/api-cert.pem
 paas() { ip netns exec paas-c-ctl target/release/paas "$@"; }
@@ -88,7 +93,8 @@ import http.client, subprocess, sys, threading, time
 lost = sys.argv[1]
 stop = threading.Event()
 lock = threading.Lock()
-results = []  # (time, ok, index)
+results = []  # (time answered, ok, instance index or why it failed)
+started = []  # (time sent, ok)
 
 def client():
     conn = None
@@ -101,15 +107,19 @@ def client():
             r = conn.getresponse()
             body = r.read().decode()
             ok = r.status == 200
+            if not ok:
+                body = f"HTTP {r.status}"
             if r.getheader("Connection", "").lower() == "close":
                 conn.close(); conn = None
-        except OSError:
-            ok, body = False, ""
+        except (OSError, http.client.HTTPException) as e:
+            # Refused, reset, cut short: a failed request.
+            ok, body = False, type(e).__name__
             if conn is not None:
                 conn.close()
             conn = None
         with lock:
-            results.append((time.monotonic(), ok, body if ok else None))
+            results.append((time.monotonic(), ok, body))
+            started.append((t, ok))
 
 threads = [threading.Thread(target=client) for _ in range(4)]
 for t in threads:
@@ -128,8 +138,16 @@ stop.set()
 for t in threads:
     t.join()
 failed = sum(1 for _, ok, _ in results if not ok)
+kinds = {}
+for _, ok, why in results:
+    if not ok:
+        kinds[why] = kinds.get(why, 0) + 1
+if kinds:
+    print("failures by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
 print(f"requests through the router: {len(results)}, {len(results) / (results[-1][0] - results[0][0]):.0f}/s")
 print("reference, not measured here (documented defaults): Diego: 15 s presence TTL + up to 30 s convergence; Nomad: ~20 s; Kubernetes: ~5 min")
+after = sum(1 for t, ok in started if t > killed_at and not ok)
+print(f"failed requests sent after the kill: {after}; the others were in flight to the killed host")
 print(f"failed requests: {failed} of {len(results)}")
 if back_at is None:
     sys.exit("the lost instance did not answer again within 60 s")
