@@ -236,6 +236,12 @@ fn logs_and_exec_reach_every_cell(data: &Path) {
             "instance {i}'s start is in the logs: {logs}"
         );
     }
+    // Each instance's use, as the cell that runs it measures it.
+    let app: serde_json::Value =
+        serde_json::from_str(&paas(Ctl::One, &["app", "hello", "--json"], data)).unwrap();
+    for i in app["instances"].as_array().unwrap() {
+        assert!(i["memory_bytes"].as_u64().unwrap() > 0, "{i}");
+    }
     let own = cell_at(Ctl::One, data, "10.98.0.21");
     let (index, ..) = instances(Ctl::One, data)
         .into_iter()
@@ -384,7 +390,8 @@ fn lose_a_cell_then_cut_one_off(data: &Path) {
 
 /// The first controller (the leader: it started first) is SIGKILLed with its cell: the
 /// second takes over, places its instances again, and a push through it, made while
-/// both routers are under load, fails no request.
+/// both routers are under load and one etcd member is down, fails no request. Then a
+/// router is lost, and the other serves every instance.
 fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
     let first = cell_at(Ctl::Two, data, "10.98.0.21");
     let pid = std::fs::read_to_string(data.join("pids/paasd")).unwrap();
@@ -398,6 +405,7 @@ fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
         instances(Ctl::Two, data)
     );
 
+    kill(data, "etcd3");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = ["10.98.0.31", "10.98.0.32"]
         .into_iter()
@@ -442,6 +450,25 @@ fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
         "{:?}",
         instances(Ctl::Two, data)
     );
+    let events = paas(Ctl::Two, &["events", "hello"], data);
+    assert!(
+        events.contains("reschedule"),
+        "the leader recorded where lost instances went: {events}"
+    );
+    kill(data, "router1");
+    assert!(
+        all_run_elsewhere(Ctl::Two, data, &[&first]),
+        "the other router serves every instance"
+    );
+}
+
+/// SIGKILLs the process cluster.sh started as `name`.
+fn kill(data: &Path, name: &str) {
+    let pid = std::fs::read_to_string(data.join("pids").join(name)).unwrap();
+    Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
 }
 
 /// Takes the cluster down even when the test fails half-way.

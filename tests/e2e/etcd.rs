@@ -130,19 +130,42 @@ impl Drop for Etcd {
 }
 
 fn keys_at(url: &str, prefix: &str) -> Option<Vec<String>> {
-    keys_from(Command::new("curl"), url, prefix)
+    keys_from(None, url, prefix)
 }
 
 /// The keys under `prefix` of the etcd at `url`, asked from network namespace `ns`.
 pub fn keys_in(ns: &str, url: &str, prefix: &str) -> Option<Vec<String>> {
-    let mut curl = Command::new("ip");
-    curl.args(["netns", "exec", ns, "curl"]);
-    keys_from(curl, url, prefix)
+    keys_from(Some(ns), url, prefix)
+}
+
+fn keys_from(ns: Option<&str>, url: &str, prefix: &str) -> Option<Vec<String>> {
+    let body = serde_json::json!({
+        "key": base64(prefix.as_bytes()),
+        "range_end": base64(&prefix_end(prefix.as_bytes())),
+        "keys_only": true,
+    });
+    let answer = gateway(ns, url, "range", &body)?;
+    let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
+    Some(
+        kvs.iter()
+            .filter_map(|kv| kv["key"].as_str())
+            .map(|k| String::from_utf8_lossy(&unbase64(k)).into_owned())
+            .collect(),
+    )
 }
 
 /// The keys and values under `prefix` of the etcd at `url`, asked from network
 /// namespace `ns`.
 pub fn values_in(ns: &str, url: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    values_from(Some(ns), url, prefix)
+}
+
+/// The keys and values under `prefix` of the etcd at `url`.
+fn values_at(url: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    values_from(None, url, prefix)
+}
+
+fn values_from(ns: Option<&str>, url: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
     let body = serde_json::json!({
         "key": base64(prefix.as_bytes()),
         "range_end": base64(&prefix_end(prefix.as_bytes())),
@@ -166,33 +189,39 @@ pub fn values_in(ns: &str, url: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
 /// Puts `value` at `key` in the etcd at `url`, from network namespace `ns`.
 pub fn put_in(ns: &str, url: &str, key: &str, value: &[u8]) {
     let body = serde_json::json!({ "key": base64(key.as_bytes()), "value": base64(value) });
-    assert!(gateway(ns, url, "put", &body).is_some(), "putting {key}");
+    assert!(
+        gateway(Some(ns), url, "put", &body).is_some(),
+        "putting {key}"
+    );
 }
 
 /// Deletes `key` in the etcd at `url`, from network namespace `ns`.
 pub fn delete_in(ns: &str, url: &str, key: &str) {
     let body = serde_json::json!({ "key": base64(key.as_bytes()) });
     assert!(
-        gateway(ns, url, "deleterange", &body).is_some(),
+        gateway(Some(ns), url, "deleterange", &body).is_some(),
         "deleting {key}"
     );
 }
 
-/// One call of etcd's JSON gateway (`/v3/kv/CALL`), from network namespace `ns`.
-fn gateway(ns: &str, url: &str, call: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "-X",
-            "POST",
-            "-d",
-        ])
+/// One call of etcd's JSON gateway (`/v3/kv/CALL`), from network namespace `ns` if
+/// given.
+fn gateway(
+    ns: Option<&str>,
+    url: &str,
+    call: &str,
+    body: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    let mut curl = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "curl"]);
+            c
+        }
+        None => Command::new("curl"),
+    };
+    let out = curl
+        .args(["-sS", "--max-time", "5", "-X", "POST", "-d"])
         .arg(body.to_string())
         .arg(format!("{url}/v3/kv/{call}"))
         .output()
@@ -200,29 +229,6 @@ fn gateway(ns: &str, url: &str, call: &str, body: &serde_json::Value) -> Option<
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     answer.get("header")?;
     Some(answer)
-}
-
-fn keys_from(mut curl: Command, url: &str, prefix: &str) -> Option<Vec<String>> {
-    let body = serde_json::json!({
-        "key": base64(prefix.as_bytes()),
-        "range_end": base64(&prefix_end(prefix.as_bytes())),
-        "keys_only": true,
-    });
-    let out = curl
-        .args(["-sS", "--max-time", "5", "-X", "POST", "-d"])
-        .arg(body.to_string())
-        .arg(format!("{url}/v3/kv/range"))
-        .output()
-        .ok()?;
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    answer.get("header")?;
-    let kvs = answer["kvs"].as_array().cloned().unwrap_or_default();
-    Some(
-        kvs.iter()
-            .filter_map(|kv| kv["key"].as_str())
-            .map(|k| String::from_utf8_lossy(&unbase64(k)).into_owned())
-            .collect(),
-    )
 }
 
 /// The first key past every key that starts with `prefix`, as etcd's range_end wants.
@@ -348,6 +354,54 @@ fn paasd_says_which_etcd_it_cannot_reach() {
         err.contains("connecting to etcd at http://127.0.0.1:1 (--etcd-endpoints)"),
         "{err}"
     );
+}
+
+#[test]
+fn events_follow_hears_what_is_recorded_in_etcd() {
+    let etcd = Etcd::start();
+    crate::routes::events_follow_streams_each_event_of(&cell_on(&etcd));
+}
+
+/// The peer listener (blobs, log lines, exec and usage between hosts) answers only a
+/// client that shows the cluster's token, which lives in etcd.
+#[test]
+fn the_peer_listener_answers_only_the_cluster_s_token() {
+    let etcd = Etcd::start();
+    let port = free_port().to_string();
+    let _d = Daemon::start_with(&[
+        "--etcd-endpoints",
+        &etcd.url,
+        "--advertise-address",
+        "127.0.0.1",
+        "--peer-port",
+        &port,
+    ]);
+    let status = |auth: Option<&str>| {
+        let mut curl = Command::new("curl");
+        curl.args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ]);
+        if let Some(a) = auth {
+            curl.args(["-H", &format!("Authorization: Bearer {a}")]);
+        }
+        let out = curl
+            .arg(format!("https://127.0.0.1:{port}/usage"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(None), "401", "no token");
+    assert_eq!(status(Some("0123456789abcdef")), "401", "a wrong token");
+    let secret = values_at(&etcd.url, "/paas/cluster-secret");
+    let secret: serde_json::Value = serde_json::from_slice(&secret[0].1).unwrap();
+    let token = secret["token"].as_str().unwrap();
+    assert_eq!(status(Some(token)), "200", "the cluster's token");
 }
 
 /// A paasd that keeps its records in `etcd` and publishes its instances on loopback, as

@@ -302,8 +302,12 @@ fn https_serves_the_certificate_of_each_domain_added_with_one() {
 
 #[test]
 fn events_follow_streams_each_event_as_it_is_recorded() {
+    events_follow_streams_each_event_of(&Daemon::start());
+}
+
+/// `paas events --follow` on `d`: the recorded events, then each new one.
+pub fn events_follow_streams_each_event_of(d: &Daemon) {
     use std::io::BufRead;
-    let d = Daemon::start();
     let settings = d.dir.path().join("settings.json");
     std::fs::write(&settings, r#"{"instances":1,"memory":64}"#).unwrap();
     assert_eq!(

@@ -198,6 +198,18 @@ impl LocalCell {
             .cloned()
     }
 
+    /// Every instance placed here, as measured now, by id.
+    pub fn assigned_summaries(
+        &self,
+    ) -> std::collections::HashMap<String, paas_api::InstanceSummary> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, i)| (id.clone(), i.summary()))
+            .collect()
+    }
+
     /// For a clean shutdown: stops following placements, stops the instances placed
     /// here, and leaves the state store. Their placements stay: when the cell is back, it
     /// runs them again.

@@ -285,6 +285,19 @@ impl Peers {
         Ok(ndjson(resp))
     }
 
+    /// The instances the cell at `addr` runs, as it measures them now, by id.
+    pub async fn usage(&self, addr: &str) -> anyhow::Result<crate::platform::placed::Usage> {
+        let resp = self
+            .request(addr, http::Method::GET, "/usage", None)
+            .await?;
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_LINE_BYTES * 4)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        Ok(serde_json::from_slice(&body)?)
+    }
+
     /// One request to the peer at `addr`; an answer other than 200 is an error.
     async fn request(
         &self,

@@ -6,7 +6,9 @@
 //!   (the second copy of a droplet or package);
 //! - `GET /logs/APP[?follow=true]`: the log lines this host keeps of an app, NDJSON;
 //! - `POST /instances/ID/exec` (a JSON list: the command and its arguments): runs it
-//!   in instance ID of this host's cell, answering as `POST /v1/apps/NAME/exec` does.
+//!   in instance ID of this host's cell, answering as `POST /v1/apps/NAME/exec` does;
+//! - `GET /usage`: each instance placed on this host's cell as measured now (CPU,
+//!   memory, disk), by id.
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ impl Peers {
             .route("/blobs/{sha}/keep", post(keep))
             .route("/logs/{app}", get(logs))
             .route("/instances/{id}/exec", post(exec))
+            .route("/usage", get(usage))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self),
                 only_peers,
@@ -98,6 +101,10 @@ async fn logs(
         LogLines::Recent
     };
     crate::api::stream_logs(&peers.logs, &app, which).into_response()
+}
+
+async fn usage(State(peers): State<Arc<Peers>>) -> Response {
+    crate::api::body::json(200, &peers.cell.assigned_summaries()).into_response()
 }
 
 async fn exec(State(peers): State<Arc<Peers>>, Path(id): Path<String>, body: Body) -> Response {

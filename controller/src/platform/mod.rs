@@ -247,6 +247,23 @@ impl Platform {
             Arc::clone(self) as Arc<dyn Reporter>,
         );
         tokio::spawn(Arc::clone(self).lead(self.cell.id().to_string()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let store = self.store.clone();
+        tokio::spawn(async move { store.follow_new_events(tx).await });
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut names: HashMap<String, AppName> = HashMap::new();
+            while let Some((guid, event)) = rx.recv().await {
+                if !names.contains_key(&guid) {
+                    if let Ok(apps) = me.store.apps().await {
+                        names = apps.into_iter().map(|a| (a.guid, a.name)).collect();
+                    }
+                }
+                if let Some(name) = names.get(&guid) {
+                    let _ = me.event_feed.send((name.clone(), event));
+                }
+            }
+        });
     }
 
     /// Keeps the instance lists in step with the placements in the store: one made by
@@ -422,12 +439,14 @@ impl Platform {
 
     pub async fn summary(&self, app: &AppRecord) -> AppSummary {
         let routes = self.store.app_routes(&app.name).await.unwrap_or_default();
-        self.summary_with(app, routes)
+        let usage = self.remote_usage(std::slice::from_ref(app)).await;
+        self.summary_with(app, routes, &usage)
     }
 
     /// The summaries of `apps`, from one read of the routes.
     pub async fn summaries(&self, apps: &[AppRecord]) -> Vec<AppSummary> {
         let all = self.store.routes().await.unwrap_or_default();
+        let usage = self.remote_usage(apps).await;
         apps.iter()
             .map(|app| {
                 let routes = all
@@ -435,18 +454,63 @@ impl Platform {
                     .filter(|r| r.app.as_ref() == Some(&app.name))
                     .map(|r| r.route.clone())
                     .collect();
-                self.summary_with(app, routes)
+                self.summary_with(app, routes, &usage)
             })
             .collect()
     }
 
-    fn summary_with(&self, app: &AppRecord, routes: Vec<Route>) -> AppSummary {
+    /// What the other cells that run instances of `apps` measure of them (CPU, memory,
+    /// disk), by instance id; a cell that does not answer within a second is left out
+    /// (its instances are shown without usage).
+    async fn remote_usage(&self, apps: &[AppRecord]) -> placed::Usage {
+        let Some(cluster) = &self.cluster else {
+            return placed::Usage::new();
+        };
+        let mut cells: Vec<String> = {
+            let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+            apps.iter()
+                .filter_map(|a| map.get(&a.name))
+                .flatten()
+                .filter_map(|p| match p {
+                    Placed::Assigned(a) if a.cell != self.cell.id() => Some(a.cell.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        cells.sort();
+        cells.dedup();
+        let asks = cells
+            .iter()
+            .filter_map(|c| cluster.view.peer_of(c))
+            .map(|peer| {
+                let peers = Arc::clone(&cluster.peers);
+                async move {
+                    tokio::time::timeout(Duration::from_secs(1), peers.usage(&peer))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default()
+                }
+            });
+        let mut all = placed::Usage::new();
+        for one in futures_join_all(asks).await {
+            all.extend(one);
+        }
+        all
+    }
+
+    fn summary_with(
+        &self,
+        app: &AppRecord,
+        routes: Vec<Route>,
+        usage: &placed::Usage,
+    ) -> AppSummary {
         let instances: Vec<_> = self
             .instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&app.name)
-            .map(|l| l.iter().map(|i| i.summary(Some(&self.cell))).collect())
+            .map(|l| l.iter().map(|i| i.summary(&self.cell, usage)).collect())
             .unwrap_or_default();
         let running = instances
             .iter()
@@ -655,7 +719,10 @@ impl Platform {
         if let Err(e) = self.store.add_event(app, &event).await {
             tracing::warn!(%app, "recording an event: {e}");
         }
-        let _ = self.event_feed.send((app.clone(), event));
+        // In a cluster the feed follows the store, where every host records events.
+        if self.cluster.is_none() {
+            let _ = self.event_feed.send((app.clone(), event));
+        }
         let who = instance
             .map(|i| format!("instance {i} "))
             .unwrap_or_default();
@@ -885,6 +952,23 @@ impl Platform {
         }
         Ok(placed)
     }
+}
+
+/// Runs every future of `all` at once and waits for all of them, in order.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    all: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = all.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(v) = t.await {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Why instance `a` cannot be placed on any of `cells`.

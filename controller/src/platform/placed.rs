@@ -48,14 +48,14 @@ impl Placed {
         }
     }
 
-    /// What the API reports about it; usage is measured only for instances of this
-    /// host's cell.
-    pub fn summary(&self, cell: Option<&LocalCell>) -> InstanceSummary {
+    /// What the API reports about it: measured here if this host's cell runs it, else
+    /// as its cell measured it (`usage`), else as the store has it (no usage).
+    pub fn summary(&self, cell: &LocalCell, usage: &Usage) -> InstanceSummary {
         match self {
             Placed::Here(i) => i.summary(),
-            Placed::Assigned(a) => match cell.and_then(|c| c.assigned_instance(&a.id)) {
+            Placed::Assigned(a) => match cell.assigned_instance(&a.id) {
                 Some(i) => i.summary(),
-                None => a.summary(),
+                None => usage.get(&a.id).cloned().unwrap_or_else(|| a.summary()),
             },
         }
     }
@@ -92,6 +92,9 @@ impl Placed {
         }
     }
 }
+
+/// Instances as the cells that run them measure them, by instance id.
+pub type Usage = HashMap<String, InstanceSummary>;
 
 /// What the cells of a cluster report, as this controller follows it.
 #[derive(Default)]

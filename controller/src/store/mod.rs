@@ -507,6 +507,41 @@ impl Store {
     }
 
     /// The app's events, oldest first.
+    /// Sends every event recorded from now on, by any host, with its app's GUID, until
+    /// `to` is closed; after the store was away it goes on from then (what was recorded
+    /// meanwhile is not sent).
+    pub async fn follow_new_events(
+        &self,
+        to: tokio::sync::mpsc::UnboundedSender<(String, AppEvent)>,
+    ) {
+        const PREFIX: &str = "/paas/events/";
+        while !to.is_closed() {
+            match self.kv.watch(PREFIX, 0).await {
+                Ok(mut watch) => {
+                    while let Some(Ok(event)) = watch.next().await {
+                        let paas_kv::Event::Put(kv) = event else {
+                            continue;
+                        };
+                        let Some((guid, _)) = kv
+                            .key
+                            .strip_prefix(PREFIX)
+                            .and_then(|rest| rest.split_once('/'))
+                        else {
+                            continue;
+                        };
+                        if let Ok(doc) = decode::<EventDoc>(&kv) {
+                            if to.send((guid.to_string(), doc.event)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("following events: {e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     pub async fn events(&self, app: &AppName) -> Result<Vec<AppEvent>, StoreError> {
         let Some((doc, _)) = self.app_doc(app).await? else {
             return Ok(Vec::new());
