@@ -5,7 +5,7 @@
 #   paas-c-etcd1..3   10.98.0.11-13   a three-member etcd cluster
 #   paas-c-ctl        10.98.0.21      paasd: API, orchestration, a cell and a router
 #                                     (--etcd-endpoints, --advertise-address)
-#   paas-c-ctl2       10.98.0.22      a second paasd with every role
+#   paas-c-ctl2       10.98.0.22      a second controller (and router), no cell
 #   paas-c-r1, -r2    10.98.0.31-32   paas-router --etcd-endpoints, on :8080
 #   paas-c-cell1, -2  10.98.0.41-42   paasd --roles cell: more cells
 #
@@ -17,7 +17,7 @@
 # PAAS_CLUSTER_DIR where state lives (default /var/lib/paas-cluster).
 #
 # What it shows: two controllers (one leads and places again what a lost cell ran)
-# placing an app's instances over four cells on four hosts (cells fetch droplets from a
+# placing an app's instances over three cells on three hosts (cells fetch droplets from a
 # host that keeps them), routers on their own hosts following one etcd cluster and
 # reaching the instances through the ports the cells publish, and etcd riding out the
 # loss of a member.
@@ -135,7 +135,7 @@ up() {
     --api-listen 10.98.0.21:9443 --http-listen 10.98.0.21:8080 --https-listen 10.98.0.21:8443 \
     --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
   wait_for "$dir/paasd.out" '^paasd ready' paasd
-  start paasd2 paas-c-ctl2 "$bin/paasd" --data-dir "$dir/paasd2" \
+  start paasd2 paas-c-ctl2 "$bin/paasd" --data-dir "$dir/paasd2" --roles controller,router \
     --etcd-endpoints "$etcd_urls" --advertise-address 10.98.0.22 \
     --api-listen 10.98.0.22:9443 --http-listen 10.98.0.22:8080 --https-listen 10.98.0.22:8443 \
     --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
@@ -148,18 +148,18 @@ up() {
   done
 
   cat <<EOF
-paas cluster up: etcd on 10.98.0.11-13, paasd (every role) on 10.98.0.21 and 10.98.0.22,
-routers on 10.98.0.31-32, cells of their own on 10.98.0.41-42.
+paas cluster up: etcd on 10.98.0.11-13, paasd on 10.98.0.21 (every role) and 10.98.0.22
+(controller and router, no cell), routers on 10.98.0.31-32, cells of their own on
+10.98.0.41-42.
 
   export PAAS_HOME=$dir/home PAAS_API=https://10.98.0.21:9443
   export PAAS_TOKEN=\$(cat $dir/paasd/admin-token) PAAS_CA_CERT=$dir/paasd/api-cert.pem
-  ip netns exec paas-c-ctl $bin/paas push hello -p examples/python-app -i 4
+  ip netns exec paas-c-ctl $bin/paas push hello -p examples/python-app -i 3
   ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.31:8080/
   ip netns exec paas-c-lan curl -H 'Host: hello.localhost' http://10.98.0.32:8080/
   ip netns exec paas-c-ctl $bin/paas cells
 
-The second controller takes the same token: PAAS_API=https://10.98.0.22:9443
-PAAS_CA_CERT=$dir/paasd2/api-cert.pem. Logs: $dir/*.log. Stop: scripts/cluster.sh down
+The second controller takes the same token and CA: PAAS_API=https://10.98.0.22:9443. Logs: $dir/*.log. Stop: scripts/cluster.sh down
 EOF
 }
 

@@ -16,6 +16,8 @@
 //! - `cluster-secret`: the [`ClusterSecret`] hosts prove themselves to each other with;
 //! - `leader`: the id of the controller that converges, under its lease;
 //! - `app-locks/APP`: held by the controller that deploys, stops or deletes the app;
+//! - `api-ca`: the [`CertificateAuthority`] that issues every controller's API
+//!   certificate;
 //! - `admin-token`: the admin token every controller of the cluster accepts (the first
 //!   controller's).
 
@@ -36,6 +38,7 @@ pub const CLUSTER_SECRET: &str = "/paas/cluster-secret";
 pub const LEADER: &str = "/paas/leader";
 pub const ADMIN_TOKEN: &str = "/paas/admin-token";
 pub const APP_LOCKS: &str = "/paas/app-locks/";
+pub const API_CA: &str = "/paas/api-ca";
 
 /// The key of a route. Hosts hold no `/` and paths start with one, so host + path is
 /// unique.
@@ -174,6 +177,13 @@ pub struct BlobHolder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSecret {
     pub token: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate authority: its certificate and key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateAuthority {
     pub cert_pem: String,
     pub key_pem: String,
 }

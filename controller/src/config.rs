@@ -53,34 +53,77 @@ pub struct Config {
     pub drain: Duration,
 }
 
-/// What one paasd does in a cluster (`--roles`).
+/// What one paasd does (`--roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Roles {
-    /// The API and orchestration, a cell and a router: a whole platform (the default).
-    All,
-    /// Only a cell: runs the instances placed on it (`--etcd-endpoints` required).
-    Cell,
+pub struct Roles {
+    /// The API and orchestration.
+    pub controller: bool,
+    /// Runs instances: on one host every instance; in a cluster those placed on it.
+    pub cell: bool,
+    /// The router, fed by this controller.
+    pub router: bool,
 }
 
 impl Roles {
+    /// Every role: a whole platform on one host (the default).
+    pub const ALL: Roles = Roles {
+        controller: true,
+        cell: true,
+        router: true,
+    };
+
+    /// A cell on its own.
+    pub fn cell_alone(&self) -> bool {
+        self.cell && !self.controller
+    }
+
     /// Reads `--roles`: a comma-separated list of `controller`, `cell` and `router`.
     pub fn parse(text: &str) -> Result<Roles, String> {
-        let mut set: Vec<&str> = text.split(',').map(str::trim).collect();
-        set.sort_unstable();
-        set.dedup();
-        for r in &set {
-            if !["cell", "controller", "router"].contains(r) {
-                return Err(format!(
-                    "unknown role {r:?}: roles are controller, cell and router"
-                ));
+        let mut roles = Roles {
+            controller: false,
+            cell: false,
+            router: false,
+        };
+        for r in text.split(',').map(str::trim) {
+            match r {
+                "controller" => roles.controller = true,
+                "cell" => roles.cell = true,
+                "router" => roles.router = true,
+                _ => {
+                    return Err(format!(
+                        "unknown role {r:?}: roles are controller, cell and router"
+                    ))
+                }
             }
         }
-        match set.as_slice() {
-            ["cell", "controller", "router"] => Ok(Roles::All),
-            ["cell"] => Ok(Roles::Cell),
-            _ => Err(format!(
-                "--roles {text}: a paasd runs all three roles, or only `cell`; for a router on its own, run paas-router --etcd-endpoints"
-            )),
+        if roles.router && !roles.controller {
+            return Err(format!(
+                "--roles {text}: a router without a controller follows etcd on its own: run paas-router --etcd-endpoints"
+            ));
         }
+        if !roles.controller && !roles.cell {
+            return Err("--roles: give controller, cell, or both".to_string());
+        }
+        Ok(roles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Roles;
+
+    #[test]
+    fn roles_are_read_in_any_order_and_nonsense_is_refused() {
+        assert_eq!(Roles::parse("router,cell,controller"), Ok(Roles::ALL));
+        let cell = Roles::parse("cell").unwrap();
+        assert!(cell.cell_alone());
+        let control = Roles::parse("controller, router").unwrap();
+        assert!(control.controller && control.router && !control.cell);
+        assert!(Roles::parse("router").unwrap_err().contains("paas-router"));
+        assert!(Roles::parse("cell,router").is_err());
+        assert!(Roles::parse("controler")
+            .unwrap_err()
+            .contains("unknown role"));
+        assert!(Roles::parse("").is_err());
     }
 }

@@ -35,33 +35,30 @@ use tokio::net::TcpListener;
 
 /// Starts everything and serves until `shutdown` completes; then stops every instance.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    if cfg.roles == Roles::Cell {
+    if cfg.roles.cell_alone() {
         return cell::run_alone(cfg, shutdown).await;
     }
+    anyhow::ensure!(
+        cfg.roles.cell || !cfg.etcd_endpoints.is_empty(),
+        "a controller without the cell role places instances on the cells of a cluster: give --etcd-endpoints (on one host, paasd runs every role)"
+    );
     data_dir::create(&cfg.data_dir)?;
-    let tls = secrets::load_or_create_tls(&cfg.data_dir, &cfg.api_listen)?;
+    // On one host a self-signed certificate; in a cluster one the cluster's CA issues,
+    // below, once the state store is open.
+    let own_tls = match cfg.etcd_endpoints.is_empty() {
+        true => Some(secrets::load_or_create_tls(&cfg.data_dir, &cfg.api_listen)?),
+        false => None,
+    };
     let token = secrets::load_or_create_token(&cfg.data_dir)?;
 
     let api_listener = TcpListener::bind(cfg.api_listen)
         .await
         .with_context(|| format!("listening for the API on {}", cfg.api_listen))?;
-    let http_listener = TcpListener::bind(cfg.http_listen)
-        .await
-        .with_context(|| format!("listening for app traffic on {}", cfg.http_listen))?;
-    let https_listener = TcpListener::bind(cfg.https_listen)
-        .await
-        .with_context(|| format!("listening for HTTPS app traffic on {}", cfg.https_listen))?;
     let api_addr = api_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
-    let https_addr = https_listener.local_addr()?;
-
-    let admin_listener = TcpListener::bind(cfg.admin_listen).await.with_context(|| {
-        format!(
-            "listening for the router's /health and /metrics on {}",
-            cfg.admin_listen
-        )
-    })?;
-    let admin_addr = admin_listener.local_addr()?;
+    let router_listeners = match cfg.roles.router {
+        true => Some(RouterListeners::bind(&cfg).await?),
+        false => None,
+    };
     // Access log lines go to the app's logs as RTR; the platform that holds the logs is
     // made after the router, so the sink finds it through a cell filled in below.
     let logs_of: Arc<std::sync::OnceLock<Arc<platform::Platform>>> = Arc::default();
@@ -98,8 +95,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let router_port = router_listeners
+        .as_ref()
+        .map_or(cfg.http_listen.port(), |l| l.http_addr.port());
     let platform =
-        platform::Platform::open(&cfg, http_addr.port(), Arc::clone(&router), peer_addr).await?;
+        platform::Platform::open(&cfg, router_port, Arc::clone(&router), peer_addr).await?;
     let _ = logs_of.set(Arc::clone(&platform));
     // Every controller of a cluster accepts the same token: the first one's.
     let token = if cfg.etcd_endpoints.is_empty() {
@@ -121,6 +121,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         }
         shared
     };
+    let tls = match own_tls {
+        Some(tls) => tls,
+        None => {
+            let ca = platform
+                .store
+                .api_ca(|| {
+                    let (cert_pem, key_pem) = secrets::make_api_ca()?;
+                    Ok(paas_api::state::CertificateAuthority { cert_pem, key_pem })
+                })
+                .await
+                .context("reading the cluster's API CA")?;
+            let mut addresses = vec![cfg.api_listen.ip()];
+            addresses.extend(cfg.advertise_address.map(std::net::IpAddr::V4));
+            secrets::cluster_api_tls(&cfg.data_dir, &addresses, &ca.cert_pem, &ca.key_pem)?
+        }
+    };
     platform.refresh_certificates().await;
     platform.restore().await;
 
@@ -128,17 +144,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let router_task =
-        tokio::spawn(Arc::clone(&router).run(http_listener, stopped(stop_rx.clone())));
-    let admin_task =
-        tokio::spawn(Arc::clone(&router).run_admin(admin_listener, stopped(stop_rx.clone())));
-    let https_task = {
-        let serve = Arc::clone(&router).run_tls(https_listener, stopped(stop_rx.clone()));
-        tokio::spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::error!("the router's HTTPS listener cannot start: {e}");
-            }
-        })
+    let (router_tasks, router_line) = match router_listeners {
+        Some(l) => l.serve(&router, &stop_rx),
+        None => (Vec::new(), "router=none".to_string()),
     };
     let peer_task = match (peer_listener, platform.peers()) {
         (Some(listener), Some(peers)) => Some(tokio::spawn(
@@ -153,10 +161,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     // Everything the parts above made in the data folder exists by now.
     data_dir::lock_down(&cfg.data_dir)?;
     println!(
-        "paasd ready api=https://{api_addr} router=http://{http_addr} https=https://{https_addr} admin=http://{admin_addr} domain={}",
+        "paasd ready api=https://{api_addr} {router_line} domain={}",
         cfg.domain
     );
-    tracing::info!(%api_addr, %http_addr, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
+    tracing::info!(%api_addr, %router_line, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
 
     shutdown.await;
     if !cfg.drain.is_zero() {
@@ -168,9 +176,76 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     tracing::info!("stopping: closing listeners, stopping instances");
     let _ = stop_tx.send(true);
     platform.shutdown().await;
-    let _ = tokio::join!(router_task, https_task, api_task, admin_task);
+    let _ = api_task.await;
+    for t in router_tasks {
+        let _ = t.await;
+    }
     if let Some(t) = peer_task {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// The router's listeners (`--roles` with `router`): app traffic over HTTP and HTTPS, and
+/// `/health` and `/metrics`.
+struct RouterListeners {
+    http: TcpListener,
+    https: TcpListener,
+    admin: TcpListener,
+    http_addr: std::net::SocketAddr,
+}
+
+impl RouterListeners {
+    async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let http = TcpListener::bind(cfg.http_listen)
+            .await
+            .with_context(|| format!("listening for app traffic on {}", cfg.http_listen))?;
+        let https = TcpListener::bind(cfg.https_listen)
+            .await
+            .with_context(|| format!("listening for HTTPS app traffic on {}", cfg.https_listen))?;
+        let admin = TcpListener::bind(cfg.admin_listen).await.with_context(|| {
+            format!(
+                "listening for the router's /health and /metrics on {}",
+                cfg.admin_listen
+            )
+        })?;
+        let http_addr = http.local_addr()?;
+        Ok(RouterListeners {
+            http,
+            https,
+            admin,
+            http_addr,
+        })
+    }
+
+    /// Serves until `stop` turns true; returns the tasks, and the part of the ready line
+    /// that says where.
+    fn serve(
+        self,
+        router: &Arc<paas_router::Router>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> (Vec<tokio::task::JoinHandle<()>>, String) {
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let line = format!(
+            "router=http://{} https=https://{} admin=http://{}",
+            self.http_addr,
+            self.https
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string()),
+            self.admin
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string()),
+        );
+        let http = tokio::spawn(Arc::clone(router).run(self.http, stopped(stop.clone())));
+        let admin = tokio::spawn(Arc::clone(router).run_admin(self.admin, stopped(stop.clone())));
+        let serve = Arc::clone(router).run_tls(self.https, stopped(stop.clone()));
+        let https = tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!("the router's HTTPS listener cannot start: {e}");
+            }
+        });
+        (vec![http, admin, https], line)
+    }
 }

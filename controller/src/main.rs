@@ -31,10 +31,12 @@ struct Args {
     /// Without it, only this host's router reaches them.
     #[arg(long, value_name = "IP")]
     advertise_address: Option<std::net::Ipv4Addr>,
-    /// What this paasd does: `controller,cell,router` (the API and orchestration, running
-    /// instances, routing traffic), or `cell` alone, a host that runs the instances the
-    /// cluster's controllers place on it (needs --etcd-endpoints and
-    /// --advertise-address).
+    /// What this paasd does, any of `controller` (the API and orchestration), `cell`
+    /// (runs instances) and `router` (routes app traffic on --http-listen and
+    /// --https-listen). `cell` alone is a host that runs the instances the cluster's
+    /// controllers place on it (needs --etcd-endpoints and --advertise-address); a
+    /// controller without `cell` runs no instance but still stages apps in staging
+    /// containers of its own (needs --etcd-endpoints).
     #[arg(long, default_value = "controller,cell,router", value_name = "ROLES", value_parser = paas_controller::Roles::parse)]
     roles: paas_controller::Roles,
     /// In a cluster (--etcd-endpoints): the port on --advertise-address where this host

@@ -18,6 +18,12 @@ pub const KEY_FILE: &str = "api-key.pem";
 pub const TOKEN_FILE: &str = "admin-token";
 pub const ROUTER_CERT_FILE: &str = "router-cert.pem";
 pub const ROUTER_KEY_FILE: &str = "router-key.pem";
+/// In a cluster: this controller's own API certificate, issued by the cluster's API CA
+/// (whose certificate is then what `api-cert.pem` holds, for clients to trust).
+pub const LEAF_CERT_FILE: &str = "api-leaf-cert.pem";
+pub const LEAF_KEY_FILE: &str = "api-leaf-key.pem";
+/// The subject of the cluster's API CA.
+const API_CA_NAME: &str = "paas cluster API CA";
 
 /// Writes `data` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
@@ -63,19 +69,7 @@ pub fn load_or_create_tls(
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
     if !cert_path.exists() || !key_path.exists() {
-        let mut names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ];
-        if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
-            names.push(listen.ip().to_string());
-        }
-        if let Ok(host) = nix::unistd::gethostname() {
-            if let Some(h) = host.to_str().filter(|h| !h.is_empty()) {
-                names.push(h.to_string());
-            }
-        }
+        let names = api_names(&[listen.ip()]);
         let ck = rcgen::generate_simple_self_signed(names).context("making the API certificate")?;
         write_private(&key_path, ck.key_pair.serialize_pem().as_bytes())?;
         // The certificate is public: clients need it to trust the API.
@@ -86,12 +80,39 @@ pub fn load_or_create_tls(
             cert_path.display()
         );
     }
-    let certs = rustls_pemfile::certs(&mut fs::read(&cert_path)?.as_slice())
+    server_config(&fs::read(&cert_path)?, &fs::read(&key_path)?)
+        .with_context(|| format!("loading {} and {}", cert_path.display(), key_path.display()))
+}
+
+/// The names an API certificate is made for: `localhost`, loopback, the host's name,
+/// and the addresses it is reached at.
+fn api_names(addresses: &[std::net::IpAddr]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    for ip in addresses {
+        if !ip.is_unspecified() && !ip.is_loopback() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
+    }
+    if let Ok(host) = nix::unistd::gethostname() {
+        if let Some(h) = host.to_str().filter(|h| !h.is_empty()) {
+            names.push(h.to_string());
+        }
+    }
+    names
+}
+
+/// A TLS server configuration from PEM: a certificate chain (leaf first) and its key.
+fn server_config(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let certs = rustls_pemfile::certs(&mut &*chain_pem)
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", cert_path.display()))?;
-    let key = rustls_pemfile::private_key(&mut fs::read(&key_path)?.as_slice())
-        .with_context(|| format!("reading {}", key_path.display()))?
-        .with_context(|| format!("{} holds no private key", key_path.display()))?;
+        .context("reading the certificate")?;
+    let key = rustls_pemfile::private_key(&mut &*key_pem)
+        .context("reading the key")?
+        .context("no private key")?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -102,6 +123,73 @@ pub fn load_or_create_tls(
     .context("loading the API certificate and key")?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// A new API CA for a cluster: certificate and key, PEM.
+pub fn make_api_ca() -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate().context("making the API CA's key")?;
+    let ca = api_ca_params()?
+        .self_signed(&key)
+        .context("making the API CA")?;
+    Ok((ca.pem(), key.serialize_pem()))
+}
+
+fn api_ca_params() -> anyhow::Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, API_CA_NAME);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    Ok(params)
+}
+
+/// In a cluster, every controller's API certificate is issued by the cluster's API CA
+/// (`ca_cert_pem`, `ca_key_pem`: one for the cluster, in the state store), and
+/// `api-cert.pem` holds that CA's certificate: a client that trusts it (`--ca-cert
+/// api-cert.pem` of any controller) trusts every controller. This controller's own
+/// certificate (for `localhost`, loopback, its host name and `addresses`) is issued at
+/// the first start in the cluster, or again when the CA or the addresses change.
+pub fn cluster_api_tls(
+    dir: &Path,
+    addresses: &[std::net::IpAddr],
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (leaf_path, leaf_key_path) = (dir.join(LEAF_CERT_FILE), dir.join(LEAF_KEY_FILE));
+    let names = api_names(addresses);
+    let issued_here = fs::read_to_string(dir.join(CERT_FILE)).ok().as_deref() == Some(ca_cert_pem)
+        && fs::read_to_string(dir.join("api-leaf-names")).ok() == Some(names.join(","));
+    if !issued_here || !leaf_path.exists() || !leaf_key_path.exists() {
+        let ca_key = rcgen::KeyPair::from_pem(ca_key_pem).context("reading the API CA's key")?;
+        // The same subject and key as the stored CA certificate: what a leaf's issuer
+        // and signature are checked against.
+        let ca = api_ca_params()?
+            .self_signed(&ca_key)
+            .context("loading the API CA")?;
+        let key = rcgen::KeyPair::generate().context("making the API key")?;
+        let leaf = rcgen::CertificateParams::new(names.clone())?
+            .signed_by(&key, &ca, &ca_key)
+            .context("issuing the API certificate")?;
+        write_private(&leaf_key_path, key.serialize_pem().as_bytes())?;
+        fs::write(&leaf_path, format!("{}{ca_cert_pem}", leaf.pem()))
+            .with_context(|| format!("writing {}", leaf_path.display()))?;
+        fs::write(dir.join("api-leaf-names"), names.join(","))?;
+        // Public: what clients trust.
+        fs::write(dir.join(CERT_FILE), ca_cert_pem)
+            .with_context(|| format!("writing {}", dir.join(CERT_FILE).display()))?;
+        tracing::info!(names = %names.join(","), "issued this controller's API certificate from the cluster's API CA ({} is that CA now)", dir.join(CERT_FILE).display());
+    }
+    server_config(&fs::read(&leaf_path)?, &fs::read(&leaf_key_path)?).with_context(|| {
+        format!(
+            "loading {} and {}",
+            leaf_path.display(),
+            leaf_key_path.display()
+        )
+    })
 }
 
 /// Loads the admin token, creating a random one when there is none.

@@ -150,7 +150,11 @@ impl LocalCell {
             instances: 0,
             updated_ms: 0,
         };
-        tokio::spawn(presence::run(store, me, presence.clone(), changes));
+        // A controller without the cell role stages here, but is no cell of the cluster:
+        // nothing is placed on it.
+        if cfg.roles.cell {
+            tokio::spawn(presence::run(store, me, presence.clone(), changes));
+        }
         Ok(Arc::new(LocalCell {
             id,
             advertise: cfg.advertise_address,

@@ -43,6 +43,9 @@ struct Cluster {
     view: Arc<ClusterView>,
     /// The other hosts, for blobs.
     peers: Arc<crate::peer::Peers>,
+    /// Whether this host's cell is a cell of the cluster (`--roles` with `cell`); else
+    /// it only stages.
+    runs_instances: bool,
 }
 
 /// Held while one app is changed; see [`Platform::lock_app`].
@@ -135,6 +138,7 @@ impl Platform {
                     addr,
                 )
                 .await?,
+                runs_instances: cfg.roles.cell,
             }),
             _ => None,
         };
@@ -241,11 +245,13 @@ impl Platform {
                 .mirror(paas_api::state::ASSIGNED, |m| me.learn_placements(&view, m))
                 .await
         });
-        self.cell.follow_assignments(
-            self.store.clone(),
-            Arc::clone(&cluster.peers),
-            Arc::clone(self) as Arc<dyn Reporter>,
-        );
+        if cluster.runs_instances {
+            self.cell.follow_assignments(
+                self.store.clone(),
+                Arc::clone(&cluster.peers),
+                Arc::clone(self) as Arc<dyn Reporter>,
+            );
+        }
         tokio::spawn(Arc::clone(self).lead(self.cell.id().to_string()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let store = self.store.clone();

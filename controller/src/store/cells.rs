@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use paas_api::state::{self, ActualInstance, Assignment, BlobHolder, CellPresence, ClusterSecret};
+use paas_api::state::{
+    self, ActualInstance, Assignment, BlobHolder, CellPresence, CertificateAuthority, ClusterSecret,
+};
 use paas_api::AppName;
 use paas_kv::{Compare, Kv, LeaseId, Mirrored, Op, Txn};
 
@@ -194,6 +196,15 @@ impl Store {
         made: impl FnOnce() -> anyhow::Result<ClusterSecret>,
     ) -> anyhow::Result<ClusterSecret> {
         self.first_of(state::CLUSTER_SECRET, made).await
+    }
+
+    /// The CA that issues every controller's API certificate: the one stored, or `made`
+    /// if there is none yet.
+    pub async fn api_ca(
+        &self,
+        made: impl FnOnce() -> anyhow::Result<CertificateAuthority>,
+    ) -> anyhow::Result<CertificateAuthority> {
+        self.first_of(state::API_CA, made).await
     }
 
     /// The admin token of the cluster: the one stored, or `mine` if there is none yet.
