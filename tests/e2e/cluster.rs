@@ -333,11 +333,7 @@ fn a_buildpack_added_on_one_controller_stages_on_the_other(data: &Path) {
 fn lose_a_cell_then_cut_one_off(data: &Path) {
     let cell1 = cell_at(Ctl::One, data, "10.98.0.41");
     let cell2 = cell_at(Ctl::One, data, "10.98.0.42");
-    let pid = std::fs::read_to_string(data.join("pids/cell1")).unwrap();
-    Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
+    kill(data, "cell1");
     assert!(
         eventually(30, || all_run_elsewhere(Ctl::One, data, &[&cell1])),
         "the killed cell's instance runs again on another cell: {:?}",
@@ -402,11 +398,7 @@ fn lose_a_cell_then_cut_one_off(data: &Path) {
 /// router is lost, and the other serves every instance.
 fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
     let first = cell_at(Ctl::Two, data, "10.98.0.21");
-    let pid = std::fs::read_to_string(data.join("pids/paasd")).unwrap();
-    Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status()
-        .unwrap();
+    kill(data, "paasd");
     assert!(
         eventually(30, || all_run_elsewhere(Ctl::Two, data, &[&first])),
         "the second controller leads and places the first one's instances again: {:?}",
