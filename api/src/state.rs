@@ -190,3 +190,54 @@ pub struct CertificateAuthority {
 
 /// The name in the cluster certificate, which peers ask for whatever address they dial.
 pub const PEER_SERVER_NAME: &str = "peer.paas.internal";
+
+/// A staging a controller without a cell asks a cell's host to run (`POST /stage` on its
+/// peer listener), with everything it needs by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageOrder {
+    pub app: AppName,
+    /// The package's SHA-256.
+    pub package: String,
+    /// In position order: a shipped buildpack by name (`sha256` none), a custom one by
+    /// name and the SHA-256 of its bits.
+    pub buildpacks: Vec<StageBuildpack>,
+    /// Pick the first whose detect passes, or run them all in order.
+    pub detect: bool,
+    pub start_command: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub memory: crate::MemorySize,
+    pub disk: Option<crate::MemorySize>,
+    pub timeout_secs: u64,
+    /// The app may reach the world while it builds.
+    pub outbound: bool,
+    /// The first host user id of the app's user namespace.
+    pub id_base: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageBuildpack {
+    pub name: crate::BuildpackName,
+    pub sha256: Option<String>,
+}
+
+/// One line of the NDJSON answer to a [`StageOrder`]: output lines, then how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum StageEvent {
+    Log {
+        stream: crate::LogStream,
+        line: String,
+    },
+    /// The droplet is kept by that host (and a second one) under its SHA-256.
+    Staged {
+        droplet: String,
+        detected_buildpack: String,
+        start_command: String,
+    },
+    Failed {
+        message: String,
+        /// The app or its buildpacks failed, not the platform.
+        user_error: bool,
+        cf_exit_code: Option<i32>,
+    },
+}

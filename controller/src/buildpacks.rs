@@ -112,6 +112,19 @@ impl Registry {
             .collect()
     }
 
+    /// The buildpack as another host asks for it: a shipped one by name, a custom one by
+    /// name and the SHA-256 of its bits.
+    pub fn reference(&self, bp: &Buildpack) -> paas_api::state::StageBuildpack {
+        let shipped = self
+            .entries()
+            .iter()
+            .any(|e| e.shipped && e.buildpack.name == bp.name);
+        paas_api::state::StageBuildpack {
+            name: bp.name.clone(),
+            sha256: (!shipped).then(|| bp.version.clone()),
+        }
+    }
+
     /// The named buildpacks, in the order given (`-b`).
     pub fn by_names(&self, names: &[BuildpackName]) -> Result<Vec<Buildpack>, Error> {
         let entries = self.entries();
@@ -325,7 +338,7 @@ fn entries_of(
 }
 
 /// Opens (unpacking it first if needed) the custom buildpack in blob `sha256`.
-fn open_custom(
+pub(crate) fn open_custom(
     blobs: &Blobs,
     custom_dir: &Path,
     name: &BuildpackName,

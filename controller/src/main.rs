@@ -35,8 +35,8 @@ struct Args {
     /// (runs instances) and `router` (routes app traffic on --http-listen and
     /// --https-listen). `cell` alone is a host that runs the instances the cluster's
     /// controllers place on it (needs --etcd-endpoints and --advertise-address); a
-    /// controller without `cell` runs no instance but still stages apps in staging
-    /// containers of its own (needs --etcd-endpoints).
+    /// controller without `cell` runs no instance and has its apps staged on a cell's
+    /// host (needs --etcd-endpoints).
     #[arg(long, default_value = "controller,cell,router", value_name = "ROLES", value_parser = paas_controller::Roles::parse)]
     roles: paas_controller::Roles,
     /// In a cluster (--etcd-endpoints): the port on --advertise-address where this host

@@ -299,8 +299,8 @@ fn the_leader_converges_placements_to_what_apps_want(data: &Path) {
     );
 }
 
-/// A custom buildpack added through the first controller is listed by the second,
-/// which fetches its bits from a host that keeps them and stages with it.
+/// A custom buildpack added through the first controller is listed by the second, which
+/// has a cell's host (it runs no cell itself) fetch its bits and stage with it.
 fn a_buildpack_added_on_one_controller_stages_on_the_other(data: &Path) {
     let bp = repo().join("examples/custom-buildpack");
     let app = repo().join("examples/banner-app");
@@ -323,6 +323,15 @@ fn a_buildpack_added_on_one_controller_stages_on_the_other(data: &Path) {
         data,
     );
     assert!(out.contains("-----> Detected banner"), "{out}");
+    // The second controller has no cell: a cell's host staged it, and keeps its cache.
+    assert!(out.contains("staging on cell"), "{out}");
+    assert!(!data.join("paasd2/caches/banner-demo").exists());
+    assert!(
+        ["paasd", "cell1", "cell2"]
+            .iter()
+            .any(|h| data.join(h).join("caches/banner-demo").exists()),
+        "a cell's host keeps the build cache"
+    );
     paas(Ctl::Two, &["delete", "banner-demo", "-f"], data);
 }
 

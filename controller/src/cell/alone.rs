@@ -44,11 +44,21 @@ pub async fn run_alone(cfg: Config, shutdown: impl Future<Output = ()>) -> anyho
     if n > 0 {
         tracing::info!("cleaned up {n} containers left by an earlier run");
     }
+    // Controllers without a cell have their apps staged here.
+    let kit = crate::peer::StagingKit {
+        shipped: crate::shipped::install(&dir.join("buildpacks/shipped"))?,
+        custom_dir: dir.join("buildpacks/custom"),
+        caches_dir: dir.join("caches"),
+    };
+    for d in [&kit.custom_dir, &kit.caches_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
     let peers = crate::peer::Peers::open(
         store.clone(),
         blobs,
         Arc::clone(&cell),
         Arc::clone(&logs),
+        kit,
         peer_addr,
     )
     .await?;

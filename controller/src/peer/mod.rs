@@ -29,6 +29,7 @@ use crate::logs::Logs;
 use crate::store::Store;
 
 mod server;
+mod stage;
 
 /// The port peers listen on unless told otherwise (`--peer-port`).
 pub const DEFAULT_PORT: u16 = 9444;
@@ -68,6 +69,18 @@ pub struct Peers {
     /// peers read.
     cell: Arc<LocalCell>,
     logs: Arc<Logs>,
+    /// What stagings for peers use.
+    kit: StagingKit,
+}
+
+/// What a host needs to stage for a controller without a cell.
+pub struct StagingKit {
+    /// The buildpacks packed into paasd, as installed in the data folder.
+    pub shipped: Vec<paas_stager::Buildpack>,
+    /// Where custom buildpacks are unpacked (`buildpacks/custom`).
+    pub custom_dir: std::path::PathBuf,
+    /// Where build caches are kept, one folder per app.
+    pub caches_dir: std::path::PathBuf,
 }
 
 impl Peers {
@@ -77,6 +90,7 @@ impl Peers {
         blobs: Blobs,
         cell: Arc<LocalCell>,
         logs: Arc<Logs>,
+        kit: StagingKit,
         addr: SocketAddr,
     ) -> anyhow::Result<Arc<Self>> {
         let host = cell.id().to_string();
@@ -115,6 +129,7 @@ impl Peers {
             blobs,
             cell,
             logs,
+            kit,
         });
         peers.readdress().await?;
         Ok(peers)
@@ -296,6 +311,19 @@ impl Peers {
             .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
             .to_bytes();
         Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Has the host at `addr` stage `order`; its output lines, then how it ended.
+    pub async fn stage(
+        &self,
+        addr: &str,
+        order: &paas_api::state::StageOrder,
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::state::StageEvent>> {
+        let body = serde_json::to_vec(order)?;
+        let resp = self
+            .request(addr, http::Method::POST, "/stage", Some(body))
+            .await?;
+        Ok(ndjson(resp))
     }
 
     /// One request to the peer at `addr`; an answer other than 200 is an error.

@@ -7,6 +7,8 @@
 //! - `GET /logs/APP[?follow=true]`: the log lines this host keeps of an app, NDJSON;
 //! - `POST /instances/ID/exec` (a JSON list: the command and its arguments): runs it
 //!   in instance ID of this host's cell, answering as `POST /v1/apps/NAME/exec` does;
+//! - `POST /stage` (a `StageOrder`): stages an app for a controller without a cell
+//!   (`stage.rs`), answering its output lines and then the droplet's hash, NDJSON;
 //! - `GET /usage`: each instance placed on this host's cell as measured now (CPU,
 //!   memory, disk), by id.
 
@@ -38,6 +40,7 @@ impl Peers {
             .route("/logs/{app}", get(logs))
             .route("/instances/{id}/exec", post(exec))
             .route("/usage", get(usage))
+            .route("/stage", post(stage))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self),
                 only_peers,
@@ -101,6 +104,16 @@ async fn logs(
         LogLines::Recent
     };
     crate::api::stream_logs(&peers.logs, &app, which).into_response()
+}
+
+async fn stage(State(peers): State<Arc<Peers>>, body: Body) -> Response {
+    let order: paas_api::state::StageOrder = match crate::api::read_json(body).await {
+        Ok(o) => o,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let (out, resp) = crate::api::body::ndjson_stream();
+    tokio::spawn(peers.stage_for_peer(order, out));
+    resp.into_response()
 }
 
 async fn usage(State(peers): State<Arc<Peers>>) -> Response {

@@ -4,19 +4,15 @@
 
 use std::sync::Arc;
 
-use paas_api::{AppName, DeployEvent, LogLine, LogStream};
-use paas_stager::{Buildpack, StagingRequest};
+use paas_api::{AppName, DeployEvent};
+use paas_stager::Buildpack;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{stop_all, Error, ErrorKind, Placed, Platform};
-use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
 /// Revisions per app whose droplets are kept for rollbacks.
 const KEPT_REVISIONS: usize = 5;
-
-/// The largest droplet a staging may produce.
-const MAX_DROPLET_BYTES: u64 = 4 << 30;
 
 impl Platform {
     /// Deploys `package` to `app`, reporting progress on `events`. Without `start`, the
@@ -30,117 +26,30 @@ impl Platform {
     ) -> Result<(), Error> {
         let _held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
-        let package_path = self.blob(package).await.map_err(|_| {
-            Error::new(
+        if !self.has_blob(package).await {
+            return Err(Error::new(
                 ErrorKind::NotFound,
                 "package-not-found",
                 format!("package {package} was not uploaded"),
                 Some("upload it first: POST /v1/apps/NAME/packages"),
-            )
-        })?;
+            ));
+        }
         self.refresh_buildpacks().await;
         let (buildpacks, detect) = self.choose_buildpacks(&record.settings.buildpacks)?;
-
         let _ = events.send(DeployEvent::Phase {
             phase: "staging".into(),
         });
-        let mut id = [0u8; 6];
-        let _ = getrandom::fill(&mut id);
-        let id = hex::encode(id);
-        let droplet_tmp = tempfile::Builder::new()
-            .prefix("droplet-")
-            .tempfile_in(self.blobs.tmp_dir())
-            .map_err(Error::internal)?
-            .into_temp_path();
-        let req = StagingRequest {
-            id,
-            app: app.clone(),
-            package: package_path,
-            buildpacks,
-            detect,
-            start_command: record.settings.command.clone(),
-            env: record.env.clone().into_iter().collect(),
-            memory: record.settings.memory,
-            disk: Some(record.settings.disk_or_default()),
-            timeout: self.staging_timeout,
-            droplet_out: droplet_tmp.to_path_buf(),
-            cache_dir: Some(self.caches_dir.join(app.as_str())),
-            outbound: record
-                .settings
-                .outbound()
-                .then(|| self.outbound_resolv_conf()),
-            id_map: Some(
-                self.id_map(app)
-                    .await
-                    .map_err(|e| Error::internal(format!("{e:#}")))?,
-            ),
-        };
-        let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<(LogStream, String)>();
-        let forward = {
-            let platform = Arc::clone(self);
-            let app = app.clone();
-            let events = events.clone();
-            tokio::spawn(async move {
-                while let Some((stream, line)) = log_rx.recv().await {
-                    platform.logs.append(&app, "STG", stream, &line);
-                    let _ = events.send(DeployEvent::Log(LogLine {
-                        timestamp_ms: now_ms(),
-                        source: "STG".into(),
-                        stream,
-                        line,
-                    }));
-                }
-            })
-        };
-        let staged = self.cell.stage(&req, &log_tx).await;
-        drop(log_tx);
-        let _ = forward.await;
-        let staged = staged.map_err(|e| {
-            let kind = if e.is_user_error() {
-                ErrorKind::Refused
-            } else {
-                ErrorKind::Internal
-            };
-            let code = match e.cf_exit_code() {
-                Some(c) => format!("staging-failed-{c}"),
-                None => "staging-failed".to_string(),
-            };
-            self.logs
-                .append(app, "STG", LogStream::Err, &format!("staging failed: {e}"));
-            let message = match e.cf_exit_code() {
-                Some(c) => format!("staging failed (code {c}): {e}"),
-                None => format!("staging failed: {e}"),
-            };
-            Error::new(kind, &code, message, None)
-        })?;
-
-        let path = droplet_tmp.to_path_buf();
-        let blobs = self.blobs.clone();
-        let droplet = tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if size > MAX_DROPLET_BYTES {
-                return Err(format!(
-                    "the droplet is {} MiB, more than the {} MiB allowed",
-                    size >> 20,
-                    MAX_DROPLET_BYTES >> 20
-                ));
-            }
-            blobs.put_file(&path).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(|e| Error::new(ErrorKind::Refused, "droplet-refused", e, None))?;
-        drop(droplet_tmp);
-        // A second host keeps it before a release names it.
-        self.keep_twice(&droplet).await;
+        let staged = self
+            .stage(&record, package, buildpacks, detect, events)
+            .await?;
         let release = self
             .store
             .add_release(
                 app,
-                &droplet,
+                &staged.droplet,
                 package,
-                &staged.info.detected_buildpack,
-                &staged.info.start_command,
+                &staged.buildpack,
+                &staged.start_command,
             )
             .await
             .map_err(Error::internal)?;
@@ -274,7 +183,7 @@ impl Platform {
                 "rollback",
             ),
         };
-        if !self.blobs.exists(&release.droplet) {
+        if !self.has_blob(&release.droplet).await {
             return Err(Error::new(
                 ErrorKind::Gone,
                 "droplet-collected",

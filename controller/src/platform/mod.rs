@@ -13,6 +13,7 @@ mod deploy;
 mod error;
 pub mod placed;
 mod routes;
+mod staging;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use crate::store::{AppRecord, Release, Store};
 use crate::Config;
 pub use error::{Error, ErrorKind};
 use placed::{Assigned, ClusterView, Placed};
+pub use staging::store_droplet;
 
 /// What a controller of a cluster (`--etcd-endpoints`) has besides its own cell.
 struct Cluster {
@@ -127,6 +129,7 @@ impl Platform {
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Arc::new(Logs::open(dir.join("logs")).context("opening the log folder")?);
         let cell = LocalCell::open(cfg, dir, store.clone(), peer_addr).await?;
+        let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let cluster = match peer_addr {
             Some(addr) if !cfg.etcd_endpoints.is_empty() => Some(Cluster {
                 view: Arc::default(),
@@ -135,6 +138,11 @@ impl Platform {
                     blobs.clone(),
                     Arc::clone(&cell),
                     Arc::clone(&logs),
+                    crate::peer::StagingKit {
+                        shipped: shipped.clone(),
+                        custom_dir: dir.join("buildpacks/custom"),
+                        caches_dir: dir.join("caches"),
+                    },
                     addr,
                 )
                 .await?,
@@ -154,7 +162,6 @@ impl Platform {
             .context("storing the router's certificate")?;
         let default_cert = paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
-        let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped).await?;
         // Made now, so that the data folder is closed over it at start.
         std::fs::create_dir_all(dir.join("caches"))
@@ -361,6 +368,21 @@ impl Platform {
             tracing::warn!("{e:#}");
             gone()
         })
+    }
+
+    /// Whether blob `sha256` is kept: here, or in a cluster by a host the store names.
+    pub async fn has_blob(&self, sha256: &str) -> bool {
+        if self.blobs.exists(sha256) {
+            return true;
+        }
+        match &self.cluster {
+            Some(_) => self
+                .store
+                .blob_holders(sha256)
+                .await
+                .is_ok_and(|h| !h.is_empty()),
+            None => false,
+        }
     }
 
     /// In a cluster: records that this host keeps blob `sha256` and has a second host
