@@ -223,7 +223,6 @@ pub struct Assigned {
     pub app: AppName,
     pub index: u32,
     pub cell: String,
-    memory_bytes: u64,
     /// How long it may take to report running: the app's health-check allowance, plus
     /// fetching and unpacking its droplet.
     start_within: Duration,
@@ -252,7 +251,6 @@ impl Assigned {
             app: a.app.clone(),
             index: a.index,
             cell,
-            memory_bytes: a.settings.memory.bytes(),
             start_within: start + DROPLET_ALLOWANCE,
             view: Arc::clone(view),
             store: store.clone(),
@@ -338,9 +336,5 @@ impl Assigned {
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
-    }
-
-    pub fn memory_bytes(&self) -> u64 {
-        self.memory_bytes
     }
 }

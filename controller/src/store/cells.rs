@@ -64,12 +64,6 @@ impl Store {
         self.kv.delete(&state::actual_key(app, id)).await?;
         Ok(())
     }
-
-    /// Every instance any cell reports.
-    pub async fn actuals(&self) -> Result<Vec<ActualInstance>, StoreError> {
-        let (kvs, _) = self.kv.range(state::ACTUAL).await?;
-        kvs.iter().map(decode).collect()
-    }
 }
 
 /// Placement: which cell runs which instance (`assigned/CELL/INSTANCE`), written by the
