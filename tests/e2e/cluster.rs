@@ -24,6 +24,7 @@ fn script(args: &[&str], data: &Path) -> std::process::Output {
 
 /// The controller the CLI talks to.
 #[derive(Clone, Copy)]
+#[repr(u8)]
 enum Ctl {
     One,
     Two,
@@ -32,12 +33,23 @@ enum Ctl {
 /// `paas ARGS` against controller `ctl`, from its host, with the cluster's one token and
 /// the one CA certificate that every controller's API certificate is issued by.
 fn paas(ctl: Ctl, args: &[&str], data: &Path) -> String {
+    let out = paas_command(ctl, args, data).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} on controller {}: {}",
+        ctl as u8 + 1,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn paas_command(ctl: Ctl, args: &[&str], data: &Path) -> Command {
     let (ns, api, folder) = match ctl {
         Ctl::One => ("paas-c-ctl", "https://10.98.0.21:9443", "paasd"),
         Ctl::Two => ("paas-c-ctl2", "https://10.98.0.22:9443", "paasd2"),
     };
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns])
         .arg(bin("paas"))
         .args(args)
         .env("PAAS_HOME", data.join(format!("home-{folder}")))
@@ -49,15 +61,8 @@ fn paas(ctl: Ctl, args: &[&str], data: &Path) -> String {
                 .trim(),
         )
         // The first controller's: the cluster's API CA, which issued both certificates.
-        .env("PAAS_CA_CERT", data.join("paasd/api-cert.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} on {api}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .env("PAAS_CA_CERT", data.join("paasd/api-cert.pem"));
+    c
 }
 
 /// GET / of hello through `router`, from the LAN: status and body.
@@ -219,7 +224,33 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
 
     the_leader_converges_placements_to_what_apps_want(data);
     lose_a_cell_then_cut_one_off(data);
-    lose_the_first_controller_and_push_again_under_load(data);
+    // Followed through the second controller (no cell: every line comes from a cell's
+    // host), from before the first controller's cell is lost.
+    let followed = data.join("followed.log");
+    let mut follow = paas_command(Ctl::Two, &["logs", "hello"], data)
+        .stdout(std::fs::File::create(&followed).unwrap())
+        .spawn()
+        .unwrap();
+    let cell1 = cell_at(Ctl::Two, data, "10.98.0.41");
+    assert!(
+        !instances(Ctl::Two, data).iter().any(|(.., c)| *c == cell1),
+        "cell 1 runs nothing of hello yet"
+    );
+    // The recent lines come first, from every host: wait until they are all printed.
+    let printed = || std::fs::read_to_string(&followed).unwrap_or_default().len();
+    assert!(
+        eventually(20, || printed() > 0),
+        "logs --follow printed nothing"
+    );
+    let mut seen = printed();
+    while {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let now = printed();
+        std::mem::replace(&mut seen, now) != now
+    } {}
+    lose_the_first_controller_and_push_again_under_load(data, &followed, &cell1);
+    let _ = follow.kill();
+    let _ = follow.wait();
 
     drop(guard);
     let namespaces = String::from_utf8_lossy(
@@ -402,16 +433,39 @@ fn lose_a_cell_then_cut_one_off(data: &Path) {
 }
 
 /// The first controller (the leader: it started first) is SIGKILLed with its cell: the
-/// second takes over, places its instances again, and a push through it, made while
+/// second takes over, places its instances again (`logs --follow` on it, `followed`,
+/// gets the new ones' lines, also from cell 1, which ran none when it began), and a push through it, made while
 /// both routers are under load and one etcd member is down, fails no request. Then a
 /// router is lost, and the other serves every instance.
-fn lose_the_first_controller_and_push_again_under_load(data: &Path) {
+fn lose_the_first_controller_and_push_again_under_load(data: &Path, followed: &Path, cell1: &str) {
     let first = cell_at(Ctl::Two, data, "10.98.0.21");
+    // What the follow printed before: the recent lines, then what came since.
+    let before = std::fs::read_to_string(followed).unwrap_or_default().len();
     kill(data, "paasd");
     assert!(
         eventually(30, || all_run_elsewhere(Ctl::Two, data, &[&first])),
         "the second controller leads and places the first one's instances again: {:?}",
         instances(Ctl::Two, data)
+    );
+    // An instance placed again on cell 1, which ran none of hello when `logs --follow`
+    // began, is in the stream: the cells followed are looked for again. (Only the
+    // instances placed again have started since, one per index.)
+    let on_cell1: Vec<u64> = instances(Ctl::Two, data)
+        .into_iter()
+        .filter(|(.., c)| c == cell1)
+        .map(|(i, ..)| i)
+        .collect();
+    assert!(!on_cell1.is_empty(), "{:?}", instances(Ctl::Two, data));
+    assert!(
+        eventually(20, || {
+            let text = std::fs::read_to_string(followed).unwrap_or_default();
+            let new = text.get(before..).unwrap_or_default();
+            on_cell1
+                .iter()
+                .any(|i| new.contains(&format!("[APP/WEB/{i}] OUT listening on port")))
+        }),
+        "instances {on_cell1:?} on cell 1: {}",
+        std::fs::read_to_string(followed).unwrap_or_default()
     );
 
     kill(data, "etcd3");

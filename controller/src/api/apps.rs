@@ -484,7 +484,8 @@ pub async fn logs(
     p.app_record(app).await?;
     let follow = query::flag(query, "follow");
     let remote = p.log_peers(app);
-    if remote.is_empty() {
+    // Following in a cluster, cells that gain an instance of the app later count too.
+    if remote.is_empty() && !(follow && p.in_cluster()) {
         let which = if follow {
             LogLines::Follow
         } else {
@@ -507,7 +508,7 @@ pub async fn logs(
             }
         }
         let Some(local) = live.take() else { return };
-        let mut merged = p.remote_new_logs(&app, &remote, local).await;
+        let mut merged = p.new_logs(&app, local);
         while let Some(line) = merged.recv().await {
             if !out.send(&line).await {
                 return;

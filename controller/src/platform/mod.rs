@@ -632,6 +632,11 @@ impl Platform {
             })
     }
 
+    /// Whether this controller is one of a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     /// The peer addresses of the other cells that run instances of `app`, whose log
     /// lines they keep.
     pub fn log_peers(&self, app: &AppName) -> Vec<String> {
@@ -685,31 +690,18 @@ impl Platform {
         all
     }
 
-    /// Each new log line of `app`, from this host (`local`) and the hosts at `peers`, as
-    /// it comes.
-    pub async fn remote_new_logs(
-        &self,
+    /// Each new log line of `app`, from this host (`local`) and, in a cluster, from every
+    /// other cell that runs an instance of it, as it comes. The cells are looked for
+    /// again every few seconds, so one an instance moves to is followed too.
+    pub fn new_logs(
+        self: &Arc<Self>,
         app: &AppName,
-        peers: &[String],
         mut local: tokio::sync::broadcast::Receiver<LogLine>,
     ) -> tokio::sync::mpsc::Receiver<LogLine> {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        if let Some(cluster) = &self.cluster {
-            for peer in peers {
-                match cluster.peers.logs(peer, app, LogLines::New).await {
-                    Ok(mut lines) => {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            while let Some(l) = lines.recv().await {
-                                if tx.send(l).await.is_err() {
-                                    return;
-                                }
-                            }
-                        });
-                    }
-                    Err(e) => tracing::warn!(%app, %peer, "following a cell's log lines: {e:#}"),
-                }
-            }
+        if self.cluster.is_some() {
+            let (me, app, tx) = (Arc::clone(self), app.clone(), tx.clone());
+            tokio::spawn(async move { me.follow_cells_logs(&app, tx).await });
         }
         tokio::spawn(async move {
             loop {
@@ -726,6 +718,39 @@ impl Platform {
             }
         });
         rx
+    }
+
+    /// Sends `tx` each new log line of `app` from the other cells that run it, following
+    /// each such cell once, until `tx` is closed.
+    async fn follow_cells_logs(&self, app: &AppName, tx: tokio::sync::mpsc::Sender<LogLine>) {
+        const LOOK_AGAIN: Duration = Duration::from_secs(3);
+        let Some(cluster) = &self.cluster else { return };
+        let mut followed = std::collections::HashSet::new();
+        while !tx.is_closed() {
+            for peer in self.log_peers(app) {
+                if followed.contains(&peer) {
+                    continue;
+                }
+                match cluster.peers.logs(&peer, app, LogLines::New).await {
+                    Ok(mut lines) => {
+                        followed.insert(peer);
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            while let Some(l) = lines.recv().await {
+                                if tx.send(l).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(%app, %peer, "following a cell's log lines: {e:#}"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK_AGAIN) => {}
+                _ = tx.closed() => return,
+            }
+        }
     }
 
     /// Records an event in the store and in the app's log (as `API`).
