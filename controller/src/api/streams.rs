@@ -15,6 +15,9 @@ pub enum LogLines {
     Follow,
     /// Only each new one.
     New,
+    /// The recent ones from this moment (milliseconds since the epoch) on, then each
+    /// new one.
+    Since(u64),
 }
 
 /// A stream of the lines `logs` keeps of `app`.
@@ -32,8 +35,10 @@ pub fn stream_logs(logs: &Logs, app: &AppName, which: LogLines) -> http::Respons
         return resp;
     }
     let (mut recent, mut live) = logs.follow(app);
-    if which == LogLines::New {
-        recent.clear();
+    match which {
+        LogLines::New => recent.clear(),
+        LogLines::Since(ms) => recent.retain(|l| l.timestamp_ms >= ms),
+        LogLines::Recent | LogLines::Follow => {}
     }
     tokio::spawn(async move {
         for line in recent {

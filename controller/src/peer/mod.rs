@@ -272,9 +272,10 @@ impl Peers {
         which: crate::api::LogLines,
     ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::LogLine>> {
         let query = match which {
-            crate::api::LogLines::Recent => "",
-            crate::api::LogLines::Follow => "?follow=true",
-            crate::api::LogLines::New => "?new=true",
+            crate::api::LogLines::Recent => String::new(),
+            crate::api::LogLines::Follow => "?follow=true".to_string(),
+            crate::api::LogLines::New => "?new=true".to_string(),
+            crate::api::LogLines::Since(ms) => format!("?since={ms}"),
         };
         let path = format!("/logs/{app}{query}");
         let resp = self.request(addr, http::Method::GET, &path, None).await?;

@@ -4,7 +4,9 @@
 //! - `GET /blobs/SHA`: a blob this host keeps;
 //! - `POST /blobs/SHA/keep`: fetch blob SHA from a host that keeps it and keep it too
 //!   (the second copy of a droplet or package);
-//! - `GET /logs/APP[?follow=true]`: the log lines this host keeps of an app, NDJSON;
+//! - `GET /logs/APP[?follow=true|?new=true|?since=MS]`: the log lines this host keeps of
+//!   an app (the recent ones, then each new one; only new ones; those from a moment on),
+//!   NDJSON;
 //! - `POST /instances/ID/exec` (a JSON list: the command and its arguments): runs it
 //!   in instance ID of this host's cell, answering as `POST /v1/apps/NAME/exec` does;
 //! - `POST /stage` (a `StageOrder`): stages an app for a controller without a cell
@@ -96,7 +98,10 @@ async fn logs(
         return StatusCode::NOT_FOUND.into_response();
     };
     let query = uri.query().unwrap_or("");
-    let which = if crate::api::query::flag(query, "new") {
+    let since = crate::api::query::param(query, "since").and_then(|v| v.parse().ok());
+    let which = if let Some(ms) = since {
+        LogLines::Since(ms)
+    } else if crate::api::query::flag(query, "new") {
         LogLines::New
     } else if crate::api::query::flag(query, "follow") {
         LogLines::Follow

@@ -725,13 +725,24 @@ impl Platform {
     async fn follow_cells_logs(&self, app: &AppName, tx: tokio::sync::mpsc::Sender<LogLine>) {
         const LOOK_AGAIN: Duration = Duration::from_secs(3);
         let Some(cluster) = &self.cluster else { return };
+        let began = crate::logs::now_ms();
         let mut followed = std::collections::HashSet::new();
+        let mut first = true;
         while !tx.is_closed() {
+            // The cells of the first look had their recent lines merged already; a cell
+            // found later sends what it has since the follow began (an instance placed
+            // there prints its first lines before the next look).
+            let which = if first {
+                LogLines::New
+            } else {
+                LogLines::Since(began)
+            };
+            first = false;
             for peer in self.log_peers(app) {
                 if followed.contains(&peer) {
                     continue;
                 }
-                match cluster.peers.logs(&peer, app, LogLines::New).await {
+                match cluster.peers.logs(&peer, app, which).await {
                     Ok(mut lines) => {
                         followed.insert(peer);
                         let tx = tx.clone();
