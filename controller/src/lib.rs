@@ -249,3 +249,20 @@ impl RouterListeners {
         (vec![http, admin, https], line)
     }
 }
+
+/// Runs every future of `all` at once (each a task of its own) and waits for all of
+/// them; their outputs in order, less those of tasks that panicked.
+pub(crate) async fn join_all<F>(all: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = all.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        if let Ok(v) = t.await {
+            out.push(v);
+        }
+    }
+    out
+}

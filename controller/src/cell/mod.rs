@@ -233,13 +233,7 @@ impl LocalCell {
             .drain()
             .map(|(_, i)| i)
             .collect();
-        let stops: Vec<_> = placed
-            .into_iter()
-            .map(|i| tokio::spawn(async move { i.stop().await }))
-            .collect();
-        for s in stops {
-            let _ = s.await;
-        }
+        crate::join_all(placed.into_iter().map(|i| async move { i.stop().await })).await;
         self.leave().await;
     }
 

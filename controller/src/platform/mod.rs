@@ -521,7 +521,7 @@ impl Platform {
                 }
             });
         let mut all = placed::Usage::new();
-        for one in futures_join_all(asks).await {
+        for one in crate::join_all(asks).await {
             all.extend(one);
         }
         all
@@ -1018,23 +1018,6 @@ impl Platform {
     }
 }
 
-/// Runs every future of `all` at once and waits for all of them, in order.
-async fn futures_join_all<F: std::future::Future + Send + 'static>(
-    all: impl Iterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let tasks: Vec<_> = all.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        if let Ok(v) = t.await {
-            out.push(v);
-        }
-    }
-    out
-}
-
 /// Why instance `a` cannot be placed on any of `cells`.
 fn no_room(a: &paas_api::state::Assignment, cells: &[paas_api::state::CellPresence]) -> Error {
     let free =
@@ -1065,13 +1048,7 @@ fn no_room(a: &paas_api::state::Assignment, cells: &[paas_api::state::CellPresen
 
 /// Stops instances in parallel and waits until all are gone.
 async fn stop_all(list: Vec<Placed>) {
-    let tasks: Vec<_> = list
-        .into_iter()
-        .map(|i| tokio::spawn(async move { i.stop().await }))
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
+    crate::join_all(list.into_iter().map(|i| async move { i.stop().await })).await;
 }
 
 /// The platform hears from its cells: lines go to the app's log, events to the store and
