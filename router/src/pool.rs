@@ -161,7 +161,9 @@ impl Pool {
     }
 
     /// Sends `req` to the instance at `addr` on a pooled or new connection. When no
-    /// connection could be made, the request comes back untouched, to try elsewhere.
+    /// connection could be made, the request comes back untouched, to try elsewhere;
+    /// when the instance gave no answer, a copy comes back if the request may reach an
+    /// app twice (idempotent, without a body).
     pub async fn send(
         self: &Arc<Self>,
         addr: SocketAddr,
@@ -182,7 +184,7 @@ impl Pool {
                 },
             }
         };
-        let again = if reused { bodiless_copy(&req) } else { None };
+        let mut again = bodiless_copy(&req);
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
             Err(mut e) => {
@@ -190,9 +192,15 @@ impl Pool {
                 let error = e.into_error();
                 // On a reused connection the app may have closed it as the request went
                 // out: the same instance gets it again on a new connection.
-                let Some(req) = unsent.or(again).filter(|_| reused) else {
+                // Otherwise it may go elsewhere if it never left, or may reach an app
+                // twice.
+                let Some(req) = unsent.or_else(|| again.take()) else {
                     return Err((SendError::Request(error), None));
                 };
+                if !reused {
+                    return Err((SendError::Request(error), Some(req)));
+                }
+                again = bodiless_copy(&req);
                 sender = match Self::connect(addr).await {
                     Ok(s) => s,
                     Err(e) => return Err((e, Some(req))),
@@ -200,7 +208,7 @@ impl Pool {
                 sender
                     .send_request(req)
                     .await
-                    .map_err(|e| (SendError::Request(e), None))?
+                    .map_err(|e| (SendError::Request(e), again))?
             }
         };
         Ok(resp.map(|body| PooledBody {

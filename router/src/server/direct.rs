@@ -297,15 +297,21 @@ impl Router {
                 sent = self.send_head(addr, &bufs.out, &mut bufs.app, &mut bufs.response_headers, idempotent, head_only) => sent,
                 () = deadline.passed() => return Err(self.too_slow(&picked)),
             };
-            let e = match sent {
+            let (e, elsewhere) = match sent {
                 Ok((stream, mut app_head)) => {
                     proxy::response_filter(&mut app_head.resp, request_id, &picked.backend);
                     return Ok((picked, stream, app_head));
                 }
-                Err(e) => e,
+                // Nothing reached the app.
+                Err(Failure::Unsent(e @ SendError::Connect(_))) => (e, true),
+                // The app may have seen it, and no byte of an answer came: its instance
+                // died or dropped the connection. Only a request that may reach an app
+                // twice goes to another instance (as HAProxy's `retry-on empty-response`).
+                Err(Failure::Unsent(e) | Failure::NoAnswer(e)) => (e, idempotent),
+                Err(Failure::Bad(e)) => (e, false),
             };
             let unreachable = unreachable(&picked.app, &picked.backend, &e);
-            if !matches!(e, SendError::Connect(_)) {
+            if !elsewhere {
                 self.pool.eject(picked.backend.addr);
                 return Err(unreachable);
             }
@@ -329,22 +335,20 @@ impl Router {
         headers: &mut HeaderMap,
         idempotent: bool,
         head_only: bool,
-    ) -> Result<(TcpStream, AppHead), SendError> {
+    ) -> Result<(TcpStream, AppHead), Failure> {
         app.clear();
         if let Some(mut stream) = self.pool.checkout_stream(addr) {
             match try_exchange(&mut stream, head, app, headers, head_only).await {
                 Ok(resp) => return Ok((stream, resp)),
                 Err(Failure::Unsent(_)) => {}
                 Err(Failure::NoAnswer(_)) if idempotent => {}
-                Err(Failure::NoAnswer(e) | Failure::Bad(e)) => return Err(e),
+                Err(e) => return Err(e),
             }
             app.clear();
         }
-        let mut stream = pool::connect_tcp(addr).await?;
-        match try_exchange(&mut stream, head, app, headers, head_only).await {
-            Ok(resp) => Ok((stream, resp)),
-            Err(Failure::Unsent(e) | Failure::NoAnswer(e) | Failure::Bad(e)) => Err(e),
-        }
+        let mut stream = pool::connect_tcp(addr).await.map_err(Failure::Unsent)?;
+        let resp = try_exchange(&mut stream, head, app, headers, head_only).await?;
+        Ok((stream, resp))
     }
 }
 

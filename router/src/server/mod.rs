@@ -801,8 +801,9 @@ impl Router {
             }
         }
         let mut req = req.map(|body| UpstreamBody::new(body, max_body));
-        // A request is tried on another instance only when nothing reached the app: the
-        // connection could not be made. The failing instance is skipped for a while.
+        // A request is tried on another instance when nothing reached the app (the
+        // connection could not be made), or when the app gave no answer to one that may
+        // reach an app twice. The failing instance is skipped for a while.
         let mut tried = Vec::new();
         let timeout = self.config.response_timeout;
         let mut resp = loop {

@@ -351,6 +351,63 @@ async fn an_idempotent_request_on_a_connection_the_app_closed_goes_again_on_a_ne
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
 
+/// A backend that reads each request's head and closes the connection without a word,
+/// as an instance whose host dies under the request. Returns its address and how many
+/// requests it was sent.
+async fn vanishing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    let addr = spawn_backend(move |mut s| {
+        let count = Arc::clone(&count);
+        async move {
+            let mut got = Vec::new();
+            if read_request(&mut s, &mut got).await.is_some() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn an_idempotent_request_the_instance_never_answered_goes_to_another_one() {
+    let (gone, seen) = vanishing_backend().await;
+    let live = backend("live").await;
+    // Each request asks for the vanishing instance by its sticky-session cookie, so
+    // that it goes there first, and goes through a router of its own, which has not
+    // yet set that instance aside.
+    let cookie = format!("Cookie: __VCAP_ID__={}\r\n", Backend::new(gone, 0).sticky);
+    let router_for_one = || {
+        let mut t = RouteTable::new();
+        t.insert(
+            "app.localhost",
+            "app",
+            vec![Backend::new(gone, 0), Backend::new(live, 1)],
+        );
+        router(t)
+    };
+    // The direct path (HTTP/1.1 without a body) and hyper's (HTTP/1.0).
+    for get in [
+        format!("GET / HTTP/1.1\r\nHost: app.localhost\r\n{cookie}Connection: close\r\n\r\n"),
+        format!("GET / HTTP/1.0\r\nHost: app.localhost\r\n{cookie}\r\n"),
+    ] {
+        let resp = raw(router_for_one().await, &get).await;
+        assert!(resp.contains(" 200 OK\r\n"), "{get:?}: {resp}");
+        assert!(body_of(&resp).starts_with("live"), "{resp}");
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "each GET reached the first instance"
+    );
+    // A POST may have done its work before the instance died: not sent twice.
+    let post = format!("POST / HTTP/1.1\r\nHost: app.localhost\r\n{cookie}Content-Length: 2\r\nConnection: close\r\n\r\nhi");
+    let resp = raw(router_for_one().await, &post).await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn sticky_sessions_follow_vcap_id_and_the_instance_header_picks_one() {
     let (a, b) = (session_backend("one").await, session_backend("two").await);
