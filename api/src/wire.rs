@@ -127,6 +127,9 @@ impl std::fmt::Display for HealthCheck {
 /// One instance of an app as the API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceSummary {
+    /// Its id: a new one for every instance started, kept across health changes.
+    #[serde(default)]
+    pub id: String,
     pub index: u32,
     /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`.
     pub state: String,
@@ -329,6 +332,18 @@ pub struct Revision {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RollbackRequest {
     pub version: i64,
+}
+
+/// `POST /v1/apps/{name}/scale`: what to change; what is absent stays. A new instance
+/// count adds or stops instances only; new limits restart every instance with them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<MemorySize>,
 }
 
 /// A buildpack as `GET /v1/buildpacks` lists it.

@@ -97,7 +97,8 @@ enum Command {
     Stop(commands::lifecycle::NameArgs),
     /// Replace every instance with a fresh one, rolling over.
     Restart(commands::lifecycle::NameArgs),
-    /// Change instances, memory or disk, rolling over.
+    /// Add or stop instances (the others keep running), or change memory or disk (every
+    /// instance restarts with the new limits, one release rolled over).
     Scale(commands::lifecycle::ScaleArgs),
     /// List an app's revisions (one per staging).
     Revisions(commands::lifecycle::NameArgs),

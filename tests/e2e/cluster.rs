@@ -363,6 +363,32 @@ fn a_buildpack_added_on_one_controller_stages_on_the_other(data: &Path) {
             .any(|h| data.join(h).join("caches/banner-demo").exists()),
         "a cell's host keeps the build cache"
     );
+    // Scaled out through the controller without a cell: the instance it has keeps
+    // running, and the new ones go to the cells that run none of the app.
+    let of_banner = || -> Vec<(String, String)> {
+        let text = paas(Ctl::Two, &["app", "banner-demo", "--json"], data);
+        let app: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut list: Vec<(String, String)> = app["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().into(),
+                    i["cell"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        list.sort();
+        list
+    };
+    let before = of_banner();
+    assert_eq!(before.len(), 1, "{before:?}");
+    paas(Ctl::Two, &["scale", "banner-demo", "-i", "3"], data);
+    let after = of_banner();
+    assert!(after.contains(&before[0]), "{after:?} keeps {before:?}");
+    let cells: BTreeSet<&String> = after.iter().map(|(_, c)| c).collect();
+    assert_eq!(cells.len(), 3, "one instance on each cell: {after:?}");
     paas(Ctl::Two, &["delete", "banner-demo", "-f"], data);
 }
 

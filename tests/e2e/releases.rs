@@ -130,3 +130,103 @@ fn reading_commands_speak_json_and_secrets_stay_hidden() {
         serde_json::from_str(&d.paas_ok(&["buildpacks", "--json"])).unwrap();
     assert_eq!(bps[0]["name"], "staticfile");
 }
+
+/// Each instance's index, id and the time it entered its state, by `paas app --json`.
+fn instances(d: &Daemon) -> Vec<(u64, String, u64)> {
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "versioned", "--json"])).unwrap();
+    let mut list: Vec<(u64, String, u64)> = app["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["state"], "running", "{i}");
+            (
+                i["index"].as_u64().unwrap(),
+                i["id"].as_str().unwrap().to_string(),
+                i["since_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+#[test]
+fn scaling_instances_adds_or_stops_only_those_under_load_and_new_limits_roll_over() {
+    let d = Daemon::start();
+    let dir = app_dir("v1");
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "versioned",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "-i",
+        "2",
+    ]);
+    let first = instances(&d);
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    // Requests without pause through the router while it scales; bounded by a stop
+    // flag and 120 s.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, router) = (std::sync::Arc::clone(&stop), d.router);
+        std::thread::spawn(move || {
+            let (mut served, mut failed) = (0, Vec::new());
+            let began = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && began.elapsed() < std::time::Duration::from_secs(120)
+            {
+                let r = crate::harness::get(router, "versioned.localhost", "/");
+                if r.status == 200 && r.body == "v1" {
+                    served += 1;
+                } else {
+                    failed.push(r.status);
+                }
+            }
+            (served, failed)
+        })
+    };
+    let out = d.paas_ok(&["scale", "versioned", "-i", "4"]);
+    assert!(out.contains("is running 4 instance(s)"), "{out}");
+    let four = instances(&d);
+    assert_eq!(four.len(), 4, "{four:?}");
+    assert_eq!(
+        &four[..2],
+        &first[..],
+        "the two first instances ran on untouched"
+    );
+    d.paas_ok(&["scale", "versioned", "-i", "2"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (served, failed) = load.join().unwrap();
+    eprintln!("{served} requests answered through the router while it scaled");
+    assert!(served > 0);
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        served + failed.len()
+    );
+    assert_eq!(instances(&d), first, "scaling in stops the instances above");
+    let events = d.paas_ok(&["events", "versioned"]);
+    assert!(events.contains("scaled from 2 to 4"), "{events}");
+    assert!(events.contains("scaled from 4 to 2"), "{events}");
+
+    // New limits restart every instance with them.
+    d.paas_ok(&["scale", "versioned", "-m", "128M"]);
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "versioned", "--json"])).unwrap();
+    assert_eq!(app["settings"]["memory"], 128, "{app}");
+    let rolled = instances(&d);
+    assert_eq!(rolled.len(), 2);
+    assert!(
+        rolled.iter().all(|r| first.iter().all(|f| f.1 != r.1)),
+        "new instances: {rolled:?} after {first:?}"
+    );
+}

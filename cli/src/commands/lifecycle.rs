@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::Method;
-use paas_api::{AppSummary, MemorySize, Revision, RollbackRequest};
+use paas_api::{AppSummary, MemorySize, Revision, RollbackRequest, ScaleRequest};
 
 use super::apps::print_table;
 use super::push::follow_deployment;
@@ -90,33 +90,24 @@ pub async fn scale(args: ScaleArgs, ctx: super::Ctx) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(e.to_string()))
     };
     let (memory, disk) = (parse(&args.memory)?, parse(&args.disk)?);
-    let client = super::client(ctx)?;
-    let current: AppSummary = client
-        .json(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
-        .await?;
-    let mut settings = current.settings;
-    if let Some(i) = args.instances {
-        settings.instances = i;
+    let change = ScaleRequest {
+        instances: args.instances,
+        memory,
+        disk,
+    };
+    let mut what = Vec::new();
+    if let Some(n) = change.instances {
+        what.push(format!("{n} instance(s)"));
     }
-    if let Some(m) = memory {
-        settings.memory = m;
+    if let Some(m) = change.memory {
+        what.push(format!("{} of memory", m.to_string().to_uppercase()));
     }
-    if disk.is_some() {
-        settings.disk = disk;
+    if let Some(d) = change.disk {
+        what.push(format!("{} of disk", d.to_string().to_uppercase()));
     }
-    let _: AppSummary = client
-        .json(Method::PUT, &format!("/v1/apps/{name}"), Some(&settings))
-        .await?;
-    if current.droplet.is_none() {
-        println!("Scaled app {name}; it runs once it is pushed");
-        return Ok(());
-    }
-    println!(
-        "Scaling app {name} to {} instance(s) of {}",
-        settings.instances,
-        settings.memory.to_string().to_uppercase()
-    );
-    roll(name.as_str(), "restart", Bytes::new(), ctx).await
+    println!("Scaling app {name} to {}", what.join(", "));
+    let body = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
+    roll(name.as_str(), "scale", body, ctx).await
 }
 
 pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {

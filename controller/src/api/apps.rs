@@ -8,6 +8,7 @@ use axum::extract::State;
 use http::{Response, Uri};
 use paas_api::{
     AppName, AppSettings, DeployEvent, DeployRequest, ExecRequest, Info, Revision, RollbackRequest,
+    ScaleRequest,
 };
 
 use super::body::{self, ApiBody};
@@ -60,14 +61,7 @@ pub async fn put_app(
 ) -> Result<Response<ApiBody>, Failure> {
     let (app, query) = (&app, uri.query().unwrap_or(""));
     let mut settings: AppSettings = read_json(body).await?;
-    if settings.instances == 0 || settings.instances > AppSettings::MAX_INSTANCES {
-        return Err(Failure::new(
-            422,
-            "invalid-instances",
-            format!("{} instances is not allowed", settings.instances),
-            Some(&format!("ask for 1 to {}", AppSettings::MAX_INSTANCES)),
-        ));
-    }
+    check_instances(settings.instances)?;
     if let Some(t) = settings.start_timeout_secs {
         if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
             return Err(Failure::new(
@@ -306,6 +300,34 @@ pub async fn delete(
 /// Rolls the app over to its current release again (`restart` and `start`).
 pub async fn restart(State(p): State<Arc<Platform>>, AppPath(app): AppPath) -> Response<ApiBody> {
     stream_restart(&p, &app, None)
+}
+
+/// Scales the app (`{"instances": N, "memory": SIZE, "disk": SIZE}`, each optional),
+/// streamed like a deployment.
+pub async fn scale(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let change: ScaleRequest = read_json(body).await?;
+    if let Some(n) = change.instances {
+        check_instances(n)?;
+    }
+    Ok(stream_roll_out(&p, move |platform, tx| async move {
+        platform.scale(&app, &change, &tx).await
+    }))
+}
+
+fn check_instances(n: u32) -> Result<(), Failure> {
+    if n == 0 || n > AppSettings::MAX_INSTANCES {
+        return Err(Failure::new(
+            422,
+            "invalid-instances",
+            format!("{n} instances is not allowed"),
+            Some(&format!("ask for 1 to {}", AppSettings::MAX_INSTANCES)),
+        ));
+    }
+    Ok(())
 }
 
 /// Rolls the app back to the release of `{"version": N}`.

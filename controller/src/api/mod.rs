@@ -67,6 +67,7 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/apps/{name}/restart", post(apps::restart))
         .route("/v1/apps/{name}/start", post(apps::restart))
         .route("/v1/apps/{name}/rollback", post(apps::rollback))
+        .route("/v1/apps/{name}/scale", post(apps::scale))
         .route("/v1/apps/{name}/stop", post(apps::stop))
         .route("/v1/apps/{name}/revisions", get(apps::revisions))
         .route("/v1/apps/{name}/droplet", get(apps::droplet))

@@ -139,6 +139,7 @@ impl Instance {
             }
         };
         InstanceSummary {
+            id: self.id.clone(),
             index: self.index,
             state: self.state.borrow().as_str().to_string(),
             since_ms: self.since_ms.load(Ordering::Relaxed),

@@ -85,9 +85,16 @@ impl Platform {
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self.start_instances(record, release).await?;
+        let fresh = self
+            .start_instances(record, release, 0..record.settings.instances, &[])
+            .await?;
         self.add_instances(app, &fresh);
-        if let Err(failure) = wait_all_started(&fresh).await {
+        let started = wait_all_started(
+            &fresh,
+            "of the new release ",
+            "the previous release keeps running",
+        );
+        if let Err(failure) = started.await {
             self.forget(app, &fresh);
             stop_all(fresh).await;
             self.record_event(
@@ -125,6 +132,17 @@ impl Platform {
         for o in &old {
             o.withdraw().await;
         }
+        self.retire(old);
+        let _ = events.send(DeployEvent::Done {
+            url: self.url(app).await,
+            instances: fresh.len() as u32,
+        });
+        Ok(())
+    }
+
+    /// Stops `old` (already out of the route table) in the background, after the drain
+    /// for those of this host, then collects droplets no release needs.
+    pub(super) fn retire(self: &Arc<Self>, old: Vec<Placed>) {
         self.retiring
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -145,11 +163,6 @@ impl Platform {
                 .retain(|r| !old.iter().any(|o| o.id() == r.id()));
             platform.collect_droplets().await;
         });
-        let _ = events.send(DeployEvent::Done {
-            url: self.url(app).await,
-            instances: fresh.len() as u32,
-        });
-        Ok(())
     }
 
     /// Rolls the app over to `release` (its current one for a restart, an older one for a
@@ -252,7 +265,7 @@ impl Platform {
     }
 
     /// Drops `gone` from the app's instance list.
-    fn forget(&self, app: &AppName, gone: &[Placed]) {
+    pub(super) fn forget(&self, app: &AppName, gone: &[Placed]) {
         let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = map.get_mut(app) {
             list.retain(|i| !gone.iter().any(|g| g.id() == i.id()));
@@ -277,16 +290,19 @@ impl Platform {
     }
 }
 
-async fn wait_all_started(fresh: &[Placed]) -> Result<(), Error> {
+/// Waits until every one of `fresh` runs; else the error says which did not, how
+/// (`instance N of the new release crashed …`), and then `what_stays`.
+pub(super) async fn wait_all_started(
+    fresh: &[Placed],
+    of_what: &str,
+    what_stays: &str,
+) -> Result<(), Error> {
     for inst in fresh {
         if let Err(why) = inst.started().await {
             return Err(Error::new(
                 ErrorKind::Refused,
                 "start-failed",
-                format!(
-                    "instance {} of the new release {why}; the previous release keeps running",
-                    inst.index()
-                ),
+                format!("instance {} {of_what}{why}; {what_stays}", inst.index()),
                 Some(&format!("see `paas logs {} --recent`", inst.app())),
             ));
         }

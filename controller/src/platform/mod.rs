@@ -13,6 +13,7 @@ mod deploy;
 mod error;
 pub mod placed;
 mod routes;
+mod scale;
 mod staging;
 
 use std::collections::HashMap;
@@ -226,7 +227,10 @@ impl Platform {
                 // Placed already, or placed by the leader's convergence.
                 continue;
             }
-            match self.start_instances(&app, &release).await {
+            match self
+                .start_instances(&app, &release, 0..app.settings.instances, &[])
+                .await
+            {
                 Ok(started) => {
                     self.add_instances(&app.name, &started);
                     tracing::info!(app = %app.name, instances = app.settings.instances, "restarting app");
@@ -884,12 +888,15 @@ impl Platform {
         })
     }
 
-    /// Starts the app's instances of `release`: on this host's cell, or in a cluster
-    /// placed on cells.
+    /// Starts the app's instances of `release` with the indices in `indices`: on this
+    /// host's cell, or in a cluster placed on cells, spread beside `beside` (instances
+    /// of the app that keep running).
     async fn start_instances(
         self: &Arc<Self>,
         app: &AppRecord,
         release: &Release,
+        indices: std::ops::Range<u32>,
+        beside: &[Placed],
     ) -> Result<Vec<Placed>, Error> {
         let ids = self
             .id_map(&app.name)
@@ -917,14 +924,14 @@ impl Platform {
                 index,
                 ..base.clone()
             };
-            return self.place(cluster, app.settings.instances, what).await;
+            return self.place(cluster, indices, beside, what).await;
         }
         let droplet = self
             .cell
             .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
-        Ok((0..app.settings.instances)
+        Ok(indices
             .map(|index| {
                 Placed::Here(self.cell.run(
                     Arc::clone(self) as Arc<dyn Reporter>,
@@ -978,19 +985,26 @@ impl Platform {
         })
     }
 
-    /// Places `count` instances (`what` of each index) on the cells that are up:
+    /// Places the instances of `indices` (`what` of each) on the cells that are up:
     /// spread over as many distinct cells as there are, each on the cell with the most
-    /// memory free among those that run the fewest of them, never past a cell's memory.
+    /// memory free among those that run the fewest of them and of `beside`, never past
+    /// a cell's memory.
     async fn place(
         &self,
         cluster: &Cluster,
-        count: u32,
+        indices: std::ops::Range<u32>,
+        beside: &[Placed],
         what: impl Fn(u32) -> paas_api::state::Assignment,
     ) -> Result<Vec<Placed>, Error> {
         let mut cells = self.store.cells().await.map_err(Error::internal)?;
         let mut placed: Vec<Placed> = Vec::new();
         let mut here: HashMap<String, u32> = HashMap::new();
-        for index in 0..count {
+        for b in beside {
+            if let Some(cell) = b.cell() {
+                *here.entry(cell.to_string()).or_default() += 1;
+            }
+        }
+        for index in indices {
             let a = what(index);
             let need = a.settings.memory.bytes();
             let Some(cell) =

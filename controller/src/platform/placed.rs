@@ -48,6 +48,14 @@ impl Placed {
         }
     }
 
+    /// The cell it was placed on; `None` for an instance of this host's own cell.
+    pub fn cell(&self) -> Option<&str> {
+        match self {
+            Placed::Here(_) => None,
+            Placed::Assigned(a) => Some(&a.cell),
+        }
+    }
+
     /// What the API reports about it: measured here if this host's cell runs it, else
     /// as its cell measured it (`usage`), else as the store has it (no usage).
     pub fn summary(&self, cell: &LocalCell, usage: &Usage) -> InstanceSummary {
@@ -260,6 +268,7 @@ impl Assigned {
     fn summary(&self) -> InstanceSummary {
         let actual = self.view.actual(&self.id);
         InstanceSummary {
+            id: self.id.clone(),
             index: self.index,
             state: actual
                 .as_ref()
