@@ -233,6 +233,9 @@ pub enum StageEvent {
         droplet: String,
         detected_buildpack: String,
         start_command: String,
+        /// Every process type the droplet declares, with its command.
+        #[serde(default)]
+        process_types: std::collections::BTreeMap<String, String>,
     },
     Failed {
         message: String,

@@ -322,6 +322,10 @@ pub struct Revision {
     pub droplet: String,
     pub buildpack: String,
     pub start_command: String,
+    /// What it changed from the revision before it: `new droplet (BUILDPACK)`,
+    /// `env +ADDED ~CHANGED -REMOVED` (names only), `start command`.
+    #[serde(default)]
+    pub changes: String,
     /// The revision the app runs now.
     pub current: bool,
     /// Its droplet is still kept, so it can be rolled back to.

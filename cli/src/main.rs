@@ -100,9 +100,10 @@ enum Command {
     /// Add or stop instances (the others keep running), or change memory or disk (every
     /// instance restarts with the new limits, one release rolled over).
     Scale(commands::lifecycle::ScaleArgs),
-    /// List an app's revisions (one per staging).
+    /// List an app's revisions: one per staging, and one per restart after its env or
+    /// start command changed.
     Revisions(commands::lifecycle::NameArgs),
-    /// Run an earlier revision again.
+    /// Run an earlier revision again: its droplet, env and start command.
     Rollback(commands::lifecycle::RollbackArgs),
     /// Let an app's instances and stagings open connections to the world (not to the host
     /// or to other instances), rolling its instances over.

@@ -230,3 +230,66 @@ fn scaling_instances_adds_or_stops_only_those_under_load_and_new_limits_roll_ove
         "new instances: {rolled:?} after {first:?}"
     );
 }
+
+#[test]
+fn a_changed_env_makes_a_revision_and_rollback_brings_the_old_env_back() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        "import http.server, os\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+         def do_GET(self):\n        \
+         self.send_response(200); self.end_headers()\n        \
+         self.wfile.write(os.environ.get('GREETING', 'none').encode())\n    \
+         def log_message(self, *a): pass\n\
+         http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "greeter",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+    let host = "greeter.localhost";
+    assert_eq!(d.get(host, "/").body, "none");
+
+    d.paas_ok(&["set-env", "greeter", "GREETING", "hello"]);
+    assert_eq!(d.get(host, "/").body, "none", "applies at the next restart");
+    d.paas_ok(&["restart", "greeter"]);
+    assert_eq!(d.get(host, "/").body, "hello");
+    let revs: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["revisions", "greeter", "--json"])).unwrap();
+    let revs = revs.as_array().unwrap();
+    assert_eq!(revs.len(), 2, "{revs:?}");
+    assert_eq!(revs[0]["version"], 2);
+    assert_eq!(revs[0]["current"], true);
+    assert_eq!(revs[0]["changes"], "env +GREETING", "{revs:?}");
+    assert_eq!(revs[0]["droplet"], revs[1]["droplet"], "the same droplet");
+    assert_eq!(revs[1]["changes"], "first release");
+    let table = d.paas_ok(&["revisions", "greeter"]);
+    assert!(!table.contains("hello"), "values stay out: {table}");
+
+    // A restart with nothing changed makes no revision.
+    d.paas_ok(&["restart", "greeter"]);
+    assert!(!d.paas_ok(&["revisions", "greeter"]).contains("\n3"));
+
+    d.paas_ok(&["rollback", "greeter", "--version", "1"]);
+    assert_eq!(d.get(host, "/").body, "none", "revision 1 ran without it");
+    let env: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["env", "greeter", "--json"])).unwrap();
+    assert!(
+        env.get("GREETING").is_none(),
+        "the app's env is revision 1's: {env}"
+    );
+    d.paas_ok(&["restart", "greeter"]);
+    assert_eq!(d.get(host, "/").body, "none");
+    let revs = d.paas_ok(&["revisions", "greeter"]);
+    assert!(revs.contains("1 (current)"), "no new revision: {revs}");
+}

@@ -122,7 +122,7 @@ pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
         println!("App {name} has no revisions yet: push it first.");
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = list
+    let rows: Vec<[String; 6]> = list
         .iter()
         .map(|r| {
             [
@@ -130,6 +130,7 @@ pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
                 r.droplet.chars().take(12).collect(),
                 r.buildpack.clone(),
                 if r.available { "yes" } else { "no" }.to_string(),
+                r.changes.clone(),
                 r.start_command.clone(),
             ]
         })
@@ -140,6 +141,7 @@ pub async fn revisions(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
             "droplet",
             "buildpacks",
             "rollback",
+            "changes",
             "start command",
         ],
         &rows,

@@ -365,19 +365,19 @@ pub async fn revisions(
     let (app, path, query) = (&app, uri.path(), uri.query().unwrap_or(""));
     let record = p.app_record(app).await?;
     let current = record.release.map(|r| r.version);
-    let list: Vec<Revision> = p
-        .store
-        .releases(app)
-        .await
-        .map_err(Failure::internal)?
-        .into_iter()
-        .map(|r| Revision {
+    let releases = p.store.releases(app).await.map_err(Failure::internal)?;
+    // Newest first: each one's predecessor follows it.
+    let list: Vec<Revision> = releases
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Revision {
             available: p.blobs.exists(&r.droplet),
             current: Some(r.version) == current,
             version: r.version,
-            droplet: r.droplet,
-            buildpack: r.buildpack,
-            start_command: r.start_command,
+            changes: r.changes_since(releases.get(i + 1)),
+            droplet: r.droplet.clone(),
+            buildpack: r.buildpack.clone(),
+            start_command: r.start_command.clone(),
         })
         .collect();
     page::list(&list, path, query)

@@ -119,6 +119,7 @@ impl Peers {
             droplet,
             detected_buildpack: staged.info.detected_buildpack,
             start_command: staged.info.start_command,
+            process_types: staged.info.process_types,
         })
     }
 }

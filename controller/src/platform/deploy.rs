@@ -9,7 +9,7 @@ use paas_stager::Buildpack;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{stop_all, Error, ErrorKind, Placed, Platform};
-use crate::store::{AppRecord, Release};
+use crate::store::{AppRecord, Release, ReleaseConfig};
 
 /// Revisions per app whose droplets are kept for rollbacks.
 const KEPT_REVISIONS: usize = 5;
@@ -42,15 +42,21 @@ impl Platform {
         let staged = self
             .stage(&record, package, buildpacks, detect, events)
             .await?;
+        let made = Release {
+            version: 0,
+            droplet: staged.droplet,
+            package: package.to_string(),
+            buildpack: staged.buildpack,
+            start_command: staged.start_command,
+            process_types: staged.process_types,
+            config: Some(ReleaseConfig {
+                env: record.env.clone(),
+                command: record.settings.command.clone(),
+            }),
+        };
         let release = self
             .store
-            .add_release(
-                app,
-                &staged.droplet,
-                package,
-                &staged.buildpack,
-                &staged.start_command,
-            )
+            .add_release(app, made)
             .await
             .map_err(Error::internal)?;
         if !start {
@@ -176,10 +182,7 @@ impl Platform {
         let _held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let (release, what) = match version {
-            None => (
-                record.release.clone().ok_or_else(|| never_staged(app))?,
-                "restart",
-            ),
+            None => (self.release_to_restart(&record).await?, "restart"),
             Some(v) => (
                 self.store
                     .release(app, v)
@@ -207,7 +210,37 @@ impl Platform {
                 Some("only the droplets of recent revisions are kept; push again instead"),
             ));
         }
-        self.roll_out(&record, &release, what, events).await
+        self.roll_out(&record, &release, what, events).await?;
+        if let (Some(_), Some(config)) = (version, &release.config) {
+            // The app's own env and start command are the revision's again, so that
+            // the next restart makes no new revision of them.
+            self.store
+                .restore_config(app, config)
+                .await
+                .map_err(Error::internal)?;
+        }
+        Ok(())
+    }
+
+    /// The release a restart runs: the current one, or, when the app's env or start
+    /// command changed since it was made, a new revision of it with them.
+    pub(super) async fn release_to_restart(&self, record: &AppRecord) -> Result<Release, Error> {
+        let current = record
+            .release
+            .clone()
+            .ok_or_else(|| never_staged(&record.name))?;
+        let config = ReleaseConfig {
+            env: record.env.clone(),
+            command: record.settings.command.clone(),
+        };
+        match current.with_config(config) {
+            None => Ok(current),
+            Some(next) => self
+                .store
+                .add_release(&record.name, next)
+                .await
+                .map_err(Error::internal),
+        }
     }
 
     /// Deletes the droplets (blob and unpacked folder) that only releases older than the

@@ -902,7 +902,7 @@ impl Platform {
             .id_map(&app.name)
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
-        let env: Vec<(String, String)> = app.env.clone().into_iter().collect();
+        let env: Vec<(String, String)> = release.env(&app.env).clone().into_iter().collect();
         let uris: Vec<String> = self
             .store
             .app_routes(&app.name)
@@ -979,7 +979,7 @@ impl Platform {
             settings: app.settings.clone(),
             start_command: release.start_command.clone(),
             droplet: release.droplet.clone(),
-            env: app.env.clone().into_iter().collect(),
+            env: release.env(&app.env).clone().into_iter().collect(),
             id_base: ids.host_base,
             uris,
         })

@@ -45,6 +45,7 @@ impl Platform {
             }
         };
         if limits_change {
+            let release = self.release_to_restart(&updated).await?;
             return self.roll_out(&updated, &release, "scale", events).await;
         }
         let now = settings.instances;

@@ -24,6 +24,7 @@ pub(super) struct Staged {
     pub droplet: String,
     pub buildpack: String,
     pub start_command: String,
+    pub process_types: std::collections::BTreeMap<String, String>,
 }
 
 impl Platform {
@@ -112,6 +113,7 @@ impl Platform {
             droplet,
             buildpack: staged.info.detected_buildpack,
             start_command: staged.info.start_command,
+            process_types: staged.info.process_types,
         })
     }
 
@@ -187,11 +189,13 @@ impl Platform {
                     droplet,
                     detected_buildpack,
                     start_command,
+                    process_types,
                 } => {
                     return Ok(Staged {
                         droplet,
                         buildpack: detected_buildpack,
                         start_command,
+                        process_types,
                     })
                 }
                 StageEvent::Failed {

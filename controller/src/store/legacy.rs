@@ -100,6 +100,8 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                     package: r.get(4)?,
                     buildpack: r.get(5)?,
                     start_command: r.get(6)?,
+                    process_types: BTreeMap::new(),
+                    config: None,
                 },
             ))
         })

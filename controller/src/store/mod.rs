@@ -59,14 +59,99 @@ pub struct AppRecord {
     pub env: BTreeMap<String, String>,
 }
 
-/// What runs: a droplet with its start command. Never changed once written.
+/// What runs: a droplet with its start command, and the app's own configuration it
+/// runs with. Never changed once written: a change of droplet, env or start command
+/// makes a new one (a revision).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
     pub version: i64,
     pub droplet: String,
     pub package: String,
     pub buildpack: String,
+    /// The command web instances start with.
     pub start_command: String,
+    /// The droplet's process types (Procfile, buildpack defaults): command by type.
+    #[serde(default)]
+    pub process_types: BTreeMap<String, String>,
+    /// The app's env and start command it was made with; `None` in releases made
+    /// before they were recorded.
+    #[serde(default)]
+    pub config: Option<ReleaseConfig>,
+}
+
+/// The part of a release that comes from the app rather than from its droplet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseConfig {
+    pub env: BTreeMap<String, String>,
+    /// The start command the app asked for (`-c`); `None` takes the droplet's.
+    pub command: Option<String>,
+}
+
+impl Release {
+    /// The environment its instances get: the one it was made with, or `app_env` for a
+    /// release that did not record it.
+    pub fn env<'a>(
+        &'a self,
+        app_env: &'a BTreeMap<String, String>,
+    ) -> &'a BTreeMap<String, String> {
+        self.config.as_ref().map_or(app_env, |c| &c.env)
+    }
+
+    /// What this release changed from `before` (the one made before it): droplet, env
+    /// variables (names only: values may be secrets) and start command.
+    pub fn changes_since(&self, before: Option<&Release>) -> String {
+        let Some(before) = before else {
+            return "first release".into();
+        };
+        let mut changes = Vec::new();
+        if self.droplet != before.droplet {
+            changes.push(format!("new droplet ({})", self.buildpack));
+        }
+        if let (Some(now), Some(then)) = (&self.config, &before.config) {
+            let mut env = Vec::new();
+            for (k, v) in &now.env {
+                match then.env.get(k) {
+                    None => env.push(format!("+{k}")),
+                    Some(old) if old != v => env.push(format!("~{k}")),
+                    Some(_) => {}
+                }
+            }
+            env.extend(
+                then.env
+                    .keys()
+                    .filter(|k| !now.env.contains_key(*k))
+                    .map(|k| format!("-{k}")),
+            );
+            if !env.is_empty() {
+                changes.push(format!("env {}", env.join(" ")));
+            }
+        }
+        if self.start_command != before.start_command {
+            changes.push("start command".into());
+        }
+        if changes.is_empty() {
+            return "nothing new".into();
+        }
+        changes.join(", ")
+    }
+
+    /// This release with `config` in place of its own, for a new revision; `None` when
+    /// it already has that configuration.
+    pub fn with_config(&self, config: ReleaseConfig) -> Option<Release> {
+        if self.config.as_ref() == Some(&config) {
+            return None;
+        }
+        let start_command = config
+            .command
+            .clone()
+            .or_else(|| self.process_types.get("web").cloned())
+            .unwrap_or_else(|| self.start_command.clone());
+        Some(Release {
+            start_command,
+            config: Some(config),
+            ..self.clone()
+        })
+    }
 }
 
 /// A buildpack as stored; its position is its place in the list.
@@ -297,15 +382,12 @@ impl Store {
             .collect()
     }
 
-    /// Records a new release of `app`, numbered one past its newest;
+    /// Records `release` as a new release of `app`, numbered one past its newest;
     /// [`Store::set_release`] makes it the current one once its instances are healthy.
     pub async fn add_release(
         &self,
         app: &AppName,
-        droplet: &str,
-        package: &str,
-        buildpack: &str,
-        start_command: &str,
+        mut release: Release,
     ) -> Result<Release, StoreError> {
         let (doc, _) = self
             .app_doc(app)
@@ -313,13 +395,7 @@ impl Store {
             .ok_or_else(|| StoreError::NoApp(app.clone()))?;
         for _ in 0..CAS_TRIES {
             let newest = self.releases_of(&doc.guid).await?.pop();
-            let release = Release {
-                version: newest.map_or(1, |r| r.version + 1),
-                droplet: droplet.to_string(),
-                package: package.to_string(),
-                buildpack: buildpack.to_string(),
-                start_command: start_command.to_string(),
-            };
+            release.version = newest.map_or(1, |r| r.version + 1);
             let key = keys::release(&doc.guid, release.version);
             let txn = guarded(&key, 0, vec![put(key.clone(), encode(&release))]);
             if self.kv.txn(txn).await?.succeeded {
@@ -454,6 +530,20 @@ impl Store {
                 };
             }
             doc.env.clone()
+        })
+        .await?
+        .ok_or_else(|| StoreError::NoApp(app.clone()))
+    }
+
+    /// Makes `config` (a revision's) the app's own env and start command again.
+    pub async fn restore_config(
+        &self,
+        app: &AppName,
+        config: &ReleaseConfig,
+    ) -> Result<(), StoreError> {
+        self.update_app(app, |doc| {
+            doc.env = config.env.clone();
+            doc.settings.command = config.command.clone();
         })
         .await?
         .ok_or_else(|| StoreError::NoApp(app.clone()))
@@ -659,6 +749,55 @@ pub(crate) mod tests {
         (dir, s)
     }
 
+    fn release(droplet: &str) -> Release {
+        Release {
+            version: 0,
+            droplet: droplet.into(),
+            package: "p1".into(),
+            buildpack: "python".into(),
+            start_command: "python3 app.py".into(),
+            process_types: [("web".to_string(), "python3 app.py".to_string())].into(),
+            config: None,
+        }
+    }
+
+    #[test]
+    fn a_new_config_makes_a_revision_that_says_what_changed() {
+        let config = |env: &[(&str, &str)], command: Option<&str>| ReleaseConfig {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            command: command.map(Into::into),
+        };
+        let first = Release {
+            config: Some(config(&[("A", "1"), ("B", "2")], None)),
+            ..release("d1")
+        };
+        assert_eq!(first.changes_since(None), "first release");
+        assert!(first
+            .with_config(config(&[("A", "1"), ("B", "2")], None))
+            .is_none());
+        let second = first
+            .with_config(config(&[("A", "9"), ("C", "3")], Some("./run")))
+            .unwrap();
+        assert_eq!(second.start_command, "./run");
+        assert_eq!(second.droplet, "d1");
+        assert_eq!(
+            second.changes_since(Some(&first)),
+            "env ~A +C -B, start command"
+        );
+        // Dropping the command goes back to the droplet's web process.
+        let third = second.with_config(config(&[], None)).unwrap();
+        assert_eq!(third.start_command, "python3 app.py");
+        let restaged = Release {
+            config: third.config.clone(),
+            ..release("d2")
+        };
+        assert_eq!(restaged.changes_since(Some(&third)), "new droplet (python)");
+        assert_eq!(third.changes_since(Some(&third)), "nothing new");
+    }
+
     #[tokio::test]
     async fn apps_and_releases_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -669,14 +808,8 @@ pub(crate) mod tests {
             let created = s.put_app(&name, &settings(1)).await.unwrap();
             let updated = s.put_app(&name, &settings(3)).await.unwrap();
             assert_eq!(created.guid, updated.guid, "updating keeps the guid");
-            let r1 = s
-                .add_release(&name, "d1", "p1", "python", "python3 app.py")
-                .await
-                .unwrap();
-            let r2 = s
-                .add_release(&name, "d2", "p1", "python", "python3 app.py")
-                .await
-                .unwrap();
+            let r1 = s.add_release(&name, release("d1")).await.unwrap();
+            let r2 = s.add_release(&name, release("d2")).await.unwrap();
             assert_eq!((r1.version, r2.version), (1, 2));
             assert!(
                 s.app(&name).await.unwrap().unwrap().release.is_none(),
@@ -703,7 +836,7 @@ pub(crate) mod tests {
         // A new app of the same name starts a history of its own.
         s.put_app(&name, &settings(1)).await.unwrap();
         assert!(s.releases(&name).await.unwrap().is_empty());
-        let r = s.add_release(&name, "d3", "p", "b", "c").await.unwrap();
+        let r = s.add_release(&name, release("d3")).await.unwrap();
         assert_eq!(r.version, 1);
     }
 
