@@ -97,11 +97,9 @@ enum Command {
     Stop(commands::lifecycle::NameArgs),
     /// Replace every instance with a fresh one, rolling over.
     Restart(commands::lifecycle::NameArgs),
-    /// Add or stop instances (the others keep running), or change memory or disk (every
-    /// instance restarts with the new limits, one release rolled over).
+    /// Add or stop instances (the others run on), or change memory or disk (rolling over)
     Scale(commands::lifecycle::ScaleArgs),
-    /// List an app's revisions: one per staging, and one per restart after its env or
-    /// start command changed.
+    /// List an app's revisions and what each changed
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again: its droplet, env and start command.
     Rollback(commands::lifecycle::RollbackArgs),
