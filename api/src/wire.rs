@@ -350,6 +350,51 @@ pub struct ScaleRequest {
     pub disk: Option<MemorySize>,
 }
 
+/// `POST /v1/apps/{name}/tasks`: a one-off command, run once in a container of its own
+/// from the app's current droplet, with its env (`cf run-task`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRequest {
+    /// A shell command line, run through the droplet's launcher as a start command is.
+    pub command: String,
+    /// Its name in logs (`APP/TASK/<name>`) and lists; made up if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its memory limit; the app's if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySize>,
+    /// Its disk limit; the app's if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<MemorySize>,
+}
+
+/// A task as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSummary {
+    pub id: String,
+    /// Its number among the app's tasks, from 1: what `terminate-task` takes.
+    pub sequence: u64,
+    pub name: String,
+    pub command: String,
+    /// `running`, `succeeded` or `failed`.
+    pub state: String,
+    /// The command's exit code, once it exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why it failed: `exited with N`, `terminated`, out of memory, …
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Milliseconds since the epoch.
+    pub started_ms: u64,
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+    pub memory: MemorySize,
+    pub disk: MemorySize,
+    /// The droplet it ran from.
+    pub droplet: String,
+    /// The cell it runs on.
+    pub cell: String,
+}
+
 /// A buildpack as `GET /v1/buildpacks` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInfo {

@@ -103,6 +103,12 @@ enum Command {
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again: its droplet, env and start command.
     Rollback(commands::lifecycle::RollbackArgs),
+    /// Run a one-off command of an app in a container of its own (output in its logs)
+    RunTask(commands::tasks::RunArgs),
+    /// List an app's tasks (kept 30 days after they end)
+    Tasks(commands::tasks::ListArgs),
+    /// Terminate a running task
+    TerminateTask(commands::tasks::TerminateArgs),
     /// Let an app's instances and stagings open connections to the world (not to the host
     /// or to other instances), rolling its instances over.
     AllowOutbound(commands::lifecycle::NameArgs),
@@ -163,6 +169,9 @@ fn main() {
             Command::Scale(a) => commands::lifecycle::scale(a, skip).await,
             Command::Revisions(a) => commands::lifecycle::revisions(a, skip).await,
             Command::Rollback(a) => commands::lifecycle::rollback(a, skip).await,
+            Command::RunTask(a) => commands::tasks::run(a, skip).await,
+            Command::Tasks(a) => commands::tasks::list(a, skip).await,
+            Command::TerminateTask(a) => commands::tasks::terminate(a, skip).await,
             Command::AllowOutbound(a) => commands::lifecycle::outbound(a, true, skip).await,
             Command::DenyOutbound(a) => commands::lifecycle::outbound(a, false, skip).await,
             Command::Restage(a) => commands::restage::run(a, skip).await,

@@ -18,4 +18,5 @@ mod releases;
 mod restart;
 mod routes;
 mod supervision;
+mod tasks;
 mod terminal;

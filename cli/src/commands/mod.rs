@@ -16,6 +16,7 @@ pub mod push;
 pub mod restage;
 pub mod routes;
 pub mod target;
+pub mod tasks;
 
 use paas_api::AppName;
 

@@ -16,6 +16,7 @@ mod page;
 pub(crate) mod query;
 mod routes;
 mod streams;
+mod tasks;
 mod uploads;
 
 pub(crate) use extract::read_json;
@@ -78,6 +79,11 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
             get(apps::get_env).patch(apps::patch_env),
         )
         .route("/v1/apps/{name}/exec", post(apps::exec))
+        .route("/v1/apps/{name}/tasks", get(tasks::list).post(tasks::run))
+        .route(
+            "/v1/apps/{name}/tasks/{sequence}/terminate",
+            post(tasks::terminate),
+        )
         .route("/v1/routes", get(routes::list).delete(routes::delete_route))
         .route("/v1/certificates", get(routes::certificates))
         .route("/v1/cells", get(apps::cells))

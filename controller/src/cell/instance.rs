@@ -299,7 +299,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
     loop {
         inst.set(&ctx, InstanceState::Starting);
         let began = Instant::now();
-        let (why, exit_code) = match start(&ctx, &spec).await {
+        let (why, exit_code) = match start(&ctx.cell, &spec).await {
             Err(e) => (format!("could not start: {e}"), None),
             Ok(mut c) => {
                 let addr = c
@@ -329,12 +329,7 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
                 let _ = tokio::join!(pumps.0, pumps.1);
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                c.destroy().await;
-                if let (true, Some(SocketAddr::V4(a))) = (spec.settings.outbound(), addr) {
-                    if let Err(e) = paas_runtime::network::set_outbound(*a.ip(), false).await {
-                        tracing::warn!(app = %spec.app, "revoking outbound access: {e}");
-                    }
-                }
+                clean_up(&spec, c).await;
                 match outcome {
                     Outcome::Stopped => {
                         inst.set(&ctx, InstanceState::Stopped);
@@ -554,17 +549,18 @@ pub fn launcher_args(command: &str) -> Vec<String> {
     ]
 }
 
-async fn start(ctx: &Ctx, spec: &InstanceSpec) -> Result<Container, String> {
+/// Starts `spec`'s container on `cell`: its address, outbound access and mounts, the
+/// droplet under a writable layer, the launcher running its start command.
+pub(super) async fn start(cell: &LocalCell, spec: &InstanceSpec) -> Result<Container, String> {
     let id = container_id(spec);
     let memory = spec.settings.memory;
-    let address = ctx
-        .cell
+    let address = cell
         .runtime
         .allocate_address(&id)
         .map_err(|e| e.to_string())?;
     let outbound = spec.settings.outbound();
     if let Err(e) = paas_runtime::network::set_outbound(address.instance_ip, outbound).await {
-        ctx.cell.runtime.release_address(&address);
+        cell.runtime.release_address(&address);
         return Err(e.to_string());
     }
     let mut mounts = vec![Mount {
@@ -579,7 +575,7 @@ async fn start(ctx: &Ctx, spec: &InstanceSpec) -> Result<Container, String> {
     // Name servers only for instances that may reach them: for the others a lookup
     // would wait for its timeout instead of failing at once.
     if outbound {
-        if let Some(resolv) = ctx.cell.outbound_resolv_conf() {
+        if let Some(resolv) = cell.outbound_resolv_conf() {
             mounts.push(Mount {
                 target: "/etc/resolv.conf".into(),
                 kind: MountKind::Bind {
@@ -610,7 +606,18 @@ async fn start(ctx: &Ctx, spec: &InstanceSpec) -> Result<Container, String> {
         network: NetworkMode::Routed(address),
         id_map: Some(spec.id_map),
     };
-    ctx.cell.runtime.start(cfg).await.map_err(|e| e.to_string())
+    cell.runtime.start(cfg).await.map_err(|e| e.to_string())
+}
+
+/// Destroys a container [`start`] made, and takes back its outbound access.
+pub(super) async fn clean_up(spec: &InstanceSpec, c: Container) {
+    let ip = c.address.as_ref().map(|a| a.instance_ip);
+    c.destroy().await;
+    if let (true, Some(ip)) = (spec.settings.outbound(), ip) {
+        if let Err(e) = paas_runtime::network::set_outbound(ip, false).await {
+            tracing::warn!(app = %spec.app, "revoking outbound access: {e}");
+        }
+    }
 }
 
 /// A container id: the app name (shortened), the index and a random part.
@@ -663,7 +670,7 @@ const MAX_LINE: usize = 16 * 1024;
 /// so one noisy instance cannot flood the platform's log store.
 const LINES_PER_SECOND: u32 = 1000;
 
-fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
+pub(super) fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
     reporter: &Arc<dyn Reporter>,
     app: &AppName,
     source: &str,

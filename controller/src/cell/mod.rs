@@ -14,6 +14,7 @@ mod assigned;
 mod forward;
 pub mod instance;
 pub mod presence;
+pub mod task;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

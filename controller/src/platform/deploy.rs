@@ -59,6 +59,7 @@ impl Platform {
             .add_release(app, made)
             .await
             .map_err(Error::internal)?;
+        self.release_phase(&record, &release, events).await?;
         if !start {
             self.store
                 .set_release(app, &release)

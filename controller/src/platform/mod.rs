@@ -15,6 +15,7 @@ pub mod placed;
 mod routes;
 mod scale;
 mod staging;
+mod tasks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ pub struct Platform {
     instances: Mutex<HashMap<AppName, Vec<Placed>>>,
     /// Replaced instances that still drain before they stop; a shutdown stops them too.
     retiring: Mutex<Vec<Placed>>,
+    /// Tasks under way on this host's cell, by task id.
+    running_tasks: Mutex<HashMap<String, Arc<crate::cell::task::RunningTask>>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
@@ -186,6 +189,7 @@ impl Platform {
             route_rows: Mutex::new(None),
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
+            running_tasks: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
         }))
@@ -211,6 +215,7 @@ impl Platform {
             }
         };
         for app in apps {
+            self.fail_lost_tasks(&app.name).await;
             let Some(release) = app.release.clone() else {
                 continue;
             };
@@ -836,6 +841,7 @@ impl Platform {
     /// cluster, only this host's cell stops its instances: the others run on, and the
     /// placements stay for when this host is back.
     pub async fn shutdown(&self) {
+        self.terminate_tasks().await;
         if self.cluster.is_some() {
             self.instances
                 .lock()

@@ -30,6 +30,7 @@ mod cells;
 pub use cells::Held;
 mod legacy;
 mod routes;
+mod tasks;
 pub use routes::{MapError, RouteSettings, StoredDomain, StoredRoute};
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +197,16 @@ pub(crate) mod keys {
     }
     pub fn event_seq(guid: &str) -> String {
         format!("/paas/event-seq/{guid}")
+    }
+    pub fn tasks(guid: &str) -> String {
+        format!("/paas/tasks/{guid}/")
+    }
+    /// Zero-padded, so that key order is sequence order.
+    pub fn task(guid: &str, sequence: u64) -> String {
+        format!("/paas/tasks/{guid}/{sequence:012}")
+    }
+    pub fn task_seq(guid: &str) -> String {
+        format!("/paas/task-seq/{guid}")
     }
 }
 
@@ -666,10 +677,15 @@ impl Store {
             self.release_routes(app, delete_routes).await?;
             // Unreachable now (keyed by the GUID): removed in batches, as one etcd
             // transaction holds at most 128 writes.
-            for prefix in [keys::releases(&doc.guid), keys::events(&doc.guid)] {
+            for prefix in [
+                keys::releases(&doc.guid),
+                keys::events(&doc.guid),
+                keys::tasks(&doc.guid),
+            ] {
                 self.delete_prefix(&prefix).await?;
             }
             self.kv.delete(&keys::event_seq(&doc.guid)).await?;
+            self.kv.delete(&keys::task_seq(&doc.guid)).await?;
             return Ok(true);
         }
         Err(StoreError::Contended(format!("app {app}")))

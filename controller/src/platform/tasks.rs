@@ -1,0 +1,354 @@
+//! Tasks: one-off commands of an app (`paas run-task`), each in a container of its own
+//! from the app's current droplet, on this host's cell; and the release phase: the
+//! droplet's `release` process type, run as a task before a new release rolls out.
+
+use std::sync::Arc;
+
+use paas_api::{AppName, DeployEvent, LogLine, LogStream, TaskRequest, TaskSummary};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{Error, ErrorKind, Platform};
+use crate::cell::task::{RunningTask, TaskEnd};
+use crate::cell::{InstanceSpec, Reporter};
+use crate::logs::now_ms;
+use crate::store::{AppRecord, Release};
+
+/// How long a shutdown waits for its terminated tasks to be recorded.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Platform {
+    /// Starts `req` as a task of `app`'s current release; answers once it is recorded
+    /// as running.
+    pub async fn run_task(
+        self: &Arc<Self>,
+        app: &AppName,
+        req: TaskRequest,
+    ) -> Result<TaskSummary, Error> {
+        let record = self.app_record(app).await?;
+        let release = record.release.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Refused,
+                "never-staged",
+                format!("app {app} has no droplet to run a task from"),
+                Some(&format!("push it first: `paas push {app}`")),
+            )
+        })?;
+        let name = req.name.clone().unwrap_or_else(random_name);
+        let reporter = Arc::clone(self) as Arc<dyn Reporter>;
+        let (task, running) = self
+            .start_task(&record, &release, &name, &req.command, &req, reporter)
+            .await?;
+        let (platform, app, answer) = (Arc::clone(self), app.clone(), task.clone());
+        tokio::spawn(async move {
+            let end = running.ended().await;
+            platform.task_ended(&app, task, &end).await;
+        });
+        Ok(answer)
+    }
+
+    /// The app's tasks, oldest first.
+    pub async fn tasks(&self, app: &AppName) -> Result<Vec<TaskSummary>, Error> {
+        self.app_record(app).await?;
+        self.store.tasks(app).await.map_err(Error::internal)
+    }
+
+    /// Terminates task `sequence` of `app` and answers with how it ended.
+    pub async fn terminate_task(&self, app: &AppName, sequence: u64) -> Result<TaskSummary, Error> {
+        let task = self
+            .store
+            .task(app, sequence)
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "no-such-task",
+                    format!("app {app} has no task {sequence}"),
+                    Some(&format!("see `paas tasks {app}`")),
+                )
+            })?;
+        if task.state != "running" {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "task-ended",
+                format!(
+                    "task {sequence} of app {app} has already ended ({})",
+                    task.state
+                ),
+                None,
+            ));
+        }
+        let running = self
+            .running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&task.id)
+            .cloned();
+        let Some(running) = running else {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "task-elsewhere",
+                format!(
+                    "task {sequence} of app {app} runs on cell {}, not on this controller's",
+                    task.cell
+                ),
+                Some("terminate it through the controller of that cell's host"),
+            ));
+        };
+        let end = running.terminate().await;
+        Ok(finished(task, &end))
+    }
+
+    /// Runs the droplet's `release` process type (the Procfile's `release:`) as the task
+    /// `release` of `release`, its output in the app's log and on `events`. Succeeds
+    /// when there is none or it exits 0.
+    pub(super) async fn release_phase(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Error> {
+        let Some(command) = release.process_types.get("release") else {
+            return Ok(());
+        };
+        let _ = events.send(DeployEvent::Phase {
+            phase: "release".into(),
+        });
+        let reporter = Arc::new(Teed {
+            platform: Arc::clone(self),
+            events: events.clone(),
+        });
+        let req = TaskRequest {
+            command: command.clone(),
+            ..Default::default()
+        };
+        let (task, running) = self
+            .start_task(record, release, "release", command, &req, reporter)
+            .await?;
+        let end = running.ended().await;
+        let done = self.task_ended(&record.name, task, &end).await;
+        if done.state == "succeeded" {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Refused,
+            "release-phase-failed",
+            format!(
+                "the release phase (`{command}`) {}; revision {} was not rolled out, the app runs what it ran before",
+                done.failure.as_deref().unwrap_or("failed"),
+                release.version
+            ),
+            Some(&format!("see `paas logs {} --recent`", record.name)),
+        ))
+    }
+
+    /// Records and starts task `name` (`command`, with `req`'s limits) of `release`;
+    /// `reporter` hears its output.
+    async fn start_task(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        name: &str,
+        command: &str,
+        req: &TaskRequest,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<(TaskSummary, Arc<RunningTask>), Error> {
+        let app = &record.name;
+        if self.cluster.as_ref().is_some_and(|c| !c.runs_instances) {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "no-cell-here",
+                "this controller runs no cell, and tasks run on their controller's own cell",
+                Some("run it through a controller with the cell role (`paasd --roles controller,cell`)"),
+            ));
+        }
+        let mut settings = record.settings.clone();
+        settings.memory = req.memory.unwrap_or(settings.memory);
+        settings.disk = req.disk.or(settings.disk);
+        let ids = self
+            .id_map(app)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        let blob = self.blob(&release.droplet).await?;
+        let droplet_dir = self
+            .cell
+            .droplet_dir(&release.droplet, &blob, ids)
+            .await
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        let uris = self
+            .store
+            .app_routes(app)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let task = TaskSummary {
+            id: crate::store::new_guid(),
+            sequence: 0,
+            name: name.to_string(),
+            command: command.to_string(),
+            state: "running".into(),
+            exit_code: None,
+            failure: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            memory: settings.memory,
+            disk: settings.disk_or_default(),
+            droplet: release.droplet.clone(),
+            cell: self.cell.id().to_string(),
+        };
+        let task = self
+            .store
+            .add_task(app, task)
+            .await
+            .map_err(Error::internal)?;
+        let spec = InstanceSpec {
+            id: task.id.clone(),
+            app: app.clone(),
+            app_guid: record.guid.clone(),
+            index: 0,
+            settings,
+            start_command: command.to_string(),
+            droplet_dir,
+            // The app's env as it is now, as Cloud Foundry gives its tasks (for the
+            // release phase, the new release's: the same).
+            env: record.env.clone().into_iter().collect(),
+            id_map: ids,
+            uris,
+            drain: std::time::Duration::ZERO,
+        };
+        let running = self.cell.run_task(reporter, spec, name);
+        self.running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.id.clone(), Arc::clone(&running));
+        Ok((task, running))
+    }
+
+    /// Records how `task` of `app` ended, and an event that says so.
+    async fn task_ended(&self, app: &AppName, task: TaskSummary, end: &TaskEnd) -> TaskSummary {
+        let done = finished(task, end);
+        if let Err(e) = self.store.update_task(app, &done).await {
+            tracing::error!(%app, task = done.sequence, "recording the end of a task: {e}");
+        }
+        let how = match (&done.failure, done.exit_code) {
+            (None, _) => "succeeded".to_string(),
+            (Some(why), _) => format!("failed: {why}"),
+        };
+        self.record_event(
+            app,
+            "task",
+            None,
+            done.exit_code,
+            &format!("task {} ({}) {how}", done.sequence, done.name),
+        )
+        .await;
+        self.running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&done.id);
+        done
+    }
+
+    /// Terminates every task under way on this host, and waits (a while) until each
+    /// one's end is recorded.
+    pub(super) async fn terminate_tasks(&self) {
+        let running: Vec<Arc<RunningTask>> = self
+            .running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        crate::join_all(running.into_iter().map(|t| async move {
+            t.terminate().await;
+        }))
+        .await;
+        let recorded = async {
+            while !self
+                .running_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(RECORD_WAIT, recorded).await;
+    }
+
+    /// Marks the tasks this host's cell ran when paasd stopped as failed: their
+    /// containers are gone.
+    pub(super) async fn fail_lost_tasks(&self, app: &AppName) {
+        let Ok(tasks) = self.store.tasks(app).await else {
+            return;
+        };
+        for task in tasks {
+            if task.state == "running" && task.cell == self.cell.id() {
+                let end = TaskEnd::Failed("paasd stopped while it ran".into());
+                let done = finished(task, &end);
+                if let Err(e) = self.store.update_task(app, &done).await {
+                    tracing::warn!(%app, task = done.sequence, "recording a lost task: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// `task` as it ended with `end`.
+fn finished(mut task: TaskSummary, end: &TaskEnd) -> TaskSummary {
+    task.ended_ms = Some(now_ms());
+    let (state, exit_code, failure) = match end {
+        TaskEnd::Exited(0) => ("succeeded", Some(0), None),
+        TaskEnd::Exited(code) => ("failed", Some(*code), Some(format!("exited with {code}"))),
+        TaskEnd::Failed(why) => ("failed", None, Some(why.clone())),
+        TaskEnd::Terminated => ("failed", None, Some("terminated".to_string())),
+    };
+    task.state = state.into();
+    task.exit_code = exit_code;
+    task.failure = failure;
+    task
+}
+
+/// A task name as Cloud Foundry makes one up: eight hex digits.
+fn random_name() -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+/// Hears a release-phase task: as the platform does, and passes its output lines on to
+/// the deployment's events too.
+struct Teed {
+    platform: Arc<Platform>,
+    events: UnboundedSender<DeployEvent>,
+}
+
+impl Reporter for Teed {
+    fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
+        self.platform.log(app, source, stream, line);
+        let _ = self.events.send(DeployEvent::Log(LogLine {
+            timestamp_ms: now_ms(),
+            source: source.to_string(),
+            stream,
+            line: line.to_string(),
+        }));
+    }
+
+    fn event<'a>(
+        &'a self,
+        app: &'a AppName,
+        kind: &'a str,
+        index: u32,
+        exit_code: Option<i32>,
+        description: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        self.platform
+            .event(app, kind, index, exit_code, description)
+    }
+
+    fn routable_changed(&self) {
+        self.platform.routable_changed();
+    }
+}

@@ -1,0 +1,202 @@
+//! Tasks and the release phase through the CLI: one-off commands in containers of their
+//! own from the app's droplet, their output in the app's logs, their ends recorded.
+
+use crate::harness::{eventually, Daemon};
+
+/// An app whose web process answers `version`, with `procfile` if given.
+fn app_dir(version: &str, procfile: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        format!(
+            "import http.server, os\n\
+             class H(http.server.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+             self.send_response(200); self.end_headers(); self.wfile.write(b'{version}')\n    \
+             def log_message(self, *a): pass\n\
+             http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
+        ),
+    )
+    .unwrap();
+    if let Some(p) = procfile {
+        std::fs::write(dir.path().join("Procfile"), p).unwrap();
+    }
+    dir
+}
+
+fn tasks(d: &Daemon, app: &str) -> Vec<serde_json::Value> {
+    let text = d.paas_ok(&["tasks", app, "--json"]);
+    serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until task `sequence` of `app` ended; returns it.
+fn ended(d: &Daemon, app: &str, sequence: u64) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = eventually(60, || {
+        last = tasks(d, app)
+            .into_iter()
+            .find(|t| t["sequence"] == sequence)
+            .unwrap_or_default();
+        last["state"] != "running" && !last.is_null()
+    });
+    assert!(done, "task {sequence} did not end: {last}");
+    last
+}
+
+#[test]
+fn a_task_runs_once_with_the_app_s_env_and_its_end_is_recorded() {
+    let d = Daemon::start();
+    let dir = app_dir("web", None);
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "worky",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+    d.paas_ok(&["set-env", "worky", "GREETING", "hello"]);
+
+    let out = d.paas_ok(&[
+        "run-task",
+        "worky",
+        "echo task-says $GREETING from $PWD; ls server.py",
+        "--name",
+        "greet",
+    ]);
+    assert!(out.contains("Task 1 (greet)"), "{out}");
+    let t = ended(&d, "worky", 1);
+    assert_eq!(t["state"], "succeeded", "{t}");
+    assert_eq!(t["exit_code"], 0, "{t}");
+    let logs = d.paas_ok(&["logs", "worky", "--recent"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("APP/TASK/greet")
+                && l.contains("task-says hello from /home/vcap/app")),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("APP/TASK/greet") && logs.contains("server.py"),
+        "{logs}"
+    );
+
+    d.paas_ok(&["run-task", "worky", "echo about to fail; exit 3"]);
+    let t = ended(&d, "worky", 2);
+    assert_eq!(
+        (t["state"].as_str(), t["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{t}"
+    );
+    assert_eq!(t["failure"], "exited with 3");
+    assert_eq!(t["name"].as_str().unwrap().len(), 8, "a made-up name: {t}");
+
+    d.paas_ok(&[
+        "run-task",
+        "worky",
+        "sleep 600",
+        "--name",
+        "sleeper",
+        "-m",
+        "64M",
+    ]);
+    let running = tasks(&d, "worky");
+    assert_eq!(running[2]["state"], "running", "{running:?}");
+    assert_eq!(running[2]["memory"], 64);
+    let out = d.paas_ok(&["terminate-task", "worky", "3"]);
+    assert!(
+        out.contains("Task 3 (sleeper) of app worky was terminated"),
+        "{out}"
+    );
+    let t = ended(&d, "worky", 3);
+    assert_eq!(t["failure"], "terminated", "{t}");
+    let again = d.paas(&["terminate-task", "worky", "3"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("has already ended"),
+        "{again:?}"
+    );
+    let missing = d.paas(&["terminate-task", "worky", "9"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no task 9"));
+
+    let events = d.paas_ok(&["events", "worky"]);
+    assert!(events.contains("task 1 (greet) succeeded"), "{events}");
+    assert!(
+        events.contains("task 3 (sleeper) failed: terminated"),
+        "{events}"
+    );
+    assert_eq!(d.get("worky.localhost", "/").body, "web", "the app runs on");
+    let bad = d.paas(&["run-task", "worky", "true", "--name", "no spaces"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not allowed"));
+}
+
+#[test]
+fn the_release_phase_runs_before_the_roll_out_and_a_failing_one_keeps_the_old_release() {
+    let d = Daemon::start();
+    let v1 = app_dir(
+        "v1",
+        Some("web: python3 server.py\nrelease: echo migrating to v1 with $GREETING\n"),
+    );
+    d.paas_ok(&[
+        "push",
+        "migrator",
+        "-p",
+        v1.path().to_str().unwrap(),
+        "-b",
+        "binary",
+        "--no-start",
+    ]);
+    d.paas_ok(&["set-env", "migrator", "GREETING", "care"]);
+    let out = d.paas_ok(&[
+        "push",
+        "migrator",
+        "-p",
+        v1.path().to_str().unwrap(),
+        "-b",
+        "binary",
+    ]);
+    assert!(
+        out.contains("migrating to v1 with care"),
+        "streamed into the push: {out}"
+    );
+    assert_eq!(d.get("migrator.localhost", "/").body, "v1");
+    let logs = d.paas_ok(&["logs", "migrator", "--recent"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("APP/TASK/release") && l.contains("migrating to v1")),
+        "{logs}"
+    );
+
+    let v2 = app_dir(
+        "v2",
+        Some("web: python3 server.py\nrelease: echo migration breaks; exit 4\n"),
+    );
+    let out = d.paas(&[
+        "push",
+        "migrator",
+        "-p",
+        v2.path().to_str().unwrap(),
+        "-b",
+        "binary",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the release phase") && err.contains("exited with 4"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migration breaks"));
+    assert_eq!(
+        d.get("migrator.localhost", "/").body,
+        "v1",
+        "the old release serves"
+    );
+    let list = tasks(&d, "migrator");
+    let states: Vec<&str> = list.iter().map(|t| t["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["succeeded", "succeeded", "failed"], "{list:?}");
+}
