@@ -129,12 +129,15 @@ pub struct CellPresence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActualInstance {
     pub app: AppName,
+    /// Its process type.
+    #[serde(default = "crate::web")]
+    pub process: String,
     pub index: u32,
     /// The cell it runs on.
     pub cell: String,
     /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`.
     pub state: String,
-    /// Where routers send its requests (`IP:PORT`), while it is running.
+    /// Where routers send its requests (`IP:PORT`), while a `web` instance is running.
     pub address: Option<String>,
     /// When it entered its state, in milliseconds since the epoch.
     pub since_ms: u64,
@@ -151,6 +154,9 @@ pub struct ActualInstance {
 pub struct Assignment {
     pub app: AppName,
     pub app_guid: String,
+    /// Its process type (`web`, `worker`, …): only `web` instances are routed.
+    #[serde(default = "crate::web")]
+    pub process: String,
     pub index: u32,
     pub settings: crate::AppSettings,
     pub start_command: String,

@@ -1,5 +1,7 @@
 //! Requests, responses and streamed events of the `/v1` API.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{AppName, BuildpackName, MemorySize};
@@ -50,6 +52,56 @@ pub struct AppSettings {
     /// instances). Off by default; `None` in a change keeps what the app has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<bool>,
+    /// The process types other than `web` (whose settings are the fields above), by
+    /// type: what differs from the defaults (one instance, the app's memory and disk,
+    /// the `process` health check, the droplet's command).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, ProcessSettings>,
+}
+
+/// The process type that gets routes: the others run beside it, unrouted.
+pub const WEB: &str = "web";
+
+/// Whether `name` may be a process type: 1 to 63 ASCII letters, digits, `-` or `_`, as
+/// a Procfile writes them. (It goes into every log line of its instances.)
+pub fn is_process_type(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The serde default of a process type: `web`.
+pub fn web() -> String {
+    WEB.to_string()
+}
+
+/// Settings of one process type other than `web`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessSettings {
+    pub instances: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<MemorySize>,
+    /// `None`: the `process` check (it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// `None`: the droplet's command for the type (Procfile, buildpack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+impl Default for ProcessSettings {
+    fn default() -> Self {
+        ProcessSettings {
+            instances: 1,
+            memory: None,
+            disk: None,
+            health_check: None,
+            command: None,
+        }
+    }
 }
 
 impl AppSettings {
@@ -69,6 +121,25 @@ impl AppSettings {
         self.disk.unwrap_or_else(|| {
             MemorySize::from_mb(Self::DEFAULT_DISK_MB).expect("1024M is a valid size")
         })
+    }
+
+    /// The settings instances of `process` run with: these for `web`; for another type
+    /// its own where it has them, else one instance, the app's memory, disk and command
+    /// overrides cleared, and the `process` health check.
+    pub fn for_process(&self, process: &str) -> AppSettings {
+        if process == WEB {
+            return self.clone();
+        }
+        let own = self.processes.get(process).cloned().unwrap_or_default();
+        AppSettings {
+            instances: own.instances,
+            memory: own.memory.unwrap_or(self.memory),
+            disk: own.disk.or(self.disk),
+            health_check: own.health_check.unwrap_or(HealthCheck::Process),
+            command: own.command,
+            processes: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 }
 
@@ -130,6 +201,9 @@ pub struct InstanceSummary {
     /// Its id: a new one for every instance started, kept across health changes.
     #[serde(default)]
     pub id: String,
+    /// Its process type.
+    #[serde(default = "web")]
+    pub process: String,
     pub index: u32,
     /// `starting`, `running`, `unhealthy`, `crashed`, `stopping`.
     pub state: String,
@@ -182,8 +256,25 @@ pub struct AppSummary {
     /// The start command of the running release.
     #[serde(default)]
     pub start_command: Option<String>,
+    /// Its instances, by process type (`web` first) and index.
     #[serde(default)]
     pub instances: Vec<InstanceSummary>,
+    /// The process types of the running release, `web` first.
+    #[serde(default)]
+    pub processes: Vec<ProcessSummary>,
+}
+
+/// One process type of an app, as the API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessSummary {
+    pub process: String,
+    pub command: String,
+    /// Instances it asks for.
+    pub instances: u32,
+    /// Instances running now.
+    pub running: u32,
+    pub memory: MemorySize,
+    pub health_check: HealthCheck,
 }
 
 /// `POST /v1/apps/{name}/packages` answer: the upload is stored under its SHA-256.
@@ -342,6 +433,9 @@ pub struct RollbackRequest {
 /// count adds or stops instances only; new limits restart every instance with them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScaleRequest {
+    /// The process type to scale; `web` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,7 +534,7 @@ pub enum ExecEvent {
 pub struct LogLine {
     /// Milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
-    /// `STG`, `APP/WEB/<index>`, `API`, `CELL`, `RTR`.
+    /// `STG`, `APP/PROC/WEB/<index>`, `API`, `CELL`, `RTR`.
     pub source: String,
     pub stream: LogStream,
     pub line: String,

@@ -156,7 +156,7 @@ mod tests {
         {
             let logs = Logs::open(dir.path().to_path_buf()).unwrap();
             for i in 0..(RECENT_LINES + 5) {
-                logs.append(&app, "APP/WEB/0", LogStream::Out, &format!("line {i}"));
+                logs.append(&app, "APP/PROC/WEB/0", LogStream::Out, &format!("line {i}"));
             }
             assert_eq!(logs.recent(&app).len(), RECENT_LINES);
         }
@@ -180,11 +180,11 @@ mod tests {
         logs.append(&app, "STG", LogStream::Out, "before");
         let (recent, mut rx) = logs.follow(&app);
         assert_eq!(recent.len(), 1);
-        logs.append(&app, "APP/WEB/0", LogStream::Err, "after");
+        logs.append(&app, "APP/PROC/WEB/0", LogStream::Err, "after");
         let l = rx.recv().await.unwrap();
         assert_eq!(
             (l.source.as_str(), l.stream, l.line.as_str()),
-            ("APP/WEB/0", LogStream::Err, "after")
+            ("APP/PROC/WEB/0", LogStream::Err, "after")
         );
     }
 }

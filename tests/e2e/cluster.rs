@@ -271,7 +271,7 @@ fn logs_and_exec_reach_every_cell(data: &Path) {
     let logs = paas(Ctl::One, &["logs", "hello", "--recent"], data);
     for i in 0..N {
         assert!(
-            logs.contains(&format!("[APP/WEB/{i}] OUT listening on port")),
+            logs.contains(&format!("[APP/PROC/WEB/{i}] OUT listening on port")),
             "instance {i}'s start is in the logs: {logs}"
         );
     }
@@ -488,7 +488,7 @@ fn lose_the_first_controller_and_push_again_under_load(data: &Path, followed: &P
             let new = text.get(before..).unwrap_or_default();
             on_cell1
                 .iter()
-                .any(|i| new.contains(&format!("[APP/WEB/{i}] OUT listening on port")))
+                .any(|i| new.contains(&format!("[APP/PROC/WEB/{i}] OUT listening on port")))
         }),
         "instances {on_cell1:?} on cell 1: {}",
         std::fs::read_to_string(followed).unwrap_or_default()

@@ -12,6 +12,7 @@ mod etcd;
 mod harness;
 mod manifest;
 mod outbound;
+mod processes;
 mod push;
 mod refusals;
 mod releases;

@@ -46,7 +46,7 @@ fn push_reach_both_instances_delete(d: &Daemon, app: &str, example: &str, expect
 
     let recent = d.paas_ok(&["logs", app, "--recent"]);
     assert!(recent.contains("[STG] OUT -----> Detected"), "{recent}");
-    assert!(recent.contains("[APP/WEB/1]"), "{recent}");
+    assert!(recent.contains("[APP/PROC/WEB/1]"), "{recent}");
 
     d.paas_ok(&["delete", app]);
     let resp = d.get(&host, "/");

@@ -129,7 +129,7 @@ fn recent_logs_with_payload(d: &Daemon, name: &str) -> Vec<u8> {
         assert!(out.status.success(), "{out:?}");
         let both = [b"OUT hostile:".as_slice(), b"ERR err-hostile:"]
             .iter()
-            .all(|n| contains(&out.stdout, n) && contains(&out.stdout, b"[APP/WEB/0]"));
+            .all(|n| contains(&out.stdout, n) && contains(&out.stdout, b"[APP/PROC/WEB/0]"));
         if both || Instant::now() > deadline {
             return out.stdout;
         }
@@ -177,7 +177,11 @@ fn staging_and_app_escapes_reach_a_terminal_as_text_and_a_pipe_byte_exact() {
     let shown = paas_on_terminal(&d, &["logs", "hostile", "--recent"]);
     assert_inert("paas logs --recent", &shown);
     let shown = String::from_utf8_lossy(&shown);
-    for source in ["[STG] OUT ", "[APP/WEB/0] OUT ", "[APP/WEB/0] ERR err-"] {
+    for source in [
+        "[STG] OUT ",
+        "[APP/PROC/WEB/0] OUT ",
+        "[APP/PROC/WEB/0] ERR err-",
+    ] {
         assert!(
             shown.contains(&format!("{source}{SHOWN}\r\n")),
             "the terminal shows {source}payload as text:\n{shown}"

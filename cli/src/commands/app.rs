@@ -56,31 +56,53 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     for (k, v) in fields {
         println!("{:<15}{}", format!("{k}:"), screen.line(&v));
     }
-    if a.instances.is_empty() {
-        return Ok(());
-    }
-    println!();
-    let mib = |b: u64| format!("{:.1}M", b as f64 / (1u64 << 20) as f64);
-    let disk_limit = s.disk_or_default().to_string().to_uppercase();
-    let memory_limit = s.memory.to_string().to_uppercase();
-    let rows: Vec<[String; 7]> = a
-        .instances
+    // Each process type with its instances; an app pushed before process types were
+    // reported has its instances listed alone.
+    let mut types: Vec<(String, String, String)> = a
+        .processes
         .iter()
-        .map(|i| {
-            [
-                format!("#{}", i.index),
-                i.state.clone(),
-                format_timestamp_ms(i.since_ms),
-                format!("{:.1}%", i.cpu_percent),
-                format!("{} of {memory_limit}", mib(i.memory_bytes)),
-                format!("{} of {disk_limit}", mib(i.disk_bytes)),
-                i.cell.clone(),
-            ]
+        .map(|p| {
+            let memory = p.memory.to_string().to_uppercase();
+            let head = format!(
+                "type {}: {}/{} running, {memory}, {} check, command: {}",
+                p.process, p.running, p.instances, p.health_check, p.command
+            );
+            (p.process.clone(), head, memory)
         })
         .collect();
-    print_table(
-        &["", "state", "since", "cpu", "memory", "disk", "cell"],
-        &rows,
-    );
+    for i in &a.instances {
+        if !types.iter().any(|(t, ..)| *t == i.process) {
+            let memory = s.memory.to_string().to_uppercase();
+            types.push((i.process.clone(), format!("type {}:", i.process), memory));
+        }
+    }
+    let mib = |b: u64| format!("{:.1}M", b as f64 / (1u64 << 20) as f64);
+    let disk_limit = s.disk_or_default().to_string().to_uppercase();
+    for (process, head, memory_limit) in types {
+        println!();
+        println!("{}", screen.line(&head));
+        let rows: Vec<[String; 7]> = a
+            .instances
+            .iter()
+            .filter(|i| i.process == process)
+            .map(|i| {
+                [
+                    format!("#{}", i.index),
+                    i.state.clone(),
+                    format_timestamp_ms(i.since_ms),
+                    format!("{:.1}%", i.cpu_percent),
+                    format!("{} of {memory_limit}", mib(i.memory_bytes)),
+                    format!("{} of {disk_limit}", mib(i.disk_bytes)),
+                    i.cell.clone(),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            print_table(
+                &["", "state", "since", "cpu", "memory", "disk", "cell"],
+                &rows,
+            );
+        }
+    }
     Ok(())
 }

@@ -19,6 +19,14 @@ pub struct NameArgs {
 #[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
     name: String,
+    /// The process type to scale (`web`, `worker`, … as the Procfile names them).
+    #[arg(
+        short = 'p',
+        long = "process",
+        value_name = "TYPE",
+        default_value = "web"
+    )]
+    process: String,
     /// How many instances.
     #[arg(short = 'i', long = "instances", value_name = "N")]
     instances: Option<u32>,
@@ -91,6 +99,7 @@ pub async fn scale(args: ScaleArgs, ctx: super::Ctx) -> Result<(), Failure> {
     };
     let (memory, disk) = (parse(&args.memory)?, parse(&args.disk)?);
     let change = ScaleRequest {
+        process: Some(args.process.clone()),
         instances: args.instances,
         memory,
         disk,
@@ -105,7 +114,15 @@ pub async fn scale(args: ScaleArgs, ctx: super::Ctx) -> Result<(), Failure> {
     if let Some(d) = change.disk {
         what.push(format!("{} of disk", d.to_string().to_uppercase()));
     }
-    println!("Scaling app {name} to {}", what.join(", "));
+    if args.process == paas_api::WEB {
+        println!("Scaling app {name} to {}", what.join(", "));
+    } else {
+        println!(
+            "Scaling process type {} of app {name} to {}",
+            args.process,
+            what.join(", ")
+        );
+    }
     let body = Bytes::from(serde_json::to_vec(&change).unwrap_or_default());
     roll(name.as_str(), "scale", body, ctx).await
 }

@@ -43,7 +43,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     .await
 }
 
-/// `2026-11-21T23:03:31.123Z [APP/WEB/0] OUT listening on port 8080`
+/// `2026-11-21T23:03:31.123Z [APP/PROC/WEB/0] OUT listening on port 8080`
 ///
 /// The line is the app's (or its build's) own text. On a terminal it is neutralised
 /// ([`crate::terminal`]), and should it hold line breaks, each of its lines is printed
@@ -74,7 +74,7 @@ mod tests {
     fn line(text: &str) -> LogLine {
         LogLine {
             timestamp_ms: 0,
-            source: "APP/WEB/0".into(),
+            source: "APP/PROC/WEB/0".into(),
             stream: LogStream::Out,
             line: text.into(),
         }
@@ -85,11 +85,11 @@ mod tests {
         let l = line("\x1b]52;c;aGk=\x07ok\roverprint");
         assert_eq!(
             format_line(&l, Screen::new(true)),
-            "1970-01-01T00:00:00.000Z [APP/WEB/0] OUT ^[]52;c;aGk=^Gok^Moverprint"
+            "1970-01-01T00:00:00.000Z [APP/PROC/WEB/0] OUT ^[]52;c;aGk=^Gok^Moverprint"
         );
         assert_eq!(
             format_line(&l, Screen::new(false)),
-            "1970-01-01T00:00:00.000Z [APP/WEB/0] OUT \x1b]52;c;aGk=\x07ok\roverprint"
+            "1970-01-01T00:00:00.000Z [APP/PROC/WEB/0] OUT \x1b]52;c;aGk=\x07ok\roverprint"
         );
     }
 
@@ -99,8 +99,8 @@ mod tests {
         let l = line("one\n1970-01-01T00:00:00.000Z [API] OUT deleted\x1b[1A");
         assert_eq!(
             format_line(&l, Screen::new(true)),
-            "1970-01-01T00:00:00.000Z [APP/WEB/0] OUT one\n\
-             1970-01-01T00:00:00.000Z [APP/WEB/0] OUT 1970-01-01T00:00:00.000Z [API] OUT deleted^[[1A"
+            "1970-01-01T00:00:00.000Z [APP/PROC/WEB/0] OUT one\n\
+             1970-01-01T00:00:00.000Z [APP/PROC/WEB/0] OUT 1970-01-01T00:00:00.000Z [API] OUT deleted^[[1A"
         );
     }
 }

@@ -94,7 +94,11 @@ pub async fn put_app(
     let is_new = existing.is_none();
     if settings.outbound.is_none() {
         // A push does not say: outbound access stays as it was.
-        settings.outbound = Some(existing.is_some_and(|a| a.settings.outbound()));
+        settings.outbound = Some(existing.as_ref().is_some_and(|a| a.settings.outbound()));
+    }
+    if settings.processes.is_empty() {
+        // Nor does it say how the other process types are scaled: that stays too.
+        settings.processes = existing.map(|a| a.settings.processes).unwrap_or_default();
     }
     let record = p
         .store
@@ -312,6 +316,18 @@ pub async fn scale(
     let change: ScaleRequest = read_json(body).await?;
     if let Some(n) = change.instances {
         check_instances(n)?;
+    }
+    if let Some(p) = change
+        .process
+        .as_deref()
+        .filter(|p| !paas_api::is_process_type(p))
+    {
+        return Err(Failure::new(
+            422,
+            "invalid-process-type",
+            format!("{p:?} is not a process type"),
+            Some("process types are 1 to 63 letters, digits, '-' or '_', as in a Procfile"),
+        ));
     }
     Ok(stream_roll_out(&p, move |platform, tx| async move {
         platform.scale(&app, &change, &tx).await

@@ -148,6 +148,7 @@ async fn run_one(
                 id.clone(),
                 ActualInstance {
                     app: a.app.clone(),
+                    process: a.process.clone(),
                     index: a.index,
                     cell: cell.id().to_string(),
                     state: "crashed".to_string(),
@@ -168,6 +169,7 @@ async fn run_one(
             id: id.clone(),
             app: a.app,
             app_guid: a.app_guid,
+            process: a.process,
             index: a.index,
             settings: a.settings,
             start_command: a.start_command,

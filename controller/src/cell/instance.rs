@@ -73,7 +73,10 @@ pub struct InstanceSpec {
     pub id: String,
     pub app: AppName,
     pub app_guid: String,
+    /// Its process type: only `web` instances are routed.
+    pub process: String,
     pub index: u32,
+    /// Its process type's settings ([`AppSettings::for_process`]).
     pub settings: AppSettings,
     pub start_command: String,
     pub droplet_dir: PathBuf,
@@ -100,6 +103,8 @@ pub struct Instance {
     /// Unique among every instance ever run: its key in the state store.
     pub id: String,
     pub app: AppName,
+    /// Its process type: only `web` instances are routed.
+    pub process: String,
     pub index: u32,
     /// The memory it is given.
     memory_bytes: u64,
@@ -140,6 +145,7 @@ impl Instance {
         };
         InstanceSummary {
             id: self.id.clone(),
+            process: self.process.clone(),
             index: self.index,
             state: self.state.borrow().as_str().to_string(),
             since_ms: self.since_ms.load(Ordering::Relaxed),
@@ -155,9 +161,9 @@ impl Instance {
         self.exec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Where the router may send requests: only while running.
+    /// Where the router may send requests: only while a `web` instance runs.
     pub fn routable_addr(&self) -> Option<SocketAddr> {
-        if *self.state.borrow() == InstanceState::Running {
+        if self.process == paas_api::WEB && *self.state.borrow() == InstanceState::Running {
             *self.addr.lock().unwrap_or_else(|p| p.into_inner())
         } else {
             None
@@ -210,7 +216,9 @@ impl Instance {
     fn actual(&self, ctx: &Ctx, s: &InstanceState, since_ms: u64) -> Change {
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
         let target = *self.addr.lock().unwrap_or_else(|p| p.into_inner());
-        let running = matches!(s, InstanceState::Running | InstanceState::Unhealthy);
+        // Only web instances are routed, so only they are published.
+        let running = self.process == paas_api::WEB
+            && matches!(s, InstanceState::Running | InstanceState::Unhealthy);
         // A stopping instance is no longer published, but its port stays open while it
         // drains: requests routers sent it before they dropped it finish.
         let keep = running || *s == InstanceState::Stopping;
@@ -230,7 +238,7 @@ impl Instance {
             return Change::Gone(self.id.clone());
         }
         let address = match (&*published, ctx.cell.advertise) {
-            _ if *s != InstanceState::Running => None,
+            _ if *s != InstanceState::Running || self.process != paas_api::WEB => None,
             (Some(f), _) => Some(f.addr()),
             (None, None) => target,
             (None, Some(_)) => None,
@@ -239,6 +247,7 @@ impl Instance {
             self.id.clone(),
             ActualInstance {
                 app: self.app.clone(),
+                process: self.process.clone(),
                 index: self.index,
                 cell: ctx.cell.id.clone(),
                 state: s.as_str().to_string(),
@@ -263,6 +272,7 @@ pub(super) fn spawn(
     let inst = Arc::new(Instance {
         id: spec.id.clone(),
         app: spec.app.clone(),
+        process: spec.process.clone(),
         index: spec.index,
         memory_bytes: spec.settings.memory.bytes(),
         cell: cell.id.clone(),
@@ -293,7 +303,7 @@ pub fn restart_delay(crashes: u32) -> Duration {
 
 async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
     let mut stop = inst.stop.subscribe();
-    let source = format!("APP/WEB/{}", spec.index);
+    let source = format!("APP/PROC/{}/{}", spec.process.to_uppercase(), spec.index);
     let cell = |msg: String| ctx.reporter.log(&spec.app, "CELL", LogStream::Out, &msg);
     let mut crashes = 0u32;
     loop {

@@ -42,7 +42,7 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// What a cell tells the platform about the instances it runs.
 pub trait Reporter: Send + Sync + 'static {
-    /// A line of an app's log (`APP/WEB/N` output, `CELL` notices).
+    /// A line of an app's log (`APP/PROC/WEB/N` output, `CELL` notices).
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str);
 
     /// Something that happened to an instance (a crash); the cell waits a moment for it

@@ -159,51 +159,78 @@ impl Platform {
                 (Some(r), false) => Some(r),
                 _ => None,
             };
-            let desired = wanted.map_or(0, |_| app.settings.instances);
-            let mut have: HashMap<u32, ()> = HashMap::new();
+            // Instances wanted of each process type.
+            let plans = wanted.map_or_else(Vec::new, |r| r.processes(&app.settings));
+            let desired = |process: &str| {
+                plans
+                    .iter()
+                    .find(|p| p.process == process)
+                    .map_or(0, |p| p.settings.instances)
+            };
+            let mut have: HashMap<(String, u32), ()> = HashMap::new();
             for (cell, id, a) in placed.iter().filter(|(_, _, a)| a.app == app.name) {
                 let current = wanted.is_some_and(|r| r.droplet == a.droplet)
-                    && a.index < desired
-                    && have.insert(a.index, ()).is_none();
+                    && a.index < desired(&a.process)
+                    && have.insert((a.process.clone(), a.index), ()).is_none();
                 if !current {
-                    tracing::info!(app = %a.app, index = a.index, %cell, "removing a placement the app does not want (an old release, a stopped app, or a second of its index)");
+                    tracing::info!(app = %a.app, process = %a.process, index = a.index, %cell, "removing a placement the app does not want (an old release, a stopped app, or a second of its index)");
                     self.store.unassign(cell, id).await?;
                 }
             }
             let Some(release) = wanted else { continue };
-            let missing: Vec<u32> = (0..desired).filter(|i| !have.contains_key(i)).collect();
-            if missing.is_empty() {
-                continue;
-            }
-            let base = match self.assignment(app, release).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(app = %app.name, "placing missing instances: {}", e.body.message);
-                    continue;
+            for plan in &plans {
+                let count = plan.settings.instances;
+                let missing: Vec<u32> = (0..count)
+                    .filter(|i| !have.contains_key(&(plan.process.clone(), *i)))
+                    .collect();
+                if !missing.is_empty() {
+                    self.place_missing(app, release, plan, missing, &mut cells, &mut per_cell)
+                        .await?;
                 }
-            };
-            let name = app.name.to_string();
-            for index in missing {
-                let Some(to) = pick_cell(&mut cells, base.settings.memory.bytes(), |c| {
-                    per_cell
-                        .get(&(name.clone(), c.to_string()))
-                        .copied()
-                        .unwrap_or(0)
-                }) else {
-                    tracing::warn!(app = %app.name, index, "a missing instance has nowhere to run: no cell has {} MiB free", base.settings.memory.bytes() >> 20);
-                    break;
-                };
-                let to = to.id.clone();
-                *per_cell.entry((name.clone(), to.clone())).or_default() += 1;
-                let a = paas_api::state::Assignment {
-                    index,
-                    ..base.clone()
-                };
-                self.store
-                    .assign(&to, &crate::store::new_guid(), &a)
-                    .await?;
-                tracing::info!(app = %app.name, index, cell = %to, "placed a missing instance");
             }
+        }
+        Ok(())
+    }
+
+    /// Places instances `missing` of process type `plan` of `app`, each on the cell
+    /// with room that runs the fewest of the app.
+    async fn place_missing(
+        &self,
+        app: &crate::store::AppRecord,
+        release: &crate::store::Release,
+        plan: &crate::store::ProcessPlan,
+        missing: Vec<u32>,
+        cells: &mut [CellPresence],
+        per_cell: &mut HashMap<(String, String), u32>,
+    ) -> Result<(), crate::store::StoreError> {
+        let base = match self.assignment(app, release, plan).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(app = %app.name, "placing missing instances: {}", e.body.message);
+                return Ok(());
+            }
+        };
+        let name = app.name.to_string();
+        for index in missing {
+            let Some(to) = pick_cell(cells, base.settings.memory.bytes(), |c| {
+                per_cell
+                    .get(&(name.clone(), c.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            }) else {
+                tracing::warn!(app = %app.name, index, "a missing instance has nowhere to run: no cell has {} MiB free", base.settings.memory.bytes() >> 20);
+                break;
+            };
+            let to = to.id.clone();
+            *per_cell.entry((name.clone(), to.clone())).or_default() += 1;
+            let a = paas_api::state::Assignment {
+                index,
+                ..base.clone()
+            };
+            self.store
+                .assign(&to, &crate::store::new_guid(), &a)
+                .await?;
+            tracing::info!(app = %app.name, process = %plan.process, index, cell = %to, "placed a missing instance");
         }
         Ok(())
     }

@@ -92,9 +92,7 @@ impl Platform {
         let _ = events.send(DeployEvent::Phase {
             phase: "starting".into(),
         });
-        let fresh = self
-            .start_instances(record, release, 0..record.settings.instances, &[])
-            .await?;
+        let fresh = self.start_release(record, release).await?;
         self.add_instances(app, &fresh);
         let started = wait_all_started(
             &fresh,

@@ -35,7 +35,7 @@ use crate::cell::{InstanceSpec, LocalCell, Reporter};
 use crate::blobs::Blobs;
 pub use crate::cell::{Instance, InstanceState};
 use crate::logs::Logs;
-use crate::store::{AppRecord, Release, Store};
+use crate::store::{AppRecord, ProcessPlan, Release, Store};
 use crate::Config;
 pub use error::{Error, ErrorKind};
 use placed::{Assigned, ClusterView, Placed};
@@ -232,10 +232,7 @@ impl Platform {
                 // Placed already, or placed by the leader's convergence.
                 continue;
             }
-            match self
-                .start_instances(&app, &release, 0..app.settings.instances, &[])
-                .await
-            {
+            match self.start_release(&app, &release).await {
                 Ok(started) => {
                     self.add_instances(&app.name, &started);
                     tracing::info!(app = %app.name, instances = app.settings.instances, "restarting app");
@@ -542,17 +539,41 @@ impl Platform {
         routes: Vec<Route>,
         usage: &placed::Usage,
     ) -> AppSummary {
-        let instances: Vec<_> = self
+        let mut instances: Vec<_> = self
             .instances
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&app.name)
             .map(|l| l.iter().map(|i| i.summary(&self.cell, usage)).collect())
             .unwrap_or_default();
-        let running = instances
-            .iter()
-            .filter(|i| i.state == InstanceState::Running.as_str())
-            .count() as u32;
+        instances.sort_by(|a, b| {
+            let key = |i: &paas_api::InstanceSummary| {
+                (i.process != paas_api::WEB, i.process.clone(), i.index)
+            };
+            key(a).cmp(&key(b))
+        });
+        let running_of = |process: &str| {
+            instances
+                .iter()
+                .filter(|i| i.process == process && i.state == InstanceState::Running.as_str())
+                .count() as u32
+        };
+        let running = running_of(paas_api::WEB);
+        let processes = app
+            .release
+            .as_ref()
+            .map(|r| r.processes(&app.settings))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| paas_api::ProcessSummary {
+                running: running_of(&p.process),
+                process: p.process,
+                command: p.command,
+                instances: p.settings.instances,
+                memory: p.settings.memory,
+                health_check: p.settings.health_check,
+            })
+            .collect();
         AppSummary {
             name: app.name.clone(),
             settings: app.settings.clone(),
@@ -571,6 +592,7 @@ impl Platform {
             detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),
             instances,
+            processes,
         }
     }
 
@@ -593,7 +615,12 @@ impl Platform {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(app)
-            .map(|l| l.iter().filter(|i| i.index() == index).cloned().collect())
+            .map(|l| {
+                l.iter()
+                    .filter(|i| i.process() == paas_api::WEB && i.index() == index)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let not_running = || {
             Error::new(
@@ -894,13 +921,38 @@ impl Platform {
         })
     }
 
-    /// Starts the app's instances of `release` with the indices in `indices`: on this
-    /// host's cell, or in a cluster placed on cells, spread beside `beside` (instances
-    /// of the app that keep running).
+    /// Starts every instance of every process type of `release` for `app`; if one
+    /// cannot start, none is left running.
+    async fn start_release(
+        self: &Arc<Self>,
+        app: &AppRecord,
+        release: &Release,
+    ) -> Result<Vec<Placed>, Error> {
+        let mut fresh = Vec::new();
+        for plan in release.processes(&app.settings) {
+            let count = plan.settings.instances;
+            match self
+                .start_instances(app, release, &plan, 0..count, &fresh)
+                .await
+            {
+                Ok(started) => fresh.extend(started),
+                Err(e) => {
+                    stop_all(fresh).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Starts the instances of process type `plan` of `release` with the indices in
+    /// `indices`: on this host's cell, or in a cluster placed on cells, spread beside
+    /// `beside` (instances of the app that keep running).
     async fn start_instances(
         self: &Arc<Self>,
         app: &AppRecord,
         release: &Release,
+        plan: &ProcessPlan,
         indices: std::ops::Range<u32>,
         beside: &[Placed],
     ) -> Result<Vec<Placed>, Error> {
@@ -925,7 +977,7 @@ impl Platform {
                     .await
                     .map_err(|e| Error::internal(format!("{e:#}")))?;
             }
-            let base = self.assignment(app, release).await?;
+            let base = self.assignment(app, release, plan).await?;
             let what = |index| paas_api::state::Assignment {
                 index,
                 ..base.clone()
@@ -945,9 +997,10 @@ impl Platform {
                         id: crate::store::new_guid(),
                         app: app.name.clone(),
                         app_guid: app.guid.clone(),
+                        process: plan.process.clone(),
                         index,
-                        settings: app.settings.clone(),
-                        start_command: release.start_command.clone(),
+                        settings: plan.settings.clone(),
+                        start_command: plan.command.clone(),
                         droplet_dir: droplet.clone(),
                         env: env.clone(),
                         id_map: ids,
@@ -960,11 +1013,13 @@ impl Platform {
             .collect())
     }
 
-    /// What a cell is told to run for an instance of `release` of `app` (its index 0).
+    /// What a cell is told to run for an instance of process type `plan` of `release`
+    /// of `app` (its index 0).
     pub(super) async fn assignment(
         &self,
         app: &AppRecord,
         release: &Release,
+        plan: &ProcessPlan,
     ) -> Result<paas_api::state::Assignment, Error> {
         let ids = self
             .id_map(&app.name)
@@ -981,9 +1036,10 @@ impl Platform {
         Ok(paas_api::state::Assignment {
             app: app.name.clone(),
             app_guid: app.guid.clone(),
+            process: plan.process.clone(),
             index: 0,
-            settings: app.settings.clone(),
-            start_command: release.start_command.clone(),
+            settings: plan.settings.clone(),
+            start_command: plan.command.clone(),
             droplet: release.droplet.clone(),
             env: release.env(&app.env).clone().into_iter().collect(),
             id_base: ids.host_base,

@@ -41,6 +41,14 @@ impl Placed {
         }
     }
 
+    /// Its process type.
+    pub fn process(&self) -> &str {
+        match self {
+            Placed::Here(i) => &i.process,
+            Placed::Assigned(a) => &a.process,
+        }
+    }
+
     pub fn app(&self) -> &AppName {
         match self {
             Placed::Here(i) => &i.app,
@@ -229,6 +237,7 @@ pub fn pick_cell(
 pub struct Assigned {
     pub id: String,
     pub app: AppName,
+    pub process: String,
     pub index: u32,
     pub cell: String,
     /// How long it may take to report running: the app's health-check allowance, plus
@@ -257,6 +266,7 @@ impl Assigned {
         Assigned {
             id,
             app: a.app.clone(),
+            process: a.process.clone(),
             index: a.index,
             cell,
             start_within: start + DROPLET_ALLOWANCE,
@@ -269,6 +279,7 @@ impl Assigned {
         let actual = self.view.actual(&self.id);
         InstanceSummary {
             id: self.id.clone(),
+            process: self.process.clone(),
             index: self.index,
             state: actual
                 .as_ref()

@@ -1,13 +1,14 @@
-//! Scaling an app: more or fewer instances are added or taken away, and the instances
-//! that stay keep running untouched (as `cf scale -i`); new memory or disk limits roll
-//! every instance over to them, as a restart does.
+//! Scaling an app's process type: more or fewer instances are added or taken away, and
+//! the instances that stay keep running untouched (as `cf scale -i`); new memory or disk
+//! limits roll every instance over to them, as a restart does.
 
 use std::sync::Arc;
 
-use paas_api::{AppName, DeployEvent, ScaleRequest};
+use paas_api::{AppName, AppSettings, DeployEvent, ScaleRequest, WEB};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{stop_all, Error, Placed, Platform};
+use super::{stop_all, Error, ErrorKind, Placed, Platform};
+use crate::store::{AppRecord, ProcessPlan, Release};
 
 impl Platform {
     /// Applies `change` to `app`, reporting progress on `events` as a roll-out does.
@@ -19,15 +20,26 @@ impl Platform {
     ) -> Result<(), Error> {
         let _held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
-        let mut settings = record.settings.clone();
-        if let Some(n) = change.instances {
-            settings.instances = n;
+        let process = change.process.as_deref().unwrap_or(WEB);
+        if let Some(release) = &record.release {
+            let plans = release.processes(&record.settings);
+            if !plans.iter().any(|p| p.process == process) {
+                let known: Vec<&str> = plans.iter().map(|p| p.process.as_str()).collect();
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "no-such-process",
+                    format!(
+                        "app {app} has no process type {process:?}; its types: {}",
+                        known.join(", ")
+                    ),
+                    Some("process types come from the Procfile (or the buildpack, or the manifest's processes:)"),
+                ));
+            }
         }
-        let limits_change = change.memory.is_some_and(|m| m != settings.memory)
-            || change.disk.is_some_and(|d| Some(d) != settings.disk);
-        settings.memory = change.memory.unwrap_or(settings.memory);
-        settings.disk = change.disk.or(settings.disk);
-        let was = record.settings.instances;
+        let before = record.settings.for_process(process);
+        let settings = changed(&record.settings, process, change);
+        let after = settings.for_process(process);
+        let limits_change = (after.memory, after.disk) != (before.memory, before.disk);
         let updated = self
             .store
             .put_app(app, &settings)
@@ -48,11 +60,17 @@ impl Platform {
             let release = self.release_to_restart(&updated).await?;
             return self.roll_out(&updated, &release, "scale", events).await;
         }
-        let now = settings.instances;
+        let (was, now) = (before.instances, after.instances);
         if now > was {
-            self.add_more(&updated, &release, was..now, events).await?;
+            let plan = release
+                .processes(&updated.settings)
+                .into_iter()
+                .find(|p| p.process == process)
+                .ok_or_else(|| Error::internal(format!("process type {process} vanished")))?;
+            self.add_more(&updated, &release, &plan, was..now, events)
+                .await?;
         } else if now < was {
-            self.take_away(app, now).await;
+            self.take_away(app, process, now).await;
         }
         if now != was {
             self.record_event(
@@ -60,24 +78,29 @@ impl Platform {
                 "scale",
                 None,
                 None,
-                &format!("scaled from {was} to {now} instance(s)"),
+                &format!("scaled {process} from {was} to {now} instance(s)"),
             )
             .await;
         }
         let _ = events.send(DeployEvent::Done {
             url: self.url(app).await,
-            instances: now,
+            instances: self
+                .instances_of(app)
+                .iter()
+                .filter(|i| i.process() == WEB)
+                .count() as u32,
         });
         Ok(())
     }
 
-    /// Starts the instances of `indices` beside the running ones and routes each as it
-    /// passes its health check. If one does not come up, the new ones are stopped and the
-    /// app is left with its earlier count.
+    /// Starts the instances of `indices` of `plan` beside the running ones and routes
+    /// each web one as it passes its health check. If one does not come up, the new
+    /// ones are stopped and the process type is left with its earlier count.
     async fn add_more(
         self: &Arc<Self>,
-        record: &crate::store::AppRecord,
-        release: &crate::store::Release,
+        record: &AppRecord,
+        release: &Release,
+        plan: &ProcessPlan,
         indices: std::ops::Range<u32>,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
@@ -88,16 +111,23 @@ impl Platform {
         let running = self.instances_of(app);
         let was = indices.start;
         let fresh = self
-            .start_instances(record, release, indices, &running)
+            .start_instances(record, release, plan, indices, &running)
             .await?;
         self.add_instances(app, &fresh);
-        let stays = format!("the app keeps its {was} instance(s)");
+        let stays = format!("{} keeps its {was} instance(s)", plan.process);
         if let Err(failure) = super::deploy::wait_all_started(&fresh, "", &stays).await {
             self.forget(app, &fresh);
             stop_all(fresh).await;
-            let mut settings = record.settings.clone();
-            settings.instances = was;
-            if let Err(e) = self.store.put_app(app, &settings).await {
+            let back = ScaleRequest {
+                process: Some(plan.process.clone()),
+                instances: Some(was),
+                ..Default::default()
+            };
+            if let Err(e) = self
+                .store
+                .put_app(app, &changed(&record.settings, &plan.process, &back))
+                .await
+            {
                 tracing::error!(%app, "putting the instance count back to {was}: {e}");
             }
             self.record_event(app, "scale-failed", None, None, &failure.body.message)
@@ -107,13 +137,13 @@ impl Platform {
         Ok(())
     }
 
-    /// Takes the app's instances of index `from` and above out of the route table at
-    /// once and stops them, after the drain, in the background.
-    async fn take_away(self: &Arc<Self>, app: &AppName, from: u32) {
+    /// Takes the app's instances of `process` of index `from` and above out of the
+    /// route table at once and stops them, after the drain, in the background.
+    async fn take_away(self: &Arc<Self>, app: &AppName, process: &str, from: u32) {
         let gone: Vec<Placed> = self
             .instances_of(app)
             .into_iter()
-            .filter(|i| i.index() >= from)
+            .filter(|i| i.process() == process && i.index() >= from)
             .collect();
         self.forget(app, &gone);
         for g in &gone {
@@ -131,4 +161,20 @@ impl Platform {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// `settings` with `change` made to process type `process`.
+fn changed(settings: &AppSettings, process: &str, change: &ScaleRequest) -> AppSettings {
+    let mut settings = settings.clone();
+    if process == WEB {
+        settings.instances = change.instances.unwrap_or(settings.instances);
+        settings.memory = change.memory.unwrap_or(settings.memory);
+        settings.disk = change.disk.or(settings.disk);
+        return settings;
+    }
+    let own = settings.processes.entry(process.to_string()).or_default();
+    own.instances = change.instances.unwrap_or(own.instances);
+    own.memory = change.memory.or(own.memory);
+    own.disk = change.disk.or(own.disk);
+    settings
 }

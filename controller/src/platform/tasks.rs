@@ -207,6 +207,8 @@ impl Platform {
             id: task.id.clone(),
             app: app.clone(),
             app_guid: record.guid.clone(),
+            // Not web: a task is never routed.
+            process: "task".into(),
             index: 0,
             settings,
             start_command: command.to_string(),

@@ -80,6 +80,18 @@ pub struct Release {
     pub config: Option<ReleaseConfig>,
 }
 
+/// What one process type of a release runs: its command, and the settings its
+/// instances run with ([`AppSettings::for_process`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessPlan {
+    pub process: String,
+    pub command: String,
+    pub settings: AppSettings,
+}
+
+/// The process type the release phase runs as a task, never as instances.
+pub const RELEASE_PHASE: &str = "release";
+
 /// The part of a release that comes from the app rather than from its droplet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseConfig {
@@ -96,6 +108,45 @@ impl Release {
         app_env: &'a BTreeMap<String, String>,
     ) -> &'a BTreeMap<String, String> {
         self.config.as_ref().map_or(app_env, |c| &c.env)
+    }
+
+    /// The process types this release runs with `settings`: `web` with the release's
+    /// start command, then, in name order, every other type the droplet declares (but
+    /// [`RELEASE_PHASE`]) and every type the settings give a command of their own.
+    pub fn processes(&self, settings: &AppSettings) -> Vec<ProcessPlan> {
+        let mut plans = vec![ProcessPlan {
+            process: paas_api::WEB.to_string(),
+            command: self.start_command.clone(),
+            settings: settings.clone(),
+        }];
+        let mut kinds: std::collections::BTreeSet<&str> =
+            self.process_types.keys().map(String::as_str).collect();
+        kinds.extend(
+            settings
+                .processes
+                .iter()
+                .filter(|(_, p)| p.command.is_some())
+                .map(|(k, _)| k.as_str()),
+        );
+        for kind in kinds {
+            if kind == paas_api::WEB || kind == RELEASE_PHASE || !paas_api::is_process_type(kind) {
+                continue;
+            }
+            let own = settings.for_process(kind);
+            let Some(command) = own
+                .command
+                .clone()
+                .or_else(|| self.process_types.get(kind).cloned())
+            else {
+                continue;
+            };
+            plans.push(ProcessPlan {
+                process: kind.to_string(),
+                command,
+                settings: own,
+            });
+        }
+        plans
     }
 
     /// What this release changed from `before` (the one made before it): droplet, env
@@ -754,6 +805,7 @@ pub(crate) mod tests {
             start_timeout_secs: None,
             disk: None,
             outbound: None,
+            processes: Default::default(),
         }
     }
 
@@ -775,6 +827,64 @@ pub(crate) mod tests {
             process_types: [("web".to_string(), "python3 app.py".to_string())].into(),
             config: None,
         }
+    }
+
+    #[test]
+    fn a_release_runs_web_and_every_other_type_but_the_release_phase() {
+        let mut r = release("d1");
+        r.process_types = [
+            ("web", "python3 app.py"),
+            ("worker", "python3 work.py"),
+            ("release", "python3 migrate.py"),
+            ("bad type!", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut s = settings(2);
+        s.command = Some("gunicorn app".into());
+        s.processes.insert(
+            "worker".into(),
+            paas_api::ProcessSettings {
+                instances: 3,
+                memory: Some(MemorySize::parse("64M").unwrap()),
+                ..Default::default()
+            },
+        );
+        s.processes.insert(
+            "clock".into(),
+            paas_api::ProcessSettings {
+                command: Some("python3 clock.py".into()),
+                ..Default::default()
+            },
+        );
+        let r = r.with_config(ReleaseConfig {
+            env: Default::default(),
+            command: s.command.clone(),
+        });
+        let plans = r.unwrap().processes(&s);
+        let got: Vec<(&str, &str, u32, String)> = plans
+            .iter()
+            .map(|p| {
+                (
+                    p.process.as_str(),
+                    p.command.as_str(),
+                    p.settings.instances,
+                    p.settings.health_check.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web", "gunicorn app", 2, "port".to_string()),
+                ("clock", "python3 clock.py", 1, "process".to_string()),
+                ("worker", "python3 work.py", 3, "process".to_string()),
+            ]
+        );
+        assert_eq!(plans[2].settings.memory.mb(), 64);
+        assert_eq!(plans[1].settings.memory.mb(), 256, "the app's memory");
+        assert!(plans[2].settings.processes.is_empty());
     }
 
     #[test]

@@ -284,6 +284,8 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             start_timeout_secs: timeout,
             disk,
             outbound: None,
+            // Kept as they are (`paas scale --process`).
+            processes: Default::default(),
         },
         env: m.env,
         routes,

@@ -214,6 +214,7 @@ mod tests {
             start_timeout_secs: None,
             disk: None,
             outbound: None,
+            processes: Default::default(),
         };
         assert!(settings_diff(&old, &old).is_empty());
         let new = AppSettings {

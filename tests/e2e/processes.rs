@@ -1,0 +1,115 @@
+//! Process types through the CLI: every type of the Procfile runs, only `web` is routed,
+//! and each type scales on its own.
+
+use crate::harness::{eventually, Daemon};
+
+/// (process, index, id, state) of each instance, as `paas app --json` lists them.
+fn instances(d: &Daemon, app: &str) -> Vec<(String, u64, String, String)> {
+    let a: serde_json::Value = serde_json::from_str(&d.paas_ok(&["app", app, "--json"])).unwrap();
+    a["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["process"].as_str().unwrap().to_string(),
+                i["index"].as_u64().unwrap(),
+                i["id"].as_str().unwrap().to_string(),
+                i["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_process_type_runs_only_web_is_routed_and_each_scales_on_its_own() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        "import http.server, os\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+         def do_GET(self):\n        \
+         self.send_response(200); self.end_headers(); self.wfile.write(b'web')\n    \
+         def log_message(self, *a): pass\n\
+         http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .unwrap();
+    // The worker listens on no port: routed, or checked like web, it would fail.
+    std::fs::write(
+        dir.path().join("Procfile"),
+        "web: python3 server.py\n\
+         worker: while true; do echo \"worker $CF_INSTANCE_INDEX tick\"; sleep 0.2; done\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&["push", "duo", "-p", path, "-b", "binary"]);
+
+    let first = instances(&d, "duo");
+    let kinds: Vec<(&str, u64, &str)> = first
+        .iter()
+        .map(|(p, i, _, s)| (p.as_str(), *i, s.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("web", 0, "running"), ("worker", 0, "running")],
+        "{first:?}"
+    );
+    let ticked = eventually(20, || {
+        d.paas_ok(&["logs", "duo", "--recent"])
+            .contains("[APP/PROC/WORKER/0] OUT worker 0 tick")
+    });
+    assert!(ticked, "the worker logs as APP/PROC/WORKER/0");
+    for _ in 0..20 {
+        let r = d.get("duo.localhost", "/");
+        assert_eq!((r.status, r.body.as_str()), (200, "web"));
+    }
+    let shown = d.paas_ok(&["app", "duo"]);
+    assert!(shown.contains("type worker: 1/1 running"), "{shown}");
+    assert!(shown.contains("type web: 1/1 running"), "{shown}");
+
+    d.paas_ok(&["scale", "duo", "--process", "worker", "-i", "2"]);
+    let two = instances(&d, "duo");
+    assert_eq!(two.len(), 3, "{two:?}");
+    assert!(
+        first.iter().all(|f| two.contains(f)),
+        "{two:?} keeps {first:?}"
+    );
+    assert!(two
+        .iter()
+        .any(|(p, i, _, s)| p == "worker" && *i == 1 && s == "running"));
+    let ticked = eventually(20, || {
+        d.paas_ok(&["logs", "duo", "--recent"])
+            .contains("[APP/PROC/WORKER/1] OUT worker 1 tick")
+    });
+    assert!(ticked, "the second worker runs");
+    let a: serde_json::Value = serde_json::from_str(&d.paas_ok(&["app", "duo", "--json"])).unwrap();
+    assert_eq!(a["settings"]["instances"], 1, "web stays at 1: {a}");
+    assert_eq!(a["settings"]["processes"]["worker"]["instances"], 2, "{a}");
+
+    // A push keeps the worker's scale.
+    d.paas_ok(&["push", "duo", "-p", path, "-b", "binary"]);
+    let pushed = instances(&d, "duo");
+    assert_eq!(
+        pushed.iter().filter(|i| i.0 == "worker").count(),
+        2,
+        "{pushed:?}"
+    );
+
+    d.paas_ok(&["scale", "duo", "--process", "worker", "-i", "1"]);
+    let one: Vec<_> = instances(&d, "duo")
+        .into_iter()
+        .map(|(p, i, ..)| (p, i))
+        .collect();
+    assert_eq!(
+        one,
+        [("web".to_string(), 0), ("worker".to_string(), 0)],
+        "scaling in stops worker 1 only"
+    );
+    let wrong = d.paas(&["scale", "duo", "--process", "clock", "-i", "2"]);
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("has no process type \"clock\"") && err.contains("web, worker"),
+        "{err}"
+    );
+}
