@@ -215,8 +215,8 @@ fn scaling_instances_adds_or_stops_only_those_under_load_and_new_limits_roll_ove
     );
     assert_eq!(instances(&d), first, "scaling in stops the instances above");
     let events = d.paas_ok(&["events", "versioned"]);
-    assert!(events.contains("scaled from 2 to 4"), "{events}");
-    assert!(events.contains("scaled from 4 to 2"), "{events}");
+    assert!(events.contains("scaled web from 2 to 4"), "{events}");
+    assert!(events.contains("scaled web from 4 to 2"), "{events}");
 
     // New limits restart every instance with them.
     d.paas_ok(&["scale", "versioned", "-m", "128M"]);
