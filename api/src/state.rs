@@ -164,6 +164,9 @@ pub struct Assignment {
     pub droplet: String,
     /// The app's own environment, set after the platform's.
     pub env: Vec<(String, String)>,
+    /// What the platform adds from the app's bindings (`VCAP_SERVICES`, `DATABASE_URL`).
+    #[serde(default)]
+    pub system_env: Vec<(String, String)>,
     /// The first host user id of the app's user namespace.
     pub id_base: u32,
     /// The app's routes, for `VCAP_APPLICATION`.

@@ -489,6 +489,42 @@ pub struct TaskSummary {
     pub cell: String,
 }
 
+/// `POST /v1/services` (every field but `name` optional) and `PATCH
+/// /v1/services/{name}` (what is given changes): a user-provided service instance, as
+/// `cf create-user-provided-service` makes one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A JSON object: what bound apps find under `credentials` in `VCAP_SERVICES`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog_drain_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_service_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// A service instance as `GET /v1/services` lists it: never its credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub guid: String,
+    /// `user-provided`.
+    pub label: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub syslog_drain_url: Option<String>,
+    #[serde(default)]
+    pub route_service_url: Option<String>,
+    /// The apps bound to it.
+    #[serde(default)]
+    pub bound_apps: Vec<String>,
+}
+
 /// A buildpack as `GET /v1/buildpacks` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildpackInfo {

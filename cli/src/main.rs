@@ -80,7 +80,7 @@ enum Command {
     UpdateBuildpack(commands::buildpacks::UpdateArgs),
     /// Delete a buildpack that was added with create-buildpack.
     DeleteBuildpack(commands::buildpacks::DeleteArgs),
-    /// Show an app's own environment variables.
+    /// Show an app's own environment variables, and what bound services add.
     Env(commands::env::ShowArgs),
     /// Set an environment variable of an app (applies at its next push or restart).
     SetEnv(commands::env::SetArgs),
@@ -103,6 +103,18 @@ enum Command {
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again: its droplet, env and start command.
     Rollback(commands::lifecycle::RollbackArgs),
+    /// Make a user-provided service: credentials apps get in VCAP_SERVICES once bound
+    CreateUserProvidedService(commands::services::CreateArgs),
+    /// Change a user-provided service (bound apps see it at their next restart)
+    UpdateUserProvidedService(commands::services::CreateArgs),
+    /// List services and the apps bound to them
+    Services(commands::services::ListArgs),
+    /// Bind a service to an app (it applies at the app's next restart)
+    BindService(commands::services::BindArgs),
+    /// Unbind a service from an app (it applies at the app's next restart)
+    UnbindService(commands::services::BindArgs),
+    /// Delete a service no app is bound to
+    DeleteService(commands::services::DeleteArgs),
     /// Run a one-off command of an app in a container of its own (output in its logs)
     RunTask(commands::tasks::RunArgs),
     /// List an app's tasks (kept 30 days after they end)
@@ -169,6 +181,12 @@ fn main() {
             Command::Scale(a) => commands::lifecycle::scale(a, skip).await,
             Command::Revisions(a) => commands::lifecycle::revisions(a, skip).await,
             Command::Rollback(a) => commands::lifecycle::rollback(a, skip).await,
+            Command::CreateUserProvidedService(a) => commands::services::create(a, skip).await,
+            Command::UpdateUserProvidedService(a) => commands::services::update(a, skip).await,
+            Command::Services(a) => commands::services::list(a, skip).await,
+            Command::BindService(a) => commands::services::bind(a, skip).await,
+            Command::UnbindService(a) => commands::services::unbind(a, skip).await,
+            Command::DeleteService(a) => commands::services::delete(a, skip).await,
             Command::RunTask(a) => commands::tasks::run(a, skip).await,
             Command::Tasks(a) => commands::tasks::list(a, skip).await,
             Command::TerminateTask(a) => commands::tasks::terminate(a, skip).await,

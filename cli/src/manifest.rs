@@ -28,10 +28,13 @@ pub struct ManifestApp {
     pub routes: Vec<String>,
     pub no_route: bool,
     pub random_route: bool,
+    /// `services: [NAME, ...]` (or `- name: NAME`): bound at the push.
+    pub services: Vec<String>,
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 15] = [
+const KNOWN: [&str; 16] = [
+    "services",
     "routes",
     "no-route",
     "random-route",
@@ -196,6 +199,20 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
                 Some(_) => Err(format!("{name}: {k} must be true or false")),
             }
         };
+        let mut services = Vec::new();
+        match get("services") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(list)) => {
+                for s in list {
+                    let one = scalar(s).or_else(|| s.get("name").and_then(scalar));
+                    let Some(one) = one else {
+                        return Err(format!("{name}: each of services must be a service's name"));
+                    };
+                    services.push(one);
+                }
+            }
+            Some(_) => return Err(format!("{name}: services must be a list of service names")),
+        }
         let mut env = BTreeMap::new();
         match get("env") {
             None | Some(Value::Null) => {}
@@ -232,6 +249,7 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             routes,
             buildpacks,
             env,
+            services,
             name,
         });
     }

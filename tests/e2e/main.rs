@@ -18,6 +18,7 @@ mod refusals;
 mod releases;
 mod restart;
 mod routes;
+mod services;
 mod supervision;
 mod tasks;
 mod terminal;

@@ -50,13 +50,33 @@ fn looks_secret(key: &str) -> bool {
 
 pub async fn show(args: ShowArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = super::app_name(&args.name)?;
-    let env: BTreeMap<String, String> = super::client(ctx)?
+    let client = super::client(ctx)?;
+    let mut env: BTreeMap<String, String> = client
         .json(Method::GET, &format!("/v1/apps/{name}/env"), None::<&()>)
         .await?;
+    // What bound services add: credentials, always redacted unless asked for.
+    let system: serde_json::Value = client
+        .json(
+            Method::GET,
+            &format!("/v1/apps/{name}/system-env"),
+            None::<&()>,
+        )
+        .await?;
+    let mut from_services = Vec::new();
+    if let Some(vars) = system.as_object() {
+        for (k, v) in vars {
+            let bound = v.as_object().is_none_or(|o| !o.is_empty());
+            if bound {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                env.insert(k.clone(), text);
+                from_services.push(k.clone());
+            }
+        }
+    }
     let shown: BTreeMap<String, String> = env
         .into_iter()
         .map(|(k, v)| {
-            let redact = looks_secret(&k) && !args.reveal;
+            let redact = (looks_secret(&k) || from_services.contains(&k)) && !args.reveal;
             let v = if redact {
                 "[redacted: use --reveal]".to_string()
             } else {
@@ -69,7 +89,7 @@ pub async fn show(args: ShowArgs, ctx: super::Ctx) -> Result<(), Failure> {
         return super::print_json(&shown);
     }
     if shown.is_empty() {
-        println!("App {name} sets no environment variables of its own.");
+        println!("App {name} sets no environment variables of its own and is bound to no service.");
     }
     // One variable a line on a terminal: a line break in a value shows as `^J`, so no
     // value can pass for another variable.

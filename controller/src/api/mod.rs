@@ -15,6 +15,7 @@ mod failure;
 mod page;
 pub(crate) mod query;
 mod routes;
+mod services;
 mod streams;
 mod tasks;
 mod uploads;
@@ -87,6 +88,16 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/routes", get(routes::list).delete(routes::delete_route))
         .route("/v1/certificates", get(routes::certificates))
         .route("/v1/cells", get(apps::cells))
+        .route("/v1/services", get(services::list).post(services::create))
+        .route(
+            "/v1/services/{name}",
+            axum::routing::patch(services::update).delete(services::delete),
+        )
+        .route(
+            "/v1/apps/{name}/services/{service}",
+            put(services::bind).delete(services::unbind),
+        )
+        .route("/v1/apps/{name}/system-env", get(services::system_env))
         .route(
             "/v1/domains",
             get(routes::domains).post(routes::create_domain),

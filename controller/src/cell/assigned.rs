@@ -175,6 +175,7 @@ async fn run_one(
             start_command: a.start_command,
             droplet_dir,
             env: a.env,
+            system_env: a.system_env,
             id_map: ids,
             uris: a.uris,
             drain: super::DRAIN,

@@ -82,6 +82,9 @@ pub struct InstanceSpec {
     pub droplet_dir: PathBuf,
     /// The app's own environment, set after the platform's.
     pub env: Vec<(String, String)>,
+    /// What the platform adds from the app's bindings (`VCAP_SERVICES`,
+    /// `DATABASE_URL`); `VCAP_SERVICES` is `{}` if it is not among them.
+    pub system_env: Vec<(String, String)>,
     /// The app's user namespace.
     pub id_map: paas_runtime::IdMap,
     /// The app's routes, for `VCAP_APPLICATION`.
@@ -654,7 +657,6 @@ fn instance_env(spec: &InstanceSpec, id: &str, ip: std::net::Ipv4Addr) -> Vec<St
     vec![
         format!("PORT={APP_PORT}"),
         format!("VCAP_APPLICATION={vcap_application}"),
-        "VCAP_SERVICES={}".to_string(),
         format!("CF_INSTANCE_INDEX={}", spec.index),
         format!("CF_INSTANCE_GUID={id}"),
         format!("CF_INSTANCE_IP={ip}"),
@@ -670,7 +672,19 @@ fn instance_env(spec: &InstanceSpec, id: &str, ip: std::net::Ipv4Addr) -> Vec<St
         format!("CF_STACK={}", paas_runtime::stack::STACK_NAME),
     ]
     .into_iter()
-    .chain(spec.env.iter().map(|(k, v)| format!("{k}={v}")))
+    .chain(
+        (!spec.system_env.iter().any(|(k, _)| k == "VCAP_SERVICES"))
+            .then(|| "VCAP_SERVICES={}".to_string()),
+    )
+    .chain(spec.system_env.iter().map(|(k, v)| format!("{k}={v}")))
+    .chain(
+        spec.env
+            .iter()
+            // One value a name: the bindings' (the platform leaves DATABASE_URL out when
+            // the app sets its own).
+            .filter(|(k, _)| !spec.system_env.iter().any(|(s, _)| s == k))
+            .map(|(k, v)| format!("{k}={v}")),
+    )
     .collect()
 }
 

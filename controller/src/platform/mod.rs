@@ -14,6 +14,7 @@ mod error;
 pub mod placed;
 mod routes;
 mod scale;
+mod services;
 mod staging;
 mod tasks;
 
@@ -961,6 +962,7 @@ impl Platform {
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
         let env: Vec<(String, String)> = release.env(&app.env).clone().into_iter().collect();
+        let system_env = self.service_env(app).await?.vars();
         let uris: Vec<String> = self
             .store
             .app_routes(&app.name)
@@ -1003,6 +1005,7 @@ impl Platform {
                         start_command: plan.command.clone(),
                         droplet_dir: droplet.clone(),
                         env: env.clone(),
+                        system_env: system_env.clone(),
                         id_map: ids,
                         uris: uris.clone(),
                         // This host's router drops it first; the platform drains.
@@ -1042,6 +1045,7 @@ impl Platform {
             start_command: plan.command.clone(),
             droplet: release.droplet.clone(),
             env: release.env(&app.env).clone().into_iter().collect(),
+            system_env: self.service_env(app).await?.vars(),
             id_base: ids.host_base,
             uris,
         })

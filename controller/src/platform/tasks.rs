@@ -216,6 +216,7 @@ impl Platform {
             // The app's env as it is now, as Cloud Foundry gives its tasks (for the
             // release phase, the new release's: the same).
             env: record.env.clone().into_iter().collect(),
+            system_env: self.service_env(record).await?.vars(),
             id_map: ids,
             uris,
             drain: std::time::Duration::ZERO,

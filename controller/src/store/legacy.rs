@@ -168,6 +168,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             stopped: stopped.contains(&name),
             env: env.remove(&name).unwrap_or_default(),
             id_slot: slots.get(&name).copied(),
+            services: Vec::new(),
             created_at,
             updated_at,
         };

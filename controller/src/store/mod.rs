@@ -30,8 +30,10 @@ mod cells;
 pub use cells::Held;
 mod legacy;
 mod routes;
+mod services;
 mod tasks;
 pub use routes::{MapError, RouteSettings, StoredDomain, StoredRoute};
+pub use services::ServiceDoc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,6 +60,8 @@ pub struct AppRecord {
     pub stopped: bool,
     /// Its own environment variables.
     pub env: BTreeMap<String, String>,
+    /// The services bound to it, in the order they were bound.
+    pub services: Vec<String>,
 }
 
 /// What runs: a droplet with its start command, and the app's own configuration it
@@ -227,6 +231,7 @@ pub(crate) mod keys {
     pub use paas_api::state::{DOMAINS, ROUTES};
     pub const BUILDPACKS: &str = "/paas/buildpacks";
     pub const NEXT_ID_SLOT: &str = "/paas/id-slots/next";
+    pub const SERVICES: &str = "/paas/services/";
     /// Present once a database from before the state store has been imported.
     pub const SCHEMA: &str = "/paas/schema";
 
@@ -248,6 +253,9 @@ pub(crate) mod keys {
     }
     pub fn event_seq(guid: &str) -> String {
         format!("/paas/event-seq/{guid}")
+    }
+    pub fn service(name: &str) -> String {
+        format!("{SERVICES}{name}")
     }
     pub fn tasks(guid: &str) -> String {
         format!("/paas/tasks/{guid}/")
@@ -274,6 +282,9 @@ struct AppDoc {
     env: BTreeMap<String, String>,
     #[serde(default)]
     id_slot: Option<u32>,
+    /// The services bound to it, by name, in the order they were bound.
+    #[serde(default)]
+    services: Vec<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -407,6 +418,7 @@ impl Store {
                         stopped: false,
                         env: BTreeMap::new(),
                         id_slot: None,
+                        services: Vec::new(),
                         created_at: now(),
                         updated_at: now(),
                     };
@@ -770,6 +782,7 @@ fn record(name: AppName, doc: AppDoc) -> AppRecord {
         release: doc.release,
         stopped: doc.stopped,
         env: doc.env,
+        services: doc.services,
     }
 }
 

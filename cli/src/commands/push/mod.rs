@@ -127,6 +127,8 @@ struct Plan {
     path: PathBuf,
     settings: AppSettings,
     env: BTreeMap<String, String>,
+    /// Services to bind (the manifest's `services:`).
+    services: Vec<String>,
     routes: Routes,
     start: bool,
 }
@@ -288,6 +290,7 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             processes: Default::default(),
         },
         env: m.env,
+        services: m.services,
         routes,
         start: !args.no_start,
     })
@@ -352,6 +355,7 @@ async fn push_one(
         name,
         settings,
         env,
+        services,
         routes,
         start,
         ..
@@ -401,6 +405,16 @@ async fn push_one(
                 Method::PATCH,
                 &format!("/v1/apps/{name}/env"),
                 Some(&changes),
+            )
+            .await?;
+    }
+    for service in &services {
+        // Bound before the staging, so the new instances start with it.
+        let _: Option<paas_api::ServiceSummary> = client
+            .json(
+                Method::PUT,
+                &format!("/v1/apps/{name}/services/{service}"),
+                None::<&()>,
             )
             .await?;
     }
