@@ -45,6 +45,17 @@ pub struct AppSettings {
     /// platform's default (60).
     #[serde(default)]
     pub start_timeout_secs: Option<u32>,
+    /// Seconds between two checks of a running instance (cf's `health-check-interval`);
+    /// `None` is 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_interval_secs: Option<u32>,
+    /// Seconds one check may take (cf's `health-check-invocation-timeout`); `None` is 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout_secs: Option<u32>,
+    /// A readiness check apart from the (liveness) health check: an instance failing it
+    /// is only taken out of the route table, never restarted. `None`: liveness alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_check: Option<HealthCheck>,
     /// The most each instance may write to its disk; `None` is the default, 1G.
     #[serde(default)]
     pub disk: Option<MemorySize>,
@@ -111,6 +122,20 @@ impl AppSettings {
     pub const MAX_START_TIMEOUT_SECS: u32 = 600;
     /// Cloud Foundry's default disk quota.
     pub const DEFAULT_DISK_MB: u64 = 1024;
+    /// The longest interval between health checks one may ask for.
+    pub const MAX_CHECK_INTERVAL_SECS: u32 = 300;
+    /// The longest one health check may be given.
+    pub const MAX_CHECK_TIMEOUT_SECS: u32 = 60;
+
+    /// Seconds between two checks of a running instance.
+    pub fn check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.health_check_interval_secs.unwrap_or(5).into())
+    }
+
+    /// How long one check may take.
+    pub fn check_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.health_check_timeout_secs.unwrap_or(1).into())
+    }
 
     /// Whether instances may open connections to the world.
     pub fn outbound(&self) -> bool {
@@ -136,6 +161,7 @@ impl AppSettings {
             memory: own.memory.unwrap_or(self.memory),
             disk: own.disk.or(self.disk),
             health_check: own.health_check.unwrap_or(HealthCheck::Process),
+            readiness_check: None,
             command: own.command,
             processes: BTreeMap::new(),
             ..self.clone()

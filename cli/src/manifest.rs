@@ -24,6 +24,10 @@ pub struct ManifestApp {
     pub health_check_type: Option<String>,
     pub health_check_http_endpoint: Option<String>,
     pub timeout: Option<u32>,
+    pub health_check_interval: Option<u32>,
+    pub health_check_invocation_timeout: Option<u32>,
+    pub readiness_health_check_type: Option<String>,
+    pub readiness_health_check_http_endpoint: Option<String>,
     /// `routes: [{route: HOST[/PATH]}]`, as written.
     pub routes: Vec<String>,
     pub no_route: bool,
@@ -33,8 +37,12 @@ pub struct ManifestApp {
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 20] = [
     "services",
+    "health-check-interval",
+    "health-check-invocation-timeout",
+    "readiness-health-check-type",
+    "readiness-health-check-http-endpoint",
     "routes",
     "no-route",
     "random-route",
@@ -244,6 +252,10 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             health_check_type: text_of("health-check-type")?,
             health_check_http_endpoint: text_of("health-check-http-endpoint")?,
             timeout: number_of("timeout")?,
+            health_check_interval: number_of("health-check-interval")?,
+            health_check_invocation_timeout: number_of("health-check-invocation-timeout")?,
+            readiness_health_check_type: text_of("readiness-health-check-type")?,
+            readiness_health_check_http_endpoint: text_of("readiness-health-check-http-endpoint")?,
             no_route: flag_of("no-route")?,
             random_route: flag_of("random-route")?,
             routes,

@@ -172,3 +172,108 @@ fn app_shows_each_instance_s_cpu_memory_and_disk() {
         "{table}"
     );
 }
+
+#[test]
+fn an_instance_failing_its_readiness_check_leaves_the_route_table_and_keeps_running() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 503 if (self.path == "/ready" and os.path.exists("/tmp/busy")) else 200
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "ready",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "-u",
+        "http",
+        "--endpoint",
+        "/health",
+        "--readiness-endpoint",
+        "/ready",
+        "--health-check-interval",
+        "1",
+        "--health-check-invocation-timeout",
+        "2",
+    ]);
+    let app: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "ready", "--json"])).unwrap();
+    let settings = &app["settings"];
+    assert_eq!(settings["readiness_check"]["endpoint"], "/ready", "{app}");
+    assert_eq!(settings["health_check_interval_secs"], 1);
+    let id = app["instances"][0]["id"].clone();
+    assert_eq!(d.get("ready.localhost", "/").status, 200);
+
+    d.paas_ok(&["exec", "ready", "--", "touch", "/tmp/busy"]);
+    let state = |d: &Daemon| -> (String, serde_json::Value) {
+        let a: serde_json::Value =
+            serde_json::from_str(&d.paas_ok(&["app", "ready", "--json"])).unwrap();
+        (
+            a["instances"][0]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            a["instances"][0]["id"].clone(),
+        )
+    };
+    assert!(
+        eventually(20, || state(&d).0 == "not-ready"),
+        "{:?}",
+        state(&d)
+    );
+    assert_eq!(
+        d.get("ready.localhost", "/").status,
+        503,
+        "out of the route table"
+    );
+    // Longer than three failed liveness checks would take: readiness never restarts it.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(state(&d), ("not-ready".to_string(), id.clone()));
+
+    d.paas_ok(&["exec", "ready", "--", "rm", "/tmp/busy"]);
+    assert!(eventually(20, || state(&d).0 == "running"));
+    assert_eq!(state(&d).1, id, "the same instance");
+    assert_eq!(d.get("ready.localhost", "/").status, 200);
+    let logs = d.paas_ok(&["logs", "ready", "--recent"]);
+    assert!(
+        logs.contains("failed its http /ready readiness check"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("passes its http /ready readiness check again"),
+        "{logs}"
+    );
+
+    let bad = d.paas(&[
+        "push",
+        "ready",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "--health-check-interval",
+        "0",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("health check interval of 0 seconds is not allowed"));
+}

@@ -31,7 +31,17 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
             format!("{}/{}", a.running_instances, s.instances),
         ),
         ("memory", s.memory.to_string().to_uppercase()),
-        ("health check", s.health_check.to_string()),
+        (
+            "health check",
+            format!(
+                "{} every {}s{}",
+                s.health_check,
+                s.check_interval().as_secs(),
+                s.readiness_check
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(", readiness {r}"))
+            ),
+        ),
         (
             "outbound",
             if s.outbound() { "allowed" } else { "denied" }.to_string(),

@@ -75,9 +75,35 @@ pub async fn put_app(
             ));
         }
     }
-    if let paas_api::HealthCheck::Http { endpoint } = &settings.health_check {
-        if let Err(e) = paas_api::HealthCheck::parse("http", Some(endpoint)) {
-            return Err(Failure::new(422, "invalid-health-check", e, None));
+    for check in [
+        Some(&settings.health_check),
+        settings.readiness_check.as_ref(),
+    ] {
+        if let Some(paas_api::HealthCheck::Http { endpoint }) = check {
+            if let Err(e) = paas_api::HealthCheck::parse("http", Some(endpoint)) {
+                return Err(Failure::new(422, "invalid-health-check", e, None));
+            }
+        }
+    }
+    for (what, value, max) in [
+        (
+            "health check interval",
+            settings.health_check_interval_secs,
+            AppSettings::MAX_CHECK_INTERVAL_SECS,
+        ),
+        (
+            "health check invocation timeout",
+            settings.health_check_timeout_secs,
+            AppSettings::MAX_CHECK_TIMEOUT_SECS,
+        ),
+    ] {
+        if value.is_some_and(|v| v == 0 || v > max) {
+            return Err(Failure::new(
+                422,
+                "invalid-health-check",
+                format!("a {what} of {} seconds is not allowed", value.unwrap_or(0)),
+                Some(&format!("ask for 1 to {max} seconds")),
+            ));
         }
     }
     if let Some(c) = &settings.command {

@@ -33,12 +33,8 @@ pub const APP_PORT: u16 = 8080;
 const PIDS_LIMIT: u32 = 1024;
 /// An instance that ran this long before crashing has its crash count reset.
 const CRASH_RESET_AFTER: Duration = Duration::from_secs(5 * 60);
-/// How often a running instance's health check runs.
-const LIVENESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Failed checks in a row after which a running instance is killed and restarted.
 const LIVENESS_FAILURES: u32 = 3;
-/// How long one health check may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a crash's restart waits for the crash to be recorded.
 const EVENT_WAIT: Duration = Duration::from_secs(1);
 
@@ -48,6 +44,8 @@ pub enum InstanceState {
     Running,
     /// Running, but its last health check failed: not routed until one passes.
     Unhealthy,
+    /// Running and healthy, but its readiness check fails: not routed until it passes.
+    NotReady,
     Crashed(String),
     Stopping,
     Stopped,
@@ -59,6 +57,7 @@ impl InstanceState {
             InstanceState::Starting => "starting",
             InstanceState::Running => "running",
             InstanceState::Unhealthy => "unhealthy",
+            InstanceState::NotReady => "not-ready",
             InstanceState::Crashed(_) => "crashed",
             InstanceState::Stopping => "stopping",
             InstanceState::Stopped => "stopped",
@@ -221,7 +220,10 @@ impl Instance {
         let target = *self.addr.lock().unwrap_or_else(|p| p.into_inner());
         // Only web instances are routed, so only they are published.
         let running = self.process == paas_api::WEB
-            && matches!(s, InstanceState::Running | InstanceState::Unhealthy);
+            && matches!(
+                s,
+                InstanceState::Running | InstanceState::Unhealthy | InstanceState::NotReady
+            );
         // A stopping instance is no longer published, but its port stays open while it
         // drains: requests routers sent it before they dropped it finish.
         let keep = running || *s == InstanceState::Stopping;
@@ -426,6 +428,11 @@ async fn run_once(
         };
     };
     let check = &spec.settings.health_check;
+    let readiness = spec.settings.readiness_check.as_ref();
+    let (interval, check_timeout) = (
+        spec.settings.check_interval(),
+        spec.settings.check_timeout(),
+    );
     let timeout = spec
         .settings
         .start_timeout_secs
@@ -438,7 +445,7 @@ async fn run_once(
             reason = c.wait() => return Outcome::exited(reason, true),
             _ = stopped(stop) => return stop_now(ctx, inst, c).await,
             _ = tokio::time::sleep_until(deadline) => break false,
-            ok = healthy(check, addr) => if ok { break true } else {
+            ok = ready_to_route(check, readiness, addr, check_timeout) => if ok { break true } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             },
         }
@@ -462,17 +469,41 @@ async fn run_once(
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, false),
             _ = stopped(stop) => return stop_now(ctx, inst, c).await,
-            _ = tokio::time::sleep(LIVENESS_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
-        if healthy(check, addr).await {
+        if healthy(check, addr, check_timeout).await {
             if failures > 0 {
                 cell(format!(
                     "instance {} passes its health check again",
                     inst.index
                 ));
-                inst.set(ctx, InstanceState::Running);
             }
             failures = 0;
+            // Readiness only decides whether it is routed.
+            let ready = match readiness {
+                None => true,
+                Some(r) => healthy(r, addr, check_timeout).await,
+            };
+            let now = inst.state();
+            let wanted = if ready {
+                InstanceState::Running
+            } else {
+                InstanceState::NotReady
+            };
+            if now != wanted {
+                match (&wanted, readiness) {
+                    (InstanceState::NotReady, Some(r)) => cell(format!(
+                        "instance {} failed its {r} readiness check: out of the route table until it passes",
+                        inst.index
+                    )),
+                    (_, Some(r)) if now == InstanceState::NotReady => cell(format!(
+                        "instance {} passes its {r} readiness check again",
+                        inst.index
+                    )),
+                    _ => {}
+                }
+                inst.set(ctx, wanted);
+            }
             continue;
         }
         failures += 1;
@@ -508,20 +539,35 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// One health check: `port` connects, `http` wants a 2xx or 3xx, `process` always passes
-/// (the process running is the check).
-async fn healthy(check: &HealthCheck, addr: SocketAddr) -> bool {
+/// Whether a starting instance may be routed: its health check passes, and its
+/// readiness check if it has one.
+async fn ready_to_route(
+    check: &HealthCheck,
+    readiness: Option<&HealthCheck>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> bool {
+    healthy(check, addr, timeout).await
+        && match readiness {
+            None => true,
+            Some(r) => healthy(r, addr, timeout).await,
+        }
+}
+
+/// One health check of at most `timeout`: `port` connects, `http` wants a 2xx or 3xx,
+/// `process` always passes (the process running is the check).
+async fn healthy(check: &HealthCheck, addr: SocketAddr, timeout: Duration) -> bool {
     match check {
         HealthCheck::Port => matches!(
-            tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(addr)).await,
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
             Ok(Ok(_))
         ),
-        HealthCheck::Http { endpoint } => http_ok(addr, endpoint).await,
+        HealthCheck::Http { endpoint } => http_ok(addr, endpoint, timeout).await,
         HealthCheck::Process => true,
     }
 }
 
-async fn http_ok(addr: SocketAddr, endpoint: &str) -> bool {
+async fn http_ok(addr: SocketAddr, endpoint: &str, timeout: Duration) -> bool {
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         let req = format!(
@@ -535,10 +581,7 @@ async fn http_ok(addr: SocketAddr, endpoint: &str) -> bool {
         let code: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some((200..400).contains(&code))
     };
-    matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, attempt).await,
-        Ok(Some(true))
-    )
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
 }
 
 /// The launcher: sources profile scripts as Cloud Foundry's does, then runs the start

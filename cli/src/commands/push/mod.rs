@@ -69,6 +69,19 @@ pub struct Args {
     /// Seconds an instance may take to become healthy [default: the platform's, 60].
     #[arg(short = 't', long = "timeout", value_name = "SECONDS")]
     timeout: Option<u32>,
+    /// Seconds between two health checks of a running instance [default: 5].
+    #[arg(long = "health-check-interval", value_name = "SECONDS")]
+    health_check_interval: Option<u32>,
+    /// Seconds one health check may take [default: 1].
+    #[arg(long = "health-check-invocation-timeout", value_name = "SECONDS")]
+    health_check_invocation_timeout: Option<u32>,
+    /// A readiness check apart from the health check: port, http or process. An
+    /// instance failing it only leaves the route table; it is never restarted for it.
+    #[arg(long = "readiness-health-check-type", value_name = "TYPE")]
+    readiness_type: Option<String>,
+    /// The path an http readiness check asks for, e.g. /ready.
+    #[arg(long = "readiness-endpoint", value_name = "PATH")]
+    readiness_endpoint: Option<String>,
     /// Upload and stage, but leave the app stopped (start it with `paas start`).
     #[arg(long)]
     no_start: bool,
@@ -118,6 +131,10 @@ impl Args {
             || self.health_check_type.is_some()
             || self.endpoint.is_some()
             || self.timeout.is_some()
+            || self.health_check_interval.is_some()
+            || self.health_check_invocation_timeout.is_some()
+            || self.readiness_type.is_some()
+            || self.readiness_endpoint.is_some()
     }
 }
 
@@ -233,6 +250,21 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
         .or(m.health_check_http_endpoint.as_deref());
     let health_check =
         HealthCheck::parse(kind, endpoint).map_err(|e| Failure::usage(format!("{name}: {e}")))?;
+    let readiness_kind = args
+        .readiness_type
+        .as_deref()
+        .or(m.readiness_health_check_type.as_deref());
+    let readiness_endpoint = args
+        .readiness_endpoint
+        .as_deref()
+        .or(m.readiness_health_check_http_endpoint.as_deref());
+    let readiness_check = match (readiness_kind, readiness_endpoint) {
+        (None, None) => None,
+        (kind, endpoint) => Some(
+            HealthCheck::parse(kind.unwrap_or("http"), endpoint)
+                .map_err(|e| Failure::usage(format!("{name}: readiness: {e}")))?,
+        ),
+    };
     let timeout = args.timeout.or(m.timeout);
     if let Some(t) = timeout {
         if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
@@ -284,6 +316,11 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             command: args.command.clone().or(m.command),
             health_check,
             start_timeout_secs: timeout,
+            health_check_interval_secs: args.health_check_interval.or(m.health_check_interval),
+            health_check_timeout_secs: args
+                .health_check_invocation_timeout
+                .or(m.health_check_invocation_timeout),
+            readiness_check,
             disk,
             outbound: None,
             // Kept as they are (`paas scale --process`).
