@@ -340,6 +340,32 @@ pub struct DeployRequest {
     /// current, and the app is left stopped.
     #[serde(default = "yes")]
     pub start: bool,
+    /// How the new release replaces the running one.
+    #[serde(default, flatten)]
+    pub rollout: RolloutRequest,
+}
+
+/// How a roll-out (a deployment, restart, restage or rollback) replaces the running
+/// instances. Without a strategy, every new instance starts and passes its health check
+/// before any old one stops.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RolloutRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// With a strategy: how many new instances start at once (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+}
+
+/// A roll-out strategy, as Cloud Foundry names them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// New instances replace old ones `max_in_flight` at a time.
+    Rolling,
+    /// One new web instance is routed beside the old ones, and the deployment pauses
+    /// until `continue` (then rolling) or `cancel`.
+    Canary,
 }
 
 fn yes() -> bool {
@@ -356,6 +382,8 @@ pub enum DeployEvent {
     Log(LogLine),
     /// Done: the app runs the new release and answers at `url`.
     Done { url: String, instances: u32 },
+    /// A canary deployment paused: the message says how to go on.
+    Paused { message: String },
     /// Failed: nothing was changed for the running release.
     Failed { error: ErrorBody },
 }
@@ -453,6 +481,8 @@ pub struct Revision {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RollbackRequest {
     pub version: i64,
+    #[serde(default, flatten)]
+    pub rollout: RolloutRequest,
 }
 
 /// `POST /v1/apps/{name}/scale`: what to change; what is absent stays. A new instance

@@ -96,13 +96,17 @@ enum Command {
     /// Stop all instances of an app (it stays stopped until started).
     Stop(commands::lifecycle::NameArgs),
     /// Replace every instance with a fresh one, rolling over.
-    Restart(commands::lifecycle::NameArgs),
+    Restart(commands::lifecycle::RestartArgs),
     /// Add or stop instances (the others run on), or change memory or disk (rolling over)
     Scale(commands::lifecycle::ScaleArgs),
     /// List an app's revisions and what each changed
     Revisions(commands::lifecycle::NameArgs),
     /// Run an earlier revision again: its droplet, env and start command.
     Rollback(commands::lifecycle::RollbackArgs),
+    /// Finish a paused canary deployment, rolling the rest of the instances over
+    ContinueDeployment(commands::lifecycle::NameArgs),
+    /// Take a paused canary deployment back: its canary stops
+    CancelDeployment(commands::lifecycle::NameArgs),
     /// Make a user-provided service: credentials apps get in VCAP_SERVICES once bound
     CreateUserProvidedService(commands::services::CreateArgs),
     /// Change a user-provided service (bound apps see it at their next restart)
@@ -181,6 +185,10 @@ fn main() {
             Command::Scale(a) => commands::lifecycle::scale(a, skip).await,
             Command::Revisions(a) => commands::lifecycle::revisions(a, skip).await,
             Command::Rollback(a) => commands::lifecycle::rollback(a, skip).await,
+            Command::ContinueDeployment(a) => {
+                commands::lifecycle::continue_deployment(a, skip).await
+            }
+            Command::CancelDeployment(a) => commands::lifecycle::cancel_deployment(a, skip).await,
             Command::CreateUserProvidedService(a) => commands::services::create(a, skip).await,
             Command::UpdateUserProvidedService(a) => commands::services::update(a, skip).await,
             Command::Services(a) => commands::services::list(a, skip).await,

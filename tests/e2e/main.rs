@@ -17,6 +17,7 @@ mod push;
 mod refusals;
 mod releases;
 mod restart;
+mod rollouts;
 mod routes;
 mod services;
 mod supervision;

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use http::Method;
-use paas_api::{AppSummary, MemorySize, Revision, RollbackRequest, ScaleRequest};
+use paas_api::{
+    AppSummary, MemorySize, Revision, RollbackRequest, RolloutRequest, ScaleRequest, Strategy,
+};
 
 use super::apps::print_table;
 use super::push::follow_deployment;
@@ -14,6 +16,50 @@ use crate::exit::{self, Failure};
 #[derive(Debug, clap::Args)]
 pub struct NameArgs {
     name: String,
+}
+
+/// How a roll-out replaces the running instances.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RolloutArgs {
+    /// rolling: new instances replace old ones --max-in-flight at a time; canary: one
+    /// new instance runs beside the old ones, then the deployment pauses until
+    /// `paas continue-deployment` or `paas cancel-deployment`. Without it, every new
+    /// instance passes its health check before any old one stops.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    strategy: Option<StrategyArg>,
+    /// With --strategy: how many new instances start at once [default: 1].
+    #[arg(long = "max-in-flight", value_name = "N", requires = "strategy")]
+    max_in_flight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    Rolling,
+    Canary,
+}
+
+impl RolloutArgs {
+    pub fn request(&self) -> RolloutRequest {
+        RolloutRequest {
+            strategy: self.strategy.map(|s| match s {
+                StrategyArg::Rolling => Strategy::Rolling,
+                StrategyArg::Canary => Strategy::Canary,
+            }),
+            max_in_flight: self.max_in_flight,
+        }
+    }
+
+    /// The request as a body.
+    pub fn body(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.request()).unwrap_or_default())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    name: String,
+    #[command(flatten)]
+    rollout: RolloutArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +90,8 @@ pub struct RollbackArgs {
     /// The revision to run again (see `paas revisions`).
     #[arg(long, value_name = "N")]
     version: i64,
+    #[command(flatten)]
+    rollout: RolloutArgs,
 }
 
 async fn roll(name: &str, path: &str, body: Bytes, ctx: super::Ctx) -> Result<(), Failure> {
@@ -65,9 +113,30 @@ pub async fn start(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
     roll(&args.name, "start", Bytes::new(), ctx).await
 }
 
-pub async fn restart(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
+pub async fn restart(args: RestartArgs, ctx: super::Ctx) -> Result<(), Failure> {
     println!("Restarting app {}", args.name);
-    roll(&args.name, "restart", Bytes::new(), ctx).await
+    roll(&args.name, "restart", args.rollout.body(), ctx).await
+}
+
+pub async fn continue_deployment(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    println!("Continuing the deployment of app {}", args.name);
+    roll(&args.name, "deployment/continue", Bytes::new(), ctx).await
+}
+
+pub async fn cancel_deployment(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let client = super::client(ctx)?;
+    let resp = client
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{name}/deployment/cancel"),
+            Bytes::new(),
+            "application/json",
+        )
+        .await?;
+    check(resp, exit::GENERAL).await?;
+    println!("Cancelled the deployment of app {name}: its canary is stopped, the previous release runs on");
+    Ok(())
 }
 
 pub async fn stop(args: NameArgs, ctx: super::Ctx) -> Result<(), Failure> {
@@ -174,6 +243,7 @@ pub async fn rollback(args: RollbackArgs, ctx: super::Ctx) -> Result<(), Failure
     let body = Bytes::from(
         serde_json::to_vec(&RollbackRequest {
             version: args.version,
+            rollout: args.rollout.request(),
         })
         .unwrap_or_default(),
     );

@@ -1,7 +1,6 @@
 //! `paas restage NAME`: stage the app's current package again (with the buildpacks and
 //! environment it has now) and roll the instances over to the new droplet.
 
-use bytes::Bytes;
 use http::Method;
 
 use crate::exit::Failure;
@@ -10,6 +9,8 @@ use crate::exit::Failure;
 pub struct Args {
     /// The app to restage.
     name: String,
+    #[command(flatten)]
+    rollout: super::lifecycle::RolloutArgs,
 }
 
 pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
@@ -20,7 +21,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         .send(
             Method::POST,
             &format!("/v1/apps/{name}/restage"),
-            Bytes::new(),
+            args.rollout.body(),
             "application/json",
         )
         .await?;

@@ -8,11 +8,11 @@ use axum::extract::State;
 use http::{Response, Uri};
 use paas_api::{
     AppName, AppSettings, DeployEvent, DeployRequest, ExecRequest, Info, Revision, RollbackRequest,
-    ScaleRequest,
+    RolloutRequest, ScaleRequest,
 };
 
 use super::body::{self, ApiBody};
-use super::extract::{read_json, AppPath};
+use super::extract::{read_json, read_optional_json, AppPath};
 use super::failure::Failure;
 use super::{page, query, LogLines};
 use crate::blobs::is_sha256;
@@ -263,7 +263,12 @@ pub async fn deploy(
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let (p, app) = (&p, &app);
-    let DeployRequest { package, start } = read_json(body).await?;
+    let DeployRequest {
+        package,
+        start,
+        rollout,
+    } = read_json(body).await?;
+    check_rollout(&rollout)?;
     if !is_sha256(&package) {
         return Err(Failure::new(
             400,
@@ -273,14 +278,35 @@ pub async fn deploy(
         ));
     }
     p.app_record(app).await?;
-    Ok(stream_deployment(p, app, package, start))
+    Ok(stream_deployment(p, app, package, start, rollout))
+}
+
+fn check_rollout(r: &RolloutRequest) -> Result<(), Failure> {
+    match (r.strategy, r.max_in_flight) {
+        (None, Some(_)) => Err(Failure::new(
+            422,
+            "invalid-rollout",
+            "max-in-flight goes with a strategy (rolling or canary)",
+            None,
+        )),
+        (_, Some(n)) if n == 0 || n > crate::platform::MAX_IN_FLIGHT => Err(Failure::new(
+            422,
+            "invalid-rollout",
+            format!("a max-in-flight of {n} is not allowed"),
+            Some(&format!("ask for 1 to {}", crate::platform::MAX_IN_FLIGHT)),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Stages the current package again, as a new deployment.
 pub async fn restage(
     State(p): State<Arc<Platform>>,
     AppPath(app): AppPath,
+    body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
+    let rollout: RolloutRequest = read_optional_json(body).await?;
+    check_rollout(&rollout)?;
     let (p, app) = (&p, &app);
     let record = p.app_record(app).await?;
     let release = record.release.ok_or_else(|| {
@@ -291,7 +317,7 @@ pub async fn restage(
             Some(&format!("push it first: `paas push {app}`")),
         )
     })?;
-    Ok(stream_deployment(p, app, release.package, true))
+    Ok(stream_deployment(p, app, release.package, true, rollout))
 }
 
 /// The droplet the app runs, as a tar.gz.
@@ -328,8 +354,33 @@ pub async fn delete(
 }
 
 /// Rolls the app over to its current release again (`restart` and `start`).
-pub async fn restart(State(p): State<Arc<Platform>>, AppPath(app): AppPath) -> Response<ApiBody> {
-    stream_restart(&p, &app, None)
+pub async fn restart(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let rollout: RolloutRequest = read_optional_json(body).await?;
+    check_rollout(&rollout)?;
+    Ok(stream_restart(&p, &app, None, rollout))
+}
+
+/// Finishes a paused canary deployment, streamed like a deployment.
+pub async fn continue_deployment(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Response<ApiBody> {
+    stream_roll_out(&p, move |platform, tx| async move {
+        platform.continue_deployment(&app, &tx).await
+    })
+}
+
+/// Takes a paused canary deployment back.
+pub async fn cancel_deployment(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    p.cancel_deployment(&app).await?;
+    Ok(body::empty(204))
 }
 
 /// Scales the app (`{"instances": N, "memory": SIZE, "disk": SIZE}`, each optional),
@@ -378,8 +429,9 @@ pub async fn rollback(
     AppPath(app): AppPath,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
-    let RollbackRequest { version } = read_json(body).await?;
-    Ok(stream_restart(&p, &app, Some(version)))
+    let RollbackRequest { version, rollout } = read_json(body).await?;
+    check_rollout(&rollout)?;
+    Ok(stream_restart(&p, &app, Some(version), rollout))
 }
 
 pub async fn stop(
@@ -392,10 +444,15 @@ pub async fn stop(
 
 /// Rolls the app over to its current (restart) or an older (rollback) release, streamed
 /// like a deployment.
-fn stream_restart(p: &Arc<Platform>, app: &AppName, version: Option<i64>) -> Response<ApiBody> {
+fn stream_restart(
+    p: &Arc<Platform>,
+    app: &AppName,
+    version: Option<i64>,
+    rollout: RolloutRequest,
+) -> Response<ApiBody> {
     let app = app.clone();
     stream_roll_out(p, move |platform, tx| async move {
-        platform.restart(&app, version, &tx).await
+        platform.restart(&app, version, &rollout, &tx).await
     })
 }
 
@@ -431,10 +488,11 @@ fn stream_deployment(
     app: &AppName,
     package: String,
     start: bool,
+    rollout: RolloutRequest,
 ) -> Response<ApiBody> {
     let app = app.clone();
     stream_roll_out(p, move |platform, tx| async move {
-        platform.deploy(&app, &package, start, &tx).await
+        platform.deploy(&app, &package, start, &rollout, &tx).await
     })
 }
 

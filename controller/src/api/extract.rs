@@ -46,9 +46,18 @@ pub async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, Failure> {
     read_json_up_to(body, MAX_JSON_BYTES).await
 }
 
-/// Reads a JSON request body of at most `limit` bytes.
-pub async fn read_json_up_to<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Failure> {
-    let bytes = http_body_util::Limited::new(body, limit)
+/// Reads a JSON request body of at most [`MAX_JSON_BYTES`]; an empty one is
+/// `T::default()`.
+pub async fn read_optional_json<T: DeserializeOwned + Default>(body: Body) -> Result<T, Failure> {
+    let bytes = read_bytes(body, MAX_JSON_BYTES).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse(&bytes)
+}
+
+async fn read_bytes(body: Body, limit: usize) -> Result<bytes::Bytes, Failure> {
+    Ok(http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
@@ -59,8 +68,11 @@ pub async fn read_json_up_to<T: DeserializeOwned>(body: Body, limit: usize) -> R
                 None,
             )
         })?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
+        .to_bytes())
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(bytes).map_err(|e| {
         Failure::new(
             400,
             "invalid-request",
@@ -68,4 +80,9 @@ pub async fn read_json_up_to<T: DeserializeOwned>(body: Body, limit: usize) -> R
             None,
         )
     })
+}
+
+/// Reads a JSON request body of at most `limit` bytes.
+pub async fn read_json_up_to<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, Failure> {
+    parse(&read_bytes(body, limit).await?)
 }

@@ -71,6 +71,14 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .route("/v1/apps/{name}/rollback", post(apps::rollback))
         .route("/v1/apps/{name}/scale", post(apps::scale))
         .route("/v1/apps/{name}/stop", post(apps::stop))
+        .route(
+            "/v1/apps/{name}/deployment/continue",
+            post(apps::continue_deployment),
+        )
+        .route(
+            "/v1/apps/{name}/deployment/cancel",
+            post(apps::cancel_deployment),
+        )
         .route("/v1/apps/{name}/revisions", get(apps::revisions))
         .route("/v1/apps/{name}/droplet", get(apps::droplet))
         .route("/v1/apps/{name}/logs", get(apps::logs))

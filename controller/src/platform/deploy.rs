@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use paas_api::{AppName, DeployEvent};
+use paas_api::{AppName, DeployEvent, RolloutRequest};
 use paas_stager::Buildpack;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -22,9 +22,10 @@ impl Platform {
         app: &AppName,
         package: &str,
         start: bool,
+        rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        let _held = self.lock_app(app).await?;
+        let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         if !self.has_blob(package).await {
             return Err(Error::new(
@@ -73,7 +74,8 @@ impl Platform {
             });
             return Ok(());
         }
-        self.roll_out(&record, &release, "deploy", events).await
+        self.roll_out_as(&record, &release, "deploy", events, rollout, held)
+            .await
     }
 
     /// Starts `release` with the app's current settings and, once every new instance
@@ -112,6 +114,20 @@ impl Platform {
             .await;
             return Err(failure);
         }
+        self.switch_to(record, release, &fresh, what, events).await
+    }
+
+    /// Makes `release` the app's current one with `fresh` (running and healthy) as its
+    /// only instances: the others leave the route table and stop after the drain.
+    pub(super) async fn switch_to(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        fresh: &[Placed],
+        what: &str,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Error> {
+        let app = &record.name;
         self.store
             .set_release(app, release)
             .await
@@ -120,7 +136,7 @@ impl Platform {
             .set_stopped(app, false)
             .await
             .map_err(Error::internal)?;
-        let old = self.replace_with(app, &fresh);
+        let old = self.replace_with(app, fresh);
         let description = format!(
             "release {} (droplet {}, {}) runs {} instance(s)",
             release.version,
@@ -176,9 +192,10 @@ impl Platform {
         self: &Arc<Self>,
         app: &AppName,
         version: Option<i64>,
+        rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        let _held = self.lock_app(app).await?;
+        let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let (release, what) = match version {
             None => (self.release_to_restart(&record).await?, "restart"),
@@ -209,8 +226,10 @@ impl Platform {
                 Some("only the droplets of recent revisions are kept; push again instead"),
             ));
         }
-        self.roll_out(&record, &release, what, events).await?;
-        if let (Some(_), Some(config)) = (version, &release.config) {
+        let paused_canary = rollout.strategy == Some(paas_api::Strategy::Canary);
+        self.roll_out_as(&record, &release, what, events, rollout, held)
+            .await?;
+        if let (Some(_), Some(config), false) = (version, &release.config, paused_canary) {
             // The app's own env and start command are the revision's again, so that
             // the next restart makes no new revision of them.
             self.store

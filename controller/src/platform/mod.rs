@@ -12,6 +12,8 @@ mod converge;
 mod deploy;
 mod error;
 pub mod placed;
+pub use rollout::MAX_IN_FLIGHT;
+mod rollout;
 mod routes;
 mod scale;
 mod services;
@@ -100,6 +102,8 @@ pub struct Platform {
     retiring: Mutex<Vec<Placed>>,
     /// Tasks under way on this host's cell, by task id.
     running_tasks: Mutex<HashMap<String, Arc<crate::cell::task::RunningTask>>>,
+    /// Canary deployments waiting for `continue` or `cancel`, by app.
+    paused: Mutex<HashMap<AppName, rollout::Paused>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
@@ -191,6 +195,7 @@ impl Platform {
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             running_tasks: Mutex::default(),
+            paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
         }))
@@ -452,6 +457,7 @@ impl Platform {
     /// Serialises the changes of one app (deploys, restarts, stops, deletes): on this
     /// host, and in a cluster across controllers (`app-locks/APP`).
     async fn lock_app(&self, app: &AppName) -> Result<AppLock, Error> {
+        self.not_paused(app)?;
         let local = {
             let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(locks.entry(app.clone()).or_default())

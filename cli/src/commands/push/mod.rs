@@ -92,19 +92,12 @@ pub struct Args {
     /// NAME.DOMAIN.
     #[arg(long)]
     random_route: bool,
-    /// How instances are replaced. rolling (the only one, and the default): new
-    /// instances start and pass their health check before old ones are stopped.
-    #[arg(long, value_enum, value_name = "STRATEGY")]
-    strategy: Option<Strategy>,
+    #[command(flatten)]
+    rollout: super::lifecycle::RolloutArgs,
     /// Show what the push would upload and change (create, settings, env, routes, then a
     /// restage and roll-out), and change nothing.
     #[arg(long)]
     plan: bool,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Strategy {
-    Rolling,
 }
 
 /// Which routes a push leaves the app with.
@@ -148,6 +141,7 @@ struct Plan {
     services: Vec<String>,
     routes: Routes,
     start: bool,
+    rollout: paas_api::RolloutRequest,
 }
 
 pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
@@ -330,6 +324,7 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
         services: m.services,
         routes,
         start: !args.no_start,
+        rollout: args.rollout.request(),
     })
 }
 
@@ -395,6 +390,7 @@ async fn push_one(
         services,
         routes,
         start,
+        rollout,
         ..
     } = plan;
     let sent_files = packed.files - packed.matched_files;
@@ -488,6 +484,7 @@ async fn push_one(
     let request = DeployRequest {
         package: stored.sha256,
         start,
+        rollout,
     };
     let resp = client
         .send(
@@ -543,6 +540,10 @@ pub async fn follow_deployment(
                 outcome = Some(Ok(format!(
                     "App {name} is running {instances} instance(s) at {url}"
                 )));
+                return false;
+            }
+            DeployEvent::Paused { message } => {
+                outcome = Some(Ok(message));
                 return false;
             }
             DeployEvent::Failed { error } => {

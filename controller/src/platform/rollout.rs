@@ -1,0 +1,360 @@
+//! Roll-out strategies (`--strategy`), beside the default in `deploy.rs` (every new
+//! instance healthy before any old one stops):
+//!
+//! - rolling: new instances start `max_in_flight` at a time; each batch replaces the old
+//!   instances of its indices once it is healthy. If a batch fails, the old release is
+//!   started again for the indices already replaced and the new instances are stopped:
+//!   the app ends as it began.
+//! - canary: one new web instance is routed beside the old ones and the deployment
+//!   pauses, holding the app's lock (no other change, and in a cluster no convergence,
+//!   touches the app meanwhile); `continue-deployment` rolls the rest out as `rolling`
+//!   does, `cancel-deployment` stops the canary.
+//!
+//! A paused deployment lives in this controller's memory: a restart of paasd ends it
+//! (the app comes back on its current release, the old one).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use paas_api::{AppName, DeployEvent, RolloutRequest, Strategy, WEB};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::deploy::wait_all_started;
+use super::{stop_all, AppLock, Error, ErrorKind, Placed, Platform};
+use crate::store::{AppRecord, Release};
+
+/// The most instances a rolling roll-out may start at once.
+pub const MAX_IN_FLIGHT: u32 = 100;
+
+/// A canary deployment waiting for `continue` or `cancel`.
+pub(super) struct Paused {
+    record: AppRecord,
+    release: Release,
+    canary: Vec<Placed>,
+    max_in_flight: u32,
+    what: String,
+    /// The app's lock, held until the deployment goes on or is cancelled.
+    held: AppLock,
+}
+
+impl Platform {
+    /// Rolls `release` out as `rollout` says, holding the app's lock `held` (a paused
+    /// canary keeps it).
+    pub(super) async fn roll_out_as(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        what: &str,
+        events: &UnboundedSender<DeployEvent>,
+        rollout: &RolloutRequest,
+        held: AppLock,
+    ) -> Result<(), Error> {
+        let max = rollout.max_in_flight.unwrap_or(1);
+        match rollout.strategy {
+            None => self.roll_out(record, release, what, events).await,
+            Some(Strategy::Rolling) => {
+                self.rolling(record, release, what, events, max, Vec::new())
+                    .await
+            }
+            Some(Strategy::Canary) => self.canary(record, release, what, events, max, held).await,
+        }
+    }
+
+    /// Refuses a change of `app` while a canary deployment of it is paused.
+    pub(super) fn not_paused(&self, app: &AppName) -> Result<(), Error> {
+        if self
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(app)
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "deployment-paused",
+                format!("a canary deployment of app {app} is paused"),
+                Some(&format!(
+                    "finish it with `paas continue-deployment {app}` or take it back with `paas cancel-deployment {app}`"
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Starts the canary: one new web instance, routed beside the old ones once healthy;
+    /// then pauses.
+    async fn canary(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        what: &str,
+        events: &UnboundedSender<DeployEvent>,
+        max_in_flight: u32,
+        held: AppLock,
+    ) -> Result<(), Error> {
+        let app = &record.name;
+        let _ = events.send(DeployEvent::Phase {
+            phase: "canary".into(),
+        });
+        let web = release
+            .processes(&record.settings)
+            .into_iter()
+            .find(|p| p.process == WEB)
+            .ok_or_else(|| Error::internal("a release without a web process"))?;
+        let canary = self
+            .start_instances(record, release, &web, 0..1, &self.instances_of(app))
+            .await?;
+        self.add_instances(app, &canary);
+        let started = wait_all_started(
+            &canary,
+            "(the canary) of the new release ",
+            "the previous release keeps running",
+        );
+        if let Err(failure) = started.await {
+            self.forget(app, &canary);
+            stop_all(canary).await;
+            self.record_event(
+                app,
+                &format!("{what}-failed"),
+                None,
+                None,
+                &failure.body.message,
+            )
+            .await;
+            return Err(failure);
+        }
+        let message = format!(
+            "A canary of release {} of app {app} runs beside its {} previous instance(s); finish the deployment with `paas continue-deployment {app}`, or take it back with `paas cancel-deployment {app}`",
+            release.version,
+            self.instances_of(app).len() - 1
+        );
+        self.record_event(
+            app,
+            "canary",
+            Some(0),
+            None,
+            &format!(
+                "release {} runs a canary instance; the deployment is paused",
+                release.version
+            ),
+        )
+        .await;
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                app.clone(),
+                Paused {
+                    record: record.clone(),
+                    release: release.clone(),
+                    canary,
+                    max_in_flight,
+                    what: what.to_string(),
+                    held,
+                },
+            );
+        let _ = events.send(DeployEvent::Paused { message });
+        Ok(())
+    }
+
+    /// Finishes a paused canary deployment: the rest rolls out as `rolling` does.
+    pub async fn continue_deployment(
+        self: &Arc<Self>,
+        app: &AppName,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Error> {
+        let paused = self.take_paused(app)?;
+        let Paused {
+            record,
+            release,
+            canary,
+            max_in_flight,
+            what,
+            held,
+        } = paused;
+        let done = self
+            .rolling(&record, &release, &what, events, max_in_flight, canary)
+            .await;
+        if let (Ok(()), "rollback", Some(config)) = (&done, what.as_str(), &release.config) {
+            // As a rollback without a canary does: the app's env and start command
+            // are the revision's again.
+            self.store
+                .restore_config(&record.name, config)
+                .await
+                .map_err(Error::internal)?;
+        }
+        drop(held);
+        done
+    }
+
+    /// Takes a paused canary deployment back: the canary stops, the old release runs on.
+    pub async fn cancel_deployment(self: &Arc<Self>, app: &AppName) -> Result<(), Error> {
+        let paused = self.take_paused(app)?;
+        self.forget(app, &paused.canary);
+        stop_all(paused.canary).await;
+        self.record_event(
+            app,
+            "deployment-cancelled",
+            None,
+            None,
+            &format!(
+                "the canary of release {} is stopped; the previous release runs on",
+                paused.release.version
+            ),
+        )
+        .await;
+        drop(paused.held);
+        Ok(())
+    }
+
+    fn take_paused(&self, app: &AppName) -> Result<Paused, Error> {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "no-paused-deployment",
+                    format!("app {app} has no paused deployment"),
+                    Some("a canary deployment (`--strategy canary`) pauses; see `paas events`"),
+                )
+            })
+    }
+
+    /// Replaces the app's instances with `release`'s, `max_in_flight` at a time, process
+    /// type by type; `started` are new web instances already running (a canary: its
+    /// index 0). If a batch fails, the app is put back as it was.
+    async fn rolling(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        release: &Release,
+        what: &str,
+        events: &UnboundedSender<DeployEvent>,
+        max_in_flight: u32,
+        started: Vec<Placed>,
+    ) -> Result<(), Error> {
+        let app = &record.name;
+        let _ = events.send(DeployEvent::Phase {
+            phase: "starting".into(),
+        });
+        let max = max_in_flight.clamp(1, MAX_IN_FLIGHT);
+        let old: Vec<Placed> = self
+            .instances_of(app)
+            .into_iter()
+            .filter(|i| !started.iter().any(|s| s.id() == i.id()))
+            .collect();
+        let mut fresh = Vec::new();
+        let mut replaced = Vec::new();
+        let mut seed = started;
+        for plan in release.processes(&record.settings) {
+            let count = plan.settings.instances;
+            let mut from = 0;
+            if plan.process == WEB && !seed.is_empty() {
+                let n = seed.len() as u32;
+                fresh.append(&mut seed);
+                replaced.extend(self.replace_old(app, &old, WEB, 0..n).await);
+                from = n;
+            }
+            while from < count {
+                let to = (from + max).min(count);
+                let batch = match self
+                    .start_instances(record, release, &plan, from..to, &self.instances_of(app))
+                    .await
+                {
+                    Ok(b) => b,
+                    Err(e) => return Err(self.put_back(record, fresh, replaced, what, e).await),
+                };
+                self.add_instances(app, &batch);
+                let healthy = wait_all_started(
+                    &batch,
+                    "of the new release ",
+                    "the previous release runs again",
+                );
+                if let Err(e) = healthy.await {
+                    self.forget(app, &batch);
+                    stop_all(batch).await;
+                    return Err(self.put_back(record, fresh, replaced, what, e).await);
+                }
+                fresh.extend(batch);
+                replaced.extend(self.replace_old(app, &old, &plan.process, from..to).await);
+                from = to;
+            }
+        }
+        self.switch_to(record, release, &fresh, what, events).await
+    }
+
+    /// Takes the old instances of `process` with indices in `indices` out of the route
+    /// table and stops them (after the drain); returns them.
+    async fn replace_old(
+        self: &Arc<Self>,
+        app: &AppName,
+        old: &[Placed],
+        process: &str,
+        indices: std::ops::Range<u32>,
+    ) -> Vec<Placed> {
+        let gone: Vec<Placed> = old
+            .iter()
+            .filter(|o| o.process() == process && indices.contains(&o.index()))
+            .cloned()
+            .collect();
+        self.forget(app, &gone);
+        for g in &gone {
+            g.withdraw().await;
+        }
+        self.retire(gone.clone());
+        gone
+    }
+
+    /// After a failed rolling batch: starts the app's current release again for the
+    /// instances already `replaced`, then stops the `fresh` ones; answers with `failure`.
+    async fn put_back(
+        self: &Arc<Self>,
+        record: &AppRecord,
+        fresh: Vec<Placed>,
+        replaced: Vec<Placed>,
+        what: &str,
+        failure: Error,
+    ) -> Error {
+        let app = &record.name;
+        if let (Some(previous), false) = (&record.release, replaced.is_empty()) {
+            // Indices replaced, by type: always 0..N of each, as batches go up from 0.
+            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+            for r in &replaced {
+                let n = counts.entry(r.process().to_string()).or_default();
+                *n = (*n).max(r.index() + 1);
+            }
+            for plan in previous.processes(&record.settings) {
+                let Some(&n) = counts.get(&plan.process) else {
+                    continue;
+                };
+                match self
+                    .start_instances(record, previous, &plan, 0..n, &self.instances_of(app))
+                    .await
+                {
+                    Ok(back) => {
+                        self.add_instances(app, &back);
+                        if let Err(e) =
+                            wait_all_started(&back, "of the previous release ", "").await
+                        {
+                            tracing::error!(%app, "putting the previous release back: {}", e.body.message);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%app, "putting the previous release back: {}", e.body.message)
+                    }
+                }
+            }
+        }
+        self.forget(app, &fresh);
+        stop_all(fresh).await;
+        self.record_event(
+            app,
+            &format!("{what}-failed"),
+            None,
+            None,
+            &failure.body.message,
+        )
+        .await;
+        failure
+    }
+}
