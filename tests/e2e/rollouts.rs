@@ -102,7 +102,11 @@ fn a_rolling_deploy_fails_no_request_and_a_failing_one_puts_the_old_release_back
     assert!(push(&d, "v1", &["-i", "4"]).status.success());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loaded = load(&d, std::sync::Arc::clone(&stop));
-    let out = push(&d, "v2", &["-i", "4", "--strategy", "rolling", "--max-in-flight", "2"]);
+    let out = push(
+        &d,
+        "v2",
+        &["-i", "4", "--strategy", "rolling", "--max-in-flight", "2"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -163,7 +167,9 @@ fn a_canary_runs_beside_the_old_release_until_it_is_continued_or_cancelled() {
     let none = d.paas(&["continue-deployment", "roller"]);
     assert!(String::from_utf8_lossy(&none.stderr).contains("has no paused deployment"));
 
-    assert!(push(&d, "v3", &["-i", "2", "--strategy", "canary"]).status.success());
+    assert!(push(&d, "v3", &["-i", "2", "--strategy", "canary"])
+        .status
+        .success());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loaded = load(&d, std::sync::Arc::clone(&stop));
     let out = d.paas_ok(&["continue-deployment", "roller"]);
