@@ -34,10 +34,25 @@ pub struct ManifestApp {
     pub random_route: bool,
     /// `services: [NAME, ...]` (or `- name: NAME`): bound at the push.
     pub services: Vec<String>,
+    /// `processes:` other than `web` (whose settings become the app's own).
+    pub processes: Vec<ManifestProcess>,
+}
+
+/// One entry of `processes:`, as Cloud Foundry's manifests write them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestProcess {
+    pub kind: String,
+    pub command: Option<String>,
+    pub instances: Option<u32>,
+    pub memory: Option<String>,
+    pub disk_quota: Option<String>,
+    pub health_check_type: Option<String>,
+    pub health_check_http_endpoint: Option<String>,
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 20] = [
+const KNOWN: [&str; 21] = [
+    "processes",
     "services",
     "health-check-interval",
     "health-check-invocation-timeout",
@@ -221,6 +236,26 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             }
             Some(_) => return Err(format!("{name}: services must be a list of service names")),
         }
+        let mut processes = Vec::new();
+        match get("processes") {
+            None | Some(Value::Null) => {}
+            Some(Value::Sequence(list)) => {
+                for p in list {
+                    processes.push(process_of(&name, p)?);
+                }
+            }
+            Some(_) => {
+                return Err(format!(
+                    "{name}: processes must be a list of `- type: NAME` maps"
+                ))
+            }
+        }
+        // The web process's settings are the app's own; a key given both ways takes the
+        // process's, as Cloud Foundry does.
+        let web = processes
+            .iter()
+            .position(|p: &ManifestProcess| p.kind == "web")
+            .map(|i| processes.remove(i));
         let mut env = BTreeMap::new();
         match get("env") {
             None | Some(Value::Null) => {}
@@ -243,14 +278,17 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
                 }
             }
         }
+        let web = web.unwrap_or_default();
         out.push(ManifestApp {
             path: text_of("path")?.map(PathBuf::from),
-            instances: number_of("instances")?,
-            memory: text_of("memory")?,
-            disk_quota: text_of("disk_quota")?,
-            command: text_of("command")?,
-            health_check_type: text_of("health-check-type")?,
-            health_check_http_endpoint: text_of("health-check-http-endpoint")?,
+            instances: web.instances.or(number_of("instances")?),
+            memory: web.memory.or(text_of("memory")?),
+            disk_quota: web.disk_quota.or(text_of("disk_quota")?),
+            command: web.command.or(text_of("command")?),
+            health_check_type: web.health_check_type.or(text_of("health-check-type")?),
+            health_check_http_endpoint: web
+                .health_check_http_endpoint
+                .or(text_of("health-check-http-endpoint")?),
             timeout: number_of("timeout")?,
             health_check_interval: number_of("health-check-interval")?,
             health_check_invocation_timeout: number_of("health-check-invocation-timeout")?,
@@ -262,10 +300,45 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             buildpacks,
             env,
             services,
+            processes,
             name,
         });
     }
     Ok((out, warnings))
+}
+
+/// One entry of an application's `processes:`.
+fn process_of(app: &str, v: &Value) -> Result<ManifestProcess, String> {
+    let Value::Mapping(m) = v else {
+        return Err(format!(
+            "{app}: each of processes must be a map with a type"
+        ));
+    };
+    let get = |k: &str| m.get(Value::String(k.to_string()));
+    let text_of = |k: &str| -> Result<Option<String>, String> {
+        match get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => scalar(v)
+                .map(Some)
+                .ok_or_else(|| format!("{app}: processes: {k} must be a single value")),
+        }
+    };
+    let kind = text_of("type")?.ok_or_else(|| format!("{app}: each of processes needs a type"))?;
+    let instances = match text_of("instances")? {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|_| {
+            format!("{app}: processes: instances must be a whole number, not {s:?}")
+        })?),
+    };
+    Ok(ManifestProcess {
+        command: text_of("command")?,
+        instances,
+        memory: text_of("memory")?,
+        disk_quota: text_of("disk_quota")?,
+        health_check_type: text_of("health-check-type")?,
+        health_check_http_endpoint: text_of("health-check-http-endpoint")?,
+        kind,
+    })
 }
 
 /// Reads, fills in and parses the manifest at `path`. Paths in it become relative to
@@ -288,6 +361,29 @@ pub fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_give_web_s_settings_to_the_app_and_keep_the_others() {
+        let text = "applications:\n- name: a\n  memory: 1G\n  command: old\n  processes:\n  - type: web\n    command: gunicorn app\n    instances: 3\n  - type: worker\n    instances: 2\n    memory: 64M\n    health-check-type: process\n";
+        let (apps, warnings) = parse(text).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let a = &apps[0];
+        assert_eq!(a.command.as_deref(), Some("gunicorn app"));
+        assert_eq!(a.instances, Some(3));
+        assert_eq!(
+            a.memory.as_deref(),
+            Some("1G"),
+            "not given by web: the app's"
+        );
+        assert_eq!(a.processes.len(), 1);
+        let w = &a.processes[0];
+        assert_eq!(
+            (w.kind.as_str(), w.instances, w.memory.as_deref()),
+            ("worker", Some(2), Some("64M"))
+        );
+        assert!(parse("applications:\n- name: a\n  processes:\n  - instances: 2\n").is_err());
+        assert!(parse("applications:\n- name: a\n  processes: web\n").is_err());
+    }
 
     #[test]
     fn cf_manifests_parse_with_warnings_for_what_is_ignored() {

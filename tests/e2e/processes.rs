@@ -113,3 +113,58 @@ fn every_process_type_runs_only_web_is_routed_and_each_scales_on_its_own() {
         "{err}"
     );
 }
+
+#[test]
+fn a_manifest_s_processes_set_each_type_and_can_add_one() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        "import http.server, os\n\
+         http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Procfile"),
+        "web: python3 server.py\nworker: sleep 1000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("manifest.yml"),
+        "applications:\n\
+         - name: trio\n  buildpacks: [binary]\n  processes:\n\
+         \x20 - type: web\n    instances: 2\n    memory: 128M\n\
+         \x20 - type: worker\n    instances: 2\n    memory: 64M\n\
+         \x20 - type: clock\n    command: while true; do echo clock tick; sleep 0.2; done\n",
+    )
+    .unwrap();
+    d.paas_in(dir.path(), &["push"]);
+    let a: serde_json::Value =
+        serde_json::from_str(&d.paas_ok(&["app", "trio", "--json"])).unwrap();
+    assert_eq!(a["settings"]["instances"], 2, "{a}");
+    assert_eq!(a["settings"]["memory"], 128);
+    let types: Vec<(String, u64, u64)> = a["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["process"].as_str().unwrap().to_string(),
+                p["running"].as_u64().unwrap(),
+                p["memory"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("web".to_string(), 2, 128),
+            ("clock".to_string(), 1, 128),
+            ("worker".to_string(), 2, 64)
+        ],
+        "{a}"
+    );
+    assert!(eventually(20, || d
+        .paas_ok(&["logs", "trio", "--recent"])
+        .contains("[APP/PROC/CLOCK/0] OUT clock tick")));
+}

@@ -259,6 +259,38 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
                 .map_err(|e| Failure::usage(format!("{name}: readiness: {e}")))?,
         ),
     };
+    let mut processes = std::collections::BTreeMap::new();
+    for p in &m.processes {
+        if !paas_api::is_process_type(&p.kind) {
+            return Err(Failure::usage(format!(
+                "{name}: processes: {:?} is not a process type: use letters, digits, '-' or '_'",
+                p.kind
+            )));
+        }
+        let size = |s: &Option<String>| {
+            s.as_deref()
+                .map(MemorySize::parse)
+                .transpose()
+                .map_err(|e| Failure::usage(format!("{name}: processes: {}: {e}", p.kind)))
+        };
+        let health_check = match (&p.health_check_type, &p.health_check_http_endpoint) {
+            (None, None) => None,
+            (kind, endpoint) => Some(
+                HealthCheck::parse(kind.as_deref().unwrap_or("http"), endpoint.as_deref())
+                    .map_err(|e| Failure::usage(format!("{name}: processes: {}: {e}", p.kind)))?,
+            ),
+        };
+        processes.insert(
+            p.kind.clone(),
+            paas_api::ProcessSettings {
+                instances: p.instances.unwrap_or(1),
+                memory: size(&p.memory)?,
+                disk: size(&p.disk_quota)?,
+                health_check,
+                command: p.command.clone(),
+            },
+        );
+    }
     let timeout = args.timeout.or(m.timeout);
     if let Some(t) = timeout {
         if t == 0 || t > AppSettings::MAX_START_TIMEOUT_SECS {
@@ -317,8 +349,8 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
             readiness_check,
             disk,
             outbound: None,
-            // Kept as they are (`paas scale --process`).
-            processes: Default::default(),
+            // Empty: kept as they are (`paas scale --process`).
+            processes,
         },
         env: m.env,
         services: m.services,
