@@ -119,6 +119,8 @@ enum Command {
     UnbindService(commands::services::BindArgs),
     /// Delete a service no app is bound to
     DeleteService(commands::services::DeleteArgs),
+    /// Run a one-off command of an app attached: its output here, its exit code paas's
+    Run(commands::run::Args),
     /// Run a one-off command of an app in a container of its own (output in its logs)
     RunTask(commands::tasks::RunArgs),
     /// List an app's tasks (kept 30 days after they end)
@@ -195,6 +197,7 @@ fn main() {
             Command::BindService(a) => commands::services::bind(a, skip).await,
             Command::UnbindService(a) => commands::services::unbind(a, skip).await,
             Command::DeleteService(a) => commands::services::delete(a, skip).await,
+            Command::Run(a) => commands::run::run(a, skip).await,
             Command::RunTask(a) => commands::tasks::run(a, skip).await,
             Command::Tasks(a) => commands::tasks::list(a, skip).await,
             Command::TerminateTask(a) => commands::tasks::terminate(a, skip).await,

@@ -200,3 +200,57 @@ fn the_release_phase_runs_before_the_roll_out_and_a_failing_one_keeps_the_old_re
     let states: Vec<&str> = list.iter().map(|t| t["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["succeeded", "succeeded", "failed"], "{list:?}");
 }
+
+#[test]
+fn paas_run_streams_a_task_s_output_returns_its_exit_code_and_ends_it_when_left() {
+    let d = Daemon::start();
+    let dir = app_dir("web", None);
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "runner",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+
+    let out = d.paas(&[
+        "run",
+        "runner",
+        "--",
+        "echo out-line; echo err-line >&2; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-line\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err-line"),
+        "{out:?}"
+    );
+    let out = d.paas(&["run", "runner", "--", "echo", "two  words", "$HOME"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "two  words $HOME\n",
+        "quoted word by word"
+    );
+
+    // A client that leaves ends its task.
+    let mut left = d.paas_spawn(&["run", "runner", "--name", "left", "--", "sleep 600"]);
+    assert!(eventually(20, || tasks(&d, "runner")
+        .iter()
+        .any(|t| t["name"] == "left" && t["state"] == "running")));
+    left.kill().unwrap();
+    let _ = left.wait();
+    let t = ended(&d, "runner", 3);
+    assert_eq!(
+        (t["name"].as_str(), t["failure"].as_str()),
+        (Some("left"), Some("terminated")),
+        "{t}"
+    );
+    let list = tasks(&d, "runner");
+    assert_eq!(list[0]["exit_code"], 5);
+    assert_eq!(list[1]["state"], "succeeded");
+}

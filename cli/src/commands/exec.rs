@@ -53,6 +53,15 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         )
         .await?;
     let resp = check(resp, exit::GENERAL).await?;
+    follow(resp, "the instance may have stopped; see `paas app`").await
+}
+
+/// Prints a command's output stream as it comes and exits with its exit code; `lost`
+/// is the hint when the stream ends without one.
+pub async fn follow(
+    resp: http::Response<hyper::body::Incoming>,
+    lost: &str,
+) -> Result<(), Failure> {
     let mut code = None;
     let (stdout, stderr) = (Screen::stdout(), Screen::stderr());
     ndjson(resp, |e: ExecEvent| {
@@ -78,8 +87,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         // The command's own exit code, as ssh passes it on.
         Some(c) => std::process::exit(c.clamp(1, 255)),
         None => Err(
-            Failure::general("the command's output ended without its exit code")
-                .with_hint("the instance may have stopped; see `paas app`"),
+            Failure::general("the command's output ended without its exit code").with_hint(lost),
         ),
     }
 }

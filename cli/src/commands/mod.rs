@@ -15,6 +15,7 @@ pub mod logs;
 pub mod push;
 pub mod restage;
 pub mod routes;
+pub mod run;
 pub mod services;
 pub mod target;
 pub mod tasks;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use http::{Response, Uri};
-use paas_api::{AppName, TaskRequest};
+use paas_api::{AppName, ExecEvent, TaskRequest};
 
 use super::body::{self, ApiBody};
 use super::extract::{read_json, AppPath};
@@ -50,8 +50,35 @@ pub async fn run(
             ));
         }
     }
-    let task = p.run_task(&app, req).await?;
-    Ok(body::json(201, &task))
+    if !req.attach {
+        let task = p.run_task(&app, req, None).await?;
+        return Ok(body::json(201, &task));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let task = p.run_task(&app, req, Some(tx)).await?;
+    let (out, resp) = body::ndjson_stream();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => {
+                        let last = matches!(e, ExecEvent::Exit { .. });
+                        if !out.send(&e).await {
+                            break;
+                        }
+                        if last {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                () = out.closed() => break,
+            }
+        }
+        // The client left before the end: so does the task, as `heroku run`'s does.
+        let _ = p.terminate_task(&app, task.sequence).await;
+    });
+    Ok(resp)
 }
 
 /// The app's tasks, oldest first, paged.

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use paas_api::{AppName, DeployEvent, LogLine, LogStream, TaskRequest, TaskSummary};
-use tokio::sync::mpsc::UnboundedSender;
+use paas_api::{AppName, DeployEvent, ExecEvent, LogLine, LogStream, TaskRequest, TaskSummary};
+use tokio::sync::mpsc::{self, UnboundedSender};
 
 use super::{Error, ErrorKind, Platform};
 use crate::cell::task::{RunningTask, TaskEnd};
@@ -19,10 +19,12 @@ const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Platform {
     /// Starts `req` as a task of `app`'s current release; answers once it is recorded
     /// as running.
+    /// With `attached`, its output lines and then its exit code go there too.
     pub async fn run_task(
         self: &Arc<Self>,
         app: &AppName,
         req: TaskRequest,
+        attached: Option<mpsc::Sender<ExecEvent>>,
     ) -> Result<TaskSummary, Error> {
         let record = self.app_record(app).await?;
         let release = record.release.clone().ok_or_else(|| {
@@ -34,14 +36,37 @@ impl Platform {
             )
         })?;
         let name = req.name.clone().unwrap_or_else(random_name);
-        let reporter = Arc::clone(self) as Arc<dyn Reporter>;
+        let reporter: Arc<dyn Reporter> = match &attached {
+            Some(to) => Arc::new(Tee {
+                platform: Arc::clone(self),
+                to: TeeTo::Exec(to.clone()),
+            }),
+            None => Arc::clone(self) as Arc<dyn Reporter>,
+        };
         let (task, running) = self
             .start_task(&record, &release, &name, &req.command, &req, reporter)
             .await?;
         let (platform, app, answer) = (Arc::clone(self), app.clone(), task.clone());
         tokio::spawn(async move {
             let end = running.ended().await;
-            platform.task_ended(&app, task, &end).await;
+            let done = platform.task_ended(&app, task, &end).await;
+            if let Some(to) = attached {
+                if let (Some(why), None) = (&done.failure, done.exit_code) {
+                    let line = format!("paas: task {} {why}", done.name);
+                    let _ = to
+                        .send(ExecEvent::Output {
+                            stream: LogStream::Err,
+                            line,
+                        })
+                        .await;
+                }
+                // Killed or never started: as a shell reports a signal's death.
+                let code = done.exit_code.unwrap_or(match end {
+                    TaskEnd::Terminated => 143,
+                    _ => 137,
+                });
+                let _ = to.send(ExecEvent::Exit { code }).await;
+            }
         });
         Ok(answer)
     }
@@ -114,9 +139,9 @@ impl Platform {
         let _ = events.send(DeployEvent::Phase {
             phase: "release".into(),
         });
-        let reporter = Arc::new(Teed {
+        let reporter = Arc::new(Tee {
             platform: Arc::clone(self),
-            events: events.clone(),
+            to: TeeTo::Deploy(events.clone()),
         });
         let req = TaskRequest {
             command: command.clone(),
@@ -321,22 +346,40 @@ fn random_name() -> String {
     hex::encode(b)
 }
 
-/// Hears a release-phase task: as the platform does, and passes its output lines on to
-/// the deployment's events too.
-struct Teed {
+/// Hears a task as the platform does, and passes its lines on to whoever waits on it.
+struct Tee {
     platform: Arc<Platform>,
-    events: UnboundedSender<DeployEvent>,
+    to: TeeTo,
 }
 
-impl Reporter for Teed {
+enum TeeTo {
+    /// A release phase: every line, to the deployment's events.
+    Deploy(UnboundedSender<DeployEvent>),
+    /// An attached task (`paas run`): its own output. Lines a slow client has no room
+    /// for are left out of the stream (`paas logs` has them).
+    Exec(mpsc::Sender<ExecEvent>),
+}
+
+impl Reporter for Tee {
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
         self.platform.log(app, source, stream, line);
-        let _ = self.events.send(DeployEvent::Log(LogLine {
-            timestamp_ms: now_ms(),
-            source: source.to_string(),
-            stream,
-            line: line.to_string(),
-        }));
+        match &self.to {
+            TeeTo::Deploy(events) => {
+                let _ = events.send(DeployEvent::Log(LogLine {
+                    timestamp_ms: now_ms(),
+                    source: source.to_string(),
+                    stream,
+                    line: line.to_string(),
+                }));
+            }
+            TeeTo::Exec(to) if source.starts_with("APP/TASK/") => {
+                let _ = to.try_send(ExecEvent::Output {
+                    stream,
+                    line: line.to_string(),
+                });
+            }
+            TeeTo::Exec(_) => {}
+        }
     }
 
     fn event<'a>(

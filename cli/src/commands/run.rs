@@ -1,0 +1,82 @@
+//! `paas run NAME -- COMMAND...`: a one-off task of the app, attached, as Heroku's
+//! `run`: its output streams back as it is printed, and the command's exit code is
+//! `paas`'s. The task is recorded like any other (`paas tasks`); leaving (Ctrl-C)
+//! terminates it. No input is passed to it yet, and it has no terminal.
+
+use bytes::Bytes;
+use http::Method;
+use paas_api::{MemorySize, TaskRequest};
+
+use crate::client::check;
+use crate::exit::{self, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    name: String,
+    /// The task's name in logs and lists (default: made up).
+    #[arg(long = "name", value_name = "NAME")]
+    task_name: Option<String>,
+    /// Memory for the task, e.g. 512M (default: the app's).
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    memory: Option<String>,
+    /// Disk for the task, e.g. 2G (default: the app's).
+    #[arg(short = 'k', long = "disk", value_name = "SIZE")]
+    disk: Option<String>,
+    /// The command, after `--`: one argument is a shell command line (`"rake db:migrate
+    /// && echo done"`); several are quoted and joined into one.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
+    let name = super::app_name(&args.name)?;
+    let size = |s: &Option<String>| {
+        s.as_deref()
+            .map(MemorySize::parse)
+            .transpose()
+            .map_err(|e| Failure::usage(e.to_string()))
+    };
+    let command = match args.command.as_slice() {
+        [one] => one.clone(),
+        many => many.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
+    };
+    let req = TaskRequest {
+        command,
+        name: args.task_name,
+        memory: size(&args.memory)?,
+        disk: size(&args.disk)?,
+        attach: true,
+    };
+    let body = Bytes::from(serde_json::to_vec(&req).unwrap_or_default());
+    let resp = super::client(ctx)?
+        .send(
+            Method::POST,
+            &format!("/v1/apps/{name}/tasks"),
+            body,
+            "application/json",
+        )
+        .await?;
+    let resp = check(resp, exit::GENERAL).await?;
+    super::exec::follow(resp, "the task stopped; see `paas tasks`").await
+}
+
+/// `arg` as one word of a POSIX shell command line.
+fn quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        return arg.to_string();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_are_quoted_only_when_a_shell_would_split_or_expand_them() {
+        assert_eq!(super::quote("db:migrate"), "db:migrate");
+        assert_eq!(super::quote("two words"), "'two words'");
+        assert_eq!(super::quote("$HOME"), "'$HOME'");
+        assert_eq!(super::quote("it's"), r"'it'\''s'");
+        assert_eq!(super::quote(""), "''");
+    }
+}
