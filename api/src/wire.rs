@@ -515,11 +515,6 @@ pub struct TaskRequest {
     /// Its disk limit; the app's if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<MemorySize>,
-    /// Answer with its output and exit code as they come, in exec's NDJSON events
-    /// (`paas run`), rather than at once with the task; a client that leaves
-    /// terminates it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub attach: bool,
 }
 
 /// A task as the API reports it.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
@@ -69,6 +69,8 @@ pub struct ContainerConfig {
     /// A user namespace of its own (`uid` and `gid` are then ids inside it); `None`
     /// runs it with the host's ids.
     pub id_map: Option<IdMap>,
+    /// Give the process a pipe as its stdin ([`Container::stdin`]); else `/dev/null`.
+    pub stdin: bool,
 }
 
 /// A copy-on-write layer: `lower` read-only, changes kept in the container's folder (or
@@ -214,6 +216,7 @@ impl Runtime {
             pool: Arc::clone(&self.pool),
             child: None,
             process: None,
+            stdin: None,
             stdout: None,
             stderr: None,
         };
@@ -285,6 +288,7 @@ impl Runtime {
                 gid: cfg.gid,
             },
             id_map: cfg.id_map,
+            stdin: cfg.stdin,
         };
         // The container's user as the host sees it, for what the daemon makes for it.
         let (host_uid, host_gid) = match cfg.id_map {
@@ -335,6 +339,10 @@ impl Runtime {
             .write_all(b"g")
             .await
             .map_err(io("letting paas-init go on"))?;
+        if cfg.stdin {
+            // What is written next is the process's input.
+            c.stdin = Some(stdin);
+        }
         Ok(())
     }
 
@@ -413,6 +421,7 @@ impl Runtime {
                 pool: Arc::clone(&self.pool),
                 child: None,
                 process: None,
+                stdin: None,
                 stdout: None,
                 stderr: None,
             };
@@ -429,6 +438,8 @@ pub struct Container {
     pub id: String,
     /// Its address, for a routed container.
     pub address: Option<InstanceAddress>,
+    /// The process's stdin, if its config asked for one: dropping it is end of input.
+    pub stdin: Option<ChildStdin>,
     pub stdout: Option<ChildStdout>,
     pub stderr: Option<ChildStderr>,
     dir: PathBuf,

@@ -158,7 +158,9 @@ fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Res
 }
 
 fn run_shim() -> Result<i32> {
-    let spec = ContainerSpec::read_framed(&mut std::io::stdin().lock())?;
+    // Unbuffered: what follows the spec and the go byte on stdin is the process's own
+    // input, and std's buffer would swallow it.
+    let spec = ContainerSpec::read_framed(&mut RawStdin)?;
     // A new network namespace needs nothing from the daemon, so it is made while the
     // daemon is still creating the cgroup. Its few kernel objects are charged to the
     // daemon's memory cgroup rather than the container's: a fixed amount per container,
@@ -172,7 +174,7 @@ fn run_shim() -> Result<i32> {
         // namespace: the container's own root could not.
         loopback_up()?;
     }
-    wait_for_go()?;
+    wait_for_go(spec.stdin)?;
     for procs in &spec.cgroup_procs {
         ctx(
             fs::write(procs, std::process::id().to_string()),
@@ -217,16 +219,29 @@ fn run_shim() -> Result<i32> {
 }
 
 /// Waits for the daemon's go byte on stdin: it comes once the cgroup, network and disk
-/// are ready. Then stdin becomes `/dev/null`, which the process inherits.
-fn wait_for_go() -> Result<()> {
+/// are ready. Then, unless the process is to `keep` it (what the daemon writes next is
+/// its input), stdin becomes `/dev/null`, which the process inherits.
+fn wait_for_go(keep: bool) -> Result<()> {
     let mut byte = [0u8; 1];
-    let n = ctx(std::io::stdin().read(&mut byte), "waiting for the daemon")?;
+    let n = ctx(RawStdin.read(&mut byte), "waiting for the daemon")?;
     if n == 0 {
         return Err("the daemon gave up on this container before it started".to_string());
     }
-    let null = ctx(fs::File::open("/dev/null"), "opening /dev/null for stdin")?;
-    ctx(nix::unistd::dup2_stdin(null), "making /dev/null the stdin")?;
+    if !keep {
+        let null = ctx(fs::File::open("/dev/null"), "opening /dev/null for stdin")?;
+        ctx(nix::unistd::dup2_stdin(null), "making /dev/null the stdin")?;
+    }
     Ok(())
+}
+
+/// Reads fd 0 directly, a read a call: no byte is taken that the caller did not ask for.
+struct RawStdin;
+
+impl Read for RawStdin {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::fd::AsFd;
+        nix::unistd::read(std::io::stdin().as_fd(), buf).map_err(std::io::Error::from)
+    }
 }
 
 fn blocked_signals() -> SigSet {

@@ -25,6 +25,10 @@ pub struct ContainerSpec {
     /// A user namespace of its own, with these ids; `None`: the host's ids.
     #[serde(default)]
     pub id_map: Option<IdMap>,
+    /// The process reads, as its stdin, what the daemon writes after the go byte;
+    /// otherwise its stdin is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
 }
 
 /// How a container's user namespace maps its ids to the host's: its uids and gids

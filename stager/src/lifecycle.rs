@@ -710,6 +710,7 @@ impl Stager {
             network,
             writable: None,
             id_map: req.id_map,
+            stdin: false,
         };
         let revoke = || async {
             if let Some(ip) = outbound_ip {

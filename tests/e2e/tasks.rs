@@ -237,6 +237,42 @@ fn paas_run_streams_a_task_s_output_returns_its_exit_code_and_ends_it_when_left(
         "quoted word by word"
     );
 
+    // Input goes through as it is typed, and its end is the task's end of file.
+    let mut talk = std::process::Command::new(crate::harness::bin("paas"))
+        .args([
+            "run",
+            "runner",
+            "--",
+            "while read l; do echo heard:$l; done; echo done",
+        ])
+        .env("PAAS_HOME", d.home.path())
+        .env("PAAS_API", &d.api)
+        .env("PAAS_TOKEN", d.token())
+        .env("PAAS_CA_CERT", d.cert())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = talk.stdin.take().unwrap();
+    let mut output = std::io::BufReader::new(talk.stdout.take().unwrap());
+    for word in ["first", "second"] {
+        use std::io::{BufRead, Write};
+        writeln!(input, "{word}").unwrap();
+        input.flush().unwrap();
+        let mut line = String::new();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(
+            line,
+            format!("heard:{word}\n"),
+            "an answer before the input ends"
+        );
+    }
+    drop(input);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut output, &mut rest).unwrap();
+    assert_eq!(rest, "done\n");
+    assert!(talk.wait().unwrap().success());
+
     // A client that leaves ends its task.
     let mut left = d.paas_spawn(&["run", "runner", "--name", "left", "--", "sleep 600"]);
     assert!(eventually(20, || tasks(&d, "runner")
@@ -244,7 +280,7 @@ fn paas_run_streams_a_task_s_output_returns_its_exit_code_and_ends_it_when_left(
         .any(|t| t["name"] == "left" && t["state"] == "running")));
     left.kill().unwrap();
     let _ = left.wait();
-    let t = ended(&d, "runner", 3);
+    let t = ended(&d, "runner", 4);
     assert_eq!(
         (t["name"].as_str(), t["failure"].as_str()),
         (Some("left"), Some("terminated")),

@@ -1,10 +1,17 @@
 //! `paas run NAME -- COMMAND...`: a one-off task of the app, attached, as Heroku's
-//! `run`: its output streams back as it is printed, and the command's exit code is
-//! `paas`'s. The task is recorded like any other (`paas tasks`); leaving (Ctrl-C)
-//! terminates it. No input is passed to it yet, and it has no terminal.
+//! `run`: what `paas` reads on its stdin is the task's input, its output streams back
+//! as it is printed, and the command's exit code is `paas`'s. The task is recorded like
+//! any other (`paas tasks`); leaving (Ctrl-C) terminates it. It has no terminal: its
+//! input and output are pipes, and its output comes back line by line.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Method;
+use hyper::body::{Body, Frame};
 use paas_api::{MemorySize, TaskRequest};
 
 use crate::client::check;
@@ -45,19 +52,64 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         name: args.task_name,
         memory: size(&args.memory)?,
         disk: size(&args.disk)?,
-        attach: true,
     };
-    let body = Bytes::from(serde_json::to_vec(&req).unwrap_or_default());
+    let mut head = serde_json::to_vec(&req).unwrap_or_default();
+    head.push(b'\n');
     let resp = super::client(ctx)?
-        .send(
+        .send_body(
             Method::POST,
-            &format!("/v1/apps/{name}/tasks"),
-            body,
-            "application/json",
+            &format!("/v1/apps/{name}/tasks?attach"),
+            Input::from_stdin(Bytes::from(head)),
+            "application/x-ndjson",
         )
         .await?;
     let resp = check(resp, exit::GENERAL).await?;
     super::exec::follow(resp, "the task stopped; see `paas tasks`").await
+}
+
+/// The request's body: the task as one JSON line, then what `paas` reads on its stdin,
+/// as it comes.
+struct Input {
+    head: Option<Bytes>,
+    stdin: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl Input {
+    fn from_stdin(head: Bytes) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // A thread of its own, not the runtime's: a read that waits on a terminal must
+        // not hold `paas` back from exiting when the task is over.
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                    return;
+                }
+            }
+        });
+        Input {
+            head: Some(head),
+            stdin: rx,
+        }
+    }
+}
+
+impl Body for Input {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        self.stdin
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
 }
 
 /// `arg` as one word of a POSIX shell command line.

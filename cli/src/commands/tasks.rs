@@ -51,7 +51,6 @@ pub async fn run(args: RunArgs, ctx: super::Ctx) -> Result<(), Failure> {
         name: args.task_name,
         memory: parse(&args.memory)?,
         disk: parse(&args.disk)?,
-        attach: false,
     };
     let task: TaskSummary = super::client(ctx)?
         .json(Method::POST, &format!("/v1/apps/{name}/tasks"), Some(&req))

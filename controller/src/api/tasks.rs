@@ -5,27 +5,114 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
+use bytes::{Bytes, BytesMut};
 use http::{Response, Uri};
+use http_body_util::BodyExt;
 use paas_api::{AppName, ExecEvent, TaskRequest};
 
 use super::body::{self, ApiBody};
-use super::extract::{read_json, AppPath};
+use super::extract::{read_json, AppPath, MAX_JSON_BYTES};
 use super::failure::Failure;
-use super::page;
-use crate::platform::Platform;
+use super::{page, query};
+use crate::platform::{Attached, Platform};
 
 /// The longest task name: it goes into every log line's source.
 const MAX_NAME: usize = 64;
 /// The longest task command.
 const MAX_COMMAND: usize = 8 * 1024;
 
-/// Starts a task; answers 201 with it, running.
+/// Starts a task; answers 201 with it, running. With `?attach` (`paas run`), the body
+/// is the task as one JSON line and then its input, as it comes; the answer streams its
+/// output and exit code as exec's does, and a client that leaves terminates it.
 pub async fn run(
     State(p): State<Arc<Platform>>,
     AppPath(app): AppPath,
+    uri: Uri,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
-    let req: TaskRequest = read_json(body).await?;
+    if !query::flag(uri.query().unwrap_or(""), "attach") {
+        let req: TaskRequest = read_json(body).await?;
+        check(&req)?;
+        let task = p.run_task(&app, req, None).await?;
+        return Ok(body::json(201, &task));
+    }
+    let (req, input) = request_then_input(body).await?;
+    check(&req)?;
+    let (output, mut events) = tokio::sync::mpsc::channel(1024);
+    let task = p
+        .run_task(&app, req, Some(Attached { output, input }))
+        .await?;
+    let (out, resp) = body::ndjson_stream();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(e) => {
+                        let last = matches!(e, ExecEvent::Exit { .. });
+                        if !out.send(&e).await {
+                            break;
+                        }
+                        if last {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
+                () = out.closed() => break,
+            }
+        }
+        // The client left before the end: so does the task, as `heroku run`'s does.
+        let _ = p.terminate_task(&app, task.sequence).await;
+    });
+    Ok(resp)
+}
+
+/// Reads an attached task's request (the body's first line, JSON) and hands the rest of
+/// the body, as it comes, to the returned input.
+async fn request_then_input(
+    mut body: Body,
+) -> Result<(TaskRequest, tokio::sync::mpsc::Receiver<Bytes>), Failure> {
+    let invalid = |why: String| Failure::new(400, "invalid-request", why, None);
+    let mut head = BytesMut::new();
+    let mut rest = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| invalid(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        head.extend_from_slice(&data);
+        if let Some(i) = head.iter().position(|b| *b == b'\n') {
+            rest = Some(head.split_off(i + 1).freeze());
+            break;
+        }
+        if head.len() > MAX_JSON_BYTES {
+            return Err(invalid(format!(
+                "the task's line is longer than {MAX_JSON_BYTES} bytes"
+            )));
+        }
+    }
+    let req: TaskRequest = serde_json::from_slice(&head)
+        .map_err(|e| invalid(format!("the request body is not valid: {e}")))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        if let Some(rest) = rest.filter(|r| !r.is_empty()) {
+            if tx.send(rest).await.is_err() {
+                return;
+            }
+        }
+        // The body ending (or failing) ends the input: the task reads end of file.
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                if tx.send(data).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok((req, rx))
+}
+
+fn check(req: &TaskRequest) -> Result<(), Failure> {
     if req.command.trim().is_empty()
         || req.command.contains('\0')
         || req.command.len() > MAX_COMMAND
@@ -50,35 +137,7 @@ pub async fn run(
             ));
         }
     }
-    if !req.attach {
-        let task = p.run_task(&app, req, None).await?;
-        return Ok(body::json(201, &task));
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-    let task = p.run_task(&app, req, Some(tx)).await?;
-    let (out, resp) = body::ndjson_stream();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                event = rx.recv() => match event {
-                    Some(e) => {
-                        let last = matches!(e, ExecEvent::Exit { .. });
-                        if !out.send(&e).await {
-                            break;
-                        }
-                        if last {
-                            return;
-                        }
-                    }
-                    None => return,
-                },
-                () = out.closed() => break,
-            }
-        }
-        // The client left before the end: so does the task, as `heroku run`'s does.
-        let _ = p.terminate_task(&app, task.sequence).await;
-    });
-    Ok(resp)
+    Ok(())
 }
 
 /// The app's tasks, oldest first, paged.

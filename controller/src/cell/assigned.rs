@@ -179,6 +179,7 @@ async fn run_one(
             id_map: ids,
             uris: a.uris,
             drain: super::DRAIN,
+            stdin: false,
         },
     );
     cell.assigned

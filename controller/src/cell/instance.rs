@@ -92,6 +92,9 @@ pub struct InstanceSpec {
     /// SIGTERM: the time routers that follow the store take to drop it and finish the
     /// requests they sent it.
     pub drain: Duration,
+    /// Its process reads its stdin from the container's `stdin` pipe (an attached task);
+    /// else from `/dev/null`.
+    pub stdin: bool,
 }
 
 /// What an instance's task works with: the cell it runs on, and whom it tells.
@@ -661,6 +664,7 @@ pub(super) async fn start(cell: &LocalCell, spec: &InstanceSpec) -> Result<Conta
         },
         network: NetworkMode::Routed(address),
         id_map: Some(spec.id_map),
+        stdin: spec.stdin,
     };
     cell.runtime.start(cfg).await.map_err(|e| e.to_string())
 }

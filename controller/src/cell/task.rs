@@ -46,12 +46,14 @@ impl RunningTask {
 
 impl LocalCell {
     /// Starts the task `name` of `spec` (its start command is the task's command);
-    /// `reporter` hears its output.
+    /// `reporter` hears its output, and what comes from `input` is written to its stdin
+    /// (`spec.stdin` must say so) until `input` closes.
     pub fn run_task(
         self: &Arc<Self>,
         reporter: Arc<dyn Reporter>,
         spec: InstanceSpec,
         name: &str,
+        input: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
     ) -> Arc<RunningTask> {
         let (stop, mut stopping) = watch::channel(false);
         let (ended, end) = watch::channel(None);
@@ -70,6 +72,18 @@ impl LocalCell {
                 }
             };
             notice(format!("task {name} started"));
+            if let (Some(mut input), Some(mut stdin)) = (input, c.stdin.take()) {
+                // Ends at the end of the input (the pipe closes: end of file for the
+                // task), or when the task no longer reads (a failed write).
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Some(chunk) = input.recv().await {
+                        if stdin.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
             let pumps = (
                 instance::spawn_pump(&reporter, &app, &source, LogStream::Out, c.stdout.take()),
                 instance::spawn_pump(&reporter, &app, &source, LogStream::Err, c.stderr.take()),

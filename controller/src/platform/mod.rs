@@ -19,6 +19,7 @@ mod scale;
 mod services;
 mod staging;
 mod tasks;
+pub use tasks::Attached;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -1016,6 +1017,7 @@ impl Platform {
                         uris: uris.clone(),
                         // This host's router drops it first; the platform drains.
                         drain: std::time::Duration::ZERO,
+                        stdin: false,
                     },
                 ))
             })

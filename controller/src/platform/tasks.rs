@@ -19,12 +19,13 @@ const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Platform {
     /// Starts `req` as a task of `app`'s current release; answers once it is recorded
     /// as running.
-    /// With `attached`, its output lines and then its exit code go there too.
+    /// `attached`, its output lines and then its exit code go there too, and
+    /// what comes from its input is the task's stdin.
     pub async fn run_task(
         self: &Arc<Self>,
         app: &AppName,
         req: TaskRequest,
-        attached: Option<mpsc::Sender<ExecEvent>>,
+        attached: Option<Attached>,
     ) -> Result<TaskSummary, Error> {
         let record = self.app_record(app).await?;
         let release = record.release.clone().ok_or_else(|| {
@@ -36,15 +37,27 @@ impl Platform {
             )
         })?;
         let name = req.name.clone().unwrap_or_else(random_name);
-        let reporter: Arc<dyn Reporter> = match &attached {
-            Some(to) => Arc::new(Tee {
-                platform: Arc::clone(self),
-                to: TeeTo::Exec(to.clone()),
-            }),
-            None => Arc::clone(self) as Arc<dyn Reporter>,
+        let (reporter, input, attached): (Arc<dyn Reporter>, _, _) = match attached {
+            Some(Attached { output, input }) => (
+                Arc::new(Tee {
+                    platform: Arc::clone(self),
+                    to: TeeTo::Exec(output.clone()),
+                }),
+                Some(input),
+                Some(output),
+            ),
+            None => (Arc::clone(self) as Arc<dyn Reporter>, None, None),
         };
         let (task, running) = self
-            .start_task(&record, &release, &name, &req.command, &req, reporter)
+            .start_task(
+                &record,
+                &release,
+                &name,
+                &req.command,
+                &req,
+                reporter,
+                input,
+            )
             .await?;
         let (platform, app, answer) = (Arc::clone(self), app.clone(), task.clone());
         tokio::spawn(async move {
@@ -148,7 +161,7 @@ impl Platform {
             ..Default::default()
         };
         let (task, running) = self
-            .start_task(record, release, "release", command, &req, reporter)
+            .start_task(record, release, "release", command, &req, reporter, None)
             .await?;
         let end = running.ended().await;
         let done = self.task_ended(&record.name, task, &end).await;
@@ -168,7 +181,8 @@ impl Platform {
     }
 
     /// Records and starts task `name` (`command`, with `req`'s limits) of `release`;
-    /// `reporter` hears its output.
+    /// `reporter` hears its output, and `input` is its stdin (else `/dev/null`).
+    #[allow(clippy::too_many_arguments)]
     async fn start_task(
         self: &Arc<Self>,
         record: &AppRecord,
@@ -177,6 +191,7 @@ impl Platform {
         command: &str,
         req: &TaskRequest,
         reporter: Arc<dyn Reporter>,
+        input: Option<mpsc::Receiver<bytes::Bytes>>,
     ) -> Result<(TaskSummary, Arc<RunningTask>), Error> {
         let app = &record.name;
         if self.cluster.as_ref().is_some_and(|c| !c.runs_instances) {
@@ -245,8 +260,9 @@ impl Platform {
             id_map: ids,
             uris,
             drain: std::time::Duration::ZERO,
+            stdin: input.is_some(),
         };
-        let running = self.cell.run_task(reporter, spec, name);
+        let running = self.cell.run_task(reporter, spec, name, input);
         self.running_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -322,6 +338,13 @@ impl Platform {
             }
         }
     }
+}
+
+/// Whom an attached task (`paas run`) talks to: where its output and exit code go,
+/// and where its input comes from (closed: end of input).
+pub struct Attached {
+    pub output: mpsc::Sender<ExecEvent>,
+    pub input: mpsc::Receiver<bytes::Bytes>,
 }
 
 /// `task` as it ended with `end`.

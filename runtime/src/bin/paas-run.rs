@@ -131,6 +131,7 @@ fn run() -> Result<ExitCode, String> {
         network: NetworkMode::Isolated,
         writable: None,
         id_map,
+        stdin: false,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -63,6 +63,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
         network,
         writable: None,
         id_map: None,
+        stdin: false,
     }
 }
 
@@ -368,4 +369,34 @@ fn cgroup2_mount_favors_dynamic_changes() {
     for o in options.split(',') {
         assert!(after.contains(&o), "{o} was lost: {options_after}");
     }
+}
+
+#[tokio::test]
+async fn a_process_given_stdin_reads_what_the_daemon_writes_and_others_read_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let f = fixture("10.251.9.0/24");
+    let mut cfg = config(
+        "rt-stdin",
+        "while read l; do echo got:$l; done; echo end",
+        NetworkMode::Isolated,
+    );
+    cfg.stdin = true;
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let mut input = c.stdin.take().expect("a stdin pipe");
+    input.write_all(b"one\ntwo\n").await.unwrap();
+    drop(input);
+    let mut out = String::new();
+    let mut so = c.stdout.take().unwrap();
+    let (r, _) = tokio::join!(c.wait(), so.read_to_string(&mut out));
+    c.destroy().await;
+    assert_eq!(r, ExitReason::Exited(0));
+    assert_eq!(out, "got:one\ngot:two\nend\n");
+
+    // Without it, stdin is /dev/null: the first read is the end.
+    let (r, out, _) = run(
+        &f,
+        config("rt-no-stdin", "cat; echo end", NetworkMode::Isolated),
+    )
+    .await;
+    assert_eq!((r, out.as_str()), (ExitReason::Exited(0), "end\n"));
 }
