@@ -193,7 +193,10 @@ impl Pool {
                 // On a reused connection the app may have closed it as the request went
                 // out: the same instance gets it again on a new connection.
                 // Otherwise it may go elsewhere if it never left, or may reach an app
-                // twice.
+                // twice and got no answer (an answer that is not HTTP is an answer).
+                if error.is_parse() {
+                    again = None;
+                }
                 let Some(req) = unsent.or_else(|| again.take()) else {
                     return Err((SendError::Request(error), None));
                 };
@@ -205,10 +208,10 @@ impl Pool {
                     Ok(s) => s,
                     Err(e) => return Err((e, Some(req))),
                 };
-                sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| (SendError::Request(e), again))?
+                sender.send_request(req).await.map_err(|e| {
+                    let again = again.filter(|_| !e.is_parse());
+                    (SendError::Request(e), again)
+                })?
             }
         };
         Ok(resp.map(|body| PooledBody {

@@ -290,3 +290,32 @@ fn paas_run_streams_a_task_s_output_returns_its_exit_code_and_ends_it_when_left(
     assert_eq!(list[0]["exit_code"], 5);
     assert_eq!(list[1]["state"], "succeeded");
 }
+
+#[test]
+fn deleting_an_app_ends_its_running_tasks() {
+    let d = Daemon::start();
+    let dir = app_dir("web", None);
+    let path = dir.path().to_str().unwrap();
+    d.paas_ok(&[
+        "push",
+        "doomed",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+    d.paas_ok(&["run-task", "doomed", "sleep 600", "--name", "long"]);
+    let data = d.dir.path().to_str().unwrap().to_string();
+    assert!(
+        crate::harness::container_processes(&data).len() >= 2,
+        "the app and its task"
+    );
+    d.paas_ok(&["delete", "doomed", "-f"]);
+    assert!(
+        eventually(30, || crate::harness::container_processes(&data).is_empty()),
+        "left running: {:?}",
+        crate::harness::container_processes(&data)
+    );
+}

@@ -62,7 +62,7 @@ pub async fn run(
             }
         }
         // The client left before the end: so does the task, as `heroku run`'s does.
-        let _ = p.terminate_task(&app, task.sequence).await;
+        p.terminate_running(&task.id).await;
     });
     Ok(resp)
 }

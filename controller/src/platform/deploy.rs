@@ -25,6 +25,7 @@ impl Platform {
         rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
+        self.can_roll_out(rollout)?;
         let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         if !self.has_blob(package).await {
@@ -76,6 +77,7 @@ impl Platform {
         }
         self.roll_out_as(&record, &release, "deploy", events, rollout, held)
             .await
+            .map(drop)
     }
 
     /// Starts `release` with the app's current settings and, once every new instance
@@ -195,6 +197,7 @@ impl Platform {
         rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
+        self.can_roll_out(rollout)?;
         let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let (release, what) = match version {
@@ -226,10 +229,11 @@ impl Platform {
                 Some("only the droplets of recent revisions are kept; push again instead"),
             ));
         }
-        let paused_canary = rollout.strategy == Some(paas_api::Strategy::Canary);
-        self.roll_out_as(&record, &release, what, events, rollout, held)
+        let held = self
+            .roll_out_as(&record, &release, what, events, rollout, held)
             .await?;
-        if let (Some(_), Some(config), false) = (version, &release.config, paused_canary) {
+        // Still under the app's lock (a paused canary restores them when continued).
+        if let (Some(_), Some(config), Some(_held)) = (version, &release.config, held) {
             // The app's own env and start command are the revision's again, so that
             // the next restart makes no new revision of them.
             self.store

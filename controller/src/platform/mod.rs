@@ -463,7 +463,13 @@ impl Platform {
             let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(locks.entry(app.clone()).or_default())
         };
-        let local = local.lock_owned().await;
+        // A canary that pauses while this waits keeps the lock: then this gives up.
+        let local = loop {
+            tokio::select! {
+                guard = Arc::clone(&local).lock_owned() => break guard,
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => self.not_paused(app)?,
+            }
+        };
         let shared = match &self.cluster {
             None => None,
             Some(_) => Some(
@@ -855,6 +861,8 @@ impl Platform {
     pub async fn delete(self: &Arc<Self>, app: &AppName, delete_routes: bool) -> Result<(), Error> {
         let _held = self.lock_app(app).await?;
         self.app_record(app).await?;
+        // Its tasks end with it (recorded while the app still exists).
+        self.terminate_tasks_of(app).await;
         let old = self
             .instances
             .lock()

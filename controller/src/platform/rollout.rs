@@ -28,7 +28,6 @@ pub const MAX_IN_FLIGHT: u32 = 100;
 
 /// A canary deployment waiting for `continue` or `cancel`.
 pub(super) struct Paused {
-    record: AppRecord,
     release: Release,
     canary: Vec<Placed>,
     max_in_flight: u32,
@@ -38,8 +37,8 @@ pub(super) struct Paused {
 }
 
 impl Platform {
-    /// Rolls `release` out as `rollout` says, holding the app's lock `held` (a paused
-    /// canary keeps it).
+    /// Rolls `release` out as `rollout` says, holding the app's lock `held`; gives the
+    /// lock back once done, or `None` when a paused canary keeps it.
     pub(super) async fn roll_out_as(
         self: &Arc<Self>,
         record: &AppRecord,
@@ -48,16 +47,35 @@ impl Platform {
         events: &UnboundedSender<DeployEvent>,
         rollout: &RolloutRequest,
         held: AppLock,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<AppLock>, Error> {
         let max = rollout.max_in_flight.unwrap_or(1);
         match rollout.strategy {
-            None => self.roll_out(record, release, what, events).await,
+            None => self.roll_out(record, release, what, events).await?,
             Some(Strategy::Rolling) => {
                 self.rolling(record, release, what, events, max, Vec::new())
-                    .await
+                    .await?
             }
-            Some(Strategy::Canary) => self.canary(record, release, what, events, max, held).await,
+            Some(Strategy::Canary) => {
+                self.canary(record, release, what, events, max, held)
+                    .await?;
+                return Ok(None);
+            }
         }
+        Ok(Some(held))
+    }
+
+    /// Refuses what this platform cannot do of `rollout`: a canary in a cluster, whose
+    /// pause would live in one controller's memory while the others wait on the app.
+    pub(super) fn can_roll_out(&self, rollout: &RolloutRequest) -> Result<(), Error> {
+        if rollout.strategy == Some(Strategy::Canary) && self.cluster.is_some() {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "canary-on-one-host-only",
+                "canary deployments run on a single host for now: in a cluster, a paused one would hold the app on one controller",
+                Some("use --strategy rolling, or no strategy"),
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a change of `app` while a canary deployment of it is paused.
@@ -144,7 +162,6 @@ impl Platform {
             .insert(
                 app.clone(),
                 Paused {
-                    record: record.clone(),
                     release: release.clone(),
                     canary,
                     max_in_flight,
@@ -164,13 +181,21 @@ impl Platform {
     ) -> Result<(), Error> {
         let paused = self.take_paused(app)?;
         let Paused {
-            record,
             release,
             canary,
             max_in_flight,
             what,
             held,
         } = paused;
+        // As it is now: its settings may have changed during the pause.
+        let record = match self.app_record(app).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget(app, &canary);
+                stop_all(canary).await;
+                return Err(e);
+            }
+        };
         let done = self
             .rolling(&record, &release, &what, events, max_in_flight, canary)
             .await;

@@ -58,7 +58,14 @@ impl Platform {
         };
         if limits_change {
             let release = self.release_to_restart(&updated).await?;
-            return self.roll_out(&updated, &release, "scale", events).await;
+            let rolled = self.roll_out(&updated, &release, "scale", events).await;
+            if rolled.is_err() {
+                // The old instances run on with the old limits: so say the settings.
+                if let Err(e) = self.store.put_app(app, &record.settings).await {
+                    tracing::error!(%app, "putting the limits back after a failed scale: {e}");
+                }
+            }
+            return rolled;
         }
         let (was, now) = (before.instances, after.instances);
         if now > was {

@@ -81,11 +81,14 @@ impl Platform {
 
     /// Changes what `req` gives of service `name`; bound apps see it at their next start.
     pub async fn update_service(&self, name: &str, req: ServiceRequest) -> Result<(), Error> {
-        let mut current = self.service_doc(name).await?;
-        apply(&mut current, req)?;
-        let wanted = current.clone();
+        // Checked on the current document, then made on the one each attempt reads, so
+        // a change made meanwhile by another controller is kept.
+        let mut check = self.service_doc(name).await?;
+        apply(&mut check, req.clone())?;
         self.store
-            .update_service(name, |doc| *doc = wanted.clone())
+            .update_service(name, |doc| {
+                let _ = apply(doc, req.clone());
+            })
             .await
             .map_err(Error::internal)?
             .ok_or_else(|| no_service(name))?;

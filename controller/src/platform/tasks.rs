@@ -137,6 +137,29 @@ impl Platform {
         Ok(finished(task, &end))
     }
 
+    /// Terminates the task of id `id` if it runs on this host; waits until it ended.
+    pub async fn terminate_running(&self, id: &str) {
+        let running = self
+            .running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(r) = running {
+            r.terminate().await;
+        }
+    }
+
+    /// Terminates the tasks of `app` under way on this host (it is being deleted).
+    pub(super) async fn terminate_tasks_of(&self, app: &AppName) {
+        let Ok(tasks) = self.store.tasks(app).await else {
+            return;
+        };
+        for t in tasks.iter().filter(|t| t.state == "running") {
+            self.terminate_running(&t.id).await;
+        }
+    }
+
     /// Runs the droplet's `release` process type (the Procfile's `release:`) as the task
     /// `release` of `release`, its output in the app's log and on `events`. Succeeds
     /// when there is none or it exits 0.
@@ -163,7 +186,18 @@ impl Platform {
         let (task, running) = self
             .start_task(record, release, "release", command, &req, reporter, None)
             .await?;
-        let end = running.ended().await;
+        // Held to the staging time limit: the app's lock is held meanwhile.
+        let limit = self.staging_timeout;
+        let end = match tokio::time::timeout(limit, running.ended()).await {
+            Ok(end) => end,
+            Err(_) => {
+                running.terminate().await;
+                TaskEnd::Failed(format!(
+                    "ran longer than {} s (the staging time limit) and was stopped",
+                    limit.as_secs()
+                ))
+            }
+        };
         let done = self.task_ended(&record.name, task, &end).await;
         if done.state == "succeeded" {
             return Ok(());
@@ -223,6 +257,8 @@ impl Platform {
             .iter()
             .map(ToString::to_string)
             .collect();
+        // Everything that can fail comes before the task is recorded as running.
+        let system_env = self.service_env(record).await?.vars();
         let task = TaskSummary {
             id: crate::store::new_guid(),
             sequence: 0,
@@ -256,7 +292,7 @@ impl Platform {
             // The app's env as it is now, as Cloud Foundry gives its tasks (for the
             // release phase, the new release's: the same).
             env: record.env.clone().into_iter().collect(),
-            system_env: self.service_env(record).await?.vars(),
+            system_env,
             id_map: ids,
             uris,
             drain: std::time::Duration::ZERO,

@@ -55,7 +55,7 @@ impl Store {
     }
 
     /// Writes what became of `task` (it ended); a task of an app deleted meanwhile is
-    /// not written back.
+    /// not written back, even over a task of the same number of a new app of its name.
     pub async fn update_task(&self, app: &AppName, task: &TaskSummary) -> Result<(), StoreError> {
         let Some((doc, _)) = self.app_doc(app).await? else {
             return Ok(());
@@ -64,6 +64,9 @@ impl Store {
         let Some(kv) = self.kv.get(&key).await? else {
             return Ok(());
         };
+        if decode::<TaskSummary>(&kv)?.id != task.id {
+            return Ok(());
+        }
         let txn = guarded(&key, kv.mod_revision, vec![put(key.clone(), encode(task))]);
         self.kv.txn(txn).await?;
         Ok(())

@@ -289,6 +289,7 @@ impl Router {
         let idempotent = req.method().is_idempotent();
         let head_only = req.method() == Method::HEAD;
         let mut tried = Vec::new();
+        let mut unanswered_retried = false;
         deadline.start();
         loop {
             let addr = picked.backend.addr;
@@ -306,8 +307,14 @@ impl Router {
                 Err(Failure::Unsent(e @ SendError::Connect(_))) => (e, true),
                 // The app may have seen it, and no byte of an answer came: its instance
                 // died or dropped the connection. Only a request that may reach an app
-                // twice goes to another instance (as HAProxy's `retry-on empty-response`).
-                Err(Failure::Unsent(e) | Failure::NoAnswer(e)) => (e, idempotent),
+                // twice goes to another instance (as HAProxy's `retry-on empty-response`),
+                // and only once: a request that kills its instance must not take out
+                // every one.
+                Err(Failure::Unsent(e) | Failure::NoAnswer(e)) => {
+                    let again = idempotent && !unanswered_retried;
+                    unanswered_retried = true;
+                    (e, again)
+                }
                 Err(Failure::Bad(e)) => (e, false),
             };
             let unreachable = unreachable(&picked.app, &picked.backend, &e);

@@ -805,9 +805,11 @@ impl Router {
         // connection could not be made), or when the app gave no answer to one that may
         // reach an app twice. The failing instance is skipped for a while.
         let mut tried = Vec::new();
-        let timeout = self.config.response_timeout;
+        // One time limit for every try.
+        let deadline = tokio::time::Instant::now() + self.config.response_timeout;
+        let mut unanswered_retried = false;
         let mut resp = loop {
-            let sent = tokio::time::timeout(timeout, self.pool.send(picked.backend.addr, req));
+            let sent = tokio::time::timeout_at(deadline, self.pool.send(picked.backend.addr, req));
             let Ok(sent) = sent.await else {
                 return Err(self.too_slow(&picked));
             };
@@ -819,6 +821,11 @@ impl Router {
                         return Err(too_large(max_body.unwrap_or(0)));
                     }
                     let unreachable = unreachable(&picked.app, &picked.backend, &e);
+                    // A request the app saw and did not answer goes elsewhere once: a
+                    // request that kills its instance must not take out every one.
+                    let unanswered = matches!(e, SendError::Request(_));
+                    let back = back.filter(|_| !(unanswered && unanswered_retried));
+                    unanswered_retried |= unanswered;
                     let Some(again) = back else {
                         self.pool.eject(picked.backend.addr);
                         return Err(unreachable);

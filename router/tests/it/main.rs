@@ -409,6 +409,39 @@ async fn an_idempotent_request_the_instance_never_answered_goes_to_another_one()
 }
 
 #[tokio::test]
+async fn a_request_no_instance_answers_goes_to_a_second_one_only() {
+    let (a, seen_a) = vanishing_backend().await;
+    let (b, seen_b) = vanishing_backend().await;
+    let (c, seen_c) = vanishing_backend().await;
+    let cookie = format!("Cookie: __VCAP_ID__={}\r\n", Backend::new(a, 0).sticky);
+    // A router for each request, which has set no instance aside yet.
+    let router_for_one = || {
+        let mut t = RouteTable::new();
+        t.insert(
+            "app.localhost",
+            "app",
+            vec![Backend::new(a, 0), Backend::new(b, 1), Backend::new(c, 2)],
+        );
+        router(t)
+    };
+    for get in [
+        format!("GET / HTTP/1.1\r\nHost: app.localhost\r\n{cookie}Connection: close\r\n\r\n"),
+        format!("GET / HTTP/1.0\r\nHost: app.localhost\r\n{cookie}\r\n"),
+    ] {
+        for s in [&seen_a, &seen_b, &seen_c] {
+            s.store(0, Ordering::SeqCst);
+        }
+        let resp = raw(router_for_one().await, &get).await;
+        assert!(resp.contains(" 502 "), "{get:?}: {resp}");
+        let seen: usize = [&seen_a, &seen_b, &seen_c]
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .sum();
+        assert_eq!(seen, 2, "{get:?}: one instance and one more, not all three");
+    }
+}
+
+#[tokio::test]
 async fn sticky_sessions_follow_vcap_id_and_the_instance_header_picks_one() {
     let (a, b) = (session_backend("one").await, session_backend("two").await);
     let mut t = RouteTable::new();
