@@ -97,26 +97,51 @@ impl Platform {
             phase: "starting".into(),
         });
         let fresh = self.start_release(record, release).await?;
-        self.add_instances(app, &fresh);
-        let started = wait_all_started(
-            &fresh,
-            "of the new release ",
-            "the previous release keeps running",
-        );
-        if let Err(failure) = started.await {
-            self.forget(app, &fresh);
-            stop_all(fresh).await;
-            self.record_event(
+        let up = self
+            .bring_up(
                 app,
-                &format!("{what}-failed"),
-                None,
-                None,
-                &failure.body.message,
+                fresh,
+                "of the new release ",
+                "the previous release keeps running",
             )
             .await;
+        let fresh = match up {
+            Ok(fresh) => fresh,
+            Err(failure) => return Err(self.failed(app, what, failure).await),
+        };
+        self.switch_to(record, release, &fresh, what, events).await
+    }
+
+    /// Adds `fresh` to the app's instances (each is routed once healthy) and waits
+    /// until all of them run; if one does not, takes them all away and stops them, and
+    /// answers why (`of_what`, `what_stays`: as [`wait_all_started`] words it).
+    pub(super) async fn bring_up(
+        &self,
+        app: &AppName,
+        fresh: Vec<Placed>,
+        of_what: &str,
+        what_stays: &str,
+    ) -> Result<Vec<Placed>, Error> {
+        self.add_instances(app, &fresh);
+        if let Err(failure) = wait_all_started(&fresh, of_what, what_stays).await {
+            self.forget(app, &fresh);
+            stop_all(fresh).await;
             return Err(failure);
         }
-        self.switch_to(record, release, &fresh, what, events).await
+        Ok(fresh)
+    }
+
+    /// Records that `what` (a deploy, a restart, …) of `app` failed; answers `failure`.
+    pub(super) async fn failed(&self, app: &AppName, what: &str, failure: Error) -> Error {
+        self.record_event(
+            app,
+            &format!("{what}-failed"),
+            None,
+            None,
+            &failure.body.message,
+        )
+        .await;
+        failure
     }
 
     /// Makes `release` the app's current one with `fresh` (running and healthy) as its

@@ -121,25 +121,18 @@ impl Platform {
         let canary = self
             .start_instances(record, release, &web, 0..1, &self.instances_of(app))
             .await?;
-        self.add_instances(app, &canary);
-        let started = wait_all_started(
-            &canary,
-            "(the canary) of the new release ",
-            "the previous release keeps running",
-        );
-        if let Err(failure) = started.await {
-            self.forget(app, &canary);
-            stop_all(canary).await;
-            self.record_event(
+        let up = self
+            .bring_up(
                 app,
-                &format!("{what}-failed"),
-                None,
-                None,
-                &failure.body.message,
+                canary,
+                "(the canary) of the new release ",
+                "the previous release keeps running",
             )
             .await;
-            return Err(failure);
-        }
+        let canary = match up {
+            Ok(canary) => canary,
+            Err(failure) => return Err(self.failed(app, what, failure).await),
+        };
         let message = format!(
             "A canary of release {} of app {app} runs beside its {} previous instance(s); finish the deployment with `paas continue-deployment {app}`, or take it back with `paas cancel-deployment {app}`",
             release.version,
@@ -289,18 +282,18 @@ impl Platform {
                     Ok(b) => b,
                     Err(e) => return Err(self.put_back(record, fresh, replaced, what, e).await),
                 };
-                self.add_instances(app, &batch);
-                let healthy = wait_all_started(
-                    &batch,
-                    "of the new release ",
-                    "the previous release runs again",
-                );
-                if let Err(e) = healthy.await {
-                    self.forget(app, &batch);
-                    stop_all(batch).await;
-                    return Err(self.put_back(record, fresh, replaced, what, e).await);
+                let up = self
+                    .bring_up(
+                        app,
+                        batch,
+                        "of the new release ",
+                        "the previous release runs again",
+                    )
+                    .await;
+                match up {
+                    Ok(batch) => fresh.extend(batch),
+                    Err(e) => return Err(self.put_back(record, fresh, replaced, what, e).await),
                 }
-                fresh.extend(batch);
                 replaced.extend(self.replace_old(app, &old, &plan.process, from..to).await);
                 from = to;
             }
@@ -372,14 +365,6 @@ impl Platform {
         }
         self.forget(app, &fresh);
         stop_all(fresh).await;
-        self.record_event(
-            app,
-            &format!("{what}-failed"),
-            None,
-            None,
-            &failure.body.message,
-        )
-        .await;
-        failure
+        self.failed(app, what, failure).await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use paas_api::{AppName, AppSettings, DeployEvent, ScaleRequest, WEB};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{stop_all, Error, ErrorKind, Placed, Platform};
+use super::{Error, ErrorKind, Placed, Platform};
 use crate::store::{AppRecord, ProcessPlan, Release};
 
 impl Platform {
@@ -120,11 +120,8 @@ impl Platform {
         let fresh = self
             .start_instances(record, release, plan, indices, &running)
             .await?;
-        self.add_instances(app, &fresh);
         let stays = format!("{} keeps its {was} instance(s)", plan.process);
-        if let Err(failure) = super::deploy::wait_all_started(&fresh, "", &stays).await {
-            self.forget(app, &fresh);
-            stop_all(fresh).await;
+        if let Err(failure) = self.bring_up(app, fresh, "", &stays).await {
             let back = ScaleRequest {
                 process: Some(plan.process.clone()),
                 instances: Some(was),
