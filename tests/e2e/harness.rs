@@ -384,3 +384,23 @@ fn dechunk(mut raw: &str) -> String {
     }
     out
 }
+
+/// A folder with `server.py`: a Python app that answers every GET with `body` (and its
+/// Content-Length), for `paas push -b binary -c 'python3 server.py'`.
+pub fn answering_app(body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("server.py"),
+        format!(
+            "import http.server, os\n\
+             class H(http.server.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+             self.send_response(200); self.send_header('Content-Length', '{}'); self.end_headers(); self.wfile.write(b'{body}')\n    \
+             def log_message(self, *a): pass\n\
+             http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
+            body.len()
+        ),
+    )
+    .unwrap();
+    dir
+}

@@ -24,17 +24,7 @@ fn instances(d: &Daemon, app: &str) -> Vec<(String, u64, String, String)> {
 #[test]
 fn every_process_type_runs_only_web_is_routed_and_each_scales_on_its_own() {
     let d = Daemon::start();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("server.py"),
-        "import http.server, os\n\
-         class H(http.server.BaseHTTPRequestHandler):\n    \
-         def do_GET(self):\n        \
-         self.send_response(200); self.end_headers(); self.wfile.write(b'web')\n    \
-         def log_message(self, *a): pass\n\
-         http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
-    )
-    .unwrap();
+    let dir = crate::harness::answering_app("web");
     // The worker listens on no port: routed, or checked like web, it would fail.
     std::fs::write(
         dir.path().join("Procfile"),

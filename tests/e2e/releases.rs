@@ -1,24 +1,6 @@
 //! Revisions, rollback, scale, stop and start through the CLI.
 
-use crate::harness::Daemon;
-
-/// An app that answers with its version.
-fn app_dir(version: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("server.py"),
-        format!(
-            "import http.server, os\n\
-             class H(http.server.BaseHTTPRequestHandler):\n    \
-             def do_GET(self):\n        \
-             self.send_response(200); self.end_headers(); self.wfile.write(b'{version}')\n    \
-             def log_message(self, *a): pass\n\
-             http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
-        ),
-    )
-    .unwrap();
-    dir
-}
+use crate::harness::{answering_app as app_dir, Daemon};
 
 fn push(d: &Daemon, version: &str) {
     let dir = app_dir(version);

@@ -5,21 +5,10 @@ use crate::harness::{eventually, Daemon};
 
 /// An app that answers `version`, or, for "broken", exits at once.
 fn app_dir(version: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let code = if version == "broken" {
-        "import sys\nsys.exit(3)\n".to_string()
-    } else {
-        format!(
-            "import http.server, os\n\
-             class H(http.server.BaseHTTPRequestHandler):\n    \
-             def do_GET(self):\n        \
-             self.send_response(200); self.send_header('Content-Length', '{}'); self.end_headers(); self.wfile.write(b'{version}')\n    \
-             def log_message(self, *a): pass\n\
-             http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n",
-            version.len()
-        )
-    };
-    std::fs::write(dir.path().join("server.py"), code).unwrap();
+    let dir = crate::harness::answering_app(version);
+    if version == "broken" {
+        std::fs::write(dir.path().join("server.py"), "import sys\nsys.exit(3)\n").unwrap();
+    }
     dir
 }
 

@@ -5,19 +5,7 @@ use crate::harness::{eventually, Daemon};
 
 /// An app whose web process answers `version`, with `procfile` if given.
 fn app_dir(version: &str, procfile: Option<&str>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("server.py"),
-        format!(
-            "import http.server, os\n\
-             class H(http.server.BaseHTTPRequestHandler):\n    \
-             def do_GET(self):\n        \
-             self.send_response(200); self.end_headers(); self.wfile.write(b'{version}')\n    \
-             def log_message(self, *a): pass\n\
-             http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
-        ),
-    )
-    .unwrap();
+    let dir = crate::harness::answering_app(version);
     if let Some(p) = procfile {
         std::fs::write(dir.path().join("Procfile"), p).unwrap();
     }
