@@ -5,6 +5,7 @@
 //! [`MemorySize`]); code that holds one never checks it again. This crate does no I/O.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod memory;
 mod names;
 mod route;

@@ -189,6 +189,9 @@ pub struct DomainInfo {
     pub default: bool,
     /// HTTPS is served for it with a certificate given by `create-domain --cert`.
     pub has_certificate: bool,
+    /// The space it is private to; `None`: shared by every space.
+    #[serde(default)]
+    pub space: Option<String>,
 }
 
 /// `GET /v1/certificates`: what routers serve over HTTPS, private keys included, so a
@@ -208,6 +211,9 @@ pub struct CertificateEntry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateDomain {
     pub name: String,
+    /// The space it is private to; `None`: shared (admins only).
+    #[serde(default)]
+    pub space: Option<String>,
     #[serde(default)]
     pub cert_pem: Option<String>,
     #[serde(default)]

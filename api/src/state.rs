@@ -82,9 +82,18 @@ pub struct StoredRoute {
     /// The largest request body, in bytes; `None` for no limit.
     #[serde(default)]
     pub max_body: Option<u64>,
+    /// The space that made it: only that space maps it (`None`: from before spaces,
+    /// the default space's).
+    #[serde(default)]
+    pub space: Option<String>,
 }
 
 impl StoredRoute {
+    /// The space it belongs to.
+    pub fn space(&self) -> &str {
+        self.space.as_deref().unwrap_or(crate::auth::DEFAULT_SPACE)
+    }
+
     /// The route as a router's table holds it, sending to `backends`.
     pub fn entry(&self, backends: Vec<RouteBackend>) -> RouteEntry {
         RouteEntry {
@@ -104,6 +113,9 @@ pub struct StoredDomain {
     pub name: String,
     pub cert_pem: Option<String>,
     pub key_pem: Option<String>,
+    /// The space it is private to; `None`: shared by every space.
+    #[serde(default)]
+    pub space: Option<String>,
 }
 
 /// A cell that is up: where it is, what it has and what it runs.

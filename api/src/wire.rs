@@ -264,6 +264,9 @@ pub struct AppEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppSummary {
     pub name: AppName,
+    /// The space it belongs to.
+    #[serde(default)]
+    pub space: String,
     pub settings: AppSettings,
     /// `started` once a release runs, `pending` before the first successful push.
     pub state: String,
@@ -579,6 +582,9 @@ pub struct ServiceSummary {
     /// The apps bound to it.
     #[serde(default)]
     pub bound_apps: Vec<String>,
+    /// The space it belongs to.
+    #[serde(default)]
+    pub space: String,
 }
 
 /// A buildpack as `GET /v1/buildpacks` lists it.

@@ -20,6 +20,8 @@ pub struct Client {
     host: String,
     port: u16,
     token: String,
+    /// The space new things are made in and lists show (`paas target -s`).
+    space: Option<String>,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -77,11 +79,24 @@ impl Client {
                 .to_string(),
             port,
             token: target.token.clone(),
+            space: target.space.clone(),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
     }
 
     /// Sends a request and returns the response whatever its status.
+    /// `path` with the targeted space added to its query, for requests that make
+    /// something in a space or list one space's things.
+    pub fn in_space(&self, path: &str) -> String {
+        match &self.space {
+            None => path.to_string(),
+            Some(space) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                format!("{path}{sep}space={space}")
+            }
+        }
+    }
+
     pub async fn send(
         &self,
         method: Method,

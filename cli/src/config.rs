@@ -1,8 +1,10 @@
-//! Where the CLI sends requests: the API address, token and trusted certificate.
+//! Where the CLI sends requests: the API address, token, trusted certificate and the
+//! space it works in.
 //!
-//! `PAAS_API`, `PAAS_TOKEN` and `PAAS_CA_CERT` win over what `paas login` saved in
-//! `$PAAS_HOME/config.json` (default `~/.paas`). The file holds the token, so it is
-//! written with mode 0600.
+//! `PAAS_API`, `PAAS_TOKEN`, `PAAS_CA_CERT` and `PAAS_SPACE` win over what `paas
+//! login` saved in `$PAAS_HOME/config.json` (default `~/.paas`). The file holds tokens,
+//! so it is written with mode 0600. A user's access token lives an hour: the CLI trades
+//! the refresh token for a new pair before it runs out ([`refresh_if_due`]).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,6 +25,18 @@ pub struct Target {
     pub ca_cert_pem: Option<String>,
     #[serde(default)]
     pub skip_ssl_validation: bool,
+    /// The user logged in with a password; `None` for a token given with `--token`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// What gets the next pair of tokens.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// When the access token runs out, in seconds since the epoch.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// The space new apps and services are made in, and lists show.
+    #[serde(default)]
+    pub space: Option<String>,
 }
 
 pub fn home() -> anyhow::Result<PathBuf> {
@@ -53,6 +67,7 @@ pub fn load(skip_ssl_validation: bool) -> Result<Target, Failure> {
             token,
             ca_cert_pem: env("PAAS_CA_CERT").map(|p| read_ca(&p)).transpose()?,
             skip_ssl_validation: false,
+            ..Target::default()
         },
         _ => {
             let path = config_path()?;
@@ -68,7 +83,50 @@ pub fn load(skip_ssl_validation: bool) -> Result<Target, Failure> {
         }
     };
     target.skip_ssl_validation |= skip_ssl_validation;
+    if let Some(space) = env("PAAS_SPACE") {
+        target.space = Some(space);
+    }
     Ok(target)
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Trades the saved refresh token for a new pair when the access token has less than
+/// two minutes left, and saves them. Nothing to do for a token given with `--token`.
+pub async fn refresh_if_due(skip_ssl_validation: bool) -> Result<(), Failure> {
+    if std::env::var_os("PAAS_TOKEN").is_some() {
+        return Ok(());
+    }
+    let Ok(mut target) = load(skip_ssl_validation) else {
+        return Ok(());
+    };
+    let (Some(refresh), Some(expires_at)) = (target.refresh_token.clone(), target.expires_at)
+    else {
+        return Ok(());
+    };
+    if expires_at > now() + 120 {
+        return Ok(());
+    }
+    let grant: paas_api::auth::TokenGrant = crate::client::Client::new(&target)?
+        .json(
+            http::Method::POST,
+            "/v1/token",
+            Some(&paas_api::auth::RefreshRequest {
+                refresh_token: refresh,
+            }),
+        )
+        .await
+        .map_err(|f| f.with_hint("your login has ended: log in again with `paas login`"))?;
+    target.token = grant.access_token;
+    target.refresh_token = Some(grant.refresh_token);
+    target.expires_at = Some(now() + grant.expires_in);
+    save(&target).map_err(|e| Failure::general(format!("saving the new tokens: {e:#}")))?;
+    Ok(())
 }
 
 pub fn save(target: &Target) -> anyhow::Result<PathBuf> {

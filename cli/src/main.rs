@@ -24,6 +24,8 @@ Exit codes:
 
 Environment:
   PAAS_API, PAAS_TOKEN, PAAS_CA_CERT  target the API without `paas login`
+  PAAS_SPACE                           the space to work in (instead of `paas target -s`)
+  PAAS_PASSWORD                        the password `paas login -u USER` uses
   NO_COLOR                             no colour even on a terminal
   PAAS_HOME                            where `paas login` keeps its settings [default: ~/.paas]";
 
@@ -45,12 +47,36 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Save the API address and token to use from now on.
+    /// Log in (user and password, or a token) and save where to send requests.
     Login(commands::login::Args),
-    /// Show the API the CLI talks to.
-    Target(commands::target::Args),
-    /// Forget what `paas login` saved.
+    /// Show the API, user and space the CLI works with; -s switches space.
+    Target(commands::target::TargetArgs),
+    /// End your login and forget what `paas login` saved.
     Logout(commands::target::Args),
+    /// List the spaces you have a role in, with their use and quota.
+    Spaces(commands::spaces::ListArgs),
+    /// Show a space's use and quota.
+    Space(commands::spaces::SpaceArgs),
+    /// Make a space (platform admins).
+    CreateSpace(commands::spaces::SpaceArgs),
+    /// Delete a space that has no apps or services left (platform admins).
+    DeleteSpace(commands::spaces::DeleteArgs),
+    /// List a space's members and their roles.
+    SpaceUsers(commands::spaces::SpaceArgs),
+    /// Give a user a role in a space: manager, developer or auditor (space managers).
+    SetSpaceRole(commands::spaces::RoleArgs),
+    /// Take a user's role in a space away (space managers).
+    UnsetSpaceRole(commands::spaces::RoleArgs),
+    /// Limit what a space may use at once (space managers); 0 takes a limit away.
+    SetSpaceQuota(commands::spaces::QuotaArgs),
+    /// List users and their roles (platform admins).
+    Users(commands::users::ListArgs),
+    /// Make a user (platform admins).
+    CreateUser(commands::users::CreateArgs),
+    /// Delete a user; their logins end (platform admins).
+    DeleteUser(commands::users::DeleteArgs),
+    /// Change your password; your other logins end.
+    Passwd(commands::users::PasswdArgs),
     /// Show the CLI's version, and the API's.
     Version(commands::target::Args),
     /// Print a shell completion script: paas completion bash > /etc/bash_completion.d/paas
@@ -164,10 +190,29 @@ fn main() {
         json: cli.json,
     };
     let result = rt.block_on(async move {
+        if !matches!(
+            cli.command,
+            Command::Login(_) | Command::Completion { .. } | Command::Version(_)
+        ) {
+            // A login's access token lives an hour: trade it in before it runs out.
+            commands::refresh_login(skip).await;
+        }
         match cli.command {
             Command::Login(a) => commands::login::run(a, skip).await,
             Command::Target(a) => commands::target::target(a, skip).await,
             Command::Logout(a) => commands::target::logout(a, skip).await,
+            Command::Spaces(a) => commands::spaces::list(a, skip).await,
+            Command::Space(a) => commands::spaces::show_one(a, skip).await,
+            Command::CreateSpace(a) => commands::spaces::create(a, skip).await,
+            Command::DeleteSpace(a) => commands::spaces::delete(a, skip).await,
+            Command::SpaceUsers(a) => commands::spaces::users(a, skip).await,
+            Command::SetSpaceRole(a) => commands::spaces::set_role(a, true, skip).await,
+            Command::UnsetSpaceRole(a) => commands::spaces::set_role(a, false, skip).await,
+            Command::SetSpaceQuota(a) => commands::spaces::set_quota(a, skip).await,
+            Command::Users(a) => commands::users::list(a, skip).await,
+            Command::CreateUser(a) => commands::users::create(a, skip).await,
+            Command::DeleteUser(a) => commands::users::delete(a, skip).await,
+            Command::Passwd(a) => commands::users::passwd(a, skip).await,
             Command::Version(a) => commands::target::version(a, skip).await,
             Command::Completion { shell } => {
                 use clap::CommandFactory;

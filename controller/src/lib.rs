@@ -154,7 +154,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         )),
         _ => None,
     };
-    let api = api::router(Arc::clone(&platform), token);
+    let _ = platform.admin_token.set(token);
+    platform
+        .ensure_default_space()
+        .await
+        .map_err(|e| anyhow::anyhow!("making the default space: {e}"))?;
+    let api = api::router(Arc::clone(&platform));
     let api_task = tokio::spawn(api::run(api, api_listener, tls, stopped(stop_rx.clone())));
 
     // The one line scripts and tests wait for: where to reach this daemon.

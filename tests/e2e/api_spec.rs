@@ -6,7 +6,7 @@ use crate::harness::{repo, Daemon};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// (path, documented methods) from the OpenAPI document.
-fn documented() -> Vec<(String, Vec<String>)> {
+pub(crate) fn documented() -> Vec<(String, Vec<String>)> {
     let raw = std::fs::read_to_string(repo().join("docs/openapi.yaml")).unwrap();
     let doc: serde_json::Value = serde_yaml_ng::from_str(&raw).unwrap();
     doc["paths"]
@@ -40,7 +40,13 @@ fn the_openapi_document_matches_the_routes_served() {
     let body = d.dir.path().join("empty.json");
     std::fs::write(&body, "{}").unwrap();
     for (path, methods) in &paths {
-        let concrete = path.replace("{name}", "probe-name");
+        let concrete = path
+            .replace("{name}", "probe-name")
+            .replace("{space}", "probe-space")
+            .replace("{user}", "probe-user")
+            .replace("{role}", "auditor")
+            .replace("{service}", "probe-service")
+            .replace("{sequence}", "1");
         for m in METHODS {
             let (status, answer) = d.api_call(m, &concrete, Some(&body));
             let served = !no_such_route(&answer);

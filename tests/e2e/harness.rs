@@ -194,6 +194,81 @@ impl Daemon {
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
+    /// Logs `user` in through the CLI, with a settings folder of their own (returned),
+    /// as a person on their own laptop would.
+    pub fn login(&self, user: &str, password: &str) -> tempfile::TempDir {
+        let home = tempfile::tempdir().unwrap();
+        let out = self.paas_as(
+            home.path(),
+            &[
+                "login",
+                "-a",
+                &self.api,
+                "-u",
+                user,
+                "-p",
+                password,
+                "--ca-cert",
+                self.cert().to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "login of {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        home
+    }
+
+    /// Runs the CLI with the settings `paas login` saved in `home`, and nothing else.
+    pub fn paas_as(&self, home: &Path, args: &[&str]) -> Output {
+        Command::new(bin("paas"))
+            .args(args)
+            .env("PAAS_HOME", home)
+            .env_remove("PAAS_API")
+            .env_remove("PAAS_TOKEN")
+            .output()
+            .expect("running paas")
+    }
+
+    /// Calls the API with curl as the holder of `token` (none: anonymous), with a JSON
+    /// `body`: returns (status, body).
+    pub fn api_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-m",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("--cacert")
+        .arg(self.cert());
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        }
+        let out = cmd
+            .arg(format!("{}{path}", self.api))
+            .output()
+            .expect("running curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     /// A GET through the router with the given Host.
     pub fn get(&self, host: &str, path: &str) -> HttpResponse {
         get(self.router, host, path)

@@ -9,7 +9,8 @@ use crate::terminal::Screen;
 pub struct Args {}
 
 pub async fn run(_: Args, ctx: super::Ctx) -> Result<(), Failure> {
-    let apps: Vec<AppSummary> = super::client(ctx)?.list("/v1/apps").await?;
+    let client = super::client(ctx)?;
+    let apps: Vec<AppSummary> = client.list(&client.in_space("/v1/apps")).await?;
     if ctx.json {
         return super::print_json(&apps);
     }

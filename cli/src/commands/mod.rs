@@ -17,8 +17,10 @@ pub mod restage;
 pub mod routes;
 pub mod run;
 pub mod services;
+pub mod spaces;
 pub mod target;
 pub mod tasks;
+pub mod users;
 
 use paas_api::AppName;
 
@@ -36,6 +38,12 @@ pub struct Ctx {
 /// The API client for the configured target.
 pub fn client(ctx: Ctx) -> Result<Client, Failure> {
     Client::new(&crate::config::load(ctx.skip_ssl_validation)?)
+}
+
+/// Trades a login's refresh token for new tokens when the access token runs out soon.
+/// A failure is not reported here: the command's request then says what to do.
+pub async fn refresh_login(ctx: Ctx) {
+    let _ = crate::config::refresh_if_due(ctx.skip_ssl_validation).await;
 }
 
 /// Prints `value` as pretty JSON, for `--json`.

@@ -126,6 +126,10 @@ pub struct CreateDomainArgs {
     /// The PEM private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Make it private to this space (its managers may): only the space's apps get
+    /// routes under it. Without it the domain is shared by every space (admins only).
+    #[arg(long, short = 's', value_name = "SPACE")]
+    space: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,7 +139,8 @@ pub struct DeleteDomainArgs {
 }
 
 pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let routes: Vec<RouteEntry> = super::client(ctx)?.list("/v1/routes").await?;
+    let client = super::client(ctx)?;
+    let routes: Vec<RouteEntry> = client.list(&client.in_space("/v1/routes")).await?;
     if ctx.json {
         return super::print_json(&routes);
     }
@@ -265,9 +270,14 @@ pub async fn domains(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let rows: Vec<[String; 3]> = domains
         .iter()
         .map(|d| {
+            let kind = match (&d.space, d.default) {
+                (_, true) => "default".to_string(),
+                (Some(space), _) => format!("private to {space}"),
+                (None, _) => "shared".to_string(),
+            };
             [
                 d.name.clone(),
-                if d.default { "default" } else { "added" }.to_string(),
+                kind,
                 if d.has_certificate { "yes" } else { "-" }.to_string(),
             ]
         })
@@ -291,6 +301,7 @@ pub async fn create_domain(args: CreateDomainArgs, ctx: super::Ctx) -> Result<()
         name: args.domain.to_ascii_lowercase(),
         cert_pem: read(&args.cert)?,
         key_pem: read(&args.key)?,
+        space: args.space,
     };
     let info: Option<DomainInfo> = super::client(ctx)?
         .json(Method::POST, "/v1/domains", Some(&request))

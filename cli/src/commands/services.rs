@@ -89,8 +89,9 @@ fn request(args: CreateArgs) -> Result<ServiceRequest, Failure> {
 pub async fn create(args: CreateArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let req = request(args)?;
     let name = req.name.clone().unwrap_or_default();
-    let s: ServiceSummary = super::client(ctx)?
-        .json(Method::POST, "/v1/services", Some(&req))
+    let client = super::client(ctx)?;
+    let s: ServiceSummary = client
+        .json(Method::POST, &client.in_space("/v1/services"), Some(&req))
         .await?;
     if ctx.json {
         return super::print_json(&s);
@@ -113,7 +114,8 @@ pub async fn update(args: CreateArgs, ctx: super::Ctx) -> Result<(), Failure> {
 }
 
 pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
-    let list: Vec<ServiceSummary> = super::client(ctx)?.list("/v1/services").await?;
+    let client = super::client(ctx)?;
+    let list: Vec<ServiceSummary> = client.list(&client.in_space("/v1/services")).await?;
     if ctx.json {
         return super::print_json(&list);
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::Extension;
 use http::{Response, Uri};
+use paas_api::auth::DEFAULT_SPACE;
 use paas_api::{
     AppName, AppSettings, DeployEvent, DeployRequest, ExecRequest, Info, Revision, RollbackRequest,
     RolloutRequest, ScaleRequest,
@@ -16,6 +18,8 @@ use super::extract::{read_json, read_optional_json, AppPath};
 use super::failure::Failure;
 use super::{page, query, LogLines};
 use crate::blobs::is_sha256;
+use crate::platform::access::Caller;
+use crate::platform::quota::Demand;
 use crate::platform::Execution;
 use crate::platform::Platform;
 
@@ -36,8 +40,15 @@ pub async fn cells(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<
     page::list(&cells, uri.path(), uri.query().unwrap_or(""))
 }
 
-pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
-    let apps = p.store.apps().await.map_err(Failure::internal)?;
+/// The apps the caller sees (in the space of `?space=`, if given).
+pub async fn list(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let mut apps = p.store.apps().await.map_err(Failure::internal)?;
+    let space = query::param(uri.query().unwrap_or(""), "space");
+    apps.retain(|a| caller.sees(&a.space) && space.as_ref().is_none_or(|s| *s == a.space));
     let summaries = p.summaries(&apps).await;
     page::list(&summaries, uri.path(), uri.query().unwrap_or(""))
 }
@@ -51,10 +62,13 @@ pub async fn get_app(
     Ok(body::json(200, &p.summary(&record).await))
 }
 
-/// Creates or changes an app. A new app gets the route `NAME.DOMAIN` unless the query
-/// says `default-route=false` (the CLI's `--no-route` and `--random-route`).
+/// Creates or changes an app. A new app is made in the space of `?space=` (else the
+/// default one: the access rule checked the caller may) and gets the route
+/// `NAME.DOMAIN` unless the query says `default-route=false` (the CLI's `--no-route`
+/// and `--random-route`). What it would run must fit its space's quota.
 pub async fn put_app(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     AppPath(app): AppPath,
     uri: Uri,
     body: Body,
@@ -118,22 +132,40 @@ pub async fn put_app(
     }
     let existing = p.store.app(app).await.map_err(Failure::internal)?;
     let is_new = existing.is_none();
+    let space = match &existing {
+        Some(a) => a.space.clone(),
+        None => query::param(query, "space").unwrap_or_else(|| DEFAULT_SPACE.to_string()),
+    };
     if settings.outbound.is_none() {
         // A push does not say: outbound access stays as it was.
         settings.outbound = Some(existing.as_ref().is_some_and(|a| a.settings.outbound()));
     }
     if settings.processes.is_empty() {
         // Nor does it say how the other process types are scaled: that stays too.
-        settings.processes = existing.map(|a| a.settings.processes).unwrap_or_default();
+        settings.processes = existing
+            .as_ref()
+            .map(|a| a.settings.processes.clone())
+            .unwrap_or_default();
+    }
+    let running = existing
+        .as_ref()
+        .filter(|a| !a.stopped)
+        .map(|a| &a.settings);
+    if existing.as_ref().is_none_or(|a| !a.stopped) {
+        let mut more = Demand::settings(running, &settings);
+        if is_new && query::param(query, "default-route").as_deref() != Some("false") {
+            more.routes = 1;
+        }
+        p.check_quota(&space, more).await?;
     }
     let record = p
         .store
-        .put_app(app, &settings)
+        .put_app(app, &settings, &space)
         .await
         .map_err(Failure::internal)?;
     if is_new && query::param(query, "default-route").as_deref() != Some("false") {
         let route = p.default_route(app)?;
-        if let Err(f) = p.map_route(app, &route, Default::default()).await {
+        if let Err(f) = p.map_route(&caller, app, &route, Default::default()).await {
             // A new app whose route is taken is not created: nothing is half-made.
             let _ = p.store.delete_app(app, false).await;
             return Err(f.into());
@@ -361,6 +393,12 @@ pub async fn restart(
 ) -> Result<Response<ApiBody>, Failure> {
     let rollout: RolloutRequest = read_optional_json(body).await?;
     check_rollout(&rollout)?;
+    let record = p.app_record(&app).await?;
+    if record.stopped {
+        // A stopped app counts for nothing in its space's quota: starting it must fit.
+        p.check_quota(&record.space, Demand::settings(None, &record.settings))
+            .await?;
+    }
     Ok(stream_restart(&p, &app, None, rollout))
 }
 

@@ -31,6 +31,9 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let status = match e.kind {
             ErrorKind::Invalid => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::TooMany => 429,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
             ErrorKind::Gone => 410,

@@ -1,13 +1,15 @@
-//! The HTTPS API, `/v1/...`, with bearer-token authentication.
+//! The HTTPS API, `/v1/...`, with bearer tokens and a rule for every route.
 //!
 //! The API is a tower service: [`router`] is the one table of routes (axum), and what
 //! applies to every request is a layer around it, in the order a request meets them:
 //! trailing slashes trimmed, a trace span, the JSON error envelope of
-//! `paas_api::ErrorBody` for errors the layers answer themselves, the bearer token
-//! (compared in constant time, never logged), a bound on the wait between body frames
-//! (a client that stalls an upload is cut off), and the body limit of the largest
-//! upload. A later rule (roles, quotas) is one more layer here.
+//! `paas_api::ErrorBody` for errors the layers answer themselves, a bound on the wait between body frames (a client that stalls an upload is cut off),
+//! and the body limit of the largest upload. Each route then passes its own rule
+//! ([`endpoints`], [`Access`]): who calls, from the bearer token (the admin token or a
+//! user's access token, never logged), and whether they may do this to what the path
+//! names.
 
+mod accounts;
 mod apps;
 pub(crate) mod body;
 mod extract;
@@ -27,19 +29,20 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put, MethodRouter};
 use axum::Router;
+use http::Method;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use self::failure::Failure;
+use crate::platform::access::{Access, Act, Caller};
 use crate::platform::Platform;
-use crate::secrets::constant_time_eq;
 
 /// How long a client has for the TLS handshake and then for each request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,82 +50,367 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// cut off instead of holding its connection and temp file open.
 const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every route of the API, behind the layers of the module docs.
-pub fn router(platform: Arc<Platform>, token: String) -> Router {
-    let token = Arc::new(token);
-    Router::new()
-        .route("/v1/info", get(apps::info))
-        .route("/v1/apps", get(apps::list))
-        .route(
+/// One route of the API: a method and path, the rule it is under, and its handler.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    handler: MethodRouter<Arc<Platform>>,
+}
+
+/// Every route of the API, each under its rule ([`Access`]): a route cannot be added
+/// without one, and the API's tests check each rule for every role.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Access::{Admin, App, AppPut, Public, Service, SignedIn, Space};
+    use Act::{Develop, Manage, Read};
+    let e = |method: Method, path, access, handler| Endpoint {
+        method,
+        path,
+        access,
+        handler,
+    };
+    vec![
+        e(Method::POST, "/v1/login", Public, post(accounts::login)),
+        e(Method::POST, "/v1/token", Public, post(accounts::refresh)),
+        e(Method::POST, "/v1/logout", SignedIn, post(accounts::logout)),
+        e(Method::GET, "/v1/user", SignedIn, get(accounts::whoami)),
+        e(
+            Method::PUT,
+            "/v1/user/password",
+            SignedIn,
+            put(accounts::passwd),
+        ),
+        e(Method::GET, "/v1/users", Admin, get(accounts::users)),
+        e(
+            Method::POST,
+            "/v1/users",
+            Admin,
+            post(accounts::create_user),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/users/{name}",
+            Admin,
+            delete(accounts::delete_user),
+        ),
+        e(Method::GET, "/v1/spaces", SignedIn, get(accounts::spaces)),
+        e(
+            Method::POST,
+            "/v1/spaces",
+            Admin,
+            post(accounts::create_space),
+        ),
+        e(
+            Method::GET,
+            "/v1/spaces/{space}",
+            Space(Read),
+            get(accounts::space),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/spaces/{space}",
+            Admin,
+            delete(accounts::delete_space),
+        ),
+        e(
+            Method::PUT,
+            "/v1/spaces/{space}/quota",
+            Space(Manage),
+            put(accounts::set_quota),
+        ),
+        e(
+            Method::GET,
+            "/v1/spaces/{space}/users",
+            Space(Read),
+            get(accounts::space_users),
+        ),
+        e(
+            Method::PUT,
+            "/v1/spaces/{space}/users/{user}/roles/{role}",
+            Space(Manage),
+            put(accounts::set_role),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/spaces/{space}/users/{user}/roles/{role}",
+            Space(Manage),
+            delete(accounts::unset_role),
+        ),
+        e(Method::GET, "/v1/info", SignedIn, get(apps::info)),
+        e(Method::GET, "/v1/apps", SignedIn, get(apps::list)),
+        e(
+            Method::GET,
             "/v1/apps/{name}",
-            get(apps::get_app).put(apps::put_app).delete(apps::delete),
-        )
-        .route(
+            App(Read),
+            get(apps::get_app),
+        ),
+        e(Method::PUT, "/v1/apps/{name}", AppPut, put(apps::put_app)),
+        e(
+            Method::DELETE,
+            "/v1/apps/{name}",
+            App(Develop),
+            delete(apps::delete),
+        ),
+        e(
+            Method::GET,
             "/v1/apps/{name}/routes",
-            get(routes::app_routes)
-                .post(routes::map)
-                .delete(routes::unmap),
-        )
-        .route("/v1/apps/{name}/packages", post(uploads::package))
-        .route("/v1/apps/{name}/deployments", post(apps::deploy))
-        .route("/v1/apps/{name}/restage", post(apps::restage))
-        .route("/v1/apps/{name}/restart", post(apps::restart))
-        .route("/v1/apps/{name}/start", post(apps::restart))
-        .route("/v1/apps/{name}/rollback", post(apps::rollback))
-        .route("/v1/apps/{name}/scale", post(apps::scale))
-        .route("/v1/apps/{name}/stop", post(apps::stop))
-        .route(
+            App(Read),
+            get(routes::app_routes),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/routes",
+            App(Develop),
+            post(routes::map),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/apps/{name}/routes",
+            App(Develop),
+            delete(routes::unmap),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/packages",
+            App(Develop),
+            post(uploads::package),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/deployments",
+            App(Develop),
+            post(apps::deploy),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/restage",
+            App(Develop),
+            post(apps::restage),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/restart",
+            App(Develop),
+            post(apps::restart),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/start",
+            App(Develop),
+            post(apps::restart),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/rollback",
+            App(Develop),
+            post(apps::rollback),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/scale",
+            App(Develop),
+            post(apps::scale),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/stop",
+            App(Develop),
+            post(apps::stop),
+        ),
+        e(
+            Method::POST,
             "/v1/apps/{name}/deployment/continue",
+            App(Develop),
             post(apps::continue_deployment),
-        )
-        .route(
+        ),
+        e(
+            Method::POST,
             "/v1/apps/{name}/deployment/cancel",
+            App(Develop),
             post(apps::cancel_deployment),
-        )
-        .route("/v1/apps/{name}/revisions", get(apps::revisions))
-        .route("/v1/apps/{name}/droplet", get(apps::droplet))
-        .route("/v1/apps/{name}/logs", get(apps::logs))
-        .route("/v1/apps/{name}/events", get(apps::events))
-        .route(
+        ),
+        e(
+            Method::GET,
+            "/v1/apps/{name}/revisions",
+            App(Read),
+            get(apps::revisions),
+        ),
+        // A droplet holds the app's code and whatever secrets staging baked in.
+        e(
+            Method::GET,
+            "/v1/apps/{name}/droplet",
+            App(Develop),
+            get(apps::droplet),
+        ),
+        e(
+            Method::GET,
+            "/v1/apps/{name}/logs",
+            App(Read),
+            get(apps::logs),
+        ),
+        e(
+            Method::GET,
+            "/v1/apps/{name}/events",
+            App(Read),
+            get(apps::events),
+        ),
+        e(
+            Method::GET,
             "/v1/apps/{name}/env",
-            get(apps::get_env).patch(apps::patch_env),
-        )
-        .route("/v1/apps/{name}/exec", post(apps::exec))
-        .route("/v1/apps/{name}/tasks", get(tasks::list).post(tasks::run))
-        .route(
+            App(Develop),
+            get(apps::get_env),
+        ),
+        e(
+            Method::PATCH,
+            "/v1/apps/{name}/env",
+            App(Develop),
+            patch(apps::patch_env),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/exec",
+            App(Develop),
+            post(apps::exec),
+        ),
+        e(
+            Method::GET,
+            "/v1/apps/{name}/tasks",
+            App(Read),
+            get(tasks::list),
+        ),
+        e(
+            Method::POST,
+            "/v1/apps/{name}/tasks",
+            App(Develop),
+            post(tasks::run),
+        ),
+        e(
+            Method::POST,
             "/v1/apps/{name}/tasks/{sequence}/terminate",
+            App(Develop),
             post(tasks::terminate),
-        )
-        .route("/v1/routes", get(routes::list).delete(routes::delete_route))
-        .route("/v1/certificates", get(routes::certificates))
-        .route("/v1/cells", get(apps::cells))
-        .route("/v1/services", get(services::list).post(services::create))
-        .route(
-            "/v1/services/{name}",
-            axum::routing::patch(services::update).delete(services::delete),
-        )
-        .route(
+        ),
+        e(
+            Method::PUT,
             "/v1/apps/{name}/services/{service}",
-            put(services::bind).delete(services::unbind),
-        )
-        .route("/v1/apps/{name}/system-env", get(services::system_env))
-        .route(
+            App(Develop),
+            put(services::bind),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/apps/{name}/services/{service}",
+            App(Develop),
+            delete(services::unbind),
+        ),
+        e(
+            Method::GET,
+            "/v1/apps/{name}/system-env",
+            App(Develop),
+            get(services::system_env),
+        ),
+        e(Method::GET, "/v1/routes", SignedIn, get(routes::list)),
+        // The route's space is checked by the handler (it is named in the query).
+        e(
+            Method::DELETE,
+            "/v1/routes",
+            SignedIn,
+            delete(routes::delete_route),
+        ),
+        // Private keys: only routers (with the admin token) and admins read them.
+        e(
+            Method::GET,
+            "/v1/certificates",
+            Admin,
+            get(routes::certificates),
+        ),
+        e(Method::GET, "/v1/cells", Admin, get(apps::cells)),
+        e(Method::GET, "/v1/services", SignedIn, get(services::list)),
+        // The space is in the query; the handler checks it.
+        e(
+            Method::POST,
+            "/v1/services",
+            SignedIn,
+            post(services::create),
+        ),
+        e(
+            Method::PATCH,
+            "/v1/services/{name}",
+            Service(Develop),
+            patch(services::update),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/services/{name}",
+            Service(Develop),
+            delete(services::delete),
+        ),
+        e(Method::GET, "/v1/domains", SignedIn, get(routes::domains)),
+        // Shared domains are an admin's, private ones their space's managers': the
+        // handler checks which (the space is in the body, or the stored domain).
+        e(
+            Method::POST,
             "/v1/domains",
-            get(routes::domains).post(routes::create_domain),
-        )
-        .route(
+            SignedIn,
+            post(routes::create_domain),
+        ),
+        e(
+            Method::DELETE,
             "/v1/domains/{name}",
-            axum::routing::delete(routes::delete_domain),
-        )
-        .route("/v1/resources/match", post(uploads::match_resources))
-        .route("/v1/buildpacks", get(uploads::buildpacks))
-        .route(
+            SignedIn,
+            delete(routes::delete_domain),
+        ),
+        e(
+            Method::POST,
+            "/v1/resources/match",
+            SignedIn,
+            post(uploads::match_resources),
+        ),
+        e(
+            Method::GET,
+            "/v1/buildpacks",
+            SignedIn,
+            get(uploads::buildpacks),
+        ),
+        e(
+            Method::POST,
             "/v1/buildpacks/{name}",
-            post(uploads::create_buildpack)
-                .patch(uploads::update_buildpack)
-                .delete(uploads::delete_buildpack),
-        )
-        .route("/v1/buildpacks/{name}/bits", put(uploads::buildpack_bits))
+            Admin,
+            post(uploads::create_buildpack),
+        ),
+        e(
+            Method::PATCH,
+            "/v1/buildpacks/{name}",
+            Admin,
+            patch(uploads::update_buildpack),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/buildpacks/{name}",
+            Admin,
+            delete(uploads::delete_buildpack),
+        ),
+        e(
+            Method::PUT,
+            "/v1/buildpacks/{name}/bits",
+            Admin,
+            put(uploads::buildpack_bits),
+        ),
+    ]
+}
+
+/// Every route of the API, behind the layers of the module docs.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let mut router = Router::new();
+    for endpoint in endpoints() {
+        let rule = (Arc::clone(&platform), endpoint.access);
+        router = router.route(
+            endpoint.path,
+            endpoint
+                .handler
+                .layer(middleware::from_fn_with_state(rule, authorize)),
+        );
+    }
+    router
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_route)
         .with_state(platform)
@@ -133,7 +421,6 @@ pub fn router(platform: Arc<Platform>, token: String) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             BODY_STALL_TIMEOUT,
         ))
-        .layer(middleware::from_fn_with_state(token, authenticate))
         .layer(middleware::map_response(envelope_bare_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
@@ -175,7 +462,11 @@ pub async fn run(
             let service =
                 hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
                     service,
-                    |req: http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+                    move |req: http::Request<hyper::body::Incoming>| {
+                        let mut req = req.map(axum::body::Body::new);
+                        req.extensions_mut().insert(PeerAddr(peer));
+                        req
+                    },
                 ));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -188,23 +479,56 @@ pub async fn run(
     }
 }
 
-/// Lets through only requests with the admin bearer token.
-async fn authenticate(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
-    let presented = req
+/// Where a request came from (the TCP peer), for the audit trail and login limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+/// Finds who calls (from the bearer token) and lets the request through only if the
+/// route's rule allows it; the handler finds the caller in the request's extensions.
+async fn authorize(
+    State((platform, access)): State<(Arc<Platform>, Access)>,
+    params: RawPathParams,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let address = req.extensions().get::<PeerAddr>().map(|a| a.0.ip());
+    let token = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes())) {
+    if access == Access::Public {
+        req.extensions_mut().insert(Caller::anonymous(address));
         return next.run(req).await;
     }
-    Failure::new(
-        401,
-        "unauthorised",
-        "the request has no valid bearer token",
-        Some("log in with `paas login --api URL --token TOKEN`; the admin token is in paasd's data folder (admin-token)"),
-    )
-    .into_response()
+    let caller = match token {
+        Some(token) => platform.caller(token, address).await,
+        None => Err(crate::platform::Error::new(
+            crate::platform::ErrorKind::Unauthenticated,
+            "unauthorised",
+            "the request has no bearer token",
+            Some("log in with `paas login -a URL -u USER`, or with an admin token: `paas login --api URL --token TOKEN`"),
+        )),
+    };
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return Failure::from(e).into_response(),
+    };
+    let param = |key: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    };
+    let space = param("space").or_else(|| query::param(req.uri().query().unwrap_or(""), "space"));
+    if let Err(e) = platform
+        .authorize(&caller, access, param("name").as_deref(), space.as_deref())
+        .await
+    {
+        return Failure::from(e).into_response();
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }
 
 /// What no route serves: the envelope, so the CLI can tell a version mismatch.
@@ -245,4 +569,51 @@ async fn envelope_bare_errors(resp: Response) -> Response {
         _ => ("error", format!("the request failed ({status})"), None),
     };
     Failure::new(status.as_u16(), code, message, hint).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every route is under a rule (an [`Endpoint`] cannot be made without one), and the
+    /// API's document lists exactly the routes served: the e2e test of every route's
+    /// rule for every role walks that document, so a route added here without a row
+    /// there fails.
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_is_served() {
+        let raw =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.yaml"))
+                .unwrap();
+        let doc: serde_json::Value = serde_yaml_ng::from_str(&raw).unwrap();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()))
+                    .map(|k| (k.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = endpoints()
+            .iter()
+            .map(|e| (e.method.to_string(), e.path.to_string()))
+            .collect();
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not in docs/openapi.yaml"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "in docs/openapi.yaml but not served"
+        );
+        assert_eq!(served.len(), endpoints().len(), "a route is listed twice");
+    }
 }

@@ -43,8 +43,13 @@ pub fn list<T: Serialize>(items: &[T], path: &str, q: &str) -> Result<Response<A
     let h = resp.headers_mut();
     h.insert("x-total-count", HeaderValue::from(items.len()));
     if end < items.len() {
+        // The filter a list was asked with (`space`) holds for its next page too.
+        let space = query::param(q, "space")
+            .filter(|s| paas_api::auth::check_label("space", s).is_ok())
+            .map(|s| format!("&space={s}"))
+            .unwrap_or_default();
         let link = format!(
-            "<{path}?page={}&per_page={per_page}>; rel=\"next\"",
+            "<{path}?page={}&per_page={per_page}{space}>; rel=\"next\"",
             page + 1
         );
         if let Ok(v) = HeaderValue::from_str(&link) {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::Extension;
 use http::{Response, Uri};
 use paas_api::{CreateDomain, MapRoute, Route};
 
@@ -11,21 +12,42 @@ use super::body::{self, ApiBody};
 use super::extract::{read_json, AppPath, NamePath};
 use super::failure::Failure;
 use super::{page, query};
+use crate::platform::access::Caller;
 use crate::platform::Platform;
 use crate::store::{RouteSettings, StoredDomain};
 
-/// Every route, with the instances it reaches.
-pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
-    let routes = p.routes().await.map_err(Failure::internal)?;
+/// The routes of the spaces the caller sees (of `?space=` only, if given), with the
+/// instances they reach.
+pub async fn list(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let mut routes = p.routes().await.map_err(Failure::internal)?;
+    let spaces: std::collections::HashMap<String, String> = p
+        .store
+        .routes()
+        .await
+        .map_err(Failure::internal)?
+        .into_iter()
+        .map(|r| (r.route.to_string(), r.space().to_string()))
+        .collect();
+    let only = query::param(uri.query().unwrap_or(""), "space");
+    routes.retain(|e| {
+        let key = Route::from_parts(&e.host, &e.path).map(|r| r.to_string());
+        let space = key.ok().and_then(|k| spaces.get(&k));
+        space.is_some_and(|s| caller.sees(s) && only.as_ref().is_none_or(|o| o == s))
+    });
     page::list(&routes, uri.path(), uri.query().unwrap_or(""))
 }
 
 /// `DELETE /v1/routes?host=H&path=P` deletes a route, mapped or not.
 pub async fn delete_route(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     uri: Uri,
 ) -> Result<Response<ApiBody>, Failure> {
-    p.delete_route(&route_in_query(uri.query().unwrap_or(""))?)
+    p.delete_route(&caller, &route_in_query(uri.query().unwrap_or(""))?)
         .await?;
     Ok(body::empty(204))
 }
@@ -44,6 +66,7 @@ pub async fn app_routes(
 /// mapped to it yet, 200 when it was.
 pub async fn map(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     AppPath(app): AppPath,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
@@ -54,7 +77,7 @@ pub async fn map(
         balance: asked.balance,
         max_body: asked.max_body_bytes,
     };
-    let added = p.map_route(&app, &route, settings).await?;
+    let added = p.map_route(&caller, &app, &route, settings).await?;
     Ok(body::json(if added { 201 } else { 200 }, &route))
 }
 
@@ -69,33 +92,49 @@ pub async fn unmap(
     Ok(body::empty(204))
 }
 
+/// The shared domains and those private to the caller's spaces.
 pub async fn domains(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     uri: Uri,
 ) -> Result<Response<ApiBody>, Failure> {
-    page::list(&p.domains().await?, uri.path(), uri.query().unwrap_or(""))
+    page::list(
+        &p.domains(&caller).await?,
+        uri.path(),
+        uri.query().unwrap_or(""),
+    )
 }
 
 /// Adds a domain (201), or replaces its certificate (200).
 pub async fn create_domain(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let d: CreateDomain = read_json(body).await?;
     let name = d.name.to_ascii_lowercase();
     let added = p
-        .create_domain(StoredDomain {
-            name: name.clone(),
-            cert_pem: d.cert_pem,
-            key_pem: d.key_pem,
-        })
+        .create_domain(
+            &caller,
+            StoredDomain {
+                name: name.clone(),
+                cert_pem: d.cert_pem,
+                key_pem: d.key_pem,
+                space: d.space,
+            },
+        )
         .await?;
-    let info = p.domains().await?.into_iter().find(|i| i.name == name);
+    let info = p
+        .domains(&caller)
+        .await?
+        .into_iter()
+        .find(|i| i.name == name);
     Ok(body::json(if added { 201 } else { 200 }, &info))
 }
 
 pub async fn delete_domain(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     NamePath(name): NamePath,
 ) -> Result<Response<ApiBody>, Failure> {
     let name = name.to_ascii_lowercase();
@@ -107,7 +146,7 @@ pub async fn delete_domain(
             None,
         )
     })?;
-    p.delete_domain(&name).await?;
+    p.delete_domain(&caller, &name).await?;
     Ok(body::empty(204))
 }
 

@@ -4,29 +4,43 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
+use axum::Extension;
 use http::{Response, Uri};
+use paas_api::auth::DEFAULT_SPACE;
 use paas_api::{AppName, ServiceRequest};
 
 use super::body::{self, ApiBody};
 use super::extract::{read_json, AppPath, NamePath};
 use super::failure::Failure;
-use super::page;
+use super::{page, query};
+use crate::platform::access::Caller;
 use crate::platform::Platform;
 
-/// Every service instance, without credentials.
-pub async fn list(State(p): State<Arc<Platform>>, uri: Uri) -> Result<Response<ApiBody>, Failure> {
-    let services = p.services().await?;
+/// The service instances the caller sees (in the space of `?space=`, if given), without
+/// credentials.
+pub async fn list(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let space = query::param(uri.query().unwrap_or(""), "space");
+    let services = p.services(&caller, space.as_deref()).await?;
     page::list(&services, uri.path(), uri.query().unwrap_or(""))
 }
 
 /// Creates one; answers 201 with it (without credentials).
+/// In the space of `?space=` (else the default one).
 pub async fn create(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let req: ServiceRequest = read_json(body).await?;
     let name = req.name.clone().unwrap_or_default();
-    p.create_service(req).await?;
+    let space = query::param(uri.query().unwrap_or(""), "space")
+        .unwrap_or_else(|| DEFAULT_SPACE.to_string());
+    p.create_service(&caller, &space, req).await?;
     summary(&p, &name, 201).await
 }
 
@@ -85,8 +99,9 @@ pub async fn system_env(
     Ok(body::json(200, &p.system_env(&app).await?))
 }
 
+/// The one service of `name` (the caller may see it: a rule or the handler said so).
 async fn summary(p: &Platform, name: &str, status: u16) -> Result<Response<ApiBody>, Failure> {
-    let all = p.services().await?;
+    let all = p.services(&Caller::bootstrap(None), None).await?;
     let one = all.iter().find(|s| s.name == name);
     Ok(body::json(status, &one))
 }

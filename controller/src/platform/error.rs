@@ -9,6 +9,12 @@ use paas_api::{AppName, ErrorBody};
 pub enum ErrorKind {
     /// The request is malformed.
     Invalid,
+    /// The caller did not say who they are, or their token is no longer good.
+    Unauthenticated,
+    /// The caller may see what it names but not do this with it.
+    Forbidden,
+    /// Too many tries in too short a time (failed logins).
+    TooMany,
     /// What it names does not exist.
     NotFound,
     /// It clashes with what exists (a route another app holds, a name taken).

@@ -8,10 +8,14 @@
 //! Pushes and deletes of one app are serialised by a per-app lock; different apps deploy
 //! in parallel.
 
+pub mod access;
+pub mod accounts;
 mod converge;
 mod deploy;
+mod domains;
 mod error;
 pub mod placed;
+pub mod quota;
 pub use rollout::MAX_IN_FLIGHT;
 mod rollout;
 mod routes;
@@ -106,6 +110,10 @@ pub struct Platform {
     /// Canary deployments waiting for `continue` or `cancel`, by app.
     paused: Mutex<HashMap<AppName, rollout::Paused>>,
     app_locks: Mutex<HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
+    /// paasd's admin token (the bootstrap admin), once it is known.
+    pub admin_token: std::sync::OnceLock<String>,
+    /// Recent failed logins.
+    login_limits: accounts::LoginLimits,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
 }
@@ -167,6 +175,7 @@ impl Platform {
                 name: cfg.domain.clone(),
                 cert_pem: Some(cert.clone()),
                 key_pem: Some(key.clone()),
+                space: None,
             })
             .await
             .context("storing the router's certificate")?;
@@ -196,6 +205,8 @@ impl Platform {
             instances: Mutex::new(HashMap::new()),
             retiring: Mutex::new(Vec::new()),
             running_tasks: Mutex::default(),
+            admin_token: Default::default(),
+            login_limits: Default::default(),
             paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
@@ -590,6 +601,7 @@ impl Platform {
             .collect();
         AppSummary {
             name: app.name.clone(),
+            space: app.space.clone(),
             settings: app.settings.clone(),
             state: if app.release.is_none() {
                 "pending"

@@ -5,14 +5,14 @@
 //! are kept in memory as last read (`Platform::route_rows`), so that a change of
 //! instances republishes without a read, and a failed read keeps the last good table.
 
-use paas_api::{AppName, CertificateEntry, DomainInfo, Route, RouteBackend, RouteEntry};
+use paas_api::{AppName, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
 
-use paas_router::tls::Certificates;
 use paas_router::RouteTable;
 
+use super::access::Caller;
 use super::{Error, ErrorKind, Platform};
-use crate::store::{MapError, RouteSettings, StoreError, StoredDomain, StoredRoute};
+use crate::store::{MapError, RouteSettings, StoreError, StoredRoute};
 
 /// The stored routes as last read, and the store revision they were read at.
 pub(super) type RouteRows = Option<(Arc<Vec<StoredRoute>>, i64)>;
@@ -124,15 +124,27 @@ impl Platform {
     /// `create-domain`.
     pub async fn map_route(
         &self,
+        caller: &Caller,
         app: &AppName,
         route: &Route,
         settings: RouteSettings,
     ) -> Result<bool, Error> {
-        self.app_record(app).await?;
-        self.check_domain_of(route).await?;
+        let record = self.app_record(app).await?;
+        self.check_route_rules(caller, &record.space, route).await?;
+        let known = self.store.routes().await.map_err(Error::internal)?;
+        if !known
+            .iter()
+            .any(|r| &r.route == route && r.app.as_ref() == Some(app))
+        {
+            let more = super::quota::Demand {
+                routes: 1,
+                ..Default::default()
+            };
+            self.check_quota(&record.space, more).await?;
+        }
         let added = self
             .store
-            .map_route(route, app, settings)
+            .map_route(route, app, &record.space, settings)
             .await
             .map_err(|e| match e {
                 MapError::Taken { route, owner } => Error::new(
@@ -142,6 +154,12 @@ impl Platform {
                     Some(&format!(
                         "choose another host or path, or unmap it from {owner} first (`paas unmap-route {owner} DOMAIN --hostname HOST`)"
                     )),
+                ),
+                MapError::OtherSpace { route } => Error::new(
+                    ErrorKind::Conflict,
+                    "route-taken",
+                    format!("route {route} belongs to another space"),
+                    Some("choose another host or path"),
                 ),
                 MapError::Store(e) => Error::internal(e),
             })?;
@@ -177,8 +195,23 @@ impl Platform {
         Ok(())
     }
 
-    /// Deletes `route`, unmapping it from its app first.
-    pub async fn delete_route(&self, route: &Route) -> Result<(), Error> {
+    /// Deletes `route`, unmapping it from its app first, as `caller` (a developer of
+    /// its space; to others it does not exist).
+    pub async fn delete_route(&self, caller: &Caller, route: &Route) -> Result<(), Error> {
+        let not_found = || {
+            Error::new(
+                ErrorKind::NotFound,
+                "route-not-found",
+                format!("there is no route {route}"),
+                Some("see `paas routes`"),
+            )
+        };
+        let rows = self.store.routes().await.map_err(Error::internal)?;
+        let row = rows
+            .iter()
+            .find(|r| &r.route == route)
+            .ok_or_else(not_found)?;
+        caller.check(super::access::Act::Develop, row.space(), not_found)?;
         if !self
             .store
             .delete_route(route)
@@ -194,188 +227,5 @@ impl Platform {
         }
         self.reload_routes().await;
         Ok(())
-    }
-
-    /// The platform's domain first, then those added with `create-domain`.
-    pub async fn domains(&self) -> Result<Vec<DomainInfo>, Error> {
-        let added = self.store.domains().await.map_err(Error::internal)?;
-        Ok(std::iter::once(DomainInfo {
-            name: self.domain.clone(),
-            default: true,
-            // The self-signed one made at first start, or one put in its place.
-            has_certificate: true,
-        })
-        .chain(added.into_iter().map(|d| DomainInfo {
-            has_certificate: d.cert_pem.is_some(),
-            name: d.name,
-            default: false,
-        }))
-        .collect())
-    }
-
-    /// Adds a domain (or replaces its certificate). Returns false when it existed.
-    pub async fn create_domain(&self, domain: StoredDomain) -> Result<bool, Error> {
-        paas_api::check_host(&domain.name)
-            .and_then(|()| {
-                if domain.name.starts_with("*.") {
-                    Err("give the domain itself; its routes may then be wildcards".into())
-                } else {
-                    Ok(())
-                }
-            })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Refused,
-                    "invalid-domain",
-                    format!("domain {:?} is invalid: {e}", domain.name),
-                    Some("give a DNS name such as apps.example.com"),
-                )
-            })?;
-        if domain.name == self.domain {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "domain-exists",
-                format!("{} is the platform's own domain", domain.name),
-                None,
-            ));
-        }
-        match (&domain.cert_pem, &domain.key_pem) {
-            (Some(cert), Some(key)) => {
-                paas_router::tls::certified_key(cert, key).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Refused,
-                        "invalid-certificate",
-                        format!("the certificate for {} cannot be used: {e}", domain.name),
-                        Some("give the PEM certificate chain with --cert and its private key with --key"),
-                    )
-                })?;
-            }
-            (None, None) => {}
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Refused,
-                    "invalid-certificate",
-                    "a certificate needs its key, and a key its certificate",
-                    Some("give both --cert and --key"),
-                ))
-            }
-        }
-        let added = self
-            .store
-            .put_domain(&domain)
-            .await
-            .map_err(Error::internal)?;
-        self.refresh_certificates().await;
-        Ok(added)
-    }
-
-    /// Every certificate the router serves, with its key: the default one first.
-    pub async fn certificates(&self) -> Result<Vec<CertificateEntry>, Error> {
-        let (cert, key) = &self.default_cert_pem;
-        let default = CertificateEntry {
-            domain: self.domain.clone(),
-            default: true,
-            cert_pem: cert.clone(),
-            key_pem: key.clone(),
-        };
-        let added = self.store.domains().await.map_err(Error::internal)?;
-        Ok(std::iter::once(default)
-            .chain(added.into_iter().filter_map(|d| {
-                Some(CertificateEntry {
-                    cert_pem: d.cert_pem?,
-                    key_pem: d.key_pem?,
-                    domain: d.name,
-                    default: false,
-                })
-            }))
-            .collect())
-    }
-
-    /// Gives the router the certificates of every domain that has one, and the default.
-    pub async fn refresh_certificates(&self) {
-        let mut certs = Certificates::new(Some(Arc::clone(&self.default_cert)));
-        match self.store.domains().await {
-            Ok(domains) => {
-                for d in domains {
-                    let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
-                        continue;
-                    };
-                    match paas_router::tls::certified_key(cert, key) {
-                        Ok(k) => certs.insert(&d.name, Arc::new(k)),
-                        Err(e) => {
-                            tracing::error!(domain = %d.name, "its certificate cannot be used: {e}")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::error!("reading domains: {e}"),
-        }
-        self.router.certificates().update(certs);
-    }
-
-    /// Deletes a domain that no route uses.
-    pub async fn delete_domain(&self, name: &str) -> Result<(), Error> {
-        if name == self.domain {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "domain-is-default",
-                format!("{name} is the platform's own domain and cannot be deleted"),
-                None,
-            ));
-        }
-        let in_use: Vec<String> = self
-            .store
-            .routes()
-            .await
-            .map_err(Error::internal)?
-            .into_iter()
-            .filter(|r| r.route.is_under(name))
-            .map(|r| r.route.to_string())
-            .collect();
-        if !in_use.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "domain-in-use",
-                format!("domain {name} has routes: {}", in_use.join(", ")),
-                Some("delete them first with `paas delete-route ROUTE`"),
-            ));
-        }
-        if !self
-            .store
-            .delete_domain(name)
-            .await
-            .map_err(Error::internal)?
-        {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                "domain-not-found",
-                format!("there is no domain {name}"),
-                Some("see `paas domains`"),
-            ));
-        }
-        self.refresh_certificates().await;
-        Ok(())
-    }
-
-    /// Refuses a route outside every known domain: without this, anyone could claim
-    /// traffic for a host the platform does not own.
-    async fn check_domain_of(&self, route: &Route) -> Result<(), Error> {
-        let known = self.domains().await?;
-        if known.iter().any(|d| route.is_under(&d.name)) {
-            return Ok(());
-        }
-        Err(Error::new(
-            ErrorKind::Refused,
-            "unknown-domain",
-            format!("route {route} is not under any of the platform's domains"),
-            Some(&format!(
-                "use a host under {}, or add the domain with `paas create-domain DOMAIN`",
-                known
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        ))
     }
 }

@@ -40,9 +40,13 @@ impl Platform {
         let settings = changed(&record.settings, process, change);
         let after = settings.for_process(process);
         let limits_change = (after.memory, after.disk) != (before.memory, before.disk);
+        if !record.stopped {
+            let more = super::quota::Demand::settings(Some(&record.settings), &settings);
+            self.check_quota(&record.space, more).await?;
+        }
         let updated = self
             .store
-            .put_app(app, &settings)
+            .put_app(app, &settings, &record.space)
             .await
             .map_err(Error::internal)?;
         let release = match (&updated.release, updated.stopped) {
@@ -61,7 +65,11 @@ impl Platform {
             let rolled = self.roll_out(&updated, &release, "scale", events).await;
             if rolled.is_err() {
                 // The old instances run on with the old limits: so say the settings.
-                if let Err(e) = self.store.put_app(app, &record.settings).await {
+                if let Err(e) = self
+                    .store
+                    .put_app(app, &record.settings, &record.space)
+                    .await
+                {
                     tracing::error!(%app, "putting the limits back after a failed scale: {e}");
                 }
             }
@@ -129,7 +137,11 @@ impl Platform {
             };
             if let Err(e) = self
                 .store
-                .put_app(app, &changed(&record.settings, &plan.process, &back))
+                .put_app(
+                    app,
+                    &changed(&record.settings, &plan.process, &back),
+                    &record.space,
+                )
                 .await
             {
                 tracing::error!(%app, "putting the instance count back to {was}: {e}");

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use paas_api::{AppName, ServiceRequest, ServiceSummary};
 use serde_json::{json, Value};
 
+use super::access::{space_not_found, Act, Caller};
+use super::quota::Demand;
 use super::{Error, ErrorKind, Platform};
 use crate::store::{AppRecord, ServiceDoc};
 
@@ -26,9 +28,15 @@ const DATABASE_SCHEMES: [&str; 6] = [
 ];
 
 impl Platform {
-    /// Every service instance, with the apps bound to it.
-    pub async fn services(&self) -> Result<Vec<ServiceSummary>, Error> {
-        let services = self.store.services().await.map_err(Error::internal)?;
+    /// The service instances `caller` sees (in `space` only, if given), with the apps
+    /// bound to them.
+    pub async fn services(
+        &self,
+        caller: &Caller,
+        space: Option<&str>,
+    ) -> Result<Vec<ServiceSummary>, Error> {
+        let mut services = self.store.services().await.map_err(Error::internal)?;
+        services.retain(|s| caller.sees(&s.space) && space.is_none_or(|w| w == s.space));
         let apps = self.store.apps().await.map_err(Error::internal)?;
         Ok(services
             .into_iter()
@@ -39,6 +47,7 @@ impl Platform {
                     .map(|a| a.name.to_string())
                     .collect(),
                 label: "user-provided".into(),
+                space: s.space,
                 name: s.name,
                 guid: s.guid,
                 tags: s.tags,
@@ -48,10 +57,30 @@ impl Platform {
             .collect())
     }
 
-    /// Creates a user-provided service instance from `req`.
-    pub async fn create_service(&self, req: ServiceRequest) -> Result<(), Error> {
+    /// Creates a user-provided service instance from `req` in `space`, as `caller`.
+    pub async fn create_service(
+        &self,
+        caller: &Caller,
+        space: &str,
+        req: ServiceRequest,
+    ) -> Result<(), Error> {
         let name = req.name.clone().unwrap_or_default();
         check_name(&name)?;
+        if self
+            .store
+            .space(space)
+            .await
+            .map_err(Error::internal)?
+            .is_none()
+        {
+            return Err(space_not_found(space));
+        }
+        caller.check(Act::Develop, space, || space_not_found(space))?;
+        let more = Demand {
+            services: 1,
+            ..Demand::default()
+        };
+        self.check_quota(space, more).await?;
         let mut doc = ServiceDoc {
             name: name.clone(),
             guid: crate::store::new_guid(),
@@ -59,6 +88,7 @@ impl Platform {
             syslog_drain_url: None,
             route_service_url: None,
             tags: Vec::new(),
+            space: space.to_string(),
         };
         apply(&mut doc, req)?;
         if !self
@@ -67,6 +97,19 @@ impl Platform {
             .await
             .map_err(Error::internal)?
         {
+            // Service names are shared by every space: one in another space is only
+            // "taken".
+            let theirs = self.store.service(&name).await.map_err(Error::internal)?;
+            if theirs.is_some_and(|t| !caller.sees(&t.space)) {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "name-taken",
+                    format!("the service name {name} is taken"),
+                    Some(
+                        "service names are shared by every space on this platform: choose another",
+                    ),
+                ));
+            }
             return Err(Error::new(
                 ErrorKind::Conflict,
                 "service-exists",
@@ -129,9 +172,10 @@ impl Platform {
         service: &str,
         bound: bool,
     ) -> Result<bool, Error> {
-        self.app_record(app).await?;
-        if bound {
-            self.service_doc(service).await?;
+        let record = self.app_record(app).await?;
+        if bound && self.service_doc(service).await?.space != record.space {
+            // A service of another space is, to this app, one that does not exist.
+            return Err(no_service(service));
         }
         let changed = self
             .store
@@ -353,6 +397,7 @@ mod tests {
             syslog_drain_url: None,
             route_service_url: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            space: "default".into(),
         }
     }
 

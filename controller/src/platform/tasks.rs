@@ -36,6 +36,11 @@ impl Platform {
                 Some(&format!("push it first: `paas push {app}`")),
             )
         })?;
+        let more = super::quota::Demand {
+            tasks: 1,
+            ..Default::default()
+        };
+        self.check_quota(&record.space, more).await?;
         let name = req.name.clone().unwrap_or_else(random_name);
         let (reporter, input, attached): (Arc<dyn Reporter>, _, _) = match attached {
             Some(Attached { output, input }) => (

@@ -169,6 +169,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             env: env.remove(&name).unwrap_or_default(),
             id_slot: slots.get(&name).copied(),
             services: Vec::new(),
+            space: super::default_space(),
             created_at,
             updated_at,
         };
@@ -234,6 +235,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                 app: Some(AppName::parse(name).map_err(|e| corrupt("an app's name", e))?),
                 balance: Default::default(),
                 max_body: None,
+                space: None,
             });
         }
     }
@@ -263,6 +265,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                     .map_err(|e| corrupt("a route's app", e))?,
                 balance: paas_api::Balance::parse(&balance).map_err(|e| corrupt("a route", e))?,
                 max_body: max_body.and_then(|n| u64::try_from(n).ok()),
+                space: None,
             });
         }
     }
@@ -280,6 +283,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                     name: r.get(0)?,
                     cert_pem: r.get(1)?,
                     key_pem: r.get(2)?,
+                    space: None,
                 })
             })
             .map_err(sql)?;
@@ -476,7 +480,12 @@ mod tests {
         );
         let r = Route::parse("other.localhost").unwrap();
         assert!(s
-            .map_route(&r, &web, RouteSettings::default())
+            .map_route(
+                &r,
+                &web,
+                paas_api::auth::DEFAULT_SPACE,
+                RouteSettings::default()
+            )
             .await
             .unwrap());
     }

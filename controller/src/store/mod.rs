@@ -26,12 +26,14 @@ use paas_kv::{Backend, Compare, KeyValue, Kv, KvError, Op, Txn};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod auth;
 mod cells;
 pub use cells::Held;
 mod legacy;
 mod routes;
 mod services;
 mod tasks;
+pub use auth::{SpaceDoc, TokenDoc, TokenKind, UserDoc};
 pub use routes::{MapError, RouteSettings, StoredDomain, StoredRoute};
 pub use services::ServiceDoc;
 
@@ -62,6 +64,8 @@ pub struct AppRecord {
     pub env: BTreeMap<String, String>,
     /// The services bound to it, in the order they were bound.
     pub services: Vec<String>,
+    /// The space it belongs to.
+    pub space: String,
 }
 
 /// What runs: a droplet with its start command, and the app's own configuration it
@@ -232,6 +236,9 @@ pub(crate) mod keys {
     pub const BUILDPACKS: &str = "/paas/buildpacks";
     pub const NEXT_ID_SLOT: &str = "/paas/id-slots/next";
     pub const SERVICES: &str = "/paas/services/";
+    pub const USERS: &str = "/paas/users/";
+    pub const TOKENS: &str = "/paas/tokens/";
+    pub const SPACES: &str = "/paas/spaces/";
     /// Present once a database from before the state store has been imported.
     pub const SCHEMA: &str = "/paas/schema";
 
@@ -253,6 +260,15 @@ pub(crate) mod keys {
     }
     pub fn event_seq(guid: &str) -> String {
         format!("/paas/event-seq/{guid}")
+    }
+    pub fn user(name: &str) -> String {
+        format!("{USERS}{name}")
+    }
+    pub fn token(hash: &str) -> String {
+        format!("{TOKENS}{hash}")
+    }
+    pub fn space(name: &str) -> String {
+        format!("{SPACES}{name}")
     }
     pub fn service(name: &str) -> String {
         format!("{SERVICES}{name}")
@@ -285,8 +301,15 @@ struct AppDoc {
     /// The services bound to it, by name, in the order they were bound.
     #[serde(default)]
     services: Vec<String>,
+    /// Apps from before spaces are in the default space.
+    #[serde(default = "default_space")]
+    space: String,
     created_at: i64,
     updated_at: i64,
+}
+
+pub(crate) fn default_space() -> String {
+    paas_api::auth::DEFAULT_SPACE.to_string()
 }
 
 /// The document at `events/GUID/SLOT`: the event and its place in the sequence.
@@ -396,11 +419,13 @@ impl Store {
         Err(StoreError::Contended(format!("app {name}")))
     }
 
-    /// Creates the app, or changes its settings. Returns the stored record.
+    /// Creates the app in `space`, or changes its settings (it stays in its space).
+    /// Returns the stored record.
     pub async fn put_app(
         &self,
         name: &AppName,
         settings: &AppSettings,
+        space: &str,
     ) -> Result<AppRecord, StoreError> {
         let key = keys::app(name.as_str());
         for _ in 0..CAS_TRIES {
@@ -419,6 +444,7 @@ impl Store {
                         env: BTreeMap::new(),
                         id_slot: None,
                         services: Vec::new(),
+                        space: space.to_string(),
                         created_at: now(),
                         updated_at: now(),
                     };
@@ -783,6 +809,7 @@ fn record(name: AppName, doc: AppDoc) -> AppRecord {
         stopped: doc.stopped,
         env: doc.env,
         services: doc.services,
+        space: doc.space,
     }
 }
 
@@ -947,8 +974,8 @@ pub(crate) mod tests {
         let name = AppName::parse("web").unwrap();
         {
             let s = Store::open_sqlite(&path, "localhost").await.unwrap();
-            let created = s.put_app(&name, &settings(1)).await.unwrap();
-            let updated = s.put_app(&name, &settings(3)).await.unwrap();
+            let created = s.put_app(&name, &settings(1), "default").await.unwrap();
+            let updated = s.put_app(&name, &settings(3), "default").await.unwrap();
             assert_eq!(created.guid, updated.guid, "updating keeps the guid");
             let r1 = s.add_release(&name, release("d1")).await.unwrap();
             let r2 = s.add_release(&name, release("d2")).await.unwrap();
@@ -976,7 +1003,7 @@ pub(crate) mod tests {
         assert!(s.app(&name).await.unwrap().is_none());
         assert!(!s.delete_app(&name, true).await.unwrap());
         // A new app of the same name starts a history of its own.
-        s.put_app(&name, &settings(1)).await.unwrap();
+        s.put_app(&name, &settings(1), "default").await.unwrap();
         assert!(s.releases(&name).await.unwrap().is_empty());
         let r = s.add_release(&name, release("d3")).await.unwrap();
         assert_eq!(r.version, 1);
@@ -986,7 +1013,7 @@ pub(crate) mod tests {
     async fn events_are_kept_in_order_and_bounded() {
         let (_dir, s) = store().await;
         let name = AppName::parse("web").unwrap();
-        s.put_app(&name, &settings(1)).await.unwrap();
+        s.put_app(&name, &settings(1), "default").await.unwrap();
         for i in 0..(EVENTS_KEPT + 3) {
             let e = AppEvent {
                 timestamp_ms: i,
@@ -1013,7 +1040,7 @@ pub(crate) mod tests {
         let (_dir, s) = store().await;
         let s = std::sync::Arc::new(s);
         let name = AppName::parse("web").unwrap();
-        s.put_app(&name, &settings(1)).await.unwrap();
+        s.put_app(&name, &settings(1), "default").await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..8 {
             let (s, name) = (std::sync::Arc::clone(&s), name.clone());
@@ -1042,14 +1069,14 @@ pub(crate) mod tests {
         let (_dir, s) = store().await;
         let a = AppName::parse("a").unwrap();
         let b = AppName::parse("b").unwrap();
-        s.put_app(&a, &settings(1)).await.unwrap();
-        s.put_app(&b, &settings(1)).await.unwrap();
+        s.put_app(&a, &settings(1), "default").await.unwrap();
+        s.put_app(&b, &settings(1), "default").await.unwrap();
         let slot_a = s.id_slot(&a).await.unwrap();
         assert_eq!(s.id_slot(&a).await.unwrap(), slot_a, "kept");
         let slot_b = s.id_slot(&b).await.unwrap();
         assert_ne!(slot_a, slot_b);
         s.delete_app(&a, true).await.unwrap();
-        s.put_app(&a, &settings(1)).await.unwrap();
+        s.put_app(&a, &settings(1), "default").await.unwrap();
         let again = s.id_slot(&a).await.unwrap();
         assert!(
             again != slot_a && again != slot_b,

@@ -23,6 +23,8 @@ pub struct RouteSettings {
 pub enum MapError {
     #[error("route {route} is mapped to app {owner}")]
     Taken { route: Route, owner: AppName },
+    #[error("route {route} belongs to another space")]
+    OtherSpace { route: Route },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,6 +75,7 @@ impl Store {
         &self,
         route: &Route,
         app: &AppName,
+        space: &str,
         settings: RouteSettings,
     ) -> Result<bool, MapError> {
         let key = route_key(route);
@@ -85,10 +88,16 @@ impl Store {
                         app: None,
                         balance: Balance::default(),
                         max_body: None,
+                        space: Some(space.to_string()),
                     },
                     0,
                 ),
             };
+            if row.space() != space {
+                return Err(MapError::OtherSpace {
+                    route: route.clone(),
+                });
+            }
             let already = match &row.app {
                 Some(owner) if owner == app => true,
                 Some(owner) => {
@@ -220,12 +229,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use paas_api::auth::DEFAULT_SPACE;
 
     use crate::store::tests::store;
 
     async fn app(s: &Store, name: &str) -> AppName {
         let name = AppName::parse(name).unwrap();
-        s.put_app(&name, &crate::store::tests::settings(1))
+        s.put_app(&name, &crate::store::tests::settings(1), "default")
             .await
             .unwrap();
         name
@@ -236,10 +246,16 @@ mod tests {
         let (_d, s) = store().await;
         let (a, b) = (app(&s, "a").await, app(&s, "b").await);
         let r = Route::parse("shop.localhost/api").unwrap();
-        assert!(s.map_route(&r, &a, RouteSettings::default()).await.unwrap());
-        assert!(!s.map_route(&r, &a, RouteSettings::default()).await.unwrap());
+        assert!(s
+            .map_route(&r, &a, DEFAULT_SPACE, RouteSettings::default())
+            .await
+            .unwrap());
+        assert!(!s
+            .map_route(&r, &a, DEFAULT_SPACE, RouteSettings::default())
+            .await
+            .unwrap());
         let e = s
-            .map_route(&r, &b, RouteSettings::default())
+            .map_route(&r, &b, DEFAULT_SPACE, RouteSettings::default())
             .await
             .unwrap_err();
         assert!(
@@ -256,13 +272,20 @@ mod tests {
                 app: None,
                 balance: Balance::RoundRobin,
                 max_body: None,
+                space: Some(DEFAULT_SPACE.into()),
             }]
         );
+        // Kept, unmapped, it is still its space's: another space cannot take it.
+        let e = s
+            .map_route(&r, &b, "other", RouteSettings::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, MapError::OtherSpace { .. }), "{e}");
         let settings = RouteSettings {
             balance: Some(Balance::LeastConnections),
             max_body: Some(1024),
         };
-        assert!(s.map_route(&r, &b, settings).await.unwrap());
+        assert!(s.map_route(&r, &b, DEFAULT_SPACE, settings).await.unwrap());
         assert_eq!(
             s.routes().await.unwrap()[0].balance,
             Balance::LeastConnections
@@ -272,7 +295,7 @@ mod tests {
             max_body: Some(0),
             ..RouteSettings::default()
         };
-        assert!(!s.map_route(&r, &b, clear).await.unwrap());
+        assert!(!s.map_route(&r, &b, DEFAULT_SPACE, clear).await.unwrap());
         assert_eq!(s.routes().await.unwrap()[0].max_body, None);
         assert_eq!(
             s.routes().await.unwrap()[0].balance,
@@ -289,6 +312,7 @@ mod tests {
         s.map_route(
             &Route::parse("a.localhost").unwrap(),
             &a,
+            DEFAULT_SPACE,
             RouteSettings::default(),
         )
         .await
@@ -296,6 +320,7 @@ mod tests {
         s.map_route(
             &Route::parse("b.localhost").unwrap(),
             &b,
+            DEFAULT_SPACE,
             RouteSettings::default(),
         )
         .await
@@ -315,6 +340,7 @@ mod tests {
             name: "example.com".into(),
             cert_pem: None,
             key_pem: None,
+            space: None,
         };
         assert!(s.put_domain(&d).await.unwrap());
         assert!(!s

@@ -19,6 +19,9 @@ pub struct ServiceDoc {
     pub route_service_url: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The space it belongs to; services from before spaces are in the default one.
+    #[serde(default = "super::default_space")]
+    pub space: String,
 }
 
 impl Store {

@@ -457,7 +457,7 @@ async fn push_one(
     let _: AppSummary = client
         .json(
             Method::PUT,
-            &format!("/v1/apps/{name}{query}"),
+            &client.in_space(&format!("/v1/apps/{name}{query}")),
             Some(&settings),
         )
         .await?;

@@ -1,0 +1,658 @@
+//! Users, their logins and tokens, spaces and their members.
+//!
+//! A password is kept only as an Argon2id hash (RFC 9106; a memory-hard function, so a
+//! stolen store cannot be tried against a dictionary on GPUs cheaply). Logging in gives
+//! a pair of random tokens: an access token good for [`ACCESS_TTL`] and a refresh token
+//! good for [`REFRESH_TTL`] that is used once, for the next pair. Only their SHA-256 is
+//! stored, so a read of the store gives nobody a token; a presented token is found by
+//! its hash (a lookup, not a comparison an attacker could time: they would have to know
+//! the hash's preimage). Failed logins are limited per user and per address
+//! ([`LoginLimits`]), against guessing (OWASP's credential stuffing guidance).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use paas_api::auth::{
+    check_label, CreateSpace, CreateUser, Quota, Role, SpaceInfo, SpaceMember, SpaceUsage,
+    TokenGrant, UserInfo, BOOTSTRAP_ADMIN, DEFAULT_SPACE,
+};
+use sha2::{Digest, Sha256};
+
+use super::access::{space_not_found, Caller};
+use super::{Error, ErrorKind, Platform};
+use crate::secrets::constant_time_eq;
+use crate::store::{SpaceDoc, TokenDoc, TokenKind, UserDoc};
+
+/// How long an access token is good for.
+pub const ACCESS_TTL: Duration = Duration::from_secs(3600);
+/// How long a refresh token is good for.
+pub const REFRESH_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The shortest password taken (NIST SP 800-63B §5.1.1.2).
+const MIN_PASSWORD: usize = 8;
+/// The longest: hashing is costly, and nobody types more.
+const MAX_PASSWORD: usize = 256;
+
+/// Failed logins a user, or an address, may have within [`LoginLimits::WINDOW`].
+const FAILURES_PER_USER: usize = 5;
+const FAILURES_PER_ADDRESS: usize = 20;
+
+/// Recent failed logins by user and by address, on this controller.
+#[derive(Default)]
+pub struct LoginLimits {
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl LoginLimits {
+    const WINDOW: Duration = Duration::from_secs(300);
+    /// Keys kept at most: an attacker of many addresses cannot grow this without bound.
+    const MAX_KEYS: usize = 100_000;
+
+    fn keys(user: &str, address: Option<IpAddr>) -> [(String, usize); 2] {
+        [
+            (format!("user {user}"), FAILURES_PER_USER),
+            (
+                format!(
+                    "address {}",
+                    address.map(|a| a.to_string()).unwrap_or_default()
+                ),
+                FAILURES_PER_ADDRESS,
+            ),
+        ]
+    }
+
+    /// `Some(seconds to wait)` while the user or the address has used up its tries.
+    fn blocked(&self, user: &str, address: Option<IpAddr>) -> Option<u64> {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut wait = None;
+        for (key, limit) in Self::keys(user, address) {
+            let Some(times) = failures.get_mut(&key) else {
+                continue;
+            };
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Self::WINDOW)
+            {
+                times.pop_front();
+            }
+            if times.len() >= limit {
+                let oldest = times.front().copied().unwrap_or(now);
+                let left = Self::WINDOW.saturating_sub(now.duration_since(oldest));
+                wait = Some(wait.unwrap_or(0).max(left.as_secs() + 1));
+            }
+        }
+        wait
+    }
+
+    fn failed(&self, user: &str, address: Option<IpAddr>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= Self::MAX_KEYS {
+            let now = Instant::now();
+            failures.retain(|_, t| {
+                t.back()
+                    .is_some_and(|t| now.duration_since(*t) <= Self::WINDOW)
+            });
+        }
+        for (key, _) in Self::keys(user, address) {
+            failures.entry(key).or_default().push_back(Instant::now());
+        }
+    }
+
+    fn succeeded(&self, user: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&format!("user {user}"));
+    }
+}
+
+fn unauthenticated(message: &str) -> Error {
+    Error::new(
+        ErrorKind::Unauthenticated,
+        "unauthorised",
+        message,
+        Some("log in with `paas login -a URL -u USER`, or with an admin token: `paas login --api URL --token TOKEN`"),
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> Result<String, Error> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| Error::internal(format!("reading random bytes: {e}")))?;
+    Ok(hex::encode(raw))
+}
+
+/// Hashes `password` with Argon2id (off the async threads: it takes tens of ms).
+async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .map_err(|e| Error::internal(format!("reading random bytes: {e}")))?;
+        let salt = SaltString::encode_b64(&salt).map_err(Error::internal)?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(Error::internal)
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+/// Whether `password` matches `hash`; a user without one (or none at all) is checked
+/// against a hash of nothing, so the time taken does not tell which users exist.
+async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        static NOBODY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let nobody = NOBODY.get_or_init(|| {
+            let salt = SaltString::encode_b64(&[7u8; 16]).expect("16 bytes encode as a salt");
+            Argon2::default()
+                .hash_password(b"", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| nobody.clone());
+        let Ok(parsed) = PasswordHash::new(&hash) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            && known
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn check_password(password: &str) -> Result<(), Error> {
+    let n = password.chars().count();
+    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Invalid,
+        "invalid-password",
+        format!("a password of {n} characters is not taken"),
+        Some(&format!(
+            "use {MIN_PASSWORD} to {MAX_PASSWORD} characters; a few unrelated words make a good one"
+        )),
+    ))
+}
+
+fn invalid(e: String) -> Error {
+    Error::new(ErrorKind::Invalid, "invalid-name", e, None)
+}
+
+fn user_not_found(name: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        "user-not-found",
+        format!("user {name} does not exist"),
+        Some("see `paas users`"),
+    )
+}
+
+fn info(user: &UserDoc) -> UserInfo {
+    UserInfo {
+        name: user.name.clone(),
+        admin: user.admin,
+        spaces: user.roles.clone(),
+    }
+}
+
+impl Platform {
+    /// The caller a bearer token stands for: the bootstrap admin for paasd's admin
+    /// token, else the user of a stored access token that has not expired.
+    pub async fn caller(&self, token: &str, address: Option<IpAddr>) -> Result<Caller, Error> {
+        let token = token.trim();
+        if let Some(admin) = self.admin_token.get() {
+            if constant_time_eq(token.as_bytes(), admin.as_bytes()) {
+                return Ok(Caller::bootstrap(address));
+            }
+        }
+        let hash = token_hash(token);
+        let doc = self.store.token(&hash).await.map_err(Error::internal)?;
+        let doc = match doc {
+            Some(d) if d.kind == TokenKind::Access && d.expires_at > now() => d,
+            Some(d) if d.kind == TokenKind::Access => {
+                return Err(Error::new(
+                    ErrorKind::Unauthenticated,
+                    "token-expired",
+                    "the access token has expired",
+                    Some("the CLI gets a new one by itself; else log in again"),
+                ))
+            }
+            _ => return Err(unauthenticated("the request has no valid bearer token")),
+        };
+        let user = self.store.user(&doc.user).await.map_err(Error::internal)?;
+        let Some(user) = user else {
+            return Err(unauthenticated("the user of this token no longer exists"));
+        };
+        Ok(Caller {
+            user: user.name,
+            admin: user.admin,
+            roles: user.roles,
+            address,
+            token_hash: Some(hash),
+        })
+    }
+
+    /// Checks `user`'s password and gives a pair of tokens.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: String,
+        address: Option<IpAddr>,
+    ) -> Result<TokenGrant, Error> {
+        if let Some(wait) = self.login_limits.blocked(user, address) {
+            return Err(Error::new(
+                ErrorKind::TooMany,
+                "too-many-logins",
+                format!("too many failed logins for {user} or from this address"),
+                Some(&format!("wait {wait} seconds, then try again")),
+            ));
+        }
+        let doc = self.store.user(user).await.map_err(Error::internal)?;
+        let hash = doc.as_ref().and_then(|d| d.password_hash.clone());
+        if password.len() > MAX_PASSWORD * 4 || !verify_password(password, hash).await {
+            self.login_limits.failed(user, address);
+            tracing::info!(user = %user.chars().take(64).collect::<String>(), ?address, "failed login");
+            return Err(unauthenticated("wrong user name or password"));
+        }
+        self.login_limits.succeeded(user);
+        // Old tokens nobody can use any more go now, so the store does not fill up.
+        let t = now();
+        let _ = self.store.delete_tokens_where(|d| d.expires_at <= t).await;
+        self.grant(user).await
+    }
+
+    /// A new pair of tokens for `user`.
+    async fn grant(&self, user: &str) -> Result<TokenGrant, Error> {
+        let (access, refresh) = (new_token()?, new_token()?);
+        let (access_hash, refresh_hash) = (token_hash(&access), token_hash(&refresh));
+        let t = now();
+        let access_doc = TokenDoc {
+            user: user.to_string(),
+            kind: TokenKind::Access,
+            expires_at: t + ACCESS_TTL.as_secs() as i64,
+            partner: refresh_hash.clone(),
+        };
+        let refresh_doc = TokenDoc {
+            user: user.to_string(),
+            kind: TokenKind::Refresh,
+            expires_at: t + REFRESH_TTL.as_secs() as i64,
+            partner: access_hash.clone(),
+        };
+        self.store
+            .put_token_pair((&access_hash, &access_doc), (&refresh_hash, &refresh_doc))
+            .await
+            .map_err(Error::internal)?;
+        Ok(TokenGrant {
+            user: user.to_string(),
+            access_token: access,
+            refresh_token: refresh,
+            expires_in: ACCESS_TTL.as_secs(),
+        })
+    }
+
+    /// A new pair for a refresh token, which (with its access token) is used up.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenGrant, Error> {
+        let hash = token_hash(refresh_token.trim());
+        let taken = self
+            .store
+            .take_token(&hash)
+            .await
+            .map_err(Error::internal)?;
+        match taken {
+            Some(d) if d.kind == TokenKind::Refresh && d.expires_at > now() => {
+                if self
+                    .store
+                    .user(&d.user)
+                    .await
+                    .map_err(Error::internal)?
+                    .is_none()
+                {
+                    return Err(unauthenticated("the user of this token no longer exists"));
+                }
+                self.grant(&d.user).await
+            }
+            _ => Err(unauthenticated(
+                "the refresh token is not valid (used, expired or revoked)",
+            )),
+        }
+    }
+
+    /// Ends the caller's login: its access token and the refresh token of its pair.
+    pub async fn logout(&self, caller: &Caller) -> Result<(), Error> {
+        if let Some(hash) = &caller.token_hash {
+            self.store.take_token(hash).await.map_err(Error::internal)?;
+        }
+        Ok(())
+    }
+
+    pub async fn whoami(&self, caller: &Caller) -> UserInfo {
+        UserInfo {
+            name: caller.user.clone(),
+            admin: caller.admin,
+            spaces: caller.roles.clone(),
+        }
+    }
+
+    /// Changes the caller's password and ends every other login of theirs.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        old: String,
+        new: String,
+    ) -> Result<(), Error> {
+        if caller.token_hash.is_none() {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "no-password",
+                "the admin token has no password to change",
+                Some("to change the admin token, replace paasd's admin-token file and restart it"),
+            ));
+        }
+        check_password(&new)?;
+        let doc = self
+            .store
+            .user(&caller.user)
+            .await
+            .map_err(Error::internal)?;
+        let hash = doc.and_then(|d| d.password_hash);
+        if !verify_password(old, hash).await {
+            self.login_limits.failed(&caller.user, caller.address);
+            return Err(Error::new(
+                ErrorKind::Forbidden,
+                "wrong-password",
+                "the current password is wrong",
+                None,
+            ));
+        }
+        let hashed = hash_password(new).await?;
+        self.store
+            .update_user(&caller.user, |u| u.password_hash = Some(hashed.clone()))
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| user_not_found(&caller.user))?;
+        // Every other login ends; this one (its access token, whose partner is its
+        // refresh token, and that refresh token, whose partner is it) stays.
+        let mine = caller.token_hash.clone().unwrap_or_default();
+        let own_refresh = self
+            .store
+            .token(&mine)
+            .await
+            .map_err(Error::internal)?
+            .map(|t| t.partner)
+            .unwrap_or_default();
+        let me = caller.user.clone();
+        self.store
+            .delete_tokens_where(|t| t.user == me && t.partner != mine && t.partner != own_refresh)
+            .await
+            .map_err(Error::internal)?;
+        Ok(())
+    }
+
+    pub async fn create_user(&self, req: CreateUser) -> Result<UserInfo, Error> {
+        check_label("user", &req.name).map_err(invalid)?;
+        if req.name == BOOTSTRAP_ADMIN {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "name-taken",
+                format!("{BOOTSTRAP_ADMIN} is the name of the admin token's user"),
+                Some("choose another name"),
+            ));
+        }
+        let password_hash = match req.password {
+            Some(p) => {
+                check_password(&p)?;
+                Some(hash_password(p).await?)
+            }
+            None => None,
+        };
+        let doc = UserDoc {
+            name: req.name.clone(),
+            password_hash,
+            admin: req.admin,
+            roles: BTreeMap::new(),
+            created_at: now(),
+        };
+        if !self
+            .store
+            .create_user(&doc)
+            .await
+            .map_err(Error::internal)?
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "user-exists",
+                format!("user {} exists", req.name),
+                None,
+            ));
+        }
+        Ok(info(&doc))
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<(), Error> {
+        if self
+            .store
+            .delete_user(name)
+            .await
+            .map_err(Error::internal)?
+        {
+            Ok(())
+        } else {
+            Err(user_not_found(name))
+        }
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserInfo>, Error> {
+        let users = self.store.users().await.map_err(Error::internal)?;
+        Ok(users.iter().map(info).collect())
+    }
+
+    /// Makes the default space if there is none: apps from before spaces are in it.
+    pub async fn ensure_default_space(&self) -> Result<(), Error> {
+        if self
+            .store
+            .space(DEFAULT_SPACE)
+            .await
+            .map_err(Error::internal)?
+            .is_none()
+        {
+            let doc = SpaceDoc {
+                name: DEFAULT_SPACE.into(),
+                guid: crate::store::new_guid(),
+                quota: Quota::default(),
+                created_at: now(),
+            };
+            self.store
+                .create_space(&doc)
+                .await
+                .map_err(Error::internal)?;
+        }
+        Ok(())
+    }
+
+    pub async fn create_space(&self, req: CreateSpace) -> Result<SpaceInfo, Error> {
+        check_label("space", &req.name).map_err(invalid)?;
+        let doc = SpaceDoc {
+            name: req.name.clone(),
+            guid: crate::store::new_guid(),
+            quota: req.quota,
+            created_at: now(),
+        };
+        if !self
+            .store
+            .create_space(&doc)
+            .await
+            .map_err(Error::internal)?
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "space-exists",
+                format!("space {} exists", req.name),
+                None,
+            ));
+        }
+        self.space_info(doc).await
+    }
+
+    /// Deletes an empty space; one with apps or services is refused, so nothing is
+    /// lost by a slip.
+    pub async fn delete_space(&self, name: &str) -> Result<(), Error> {
+        if name == DEFAULT_SPACE {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "default-space",
+                "the default space cannot be deleted",
+                Some("apps made with the admin token without a space go there"),
+            ));
+        }
+        let apps = self.store.apps().await.map_err(Error::internal)?;
+        let services = self.store.services().await.map_err(Error::internal)?;
+        let (a, s) = (
+            apps.iter().filter(|a| a.space == name).count(),
+            services.iter().filter(|s| s.space == name).count(),
+        );
+        if a + s > 0 {
+            return Err(Error::new(
+                ErrorKind::Refused,
+                "space-not-empty",
+                format!("space {name} still has {a} apps and {s} services"),
+                Some("delete them first (`paas apps`, `paas services` in that space)"),
+            ));
+        }
+        if self
+            .store
+            .delete_space(name)
+            .await
+            .map_err(Error::internal)?
+        {
+            Ok(())
+        } else {
+            Err(space_not_found(name))
+        }
+    }
+
+    /// The spaces the caller has a role in (every space for an admin).
+    pub async fn spaces(&self, caller: &Caller) -> Result<Vec<SpaceInfo>, Error> {
+        let mut out = Vec::new();
+        for doc in self.store.spaces().await.map_err(Error::internal)? {
+            if caller.sees(&doc.name) {
+                out.push(self.space_info(doc).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn space(&self, name: &str) -> Result<SpaceInfo, Error> {
+        let doc = self.store.space(name).await.map_err(Error::internal)?;
+        self.space_info(doc.ok_or_else(|| space_not_found(name))?)
+            .await
+    }
+
+    async fn space_info(&self, doc: SpaceDoc) -> Result<SpaceInfo, Error> {
+        Ok(SpaceInfo {
+            usage: self.space_usage(&doc.name).await?,
+            name: doc.name,
+            quota: doc.quota,
+        })
+    }
+
+    pub async fn set_quota(&self, space: &str, quota: Quota) -> Result<SpaceInfo, Error> {
+        let doc = self
+            .store
+            .update_space(space, |s| s.quota = quota.clone())
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| space_not_found(space))?;
+        self.space_info(doc).await
+    }
+
+    /// What a space's apps use: memory and instances as their settings ask (every
+    /// process type of started apps), routes mapped to them, services, running tasks.
+    pub async fn space_usage(&self, space: &str) -> Result<SpaceUsage, Error> {
+        let apps = self.store.apps().await.map_err(Error::internal)?;
+        let routes = self.store.routes().await.map_err(Error::internal)?;
+        let services = self.store.services().await.map_err(Error::internal)?;
+        let mut usage = SpaceUsage::default();
+        for app in apps.iter().filter(|a| a.space == space) {
+            if !app.stopped {
+                let (m, i) = super::quota::demand(&app.settings);
+                usage.memory_mb += m;
+                usage.instances += i;
+            }
+            usage.routes += routes
+                .iter()
+                .filter(|r| r.app.as_ref() == Some(&app.name))
+                .count() as u32;
+            let tasks = self.store.tasks(&app.name).await.map_err(Error::internal)?;
+            usage.tasks += tasks.iter().filter(|t| t.state == "running").count() as u32;
+        }
+        usage.services = services.iter().filter(|s| s.space == space).count() as u32;
+        Ok(usage)
+    }
+
+    /// The members of a space and their roles there.
+    pub async fn space_members(&self, space: &str) -> Result<Vec<SpaceMember>, Error> {
+        let users = self.store.users().await.map_err(Error::internal)?;
+        Ok(users
+            .into_iter()
+            .filter_map(|u| {
+                u.roles
+                    .get(space)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| SpaceMember {
+                        user: u.name.clone(),
+                        roles: r.clone(),
+                    })
+            })
+            .collect())
+    }
+
+    /// Gives (`on`) or takes away a role of `user` in `space`.
+    pub async fn set_role(
+        &self,
+        space: &str,
+        user: &str,
+        role: Role,
+        on: bool,
+    ) -> Result<(), Error> {
+        if self
+            .store
+            .space(space)
+            .await
+            .map_err(Error::internal)?
+            .is_none()
+        {
+            return Err(space_not_found(space));
+        }
+        self.store
+            .update_user(user, |u| {
+                let roles = u.roles.entry(space.to_string()).or_default();
+                if on {
+                    roles.insert(role);
+                } else {
+                    roles.remove(&role);
+                }
+                if roles.is_empty() {
+                    u.roles.remove(space);
+                }
+            })
+            .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| user_not_found(user))
+    }
+}
