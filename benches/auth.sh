@@ -24,7 +24,12 @@ scripts/build-release.sh
 base_target=target/auth-bench-base
 git worktree add -f --detach "$work/base" "$base_commit" >/dev/null 2>&1
 trap 'git worktree remove -f "$work/base" >/dev/null 2>&1 || true; cleanup' EXIT
-(cd "$work/base" && CARGO_TARGET_DIR="$OLDPWD/$base_target" cargo build --release -q -p paas-controller --bin paasd)
+(
+  cd "$work/base"
+  export CARGO_TARGET_DIR="$OLDPWD/$base_target"
+  cargo build --release -q -p paas-controller --bin paasd
+  cargo build --release -q -p paas-runtime --bin paas-init
+)
 
 run_paasd() { # BINARY DATA -> sets pid, api
   "$1" --data-dir "$2" --api-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --https-listen 127.0.0.1:0 \

@@ -176,6 +176,24 @@ pub struct SpaceMember {
     pub roles: BTreeSet<Role>,
 }
 
+/// One change made through the API, or one login: who, from where, when, what, and
+/// how it was answered. Never a request's body, so never a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub timestamp_ms: u64,
+    pub user: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The space it was made in; `None` for what belongs to no space (users, logins,
+    /// shared domains, buildpacks).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// `METHOD /path?query`, or `login` / `failed login`.
+    pub action: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

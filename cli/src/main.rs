@@ -77,6 +77,8 @@ enum Command {
     DeleteUser(commands::users::DeleteArgs),
     /// Change your password; your other logins end.
     Passwd(commands::users::PasswdArgs),
+    /// Show who changed what, from where and when (your spaces; admins see all).
+    Audit(commands::audit::Args),
     /// Show the CLI's version, and the API's.
     Version(commands::target::Args),
     /// Print a shell completion script: paas completion bash > /etc/bash_completion.d/paas
@@ -213,6 +215,7 @@ fn main() {
             Command::CreateUser(a) => commands::users::create(a, skip).await,
             Command::DeleteUser(a) => commands::users::delete(a, skip).await,
             Command::Passwd(a) => commands::users::passwd(a, skip).await,
+            Command::Audit(a) => commands::audit::run(a, skip).await,
             Command::Version(a) => commands::target::version(a, skip).await,
             Command::Completion { shell } => {
                 use clap::CommandFactory;

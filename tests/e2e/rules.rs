@@ -80,6 +80,7 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/v1/spaces/{space}/users/{user}/roles/{role}",
         Rule::Manage,
     ),
+    ("GET", "/v1/audit", Rule::SignedIn),
     ("GET", "/v1/info", Rule::SignedIn),
     ("GET", "/v1/apps", Rule::SignedIn),
     ("GET", "/v1/apps/{name}", Rule::Read),

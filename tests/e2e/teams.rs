@@ -214,6 +214,37 @@ fn two_teams_share_a_platform_and_neither_reaches_the_other() {
     );
     failed(d.paas_as(carol.path(), &["env", "alpha"]), "carol's env");
 
+    // Who changed what, and from where: in the app's events, and in the audit trail of
+    // its space, which bob does not see; never a value that was set.
+    let events = ok(
+        d.paas_as(carol.path(), &["events", "alpha"]),
+        "carol's events",
+    );
+    assert!(
+        events.contains("alice from 127.0.0.1: PATCH /v1/apps/alpha/env (200)"),
+        "{events}"
+    );
+    let audit = ok(
+        d.paas_as(carol.path(), &["audit", "--json"]),
+        "carol's audit",
+    );
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    assert!(
+        entries.iter().any(|e| e["user"] == "alice"
+            && e["action"] == "PUT /v1/apps/alpha/services/alpha-db"
+            && e["space"] == "team-a"
+            && e["address"] == "127.0.0.1"
+            && e["status"] == 201),
+        "{audit}"
+    );
+    assert!(entries.iter().all(|e| e["space"] == "team-a"), "{audit}");
+    assert!(!audit.contains("s3cret-value") && !audit.contains("hunter2-value"));
+    let theirs = ok(d.paas_as(bob.path(), &["audit", "--json"]), "bob's audit");
+    assert!(
+        !theirs.contains("alice") && theirs.contains("bob"),
+        "{theirs}"
+    );
+
     // Quotas: a push beyond team-b's memory is refused before anything is made.
     d.paas_ok(&["set-space-quota", "team-b", "-m", "256M", "-r", "5"]);
     let e = failed(
@@ -271,6 +302,14 @@ fn logins_are_limited_tokens_are_used_once_and_logout_ends_them() {
     // A user that does not exist is answered as a wrong password.
     let (status, answer) = login("nobody", "whatever-it-is");
     assert_eq!(status, 401, "{answer}");
+    // Every failed login is in the audit trail, which only admins read whole.
+    let audit = d.paas_ok(&["audit", "--json"]);
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let failures = entries
+        .iter()
+        .filter(|e| e["action"] == "failed login" && e["user"] == "eve")
+        .count();
+    assert_eq!(failures, 5, "{audit}");
 
     let (status, answer) = login("dave", "dave-password");
     assert_eq!(status, 200, "{answer}");

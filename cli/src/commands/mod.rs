@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod audit;
 pub mod buildpacks;
 pub mod cells;
 pub mod delete;

@@ -149,6 +149,17 @@ pub async fn unset_role(
     Ok(body::empty(204))
 }
 
+/// The audit trail the caller may read (of `?space=` only, if given), oldest first.
+pub async fn audit(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let space = super::query::param(uri.query().unwrap_or(""), "space");
+    let entries = p.audit_trail(&caller, space.as_deref()).await?;
+    page::list(&entries, uri.path(), uri.query().unwrap_or(""))
+}
+
 fn parse_role(raw: &str) -> Result<Role, Failure> {
     raw.parse()
         .map_err(|e: String| Failure::new(400, "invalid-role", e, None))

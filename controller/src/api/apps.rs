@@ -168,6 +168,7 @@ pub async fn put_app(
         if let Err(f) = p.map_route(&caller, app, &route, Default::default()).await {
             // A new app whose route is taken is not created: nothing is half-made.
             let _ = p.store.delete_app(app, false).await;
+            p.forget_app_space(app);
             return Err(f.into());
         }
     }

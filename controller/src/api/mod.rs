@@ -136,6 +136,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             Space(Manage),
             delete(accounts::unset_role),
         ),
+        e(Method::GET, "/v1/audit", SignedIn, get(accounts::audit)),
         e(Method::GET, "/v1/info", SignedIn, get(apps::info)),
         e(Method::GET, "/v1/apps", SignedIn, get(apps::list)),
         e(
@@ -521,14 +522,38 @@ async fn authorize(
             .map(|(_, v)| v.to_string())
     };
     let space = param("space").or_else(|| query::param(req.uri().query().unwrap_or(""), "space"));
-    if let Err(e) = platform
-        .authorize(&caller, access, param("name").as_deref(), space.as_deref())
+    let name = param("name");
+    let space = match platform
+        .authorize(&caller, access, name.as_deref(), space.as_deref())
         .await
     {
-        return Failure::from(e).into_response();
+        Ok(space) => space,
+        Err(e) => {
+            tracing::info!(user = %caller.user, address = ?caller.address, method = %req.method(), path = %req.uri().path(), "refused: {e}");
+            return Failure::from(e).into_response();
+        }
+    };
+    // Every change is recorded with who made it; reads are not.
+    let change = (req.method() != Method::GET && access != Access::Public).then(|| {
+        let app = match access {
+            Access::App(_) | Access::AppPut => name.and_then(|n| paas_api::AppName::parse(&n).ok()),
+            _ => None,
+        };
+        let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+        let action = format!("{} {target}", req.method())
+            .chars()
+            .take(300)
+            .collect::<String>();
+        (action, app)
+    });
+    req.extensions_mut().insert(caller.clone());
+    let resp = next.run(req).await;
+    if let Some((action, app)) = change {
+        platform
+            .audit(&caller, space, action, app.as_ref(), resp.status().as_u16())
+            .await;
     }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    resp
 }
 
 /// What no route serves: the envelope, so the CLI can tell a version mismatch.

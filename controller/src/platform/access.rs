@@ -9,8 +9,10 @@
 //! domain), so making an app or a service of a name another space uses says only that
 //! the name is taken.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use paas_api::auth::{Role, BOOTSTRAP_ADMIN, DEFAULT_SPACE};
 use paas_api::AppName;
@@ -29,6 +31,73 @@ pub struct Caller {
     /// The hash of the access token used (none for the admin token), so that logging
     /// out ends that login only.
     pub token_hash: Option<String>,
+}
+
+/// How long what a request found out about its token's user and about an app's space
+/// is taken as true by the next ones. On this controller a change (logout, refresh, a
+/// role, a deleted user or app) forgets it at once; another controller of a cluster
+/// may go on accepting a revoked token, or a role taken away, for this long.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+/// Entries kept at most; beyond, the cache starts afresh.
+const CACHE_MAX: usize = 10_000;
+
+/// Callers by token hash, and apps' spaces, as recently read: without it every request
+/// reads the store three times more (`benches/auth.sh`).
+#[derive(Default)]
+pub struct AccessCache {
+    /// Token hash → when read, the caller (address left out), the token's expiry.
+    callers: Mutex<HashMap<String, (Instant, Caller, i64)>>,
+    spaces: Mutex<HashMap<AppName, (Instant, String)>>,
+}
+
+impl AccessCache {
+    pub fn caller(&self, hash: &str, now_secs: i64) -> Option<Caller> {
+        let callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        callers
+            .get(hash)
+            .filter(|(at, _, expires)| at.elapsed() < CACHE_TTL && *expires > now_secs)
+            .map(|(_, c, _)| c.clone())
+    }
+
+    pub fn keep_caller(&self, hash: &str, caller: &Caller, expires: i64) {
+        let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        if callers.len() >= CACHE_MAX {
+            callers.clear();
+        }
+        callers.insert(hash.to_string(), (Instant::now(), caller.clone(), expires));
+    }
+
+    /// After a change of tokens, users or roles.
+    pub fn forget_callers(&self) {
+        self.callers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn space(&self, app: &AppName) -> Option<String> {
+        let spaces = self.spaces.lock().unwrap_or_else(|p| p.into_inner());
+        spaces
+            .get(app)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn keep_space(&self, app: &AppName, space: &str) {
+        let mut spaces = self.spaces.lock().unwrap_or_else(|p| p.into_inner());
+        if spaces.len() >= CACHE_MAX {
+            spaces.clear();
+        }
+        spaces.insert(app.clone(), (Instant::now(), space.to_string()));
+    }
+
+    /// After the app was deleted: a new app of its name may be in another space.
+    pub fn forget_app(&self, app: &AppName) {
+        self.spaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app);
+    }
 }
 
 /// What a request does with what it names.
@@ -173,18 +242,18 @@ impl Platform {
     /// Whether `caller` may make the request a route under `access` answers: `name` is
     /// the path's `{name}`, `space` its `{space}` or else the space the query names.
     /// `Ok` lets it through to its handler, which may check more (what a list shows, a
-    /// route's host).
+    /// route's host), with the space it acts in, where known (for the audit trail).
     pub async fn authorize(
         &self,
         caller: &Caller,
         access: Access,
         name: Option<&str>,
         space: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<String>, Error> {
         let name = || name.unwrap_or_default().to_string();
         match access {
-            Access::Public | Access::SignedIn => Ok(()),
-            Access::Admin if caller.admin => Ok(()),
+            Access::Public | Access::SignedIn => Ok(space.map(str::to_string)),
+            Access::Admin if caller.admin => Ok(space.map(str::to_string)),
             Access::Admin => Err(Error::new(
                 ErrorKind::Forbidden,
                 "forbidden",
@@ -194,53 +263,121 @@ impl Platform {
             Access::App(act) => {
                 // A name that is not an app's name is left to the handler (a 400).
                 let Ok(app) = AppName::parse(&name()) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let space = self.app_space(&app).await?;
                 match space {
-                    Some(space) => caller.check(act, &space, || Error::app_not_found(&app)),
+                    Some(space) => caller
+                        .check(act, &space, || Error::app_not_found(&app))
+                        .map(|()| Some(space)),
                     None => Err(Error::app_not_found(&app)),
                 }
             }
             Access::AppPut => {
                 let Ok(app) = AppName::parse(&name()) else {
-                    return Ok(());
+                    return Ok(None);
                 };
-                match self.app_space(&app).await? {
+                let space = match self.app_space(&app).await? {
                     Some(space) => {
-                        caller.check(Act::Develop, &space, || name_taken("app", app.as_str()))
+                        caller.check(Act::Develop, &space, || name_taken("app", app.as_str()))?;
+                        space
                     }
                     None => {
                         let space = space.unwrap_or(DEFAULT_SPACE).to_string();
                         self.space_exists(caller, &space).await?;
-                        caller.check(Act::Develop, &space, || space_not_found(&space))
+                        caller.check(Act::Develop, &space, || space_not_found(&space))?;
+                        space
                     }
-                }
+                };
+                Ok(Some(space))
             }
             Access::Service(act) => {
                 let name = name();
                 let doc = self.store.service(&name).await.map_err(Error::internal)?;
                 match doc {
-                    Some(doc) => caller.check(act, &doc.space, || service_not_found(&name)),
+                    Some(doc) => caller
+                        .check(act, &doc.space, || service_not_found(&name))
+                        .map(|()| Some(doc.space)),
                     None => Err(service_not_found(&name)),
                 }
             }
             Access::Space(act) => {
                 let space = space.unwrap_or_default();
                 self.space_exists(caller, space).await?;
-                caller.check(act, space, || space_not_found(space))
+                caller
+                    .check(act, space, || space_not_found(space))
+                    .map(|()| Some(space.to_string()))
             }
         }
     }
 
+    /// Records a change `caller` made (`action`, answered with `status`) in the audit
+    /// trail and, for a change of an app that went through, in its events.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        space: Option<String>,
+        action: String,
+        app: Option<&AppName>,
+        status: u16,
+    ) {
+        let address = caller.address.map(|a| a.to_string());
+        let entry = paas_api::auth::AuditEntry {
+            timestamp_ms: crate::logs::now_ms(),
+            user: caller.user.clone(),
+            address: address.clone(),
+            space,
+            action: action.clone(),
+            status,
+        };
+        if let Err(e) = self.store.add_audit(&entry).await {
+            tracing::warn!("recording in the audit trail: {e}");
+        }
+        if let Some(app) = app.filter(|_| status < 400) {
+            let from = address.map(|a| format!(" from {a}")).unwrap_or_default();
+            let what = format!("{}{from}: {action} ({status})", caller.user);
+            self.record_event(app, "request", None, None, &what).await;
+        }
+    }
+
+    /// The audit trail as `caller` may read it (of `space` only, if given): a space's
+    /// entries to its members, everything to admins.
+    pub async fn audit_trail(
+        &self,
+        caller: &Caller,
+        space: Option<&str>,
+    ) -> Result<Vec<paas_api::auth::AuditEntry>, Error> {
+        let mut entries = self.store.audit().await.map_err(Error::internal)?;
+        entries.retain(|e| {
+            let visible = match &e.space {
+                Some(s) => caller.sees(s),
+                None => caller.admin,
+            };
+            visible && space.is_none_or(|w| e.space.as_deref() == Some(w))
+        });
+        Ok(entries)
+    }
+
+    /// Forgets the space of a deleted app.
+    pub fn forget_app_space(&self, app: &AppName) {
+        self.access_cache.forget_app(app);
+    }
+
     /// The space app `app` is in; `None` if there is no such app.
     pub async fn app_space(&self, app: &AppName) -> Result<Option<String>, Error> {
-        Ok(self
+        if let Some(space) = self.access_cache.space(app) {
+            return Ok(Some(space));
+        }
+        let space = self
             .store
             .app(app)
             .await
             .map_err(Error::internal)?
-            .map(|a| a.space))
+            .map(|a| a.space);
+        if let Some(space) = &space {
+            self.access_cache.keep_space(app, space);
+        }
+        Ok(space)
     }
 
     /// Not found unless `space` exists and the caller sees it.

@@ -222,6 +222,9 @@ impl Platform {
             }
         }
         let hash = token_hash(token);
+        if let Some(caller) = self.access_cache.caller(&hash, now()) {
+            return Ok(Caller { address, ..caller });
+        }
         let doc = self.store.token(&hash).await.map_err(Error::internal)?;
         let doc = match doc {
             Some(d) if d.kind == TokenKind::Access && d.expires_at > now() => d,
@@ -239,13 +242,16 @@ impl Platform {
         let Some(user) = user else {
             return Err(unauthenticated("the user of this token no longer exists"));
         };
-        Ok(Caller {
+        let caller = Caller {
             user: user.name,
             admin: user.admin,
             roles: user.roles,
             address,
-            token_hash: Some(hash),
-        })
+            token_hash: Some(hash.clone()),
+        };
+        self.access_cache
+            .keep_caller(&hash, &caller, doc.expires_at);
+        Ok(caller)
     }
 
     /// Checks `user`'s password and gives a pair of tokens.
@@ -265,12 +271,19 @@ impl Platform {
         }
         let doc = self.store.user(user).await.map_err(Error::internal)?;
         let hash = doc.as_ref().and_then(|d| d.password_hash.clone());
+        let who = Caller {
+            user: user.chars().take(64).collect(),
+            ..Caller::anonymous(address)
+        };
         if password.len() > MAX_PASSWORD * 4 || !verify_password(password, hash).await {
             self.login_limits.failed(user, address);
-            tracing::info!(user = %user.chars().take(64).collect::<String>(), ?address, "failed login");
+            tracing::info!(user = %who.user, ?address, "failed login");
+            self.audit(&who, None, "failed login".into(), None, 401)
+                .await;
             return Err(unauthenticated("wrong user name or password"));
         }
         self.login_limits.succeeded(user);
+        self.audit(&who, None, "login".into(), None, 200).await;
         // Old tokens nobody can use any more go now, so the store does not fill up.
         let t = now();
         let _ = self.store.delete_tokens_where(|d| d.expires_at <= t).await;
@@ -314,6 +327,7 @@ impl Platform {
             .take_token(&hash)
             .await
             .map_err(Error::internal)?;
+        self.access_cache.forget_callers();
         match taken {
             Some(d) if d.kind == TokenKind::Refresh && d.expires_at > now() => {
                 if self
@@ -337,6 +351,7 @@ impl Platform {
     pub async fn logout(&self, caller: &Caller) -> Result<(), Error> {
         if let Some(hash) = &caller.token_hash {
             self.store.take_token(hash).await.map_err(Error::internal)?;
+            self.access_cache.forget_callers();
         }
         Ok(())
     }
@@ -401,6 +416,7 @@ impl Platform {
             .delete_tokens_where(|t| t.user == me && t.partner != mine && t.partner != own_refresh)
             .await
             .map_err(Error::internal)?;
+        self.access_cache.forget_callers();
         Ok(())
     }
 
@@ -445,12 +461,13 @@ impl Platform {
     }
 
     pub async fn delete_user(&self, name: &str) -> Result<(), Error> {
-        if self
+        let deleted = self
             .store
             .delete_user(name)
             .await
-            .map_err(Error::internal)?
-        {
+            .map_err(Error::internal)?;
+        self.access_cache.forget_callers();
+        if deleted {
             Ok(())
         } else {
             Err(user_not_found(name))
@@ -534,12 +551,13 @@ impl Platform {
                 Some("delete them first (`paas apps`, `paas services` in that space)"),
             ));
         }
-        if self
+        let deleted = self
             .store
             .delete_space(name)
             .await
-            .map_err(Error::internal)?
-        {
+            .map_err(Error::internal)?;
+        self.access_cache.forget_callers();
+        if deleted {
             Ok(())
         } else {
             Err(space_not_found(name))
@@ -639,6 +657,7 @@ impl Platform {
         {
             return Err(space_not_found(space));
         }
+        self.access_cache.forget_callers();
         self.store
             .update_user(user, |u| {
                 let roles = u.roles.entry(space.to_string()).or_default();

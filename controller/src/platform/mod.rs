@@ -114,6 +114,8 @@ pub struct Platform {
     pub admin_token: std::sync::OnceLock<String>,
     /// Recent failed logins.
     login_limits: accounts::LoginLimits,
+    /// Callers and apps' spaces as recently read.
+    access_cache: access::AccessCache,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
 }
@@ -207,6 +209,7 @@ impl Platform {
             running_tasks: Mutex::default(),
             admin_token: Default::default(),
             login_limits: Default::default(),
+            access_cache: Default::default(),
             paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
@@ -885,6 +888,7 @@ impl Platform {
             .delete_app(app, delete_routes)
             .await
             .map_err(Error::internal)?;
+        self.access_cache.forget_app(app);
         self.reload_routes().await;
         stop_all(old).await;
         self.logs.remove(app);

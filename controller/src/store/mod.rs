@@ -26,6 +26,7 @@ use paas_kv::{Backend, Compare, KeyValue, Kv, KvError, Op, Txn};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod auth;
 mod cells;
 pub use cells::Held;
