@@ -211,6 +211,20 @@ fn scaling_instances_adds_or_stops_only_those_under_load_and_new_limits_roll_ove
         rolled.iter().all(|r| first.iter().all(|f| f.1 != r.1)),
         "new instances: {rolled:?} after {first:?}"
     );
+
+    // A push that does not say how many instances keeps the count, as `cf push` does.
+    d.paas_ok(&["scale", "versioned", "-i", "3"]);
+    let out = d.paas_ok(&[
+        "push",
+        "versioned",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+    assert!(out.contains("is running 3 instance(s)"), "{out}");
 }
 
 #[test]

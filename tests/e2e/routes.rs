@@ -325,11 +325,16 @@ pub fn events_follow_streams_each_event_of(d: &Daemon) {
             let _ = tx.send(line);
         }
     });
-    let next = || {
+    // The platform's own events; the record of each API request that changed the app
+    // (kind `request`, written once it was answered) comes in between.
+    let next = || loop {
         let line = rx
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("no event within 20 s");
-        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+        let event = serde_json::from_str::<serde_json::Value>(&line).unwrap();
+        if event["kind"] != "request" {
+            return event;
+        }
     };
     // The recorded event first (the default route of the new app), then live ones.
     let first = next();

@@ -276,6 +276,44 @@ fn two_teams_share_a_platform_and_neither_reaches_the_other() {
         "a scale beyond the quota",
     );
     assert!(e.contains("may use 256 MiB of memory"), "{e}");
+    // A stopped app counts for nothing, but what starts it again must fit: a restage
+    // of a stopped app made bigger meanwhile is refused.
+    ok(d.paas_as(bob.path(), &["stop", "beta"]), "bob's stop");
+    let (status, answer) = d.api_as(
+        Some(&b),
+        "PUT",
+        "/v1/apps/beta",
+        Some(r#"{"instances":4,"memory":256}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = d.api_as(Some(&b), "POST", "/v1/apps/beta/restage", None);
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("quota-exceeded"), "{answer}");
+    // A manager may lower the space's limits, not raise them.
+    d.paas_ok(&["create-user", "mona", "mona-password"]);
+    d.paas_ok(&["set-space-role", "mona", "team-b", "manager"]);
+    let mona = d.login("mona", "mona-password");
+    let e = failed(
+        d.paas_as(mona.path(), &["set-space-quota", "team-b", "-m", "1G"]),
+        "a manager raising her quota",
+    );
+    assert!(e.contains("may lower its limits"), "{e}");
+    ok(
+        d.paas_as(mona.path(), &["set-space-quota", "team-b", "-r", "4"]),
+        "a manager lowering her quota",
+    );
+    // A deployment names a package uploaded to its app (or one of its releases'), not
+    // any blob the platform holds: not alpha's droplet, whose hash is no secret.
+    let (_, alpha) = d.api_call("GET", "/v1/apps/alpha", None);
+    let alpha: serde_json::Value = serde_json::from_str(&alpha).unwrap();
+    let droplet = alpha["droplet"].as_str().unwrap();
+    let body = serde_json::json!({ "package": droplet, "start": false }).to_string();
+    let (status, answer) = d.api_as(Some(&b), "POST", "/v1/apps/beta/deployments", Some(&body));
+    assert!(
+        answer.contains("package-not-found") && !answer.contains("staging"),
+        "{status} {answer}"
+    );
+
     // Alice's space has no quota: her scale goes through.
     as_alice(&["scale", "alpha", "-i", "2"]);
 }

@@ -117,11 +117,12 @@ pub async fn delete_space(
 
 pub async fn set_quota(
     State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
     Path(space): Path<String>,
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let quota: Quota = read_json(body).await?;
-    Ok(body::json(200, &p.set_quota(&space, quota).await?))
+    Ok(body::json(200, &p.set_quota(&caller, &space, quota).await?))
 }
 
 pub async fn space_users(

@@ -147,12 +147,13 @@ pub async fn put_app(
             .map(|a| a.settings.processes.clone())
             .unwrap_or_default();
     }
+    let release = existing.as_ref().and_then(|a| a.release.as_ref());
     let running = existing
         .as_ref()
         .filter(|a| !a.stopped)
-        .map(|a| &a.settings);
+        .map(|a| (&a.settings, release));
     if existing.as_ref().is_none_or(|a| !a.stopped) {
-        let mut more = Demand::settings(running, &settings);
+        let mut more = Demand::settings(running, (&settings, release));
         if is_new && query::param(query, "default-route").as_deref() != Some("false") {
             more.routes = 1;
         }
@@ -310,7 +311,9 @@ pub async fn deploy(
             None,
         ));
     }
-    p.app_record(app).await?;
+    if start {
+        fits_when_started(p, app).await?;
+    }
     Ok(stream_deployment(p, app, package, start, rollout))
 }
 
@@ -350,6 +353,7 @@ pub async fn restage(
             Some(&format!("push it first: `paas push {app}`")),
         )
     })?;
+    fits_when_started(p, app).await?;
     Ok(stream_deployment(p, app, release.package, true, rollout))
 }
 
@@ -394,13 +398,19 @@ pub async fn restart(
 ) -> Result<Response<ApiBody>, Failure> {
     let rollout: RolloutRequest = read_optional_json(body).await?;
     check_rollout(&rollout)?;
-    let record = p.app_record(&app).await?;
-    if record.stopped {
-        // A stopped app counts for nothing in its space's quota: starting it must fit.
-        p.check_quota(&record.space, Demand::settings(None, &record.settings))
-            .await?;
-    }
+    fits_when_started(&p, &app).await?;
     Ok(stream_restart(&p, &app, None, rollout))
+}
+
+/// A stopped app counts for nothing in its space's quota: what starts it (start,
+/// deploy, restage, rollback) must fit.
+async fn fits_when_started(p: &Platform, app: &AppName) -> Result<(), Failure> {
+    let record = p.app_record(app).await?;
+    if record.stopped {
+        let more = Demand::settings(None, (&record.settings, record.release.as_ref()));
+        p.check_quota(&record.space, more).await?;
+    }
+    Ok(())
 }
 
 /// Finishes a paused canary deployment, streamed like a deployment.
@@ -469,6 +479,7 @@ pub async fn rollback(
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let RollbackRequest { version, rollout } = read_json(body).await?;
+    fits_when_started(&p, &app).await?;
     check_rollout(&rollout)?;
     Ok(stream_restart(&p, &app, Some(version), rollout))
 }

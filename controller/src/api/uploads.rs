@@ -85,6 +85,10 @@ pub async fn package(
     .map_err(Failure::internal)?;
     let with_resources = query::flag(query, "resources");
     if !with_resources {
+        p.store
+            .note_package(&app, &uploaded)
+            .await
+            .map_err(Failure::internal)?;
         platform.keep_twice_later(&uploaded);
         return Ok(body::json(
             201,
@@ -131,6 +135,10 @@ pub async fn package(
     if sha256 != uploaded {
         let _ = std::fs::remove_file(p.blobs.path(&uploaded));
     }
+    p.store
+        .note_package(&app, &sha256)
+        .await
+        .map_err(Failure::internal)?;
     platform.keep_twice_later(&sha256);
     Ok(body::json(201, &PackageStored { sha256, bytes }))
 }

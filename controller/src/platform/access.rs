@@ -252,7 +252,11 @@ impl Platform {
     ) -> Result<Option<String>, Error> {
         let name = || name.unwrap_or_default().to_string();
         match access {
-            Access::Public | Access::SignedIn => Ok(space.map(str::to_string)),
+            // The space a query names is the caller's word only: recorded only where
+            // they have a role (else their entry would land in another space's trail).
+            Access::Public | Access::SignedIn => {
+                Ok(space.filter(|s| caller.sees(s)).map(str::to_string))
+            }
             Access::Admin if caller.admin => Ok(space.map(str::to_string)),
             Access::Admin => Err(Error::new(
                 ErrorKind::Forbidden,

@@ -52,6 +52,8 @@ impl LoginLimits {
     const MAX_KEYS: usize = 100_000;
 
     fn keys(user: &str, address: Option<IpAddr>) -> [(String, usize); 2] {
+        // A name longer than any user's is cut: the body it came in is not kept.
+        let user: String = user.chars().take(64).collect();
         [
             (format!("user {user}"), FAILURES_PER_USER),
             (
@@ -88,7 +90,13 @@ impl LoginLimits {
         wait
     }
 
-    fn failed(&self, user: &str, address: Option<IpAddr>) {
+    /// Counts a try before its password is checked, so tries sent at once cannot all
+    /// pass the check before any failed; [`LoginLimits::succeeded`] takes it back.
+    /// `Some(seconds to wait)` instead if the user or the address has no try left.
+    fn attempt(&self, user: &str, address: Option<IpAddr>) -> Option<u64> {
+        if let Some(wait) = self.blocked(user, address) {
+            return Some(wait);
+        }
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= Self::MAX_KEYS {
             let now = Instant::now();
@@ -100,12 +108,31 @@ impl LoginLimits {
         for (key, _) in Self::keys(user, address) {
             failures.entry(key).or_default().push_back(Instant::now());
         }
+        None
     }
 
-    fn succeeded(&self, user: &str) {
+    /// The try was right: the user's failures are forgotten, and the address gets its
+    /// try back.
+    fn succeeded(&self, user: &str, address: Option<IpAddr>) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("user {user}"));
+        let [(user_key, _), (address_key, _)] = Self::keys(user, address);
+        failures.remove(&user_key);
+        if let Some(times) = failures.get_mut(&address_key) {
+            times.pop_back();
+        }
     }
+}
+
+fn too_many(user: &str, wait: u64) -> Error {
+    Error::new(
+        ErrorKind::TooMany,
+        "too-many-logins",
+        format!(
+            "too many failed logins for {} or from this address",
+            user.chars().take(64).collect::<String>()
+        ),
+        Some(&format!("wait {wait} seconds, then try again")),
+    )
 }
 
 fn unauthenticated(message: &str) -> Error {
@@ -261,13 +288,8 @@ impl Platform {
         password: String,
         address: Option<IpAddr>,
     ) -> Result<TokenGrant, Error> {
-        if let Some(wait) = self.login_limits.blocked(user, address) {
-            return Err(Error::new(
-                ErrorKind::TooMany,
-                "too-many-logins",
-                format!("too many failed logins for {user} or from this address"),
-                Some(&format!("wait {wait} seconds, then try again")),
-            ));
+        if let Some(wait) = self.login_limits.attempt(user, address) {
+            return Err(too_many(user, wait));
         }
         let doc = self.store.user(user).await.map_err(Error::internal)?;
         let hash = doc.as_ref().and_then(|d| d.password_hash.clone());
@@ -276,13 +298,12 @@ impl Platform {
             ..Caller::anonymous(address)
         };
         if password.len() > MAX_PASSWORD * 4 || !verify_password(password, hash).await {
-            self.login_limits.failed(user, address);
             tracing::info!(user = %who.user, ?address, "failed login");
             self.audit(&who, None, "failed login".into(), None, 401)
                 .await;
             return Err(unauthenticated("wrong user name or password"));
         }
-        self.login_limits.succeeded(user);
+        self.login_limits.succeeded(user, address);
         self.audit(&who, None, "login".into(), None, 200).await;
         // Old tokens nobody can use any more go now, so the store does not fill up.
         let t = now();
@@ -380,6 +401,10 @@ impl Platform {
             ));
         }
         check_password(&new)?;
+        // Guessing the current password is guessing a login: the same limits.
+        if let Some(wait) = self.login_limits.attempt(&caller.user, caller.address) {
+            return Err(too_many(&caller.user, wait));
+        }
         let doc = self
             .store
             .user(&caller.user)
@@ -387,7 +412,6 @@ impl Platform {
             .map_err(Error::internal)?;
         let hash = doc.and_then(|d| d.password_hash);
         if !verify_password(old, hash).await {
-            self.login_limits.failed(&caller.user, caller.address);
             return Err(Error::new(
                 ErrorKind::Forbidden,
                 "wrong-password",
@@ -395,6 +419,7 @@ impl Platform {
                 None,
             ));
         }
+        self.login_limits.succeeded(&caller.user, caller.address);
         let hashed = hash_password(new).await?;
         self.store
             .update_user(&caller.user, |u| u.password_hash = Some(hashed.clone()))
@@ -539,16 +564,26 @@ impl Platform {
         }
         let apps = self.store.apps().await.map_err(Error::internal)?;
         let services = self.store.services().await.map_err(Error::internal)?;
-        let (a, s) = (
+        let domains = self.store.domains().await.map_err(Error::internal)?;
+        let routes = self.store.routes().await.map_err(Error::internal)?;
+        let (a, s, d, r) = (
             apps.iter().filter(|a| a.space == name).count(),
             services.iter().filter(|s| s.space == name).count(),
+            domains
+                .iter()
+                .filter(|d| d.space.as_deref() == Some(name))
+                .count(),
+            routes.iter().filter(|r| r.space() == name).count(),
         );
-        if a + s > 0 {
+        // A space made again of its name would inherit what is left.
+        if a + s + d + r > 0 {
             return Err(Error::new(
                 ErrorKind::Refused,
                 "space-not-empty",
-                format!("space {name} still has {a} apps and {s} services"),
-                Some("delete them first (`paas apps`, `paas services` in that space)"),
+                format!(
+                    "space {name} still has {a} apps, {s} services, {d} private domains and {r} routes"
+                ),
+                Some("delete them first (`paas apps`, `paas services`, `paas domains`, `paas routes` in that space)"),
             ));
         }
         let deleted = self
@@ -589,7 +624,44 @@ impl Platform {
         })
     }
 
-    pub async fn set_quota(&self, space: &str, quota: Quota) -> Result<SpaceInfo, Error> {
+    /// Sets `space`'s quota as `caller`: an admin any, a manager of the space only
+    /// lower limits (so a tenant cannot lift what bounds it).
+    pub async fn set_quota(
+        &self,
+        caller: &Caller,
+        space: &str,
+        quota: Quota,
+    ) -> Result<SpaceInfo, Error> {
+        if !caller.admin {
+            let now = self
+                .store
+                .space(space)
+                .await
+                .map_err(Error::internal)?
+                .ok_or_else(|| space_not_found(space))?
+                .quota;
+            let lower = |new: Option<u64>, old: Option<u64>| match (new, old) {
+                (None, Some(_)) => false,
+                (Some(n), Some(o)) => n <= o,
+                _ => true,
+            };
+            let wide = |v: Option<u32>| v.map(u64::from);
+            let ok = lower(quota.memory_mb, now.memory_mb)
+                && lower(wide(quota.instances), wide(now.instances))
+                && lower(wide(quota.routes), wide(now.routes))
+                && lower(wide(quota.services), wide(now.services))
+                && lower(wide(quota.tasks), wide(now.tasks));
+            if !ok {
+                return Err(Error::new(
+                    ErrorKind::Forbidden,
+                    "forbidden",
+                    format!(
+                        "a manager of space {space} may lower its limits, not raise or remove them"
+                    ),
+                    Some("ask a platform admin to raise a limit"),
+                ));
+            }
+        }
         let doc = self
             .store
             .update_space(space, |s| s.quota = quota.clone())
@@ -608,7 +680,7 @@ impl Platform {
         let mut usage = SpaceUsage::default();
         for app in apps.iter().filter(|a| a.space == space) {
             if !app.stopped {
-                let (m, i) = super::quota::demand(&app.settings);
+                let (m, i) = super::quota::demand(&app.settings, app.release.as_ref());
                 usage.memory_mb += m;
                 usage.instances += i;
             }
@@ -617,7 +689,10 @@ impl Platform {
                 .filter(|r| r.app.as_ref() == Some(&app.name))
                 .count() as u32;
             let tasks = self.store.tasks(&app.name).await.map_err(Error::internal)?;
-            usage.tasks += tasks.iter().filter(|t| t.state == "running").count() as u32;
+            for task in tasks.iter().filter(|t| t.state == "running") {
+                usage.tasks += 1;
+                usage.memory_mb += super::quota::task_memory(task.memory);
+            }
         }
         usage.services = services.iter().filter(|s| s.space == space).count() as u32;
         Ok(usage)
@@ -657,8 +732,8 @@ impl Platform {
         {
             return Err(space_not_found(space));
         }
-        self.access_cache.forget_callers();
-        self.store
+        let changed = self
+            .store
             .update_user(user, |u| {
                 let roles = u.roles.entry(space.to_string()).or_default();
                 if on {
@@ -671,7 +746,35 @@ impl Platform {
                 }
             })
             .await
-            .map_err(Error::internal)?
-            .ok_or_else(|| user_not_found(user))
+            .map_err(Error::internal)?;
+        // After the write: a request read meanwhile does not keep the old roles.
+        self.access_cache.forget_callers();
+        changed.ok_or_else(|| user_not_found(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tries_count_before_their_password_is_checked() {
+        let limits = LoginLimits::default();
+        let from = Some(IpAddr::from([10, 0, 0, 1]));
+        // Five tries sent at once, none of them checked yet: the sixth waits.
+        for _ in 0..FAILURES_PER_USER {
+            assert_eq!(limits.attempt("eve", from), None);
+        }
+        assert!(limits.attempt("eve", from).is_some());
+        // Another user from the same address still has tries left.
+        assert_eq!(limits.attempt("dave", from), None);
+        // A right password gives the user back every try.
+        limits.succeeded("eve", from);
+        assert_eq!(limits.attempt("eve", from), None);
+        // A name of a megabyte is kept as its first 64 characters.
+        let long = "x".repeat(1 << 20);
+        limits.attempt(&long, from);
+        let failures = limits.failures.lock().unwrap();
+        assert!(failures.keys().all(|k| k.len() < 100));
     }
 }

@@ -28,7 +28,18 @@ impl Platform {
         self.can_roll_out(rollout)?;
         let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
-        if !self.has_blob(package).await {
+        // Only a package uploaded to this app, or one of its releases': a blob's hash
+        // (a droplet's, another space's package) does not give its bytes to anyone.
+        let released = self
+            .store
+            .releases(app)
+            .await
+            .map_err(Error::internal)?
+            .iter()
+            .any(|r| r.package == package);
+        if !(released || record.packages.iter().any(|p| p == package))
+            || !self.has_blob(package).await
+        {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 "package-not-found",
@@ -61,6 +72,13 @@ impl Platform {
             .add_release(app, made)
             .await
             .map_err(Error::internal)?;
+        if start {
+            // Its droplet may run more process types than the one before (a Procfile's
+            // worker): they must fit the space's quota too.
+            let old = (!record.stopped).then_some((&record.settings, record.release.as_ref()));
+            let more = super::quota::Demand::settings(old, (&record.settings, Some(&release)));
+            self.check_quota(&record.space, more).await?;
+        }
         self.release_phase(&record, &release, events).await?;
         if !start {
             self.store

@@ -91,13 +91,9 @@ impl Platform {
             ));
         }
         if let Some(space) = &domain.space {
-            if self
-                .store
-                .space(space)
-                .await
-                .map_err(Error::internal)?
-                .is_none()
-            {
+            let exists = self.store.space(space).await.map_err(Error::internal)?;
+            // One answer for a space that does not exist and one the caller is not in.
+            if exists.is_none() || !caller.sees(space) {
                 return Err(space_not_found(space));
             }
         }

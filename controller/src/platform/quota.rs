@@ -5,6 +5,7 @@ use paas_api::auth::SpaceUsage;
 use paas_api::AppSettings;
 
 use super::{Error, ErrorKind, Platform};
+use crate::store::Release;
 
 /// What a change adds to its space's use (negative: frees).
 #[derive(Debug, Default, Clone, Copy)]
@@ -16,27 +17,46 @@ pub struct Demand {
     pub tasks: i64,
 }
 
-/// The memory (MiB) and instances an app's settings ask for, over all its process types.
-pub fn demand(settings: &AppSettings) -> (u64, u32) {
+/// The memory (MiB) and instances an app asks for with `settings`, over every process
+/// type it runs: those of `release` (its Procfile's too), else those the settings name.
+pub fn demand(settings: &AppSettings, release: Option<&Release>) -> (u64, u32) {
     let mib = |s: &AppSettings| s.memory.bytes() / (1024 * 1024);
-    let mut memory = mib(settings) * u64::from(settings.instances);
-    let mut instances = settings.instances;
-    for process in settings.processes.keys() {
-        if process == paas_api::WEB {
-            continue;
-        }
-        let own = settings.for_process(process);
-        memory += mib(&own) * u64::from(own.instances);
-        instances += own.instances;
-    }
+    let mut plans: Vec<AppSettings> = match release {
+        Some(r) => r
+            .processes(settings)
+            .into_iter()
+            .map(|p| p.settings)
+            .collect(),
+        None => std::iter::once(settings.clone())
+            .chain(
+                settings
+                    .processes
+                    .keys()
+                    .filter(|p| *p != paas_api::WEB)
+                    .map(|p| settings.for_process(p)),
+            )
+            .collect(),
+    };
+    plans.retain(|s| s.instances > 0);
+    let memory = plans.iter().map(|s| mib(s) * u64::from(s.instances)).sum();
+    let instances = plans.iter().map(|s| s.instances).sum();
     (memory, instances)
 }
 
+/// What one task takes of its space's memory, in MiB.
+pub fn task_memory(memory: paas_api::MemorySize) -> u64 {
+    memory.bytes() / (1024 * 1024)
+}
+
 impl Demand {
-    /// What running with `new` settings instead of `old` (none: not running) adds.
-    pub fn settings(old: Option<&AppSettings>, new: &AppSettings) -> Self {
-        let (m0, i0) = old.map_or((0, 0), demand);
-        let (m1, i1) = demand(new);
+    /// What running with `new` settings and release instead of `old` (none: not
+    /// running) adds.
+    pub fn settings(
+        old: Option<(&AppSettings, Option<&Release>)>,
+        new: (&AppSettings, Option<&Release>),
+    ) -> Self {
+        let (m0, i0) = old.map_or((0, 0), |(s, r)| demand(s, r));
+        let (m1, i1) = demand(new.0, new.1);
         Demand {
             memory_mb: m1 as i64 - m0 as i64,
             instances: i64::from(i1) - i64::from(i0),

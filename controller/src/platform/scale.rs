@@ -41,7 +41,11 @@ impl Platform {
         let after = settings.for_process(process);
         let limits_change = (after.memory, after.disk) != (before.memory, before.disk);
         if !record.stopped {
-            let more = super::quota::Demand::settings(Some(&record.settings), &settings);
+            let release = record.release.as_ref();
+            let more = super::quota::Demand::settings(
+                Some((&record.settings, release)),
+                (&settings, release),
+            );
             self.check_quota(&record.space, more).await?;
         }
         let updated = self

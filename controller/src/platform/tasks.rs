@@ -38,6 +38,8 @@ impl Platform {
         })?;
         let more = super::quota::Demand {
             tasks: 1,
+            memory_mb: super::quota::task_memory(req.memory.unwrap_or(record.settings.memory))
+                as i64,
             ..Default::default()
         };
         self.check_quota(&record.space, more).await?;

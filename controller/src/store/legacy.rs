@@ -170,6 +170,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             id_slot: slots.get(&name).copied(),
             services: Vec::new(),
             space: super::default_space(),
+            packages: Vec::new(),
             created_at,
             updated_at,
         };

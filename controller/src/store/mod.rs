@@ -67,6 +67,9 @@ pub struct AppRecord {
     pub services: Vec<String>,
     /// The space it belongs to.
     pub space: String,
+    /// The packages last uploaded to it (what a deployment may name besides its
+    /// releases' packages).
+    pub packages: Vec<String>,
 }
 
 /// What runs: a droplet with its start command, and the app's own configuration it
@@ -305,6 +308,8 @@ struct AppDoc {
     /// Apps from before spaces are in the default space.
     #[serde(default = "default_space")]
     space: String,
+    #[serde(default)]
+    packages: Vec<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -446,6 +451,7 @@ impl Store {
                         id_slot: None,
                         services: Vec::new(),
                         space: space.to_string(),
+                        packages: Vec::new(),
                         created_at: now(),
                         updated_at: now(),
                     };
@@ -504,6 +510,20 @@ impl Store {
             }
         }
         Err(StoreError::Contended(format!("the releases of app {app}")))
+    }
+
+    /// Notes that package `sha` was uploaded to `app`, so a deployment of the app may
+    /// name it (and no other app's, which might be a blob of another space).
+    pub async fn note_package(&self, app: &AppName, sha: &str) -> Result<(), StoreError> {
+        const KEPT: usize = 10;
+        self.update_app(app, |doc| {
+            doc.packages.retain(|p| p != sha);
+            doc.packages.push(sha.to_string());
+            let extra = doc.packages.len().saturating_sub(KEPT);
+            doc.packages.drain(..extra);
+        })
+        .await?
+        .ok_or_else(|| StoreError::NoApp(app.clone()))
     }
 
     /// Makes `release` the one `app` runs.
@@ -811,6 +831,7 @@ fn record(name: AppName, doc: AppDoc) -> AppRecord {
         env: doc.env,
         services: doc.services,
         space: doc.space,
+        packages: doc.packages,
     }
 }
 

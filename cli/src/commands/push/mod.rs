@@ -45,13 +45,13 @@ pub struct Args {
     /// The app folder to upload [default: .].
     #[arg(short = 'p', long = "path", value_name = "PATH")]
     path: Option<PathBuf>,
-    /// How many instances to run [default: 1].
+    /// How many instances to run [default: as many as it runs now; 1 for a new app].
     #[arg(short = 'i', long = "instances", value_name = "N")]
     instances: Option<u32>,
-    /// Memory per instance, e.g. 256M or 1G [default: 256M].
+    /// Memory per instance, e.g. 256M or 1G [default: what it has now; 256M for a new app].
     #[arg(short = 'm', long = "memory", value_name = "SIZE")]
     memory: Option<String>,
-    /// Disk per instance, e.g. 512M or 2G [default: 1G].
+    /// Disk per instance, e.g. 512M or 2G [default: what it has now; 1G for a new app].
     #[arg(short = 'k', long = "disk", value_name = "SIZE")]
     disk: Option<String>,
     /// A buildpack to use instead of detecting one; repeat to run several in order.
@@ -142,6 +142,17 @@ struct Plan {
     routes: Routes,
     start: bool,
     rollout: paas_api::RolloutRequest,
+    /// What neither the flags nor the manifest say (instances, memory, disk): a pushed
+    /// app keeps what it has (as `cf push` does), a new one gets the defaults.
+    keep: Keep,
+}
+
+/// Which settings a push leaves as the app has them.
+#[derive(Debug, Clone, Copy)]
+struct Keep {
+    instances: bool,
+    memory: bool,
+    disk: bool,
 }
 
 pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
@@ -357,6 +368,11 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
         routes,
         start: !args.no_start,
         rollout: args.rollout.request(),
+        keep: Keep {
+            instances: args.instances.is_none() && m.instances.is_none(),
+            memory: args.memory.is_none() && m.memory.is_none(),
+            disk: args.disk.is_none() && m.disk_quota.is_none(),
+        },
     })
 }
 
@@ -417,12 +433,13 @@ async fn push_one(
     }
     let Plan {
         name,
-        settings,
+        mut settings,
         env,
         services,
         routes,
         start,
         rollout,
+        keep,
         ..
     } = plan;
     let sent_files = packed.files - packed.matched_files;
@@ -454,6 +471,23 @@ async fn push_one(
     } else {
         "?default-route=false"
     };
+    if keep.instances || keep.memory || keep.disk {
+        if let Ok(existing) = client
+            .json::<AppSummary>(Method::GET, &format!("/v1/apps/{name}"), None::<&()>)
+            .await
+        {
+            let had = existing.settings;
+            if keep.instances {
+                settings.instances = had.instances;
+            }
+            if keep.memory {
+                settings.memory = had.memory;
+            }
+            if keep.disk {
+                settings.disk = had.disk;
+            }
+        }
+    }
     let _: AppSummary = client
         .json(
             Method::PUT,
