@@ -8,7 +8,7 @@
 # CRATE_DIR is a fuzz crate with a workspace of its own (router/fuzz, stager/fuzz), from
 # the current folder. Each crate's run.sh calls this with its defaults:
 #   router/fuzz/run.sh [SECONDS] [TARGET]     (default 60 s of request_head)
-#   stager/fuzz/run.sh [SECONDS] [TARGET]     (default 60 s of archive)
+#   stager/fuzz/run.sh [SECONDS] [TARGET]     (default 60 s of archive; or metadata)
 #
 # Findings (inputs that crash) are written to CRATE_DIR/artifacts/; the corpus grows in
 # CRATE_DIR/corpus/TARGET. Exits non-zero if a crash was found. A finding runs again, with

@@ -22,5 +22,7 @@ echo "== fuzz: router request heads, 20 s (router/fuzz/run.sh; fails on a crash)
 router/fuzz/run.sh 20
 echo "== fuzz: stager archive unpacking, 20 s (stager/fuzz/run.sh; fails on a crash)"
 stager/fuzz/run.sh 20
+echo "== fuzz: build metadata and API request bodies, 15 s (stager/fuzz/run.sh 15 metadata)"
+stager/fuzz/run.sh 15 metadata
 # One closing line for the whole suite, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

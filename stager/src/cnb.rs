@@ -59,7 +59,12 @@ impl BuildpackToml {
     pub fn read(dir: &Path) -> Result<Self, String> {
         let raw = std::fs::read_to_string(dir.join("buildpack.toml"))
             .map_err(|e| format!("reading buildpack.toml: {e}"))?;
-        let t: BuildpackToml = toml::from_str(&raw).map_err(|e| format!("buildpack.toml: {e}"))?;
+        Self::parse(&raw)
+    }
+
+    /// A buildpack.toml's text, checked: its API must be one this stager runs.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let t: BuildpackToml = toml::from_str(raw).map_err(|e| format!("buildpack.toml: {e}"))?;
         let api = parse_api(&t.api).ok_or_else(|| {
             format!(
                 "buildpack.toml: api {:?} is not a version like \"0.10\"",
@@ -218,9 +223,13 @@ impl LaunchToml {
     /// Reads `launch.toml` from the layers folder `layers_dir` of `tree`, if it has one.
     pub fn read(tree: &Tree, layers_dir: &Path) -> Result<Self, String> {
         match read_left(tree, &layers_dir.join("launch.toml"))? {
-            Some(raw) => toml::from_str(&raw).map_err(|e| format!("launch.toml: {e}")),
+            Some(raw) => Self::parse(&raw),
             None => Ok(LaunchToml::default()),
         }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        toml::from_str(raw).map_err(|e| format!("launch.toml: {e}"))
     }
 }
 

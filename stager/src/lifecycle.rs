@@ -1081,19 +1081,39 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 /// What `bin/release` says: process types, and config vars that are defaults for the
 /// app's environment (the app's own variables win, as on Heroku).
 #[derive(Debug, Default, serde::Deserialize)]
-struct Release {
+pub struct Release {
     #[serde(default)]
-    default_process_types: BTreeMap<String, String>,
+    pub default_process_types: BTreeMap<String, String>,
     #[serde(default)]
-    config_vars: BTreeMap<String, String>,
+    pub config_vars: BTreeMap<String, String>,
 }
 
-fn parse_release(out: &str) -> Result<Release, String> {
+pub fn parse_release(out: &str) -> Result<Release, String> {
     if out.trim().is_empty() {
         return Ok(Release::default());
     }
     let r: Option<Release> = serde_yaml_ng::from_str(out).map_err(|e| e.to_string())?;
     Ok(r.unwrap_or_default())
+}
+
+/// A Cloud Foundry buildpack's `launch.yml`: its processes, as (type, command).
+pub fn parse_launch_yml(raw: &str) -> Result<Vec<(String, String)>, String> {
+    #[derive(serde::Deserialize)]
+    struct LaunchYml {
+        #[serde(default)]
+        processes: Vec<LaunchYmlProcess>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LaunchYmlProcess {
+        #[serde(rename = "type")]
+        kind: String,
+        command: String,
+    }
+    let l: LaunchYml = serde_yaml_ng::from_str(raw).map_err(|e| format!("launch.yml: {e}"))?;
+    Ok(l.processes
+        .into_iter()
+        .map(|p| (p.kind, p.command))
+        .collect())
 }
 
 /// A Procfile: `name: command` lines; blank lines and `#` comments are skipped.
@@ -1305,17 +1325,6 @@ impl Layout {
         &self,
         chosen: &[&Buildpack],
     ) -> Result<BTreeMap<String, String>, StagingError> {
-        #[derive(serde::Deserialize)]
-        struct LaunchYml {
-            #[serde(default)]
-            processes: Vec<LaunchYmlProcess>,
-        }
-        #[derive(serde::Deserialize)]
-        struct LaunchYmlProcess {
-            #[serde(rename = "type")]
-            kind: String,
-            command: String,
-        }
         let mut out = BTreeMap::new();
         let home = self.home_tree()?;
         for (i, bp) in chosen.iter().enumerate() {
@@ -1329,13 +1338,12 @@ impl Layout {
                         .join(deps_index(i, chosen.len()))
                         .join("launch.yml");
                     if let Some(raw) = cnb::read_left(&home, &path).map_err(bad)? {
-                        let l: LaunchYml = serde_yaml_ng::from_str(&raw).map_err(|e| {
-                            StagingError::BadRelease {
+                        let processes =
+                            parse_launch_yml(&raw).map_err(|detail| StagingError::BadRelease {
                                 buildpack: bp.name.to_string(),
-                                detail: format!("launch.yml: {e}"),
-                            }
-                        })?;
-                        out.extend(l.processes.into_iter().map(|p| (p.kind, p.command)));
+                                detail,
+                            })?;
+                        out.extend(processes);
                     }
                 }
                 Dialect::CloudNative => {
