@@ -8,7 +8,11 @@
 //!   and written back out as `name: command` lines they parse to the same entries;
 //! - a `launch.toml` process always becomes a command line that `exec`s it;
 //! - a request body that parses serialises to JSON that parses to the same body;
-//! - a name or route that passes its check is within its bounds.
+//! - a name or route that passes its check is within its bounds;
+//! - a manifest without `((var))` placeholders is left as it is by interpolation.
+//!
+//! The CLI's manifest reader (`cli/src/manifest.rs`, a binary crate's module) is
+//! compiled in from its source.
 //!
 //! Run with `stager/fuzz/run.sh SECONDS metadata`.
 #![no_main]
@@ -18,6 +22,10 @@ use paas_stager::cnb::{BuildpackToml, DetectPlan, LaunchToml};
 use paas_stager::lifecycle::{parse_launch_yml, parse_procfile, parse_release};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+#[path = "../../../cli/src/manifest.rs"]
+#[allow(dead_code)]
+mod manifest;
 
 /// Parses `data` as a `T`; if it parses, its JSON must parse back to the same JSON.
 fn round_trip<T: Serialize + DeserializeOwned>(data: &[u8]) {
@@ -65,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let text = std::str::from_utf8(rest).ok();
-    match (which % 24, text) {
+    match (which % 26, text) {
         (0, Some(t)) => procfile(t),
         (1, Some(t)) => {
             let _ = parse_release(t);
@@ -105,6 +113,26 @@ fuzz_target!(|data: &[u8]| {
         (21, _) => round_trip::<paas_api::auth::ChangePassword>(rest),
         (22, _) => round_trip::<std::collections::BTreeMap<String, Option<String>>>(rest),
         (23, _) => round_trip::<paas_api::auth::RefreshRequest>(rest),
+        (24, Some(t)) => {
+            let _ = manifest::parse(t);
+        }
+        (25, Some(t)) => {
+            // The first line names variables (`a=b` each), the rest is the manifest.
+            let (head, body) = t.split_once('\n').unwrap_or(("", t));
+            let vars = head
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            match manifest::interpolate(body, &vars) {
+                Ok(out) if !body.contains("((") => assert_eq!(out, body),
+                Ok(_) => {}
+                Err(e) => assert!(e.starts_with("line "), "{e}"),
+            }
+            if let Ok(filled) = manifest::interpolate(body, &vars) {
+                let _ = manifest::parse(&filled);
+            }
+        }
         _ => {}
     }
 });
