@@ -43,12 +43,17 @@ fn procfile(text: &str) {
     for (name, command) in &entries {
         assert!(!name.is_empty() && !command.is_empty(), "{entries:?}");
         assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
             "{name:?}"
         );
     }
     let written: String = entries.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
-    assert_eq!(parse_procfile(&written), entries, "written back: {written:?}");
+    assert_eq!(
+        parse_procfile(&written),
+        entries,
+        "written back: {written:?}"
+    );
 }
 
 fn names(text: &str) {
@@ -85,7 +90,10 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(launch) = LaunchToml::parse(t) {
                 for p in &launch.processes {
                     let line = p.command_line();
-                    assert!(line.starts_with("exec ") || line.starts_with("cd "), "{line}");
+                    assert!(
+                        line.starts_with("exec ") || line.starts_with("cd "),
+                        "{line}"
+                    );
                 }
             }
         }
