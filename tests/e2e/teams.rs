@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::harness::{answering_app, Daemon};
+use crate::harness::{answering_app, eventually, Daemon};
 
 /// The access token `paas login` saved in `home`.
 fn token_of(home: &Path) -> String {
@@ -316,6 +316,37 @@ fn two_teams_share_a_platform_and_neither_reaches_the_other() {
 
     // Alice's space has no quota: her scale goes through.
     as_alice(&["scale", "alpha", "-i", "2"]);
+
+    // A followed stream lasts only while its caller may read it: taking alice's role
+    // away ends her `paas logs` and `paas events --follow`.
+    let follow = |args: &[&str]| {
+        std::process::Command::new(crate::harness::bin("paas"))
+            .args(args)
+            .env("PAAS_HOME", alice.path())
+            .env_remove("PAAS_API")
+            .env_remove("PAAS_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut streams = [
+        follow(&["logs", "alpha"]),
+        follow(&["events", "alpha", "--follow"]),
+    ];
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    for s in streams.iter_mut() {
+        assert!(s.try_wait().unwrap().is_none(), "a follow ended by itself");
+    }
+    d.paas_ok(&["unset-space-role", "alice", "team-a", "developer"]);
+    let ended = eventually(30, || {
+        streams.iter_mut().all(|s| s.try_wait().unwrap().is_some())
+    });
+    for s in streams.iter_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert!(ended, "a follow outlived its caller's role");
 }
 
 #[test]

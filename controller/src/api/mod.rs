@@ -21,6 +21,7 @@ mod services;
 mod streams;
 mod tasks;
 mod uploads;
+mod watch;
 
 pub(crate) use extract::read_json;
 pub(crate) use streams::{dropped as streams_dropped, stream_exec, stream_logs, LogLines};
@@ -536,7 +537,9 @@ async fn authorize(
     // Every change is recorded with who made it; reads are not.
     let change = (req.method() != Method::GET && access != Access::Public).then(|| {
         let app = match access {
-            Access::App(_) | Access::AppPut => name.and_then(|n| paas_api::AppName::parse(&n).ok()),
+            Access::App(_) | Access::AppPut => name
+                .as_deref()
+                .and_then(|n| paas_api::AppName::parse(n).ok()),
             _ => None,
         };
         let target = req.uri().path_and_query().map_or("", |p| p.as_str());
@@ -550,10 +553,16 @@ async fn authorize(
     let resp = next.run(req).await;
     if let Some((action, app)) = change {
         platform
-            .audit(&caller, space, action, app.as_ref(), resp.status().as_u16())
+            .audit(
+                &caller,
+                space.clone(),
+                action,
+                app.as_ref(),
+                resp.status().as_u16(),
+            )
             .await;
     }
-    resp
+    watch::watched(platform, caller, access, name, space, resp).await
 }
 
 /// What no route serves: the envelope, so the CLI can tell a version mismatch.

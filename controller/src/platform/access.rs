@@ -362,6 +362,45 @@ impl Platform {
         Ok(entries)
     }
 
+    /// The GUID of app `app` as it is now, if it exists.
+    pub async fn app_guid(&self, app: &AppName) -> Option<String> {
+        self.store.app(app).await.ok().flatten().map(|a| a.guid)
+    }
+
+    /// Whether `caller` may still make a request under `access` about `app` (the one
+    /// of GUID `guid` when the request began), read from the store, not the cache. A
+    /// store that cannot be read says yes: a stream is not cut for a passing fault.
+    pub async fn still_allowed(
+        &self,
+        caller: &Caller,
+        access: Access,
+        app: Option<&AppName>,
+        guid: Option<&str>,
+        space: Option<&str>,
+    ) -> bool {
+        let Some(hash) = caller.token_hash.clone() else {
+            return true;
+        };
+        let fresh = match self.caller_by_hash(hash, caller.address).await {
+            Ok(c) => c,
+            Err(e) => return e.kind == ErrorKind::Internal,
+        };
+        if let (Some(app), Some(guid)) = (app, guid) {
+            match self.store.app(app).await {
+                Ok(Some(a)) if a.guid == guid => {}
+                Ok(_) => return false,
+                Err(_) => return true,
+            }
+        }
+        match self
+            .authorize(&fresh, access, app.map(AppName::as_str), space)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => e.kind == ErrorKind::Internal,
+        }
+    }
+
     /// Forgets the space of a deleted app.
     pub fn forget_app_space(&self, app: &AppName) {
         self.access_cache.forget_app(app);

@@ -252,6 +252,16 @@ impl Platform {
         if let Some(caller) = self.access_cache.caller(&hash, now()) {
             return Ok(Caller { address, ..caller });
         }
+        self.caller_by_hash(hash, address).await
+    }
+
+    /// The caller of the token whose hash is `hash`, read from the store (and kept in
+    /// the access cache).
+    pub async fn caller_by_hash(
+        &self,
+        hash: String,
+        address: Option<IpAddr>,
+    ) -> Result<Caller, Error> {
         let doc = self.store.token(&hash).await.map_err(Error::internal)?;
         let doc = match doc {
             Some(d) if d.kind == TokenKind::Access && d.expires_at > now() => d,
