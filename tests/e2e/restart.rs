@@ -142,3 +142,47 @@ fn a_stopping_paasd_fails_health_first_and_keeps_serving_through_its_drain_windo
     let status = d.stop();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_roll_out_cut_off_by_paasd_s_death_is_said_at_its_next_start() {
+    let mut d = Daemon::start();
+    // Its instance answers only after 30 s: the roll-out waits on it, and is under way
+    // when paasd is killed.
+    let dir = crate::harness::answering_app("slow");
+    let mut push = d.paas_spawn(&[
+        "push",
+        "slow",
+        "-p",
+        dir.path().to_str().unwrap(),
+        "-b",
+        "binary",
+        "-c",
+        "sleep 30; exec python3 server.py",
+        "-t",
+        "60",
+    ]);
+    let under_way = crate::harness::eventually(30, || {
+        let (_, events) = d.api_call("GET", "/v1/apps/slow/events", None);
+        events.contains("request") && events.contains("/v1/apps/slow/deployments")
+    });
+    assert!(under_way, "the deployment did not begin");
+    std::thread::sleep(Duration::from_secs(1));
+    d.kill();
+    let _ = push.kill();
+    let _ = push.wait();
+    d.restart();
+    let events = d.paas_ok(&["events", "slow"]);
+    assert!(
+        events.contains("interrupted") && events.contains("deployment begun at"),
+        "{events}"
+    );
+    assert!(
+        events.contains("was cut off when paasd stopped"),
+        "{events}"
+    );
+    // Said once: the next start has nothing more to say.
+    d.kill();
+    d.restart();
+    let again = d.paas_ok(&["events", "slow"]);
+    assert_eq!(again.matches("was cut off").count(), 1, "{again}");
+}

@@ -418,9 +418,12 @@ pub async fn continue_deployment(
     State(p): State<Arc<Platform>>,
     AppPath(app): AppPath,
 ) -> Response<ApiBody> {
-    stream_roll_out(&p, move |platform, tx| async move {
-        platform.continue_deployment(&app, &tx).await
-    })
+    stream_roll_out(
+        &p,
+        &app.clone(),
+        "deployment",
+        move |platform, tx| async move { platform.continue_deployment(&app, &tx).await },
+    )
 }
 
 /// Takes a paused canary deployment back.
@@ -455,9 +458,12 @@ pub async fn scale(
             Some("process types are 1 to 63 letters, digits, '-' or '_', as in a Procfile"),
         ));
     }
-    Ok(stream_roll_out(&p, move |platform, tx| async move {
-        platform.scale(&app, &change, &tx).await
-    }))
+    Ok(stream_roll_out(
+        &p,
+        &app.clone(),
+        "scale",
+        move |platform, tx| async move { platform.scale(&app, &change, &tx).await },
+    ))
 }
 
 fn check_instances(n: u32) -> Result<(), Failure> {
@@ -500,8 +506,13 @@ fn stream_restart(
     version: Option<i64>,
     rollout: RolloutRequest,
 ) -> Response<ApiBody> {
+    let what = if version.is_some() {
+        "rollback"
+    } else {
+        "restart"
+    };
     let app = app.clone();
-    stream_roll_out(p, move |platform, tx| async move {
+    stream_roll_out(p, &app.clone(), what, move |platform, tx| async move {
         platform.restart(&app, version, &rollout, &tx).await
     })
 }
@@ -541,15 +552,23 @@ fn stream_deployment(
     rollout: RolloutRequest,
 ) -> Response<ApiBody> {
     let app = app.clone();
-    stream_roll_out(p, move |platform, tx| async move {
-        platform.deploy(&app, &package, start, &rollout, &tx).await
-    })
+    stream_roll_out(
+        p,
+        &app.clone(),
+        "deployment",
+        move |platform, tx| async move { platform.deploy(&app, &package, start, &rollout, &tx).await },
+    )
 }
 
 /// Runs `work` (a deployment, restart or rollback) in its own task, so a client that
 /// goes away does not stop it half-way, and streams its events as NDJSON; a failure
 /// becomes the last event.
-fn stream_roll_out<F, Fut>(p: &Arc<Platform>, work: F) -> Response<ApiBody>
+fn stream_roll_out<F, Fut>(
+    p: &Arc<Platform>,
+    app: &AppName,
+    what: &'static str,
+    work: F,
+) -> Response<ApiBody>
 where
     F: FnOnce(Arc<Platform>, tokio::sync::mpsc::UnboundedSender<DeployEvent>) -> Fut
         + Send
@@ -558,10 +577,11 @@ where
 {
     let (out, resp) = body::ndjson_stream();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<DeployEvent>();
-    let platform = Arc::clone(p);
+    let (platform, app) = (Arc::clone(p), app.clone());
     tokio::spawn(async move {
         let failed = tx.clone();
-        if let Err(f) = work(platform, tx).await {
+        let run = work(Arc::clone(&platform), tx);
+        if let Err(f) = platform.run_roll_out(&app, what, run).await {
             let _ = failed.send(DeployEvent::Failed { error: f.body });
         }
     });

@@ -14,6 +14,7 @@ mod converge;
 mod deploy;
 mod domains;
 mod error;
+pub mod inflight;
 pub mod placed;
 pub mod quota;
 pub use rollout::MAX_IN_FLIGHT;
@@ -116,6 +117,8 @@ pub struct Platform {
     login_limits: accounts::LoginLimits,
     /// Callers and apps' spaces as recently read.
     access_cache: access::AccessCache,
+    /// Roll-outs under way.
+    in_flight: inflight::InFlight,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
 }
@@ -210,6 +213,7 @@ impl Platform {
             admin_token: Default::default(),
             login_limits: Default::default(),
             access_cache: Default::default(),
+            in_flight: Default::default(),
             paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
@@ -227,6 +231,8 @@ impl Platform {
         }
         if let Some(cluster) = &self.cluster {
             self.follow_cluster(cluster);
+        } else {
+            self.report_cut_off_roll_outs().await;
         }
         let apps = match self.store.apps().await {
             Ok(a) => a,
@@ -900,6 +906,7 @@ impl Platform {
     /// cluster, only this host's cell stops its instances: the others run on, and the
     /// placements stay for when this host is back.
     pub async fn shutdown(&self) {
+        self.wait_for_roll_outs(inflight::SHUTDOWN_WAIT).await;
         self.terminate_tasks().await;
         if self.cluster.is_some() {
             self.instances
