@@ -22,6 +22,7 @@ mod rollout;
 mod routes;
 mod scale;
 mod services;
+mod spaces;
 mod staging;
 mod tasks;
 pub use tasks::Attached;
