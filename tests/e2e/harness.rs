@@ -170,28 +170,11 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Calls the API with curl, as any HTTP client would: returns (status, body).
+    /// Calls the API with curl, as any HTTP client would, with the admin token and the
+    /// file `body`: returns (status, body).
     pub fn api_call(&self, method: &str, path: &str, body: Option<&Path>) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-            .arg("--cacert")
-            .arg(self.cert())
-            .args(["-H", &format!("Authorization: Bearer {}", self.token())]);
-        if let Some(b) = body {
-            cmd.args([
-                "-H",
-                "Content-Type: application/octet-stream",
-                "--data-binary",
-            ])
-            .arg(format!("@{}", b.display()));
-        }
-        let out = cmd
-            .arg(format!("{}{path}", self.api))
-            .output()
-            .expect("running curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        let body = body.map(|b| ("application/octet-stream", format!("@{}", b.display())));
+        self.curl(Some(&self.token()), method, path, body)
     }
 
     /// Logs `user` in through the CLI, with a settings folder of their own (returned),
@@ -240,11 +223,27 @@ impl Daemon {
         path: &str,
         body: Option<&str>,
     ) -> (u16, String) {
+        self.curl(
+            token,
+            method,
+            path,
+            body.map(|b| ("application/json", b.to_string())),
+        )
+    }
+
+    /// curl's `--data-binary` takes `@FILE` or the data itself: (content type, that).
+    fn curl(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, String) {
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
             "-m",
-            "20",
+            "120",
             "-o",
             "-",
             "-w",
@@ -257,8 +256,13 @@ impl Daemon {
         if let Some(t) = token {
             cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
         }
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+        if let Some((content_type, data)) = body {
+            cmd.args([
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+            ])
+            .arg(data);
         }
         let out = cmd
             .arg(format!("{}{path}", self.api))
