@@ -424,14 +424,9 @@ impl Platform {
     }
 
     /// Not found unless `space` exists and the caller sees it.
-    async fn space_exists(&self, caller: &Caller, space: &str) -> Result<(), Error> {
-        let exists = self
-            .store
-            .space(space)
-            .await
-            .map_err(Error::internal)?
-            .is_some();
-        if exists && caller.sees(space) {
+    pub(super) async fn space_exists(&self, caller: &Caller, space: &str) -> Result<(), Error> {
+        self.space_doc(space).await?;
+        if caller.sees(space) {
             Ok(())
         } else {
             Err(space_not_found(space))

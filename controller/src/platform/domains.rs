@@ -14,7 +14,7 @@ use std::sync::Arc;
 use paas_api::{CertificateEntry, DomainInfo, Route};
 use paas_router::tls::Certificates;
 
-use super::access::{space_not_found, Act, Caller};
+use super::access::{Act, Caller};
 use super::{Error, ErrorKind, Platform};
 use crate::store::StoredDomain;
 
@@ -91,11 +91,8 @@ impl Platform {
             ));
         }
         if let Some(space) = &domain.space {
-            let exists = self.store.space(space).await.map_err(Error::internal)?;
             // One answer for a space that does not exist and one the caller is not in.
-            if exists.is_none() || !caller.sees(space) {
-                return Err(space_not_found(space));
-            }
+            self.space_exists(caller, space).await?;
         }
         self.may_own(caller, &domain)?;
         let existing = self.store.domains().await.map_err(Error::internal)?;

@@ -66,15 +66,7 @@ impl Platform {
     ) -> Result<(), Error> {
         let name = req.name.clone().unwrap_or_default();
         check_name(&name)?;
-        if self
-            .store
-            .space(space)
-            .await
-            .map_err(Error::internal)?
-            .is_none()
-        {
-            return Err(space_not_found(space));
-        }
+        self.space_doc(space).await?;
         caller.check(Act::Develop, space, || space_not_found(space))?;
         let more = Demand {
             services: 1,

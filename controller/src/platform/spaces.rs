@@ -118,9 +118,17 @@ impl Platform {
     }
 
     pub async fn space(&self, name: &str) -> Result<SpaceInfo, Error> {
-        let doc = self.store.space(name).await.map_err(Error::internal)?;
-        self.space_info(doc.ok_or_else(|| space_not_found(name))?)
+        let doc = self.space_doc(name).await?;
+        self.space_info(doc).await
+    }
+
+    /// Space `name` as stored, or the error that says it does not exist.
+    pub(super) async fn space_doc(&self, name: &str) -> Result<SpaceDoc, Error> {
+        self.store
+            .space(name)
             .await
+            .map_err(Error::internal)?
+            .ok_or_else(|| space_not_found(name))
     }
 
     async fn space_info(&self, doc: SpaceDoc) -> Result<SpaceInfo, Error> {
@@ -140,13 +148,7 @@ impl Platform {
         quota: Quota,
     ) -> Result<SpaceInfo, Error> {
         if !caller.admin {
-            let now = self
-                .store
-                .space(space)
-                .await
-                .map_err(Error::internal)?
-                .ok_or_else(|| space_not_found(space))?
-                .quota;
+            let now = self.space_doc(space).await?.quota;
             let lower = |new: Option<u64>, old: Option<u64>| match (new, old) {
                 (None, Some(_)) => false,
                 (Some(n), Some(o)) => n <= o,
@@ -230,15 +232,7 @@ impl Platform {
         role: Role,
         on: bool,
     ) -> Result<(), Error> {
-        if self
-            .store
-            .space(space)
-            .await
-            .map_err(Error::internal)?
-            .is_none()
-        {
-            return Err(space_not_found(space));
-        }
+        self.space_doc(space).await?;
         let changed = self
             .store
             .update_user(user, |u| {
