@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
@@ -71,6 +71,12 @@ pub struct ContainerConfig {
     pub id_map: Option<IdMap>,
     /// Give the process a pipe as its stdin ([`Container::stdin`]); else `/dev/null`.
     pub stdin: bool,
+    /// Set for a container that outlives the daemon (an app instance): its output goes
+    /// through FIFOs its shim holds open, what a later daemon needs to take it over is
+    /// recorded, and [`Runtime::recover`] hands it, with this label, to the next run of
+    /// the daemon, which may [`Runtime::adopt`] it. Without one, a container is removed
+    /// when the daemon starts again.
+    pub survivor_label: Option<String>,
 }
 
 /// A copy-on-write layer: `lower` read-only, changes kept in the container's folder (or
@@ -93,6 +99,9 @@ pub enum ExitReason {
     OutOfMemory,
     /// `paas-init` could not set the container up; the reason is on its stderr.
     SetupFailed,
+    /// A container taken over from an earlier daemon ended without its shim writing a
+    /// status (the shim itself was killed).
+    Vanished,
 }
 
 impl std::fmt::Display for ExitReason {
@@ -102,6 +111,7 @@ impl std::fmt::Display for ExitReason {
             ExitReason::Signaled(s) => write!(f, "killed by signal {s}"),
             ExitReason::OutOfMemory => f.write_str("out of memory"),
             ExitReason::SetupFailed => f.write_str("container setup failed"),
+            ExitReason::Vanished => f.write_str("its container's supervisor was killed"),
         }
     }
 }
@@ -110,10 +120,41 @@ impl std::fmt::Display for ExitReason {
 /// with a dot, so it is never taken for a container's folder.
 const ROOT_MOUNT_POINT: &str = ".root";
 
-/// What the daemon needs to clean a container up, even after the daemon itself crashed.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the daemon needs to clean a container up, even after the daemon itself crashed,
+/// and for a container with a survivor label, to take it over (`state.json` in its
+/// folder).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Leftovers {
     address: Option<(u32, String, String)>,
+    /// The shim's pid and its start time (`/proc/PID/stat`, in clock ticks since boot),
+    /// which tells it from a later process given the same pid.
+    #[serde(default)]
+    shim: Option<(i32, u64)>,
+    #[serde(default)]
+    label: Option<String>,
+    /// What `exec` runs commands as, in a container taken over.
+    #[serde(default)]
+    process: Option<ProcessSpec>,
+}
+
+/// Names, in a container's folder, of the FIFOs its output goes through and of the
+/// file its shim writes the exit code to (containers with a survivor label).
+const STDOUT_FIFO: &str = "stdout";
+const STDERR_FIFO: &str = "stderr";
+const STATUS_FILE: &str = "status";
+/// How much output a survivor's pipe holds while no daemon reads it: 1 MiB, Linux's
+/// default `pipe-max-size`, about ten thousand access-log lines.
+const SURVIVOR_PIPE_BYTES: i32 = 1 << 20;
+
+/// A container an earlier run of the daemon left running, found by
+/// [`Runtime::recover`]: [`Runtime::adopt`] it, or [`Runtime::remove`] it.
+#[derive(Debug)]
+pub struct Survivor {
+    pub id: String,
+    /// Its [`ContainerConfig::survivor_label`].
+    pub label: String,
+    dir: PathBuf,
+    leftovers: Leftovers,
 }
 
 /// Starts containers. One per host.
@@ -207,6 +248,9 @@ impl Runtime {
             address: address
                 .as_ref()
                 .map(|a| (a.pair, a.netns.clone(), a.host_if.clone())),
+            shim: None,
+            label: cfg.survivor_label.clone(),
+            process: None,
         };
         let mut container = Container {
             id: id.clone(),
@@ -215,13 +259,14 @@ impl Runtime {
             address,
             pool: Arc::clone(&self.pool),
             child: None,
+            adopted: None,
             process: None,
             stdin: None,
             stdout: None,
             stderr: None,
         };
         // From here on, a failure cleans up what was made so far.
-        match self.launch(&mut container, cfg, &leftovers).await {
+        match self.launch(&mut container, cfg, leftovers).await {
             Ok(()) => Ok(container),
             Err(e) => {
                 container.destroy().await;
@@ -241,7 +286,7 @@ impl Runtime {
         &self,
         c: &mut Container,
         cfg: ContainerConfig,
-        leftovers: &Leftovers,
+        mut leftovers: Leftovers,
     ) -> Result<(), RuntimeError> {
         let io = |action: &'static str| {
             let id = c.id.clone();
@@ -249,9 +294,9 @@ impl Runtime {
         };
         // Only a network needs more than the folder's name to be cleaned up after a crash.
         if leftovers.address.is_some() {
-            let state = serde_json::to_vec(leftovers).unwrap_or_default();
-            std::fs::write(c.dir.join("state.json"), state).map_err(io("writing its state"))?;
+            write_state(&c.dir, &leftovers).map_err(io("writing its state"))?;
         }
+        let survives = leftovers.label.is_some();
         let (mut mounts, symlinks) = self.stack.mounts();
         // Where the writable layer's changes go: on its quota filesystem (made below,
         // once paas-init is loading) or in the container's folder.
@@ -289,6 +334,11 @@ impl Runtime {
             },
             id_map: cfg.id_map,
             stdin: cfg.stdin,
+            hold_open: match survives {
+                true => vec![c.dir.join(STDOUT_FIFO), c.dir.join(STDERR_FIFO)],
+                false => Vec::new(),
+            },
+            status_file: survives.then(|| c.dir.join(STATUS_FILE)),
         };
         // The container's user as the host sees it, for what the daemon makes for it.
         let (host_uid, host_gid) = match cfg.id_map {
@@ -296,20 +346,51 @@ impl Runtime {
             None => (cfg.uid, cfg.gid),
         };
         c.process = Some(spec.process.clone());
+        // A survivor's output goes through FIFOs in its folder, which a later daemon
+        // opens again; another container's through plain pipes.
+        let (stdout, stderr) = match survives {
+            true => {
+                let (out, out_w) =
+                    output_fifo(&c.dir.join(STDOUT_FIFO)).map_err(io("making its stdout FIFO"))?;
+                let (err, err_w) =
+                    output_fifo(&c.dir.join(STDERR_FIFO)).map_err(io("making its stderr FIFO"))?;
+                c.stdout = Some(out);
+                c.stderr = Some(err);
+                (Stdio::from(out_w), Stdio::from(err_w))
+            }
+            false => (Stdio::piped(), Stdio::piped()),
+        };
         let mut child = Command::new(&self.init_exe)
             // Only for people: it names the container in `ps`.
             .arg(&c.dir)
             .env_clear()
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
             // Its own process group: a Ctrl-C meant for paasd does not reach apps.
             .process_group(0)
             .spawn()
             .map_err(io("starting paas-init"))?;
         let stdin = child.stdin.take();
-        c.stdout = child.stdout.take();
-        c.stderr = child.stderr.take();
+        if let Some(out) = child.stdout.take() {
+            c.stdout = Some(
+                receiver(out.into_owned_fd().map_err(io("reading its stdout"))?)
+                    .map_err(io("reading its stdout"))?,
+            );
+        }
+        if let Some(err) = child.stderr.take() {
+            c.stderr = Some(
+                receiver(err.into_owned_fd().map_err(io("reading its stderr"))?)
+                    .map_err(io("reading its stderr"))?,
+            );
+        }
+        if survives {
+            // Before the go byte: from then on the container may outlive this daemon.
+            let pid = child.id().map_or(0, |p| p as i32);
+            leftovers.shim = process_start_time(pid).map(|t| (pid, t));
+            leftovers.process = c.process.clone();
+            write_state(&c.dir, &leftovers).map_err(io("writing its state"))?;
+        }
         c.child = Some(child);
         let mut stdin = stdin.ok_or_else(|| RuntimeError::Io {
             id: c.id.clone(),
@@ -389,10 +470,22 @@ impl Runtime {
     /// Removes what containers of an earlier run of the daemon left behind: their
     /// processes, cgroups, networks and folders. Returns how many there were.
     pub async fn clean_up_leftovers(&self) -> usize {
+        let survivors = self.recover().await;
+        let n = survivors.len();
+        for s in survivors {
+            self.remove(s).await;
+        }
+        n
+    }
+
+    /// Goes through what containers of an earlier run of the daemon left behind:
+    /// removes each that has no survivor label or whose shim is gone, and returns the
+    /// others, still running, to be adopted or removed.
+    pub async fn recover(&self) -> Vec<Survivor> {
         let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
-            return 0;
+            return Vec::new();
         };
-        let mut n = 0;
+        let mut survivors = Vec::new();
         for e in entries.flatten() {
             let Some(id) = e.file_name().to_str().map(str::to_string) else {
                 continue;
@@ -403,33 +496,180 @@ impl Runtime {
             let leftovers: Leftovers = std::fs::read(e.path().join("state.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(Leftovers { address: None });
-            let address = leftovers
-                .address
-                .map(|(pair, netns, host_if)| InstanceAddress {
-                    pair,
-                    netns,
-                    host_if,
-                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
-                    instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                .unwrap_or(Leftovers {
+                    address: None,
+                    shim: None,
+                    label: None,
+                    process: None,
                 });
-            let c = Container {
-                cgroup: self.cgroups.cgroup(&id),
+            let survivor = Survivor {
                 id,
+                label: leftovers.label.clone().unwrap_or_default(),
                 dir: e.path(),
-                address,
-                pool: Arc::clone(&self.pool),
-                child: None,
-                process: None,
-                stdin: None,
-                stdout: None,
-                stderr: None,
+                leftovers,
             };
-            c.destroy().await;
-            n += 1;
+            let alive = survivor
+                .leftovers
+                .shim
+                .is_some_and(|(pid, started)| process_start_time(pid) == Some(started));
+            match (alive, survivor.leftovers.label.is_some()) {
+                (true, true) => survivors.push(survivor),
+                _ => self.remove(survivor).await,
+            }
         }
-        n
+        survivors
     }
+
+    /// Removes a container an earlier daemon left: kills what runs in it, and removes
+    /// its cgroup, network and folder.
+    pub async fn remove(&self, s: Survivor) {
+        let address = s
+            .leftovers
+            .address
+            .map(|(pair, netns, host_if)| InstanceAddress {
+                pair,
+                netns,
+                host_if,
+                host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
+            });
+        let c = Container {
+            cgroup: self.cgroups.cgroup(&s.id),
+            id: s.id,
+            dir: s.dir,
+            address,
+            pool: Arc::clone(&self.pool),
+            child: None,
+            adopted: None,
+            process: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        c.destroy().await;
+    }
+
+    /// Takes over a container an earlier run of the daemon started: it goes on running
+    /// as it was, its output is read again from where the last daemon stopped reading,
+    /// and it is waited for, stopped and destroyed as if this daemon had started it.
+    /// On an error the caller still owns nothing: remove the survivor.
+    pub fn adopt(&self, s: &Survivor) -> Result<Container, RuntimeError> {
+        let io = |action: &'static str| {
+            let id = s.id.clone();
+            move |source| RuntimeError::Io { id, action, source }
+        };
+        let (pid, started) = s.leftovers.shim.ok_or_else(|| {
+            io("taking it over")(std::io::Error::other("no shim is recorded for it"))
+        })?;
+        let pidfd = pidfd_open(pid).map_err(io("opening its shim's pidfd"))?;
+        // Checked after the pidfd is open: the pid cannot be given to another process
+        // while it is held.
+        if process_start_time(pid) != Some(started) {
+            return Err(io("taking it over")(std::io::Error::other(
+                "its shim has exited",
+            )));
+        }
+        // SAFETY: an OwnedFd stays open and names the same pidfd for as long as the
+        // AsyncFd that owns it, and its as_raw_fd always returns that descriptor.
+        let pidfd = unsafe { tokio::io::unix::AsyncFd::register(pidfd) }
+            .map_err(|e| io("waiting on its shim")(e.into()))?;
+        let address = match &s.leftovers.address {
+            Some((pair, netns, host_if)) => Some(self.pool.claim(*pair, netns, host_if)?),
+            None => None,
+        };
+        let open =
+            |name: &str| tokio::net::unix::pipe::OpenOptions::new().open_receiver(s.dir.join(name));
+        let stdout = open(STDOUT_FIFO).map_err(io("opening its stdout FIFO"));
+        let stderr = open(STDERR_FIFO).map_err(io("opening its stderr FIFO"));
+        let (stdout, stderr) = match (stdout, stderr) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => {
+                if let Some(a) = &address {
+                    self.pool.release(a);
+                }
+                return Err(e);
+            }
+        };
+        Ok(Container {
+            id: s.id.clone(),
+            address,
+            stdin: None,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            dir: s.dir.clone(),
+            cgroup: self.cgroups.cgroup(&s.id),
+            pool: Arc::clone(&self.pool),
+            child: None,
+            adopted: Some(Adopted { pid, pidfd }),
+            process: s.leftovers.process.clone(),
+        })
+    }
+}
+
+/// A container's shim that an earlier daemon started: not a child of this one, so it is
+/// waited for through a pidfd, and its exit code read from its status file.
+#[derive(Debug)]
+struct Adopted {
+    pid: i32,
+    pidfd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+/// Writes a container's `state.json` whole or not at all (a temporary file renamed over
+/// it), so a daemon killed mid-write leaves the last complete one.
+fn write_state(dir: &std::path::Path, leftovers: &Leftovers) -> std::io::Result<()> {
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(leftovers).unwrap_or_default())?;
+    std::fs::rename(tmp, dir.join("state.json"))
+}
+
+/// Makes the FIFO `path` and opens both ends: the daemon's (non-blocking) read end, and
+/// the write end the container's process inherits (blocking, as a pipe's is). Its
+/// buffer is raised to [`SURVIVOR_PIPE_BYTES`].
+fn output_fifo(
+    path: &std::path::Path,
+) -> std::io::Result<(tokio::net::unix::pipe::Receiver, std::fs::File)> {
+    match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // The read end first: opening the write end blocks until a reader exists.
+    let reader = tokio::net::unix::pipe::OpenOptions::new().open_receiver(path)?;
+    let writer = std::fs::OpenOptions::new().write(true).open(path)?;
+    let _ = nix::fcntl::fcntl(
+        &writer,
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(SURVIVOR_PIPE_BYTES),
+    );
+    Ok((reader, writer))
+}
+
+/// A pipe's read end, read through tokio.
+fn receiver(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`), if it runs.
+fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let state = rest.split_whitespace().next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A pidfd for `pid` (Linux 5.3 or later).
+fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; no
+    // memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// A started container. Call [`Container::destroy`] once it has exited.
@@ -440,12 +680,14 @@ pub struct Container {
     pub address: Option<InstanceAddress>,
     /// The process's stdin, if its config asked for one: dropping it is end of input.
     pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
+    pub stdout: Option<tokio::net::unix::pipe::Receiver>,
+    pub stderr: Option<tokio::net::unix::pipe::Receiver>,
     dir: PathBuf,
     cgroup: Cgroup,
     pool: Arc<AddressPool>,
     child: Option<Child>,
+    /// Set instead of `child` for a container taken over from an earlier daemon.
+    adopted: Option<Adopted>,
     process: Option<ProcessSpec>,
 }
 
@@ -499,7 +741,7 @@ impl Container {
     /// How to run more processes in this container while it runs: its pid 1 and the
     /// environment, user and folder of its process.
     pub fn exec_target(&self) -> Option<ExecTarget> {
-        let shim = self.child.as_ref()?.id()?;
+        let shim = self.shim_pid()?;
         // pid 1 of the container is the shim's only child.
         let children =
             std::fs::read_to_string(format!("/proc/{shim}/task/{shim}/children")).ok()?;
@@ -512,8 +754,38 @@ impl Container {
         })
     }
 
+    /// The pid of its shim, while it runs.
+    fn shim_pid(&self) -> Option<u32> {
+        match (&self.child, &self.adopted) {
+            (Some(child), _) => child.id(),
+            (None, Some(a)) => Some(a.pid as u32),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether it was taken over from an earlier daemon ([`Runtime::adopt`]).
+    pub fn is_adopted(&self) -> bool {
+        self.adopted.is_some()
+    }
+
     /// Waits for the process to end.
     pub async fn wait(&mut self) -> ExitReason {
+        if let Some(a) = &self.adopted {
+            let _ = a.pidfd.readable().await;
+            let code = std::fs::read_to_string(self.dir.join(STATUS_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
+            let reason = match code {
+                Some(INIT_FAILURE_EXIT_CODE) => ExitReason::SetupFailed,
+                Some(c) if c > 128 && c < 128 + 65 => ExitReason::Signaled(c - 128),
+                Some(c) => ExitReason::Exited(c),
+                None => return ExitReason::Vanished,
+            };
+            if matches!(reason, ExitReason::Signaled(9)) && self.cgroup.oom_kills() > 0 {
+                return ExitReason::OutOfMemory;
+            }
+            return reason;
+        }
         let status = match self.child.as_mut() {
             Some(child) => child.wait().await,
             None => return ExitReason::SetupFailed,
@@ -550,7 +822,7 @@ impl Container {
     /// Asks the process to stop with SIGTERM, and kills everything in the container once
     /// `grace` has passed.
     pub async fn stop(&mut self, grace: Duration) -> ExitReason {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
+        if let Some(pid) = self.shim_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
@@ -573,6 +845,10 @@ impl Container {
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait().await;
+        }
+        if let Some(a) = self.adopted.take() {
+            // Killed with the cgroup above; bounded in case it somehow lingers.
+            let _ = tokio::time::timeout(Duration::from_secs(5), a.pidfd.readable()).await;
         }
         if let Some(a) = &self.address {
             if let Err(e) = self.pool.destroy(a).await {

@@ -17,7 +17,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -161,6 +161,29 @@ fn run_shim() -> Result<i32> {
     // Unbuffered: what follows the spec and the go byte on stdin is the process's own
     // input, and std's buffer would swallow it.
     let spec = ContainerSpec::read_framed(&mut RawStdin)?;
+    // Held, never read, until the shim exits (see `ContainerSpec::hold_open`).
+    let mut held = Vec::with_capacity(spec.hold_open.len());
+    for fifo in &spec.hold_open {
+        held.push(ctx(
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo),
+            &format!("holding {} open", fifo.display()),
+        )?);
+    }
+    let status_file = match &spec.status_file {
+        Some(path) => Some(ctx(
+            fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path),
+            &format!("opening {}", path.display()),
+        )?),
+        None => None,
+    };
     // A new network namespace needs nothing from the daemon, so it is made while the
     // daemon is still creating the cgroup. Its few kernel objects are charged to the
     // daemon's memory cgroup rather than the container's: a fixed amount per container,
@@ -214,7 +237,15 @@ fn run_shim() -> Result<i32> {
             };
             std::process::exit(code)
         }
-        ForkResult::Parent { child } => Ok(supervise(child, &signals, false)),
+        ForkResult::Parent { child } => {
+            let code = supervise(child, &signals, false);
+            if let Some(mut f) = status_file {
+                // Best effort: a daemon that finds no status says the shim vanished.
+                let _ = std::io::Write::write_all(&mut f, code.to_string().as_bytes());
+            }
+            drop(held);
+            Ok(code)
+        }
     }
 }
 

@@ -26,8 +26,8 @@ pub mod stack;
 
 pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 pub use container::{
-    Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError, Usage,
-    UsageProbe, WritableLayer,
+    Container, ContainerConfig, ExecTarget, ExitReason, NetworkMode, Runtime, RuntimeError,
+    Survivor, Usage, UsageProbe, WritableLayer,
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use spec::IdMap;

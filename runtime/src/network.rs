@@ -106,6 +106,30 @@ impl AddressPool {
         })
     }
 
+    /// Takes the pair a container an earlier daemon started holds, with the names it
+    /// was given then ([`Runtime::adopt`](crate::Runtime::adopt)).
+    pub fn claim(
+        &self,
+        pair: u32,
+        netns: &str,
+        host_if: &str,
+    ) -> Result<InstanceAddress, NetworkError> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        if pair >= self.pairs || !used.insert(pair) {
+            return Err(NetworkError::Exhausted(format!(
+                "{} (pair {pair} is outside it or taken)",
+                self.cidr
+            )));
+        }
+        Ok(InstanceAddress {
+            pair,
+            netns: netns.to_string(),
+            host_if: host_if.to_string(),
+            host_ip: Ipv4Addr::from(self.base + 2 * pair),
+            instance_ip: Ipv4Addr::from(self.base + 2 * pair + 1),
+        })
+    }
+
     /// Returns a pair to the pool.
     pub fn release(&self, addr: &InstanceAddress) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());

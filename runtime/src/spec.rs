@@ -29,6 +29,17 @@ pub struct ContainerSpec {
     /// otherwise its stdin is `/dev/null`.
     #[serde(default)]
     pub stdin: bool,
+    /// FIFOs (the process's stdout and stderr) the shim opens for reading and holds
+    /// open, without reading, for as long as the container runs: the process never
+    /// writes to a pipe nobody holds, so it does not die of SIGPIPE while the daemon is
+    /// away (killed or restarting), and what it writes meanwhile waits in the pipe for
+    /// the daemon that takes the container over.
+    #[serde(default)]
+    pub hold_open: Vec<PathBuf>,
+    /// Where the shim writes the process's exit code as it ends, for a daemon that took
+    /// the container over and so is not the shim's parent.
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
 }
 
 /// How a container's user namespace maps its ids to the host's: its uids and gids

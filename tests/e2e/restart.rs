@@ -42,8 +42,44 @@ fn cgroup_exists(id: &str) -> bool {
     .any(|base| std::path::Path::new(base).join(id).exists())
 }
 
+/// A GET straight to an instance's address (not through a router); the status code.
+fn get_instance(ip: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &format!("{ip}:8080").parse().ok()?,
+        Duration::from_secs(5),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The instance addresses of paasd's containers, read from their network namespaces.
+fn instance_ips(d: &Daemon) -> Vec<String> {
+    let (netns, _) = container_resources(d);
+    netns
+        .iter()
+        .filter_map(|ns| {
+            let out = std::process::Command::new("ip")
+                .args(["-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let cidr = text
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)?;
+            Some(cidr.split('/').next()?.to_string())
+        })
+        .collect()
+}
+
 #[test]
-fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
+fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_stop_leaves_nothing_behind(
+) {
     let mut d = Daemon::start();
     let path = repo().join("examples/python-app");
     d.paas_ok(&["push", "survivor", "-p", path.to_str().unwrap(), "-i", "2"]);
@@ -54,8 +90,20 @@ fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
         2 * 2,
         "a shim and a pid 1 per instance: {before:?}"
     );
+    let ips = instance_ips(&d);
+    assert_eq!(ips.len(), 2, "two instance addresses: {ips:?}");
 
-    d.crash_and_restart();
+    d.kill();
+    // With paasd gone, the instances still answer, and what they log (the example logs
+    // every request on stdout) waits in their output pipes.
+    for (n, ip) in ips.iter().enumerate() {
+        assert_eq!(
+            get_instance(ip, &format!("/while-paasd-was-away-{n}")),
+            Some(200),
+            "instance {ip} answers while paasd is dead"
+        );
+    }
+    d.restart();
     let start = Instant::now();
     let mut back = false;
     while start.elapsed() < Duration::from_secs(30) {
@@ -66,24 +114,55 @@ fn apps_come_back_after_paasd_is_killed_and_a_stop_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(back, "the app answers again after a restart");
-    eprintln!(
-        "app answered again {:?} after paasd was restarted",
-        start.elapsed()
-    );
     let after = container_processes(&data);
     assert_eq!(
-        after.len(),
-        2 * 2,
-        "the old instances were cleaned up: {after:?}"
+        after, before,
+        "the restarted paasd took the running instances over instead of starting others"
     );
-    assert!(
-        before.iter().all(|p| !after.contains(p)),
-        "no process of the killed daemon survives"
-    );
-    let recent = d.paas_ok(&["logs", "survivor", "--recent"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut recent = String::new();
+    while Instant::now() < deadline {
+        recent = d.paas_ok(&["logs", "survivor", "--recent"]);
+        if (0..2).all(|n| recent.contains(&format!("/while-paasd-was-away-{n}"))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for n in 0..2 {
+        assert!(
+            recent.contains(&format!("GET /while-paasd-was-away-{n}")),
+            "what an instance logged while paasd was dead reaches its logs: {recent}"
+        );
+    }
     assert!(
         recent.contains("[STG]"),
         "logs survive the restart: {recent}"
+    );
+    assert!(
+        recent.contains("goes on running in the container"),
+        "the logs say the instances were taken over: {recent}"
+    );
+
+    // An instance that crashes after the take-over is noticed and started again.
+    let victim = before[0];
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut replaced = false;
+    while Instant::now() < deadline {
+        let now = container_processes(&data);
+        if now.len() == 4 && !now.contains(&victim) {
+            replaced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        replaced,
+        "a taken-over instance whose container died is started again: {:?}",
+        container_processes(&data)
     );
 
     let (netns, ids) = container_resources(&d);

@@ -128,6 +128,8 @@ pub struct Instance {
     published: Mutex<Option<Forwarder>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// It took over a container an earlier run of paasd left running.
+    pub adopted: bool,
 }
 
 impl Instance {
@@ -277,6 +279,7 @@ pub(super) fn spawn(
     reporter: Arc<dyn Reporter>,
     spec: InstanceSpec,
 ) -> Arc<Instance> {
+    let survivor = survivor_label(&spec).and_then(|label| cell.claim_survivor(&label));
     let inst = Arc::new(Instance {
         id: spec.id.clone(),
         app: spec.app.clone(),
@@ -293,8 +296,14 @@ pub(super) fn spawn(
         published: Mutex::new(None),
         stop: watch::channel(false).0,
         task: Mutex::new(None),
+        adopted: survivor.is_some(),
     });
-    let task = tokio::spawn(supervise(Ctx { cell, reporter }, Arc::clone(&inst), spec));
+    let task = tokio::spawn(supervise(
+        Ctx { cell, reporter },
+        Arc::clone(&inst),
+        spec,
+        survivor,
+    ));
     *inst.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
     inst
 }
@@ -309,7 +318,12 @@ pub fn restart_delay(crashes: u32) -> Duration {
     Duration::from_secs(30u64.saturating_mul(1 << exp)).min(Duration::from_secs(16 * 60))
 }
 
-async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
+async fn supervise(
+    ctx: Ctx,
+    inst: Arc<Instance>,
+    spec: InstanceSpec,
+    mut survivor: Option<paas_runtime::Survivor>,
+) {
     let mut stop = inst.stop.subscribe();
     let source = format!("APP/PROC/{}/{}", spec.process.to_uppercase(), spec.index);
     let cell = |msg: String| ctx.reporter.log(&spec.app, "CELL", LogStream::Out, &msg);
@@ -317,7 +331,20 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
     loop {
         inst.set(&ctx, InstanceState::Starting);
         let began = Instant::now();
-        let (why, exit_code) = match start(&ctx.cell, &spec).await {
+        let started = match survivor.take() {
+            Some(s) => match take_over(&ctx.cell, s).await {
+                Some(c) => {
+                    cell(format!(
+                        "instance {} goes on running in the container {} that paasd's last run started",
+                        spec.index, c.id
+                    ));
+                    Ok(c)
+                }
+                None => start(&ctx.cell, &spec, survivor_label(&spec)).await,
+            },
+            None => start(&ctx.cell, &spec, survivor_label(&spec)).await,
+        };
+        let (why, exit_code) = match started {
             Err(e) => (format!("could not start: {e}"), None),
             Ok(mut c) => {
                 let addr = c
@@ -344,10 +371,12 @@ async fn supervise(ctx: Ctx, inst: Arc<Instance>, spec: InstanceSpec) {
                     ),
                 );
                 let outcome = run_once(&ctx, &inst, &spec, &mut c, addr, &mut stop).await;
-                let _ = tokio::join!(pumps.0, pumps.1);
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                // Destroyed before its output is read to the end: a shim that was killed
+                // leaves processes behind that hold the pipes open until they die too.
                 clean_up(&spec, c).await;
+                let _ = tokio::join!(pumps.0, pumps.1);
                 match outcome {
                     Outcome::Stopped => {
                         inst.set(&ctx, InstanceState::Stopped);
@@ -608,9 +637,54 @@ pub fn launcher_args(command: &str) -> Vec<String> {
     ]
 }
 
+/// Takes over a container paasd's last run started for an instance of the same spec;
+/// `None` (the survivor removed) if that cannot be done.
+async fn take_over(cell: &LocalCell, s: paas_runtime::Survivor) -> Option<Container> {
+    match cell.runtime.adopt(&s) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(container = %s.id, "cannot take over the container paasd's last run left: {e}; starting anew");
+            cell.runtime.remove(s).await;
+            None
+        }
+    }
+}
+
+/// What tells a container an instance runs from any other, for taking one over after
+/// paasd restarts: a hash of what the instance runs (droplet, command, environment,
+/// settings, user namespace), so only a container that runs what would be started now
+/// is kept. Its routes and bound services' credentials are left out: as for an instance
+/// that runs on, they reach it at its next start.
+pub(super) fn survivor_label(spec: &InstanceSpec) -> Option<String> {
+    use sha2::Digest;
+    if spec.stdin {
+        // An attached task ends with its client.
+        return None;
+    }
+    let what = serde_json::json!({
+        "app_guid": spec.app_guid,
+        "app": spec.app.as_str(),
+        "process": spec.process,
+        "index": spec.index,
+        "settings": spec.settings,
+        "start_command": spec.start_command,
+        "droplet_dir": spec.droplet_dir,
+        "env": spec.env,
+        "id_map": [spec.id_map.host_base, spec.id_map.size],
+    });
+    Some(hex::encode(sha2::Sha256::digest(
+        what.to_string().as_bytes(),
+    )))
+}
+
 /// Starts `spec`'s container on `cell`: its address, outbound access and mounts, the
-/// droplet under a writable layer, the launcher running its start command.
-pub(super) async fn start(cell: &LocalCell, spec: &InstanceSpec) -> Result<Container, String> {
+/// droplet under a writable layer, the launcher running its start command. With a
+/// `survivor_label`, it outlives paasd (see `ContainerConfig::survivor_label`).
+pub(super) async fn start(
+    cell: &LocalCell,
+    spec: &InstanceSpec,
+    survivor_label: Option<String>,
+) -> Result<Container, String> {
     let id = container_id(spec);
     let memory = spec.settings.memory;
     let address = cell
@@ -665,6 +739,7 @@ pub(super) async fn start(cell: &LocalCell, spec: &InstanceSpec) -> Result<Conta
         network: NetworkMode::Routed(address),
         id_map: Some(spec.id_map),
         stdin: spec.stdin,
+        survivor_label,
     };
     cell.runtime.start(cfg).await.map_err(|e| e.to_string())
 }

@@ -81,6 +81,10 @@ pub struct LocalCell {
     assigned: std::sync::Mutex<std::collections::HashMap<String, Arc<Instance>>>,
     /// The task that follows those placements.
     following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Instances an earlier run of paasd left running, by what they run
+    /// (`instance::survivor_label`), until an instance of the same spec takes one over
+    /// or they are removed.
+    survivors: std::sync::Mutex<std::collections::HashMap<String, Vec<paas_runtime::Survivor>>>,
 }
 
 impl LocalCell {
@@ -167,6 +171,7 @@ impl LocalCell {
             start_timeout: cfg.start_timeout,
             assigned: Default::default(),
             following: Default::default(),
+            survivors: Default::default(),
         }))
     }
 
@@ -250,6 +255,44 @@ impl LocalCell {
     /// Removes the containers an earlier run of paasd left behind; returns how many.
     pub async fn clean_up_leftovers(&self) -> usize {
         self.runtime.clean_up_leftovers().await
+    }
+
+    /// Finds the instances an earlier run of paasd left running (removing every other
+    /// container it left), so that instances started next with the same spec take them
+    /// over instead of starting anew ([`LocalCell::run`]); returns how many.
+    pub async fn recover_survivors(&self) -> usize {
+        let found = self.runtime.recover().await;
+        let n = found.len();
+        let mut survivors = self.survivors.lock().unwrap_or_else(|p| p.into_inner());
+        for s in found {
+            survivors.entry(s.label.clone()).or_default().push(s);
+        }
+        n
+    }
+
+    /// A survivor that runs what `label` names, taken from those left.
+    fn claim_survivor(&self, label: &str) -> Option<paas_runtime::Survivor> {
+        let mut survivors = self.survivors.lock().unwrap_or_else(|p| p.into_inner());
+        let list = survivors.get_mut(label)?;
+        let s = list.pop();
+        if list.is_empty() {
+            survivors.remove(label);
+        }
+        s
+    }
+
+    /// Removes the survivors no instance took over; returns how many.
+    pub async fn remove_unclaimed_survivors(&self) -> usize {
+        let left: Vec<_> =
+            std::mem::take(&mut *self.survivors.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_values()
+                .flatten()
+                .collect();
+        let n = left.len();
+        for s in left {
+            self.runtime.remove(s).await;
+        }
+        n
     }
 
     /// The resolv.conf for containers that may reach the world, if the host has name

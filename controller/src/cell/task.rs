@@ -63,7 +63,7 @@ impl LocalCell {
         tokio::spawn(async move {
             let app = spec.app.clone();
             let notice = |line: String| reporter.log(&app, "CELL", LogStream::Out, &line);
-            let mut c = match instance::start(&cell, &spec).await {
+            let mut c = match instance::start(&cell, &spec, None).await {
                 Ok(c) => c,
                 Err(e) => {
                     notice(format!("task {name} could not start: {e}"));

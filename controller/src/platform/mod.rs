@@ -226,15 +226,22 @@ impl Platform {
     /// run on where they are; this host's cell runs its placements again, and apps with
     /// no instance placed anywhere are placed.
     pub async fn restore(self: &Arc<Self>) {
-        let n = self.cell.clean_up_leftovers().await;
-        if n > 0 {
-            tracing::info!("cleaned up {n} containers left by an earlier run");
-        }
         if let Some(cluster) = &self.cluster {
+            let n = self.cell.clean_up_leftovers().await;
+            if n > 0 {
+                tracing::info!("cleaned up {n} containers left by an earlier run");
+            }
             self.follow_cluster(cluster);
         } else {
+            // On one host, the instances paasd's last run left keep running: an
+            // instance started below with the same spec takes its container over.
+            let n = self.cell.recover_survivors().await;
+            if n > 0 {
+                tracing::info!("found {n} instances still running from paasd's last run");
+            }
             self.report_cut_off_roll_outs().await;
         }
+        let mut adopted = Vec::new();
         let apps = match self.store.apps().await {
             Ok(a) => a,
             Err(e) => {
@@ -262,12 +269,31 @@ impl Platform {
             }
             match self.start_release(&app, &release).await {
                 Ok(started) => {
+                    adopted.extend(started.iter().filter_map(|p| match p {
+                        Placed::Here(i) if i.adopted => Some(Arc::clone(i)),
+                        _ => None,
+                    }));
                     self.add_instances(&app.name, &started);
                     tracing::info!(app = %app.name, instances = app.settings.instances, "restarting app");
                 }
                 Err(e) => tracing::error!(app = %app.name, "cannot restore: {}", e.body.message),
             }
         }
+        let n = self.cell.remove_unclaimed_survivors().await;
+        if n > 0 {
+            tracing::info!("removed {n} instances of paasd's last run that nothing runs now");
+        }
+        // Taken over instances pass a health check and are routed again before this
+        // returns (bounded), so the first route table a router is given has them.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            crate::join_all(
+                adopted
+                    .into_iter()
+                    .map(|i| async move { i.started().await }),
+            ),
+        )
+        .await;
         self.reload_routes().await;
     }
 

@@ -132,6 +132,7 @@ fn run() -> Result<ExitCode, String> {
         writable: None,
         id_map,
         stdin: false,
+        survivor_label: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -159,7 +160,7 @@ fn run() -> Result<ExitCode, String> {
                 eprintln!("paas-run: out of memory");
                 ExitCode::from(137)
             }
-            ExitReason::SetupFailed => ExitCode::from(125),
+            ExitReason::SetupFailed | ExitReason::Vanished => ExitCode::from(125),
         })
     })
 }

@@ -64,6 +64,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
         writable: None,
         id_map: None,
         stdin: false,
+        survivor_label: None,
     }
 }
 
