@@ -43,6 +43,8 @@ pub struct Config {
     pub host_routes: bool,
     /// The `paas-init` binary.
     pub init_exe: PathBuf,
+    /// The `paas-router` binary, which paasd runs as this host's router.
+    pub router_exe: PathBuf,
     /// How long one staging may take.
     pub staging_timeout: Duration,
     /// How long an instance may take to pass its first health check.

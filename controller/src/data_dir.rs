@@ -33,6 +33,13 @@ pub fn create(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("closing the data folder {} to other users", dir.display()))
 }
 
+/// Makes `dir` (inside the data folder) if needed, 0700, for root alone.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("closing {} to other users", dir.display()))
+}
+
 /// Closes what lies directly in the data folder: folders 0700, files 0600. Symlinks are
 /// left alone (and never followed).
 pub fn lock_down(dir: &Path) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ pub mod buildpacks;
 pub mod cell;
 pub mod config;
 pub mod data_dir;
+pub mod edge;
 pub mod logs;
 pub mod peer;
 pub mod platform;
@@ -33,10 +34,24 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-/// Starts everything and serves until `shutdown` completes; then stops every instance.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// How paasd is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop everything: the router (after the drain), then every instance (SIGTERM).
+    Everything,
+    /// Only this paasd: the router and the instances run on, for the next paasd to
+    /// take over (SIGQUIT, for an upgrade in place; on one host).
+    HandOver,
+}
+
+/// Starts everything and serves until `shutdown` completes; then stops every instance,
+/// or, asked to hand over, leaves them and the router running.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::Result<()> {
     if cfg.roles.cell_alone() {
-        return cell::run_alone(cfg, shutdown).await;
+        return cell::run_alone(cfg, async {
+            shutdown.await;
+        })
+        .await;
     }
     anyhow::ensure!(
         cfg.roles.cell || !cfg.etcd_endpoints.is_empty(),
@@ -55,37 +70,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         .await
         .with_context(|| format!("listening for the API on {}", cfg.api_listen))?;
     let api_addr = api_listener.local_addr()?;
-    let router_listeners = match cfg.roles.router {
-        true => Some(RouterListeners::bind(&cfg).await?),
-        false => None,
-    };
     // Access log lines go to the app's logs as RTR; the platform that holds the logs is
     // made after the router, so the sink finds it through a cell filled in below.
     let logs_of: Arc<std::sync::OnceLock<Arc<platform::Platform>>> = Arc::default();
     let sink_cell = Arc::clone(&logs_of);
-    // Written off the request path, in batches (see `with_queued_access_log`).
-    let write = move |batch: &[paas_router::ops::AccessLog]| {
+    let access: edge::AccessSink = Arc::new(move |batch: &[paas_router::feed::AccessLine]| {
         let Some(p) = sink_cell.get() else { return };
         for entry in batch {
-            let Some(app) = entry.app.as_deref() else {
-                continue;
-            };
-            if let Ok(app) = paas_api::AppName::parse(app) {
+            // From a process that faces every client: names are checked again.
+            if let Ok(app) = paas_api::AppName::parse(&entry.app) {
                 p.logs
-                    .append(&app, "RTR", paas_api::LogStream::Out, &entry.line());
+                    .append(&app, "RTR", paas_api::LogStream::Out, &entry.line);
             }
         }
+    });
+    // The router is a process of its own, so traffic goes on while paasd is away.
+    let edge = match cfg.roles.router {
+        true => edge::Edge::start(&cfg, access).await?,
+        false => edge::Edge::none(),
     };
-    let router = Arc::new(
-        paas_router::Router::with_config(paas_router::RouterConfig {
-            trusted_proxies: cfg.trusted_proxies.clone(),
-            response_timeout: cfg.response_timeout,
-            max_connections: cfg.max_connections,
-            max_connections_per_client: cfg.max_connections_per_client,
-            ..Default::default()
-        })
-        .with_queued_access_log(paas_router::ops::ACCESS_QUEUE, write),
-    );
     // In a cluster, hosts fetch blobs from each other.
     let peer_listener = match cfg.etcd_endpoints.is_empty() {
         true => None,
@@ -95,11 +98,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
-    let router_port = router_listeners
-        .as_ref()
-        .map_or(cfg.http_listen.port(), |l| l.http_addr.port());
+    let router_port = edge
+        .addrs()
+        .map_or(cfg.http_listen.port(), |a| a.http.port());
     let platform =
-        platform::Platform::open(&cfg, router_port, Arc::clone(&router), peer_addr).await?;
+        platform::Platform::open(&cfg, router_port, Arc::clone(&edge), peer_addr).await?;
     let _ = logs_of.set(Arc::clone(&platform));
     // Every controller of a cluster accepts the same token: the first one's.
     let token = if cfg.etcd_endpoints.is_empty() {
@@ -139,14 +142,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     };
     platform.refresh_certificates().await;
     platform.restore().await;
+    // The table now holds every instance that runs: the router may have it.
+    edge.open();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let (router_tasks, router_line) = match router_listeners {
-        Some(l) => l.serve(&router, &stop_rx),
-        None => (Vec::new(), "router=none".to_string()),
+    let router_line = match edge.addrs() {
+        Some(a) => format!(
+            "router=http://{} https=https://{} admin=http://{}",
+            a.http, a.https, a.admin
+        ),
+        None => "router=none".to_string(),
     };
     let peer_task = match (peer_listener, platform.peers()) {
         (Some(listener), Some(peers)) => Some(tokio::spawn(
@@ -171,88 +179,33 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     );
     tracing::info!(%api_addr, %router_line, domain = %cfg.domain, data_dir = %cfg.data_dir.display(), "paasd is ready");
 
-    shutdown.await;
+    let how = shutdown.await;
+    if how == Stop::HandOver && cfg.etcd_endpoints.is_empty() {
+        tracing::info!("handing over: the router and the instances run on for the next paasd");
+        let _ = stop_tx.send(true);
+        let _ = api_task.await;
+        platform.hand_over().await;
+        return Ok(());
+    }
+    if how == Stop::HandOver {
+        tracing::warn!("in a cluster a cell's instances are not taken over: stopping everything");
+    }
     if !cfg.drain.is_zero() {
         // /health fails first; traffic is still served for the drain window.
         tracing::info!("stopping: draining for {} s", cfg.drain.as_secs());
-        router.metrics().begin_drain();
+        edge.drain();
         tokio::time::sleep(cfg.drain).await;
     }
-    tracing::info!("stopping: closing listeners, stopping instances");
+    tracing::info!("stopping: closing listeners, stopping the router and instances");
     let _ = stop_tx.send(true);
+    // The router finishes the requests under way before the instances stop.
+    edge.stop().await;
     platform.shutdown().await;
     let _ = api_task.await;
-    for t in router_tasks {
-        let _ = t.await;
-    }
     if let Some(t) = peer_task {
         let _ = t.await;
     }
     Ok(())
-}
-
-/// The router's listeners (`--roles` with `router`): app traffic over HTTP and HTTPS, and
-/// `/health` and `/metrics`.
-struct RouterListeners {
-    http: TcpListener,
-    https: TcpListener,
-    admin: TcpListener,
-    http_addr: std::net::SocketAddr,
-}
-
-impl RouterListeners {
-    async fn bind(cfg: &Config) -> anyhow::Result<Self> {
-        let http = TcpListener::bind(cfg.http_listen)
-            .await
-            .with_context(|| format!("listening for app traffic on {}", cfg.http_listen))?;
-        let https = TcpListener::bind(cfg.https_listen)
-            .await
-            .with_context(|| format!("listening for HTTPS app traffic on {}", cfg.https_listen))?;
-        let admin = TcpListener::bind(cfg.admin_listen).await.with_context(|| {
-            format!(
-                "listening for the router's /health and /metrics on {}",
-                cfg.admin_listen
-            )
-        })?;
-        let http_addr = http.local_addr()?;
-        Ok(RouterListeners {
-            http,
-            https,
-            admin,
-            http_addr,
-        })
-    }
-
-    /// Serves until `stop` turns true; returns the tasks, and the part of the ready line
-    /// that says where.
-    fn serve(
-        self,
-        router: &Arc<paas_router::Router>,
-        stop: &tokio::sync::watch::Receiver<bool>,
-    ) -> (Vec<tokio::task::JoinHandle<()>>, String) {
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let line = format!(
-            "router=http://{} https=https://{} admin=http://{}",
-            self.http_addr,
-            self.https
-                .local_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string()),
-            self.admin
-                .local_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string()),
-        );
-        let http = tokio::spawn(Arc::clone(router).run(self.http, stopped(stop.clone())));
-        let admin = tokio::spawn(Arc::clone(router).run_admin(self.admin, stopped(stop.clone())));
-        let serve = Arc::clone(router).run_tls(self.https, stopped(stop.clone()));
-        let https = tokio::spawn(async move {
-            if let Err(e) = serve.await {
-                tracing::error!("the router's HTTPS listener cannot start: {e}");
-            }
-        });
-        (vec![http, admin, https], line)
-    }
 }
 
 /// Runs every future of `all` at once (each a task of its own) and waits for all of

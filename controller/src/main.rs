@@ -15,6 +15,11 @@ use clap::Parser;
 ///   paas login --api https://127.0.0.1:9443 --token "$(cat /var/lib/paas/admin-token)" --ca-cert /var/lib/paas/api-cert.pem
 ///
 /// It must run as root: it makes namespaces, cgroups and network links for apps.
+///
+/// Its router (paas-router, next to paasd) and the apps' instances are processes of
+/// their own: if paasd dies they go on serving, and the next paasd on the same data
+/// folder takes them over. SIGTERM or Ctrl-C stops everything (after --drain-seconds);
+/// SIGQUIT stops only paasd, for an upgrade in place: start the new binary after it.
 #[derive(Debug, Parser)]
 #[command(name = "paasd", version)]
 struct Args {
@@ -149,6 +154,9 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         "{} is missing: build it with `cargo build --workspace`, or give --init-path",
         init_exe.display()
     );
+    let router_exe = std::env::current_exe()
+        .context("finding paasd's own path")?
+        .with_file_name("paas-router");
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "paasd must run as root: it creates namespaces, cgroups and network links for apps"
@@ -176,6 +184,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         instance_cidr: args.instance_cidr,
         outbound_allow: args.outbound_allow,
         host_routes: args.host_routes,
+        router_exe,
         init_exe,
         staging_timeout: Duration::from_secs(args.staging_timeout),
         start_timeout: Duration::from_secs(args.start_timeout),
@@ -186,14 +195,18 @@ fn real_main(args: Args) -> anyhow::Result<()> {
     rt.block_on(paas_controller::run(cfg, shutdown_signal()))
 }
 
-async fn shutdown_signal() {
+/// SIGTERM and Ctrl-C stop everything; SIGQUIT hands over to the next paasd.
+async fn shutdown_signal() -> paas_controller::Stop {
+    use paas_controller::Stop;
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+    let (Ok(mut term), Ok(mut quit)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+    else {
+        return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => Stop::Everything,
+        _ = tokio::signal::ctrl_c() => Stop::Everything,
+        _ = quit.recv() => Stop::HandOver,
     }
 }

@@ -12,6 +12,7 @@
 //! its status code and whose fault it was.
 #![forbid(unsafe_code)]
 
+pub mod feed;
 pub mod follow;
 pub mod framing;
 pub mod h1;

@@ -27,6 +27,29 @@ impl Certificates {
         }
     }
 
+    /// The certificates of `entries` (a certificate that cannot be used is logged and
+    /// left out); `fixed`, if given, is the default whatever the entries say.
+    pub fn from_entries(
+        entries: &[paas_api::CertificateEntry],
+        fixed: Option<Arc<CertifiedKey>>,
+    ) -> Self {
+        let key = |e: &paas_api::CertificateEntry| match certified_key(&e.cert_pem, &e.key_pem) {
+            Ok(k) => Some(Arc::new(k)),
+            Err(err) => {
+                tracing::warn!(domain = %e.domain, "its certificate cannot be used: {err}");
+                None
+            }
+        };
+        let default = fixed.or_else(|| entries.iter().filter(|e| e.default).find_map(key));
+        let mut certs = Certificates::new(default);
+        for e in entries.iter().filter(|e| !e.default) {
+            if let Some(k) = key(e) {
+                certs.insert(&e.domain, k);
+            }
+        }
+        certs
+    }
+
     /// Serves `key` for `domain` (lowercase) and every name under it.
     pub fn insert(&mut self, domain: &str, key: Arc<CertifiedKey>) {
         self.by_domain.insert(domain.to_ascii_lowercase(), key);

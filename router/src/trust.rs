@@ -54,6 +54,13 @@ impl Cidr {
     }
 }
 
+impl std::fmt::Display for Cidr {
+    /// As [`Cidr::parse`] reads it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

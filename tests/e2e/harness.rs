@@ -95,6 +95,29 @@ impl Daemon {
         self.admin = admin;
     }
 
+    /// Starts paasd again on the same data with other flags of its own, after
+    /// [`Daemon::kill`].
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
+    /// Asks paasd to hand over (SIGQUIT: it exits, its router and instances run on)
+    /// and waits for it.
+    pub fn hand_over(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().unwrap()
+    }
+
     /// Stops paasd with SIGTERM and waits for it, as `systemctl stop` would.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -284,7 +307,33 @@ impl Drop for Daemon {
         if let Ok(None) = self.child.try_wait() {
             self.stop();
         }
+        // A paasd that was killed leaves its router running (as it should): stop it.
+        for pid in router_processes(self.dir.path().to_str().unwrap_or_default()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
+}
+
+/// The `paas-router` processes paasd started on the data folder `data_dir`.
+pub fn router_processes(data_dir: &str) -> Vec<i32> {
+    processes_with(|cmdline| cmdline.contains("paas-router") && cmdline.contains(data_dir))
+}
+
+/// The processes whose command line (arguments joined by NUL) passes `wanted`.
+fn processes_with(wanted: impl Fn(&str) -> bool) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| wanted(&String::from_utf8_lossy(&c)))
+        })
+        .collect()
 }
 
 /// Starts paasd on `dir` with instance pool number `pool`; returns it with its API URL
@@ -380,19 +429,7 @@ pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 
 /// The `paas-init` processes (shims and pid 1s) of the containers under a data folder.
 pub fn container_processes(data_dir: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("paas-init") && c.contains(data_dir)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
+    processes_with(|c| c.contains("paas-init") && c.contains(data_dir))
 }
 
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{container_processes, repo, Daemon};
+use crate::harness::{container_processes, repo, router_processes, Daemon};
 
 /// The containers' folders in paasd's state folder (not the `.root` mount point they
 /// share).
@@ -93,6 +93,13 @@ fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_sto
     let ips = instance_ips(&d);
     assert_eq!(ips.len(), 2, "two instance addresses: {ips:?}");
 
+    let routers = router_processes(&data);
+    assert_eq!(
+        routers.len(),
+        1,
+        "paasd runs its router as a process: {routers:?}"
+    );
+
     d.kill();
     // With paasd gone, the instances still answer, and what they log (the example logs
     // every request on stdout) waits in their output pipes.
@@ -103,7 +110,20 @@ fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_sto
             "instance {ip} answers while paasd is dead"
         );
     }
+    // And the router goes on routing to them.
+    for n in 0..4 {
+        let r = d.get("survivor.localhost", &format!("/through-the-router-{n}"));
+        assert_eq!(
+            r.status, 200,
+            "the router serves while paasd is dead: {r:?}"
+        );
+    }
     d.restart();
+    assert_eq!(
+        router_processes(&data),
+        routers,
+        "the restarted paasd feeds the router it left running"
+    );
     let start = Instant::now();
     let mut back = false;
     while start.elapsed() < Duration::from_secs(30) {
@@ -142,6 +162,10 @@ fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_sto
         recent.contains("goes on running in the container"),
         "the logs say the instances were taken over: {recent}"
     );
+    assert!(
+        recent.contains("[RTR]") && recent.contains("/through-the-router-"),
+        "the router's access log lines reach the app's logs: {recent}"
+    );
 
     // An instance that crashes after the take-over is noticed and started again.
     let victim = before[0];
@@ -169,6 +193,10 @@ fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_sto
     assert_eq!(netns.len(), 2);
     assert!(d.stop().success(), "paasd stops cleanly on SIGTERM");
     assert!(container_processes(&data).is_empty(), "no process is left");
+    assert!(
+        router_processes(&data).is_empty(),
+        "a clean stop stops the router too"
+    );
     let listed = String::from_utf8_lossy(
         &std::process::Command::new("ip")
             .args(["netns", "list"])
@@ -264,4 +292,102 @@ fn a_roll_out_cut_off_by_paasd_s_death_is_said_at_its_next_start() {
     d.restart();
     let again = d.paas_ok(&["events", "slow"]);
     assert_eq!(again.matches("was cut off").count(), 1, "{again}");
+}
+
+/// The router is a process of paasd's: when it dies, paasd starts it again on the same
+/// ports; when paasd comes back with other router settings (or another router binary),
+/// a new router takes the ports over before the old one stops.
+#[test]
+fn a_dead_router_is_started_again_and_a_changed_one_is_replaced_on_the_same_ports() {
+    let mut d = Daemon::start();
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", "edge", "-p", path.to_str().unwrap()]);
+    let data = d.dir.path().to_str().unwrap().to_string();
+    let first = router_processes(&data);
+    assert_eq!(first.len(), 1, "one router: {first:?}");
+    assert_eq!(d.get("edge.localhost", "/").status, 200);
+
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut back = false;
+    while Instant::now() < deadline {
+        let now = router_processes(&data);
+        if now.len() == 1 && now != first && d.get("edge.localhost", "/").status == 200 {
+            back = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(back, "paasd starts a dead router again, on the same port");
+    let second = router_processes(&data);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", second[0])).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "65534"),
+        "the router serves as nobody: {uid}"
+    );
+
+    d.kill();
+    d.restart_with(&["--max-connections", "5000"]);
+    // The old router stops once it has finished what it was serving.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut third = router_processes(&data);
+    while Instant::now() < deadline && third.contains(&second[0]) {
+        std::thread::sleep(Duration::from_millis(100));
+        third = router_processes(&data);
+    }
+    assert_eq!(
+        third.len(),
+        1,
+        "the router of other settings was replaced: {second:?} then {third:?}"
+    );
+    assert_ne!(third, second, "a new router serves");
+    assert_eq!(
+        d.get("edge.localhost", "/").status,
+        200,
+        "the new router serves on the same port"
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", third[0])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("5000"),
+        "the new router runs with the new settings"
+    );
+}
+
+/// An upgrade in place: SIGQUIT ends paasd alone, the app goes on answering through the
+/// router, and the next paasd takes the same router and instances over.
+#[test]
+fn sigquit_hands_the_router_and_instances_over_to_the_next_paasd() {
+    let mut d = Daemon::start();
+    let path = repo().join("examples/python-app");
+    d.paas_ok(&["push", "handed", "-p", path.to_str().unwrap()]);
+    let data = d.dir.path().to_str().unwrap().to_string();
+    let (routers, containers) = (router_processes(&data), container_processes(&data));
+    assert!(d.hand_over().success(), "paasd exits cleanly on SIGQUIT");
+    assert_eq!(router_processes(&data), routers, "the router runs on");
+    assert_eq!(
+        container_processes(&data),
+        containers,
+        "the instances run on"
+    );
+    assert_eq!(d.get("handed.localhost", "/").status, 200);
+    d.restart();
+    assert_eq!(
+        router_processes(&data),
+        routers,
+        "the next paasd feeds the same router"
+    );
+    assert_eq!(
+        container_processes(&data),
+        containers,
+        "and took the same instances over"
+    );
+    assert_eq!(d.get("handed.localhost", "/").status, 200);
 }

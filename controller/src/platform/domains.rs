@@ -9,10 +9,7 @@
 //! that is a parent of the platform's domain or of another space's domain is refused:
 //! its wildcard routes and certificate would cover names that are not its space's.
 
-use std::sync::Arc;
-
 use paas_api::{CertificateEntry, DomainInfo, Route};
-use paas_router::tls::Certificates;
 
 use super::access::{Act, Caller};
 use super::{Error, ErrorKind, Platform};
@@ -194,24 +191,10 @@ impl Platform {
 
     /// Gives the router the certificates of every domain that has one, and the default.
     pub async fn refresh_certificates(&self) {
-        let mut certs = Certificates::new(Some(Arc::clone(&self.default_cert)));
-        match self.store.domains().await {
-            Ok(domains) => {
-                for d in domains {
-                    let (Some(cert), Some(key)) = (&d.cert_pem, &d.key_pem) else {
-                        continue;
-                    };
-                    match paas_router::tls::certified_key(cert, key) {
-                        Ok(k) => certs.insert(&d.name, Arc::new(k)),
-                        Err(e) => {
-                            tracing::error!(domain = %d.name, "its certificate cannot be used: {e}")
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::error!("reading domains: {e}"),
+        match self.certificates().await {
+            Ok(entries) => self.edge.publish_certificates(entries),
+            Err(e) => tracing::error!("reading domains: {}", e.body.message),
         }
-        self.router.certificates().update(certs);
     }
 
     /// Deletes a domain that no route uses, as `caller`.

@@ -36,7 +36,6 @@ use anyhow::Context;
 use paas_api::{AppEvent, AppName, AppSummary, LogLine, LogStream, Route};
 
 use crate::api::LogLines;
-use paas_router::Router;
 use paas_runtime::IdMap;
 
 use crate::buildpacks::Registry;
@@ -93,9 +92,8 @@ pub struct Platform {
     cluster: Option<Cluster>,
     /// How long an instance may take to pass its first health check.
     start_timeout: Duration,
-    router: Arc<Router>,
-    /// The router's certificate for names no domain certificate covers.
-    default_cert: Arc<rustls::sign::CertifiedKey>,
+    /// This host's router (`edge.rs`): the route tables and certificates go there.
+    edge: Arc<crate::edge::Edge>,
     /// The same certificate and key as PEM, for routers on other hosts.
     default_cert_pem: (String, String),
     pub buildpacks: Registry,
@@ -129,7 +127,7 @@ impl Platform {
     pub async fn open(
         cfg: &Config,
         router_port: u16,
-        router: Arc<Router>,
+        edge: Arc<crate::edge::Edge>,
         peer_addr: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = &cfg.data_dir;
@@ -185,7 +183,7 @@ impl Platform {
             })
             .await
             .context("storing the router's certificate")?;
-        let default_cert = paas_router::tls::certified_key(&cert, &key)
+        paas_router::tls::certified_key(&cert, &key)
             .map_err(|e| anyhow::anyhow!("the router's certificate in {}: {e}", dir.display()))?;
         let buildpacks = Registry::open(&store, &blobs, &dir.join("buildpacks"), shipped).await?;
         // Made now, so that the data folder is closed over it at start.
@@ -201,8 +199,7 @@ impl Platform {
             cell,
             cluster,
             start_timeout: cfg.start_timeout,
-            router,
-            default_cert: Arc::new(default_cert),
+            edge,
             default_cert_pem: (cert, key),
             buildpacks,
             caches_dir: dir.join("caches"),
@@ -933,8 +930,7 @@ impl Platform {
     /// cluster, only this host's cell stops its instances: the others run on, and the
     /// placements stay for when this host is back.
     pub async fn shutdown(&self) {
-        self.wait_for_roll_outs(inflight::SHUTDOWN_WAIT).await;
-        self.terminate_tasks().await;
+        self.hand_over().await;
         if self.cluster.is_some() {
             self.instances
                 .lock()
@@ -956,6 +952,14 @@ impl Platform {
         self.refresh_routes();
         stop_all(all).await;
         self.cell.leave().await;
+    }
+
+    /// Ends this paasd's own work and leaves the instances running, for the next paasd
+    /// to take over (an upgrade): roll-outs under way get a while to end (one cut off
+    /// is said at the next start), tasks are terminated (they are not taken over).
+    pub async fn hand_over(&self) {
+        self.wait_for_roll_outs(inflight::SHUTDOWN_WAIT).await;
+        self.terminate_tasks().await;
     }
 
     /// The user namespace the app's containers run in: host ids of its own, so that no

@@ -8,8 +8,6 @@
 use paas_api::{AppName, Route, RouteBackend, RouteEntry};
 use std::sync::Arc;
 
-use paas_router::RouteTable;
-
 use super::access::Caller;
 use super::{Error, ErrorKind, Platform};
 use crate::store::{MapError, RouteSettings, StoreError, StoredRoute};
@@ -67,8 +65,7 @@ impl Platform {
         let rows = self.route_rows.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((rows, _)) = rows.as_ref() {
             // Built and published under the lock: tables go out in the order made.
-            self.router
-                .update(RouteTable::from_entries(&self.route_entries(rows)));
+            self.edge.publish_routes(self.route_entries(rows));
         }
     }
 
@@ -82,11 +79,10 @@ impl Platform {
         // A slower read that began earlier does not replace a newer one.
         match cached.as_ref() {
             Some((newest, seen)) if *seen > revision => {
-                self.router
-                    .update(RouteTable::from_entries(&self.route_entries(newest)));
+                self.edge.publish_routes(self.route_entries(newest));
             }
             _ => {
-                self.router.update(RouteTable::from_entries(&entries));
+                self.edge.publish_routes(entries.clone());
                 *cached = Some((Arc::new(rows), revision));
             }
         }

@@ -95,6 +95,12 @@ struct Args {
     /// The API's certificate (paasd's api-cert.pem).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<std::path::PathBuf>,
+    /// Follow the paasd of this host through the Unix socket FILE, which the router
+    /// makes: paasd starts its router this way, and it keeps routing with the last table
+    /// while paasd is away. Its listeners take SO_REUSEPORT, so a new router can take
+    /// over the same ports before this one stops; started as root, it serves as nobody.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["api", "etcd_endpoints"])]
+    feed: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -147,10 +153,10 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
 
 fn run(args: Args) -> Result<(), String> {
     let fixed = fixed_routes(&args.routes)?;
-    let follows = args.api.is_some() || !args.etcd_endpoints.is_empty();
+    let follows = args.api.is_some() || !args.etcd_endpoints.is_empty() || args.feed.is_some();
     if fixed.is_empty() && !follows {
         return Err(
-            "no routes: give --etcd-endpoints URL to follow the platform's etcd, --api URL --token TOKEN to follow a paasd, or --route HOST=ADDR"
+            "no routes: give --etcd-endpoints URL to follow the platform's etcd, --api URL --token TOKEN to follow a paasd, --feed FILE to be fed by the paasd of this host, or --route HOST=ADDR"
                 .into(),
         );
     }
@@ -177,7 +183,14 @@ fn run(args: Args) -> Result<(), String> {
             max_websockets: args.max_websockets,
             ..Default::default()
         });
-        if args.access_log {
+        let relay = Arc::new(paas_router::feed::AccessRelay::default());
+        if args.feed.is_some() {
+            let relay = Arc::clone(&relay);
+            router = router.with_queued_access_log(
+                paas_router::ops::ACCESS_QUEUE,
+                move |batch: &[paas_router::ops::AccessLog]| relay.send(batch),
+            );
+        } else if args.access_log {
             router = router.with_queued_access_log(
                 paas_router::ops::ACCESS_QUEUE,
                 |batch: &[paas_router::ops::AccessLog]| {
@@ -232,22 +245,39 @@ fn run(args: Args) -> Result<(), String> {
             let source = Daemon { api, token, tls };
             tokio::spawn(follow(source, fixed, fixed_cert, Arc::clone(&router)));
         }
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+        let shared = args.feed.is_some();
+        let listener = listen(args.listen, shared)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let https = match &args.https_listen {
-            Some(addr) => Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| format!("listening on {addr}: {e}"))?,
-            ),
+        let https = match args.https_listen {
+            Some(addr) => Some(listen(addr, shared)?),
             None => None,
         };
-        let admin = tokio::net::TcpListener::bind(args.admin_listen)
-            .await
-            .map_err(|e| format!("listening on {}: {e}", args.admin_listen))?;
+        let admin = listen(args.admin_listen, shared)?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+        let fed = match &args.feed {
+            Some(path) => {
+                let hello = paas_router::feed::Hello {
+                    pid: std::process::id(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    http: local.to_string(),
+                    https: match &https {
+                        Some(l) => l.local_addr().map_err(|e| e.to_string())?.to_string(),
+                        None => String::new(),
+                    },
+                    admin: admin_addr.to_string(),
+                    has_routes: false,
+                };
+                let feed = feed_socket(path)?;
+                drop_privileges()?;
+                Some(tokio::spawn(paas_router::feed::serve(
+                    feed,
+                    Arc::clone(&router),
+                    Arc::clone(&relay),
+                    hello,
+                )))
+            }
+            None => None,
+        };
         tokio::spawn(Arc::clone(&router).run_admin(admin, std::future::pending()));
         let https_addr = match &https {
             Some(l) => format!(" https={}", l.local_addr().map_err(|e| e.to_string())?),
@@ -267,10 +297,19 @@ fn run(args: Args) -> Result<(), String> {
             tokio::spawn(serve)
         });
         let plain_task = tokio::spawn(Arc::clone(&router).run(listener, stopped(stopping)));
-        terminated().await;
-        tracing::info!("draining for {}s", drain.as_secs());
-        metrics.begin_drain();
-        tokio::time::sleep(drain).await;
+        match fed {
+            // paasd says when to stop, after its own drain.
+            Some(fed) => tokio::select! {
+                _ = fed => {}
+                _ = terminated() => {}
+            },
+            None => terminated().await,
+        }
+        if !drain.is_zero() {
+            tracing::info!("draining for {}s", drain.as_secs());
+            metrics.begin_drain();
+            tokio::time::sleep(drain).await;
+        }
         // Listeners close; requests under way finish before the process exits.
         let _ = stop.send(true);
         let _ = plain_task.await;
@@ -279,6 +318,59 @@ fn run(args: Args) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+/// A listener on `addr`; `shared` ones take SO_REUSEPORT, so that a router that
+/// replaces this one can listen on the same port first (connections waiting to be
+/// accepted move to it when this one closes, with `net.ipv4.tcp_migrate_req`).
+fn listen(addr: SocketAddr, shared: bool) -> Result<tokio::net::TcpListener, String> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| format!("listening on {addr}: {e}"))?;
+    let _ = socket.set_reuseaddr(true);
+    if shared {
+        socket
+            .set_reuseport(true)
+            .map_err(|e| format!("listening on {addr}: {e}"))?;
+    }
+    socket
+        .bind(addr)
+        .and_then(|()| socket.listen(4096))
+        .map_err(|e| format!("listening on {addr}: {e}"))
+}
+
+/// The Unix socket paasd feeds this router through, made anew (a stale file of a
+/// router that died is replaced), closed to everyone but root. Queued connections
+/// migrate between SO_REUSEPORT listeners only with `tcp_migrate_req` on, which is set
+/// for this network namespace here.
+fn feed_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("listening on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("closing {} to others: {e}", path.display()))?;
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1") {
+        tracing::warn!("turning on net.ipv4.tcp_migrate_req: {e}; a router that replaces this one may lose connections not yet accepted");
+    }
+    Ok(listener)
+}
+
+/// Started as root (by paasd), the router needs no privilege once its sockets are
+/// open: it goes on as nobody, with no capabilities, so a flaw in the part of the
+/// platform that parses every client's bytes does not hand out root.
+fn drop_privileges() -> Result<(), String> {
+    use nix::unistd::{getuid, setgid, setgroups, setuid, Gid, Uid};
+    if !getuid().is_root() {
+        return Ok(());
+    }
+    const NOBODY: u32 = 65534;
+    setgroups(&[])
+        .and_then(|()| setgid(Gid::from_raw(NOBODY)))
+        .and_then(|()| setuid(Uid::from_raw(NOBODY)))
+        .map_err(|e| format!("becoming nobody: {e}"))
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -348,7 +440,10 @@ async fn follow(
             Ok(certs) if last_certs.as_ref() != Some(&certs) => {
                 router
                     .certificates()
-                    .update(certificates(&certs, fixed_cert.clone()));
+                    .update(paas_router::tls::Certificates::from_entries(
+                        &certs,
+                        fixed_cert.clone(),
+                    ));
                 tracing::info!(certificates = certs.len(), "certificates updated");
                 last_certs = Some(certs);
             }
@@ -357,29 +452,6 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// The daemon's certificates; `fixed` (from --cert) is the default if given.
-fn certificates(
-    entries: &[CertificateEntry],
-    fixed: Option<Arc<rustls::sign::CertifiedKey>>,
-) -> paas_router::tls::Certificates {
-    let key = |e: &CertificateEntry| match paas_router::tls::certified_key(&e.cert_pem, &e.key_pem)
-    {
-        Ok(k) => Some(Arc::new(k)),
-        Err(err) => {
-            tracing::warn!(domain = %e.domain, "its certificate cannot be used: {err}");
-            None
-        }
-    };
-    let default = fixed.or_else(|| entries.iter().filter(|e| e.default).find_map(key));
-    let mut certs = paas_router::tls::Certificates::new(default);
-    for e in entries.iter().filter(|e| !e.default) {
-        if let Some(k) = key(e) {
-            certs.insert(&e.domain, k);
-        }
-    }
-    certs
 }
 
 /// Every item of a list the daemon serves in pages, following each page's Link header.
