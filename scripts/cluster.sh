@@ -49,15 +49,16 @@ down() {
   rm -rf "$dir"
 }
 
-# What a paasd killed with SIGKILL leaves (it stops its containers only when asked to
-# stop): the containers (their paas-init processes name their folder under $dir; killing
-# a pid 1 ends its whole pid namespace), and their mounts under $dir.
+# What a paasd killed with SIGKILL leaves (it stops its containers and its router only
+# when asked to stop): its router (paas-router --feed names its socket under $dir), the
+# containers (their paas-init processes name their folder under $dir; killing a pid 1
+# ends its whole pid namespace), and their mounts under $dir.
 reap() {
   [ -d "$dir" ] || return 0
   local real p
   real=$(realpath "$dir")
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q "paas-init.*$real/"; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qE "(paas-init|paas-router).*$real/"; then
       kill -9 "${p#/proc/}" 2>/dev/null || true
     fi
   done

@@ -155,6 +155,9 @@ pub struct Survivor {
     pub label: String,
     dir: PathBuf,
     leftovers: Leftovers,
+    /// Its address, taken from the pool as it was found, so no container started
+    /// meanwhile is given it.
+    address: Option<InstanceAddress>,
 }
 
 /// Starts containers. One per host.
@@ -502,17 +505,28 @@ impl Runtime {
                     label: None,
                     process: None,
                 });
-            let survivor = Survivor {
+            let mut survivor = Survivor {
                 id,
                 label: leftovers.label.clone().unwrap_or_default(),
                 dir: e.path(),
                 leftovers,
+                address: None,
             };
             let alive = survivor
                 .leftovers
                 .shim
                 .is_some_and(|(pid, started)| process_start_time(pid) == Some(started));
-            match (alive, survivor.leftovers.label.is_some()) {
+            let claimed = match &survivor.leftovers.address {
+                Some((pair, netns, host_if)) => match self.pool.claim(*pair, netns, host_if) {
+                    Ok(a) => {
+                        survivor.address = Some(a);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                None => true,
+            };
+            match (alive && claimed, survivor.leftovers.label.is_some()) {
                 (true, true) => survivors.push(survivor),
                 _ => self.remove(survivor).await,
             }
@@ -523,16 +537,19 @@ impl Runtime {
     /// Removes a container an earlier daemon left: kills what runs in it, and removes
     /// its cgroup, network and folder.
     pub async fn remove(&self, s: Survivor) {
-        let address = s
-            .leftovers
-            .address
-            .map(|(pair, netns, host_if)| InstanceAddress {
-                pair,
-                netns,
-                host_if,
-                host_ip: std::net::Ipv4Addr::UNSPECIFIED,
-                instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
-            });
+        // Its claimed address, or as recorded (found at start, before any container of
+        // this daemon holds an address).
+        let address = s.address.or_else(|| {
+            s.leftovers
+                .address
+                .map(|(pair, netns, host_if)| InstanceAddress {
+                    pair,
+                    netns,
+                    host_if,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                })
+        });
         let c = Container {
             cgroup: self.cgroups.cgroup(&s.id),
             id: s.id,
@@ -573,22 +590,15 @@ impl Runtime {
         // AsyncFd that owns it, and its as_raw_fd always returns that descriptor.
         let pidfd = unsafe { tokio::io::unix::AsyncFd::register(pidfd) }
             .map_err(|e| io("waiting on its shim")(e.into()))?;
-        let address = match &s.leftovers.address {
-            Some((pair, netns, host_if)) => Some(self.pool.claim(*pair, netns, host_if)?),
-            None => None,
-        };
+        let address = s.address.clone();
         let open =
             |name: &str| tokio::net::unix::pipe::OpenOptions::new().open_receiver(s.dir.join(name));
         let stdout = open(STDOUT_FIFO).map_err(io("opening its stdout FIFO"));
         let stderr = open(STDERR_FIFO).map_err(io("opening its stderr FIFO"));
         let (stdout, stderr) = match (stdout, stderr) {
             (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => {
-                if let Some(a) = &address {
-                    self.pool.release(a);
-                }
-                return Err(e);
-            }
+            // The address stays the survivor's: removing it gives it back.
+            (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         Ok(Container {
             id: s.id.clone(),

@@ -133,6 +133,11 @@ impl Daemon {
         self.child.wait().unwrap()
     }
 
+    /// The first three parts of this paasd's instance addresses, `10.247.N.`.
+    pub fn instance_prefix(&self) -> String {
+        format!("10.247.{}.", self.pool % 250)
+    }
+
     /// The pid of the paasd process.
     pub fn child_id(&self) -> u32 {
         self.child.id()

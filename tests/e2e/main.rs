@@ -5,6 +5,7 @@
 mod api_spec;
 mod buildpacks;
 mod cells;
+mod chaos;
 mod cluster;
 mod conformance;
 mod escape;
