@@ -93,6 +93,10 @@ impl Logs {
                 json.push(b'\n');
                 if f.write_all(&json).is_ok() {
                     log.written += json.len() as u64;
+                } else {
+                    // A full disk took part of the line: cut the file back to whole
+                    // lines (the line stays in memory, for `--recent` and followers).
+                    let _ = f.set_len(log.written);
                 }
             }
             if log.written > ROTATE_BYTES {

@@ -55,8 +55,13 @@ impl Daemon {
 
     /// Starts paasd with `extra` flags too.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Starts paasd on the data folder `dir` (made by the caller, say on a small
+    /// filesystem), with `extra` flags too.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let dir = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
         let (child, api, router, https, admin) = spawn(dir.path(), pool, &extra);

@@ -8,6 +8,7 @@ mod cells;
 mod chaos;
 mod cluster;
 mod conformance;
+mod disk;
 mod escape;
 mod etcd;
 mod harness;

@@ -38,6 +38,7 @@ impl From<Error> for Failure {
             ErrorKind::Conflict => 409,
             ErrorKind::Gone => 410,
             ErrorKind::Refused => 422,
+            ErrorKind::InsufficientStorage => 507,
             ErrorKind::Internal => 500,
         };
         Failure {

@@ -105,6 +105,10 @@ pub async fn package(
         p.resources.clone(),
     );
     let refused = |e: paas_stager::ArchiveError| {
+        // Writing the checked copy can meet a full disk: that is not the archive's fault.
+        if crate::platform::is_disk_full(&e.to_string()) {
+            return Failure::from(crate::platform::Error::disk_full(&e.to_string()));
+        }
         Failure::new(
             422,
             "unsafe-package",

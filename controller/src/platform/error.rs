@@ -23,6 +23,9 @@ pub enum ErrorKind {
     Gone,
     /// Well-formed, but refused as it stands (a disabled buildpack, a failed start).
     Refused,
+    /// The platform's disk (its data folder) is full: nothing was kept, and the same
+    /// request works once space is freed.
+    InsufficientStorage,
     /// The platform failed; the caller did nothing wrong.
     Internal,
 }
@@ -51,14 +54,30 @@ impl Error {
         }
     }
 
-    /// A failure of the platform itself, logged here in full.
+    /// A failure of the platform itself, logged here in full. A full disk is told
+    /// apart: the caller can do something about it.
     pub fn internal(e: impl std::fmt::Display) -> Self {
+        let text = e.to_string();
+        if is_disk_full(&text) {
+            return Error::disk_full(&text);
+        }
         tracing::error!("internal error: {e}");
         Error::new(
             ErrorKind::Internal,
             "internal",
             format!("internal error: {e}"),
             Some("see paasd's log"),
+        )
+    }
+
+    /// The data folder's disk is full (or its quota used up).
+    pub fn disk_full(what: &str) -> Self {
+        tracing::error!("the data folder's disk is full: {what}");
+        Error::new(
+            ErrorKind::InsufficientStorage,
+            "insufficient-storage",
+            format!("the platform's disk is full, so nothing was kept: {what}"),
+            Some("free space on the disk of paasd's data folder (--data-dir), then try again"),
         )
     }
 
@@ -70,6 +89,19 @@ impl Error {
             Some("see `paas apps` for the apps there are"),
         )
     }
+}
+
+/// Whether an error's text is the system's or SQLite's word for a full disk (ENOSPC,
+/// EDQUOT, SQLITE_FULL). Errors cross several layers as text (blob writes, archive
+/// checks, store transactions), so they are told apart where they all end up.
+pub fn is_disk_full(text: &str) -> bool {
+    const WORDS: [&str; 4] = [
+        "No space left on device",
+        "Disk quota exceeded",
+        "database or disk is full",
+        "(os error 28)",
+    ];
+    WORDS.iter().any(|w| text.contains(w))
 }
 
 impl std::fmt::Display for Error {

@@ -46,7 +46,7 @@ pub use crate::cell::{Instance, InstanceState};
 use crate::logs::Logs;
 use crate::store::{AppRecord, ProcessPlan, Release, Store};
 use crate::Config;
-pub use error::{Error, ErrorKind};
+pub use error::{is_disk_full, Error, ErrorKind};
 use placed::{Assigned, ClusterView, Placed};
 pub use staging::store_droplet;
 

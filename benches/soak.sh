@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Does paasd or its router grow over time? For SECONDS, steady HTTP load on one app
+# (wrk) while a loop pushes, scales, restarts, sets env, maps and unmaps routes, and
+# makes and deletes an app; every 10 s the resident memory and open descriptors of
+# paasd and of its router are sampled. After a warm-up (the first quarter), growth is
+# the least-squares slope of each series, per hour.
+#
+#   benches/soak.sh [SECONDS]    (as root; default 1800)
+#
+# Last line: soak growth: rss KiB/h N, fds/h N   (paasd and router together)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-1800}
+. benches/lib.sh
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+start_paasd 10.246.44.0/24
+
+mkdir -p "$work/app"
+cat >"$work/app/server.py" <<'PY'
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
+    def do_GET(self):
+        body = os.environ.get("SOAK", "-").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        print(fmt % args, flush=True)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+PY
+paas() { target/release/paas "$@" >/dev/null; }
+push() { paas push "$1" -p "$work/app" -b binary -c 'python3 server.py' -i "${2:-1}" -m 64M -k 64M; }
+push steady 2
+push churn 1
+
+router_pid=$(pgrep -f "paas-router.*$work" | head -1)
+sample() { # PID -> "RSS_KIB FDS"
+  echo "$(awk '/^VmRSS/ { print $2 }' "/proc/$1/status") $(ls "/proc/$1/fd" | wc -l)"
+}
+
+# The load: keep-alive GETs on the steady app for the whole run (wrk stops by itself).
+wrk -t1 -c4 -d"${secs}s" -H "Host: steady.localhost" "http://$router/" >"$work/wrk" 2>&1 &
+load=$!
+
+: >"$work/samples"
+start=$(date +%s)
+next_sample=$start
+i=0
+while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
+  i=$((i + 1))
+  case $((i % 6)) in
+    0) push churn 1 ;;
+    1) paas scale churn -i $(( 1 + i % 3 )) ;;
+    2) paas restart churn ;;
+    3) paas set-env churn SOAK "v$i" ;;
+    4) paas map-route churn localhost --hostname "extra-$((i % 4))"
+       paas unmap-route churn localhost --hostname "extra-$((i % 4))" ;;
+    5) push "tmp-$i" 1; paas logs "tmp-$i" --recent; paas delete "tmp-$i" -f -r ;;
+  esac
+  now=$(date +%s)
+  if [ "$now" -ge "$next_sample" ]; then
+    echo "$((now - start)) $(sample "$pid") $(sample "$router_pid")" >>"$work/samples"
+    next_sample=$((now + 10))
+  fi
+done
+wait "$load" || true
+grep -E "Requests/sec|Non-2xx|Socket errors" "$work/wrk" || true
+echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB and fds, router rss KiB and fds)"
+head -2 "$work/samples"; tail -2 "$work/samples"
+python3 - "$work/samples" <<'PY'
+import sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+rows = rows[len(rows) // 4:]  # after the warm-up
+def slope(col):
+    xs = [r[0] for r in rows]; ys = [r[col] for r in rows]
+    n = len(xs)
+    if n < 2: return 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var * 3600
+p_rss, p_fds, r_rss, r_fds = slope(1), slope(2), slope(3), slope(4)
+print(f"paasd growth: rss KiB/h {p_rss:.0f}, fds/h {p_fds:.1f}")
+print(f"router growth: rss KiB/h {r_rss:.0f}, fds/h {r_fds:.1f}")
+print(f"soak growth: rss KiB/h {p_rss + r_rss:.0f}, fds/h {p_fds + r_fds:.0f}")
+PY
