@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
 # front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
-# connections), in rounds; each figure is the median of its rounds. The proxies run on
+# connections), in rounds; each figure is the median of its rounds. `paasd` is
+# paas-router as paasd runs it: fed its table over its Unix socket, with its access log
+# on, every line sent back to the feeder (a stand-in for paasd, on CPU 0). The proxies run on
 # CPU 1; wrk and the backend share CPU 0. Then TLS runs (wrk over HTTPS) and
 # HTTP/2-over-TLS runs (h2load, 50 connections, 10 streams each) of paas-router beside
 # nginx, in rounds as well.
@@ -34,7 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904 PAAS_TLS=18905 NGINX_TLS=18906
+BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904 PAAS_TLS=18905 NGINX_TLS=18906 PAASD=18907
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj "/CN=bench.localhost" -addext "subjectAltName=DNS:bench.localhost" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
@@ -75,9 +77,27 @@ taskset -c 0 nginx -c "$work/backend.conf" -p "$work" & pids+=($!)
 taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAAS --threads 1 \
   --https-listen 127.0.0.1:$PAAS_TLS --cert "$work/cert.pem" --key "$work/key.pem" \
   --admin-listen 127.0.0.1:0 --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
+taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAASD --threads 1 \
+  --admin-listen 127.0.0.1:0 --drain-seconds 0 --feed "$work/feed.sock" >"$work/paasd.out" 2>"$work/paasd.err" & pids+=($!)
+for _ in $(seq 100); do [ -S "$work/feed.sock" ] && break; sleep 0.05; done
+# The feeder: the route table in, the access log out (counted, as paasd appends it).
+taskset -c 0 python3 - "$work/feed.sock" "$BACK" >"$work/feeder.out" 2>&1 <<'PY' & pids+=($!)
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+f.readline()  # hello
+route = {"host": "bench.localhost", "path": "", "app": "bench", "balance": "round-robin",
+         "max_body_bytes": None, "backends": [{"addr": f"127.0.0.1:{sys.argv[2]}", "index": 0}]}
+f.write(json.dumps({"routes": [route]}).encode() + b"\n")
+f.flush()
+lines = 0
+for line in f:
+    lines += len(json.loads(line).get("access", []))
+PY
 taskset -c 1 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.out" 2>&1 & pids+=($!)
 taskset -c 1 nginx -c "$work/proxy.conf" -p "$work" & pids+=($!)
-for port in $BACK $PAAS $HAPROXY $NGINX; do
+for port in $BACK $PAAS $HAPROXY $NGINX $PAASD; do
   for _ in $(seq 100); do
     curl -s -o /dev/null -H 'Host: bench.localhost' "http://127.0.0.1:$port/" && break
     sleep 0.05
@@ -100,17 +120,17 @@ load() {
 # of its rounds.
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A rps p99
-order=(direct paas haproxy nginx)
+order=(direct paas paasd haproxy nginx)
 for round in $(seq "$rounds"); do
-  for i in 0 1 2 3; do
-    name=${order[$(((i + round) % 4))]}
-    case $name in direct) port=$BACK ;; paas) port=$PAAS ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
+  for i in "${!order[@]}"; do
+    name=${order[$(((i + round) % ${#order[@]}))]}
+    case $name in direct) port=$BACK ;; paas) port=$PAAS ;; paasd) port=$PAASD ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
     read -r r p < <(load "http://127.0.0.1:$port/")
     rps[$name]+="$r "; p99[$name]+="$p "
     printf 'round %d  %-8s requests/s %10s   p99 %8s ms\n' "$round" "$name" "$r" "$p"
   done
 done
-for name in direct paas haproxy nginx; do
+for name in "${order[@]}"; do
   rps[$name]=$(median <<<"${rps[$name]}"); p99[$name]=$(median <<<"${p99[$name]}")
   printf '%-8s requests/s %10s   p99 %8s ms   (medians of %d rounds)\n' "$name" "${rps[$name]}" "${p99[$name]}" "$rounds"
 done

@@ -2,8 +2,10 @@
 //! (httparse, under hyper), then through the router's own checks: framing, Host, route
 //! lookup; as a connection's byte stream through the framing follower, whole and split
 //! in two; and through the direct path's parsers (`h1`), as a request head and as an app's
-//! response head, each written back out and parsed again. Any panic is a finding. Run
-//! with `router/fuzz/run.sh`.
+//! response head, each written back out and parsed again; and as a message on the feed
+//! between paasd and its router process (either way), written back out and parsed
+//! again, a route table or certificates built from it. Any panic is a finding. Run with
+//! `router/fuzz/run.sh`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -78,7 +80,33 @@ fn chunked(chunks: &[&[u8]]) -> Option<Result<usize, ()>> {
     None
 }
 
+/// The bytes as a feed message: one that parses is written out and parses to the same;
+/// route tables and certificates are built from it as the router builds them.
+fn feed_message(data: &[u8]) {
+    use paas_router::feed::{FromRouter, ToRouter};
+    if let Ok(msg) = serde_json::from_slice::<ToRouter>(data) {
+        let out = serde_json::to_string(&msg).expect("a message is written out");
+        let again: ToRouter = serde_json::from_str(&out).expect("and parses again");
+        assert_eq!(serde_json::to_string(&again).unwrap(), out);
+        match msg {
+            ToRouter::Routes(entries) => {
+                let _ = RouteTable::from_entries(&entries);
+            }
+            ToRouter::Certificates(entries) => {
+                let _ = paas_router::tls::Certificates::from_entries(&entries, None);
+            }
+            ToRouter::Drain | ToRouter::Stop => {}
+        }
+    }
+    if let Ok(msg) = serde_json::from_slice::<FromRouter>(data) {
+        let out = serde_json::to_string(&msg).expect("a message is written out");
+        let again: FromRouter = serde_json::from_str(&out).expect("and parses again");
+        assert_eq!(serde_json::to_string(&again).unwrap(), out);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    feed_message(data);
     // However the bytes arrive (split where the first byte says), the framing follower
     // lets the same bytes through and refuses the same heads, and a chunked body ends at
     // the same byte.
