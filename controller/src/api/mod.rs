@@ -427,7 +427,13 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Serves the API over TLS on `listener` until `shutdown` completes.
+/// How long a stopping API waits for the requests under way (a followed stream of logs
+/// never ends by itself).
+const API_DRAIN: Duration = Duration::from_secs(5);
+
+/// Serves the API over TLS on `listener` until `shutdown` completes; then stops
+/// accepting, lets each connection finish the request it serves (keep-alive ones close)
+/// and returns once all are closed or [`API_DRAIN`] has passed.
 pub async fn run(
     service: Router,
     listener: TcpListener,
@@ -438,9 +444,18 @@ pub async fn run(
     let service = NormalizePathLayer::trim_trailing_slash().layer(service);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    // Every connection holds a clone of `open`; `all_closed` ends when none is left.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                drop(listener);
+                let _ = closing_tx.send(true);
+                drop(open);
+                let _ = tokio::time::timeout(API_DRAIN, all_closed.recv()).await;
+                return;
+            }
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -452,7 +467,9 @@ pub async fn run(
         };
         let service = service.clone();
         let acceptor = acceptor.clone();
+        let (held, mut closing) = (open.clone(), closing.clone());
         tokio::spawn(async move {
+            let _held = held;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -474,7 +491,16 @@ pub async fn run(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HANDSHAKE_TIMEOUT)
                 .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                // Only ever set to true.
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "API connection ended: {e}");
             }
         });
