@@ -18,10 +18,16 @@ use tokio::sync::broadcast;
 pub const RECENT_LINES: usize = 1000;
 /// Size past which an app's log file is rotated.
 const ROTATE_BYTES: u64 = 8 << 20;
+/// How long lines for a deleted app are dropped: what is still on its way (its
+/// instances' last lines, the router's access-log batches) arrives within seconds, and
+/// must not make the app's log (a file and an in-memory ring) again.
+const REMOVED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Logs {
     dir: PathBuf,
     apps: Mutex<HashMap<String, AppLog>>,
+    /// Apps deleted lately, and when.
+    removed: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 struct AppLog {
@@ -44,6 +50,7 @@ impl Logs {
         Ok(Logs {
             dir,
             apps: Mutex::new(HashMap::new()),
+            removed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -75,8 +82,16 @@ impl Logs {
         f(entry)
     }
 
-    /// Records one line.
+    /// Records one line (none for an app deleted in the last [`REMOVED_FOR`]).
     pub fn append(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
+        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        if removed
+            .get(app.as_str())
+            .is_some_and(|at| at.elapsed() < REMOVED_FOR)
+        {
+            return;
+        }
+        drop(removed);
         let line = LogLine {
             timestamp_ms: now_ms(),
             source: source.to_string(),
@@ -124,8 +139,23 @@ impl Logs {
         })
     }
 
-    /// Forgets an app's logs, on disk too.
+    /// An app of this name was made: its lines are kept again, even if one of its name
+    /// was deleted a moment ago.
+    pub fn created(&self, app: &AppName) {
+        self.removed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app.as_str());
+    }
+
+    /// Forgets an app's logs, on disk too; lines for it that are still on their way are
+    /// dropped.
     pub fn remove(&self, app: &AppName) {
+        {
+            let mut removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+            removed.retain(|_, at| at.elapsed() < REMOVED_FOR);
+            removed.insert(app.to_string(), std::time::Instant::now());
+        }
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.remove(app.as_str());
         let path = self.path(app);
@@ -152,6 +182,27 @@ fn read_tail(path: &std::path::Path) -> VecDeque<LogLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_still_on_their_way_to_a_deleted_app_do_not_make_its_log_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = AppName::parse("gone").unwrap();
+        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        logs.append(&app, "APP/PROC/WEB/0", LogStream::Out, "before");
+        logs.remove(&app);
+        logs.append(&app, "RTR", LogStream::Out, "a late access-log line");
+        assert!(
+            !dir.path().join("gone.ndjson").exists(),
+            "no file is made again"
+        );
+        assert!(
+            logs.apps.lock().unwrap().is_empty(),
+            "no ring is kept for the deleted app"
+        );
+        logs.created(&app);
+        logs.append(&app, "STG", LogStream::Out, "a new app of the name");
+        assert_eq!(logs.recent(&app).len(), 1, "a new app's lines are kept");
+    }
 
     #[test]
     fn recent_lines_survive_reopening_and_are_bounded() {

@@ -164,6 +164,9 @@ pub async fn put_app(
         .put_app(app, &settings, &space)
         .await
         .map_err(Failure::internal)?;
+    if is_new {
+        p.logs.created(app);
+    }
     if is_new && query::param(query, "default-route").as_deref() != Some("false") {
         let route = p.default_route(app)?;
         if let Err(f) = p.map_route(&caller, app, &route, Default::default()).await {
