@@ -32,23 +32,7 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-mkdir -p "$work/app"
-cat >"$work/app/server.py" <<'PY'
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536
-    def do_GET(self):
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, fmt, *args):
-        # Every request is logged: an app that logs must survive paasd's death too.
-        print(fmt % args, flush=True)
-http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
-PY
+write_app "$work/app"
 
 # One run: BINARY NAME CIDR -> "FAILED TOTAL" in $work/result.
 run() {

@@ -7,6 +7,9 @@
 #   launch_paasd BINARY DATA CIDR [FLAGS...]
 #                       starts that paasd on DATA (no build), waits until it is ready,
 #                       and sets $pid, $api and $router and the PAAS_* variables.
+#   write_app DIR       writes a small Python web app into DIR (push it with -b binary
+#                       -c 'python3 server.py'): it answers every GET with $APP_BODY
+#                       (default "ok") and logs every request on stdout.
 #   median              reads numbers, one a line, and prints their median.
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root: paasd makes namespaces and cgroups" >&2; exit 1; }
@@ -44,6 +47,26 @@ launch_paasd() {
   router=$(sed -n 's/.* router=http:\/\/\([^ ]*\).*/\1/p' "$work/out")
   export PAAS_HOME=$work/home-$(basename "$data") PAAS_API=$api PAAS_TOKEN=$(cat "$data/admin-token")
   export PAAS_CA_CERT=$data/api-cert.pem
+}
+
+write_app() {
+  mkdir -p "$1"
+  cat >"$1/server.py" <<'PY'
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536  # one write per response: no Nagle stall between head and body
+    def do_GET(self):
+        body = os.environ.get("APP_BODY", "ok").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        # Every request is logged: an app that logs must survive paasd's death too.
+        print(fmt % args, flush=True)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
+PY
 }
 
 median() {

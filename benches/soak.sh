@@ -15,22 +15,7 @@ secs=${1:-1800}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 start_paasd 10.246.44.0/24
 
-mkdir -p "$work/app"
-cat >"$work/app/server.py" <<'PY'
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wbufsize = 65536
-    def do_GET(self):
-        body = os.environ.get("SOAK", "-").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, fmt, *args):
-        print(fmt % args, flush=True)
-http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
-PY
+write_app "$work/app"
 paas() { target/release/paas "$@" >/dev/null; }
 push() { paas push "$1" -p "$work/app" -b binary -c 'python3 server.py' -i "${2:-1}" -m 64M -k 64M; }
 push steady 2
@@ -55,7 +40,7 @@ while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
     0) push churn 1 ;;
     1) paas scale churn -i $(( 1 + i % 3 )) ;;
     2) paas restart churn ;;
-    3) paas set-env churn SOAK "v$i" ;;
+    3) paas set-env churn APP_BODY "v$i" ;;
     4) paas map-route churn localhost --hostname "extra-$((i % 4))"
        paas unmap-route churn localhost --hostname "extra-$((i % 4))" ;;
     5) push "tmp-$i" 1; paas logs "tmp-$i" --recent; paas delete "tmp-$i" -f -r ;;

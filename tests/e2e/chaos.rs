@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::harness::{container_processes, Daemon};
+use crate::harness::{assert_containers_gone, container_processes, Daemon};
 
 /// Rounds of one operation and one kill each.
 const ROUNDS: u32 = 32;
@@ -355,35 +355,7 @@ fn nothing_left(d: &Daemon, data: &str, ids: &BTreeSet<String>, netns: &BTreeSet
         folders.is_empty(),
         "no container folder is left: {folders:?}"
     );
-    for id in ids {
-        for base in [
-            "/sys/fs/cgroup/paas",
-            "/sys/fs/cgroup/memory/paas",
-            "/sys/fs/cgroup/pids/paas",
-        ] {
-            let path = std::path::Path::new(base).join(id);
-            assert!(!path.exists(), "cgroup {} is left", path.display());
-        }
-    }
-    let listed = String::from_utf8_lossy(
-        &std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
-    for ns in netns {
-        assert!(
-            !listed.contains(ns.as_str()),
-            "network namespace {ns} is left"
-        );
-        let veth = std::process::Command::new("ip")
-            .args(["link", "show", &format!("pv{}", &ns[5..])])
-            .output()
-            .unwrap();
-        assert!(!veth.status.success(), "the veth of {ns} is left");
-    }
+    assert_containers_gone(ids, netns);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(&format!("{data}/containers/")),

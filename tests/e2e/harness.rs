@@ -110,23 +110,18 @@ impl Daemon {
     /// Asks paasd to hand over (SIGQUIT: it exits, its router and instances run on)
     /// and waits for it.
     pub fn hand_over(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().unwrap()
+        self.signal_and_wait(nix::sys::signal::Signal::SIGQUIT)
     }
 
     /// Stops paasd with SIGTERM and waits for it, as `systemctl stop` would.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends paasd `signal` and waits for it to exit (30 s, then SIGKILL).
+    fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -324,6 +319,43 @@ impl Drop for Daemon {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+    }
+}
+
+/// Asserts that nothing is left of the containers `ids` whose network namespaces were
+/// `netns`: no cgroup, network namespace or veth.
+pub fn assert_containers_gone<'a>(
+    ids: impl IntoIterator<Item = &'a String>,
+    netns: impl IntoIterator<Item = &'a String>,
+) {
+    for id in ids {
+        for base in [
+            "/sys/fs/cgroup/paas",
+            "/sys/fs/cgroup/memory/paas",
+            "/sys/fs/cgroup/pids/paas",
+        ] {
+            let path = Path::new(base).join(id);
+            assert!(!path.exists(), "cgroup {} is left", path.display());
+        }
+    }
+    let listed = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    for ns in netns {
+        assert!(
+            !listed.contains(ns.as_str()),
+            "network namespace {ns} is left: {listed}"
+        );
+        let veth = Command::new("ip")
+            .args(["link", "show", &format!("pv{}", &ns[5..])])
+            .output()
+            .unwrap();
+        assert!(!veth.status.success(), "the veth of {ns} is left");
     }
 }
 

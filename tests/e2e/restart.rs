@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{container_processes, repo, router_processes, Daemon};
+use crate::harness::{assert_containers_gone, container_processes, repo, router_processes, Daemon};
 
 /// The containers' folders in paasd's state folder (not the `.root` mount point they
 /// share).
@@ -30,16 +30,6 @@ fn container_resources(d: &Daemon) -> (Vec<String>, Vec<String>) {
         }
     }
     (netns, ids)
-}
-
-fn cgroup_exists(id: &str) -> bool {
-    [
-        "/sys/fs/cgroup/paas",
-        "/sys/fs/cgroup/memory/paas",
-        "/sys/fs/cgroup/pids/paas",
-    ]
-    .iter()
-    .any(|base| std::path::Path::new(base).join(id).exists())
 }
 
 /// A GET straight to an instance's address (not through a router); the status code.
@@ -197,28 +187,7 @@ fn instances_outlive_a_killed_paasd_and_are_taken_over_with_their_logs_and_a_sto
         router_processes(&data).is_empty(),
         "a clean stop stops the router too"
     );
-    let listed = String::from_utf8_lossy(
-        &std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
-    for n in &netns {
-        assert!(
-            !listed.contains(n.as_str()),
-            "network namespace {n} is left: {listed}"
-        );
-        let links = std::process::Command::new("ip")
-            .args(["link", "show", &format!("pv{}", &n[5..])])
-            .output()
-            .unwrap();
-        assert!(!links.status.success(), "veth of {n} is left");
-    }
-    for id in &ids {
-        assert!(!cgroup_exists(id), "cgroup {id} is left");
-    }
+    assert_containers_gone(&ids, &netns);
     assert!(
         std::fs::read_dir(d.dir.path().join("containers")).is_ok(),
         "the state folder is still there"
