@@ -29,15 +29,21 @@ impl World {
 
     /// A world whose /30 is `PREFIX.N.0/30` (`PREFIX` is two octets).
     fn on(prefix: &str) -> World {
-        let n =
-            (std::process::id() * 4 + NEXT.load(std::sync::atomic::Ordering::SeqCst)) % 200 + 20;
-        World::at(&format!("{prefix}.{n}.2"), &format!("{prefix}.{n}.1"), 30)
+        // Taken once: tests run in parallel, and two worlds on one network would each
+        // get the other's traffic (a load and a later add let two take the same `n`).
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = (std::process::id() * 4 + k) % 200 + 20;
+        World::at(
+            &format!("{prefix}.{n}.2"),
+            &format!("{prefix}.{n}.1"),
+            30,
+            k,
+        )
     }
 
-    /// A world at `ip`, joined to the host at `host_ip` on a `/len` link.
-    fn at(ip: &str, host_ip: &str, len: u8) -> World {
-        // Unique per test process and per world within it (tests run in parallel).
-        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// A world at `ip`, joined to the host at `host_ip` on a `/len` link; `k` is unique
+    /// per world within this test process.
+    fn at(ip: &str, host_ip: &str, len: u8, k: u32) -> World {
         let pid = std::process::id();
         let netns = format!("paas-test-world-{pid}-{k}");
         let (host_if, ip, host_ip) = (
