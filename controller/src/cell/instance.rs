@@ -332,7 +332,7 @@ async fn supervise(
         inst.set(&ctx, InstanceState::Starting);
         let began = Instant::now();
         let started = match survivor.take() {
-            Some(s) => match take_over(&ctx.cell, s).await {
+            Some(s) => match take_over(&ctx.cell, s, &spec).await {
                 Some(c) => {
                     cell(format!(
                         "instance {} goes on running in the container {} that paasd's last run started",
@@ -638,10 +638,23 @@ pub fn launcher_args(command: &str) -> Vec<String> {
 }
 
 /// Takes over a container paasd's last run started for an instance of the same spec;
-/// `None` (the survivor removed) if that cannot be done.
-async fn take_over(cell: &LocalCell, s: paas_runtime::Survivor) -> Option<Container> {
+/// `None` (the survivor removed) if that cannot be done. Its outbound access is said
+/// again, as a start says it: the nftables set may have been changed meanwhile.
+async fn take_over(
+    cell: &LocalCell,
+    s: paas_runtime::Survivor,
+    spec: &InstanceSpec,
+) -> Option<Container> {
     match cell.runtime.adopt(&s) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            if let Some(a) = &c.address {
+                let outbound = spec.settings.outbound();
+                if let Err(e) = paas_runtime::network::set_outbound(a.instance_ip, outbound).await {
+                    tracing::warn!(app = %spec.app, "restating the outbound access of an instance taken over: {e}");
+                }
+            }
+            Some(c)
+        }
         Err(e) => {
             tracing::warn!(container = %s.id, "cannot take over the container paasd's last run left: {e}; starting anew");
             cell.runtime.remove(s).await;
