@@ -54,7 +54,8 @@ done
 wait "$load" || true
 grep -E "Requests/sec|Non-2xx|Socket errors" "$work/wrk" || true
 echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB and fds, router rss KiB and fds)"
-head -2 "$work/samples"; tail -2 "$work/samples"
+# Every fifth minute's sample, to see the shape (a warm-up that levels off, or a slope).
+awk 'NR == 1 || ($1 % 300) < 10' "$work/samples"; tail -1 "$work/samples"
 python3 - "$work/samples" <<'PY'
 import sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
