@@ -53,7 +53,13 @@ pub struct Edge {
     control_rx: Mutex<Option<mpsc::UnboundedReceiver<ToRouter>>>,
     addrs: Option<RouterAddrs>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The last `Sync` asked for, and the last the router answered.
+    sync_asked: std::sync::atomic::AtomicU64,
+    synced: watch::Sender<u64>,
 }
+
+/// How long a change waits for the router to apply it before its answer goes out.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
 
 impl Edge {
     /// No router on this host: what is published is kept and goes nowhere.
@@ -71,6 +77,32 @@ impl Edge {
             control_rx: Mutex::new(Some(control_rx)),
             addrs,
             task: Mutex::new(None),
+            sync_asked: std::sync::atomic::AtomicU64::new(0),
+            synced: watch::channel(0).0,
+        }
+    }
+
+    /// Waits (2 s at most) until the router has applied every table and certificate
+    /// published so far, so that a change is in effect when its request is answered
+    /// (`paas stop` returns, and the app answers 503). Without a router, at once.
+    pub async fn sync(&self) {
+        if self.addrs.is_none() || !*self.open.borrow() {
+            return;
+        }
+        let n = self
+            .sync_asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if self.control.send(ToRouter::Sync(n)).is_err() {
+            return;
+        }
+        let mut synced = self.synced.subscribe();
+        let done = tokio::time::timeout(SYNC_WAIT, synced.wait_for(|s| *s >= n)).await;
+        if done.is_err() {
+            tracing::warn!(
+                "the router did not apply a change within {} s",
+                SYNC_WAIT.as_secs()
+            );
         }
     }
 
@@ -270,6 +302,9 @@ impl Launcher {
                     it.next();
                     continue;
                 }
+                if a == "--replacing" {
+                    continue;
+                }
                 out.push(a.clone());
                 if let Some((_, listen)) = any_port.iter().find(|(f, l)| f == a && l.port() == 0) {
                     it.next();
@@ -333,10 +368,13 @@ impl Launcher {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut child = tokio::process::Command::new(&self.exe)
-            .args(self.args(taken))
-            .arg("--feed")
-            .arg(&socket)
+        let mut command = tokio::process::Command::new(&self.exe);
+        command.args(self.args(taken)).arg("--feed").arg(&socket);
+        if retiring.is_some() {
+            // It shares the ports of the router it replaces until that one stops.
+            command.arg("--replacing");
+        }
+        let mut child = command
             .env_clear()
             .env(
                 "PAAS_ROUTER_LOG",
@@ -439,6 +477,9 @@ async fn feed(
             _ = open.changed() => continue,
             msg = conn.next() => match msg {
                 Some(FromRouter::Access(lines)) => access(&lines),
+                Some(FromRouter::Synced(n)) => {
+                    edge.synced.send_if_modified(|s| std::mem::replace(s, n.max(*s)) != *s);
+                }
                 Some(FromRouter::Hello(_)) => {}
                 None => match respawn(&launcher, addrs.as_ref()).await {
                     Some(c) => conn = c,
@@ -493,6 +534,28 @@ async fn feed(
                             return;
                         }
                         Some(other) => {
+                            // A sync answers for every change published before it:
+                            // what the watches hold goes out first.
+                            if matches!(other, ToRouter::Sync(_)) {
+                                let mut pending = Vec::new();
+                                if certificates.has_changed().unwrap_or(false) {
+                                    if let Some(c) = certificates.borrow_and_update().clone() {
+                                        pending.push(ToRouter::Certificates(c.to_vec()));
+                                    }
+                                }
+                                if routes.has_changed().unwrap_or(false) {
+                                    if let Some(r) = routes.borrow_and_update().clone() {
+                                        pending.push(ToRouter::Routes(r.to_vec()));
+                                    }
+                                }
+                                let mut failed = false;
+                                for msg in &pending {
+                                    failed = failed || conn.send(msg).await.is_err();
+                                }
+                                if failed {
+                                    break true;
+                                }
+                            }
                             if conn.send(&other).await.is_err() {
                                 break true;
                             }
@@ -500,6 +563,9 @@ async fn feed(
                     },
                     msg = conn.next() => match msg {
                         Some(FromRouter::Access(lines)) => access(&lines),
+                        Some(FromRouter::Synced(n)) => {
+                            edge.synced.send_if_modified(|s| std::mem::replace(s, n.max(*s)) != *s);
+                        }
                         Some(FromRouter::Hello(_)) => {}
                         None => break true,
                     },

@@ -30,6 +30,8 @@ pub enum ToRouter {
     Certificates(Vec<CertificateEntry>),
     /// `/health` fails from now on, traffic is still served (a clean shutdown's drain).
     Drain,
+    /// Answer `Synced` with this number once everything sent before it is applied.
+    Sync(u64),
     /// Stop accepting, finish the requests under way, and exit.
     Stop,
 }
@@ -41,6 +43,8 @@ pub enum FromRouter {
     Hello(Hello),
     /// Access log lines, for the apps' logs.
     Access(Vec<AccessLine>),
+    /// Everything paasd sent before its `Sync` of this number is applied.
+    Synced(u64),
 }
 
 /// The first line a router sends a new feeder.
@@ -71,7 +75,7 @@ const ACCESS_BATCHES: usize = 256;
 /// Where a router's access log goes: to the connected feeder, if any.
 #[derive(Default)]
 pub struct AccessRelay {
-    current: Mutex<Option<tokio::sync::mpsc::Sender<Vec<AccessLine>>>>,
+    current: Mutex<Option<tokio::sync::mpsc::Sender<FromRouter>>>,
     dropped: AtomicU64,
 }
 
@@ -97,7 +101,7 @@ impl AccessRelay {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|tx| tx.try_send(lines).is_ok());
+            .is_some_and(|tx| tx.try_send(FromRouter::Access(lines)).is_ok());
         if !sent {
             self.dropped.fetch_add(n, Ordering::Relaxed);
         }
@@ -147,12 +151,12 @@ pub async fn serve(
         }
         hello.has_routes = has_routes.load(Ordering::Relaxed);
         let (tx, rx) = tokio::sync::mpsc::channel(ACCESS_BATCHES);
-        *relay.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *relay.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         feeder = Some(tokio::spawn(follow_feeder(
             stream,
             Arc::clone(&router),
             hello.clone(),
-            rx,
+            (tx, rx),
             stop_tx.clone(),
             Arc::clone(&has_routes),
         )));
@@ -160,12 +164,16 @@ pub async fn serve(
     *relay.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
-/// One feeder's connection: the hello, then its messages in, access batches out.
+/// One feeder's connection: the hello, then its messages in, access batches and sync
+/// answers out.
 async fn follow_feeder(
     stream: UnixStream,
     router: Arc<Router>,
     hello: Hello,
-    mut access: tokio::sync::mpsc::Receiver<Vec<AccessLine>>,
+    (replies, mut out): (
+        tokio::sync::mpsc::Sender<FromRouter>,
+        tokio::sync::mpsc::Receiver<FromRouter>,
+    ),
     stop: tokio::sync::watch::Sender<bool>,
     has_routes: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -176,8 +184,8 @@ async fn follow_feeder(
         return;
     }
     let writer = tokio::spawn(async move {
-        while let Some(batch) = access.recv().await {
-            let mut line = serde_json::to_vec(&FromRouter::Access(batch)).unwrap_or_default();
+        while let Some(msg) = out.recv().await {
+            let mut line = serde_json::to_vec(&msg).unwrap_or_default();
             line.push(b'\n');
             if write.write_all(&line).await.is_err() {
                 return;
@@ -208,6 +216,10 @@ async fn follow_feeder(
                     .update(crate::tls::Certificates::from_entries(&entries, None));
             }
             Ok(ToRouter::Drain) => router.metrics().begin_drain(),
+            // Messages are applied in order: all before this one are in effect.
+            Ok(ToRouter::Sync(n)) => {
+                let _ = replies.send(FromRouter::Synced(n)).await;
+            }
             Ok(ToRouter::Stop) => {
                 let _ = stop.send(true);
                 break;

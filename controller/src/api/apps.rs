@@ -588,7 +588,7 @@ where
             let _ = failed.send(DeployEvent::Failed { error: f.body });
         }
     });
-    tokio::spawn(forward_deploy_events(rx, out));
+    tokio::spawn(forward_deploy_events(Arc::clone(p), rx, out));
     resp
 }
 
@@ -597,6 +597,7 @@ where
 /// other events wait, in order, for room, while later lines keep being taken from the
 /// roll-out, so neither the roll-out nor paasd's memory waits on the client.
 async fn forward_deploy_events(
+    p: Arc<Platform>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<DeployEvent>,
     out: body::NdjsonSender,
 ) {
@@ -642,6 +643,10 @@ async fn forward_deploy_events(
         let Some(event) = next else { break };
         if gone {
             continue; // nobody listens, but the roll-out goes on
+        }
+        if matches!(event, DeployEvent::Done { .. } | DeployEvent::Paused { .. }) {
+            // The client hears "done" once the router routes the new instances.
+            p.router_synced().await;
         }
         match event {
             DeployEvent::Log(_) if waiting.is_empty() => match out.try_send(&event) {

@@ -577,6 +577,10 @@ async fn authorize(
     });
     req.extensions_mut().insert(caller.clone());
     let resp = next.run(req).await;
+    if change.is_some() {
+        // A change is in effect at the router when its answer goes out.
+        platform.router_synced().await;
+    }
     if let Some((action, app)) = change {
         platform
             .audit(

@@ -44,6 +44,12 @@ impl Platform {
             .unwrap_or_default()
     }
 
+    /// Waits (a little) until this host's router has applied every table published so
+    /// far: a change is in effect when its request is answered.
+    pub async fn router_synced(&self) {
+        self.edge.sync().await;
+    }
+
     pub fn router_url(&self) -> String {
         format!("http://{}:{}", self.domain, self.router_port)
     }

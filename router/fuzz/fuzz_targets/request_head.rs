@@ -95,7 +95,7 @@ fn feed_message(data: &[u8]) {
             ToRouter::Certificates(entries) => {
                 let _ = paas_router::tls::Certificates::from_entries(&entries, None);
             }
-            ToRouter::Drain | ToRouter::Stop => {}
+            ToRouter::Drain | ToRouter::Stop | ToRouter::Sync(_) => {}
         }
     }
     if let Ok(msg) = serde_json::from_slice::<FromRouter>(data) {
