@@ -129,10 +129,12 @@ impl Edge {
                     }
                     false => {
                         tracing::info!(pid = hello.pid, "the running router is another binary or has other settings: replacing it on the same ports");
-                        let (new_conn, new_hello) =
-                            launcher.spawn(Some(&addrs), Some(&socket)).await?;
-                        tokio::spawn(retire(conn, socket));
-                        (new_conn, new_hello)
+                        // It closes its listeners at once and finishes what it serves;
+                        // the new one takes the ports as soon as they are free.
+                        let gone = retire(conn, socket.clone());
+                        let new = launcher.spawn_when_free(&addrs, &socket).await?;
+                        tokio::spawn(gone);
+                        new
                     }
                 }
             }
@@ -302,9 +304,6 @@ impl Launcher {
                     it.next();
                     continue;
                 }
-                if a == "--replacing" {
-                    continue;
-                }
                 out.push(a.clone());
                 if let Some((_, listen)) = any_port.iter().find(|(f, l)| f == a && l.port() == 0) {
                     it.next();
@@ -370,10 +369,6 @@ impl Launcher {
             .with_context(|| format!("opening {}", log_path.display()))?;
         let mut command = tokio::process::Command::new(&self.exe);
         command.args(self.args(taken)).arg("--feed").arg(&socket);
-        if retiring.is_some() {
-            // It shares the ports of the router it replaces until that one stops.
-            command.arg("--replacing");
-        }
         let mut child = command
             .env_clear()
             .env(
@@ -420,6 +415,25 @@ impl Launcher {
         Ok(connected)
     }
 
+    /// Starts a router on the ports of one that is stopping, as soon as they are free
+    /// (10 s at most).
+    async fn spawn_when_free(
+        &self,
+        taken: &RouterAddrs,
+        retiring: &Path,
+    ) -> anyhow::Result<(Conn, Hello)> {
+        let began = std::time::Instant::now();
+        loop {
+            match self.spawn(Some(taken), Some(retiring)).await {
+                Ok(c) => return Ok(c),
+                Err(e) if began.elapsed() < ROUTER_START && format!("{e:#}").contains("in use") => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Removes the sockets of routers that are gone (a router running as nobody cannot
     /// remove its own from paasd's folder), all but `keep`. They are not probed: a
     /// router takes a connection for its new feeder.
@@ -444,16 +458,26 @@ fn tail_of(path: &Path) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
-/// Tells a replaced router to stop (it stops accepting, so the new one takes every
-/// connection, and finishes what it serves), and waits for it to go.
-async fn retire(mut conn: Conn, socket: PathBuf) {
-    if conn.send(&ToRouter::Stop).await.is_ok() {
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            while conn.next().await.is_some() {}
-        })
-        .await;
+/// Tells a replaced router to stop (it closes its listeners at once, and finishes
+/// what it serves); the future it returns waits for it to go.
+fn retire(mut conn: Conn, socket: PathBuf) -> impl std::future::Future<Output = ()> {
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    let sending = async move {
+        let sent = conn.send(&ToRouter::Stop).await.is_ok();
+        let _ = sent_tx.send(());
+        if sent {
+            let _ = tokio::time::timeout(Duration::from_secs(60), async {
+                while conn.next().await.is_some() {}
+            })
+            .await;
+        }
+        let _ = std::fs::remove_file(socket);
+    };
+    let task = tokio::spawn(sending);
+    async move {
+        let _ = sent_rx.await;
+        let _ = task.await;
     }
-    let _ = std::fs::remove_file(socket);
 }
 
 /// Feeds the router, starting it again if it dies, until paasd stops it.

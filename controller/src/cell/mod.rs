@@ -140,6 +140,16 @@ impl LocalCell {
         for d in [&droplets_dir, &dir.join("staging")] {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
+        // Stagings a killed paasd left: their disks (a loop-mounted image each) are
+        // unmounted, which frees the loop device, and their folders removed.
+        for e in std::fs::read_dir(dir.join("staging"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            paas_runtime::disk::remove(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
         tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
         let id = cell_id(dir)?;
         let (presence, changes) = tokio::sync::mpsc::unbounded_channel();

@@ -97,15 +97,9 @@ struct Args {
     ca_cert: Option<std::path::PathBuf>,
     /// Follow the paasd of this host through the Unix socket FILE, which the router
     /// makes: paasd starts its router this way, and it keeps routing with the last table
-    /// while paasd is away. Its listeners take SO_REUSEPORT, so a new router can take
-    /// over the same ports before this one stops; started as root, it serves as nobody.
+    /// while paasd is away. Started as root, it serves as nobody.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["api", "etcd_endpoints"])]
     feed: Option<std::path::PathBuf>,
-    /// With --feed: the router it replaces still listens on these ports, and stops once
-    /// this one serves; share them with it. Without it, a port another socket listens
-    /// on is refused, even one that allows sharing.
-    #[arg(long, requires = "feed")]
-    replacing: bool,
 }
 
 fn main() {
@@ -250,18 +244,13 @@ fn run(args: Args) -> Result<(), String> {
             let source = Daemon { api, token, tls };
             tokio::spawn(follow(source, fixed, fixed_cert, Arc::clone(&router)));
         }
-        let share = match (&args.feed, args.replacing) {
-            (None, _) => Share::No,
-            (Some(_), false) => Share::Later,
-            (Some(_), true) => Share::Now,
-        };
-        let listener = listen(args.listen, share)?;
+        let listener = listen(args.listen)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let https = match args.https_listen {
-            Some(addr) => Some(listen(addr, share)?),
+            Some(addr) => Some(listen(addr)?),
             None => None,
         };
-        let admin = listen(args.admin_listen, share)?;
+        let admin = listen(args.admin_listen)?;
         let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
         let fed = match &args.feed {
             Some(path) => {
@@ -329,93 +318,16 @@ fn run(args: Args) -> Result<(), String> {
     })
 }
 
-/// Whether a listener may share its port with another router's (SO_REUSEPORT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Share {
-    /// Never: a router on its own.
-    No,
-    /// Not now, but with the router that will replace this one (paasd's router).
-    Later,
-    /// Now, with the router this one replaces (`--replacing`).
-    Now,
-}
-
-/// A listener on `addr`. Shared ones take SO_REUSEPORT, so that a router that replaces
-/// this one can listen on the same port first (connections waiting to be accepted move
-/// to it when this one closes, with `net.ipv4.tcp_migrate_req`). SO_REUSEPORT would
-/// also let this router join a port another process of root's listens on (and the
-/// system may even pick such a port for port 0): unless it is replacing a router, the
-/// listener must be alone on its port, or port 0 is tried again and another refused.
-fn listen(addr: SocketAddr, share: Share) -> Result<tokio::net::TcpListener, String> {
-    let failed = |e: std::io::Error| format!("listening on {addr}: {e}");
-    for _ in 0..50 {
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-        }
-        .map_err(failed)?;
-        let _ = socket.set_reuseaddr(true);
-        if share != Share::No {
-            socket.set_reuseport(true).map_err(failed)?;
-        }
-        let listener = socket
-            .bind(addr)
-            .and_then(|()| socket.listen(4096))
-            .map_err(failed)?;
-        let bound = listener.local_addr().map_err(failed)?;
-        if share != Share::Later || listeners_on(bound) <= 1 {
-            return Ok(listener);
-        }
-        drop(listener);
-        if addr.port() != 0 {
-            return Err(format!(
-                "listening on {addr}: another process listens there: give another address, or stop it"
-            ));
-        }
-    }
-    Err(format!("listening on {addr}: no port of its own found"))
-}
-
-/// How many TCP sockets of this network namespace listen on `addr`'s port at `addr`'s
-/// address or at a wildcard one (or at any, for a wildcard `addr`), from
-/// `/proc/net/tcp` and `tcp6`.
-fn listeners_on(addr: SocketAddr) -> usize {
-    let port = format!("{:04X}", addr.port());
-    let mut n = 0;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-                continue;
-            };
-            let Some((ip, p)) = local.rsplit_once(':') else {
-                continue;
-            };
-            if *state != "0A" || p != port {
-                continue;
-            }
-            let wildcard = ip.chars().all(|c| c == '0');
-            let same = match addr.ip() {
-                std::net::IpAddr::V4(v4) => {
-                    ip.len() == 8 && ip == format!("{:08X}", u32::from(v4).swap_bytes())
-                }
-                std::net::IpAddr::V6(_) => false,
-            };
-            if wildcard || same || addr.ip().is_unspecified() {
-                n += 1;
-            }
-        }
-    }
-    n
+/// A listener on `addr`.
+fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| format!("listening on {addr}: {e}"))?;
+    tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listening on {addr}: {e}"))
 }
 
 /// The Unix socket paasd feeds this router through, made anew (a stale file of a
-/// router that died is replaced), closed to everyone but root. Queued connections
-/// migrate between SO_REUSEPORT listeners only with `tcp_migrate_req` on, which is set
-/// for this network namespace here.
+/// router that died is replaced), closed to everyone but root.
 fn feed_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::remove_file(path);
@@ -423,9 +335,6 @@ fn feed_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, Strin
         .map_err(|e| format!("listening on {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("closing {} to others: {e}", path.display()))?;
-    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/tcp_migrate_req", "1") {
-        tracing::warn!("turning on net.ipv4.tcp_migrate_req: {e}; a router that replaces this one may lose connections not yet accepted");
-    }
     Ok(listener)
 }
 
