@@ -7,10 +7,10 @@
 //! task of its own: certificates and the whole route table whenever either changes,
 //! once [`Edge::open`] says the table is whole (after the instances of paasd's last run
 //! were taken over, so a restart never publishes a table without them). A router that
-//! runs another binary or other settings than this paasd would start is replaced
-//! without a refused connection: the new one listens on the same ports
-//! (SO_REUSEPORT) before the old one is told to stop. A router that dies is started
-//! again on the same ports. The router's access log comes back over the same socket.
+//! runs another binary or other settings than this paasd would start is told to stop
+//! (it closes its listeners at once) and a new one takes the same ports as soon as they
+//! are free. A router that dies is started again on the same ports. The router's access
+//! log comes back over the same socket.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
