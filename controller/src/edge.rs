@@ -131,10 +131,8 @@ impl Edge {
                         tracing::info!(pid = hello.pid, "the running router is another binary or has other settings: replacing it on the same ports");
                         // It closes its listeners at once and finishes what it serves;
                         // the new one takes the ports as soon as they are free.
-                        let gone = retire(conn, socket.clone());
-                        let new = launcher.spawn_when_free(&addrs, &socket).await?;
-                        tokio::spawn(gone);
-                        new
+                        tokio::spawn(retire(conn, socket.clone()));
+                        launcher.spawn_when_free(&addrs, &socket).await?
                     }
                 }
             }
@@ -152,6 +150,15 @@ impl Edge {
             *edge.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
         Ok(edge)
+    }
+
+    /// The router answered `Sync(n)`: everything sent before it is applied.
+    fn note_synced(&self, n: u64) {
+        self.synced.send_if_modified(|s| {
+            let newer = n > *s;
+            *s = (*s).max(n);
+            newer
+        });
     }
 
     /// Where the router serves, if this host has one.
@@ -459,25 +466,15 @@ fn tail_of(path: &Path) -> String {
 }
 
 /// Tells a replaced router to stop (it closes its listeners at once, and finishes
-/// what it serves); the future it returns waits for it to go.
-fn retire(mut conn: Conn, socket: PathBuf) -> impl std::future::Future<Output = ()> {
-    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
-    let sending = async move {
-        let sent = conn.send(&ToRouter::Stop).await.is_ok();
-        let _ = sent_tx.send(());
-        if sent {
-            let _ = tokio::time::timeout(Duration::from_secs(60), async {
-                while conn.next().await.is_some() {}
-            })
-            .await;
-        }
-        let _ = std::fs::remove_file(socket);
-    };
-    let task = tokio::spawn(sending);
-    async move {
-        let _ = sent_rx.await;
-        let _ = task.await;
+/// what it serves), waits for it to go, and removes its socket.
+async fn retire(mut conn: Conn, socket: PathBuf) {
+    if conn.send(&ToRouter::Stop).await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while conn.next().await.is_some() {}
+        })
+        .await;
     }
+    let _ = std::fs::remove_file(socket);
 }
 
 /// Feeds the router, starting it again if it dies, until paasd stops it.
@@ -501,9 +498,7 @@ async fn feed(
             _ = open.changed() => continue,
             msg = conn.next() => match msg {
                 Some(FromRouter::Access(lines)) => access(&lines),
-                Some(FromRouter::Synced(n)) => {
-                    edge.synced.send_if_modified(|s| std::mem::replace(s, n.max(*s)) != *s);
-                }
+                Some(FromRouter::Synced(n)) => edge.note_synced(n),
                 Some(FromRouter::Hello(_)) => {}
                 None => match respawn(&launcher, addrs.as_ref()).await {
                     Some(c) => conn = c,
@@ -514,36 +509,22 @@ async fn feed(
     }
     loop {
         // A new connection gets everything, an old one what changed.
-        let sent = async {
-            let certs = certificates.borrow_and_update().clone();
-            if let Some(c) = certs {
-                conn.send(&ToRouter::Certificates(c.to_vec())).await?;
-            }
-            let table = routes.borrow_and_update().clone();
-            if let Some(r) = table {
-                conn.send(&ToRouter::Routes(r.to_vec())).await?;
-            }
-            std::io::Result::Ok(())
-        }
-        .await;
+        let sent = match send_latest(&mut conn, &mut certificates, ToRouter::Certificates).await {
+            Ok(()) => send_latest(&mut conn, &mut routes, ToRouter::Routes).await,
+            Err(e) => Err(e),
+        };
         let ended = match sent {
             Err(_) => true,
             Ok(()) => loop {
                 tokio::select! {
                     Ok(()) = certificates.changed() => {
-                        let certs = certificates.borrow_and_update().clone();
-                        if let Some(c) = certs {
-                            if conn.send(&ToRouter::Certificates(c.to_vec())).await.is_err() {
-                                break true;
-                            }
+                        if send_latest(&mut conn, &mut certificates, ToRouter::Certificates).await.is_err() {
+                            break true;
                         }
                     }
                     Ok(()) = routes.changed() => {
-                        let table = routes.borrow_and_update().clone();
-                        if let Some(r) = table {
-                            if conn.send(&ToRouter::Routes(r.to_vec())).await.is_err() {
-                                break true;
-                            }
+                        if send_latest(&mut conn, &mut routes, ToRouter::Routes).await.is_err() {
+                            break true;
                         }
                     }
                     msg = control.recv() => match msg {
@@ -561,22 +542,12 @@ async fn feed(
                             // A sync answers for every change published before it:
                             // what the watches hold goes out first.
                             if matches!(other, ToRouter::Sync(_)) {
-                                let mut pending = Vec::new();
-                                if certificates.has_changed().unwrap_or(false) {
-                                    if let Some(c) = certificates.borrow_and_update().clone() {
-                                        pending.push(ToRouter::Certificates(c.to_vec()));
-                                    }
+                                let certs_new = certificates.has_changed().unwrap_or(false);
+                                if certs_new && send_latest(&mut conn, &mut certificates, ToRouter::Certificates).await.is_err() {
+                                    break true;
                                 }
-                                if routes.has_changed().unwrap_or(false) {
-                                    if let Some(r) = routes.borrow_and_update().clone() {
-                                        pending.push(ToRouter::Routes(r.to_vec()));
-                                    }
-                                }
-                                let mut failed = false;
-                                for msg in &pending {
-                                    failed = failed || conn.send(msg).await.is_err();
-                                }
-                                if failed {
+                                let routes_new = routes.has_changed().unwrap_or(false);
+                                if routes_new && send_latest(&mut conn, &mut routes, ToRouter::Routes).await.is_err() {
                                     break true;
                                 }
                             }
@@ -587,9 +558,7 @@ async fn feed(
                     },
                     msg = conn.next() => match msg {
                         Some(FromRouter::Access(lines)) => access(&lines),
-                        Some(FromRouter::Synced(n)) => {
-                            edge.synced.send_if_modified(|s| std::mem::replace(s, n.max(*s)) != *s);
-                        }
+                        Some(FromRouter::Synced(n)) => edge.note_synced(n),
                         Some(FromRouter::Hello(_)) => {}
                         None => break true,
                     },
@@ -606,6 +575,20 @@ async fn feed(
                 None => return,
             }
         }
+    }
+}
+
+/// Sends what `latest` holds now (if anything was published), wrapped by `message`,
+/// and marks it seen.
+async fn send_latest<T: Clone>(
+    conn: &mut Conn,
+    latest: &mut watch::Receiver<Option<Arc<Vec<T>>>>,
+    message: fn(Vec<T>) -> ToRouter,
+) -> std::io::Result<()> {
+    let value = latest.borrow_and_update().clone();
+    match value {
+        Some(v) => conn.send(&message(v.to_vec())).await,
+        None => Ok(()),
     }
 }
 

@@ -255,19 +255,7 @@ impl Runtime {
             label: cfg.survivor_label.clone(),
             process: None,
         };
-        let mut container = Container {
-            id: id.clone(),
-            dir: dir.clone(),
-            cgroup: self.cgroups.cgroup(&id),
-            address,
-            pool: Arc::clone(&self.pool),
-            child: None,
-            adopted: None,
-            process: None,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        };
+        let mut container = self.container(&id, dir.clone(), address);
         // From here on, a failure cleans up what was made so far.
         match self.launch(&mut container, cfg, leftovers).await {
             Ok(()) => Ok(container),
@@ -550,20 +538,7 @@ impl Runtime {
                     instance_ip: std::net::Ipv4Addr::UNSPECIFIED,
                 })
         });
-        let c = Container {
-            cgroup: self.cgroups.cgroup(&s.id),
-            id: s.id,
-            dir: s.dir,
-            address,
-            pool: Arc::clone(&self.pool),
-            child: None,
-            adopted: None,
-            process: None,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        };
-        c.destroy().await;
+        self.container(&s.id, s.dir, address).destroy().await;
     }
 
     /// Takes over a container an earlier run of the daemon started: it goes on running
@@ -601,18 +576,29 @@ impl Runtime {
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         Ok(Container {
-            id: s.id.clone(),
-            address,
-            stdin: None,
             stdout: Some(stdout),
             stderr: Some(stderr),
-            dir: s.dir.clone(),
-            cgroup: self.cgroups.cgroup(&s.id),
-            pool: Arc::clone(&self.pool),
-            child: None,
             adopted: Some(Adopted { pid, pidfd }),
             process: s.leftovers.process.clone(),
+            ..self.container(&s.id, s.dir.clone(), address)
         })
+    }
+
+    /// Container `id` in folder `dir`, with nothing running in it yet.
+    fn container(&self, id: &str, dir: PathBuf, address: Option<InstanceAddress>) -> Container {
+        Container {
+            id: id.to_string(),
+            dir,
+            cgroup: self.cgroups.cgroup(id),
+            address,
+            pool: Arc::clone(&self.pool),
+            child: None,
+            adopted: None,
+            process: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
     }
 }
 

@@ -253,14 +253,7 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
     let _ = follow.wait();
 
     drop(guard);
-    let namespaces = String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let namespaces = crate::harness::netns_list();
     assert!(!namespaces.contains("paas-c-"), "{namespaces}");
     assert!(!data.exists(), "its data is removed");
 }

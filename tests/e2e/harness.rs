@@ -338,14 +338,7 @@ pub fn assert_containers_gone<'a>(
             assert!(!path.exists(), "cgroup {} is left", path.display());
         }
     }
-    let listed = String::from_utf8_lossy(
-        &Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .into_owned();
+    let listed = netns_list();
     for ns in netns {
         assert!(
             !listed.contains(ns.as_str()),
@@ -357,6 +350,12 @@ pub fn assert_containers_gone<'a>(
             .unwrap();
         assert!(!veth.status.success(), "the veth of {ns} is left");
     }
+}
+
+/// What `ip netns list` prints: the host's named network namespaces.
+pub fn netns_list() -> String {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `paas-router` processes paasd started on the data folder `data_dir`.
