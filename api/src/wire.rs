@@ -56,6 +56,14 @@ pub struct AppSettings {
     /// is only taken out of the route table, never restarted. `None`: liveness alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness_check: Option<HealthCheck>,
+    /// Seconds between two readiness checks (cf's `readiness-health-check-interval`);
+    /// `None` is the health check interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_check_interval_secs: Option<u32>,
+    /// Seconds one readiness check may take (cf's
+    /// `readiness-health-check-invocation-timeout`); `None` is the health check's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_check_timeout_secs: Option<u32>,
     /// The most each instance may write to its disk; `None` is the default, 1G.
     #[serde(default)]
     pub disk: Option<MemorySize>,
@@ -137,6 +145,22 @@ impl AppSettings {
         std::time::Duration::from_secs(self.health_check_timeout_secs.unwrap_or(1).into())
     }
 
+    /// Seconds between two readiness checks of a running instance.
+    pub fn readiness_interval(&self) -> std::time::Duration {
+        self.readiness_check_interval_secs
+            .map_or(self.check_interval(), |s| {
+                std::time::Duration::from_secs(s.into())
+            })
+    }
+
+    /// How long one readiness check may take.
+    pub fn readiness_timeout(&self) -> std::time::Duration {
+        self.readiness_check_timeout_secs
+            .map_or(self.check_timeout(), |s| {
+                std::time::Duration::from_secs(s.into())
+            })
+    }
+
     /// Whether instances may open connections to the world.
     pub fn outbound(&self) -> bool {
         self.outbound.unwrap_or(false)
@@ -162,6 +186,8 @@ impl AppSettings {
             disk: own.disk.or(self.disk),
             health_check: own.health_check.unwrap_or(HealthCheck::Process),
             readiness_check: None,
+            readiness_check_interval_secs: None,
+            readiness_check_timeout_secs: None,
             command: own.command,
             processes: BTreeMap::new(),
             ..self.clone()
@@ -614,6 +640,9 @@ pub struct BuildpackUpdate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExecRequest {
     pub index: u32,
+    /// The instance's process type (`web`, `worker`, …); `web` if absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     /// The command and its arguments, run through the instance's launcher (so profile
     /// scripts are sourced, as `cf ssh` does).
     pub command: Vec<String>,

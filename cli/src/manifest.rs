@@ -28,6 +28,8 @@ pub struct ManifestApp {
     pub health_check_invocation_timeout: Option<u32>,
     pub readiness_health_check_type: Option<String>,
     pub readiness_health_check_http_endpoint: Option<String>,
+    pub readiness_health_check_interval: Option<u32>,
+    pub readiness_health_check_invocation_timeout: Option<u32>,
     /// `routes: [{route: HOST[/PATH]}]`, as written.
     pub routes: Vec<String>,
     pub no_route: bool,
@@ -51,13 +53,15 @@ pub struct ManifestProcess {
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 21] = [
+const KNOWN: [&str; 23] = [
     "processes",
     "services",
     "health-check-interval",
     "health-check-invocation-timeout",
     "readiness-health-check-type",
     "readiness-health-check-http-endpoint",
+    "readiness-health-check-interval",
+    "readiness-health-check-invocation-timeout",
     "routes",
     "no-route",
     "random-route",
@@ -294,6 +298,10 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             health_check_invocation_timeout: number_of("health-check-invocation-timeout")?,
             readiness_health_check_type: text_of("readiness-health-check-type")?,
             readiness_health_check_http_endpoint: text_of("readiness-health-check-http-endpoint")?,
+            readiness_health_check_interval: number_of("readiness-health-check-interval")?,
+            readiness_health_check_invocation_timeout: number_of(
+                "readiness-health-check-invocation-timeout",
+            )?,
             no_route: flag_of("no-route")?,
             random_route: flag_of("random-route")?,
             routes,

@@ -177,6 +177,18 @@ fn cloud_native_contract() {
         out.contains("runtime layer restored from the cache"),
         "the cache layer of the first build: {out}"
     );
+    // launch.toml's other process type runs beside web, unrouted, with the launch env.
+    let worked = crate::harness::eventually(20, || {
+        d.paas_ok(&["logs", "cnb", "--recent"])
+            .contains("[APP/PROC/WORKER/0] OUT cnb worker from-cnb-override tick")
+    });
+    assert!(worked, "{}", d.paas_ok(&["logs", "cnb", "--recent"]));
+    assert!(
+        d.paas_ok(&["app", "cnb"])
+            .contains("type worker: 1/1 running"),
+        "{}",
+        d.paas_ok(&["app", "cnb"])
+    );
 }
 
 #[test]

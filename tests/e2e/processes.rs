@@ -54,6 +54,30 @@ fn every_process_type_runs_only_web_is_routed_and_each_scales_on_its_own() {
         let r = d.get("duo.localhost", "/");
         assert_eq!((r.status, r.body.as_str()), (200, "web"));
     }
+    // `exec` reaches a worker as well as web, as `cf ssh --process` does.
+    let processes = "cat /proc/[0-9]*/cmdline | tr '\\0' ' '";
+    let worker = d.paas_ok(&[
+        "exec",
+        "duo",
+        "--process",
+        "worker",
+        "--",
+        "sh",
+        "-c",
+        processes,
+    ]);
+    assert!(
+        worker.contains("tick") && !worker.contains("server.py"),
+        "ran beside the worker: {worker}"
+    );
+    let web = d.paas_ok(&["exec", "duo", "--", "sh", "-c", processes]);
+    assert!(web.contains("server.py") && !web.contains("tick"), "{web}");
+    let none = d.paas(&["exec", "duo", "--process", "clock", "--", "true"]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .contains("clock instance 0 of app duo is not running"),
+        "{none:?}"
+    );
     let shown = d.paas_ok(&["app", "duo"]);
     assert!(shown.contains("type worker: 1/1 running"), "{shown}");
     assert!(shown.contains("type web: 1/1 running"), "{shown}");

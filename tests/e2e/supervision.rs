@@ -139,7 +139,9 @@ fn exec_runs_a_command_in_an_instance_and_returns_its_exit_code() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
     let out = d.paas(&["exec", "shell", "-i", "5", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("instance 5 of app shell is not running"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("web instance 5 of app shell is not running")
+    );
 }
 
 #[test]
@@ -209,7 +211,11 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_f
         "/health",
         "--readiness-endpoint",
         "/ready",
+        // Readiness on its own interval: with the liveness one, it would not be
+        // checked again within the waits below.
         "--health-check-interval",
+        "60",
+        "--readiness-health-check-interval",
         "1",
         "--health-check-invocation-timeout",
         "2",
@@ -218,7 +224,8 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_f
         serde_json::from_str(&d.paas_ok(&["app", "ready", "--json"])).unwrap();
     let settings = &app["settings"];
     assert_eq!(settings["readiness_check"]["endpoint"], "/ready", "{app}");
-    assert_eq!(settings["health_check_interval_secs"], 1);
+    assert_eq!(settings["health_check_interval_secs"], 60);
+    assert_eq!(settings["readiness_check_interval_secs"], 1);
     let id = app["instances"][0]["id"].clone();
     assert_eq!(d.get("ready.localhost", "/").status, 200);
 
@@ -244,7 +251,7 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_f
         503,
         "out of the route table"
     );
-    // Longer than three failed liveness checks would take: readiness never restarts it.
+    // Readiness never restarts it.
     std::thread::sleep(std::time::Duration::from_secs(4));
     assert_eq!(state(&d), ("not-ready".to_string(), id.clone()));
 
@@ -276,4 +283,21 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_f
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr)
         .contains("health check interval of 0 seconds is not allowed"));
+    let bad = d.paas(&[
+        "push",
+        "ready",
+        "-p",
+        path,
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "--readiness-health-check-interval",
+        "301",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("readiness check interval of 301 seconds is not allowed"),
+        "{bad:?}"
+    );
 }

@@ -187,6 +187,33 @@ fn the_release_phase_runs_before_the_roll_out_and_a_failing_one_keeps_the_old_re
     let list = tasks(&d, "migrator");
     let states: Vec<&str> = list.iter().map(|t| t["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["succeeded", "succeeded", "failed"], "{list:?}");
+
+    // A restart with a changed env makes a revision, and runs its release phase with it,
+    // as Heroku does; a plain restart does not.
+    d.paas_ok(&["set-env", "migrator", "GREETING", "again"]);
+    let out = d.paas_ok(&["restart", "migrator"]);
+    assert!(out.contains("migrating to v1 with again"), "{out}");
+    let out = d.paas_ok(&["restart", "migrator"]);
+    assert!(!out.contains("migrating"), "a plain restart: {out}");
+    // A rollback runs the release phase of the revision it restores, with its env.
+    let out = d.paas_ok(&["rollback", "migrator", "--version", "2"]);
+    assert!(out.contains("migrating to v1 with care"), "{out}");
+    assert_eq!(tasks(&d, "migrator").len(), 5);
+    let v2_revision = "3";
+    let out = d.paas(&["rollback", "migrator", "--version", v2_revision]);
+    assert!(
+        !out.status.success(),
+        "a failing release phase stops a rollback"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the release phase"),
+        "{out:?}"
+    );
+    let env = d.paas_ok(&["env", "migrator"]);
+    assert!(
+        env.contains("care"),
+        "the rollback that failed changed nothing: {env}"
+    );
 }
 
 #[test]

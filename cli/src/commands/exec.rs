@@ -31,6 +31,14 @@ pub struct Args {
         value_name = "INDEX"
     )]
     index: u32,
+    /// Which process type's instance (`web`, `worker`, … as the Procfile names them).
+    #[arg(
+        short = 'p',
+        long = "process",
+        value_name = "TYPE",
+        default_value = "web"
+    )]
+    process: String,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -41,6 +49,7 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     let client = super::client(ctx)?;
     let body = serde_json::to_vec(&ExecRequest {
         index: args.index,
+        process: Some(args.process),
         command: args.command,
     })
     .map_err(|e| Failure::general(e.to_string()))?;

@@ -110,6 +110,16 @@ pub async fn put_app(
             settings.health_check_timeout_secs,
             AppSettings::MAX_CHECK_TIMEOUT_SECS,
         ),
+        (
+            "readiness check interval",
+            settings.readiness_check_interval_secs,
+            AppSettings::MAX_CHECK_INTERVAL_SECS,
+        ),
+        (
+            "readiness check invocation timeout",
+            settings.readiness_check_timeout_secs,
+            AppSettings::MAX_CHECK_TIMEOUT_SECS,
+        ),
     ] {
         if value.is_some_and(|v| v == 0 || v > max) {
             return Err(Failure::new(
@@ -190,7 +200,11 @@ pub async fn exec(
     body: Body,
 ) -> Result<Response<ApiBody>, Failure> {
     let app = &app;
-    let ExecRequest { index, command } = read_json(body).await?;
+    let ExecRequest {
+        index,
+        command,
+        process,
+    } = read_json(body).await?;
     if command.is_empty() || command.iter().any(|a| a.contains('\0')) {
         return Err(Failure::new(
             400,
@@ -200,7 +214,8 @@ pub async fn exec(
         ));
     }
     p.app_record(app).await?;
-    match p.exec(app, index, &command).await? {
+    let process = process.as_deref().unwrap_or(paas_api::WEB);
+    match p.exec(app, process, index, &command).await? {
         Execution::Here(child) => Ok(super::stream_exec(child)),
         Execution::There(mut events) => {
             let (out, resp) = body::ndjson_stream();

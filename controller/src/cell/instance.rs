@@ -492,67 +492,93 @@ async fn run_once(
             exit_code: None,
         };
     }
-    *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = c.exec_target();
+    // A `process` check passes at once, possibly before the shim has made the
+    // container's pid 1, which exec enters: give it a moment to appear.
+    let mut target = c.exec_target();
+    for _ in 0..100 {
+        if target.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        target = c.exec_target();
+    }
+    *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = target;
     inst.set(ctx, InstanceState::Running);
     let cell = |msg: String| ctx.reporter.log(&inst.app, "CELL", LogStream::Out, &msg);
     cell(format!("instance {} is running", inst.index));
-    let mut failures = 0;
+    // Liveness and readiness each keep their own interval and timeout.
+    let (readiness_interval, readiness_timeout) = (
+        spec.settings.readiness_interval(),
+        spec.settings.readiness_timeout(),
+    );
+    let (mut failures, mut ready) = (0, true);
+    let mut next_check = Instant::now() + interval;
+    let mut next_readiness = Instant::now() + readiness_interval;
     loop {
+        let wake = match readiness {
+            Some(_) => next_check.min(next_readiness),
+            None => next_check,
+        };
         tokio::select! {
             reason = c.wait() => return Outcome::exited(reason, false),
             _ = stopped(stop) => return stop_now(ctx, inst, c).await,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
-        if healthy(check, addr, check_timeout).await {
-            if failures > 0 {
-                cell(format!(
-                    "instance {} passes its health check again",
-                    inst.index
-                ));
-            }
-            failures = 0;
-            // Readiness only decides whether it is routed.
-            let ready = match readiness {
-                None => true,
-                Some(r) => healthy(r, addr, check_timeout).await,
-            };
-            let now = inst.state();
-            let wanted = if ready {
-                InstanceState::Running
-            } else {
-                InstanceState::NotReady
-            };
-            if now != wanted {
-                match (&wanted, readiness) {
-                    (InstanceState::NotReady, Some(r)) => cell(format!(
-                        "instance {} failed its {r} readiness check: out of the route table until it passes",
+        if Instant::now() >= next_check {
+            let live = healthy(check, addr, check_timeout).await;
+            next_check = Instant::now() + interval;
+            if live {
+                if failures > 0 {
+                    cell(format!(
+                        "instance {} passes its health check again",
                         inst.index
-                    )),
-                    (_, Some(r)) if now == InstanceState::NotReady => cell(format!(
+                    ));
+                }
+                failures = 0;
+            } else {
+                failures += 1;
+                if failures == 1 {
+                    // Out of the route table at once; killed only if it stays unhealthy.
+                    cell(format!(
+                        "instance {} failed its {check} health check",
+                        inst.index
+                    ));
+                }
+                if failures >= LIVENESS_FAILURES {
+                    c.stop(Duration::ZERO).await;
+                    return Outcome::Crashed {
+                        why: format!("failed its {check} health check {failures} times in a row"),
+                        exit_code: None,
+                    };
+                }
+            }
+        }
+        // Readiness only decides whether it is routed.
+        if let Some(r) = readiness.filter(|_| Instant::now() >= next_readiness) {
+            let passed = healthy(r, addr, readiness_timeout).await;
+            next_readiness = Instant::now() + readiness_interval;
+            if passed != ready {
+                cell(if passed {
+                    format!(
                         "instance {} passes its {r} readiness check again",
                         inst.index
-                    )),
-                    _ => {}
-                }
-                inst.set(ctx, wanted);
+                    )
+                } else {
+                    format!(
+                        "instance {} failed its {r} readiness check: out of the route table until it passes",
+                        inst.index
+                    )
+                });
+                ready = passed;
             }
-            continue;
         }
-        failures += 1;
-        if failures == 1 {
-            // Out of the route table at once; killed only if it stays unhealthy.
-            cell(format!(
-                "instance {} failed its {check} health check",
-                inst.index
-            ));
-            inst.set(ctx, InstanceState::Unhealthy);
-        }
-        if failures >= LIVENESS_FAILURES {
-            c.stop(Duration::ZERO).await;
-            return Outcome::Crashed {
-                why: format!("failed its {check} health check {failures} times in a row"),
-                exit_code: None,
-            };
+        let wanted = match (failures, ready) {
+            (1.., _) => InstanceState::Unhealthy,
+            (0, true) => InstanceState::Running,
+            (0, false) => InstanceState::NotReady,
+        };
+        if inst.state() != wanted {
+            inst.set(ctx, wanted);
         }
     }
 }

@@ -272,6 +272,12 @@ impl Platform {
                 Some("only the droplets of recent revisions are kept; push again instead"),
             ));
         }
+        // As Heroku does: a rollback, or a restart that makes a new revision (its env or
+        // start command changed), runs the release phase of what it rolls out; a plain
+        // restart of the current revision does not.
+        if Some(release.version) != record.release.as_ref().map(|r| r.version) {
+            self.release_phase(&record, &release, events).await?;
+        }
         let held = self
             .roll_out_as(&record, &release, what, events, rollout, held)
             .await?;

@@ -661,11 +661,12 @@ impl Platform {
         self.cell.outbound_resolv_conf()
     }
 
-    /// Starts `command` in instance `index` of `app`, as `cf ssh` would run it: on this
-    /// host, or through the peer listener of the cell that runs it.
+    /// Starts `command` in instance `index` of `app`'s `process` type, as `cf ssh` would
+    /// run it: on this host, or through the peer listener of the cell that runs it.
     pub async fn exec(
         &self,
         app: &AppName,
+        process: &str,
         index: u32,
         command: &[String],
     ) -> Result<Execution, Error> {
@@ -676,7 +677,7 @@ impl Platform {
             .get(app)
             .map(|l| {
                 l.iter()
-                    .filter(|i| i.process() == paas_api::WEB && i.index() == index)
+                    .filter(|i| i.process() == process && i.index() == index)
                     .cloned()
                     .collect()
             })
@@ -685,7 +686,7 @@ impl Platform {
             Error::new(
                 ErrorKind::NotFound,
                 "instance-not-running",
-                format!("instance {index} of app {app} is not running"),
+                format!("{process} instance {index} of app {app} is not running"),
                 Some(&format!("see `paas app {app}` for its instances")),
             )
         };

@@ -190,6 +190,12 @@ impl Platform {
             command: command.clone(),
             ..Default::default()
         };
+        // With the env the release will run with: a rollback's is its revision's.
+        let mut record = record.clone();
+        if let Some(config) = &release.config {
+            record.env = config.env.clone();
+        }
+        let record = &record;
         let (task, running) = self
             .start_task(record, release, "release", command, &req, reporter, None)
             .await?;
@@ -297,7 +303,7 @@ impl Platform {
             start_command: command.to_string(),
             droplet_dir,
             // The app's env as it is now, as Cloud Foundry gives its tasks (for the
-            // release phase, the new release's: the same).
+            // release phase, the env of the release it runs for).
             env: record.env.clone().into_iter().collect(),
             system_env,
             id_map: ids,

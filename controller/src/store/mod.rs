@@ -870,6 +870,8 @@ pub(crate) mod tests {
             health_check_interval_secs: None,
             health_check_timeout_secs: None,
             readiness_check: None,
+            readiness_check_interval_secs: None,
+            readiness_check_timeout_secs: None,
             disk: None,
             outbound: None,
             processes: Default::default(),

@@ -82,6 +82,15 @@ pub struct Args {
     /// The path an http readiness check asks for, e.g. /ready.
     #[arg(long = "readiness-endpoint", value_name = "PATH")]
     readiness_endpoint: Option<String>,
+    /// Seconds between two readiness checks [default: the health check interval].
+    #[arg(long = "readiness-health-check-interval", value_name = "SECONDS")]
+    readiness_interval: Option<u32>,
+    /// Seconds one readiness check may take [default: the health check's].
+    #[arg(
+        long = "readiness-health-check-invocation-timeout",
+        value_name = "SECONDS"
+    )]
+    readiness_invocation_timeout: Option<u32>,
     /// Upload and stage, but leave the app stopped (start it with `paas start`).
     #[arg(long)]
     no_start: bool,
@@ -128,6 +137,8 @@ impl Args {
             || self.health_check_invocation_timeout.is_some()
             || self.readiness_type.is_some()
             || self.readiness_endpoint.is_some()
+            || self.readiness_interval.is_some()
+            || self.readiness_invocation_timeout.is_some()
     }
 }
 
@@ -358,6 +369,12 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
                 .health_check_invocation_timeout
                 .or(m.health_check_invocation_timeout),
             readiness_check,
+            readiness_check_interval_secs: args
+                .readiness_interval
+                .or(m.readiness_health_check_interval),
+            readiness_check_timeout_secs: args
+                .readiness_invocation_timeout
+                .or(m.readiness_health_check_invocation_timeout),
             disk,
             outbound: None,
             // Empty: kept as they are (`paas scale --process`).
