@@ -183,6 +183,23 @@ pub struct Assignment {
     pub id_base: u32,
     /// The app's routes, for `VCAP_APPLICATION`.
     pub uris: Vec<String>,
+    /// Where the app's log lines go on to.
+    #[serde(default, skip_serializing_if = "LogDrains::is_empty")]
+    pub drains: LogDrains,
+}
+
+/// Where an app's log lines go on to: the syslog drain URLs of its bound services.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDrains {
+    /// The syslog HOSTNAME of its messages: `SPACE.APP`.
+    pub hostname: String,
+    pub urls: Vec<String>,
+}
+
+impl LogDrains {
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
 }
 
 /// A host that keeps a blob and serves it to the others on its peer port.

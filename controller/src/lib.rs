@@ -18,6 +18,7 @@ pub mod buildpacks;
 pub mod cell;
 pub mod config;
 pub mod data_dir;
+pub mod drain;
 pub mod edge;
 pub mod logs;
 pub mod peer;

@@ -9,10 +9,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use paas_api::state::LogDrains;
 use paas_api::{AppName, LogLine, LogStream};
 use tokio::sync::broadcast;
+
+use crate::drain::{Drains, Sender};
 
 /// Lines kept in memory per app, and returned by `--recent`.
 pub const RECENT_LINES: usize = 1000;
@@ -25,6 +28,8 @@ const REMOVED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Logs {
     dir: PathBuf,
+    /// Where lines go on to: the syslog drains of the apps' bound services.
+    drains: Drains,
     apps: Mutex<HashMap<String, AppLog>>,
     /// Apps deleted lately, and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,
@@ -45,10 +50,15 @@ pub fn now_ms() -> u64 {
 }
 
 impl Logs {
-    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+    /// `drain_allow`: networks drains may reach although the rule refuses them.
+    pub fn open(
+        dir: PathBuf,
+        drain_allow: Vec<paas_runtime::network::Ipv4Net>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(Logs {
             dir,
+            drains: Drains::new(drain_allow),
             apps: Mutex::new(HashMap::new()),
             removed: Mutex::new(HashMap::new()),
         })
@@ -123,8 +133,19 @@ impl Logs {
                     .ok();
                 log.written = 0;
             }
+            self.drains.send(app, &line);
             let _ = log.live.send(line);
         });
+    }
+
+    /// Sends `app`'s lines from now on to its syslog drains `drains` (and to no other).
+    pub fn set_drains(self: &Arc<Self>, app: &AppName, app_guid: &str, drains: &LogDrains) {
+        let from = Sender {
+            hostname: drains.hostname.clone(),
+            app_guid: app_guid.to_string(),
+        };
+        self.drains
+            .set(app, from, &drains.urls, Arc::downgrade(self));
     }
 
     /// The most recent lines, oldest first.
@@ -156,6 +177,7 @@ impl Logs {
             removed.retain(|_, at| at.elapsed() < REMOVED_FOR);
             removed.insert(app.to_string(), std::time::Instant::now());
         }
+        self.drains.remove(app);
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         apps.remove(app.as_str());
         let path = self.path(app);
@@ -187,7 +209,7 @@ mod tests {
     fn lines_still_on_their_way_to_a_deleted_app_do_not_make_its_log_again() {
         let dir = tempfile::tempdir().unwrap();
         let app = AppName::parse("gone").unwrap();
-        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        let logs = Logs::open(dir.path().to_path_buf(), Vec::new()).unwrap();
         logs.append(&app, "APP/PROC/WEB/0", LogStream::Out, "before");
         logs.remove(&app);
         logs.append(&app, "RTR", LogStream::Out, "a late access-log line");
@@ -209,13 +231,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let app = AppName::parse("web").unwrap();
         {
-            let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+            let logs = Logs::open(dir.path().to_path_buf(), Vec::new()).unwrap();
             for i in 0..(RECENT_LINES + 5) {
                 logs.append(&app, "APP/PROC/WEB/0", LogStream::Out, &format!("line {i}"));
             }
             assert_eq!(logs.recent(&app).len(), RECENT_LINES);
         }
-        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        let logs = Logs::open(dir.path().to_path_buf(), Vec::new()).unwrap();
         let recent = logs.recent(&app);
         assert_eq!(recent.len(), RECENT_LINES);
         assert_eq!(
@@ -231,7 +253,7 @@ mod tests {
     async fn followers_get_new_lines() {
         let dir = tempfile::tempdir().unwrap();
         let app = AppName::parse("web").unwrap();
-        let logs = Logs::open(dir.path().to_path_buf()).unwrap();
+        let logs = Logs::open(dir.path().to_path_buf(), Vec::new()).unwrap();
         logs.append(&app, "STG", LogStream::Out, "before");
         let (recent, mut rx) = logs.follow(&app);
         assert_eq!(recent.len(), 1);

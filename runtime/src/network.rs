@@ -231,6 +231,45 @@ impl std::str::FromStr for Ipv4Net {
     }
 }
 
+impl Ipv4Net {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.len)
+        };
+        u32::from(ip) & mask == u32::from(self.addr)
+    }
+}
+
+/// Whether `ip` is one of the networks instances with outbound access may still not
+/// reach ([`EGRESS_DENIED_V4`], [`EGRESS_DENIED_V6`]; an IPv4-mapped IPv6 address as its
+/// IPv4 one). The host's own connections made for a tenant (syslog drains) are held to
+/// the same rule.
+pub fn egress_denied(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => EGRESS_DENIED_V4
+            .split(',')
+            .filter_map(|n| n.trim().parse::<Ipv4Net>().ok())
+            .any(|n| n.contains(v4)),
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return egress_denied(v4.into());
+            }
+            EGRESS_DENIED_V6.split(',').any(|n| {
+                let (addr, len) = n.trim().split_once('/').unwrap_or((n.trim(), "128"));
+                match (addr.parse::<std::net::Ipv6Addr>(), len.parse::<u32>()) {
+                    (Ok(net), Ok(len)) if len <= 128 => {
+                        let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                        u128::from(v6) & mask == u128::from(net) & mask
+                    }
+                    _ => false,
+                }
+            })
+        }
+    }
+}
+
 impl std::fmt::Display for Ipv4Net {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)
@@ -420,6 +459,34 @@ async fn ip(opts: &[&str], batch: &str, action: &str) -> Result<(), NetworkError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_s_neighbourhood_and_metadata_services_are_denied_the_world_is_not() {
+        for denied in [
+            "127.0.0.1",
+            "10.244.0.3",
+            "172.20.1.1",
+            "192.168.1.10",
+            "169.254.169.254",
+            "100.100.100.200",
+            "168.63.129.16",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(egress_denied(denied.parse().unwrap()), "{denied}");
+        }
+        for allowed in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!egress_denied(allowed.parse().unwrap()), "{allowed}");
+        }
+    }
 
     #[test]
     fn pairs_are_point_to_point_within_the_pool() {

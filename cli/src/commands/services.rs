@@ -16,7 +16,8 @@ pub struct CreateArgs {
     /// Credentials: a JSON object, or a file holding one.
     #[arg(short = 'p', value_name = "JSON|FILE")]
     credentials: Option<String>,
-    /// Where the bound apps' logs should be drained (recorded in VCAP_SERVICES).
+    /// A syslog drain: bound apps' log lines go there as RFC 5424 messages, from their
+    /// next restart (syslog://HOST:PORT, syslog-tls://HOST:PORT or https://HOST/PATH).
     #[arg(short = 'l', value_name = "URL")]
     syslog_drain_url: Option<String>,
     /// A route service URL (recorded; requests are not sent through it yet).

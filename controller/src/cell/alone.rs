@@ -36,7 +36,9 @@ pub async fn run_alone(cfg: Config, shutdown: impl Future<Output = ()>) -> anyho
         })?;
     let store = Store::new(paas_kv::Backend::Etcd(Box::new(etcd)));
     let blobs = crate::blobs::Blobs::open(dir.join("blobs")).context("opening the blob store")?;
-    let logs = Arc::new(Logs::open(dir.join("logs")).context("opening the log folder")?);
+    let logs = Arc::new(
+        Logs::open(dir.join("logs"), cfg.drain_allow.clone()).context("opening the log folder")?,
+    );
     let listener = crate::peer::bind(&cfg).await?;
     let peer_addr = listener.local_addr()?;
     let cell = LocalCell::open(&cfg, dir, store.clone(), Some(peer_addr)).await?;
@@ -88,6 +90,10 @@ struct CellReporter {
 impl Reporter for CellReporter {
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
         self.logs.append(app, source, stream, line);
+    }
+
+    fn drains(&self, app: &AppName, app_guid: &str, drains: &paas_api::state::LogDrains) {
+        self.logs.set_drains(app, app_guid, drains);
     }
 
     fn event<'a>(

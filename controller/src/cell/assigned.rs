@@ -124,6 +124,7 @@ async fn run_one(
     a: Assignment,
     mut stopped: watch::Receiver<bool>,
 ) {
+    reporter.drains(&a.app, &a.app_guid, &a.drains);
     let ids = IdMap {
         host_base: a.id_base,
         size: IdMap::SIZE,

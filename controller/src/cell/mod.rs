@@ -58,6 +58,9 @@ pub trait Reporter: Send + Sync + 'static {
 
     /// An instance became routable, or stopped being so.
     fn routable_changed(&self);
+
+    /// An instance of `app` starts here: its log lines go on to `drains` from now on.
+    fn drains(&self, _app: &AppName, _app_guid: &str, _drains: &paas_api::state::LogDrains) {}
 }
 
 /// This host's cell. See the module docs.

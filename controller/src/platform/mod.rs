@@ -149,7 +149,10 @@ impl Platform {
         };
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
-        let logs = Arc::new(Logs::open(dir.join("logs")).context("opening the log folder")?);
+        let logs = Arc::new(
+            Logs::open(dir.join("logs"), cfg.drain_allow.clone())
+                .context("opening the log folder")?,
+        );
         let cell = LocalCell::open(cfg, dir, store.clone(), peer_addr).await?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let cluster = match peer_addr {
@@ -1032,7 +1035,8 @@ impl Platform {
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
         let env: Vec<(String, String)> = release.env(&app.env).clone().into_iter().collect();
-        let system_env = self.service_env(app).await?.vars();
+        let services = self.service_env(app).await?;
+        let system_env = services.vars();
         let uris: Vec<String> = self
             .store
             .app_routes(&app.name)
@@ -1061,6 +1065,7 @@ impl Platform {
             .droplet_dir(&release.droplet, &self.blobs.path(&release.droplet), ids)
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
+        self.logs.set_drains(&app.name, &app.guid, &services.drains);
         Ok(indices
             .map(|index| {
                 Placed::Here(self.cell.run(
@@ -1107,6 +1112,7 @@ impl Platform {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let services = self.service_env(app).await?;
         Ok(paas_api::state::Assignment {
             app: app.name.clone(),
             app_guid: app.guid.clone(),
@@ -1116,9 +1122,10 @@ impl Platform {
             start_command: plan.command.clone(),
             droplet: release.droplet.clone(),
             env: release.env(&app.env).clone().into_iter().collect(),
-            system_env: self.service_env(app).await?.vars(),
+            system_env: services.vars(),
             id_base: ids.host_base,
             uris,
+            drains: services.drains,
         })
     }
 
@@ -1207,6 +1214,10 @@ async fn stop_all(list: Vec<Placed>) {
 impl Reporter for Platform {
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
         self.logs.append(app, source, stream, line);
+    }
+
+    fn drains(&self, app: &AppName, app_guid: &str, drains: &paas_api::state::LogDrains) {
+        self.logs.set_drains(app, app_guid, drains);
     }
 
     fn event<'a>(

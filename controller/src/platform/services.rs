@@ -208,6 +208,13 @@ impl Platform {
         Ok(ServiceEnv {
             vcap_services: vcap_services(&bound).to_string(),
             database_url,
+            drains: paas_api::state::LogDrains {
+                hostname: format!("{}.{}", record.space, record.name),
+                urls: bound
+                    .iter()
+                    .filter_map(|s| s.syslog_drain_url.clone())
+                    .collect(),
+            },
         })
     }
 
@@ -238,6 +245,8 @@ pub struct ServiceEnv {
     /// `VCAP_SERVICES`, JSON.
     pub vcap_services: String,
     pub database_url: Option<String>,
+    /// The bound services' syslog drains.
+    pub drains: paas_api::state::LogDrains,
 }
 
 impl ServiceEnv {
