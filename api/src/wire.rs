@@ -544,6 +544,17 @@ pub struct TaskRequest {
     /// Its disk limit; the app's if absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<MemorySize>,
+    /// For an attached task (`?attach`): a terminal of this size, instead of pipes. Its
+    /// output then comes back as `tty` events, raw, and its input goes to the terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<TerminalSize>,
+}
+
+/// A terminal's size, in character cells.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// A task as the API reports it.
@@ -652,8 +663,18 @@ pub struct ExecRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum ExecEvent {
-    Output { stream: LogStream, line: String },
-    Exit { code: i32 },
+    Output {
+        stream: LogStream,
+        line: String,
+    },
+    /// What a command with a terminal wrote to it, as it came (escapes included): for
+    /// the person's own terminal, not for a log.
+    Tty {
+        data: String,
+    },
+    Exit {
+        code: i32,
+    },
 }
 
 /// One log line of an app.

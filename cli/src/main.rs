@@ -9,6 +9,7 @@ mod exit;
 mod manifest;
 mod style;
 mod terminal;
+mod tty;
 mod upload;
 
 use clap::{Parser, Subcommand};

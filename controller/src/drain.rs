@@ -263,16 +263,17 @@ impl Target {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or("the URL has no scheme; write syslog://HOST:PORT")?;
-        let (scheme, default_port) =
-            match scheme {
-                "syslog" => (Scheme::Syslog, 514),
-                "syslog-tls" => (Scheme::SyslogTls, 6514),
-                "http" => (Scheme::Http, 80),
-                "https" => (Scheme::Https, 443),
-                other => return Err(format!(
+        let (scheme, default_port) = match scheme {
+            "syslog" => (Scheme::Syslog, 514),
+            "syslog-tls" => (Scheme::SyslogTls, 6514),
+            "http" => (Scheme::Http, 80),
+            "https" => (Scheme::Https, 443),
+            other => {
+                return Err(format!(
                     "{other}:// drains are not supported; use syslog://, syslog-tls:// or https://"
-                )),
-            };
+                ))
+            }
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),

@@ -71,6 +71,9 @@ pub struct ContainerConfig {
     pub id_map: Option<IdMap>,
     /// Give the process a pipe as its stdin ([`Container::stdin`]); else `/dev/null`.
     pub stdin: bool,
+    /// Give the process a terminal of this size instead, made inside the container, as
+    /// its stdin, stdout and stderr ([`Container::terminal`]; `stdin` is then unused).
+    pub tty: Option<crate::TtySize>,
     /// Set for a container that outlives the daemon (an app instance): its output goes
     /// through FIFOs its shim holds open, what a later daemon needs to take it over is
     /// recorded, and [`Runtime::recover`] hands it, with this label, to the next run of
@@ -324,7 +327,9 @@ impl Runtime {
                 gid: cfg.gid,
             },
             id_map: cfg.id_map,
-            stdin: cfg.stdin,
+            // With a terminal, stdin is the socket pid 1 sends it over.
+            stdin: cfg.stdin || cfg.tty.is_some(),
+            tty: cfg.tty,
             hold_open: match survives {
                 true => vec![c.dir.join(STDOUT_FIFO), c.dir.join(STDERR_FIFO)],
                 false => Vec::new(),
@@ -351,11 +356,25 @@ impl Runtime {
             }
             false => (Stdio::piped(), Stdio::piped()),
         };
+        // With a terminal, paas-init's stdin is a Unix socket: the spec and the go byte
+        // go down it, and the terminal's master comes back up.
+        let (control, mut socket) = match cfg.tty {
+            Some(_) => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                    .map_err(io("making the terminal's socket"))?;
+                ours.set_nonblocking(true)
+                    .map_err(io("making the terminal's socket"))?;
+                let ours = tokio::net::UnixStream::from_std(ours)
+                    .map_err(io("making the terminal's socket"))?;
+                (Stdio::from(std::os::fd::OwnedFd::from(theirs)), Some(ours))
+            }
+            None => (Stdio::piped(), None),
+        };
         let mut child = Command::new(&self.init_exe)
             // Only for people: it names the container in `ps`.
             .arg(&c.dir)
             .env_clear()
-            .stdin(Stdio::piped())
+            .stdin(control)
             .stdout(stdout)
             .stderr(stderr)
             // Its own process group: a Ctrl-C meant for paasd does not reach apps.
@@ -383,13 +402,8 @@ impl Runtime {
             write_state(&c.dir, &leftovers).map_err(io("writing its state"))?;
         }
         c.child = Some(child);
-        let mut stdin = stdin.ok_or_else(|| RuntimeError::Io {
-            id: c.id.clone(),
-            action: "starting paas-init",
-            source: std::io::Error::other("its stdin is not a pipe"),
-        })?;
-        stdin
-            .write_all(&spec.framed())
+        let mut stdin = stdin;
+        send_control(&mut stdin, &mut socket, &spec.framed())
             .await
             .map_err(io("handing paas-init its spec"))?;
 
@@ -407,13 +421,18 @@ impl Runtime {
             std::os::unix::fs::chown(upper, Some(host_uid), Some(host_gid))
                 .map_err(io("handing its writable layer to its user"))?;
         }
-        stdin
-            .write_all(b"g")
+        send_control(&mut stdin, &mut socket, b"g")
             .await
             .map_err(io("letting paas-init go on"))?;
-        if cfg.stdin {
+        if let Some(socket) = &socket {
+            let terminal = tokio::time::timeout(TERMINAL_WAIT, crate::terminal::receive(socket))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("no terminal came within 10 s")))
+                .map_err(io("receiving its terminal"))?;
+            c.terminal = Some(terminal);
+        } else if cfg.stdin {
             // What is written next is the process's input.
-            c.stdin = Some(stdin);
+            c.stdin = stdin;
         }
         Ok(())
     }
@@ -596,6 +615,7 @@ impl Runtime {
             adopted: None,
             process: None,
             stdin: None,
+            terminal: None,
             stdout: None,
             stderr: None,
         }
@@ -638,6 +658,25 @@ fn output_fifo(
     Ok((reader, writer))
 }
 
+/// Writes `bytes` to paas-init's stdin: its pipe, or the socket of a container with a
+/// terminal.
+async fn send_control(
+    pipe: &mut Option<ChildStdin>,
+    socket: &mut Option<tokio::net::UnixStream>,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    match (pipe, socket) {
+        (Some(p), _) => p.write_all(bytes).await,
+        (None, Some(s)) => s.write_all(bytes).await,
+        (None, None) => Err(std::io::Error::other(
+            "its stdin is neither a pipe nor a socket",
+        )),
+    }
+}
+
+/// How long pid 1 may take to send a container's terminal.
+const TERMINAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A pipe's read end, read through tokio.
 fn receiver(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
     tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
@@ -676,6 +715,8 @@ pub struct Container {
     pub address: Option<InstanceAddress>,
     /// The process's stdin, if its config asked for one: dropping it is end of input.
     pub stdin: Option<ChildStdin>,
+    /// The process's terminal, if its config asked for one.
+    pub terminal: Option<crate::Terminal>,
     pub stdout: Option<tokio::net::unix::pipe::Receiver>,
     pub stderr: Option<tokio::net::unix::pipe::Receiver>,
     dir: PathBuf,

@@ -145,7 +145,7 @@ fn run_exec(spec_path: &Path) -> Result<i32> {
     match ctx(unsafe { fork() }, "forking into the container")? {
         ForkResult::Child => {
             let _ = chdir("/");
-            let err = exec_process(&spec.process, &signals);
+            let err = exec_process(&spec.process, &signals, false);
             eprintln!("paas-init: {err}");
             std::process::exit(127)
         }
@@ -334,15 +334,44 @@ fn run_pid1(spec: &ContainerSpec) -> Result<i32> {
     if let Some(map) = spec.id_map {
         enter_user_namespace(map)?;
     }
+    // A terminal: made here, inside, and its master sent to the daemon over stdin.
+    let slave = match spec.tty {
+        Some(size) => {
+            let (master, slave) =
+                crate::terminal::open(size, (spec.process.uid, spec.process.gid))?;
+            crate::terminal::send(0, &master)?;
+            drop(master);
+            let null = ctx(fs::File::open("/dev/null"), "opening /dev/null for stdin")?;
+            ctx(nix::unistd::dup2_stdin(null), "making /dev/null the stdin")?;
+            Some(slave)
+        }
+        None => None,
+    };
     let signals = blocked_signals();
     // SAFETY: pid 1 is single-threaded, so the child may run any code after fork.
     match ctx(unsafe { fork() }, "forking the process")? {
         ForkResult::Child => {
-            let err = exec_process(&spec.process, &signals);
+            if let Some(slave) = &slave {
+                for (dup, what) in [
+                    (nix::unistd::dup2_stdin(slave), "stdin"),
+                    (nix::unistd::dup2_stdout(slave), "stdout"),
+                    (nix::unistd::dup2_stderr(slave), "stderr"),
+                ] {
+                    if let Err(e) = dup {
+                        eprintln!("paas-init: making the terminal the {what}: {e}");
+                        std::process::exit(127)
+                    }
+                }
+            }
+            drop(slave);
+            let err = exec_process(&spec.process, &signals, spec.tty.is_some());
             eprintln!("paas-init: {err}");
             std::process::exit(127)
         }
-        ForkResult::Parent { child } => Ok(supervise(child, &signals, true)),
+        ForkResult::Parent { child } => {
+            drop(slave);
+            Ok(supervise(child, &signals, true))
+        }
     }
 }
 
@@ -811,12 +840,21 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
-/// Becomes the unprivileged process and execs it. Returns only on failure.
-fn exec_process(p: &ProcessSpec, signals: &SigSet) -> String {
+/// Becomes the unprivileged process `p` and execs it; with `terminal`, its stdin is a terminal it takes as its
+/// controlling one. Returns only on failure, with why.
+fn exec_process(p: &ProcessSpec, signals: &SigSet, terminal: bool) -> String {
     if let Err(e) = signals.thread_unblock() {
         return format!("unblocking signals: {e}");
     }
     let _ = setsid();
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal it from another
+    // session); no memory is passed.
+    if terminal && unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+        return format!(
+            "taking the terminal as the controlling one: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     // Empty the capability bounding set while still root (it needs CAP_SETPCAP), so that
     // no file capability can hand a capability back after the uid change.
     for cap in 0..=63 {

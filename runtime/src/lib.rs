@@ -23,6 +23,7 @@ pub mod output;
 pub mod seccomp;
 pub mod spec;
 pub mod stack;
+pub mod terminal;
 
 pub use cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 pub use container::{
@@ -30,8 +31,9 @@ pub use container::{
     Survivor, Usage, UsageProbe, WritableLayer,
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
-pub use spec::IdMap;
+pub use spec::{IdMap, TtySize};
 pub use stack::{HostStack, StackError};
+pub use terminal::Terminal;
 
 /// The uid and gid apps and buildpacks run as, as in Cloud Foundry's stacks.
 pub const VCAP_UID: u32 = 2000;

@@ -29,6 +29,12 @@ pub struct ContainerSpec {
     /// otherwise its stdin is `/dev/null`.
     #[serde(default)]
     pub stdin: bool,
+    /// A terminal of its own for the process (`paas run` from a terminal): pid 1 makes
+    /// the pty inside the container, from the container's own devpts, gives the process
+    /// its slave as stdin, stdout, stderr and controlling terminal, and sends the master
+    /// to the daemon over its stdin, which is then a Unix socket (SCM_RIGHTS).
+    #[serde(default)]
+    pub tty: Option<TtySize>,
     /// FIFOs (the process's stdout and stderr) the shim opens for reading and holds
     /// open, without reading, for as long as the container runs: the process never
     /// writes to a pipe nobody holds, so it does not die of SIGPIPE while the daemon is
@@ -40,6 +46,13 @@ pub struct ContainerSpec {
     /// the container over and so is not the shim's parent.
     #[serde(default)]
     pub status_file: Option<PathBuf>,
+}
+
+/// A terminal's size, in character cells.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// How a container's user namespace maps its ids to the host's: its uids and gids

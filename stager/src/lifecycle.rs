@@ -711,6 +711,7 @@ impl Stager {
             writable: None,
             id_map: req.id_map,
             stdin: false,
+            tty: None,
             survivor_label: None,
         };
         let revoke = || async {

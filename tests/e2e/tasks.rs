@@ -334,3 +334,68 @@ fn deleting_an_app_ends_its_running_tasks() {
         crate::harness::container_processes(&data)
     );
 }
+
+#[test]
+fn paas_run_from_a_terminal_gives_the_task_a_terminal_of_its_own() {
+    let d = Daemon::start();
+    let dir = app_dir("web", None);
+    d.paas_ok(&[
+        "push",
+        "termy",
+        "-p",
+        dir.path().to_str().unwrap(),
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+    ]);
+    // `script` runs paas on a pty of its own, as a person's terminal would be.
+    let paas = crate::harness::bin("paas");
+    let command = format!(
+        "stty rows 33 cols 101; {} run termy -- 'tty; stty size; test -t 0 && echo stdin-is-a-tty; read l; echo got:$l; exit 4'",
+        paas.display()
+    );
+    let mut session = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("PAAS_HOME", d.home.path())
+        .env("PAAS_API", &d.api)
+        .env("PAAS_TOKEN", d.token())
+        .env("PAAS_CA_CERT", d.cert())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = session.stdin.take().unwrap();
+    std::io::Write::write_all(&mut keys, b"typed\n").unwrap();
+    // Kept open until the session ends: its end would be a Ctrl-D for the task.
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = session.try_wait().unwrap() {
+            break s;
+        }
+        if began.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = session.kill();
+            panic!("the session did not end within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    drop(keys);
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut session.stdout.take().unwrap(), &mut shown).unwrap();
+    let lines: Vec<&str> = shown.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(status.code(), Some(4), "the task's exit code: {shown:?}");
+    assert!(lines.contains(&"/dev/pts/0"), "its own pty: {shown:?}");
+    assert!(
+        lines.contains(&"33 101"),
+        "the person's terminal size: {shown:?}"
+    );
+    assert!(lines.contains(&"stdin-is-a-tty"), "{shown:?}");
+    assert!(lines.contains(&"got:typed"), "{shown:?}");
+
+    // Without a terminal, or with --no-tty, pipes as before.
+    let out = d.paas(&["run", "termy", "--", "test -t 0 || echo pipes"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pipes\n", "{out:?}");
+    let tasks = tasks(&d, "termy");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert_eq!(tasks[0]["exit_code"], 4);
+}

@@ -71,6 +71,24 @@ pub async fn follow(
     resp: http::Response<hyper::body::Incoming>,
     lost: &str,
 ) -> Result<(), Failure> {
+    let code = follow_to_end(resp, lost).await?;
+    exit_with(code)
+}
+
+/// Exits as the command did: 0 returns, anything else ends `paas` with that code, as
+/// ssh passes a command's on.
+pub fn exit_with(code: i32) -> Result<(), Failure> {
+    match code {
+        0 => Ok(()),
+        c => std::process::exit(c.clamp(1, 255)),
+    }
+}
+
+/// Prints a command's output stream as it comes and answers its exit code.
+pub async fn follow_to_end(
+    resp: http::Response<hyper::body::Incoming>,
+    lost: &str,
+) -> Result<i32, Failure> {
     let mut code = None;
     let (stdout, stderr) = (Screen::stdout(), Screen::stderr());
     ndjson(resp, |e: ExecEvent| {
@@ -86,17 +104,17 @@ pub async fn follow(
                 stream: LogStream::Err,
                 line,
             } => eprintln!("{}", stderr.text(&line)),
+            // The person's own session: passed on raw, escapes and all.
+            ExecEvent::Tty { data } => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(data.as_bytes()).and_then(|_| o.flush());
+            }
             ExecEvent::Exit { code: c } => code = Some(c),
         }
         code.is_none()
     })
     .await?;
-    match code {
-        Some(0) => Ok(()),
-        // The command's own exit code, as ssh passes it on.
-        Some(c) => std::process::exit(c.clamp(1, 255)),
-        None => Err(
-            Failure::general("the command's output ended without its exit code").with_hint(lost),
-        ),
-    }
+    code.ok_or_else(|| {
+        Failure::general("the command's output ended without its exit code").with_hint(lost)
+    })
 }

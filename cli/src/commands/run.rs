@@ -1,8 +1,13 @@
 //! `paas run NAME -- COMMAND...`: a one-off task of the app, attached, as Heroku's
 //! `run`: what `paas` reads on its stdin is the task's input, its output streams back
 //! as it is printed, and the command's exit code is `paas`'s. The task is recorded like
-//! any other (`paas tasks`); leaving (Ctrl-C) terminates it. It has no terminal: its
-//! input and output are pipes, and its output comes back line by line.
+//! any other (`paas tasks`); leaving terminates it.
+//!
+//! From a terminal (stdin and stdout both), the task gets a terminal of its own, of the
+//! same size, as `heroku run bash` does: this one goes into raw mode, keys (Ctrl-C
+//! too) go to the task as typed, and what it shows comes back raw, so shells, editors
+//! and progress bars work. Otherwise (or with `--no-tty`) its input and output are
+//! pipes, its output comes back line by line, and Ctrl-C leaves.
 
 use std::convert::Infallible;
 use std::io::Read;
@@ -12,7 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::Method;
 use hyper::body::{Body, Frame};
-use paas_api::{MemorySize, TaskRequest};
+use paas_api::{MemorySize, TaskRequest, TerminalSize};
 
 use crate::client::check;
 use crate::exit::{self, Failure};
@@ -29,6 +34,9 @@ pub struct Args {
     /// Disk for the task, e.g. 2G (default: the app's).
     #[arg(short = 'k', long = "disk", value_name = "SIZE")]
     disk: Option<String>,
+    /// Give the task pipes, not a terminal, even when paas runs in one.
+    #[arg(long = "no-tty")]
+    no_tty: bool,
     /// The command, after `--`: one argument is a shell command line (`"rake db:migrate
     /// && echo done"`); several are quoted and joined into one.
     #[arg(last = true, required = true, value_name = "COMMAND")]
@@ -47,11 +55,16 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         [one] => one.clone(),
         many => many.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "),
     };
+    let tty = (!args.no_tty)
+        .then(crate::tty::size)
+        .flatten()
+        .map(|(rows, cols)| TerminalSize { rows, cols });
     let req = TaskRequest {
         command,
         name: args.task_name,
         memory: size(&args.memory)?,
         disk: size(&args.disk)?,
+        tty,
     };
     let mut head = serde_json::to_vec(&req).unwrap_or_default();
     head.push(b'\n');
@@ -64,7 +77,15 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
         )
         .await?;
     let resp = check(resp, exit::GENERAL).await?;
-    super::exec::follow(resp, "the task stopped; see `paas tasks`").await
+    let lost = "the task stopped; see `paas tasks`";
+    if tty.is_none() {
+        return super::exec::follow(resp, lost).await;
+    }
+    // Restored before paas exits with the task's code.
+    let raw = crate::tty::RawMode::enter();
+    let code = super::exec::follow_to_end(resp, lost).await;
+    drop(raw);
+    super::exec::exit_with(code?)
 }
 
 /// The request's body: the task as one JSON line, then what `paas` reads on its stdin,

@@ -51,6 +51,7 @@ pub async fn run(args: RunArgs, ctx: super::Ctx) -> Result<(), Failure> {
         name: args.task_name,
         memory: parse(&args.memory)?,
         disk: parse(&args.disk)?,
+        tty: None,
     };
     let task: TaskSummary = super::client(ctx)?
         .json(Method::POST, &format!("/v1/apps/{name}/tasks"), Some(&req))

@@ -181,6 +181,7 @@ async fn run_one(
             uris: a.uris,
             drain: super::DRAIN,
             stdin: false,
+            tty: None,
         },
     );
     cell.assigned

@@ -95,6 +95,9 @@ pub struct InstanceSpec {
     /// Its process reads its stdin from the container's `stdin` pipe (an attached task);
     /// else from `/dev/null`.
     pub stdin: bool,
+    /// Its process has a terminal of this size instead (an attached task, from a
+    /// terminal).
+    pub tty: Option<paas_runtime::TtySize>,
 }
 
 /// What an instance's task works with: the cell it runs on, and whom it tells.
@@ -778,6 +781,7 @@ pub(super) async fn start(
         network: NetworkMode::Routed(address),
         id_map: Some(spec.id_map),
         stdin: spec.stdin,
+        tty: spec.tty,
         survivor_label,
     };
     cell.runtime.start(cfg).await.map_err(|e| e.to_string())

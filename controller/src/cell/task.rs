@@ -4,9 +4,11 @@
 
 use std::sync::Arc;
 
-use paas_api::LogStream;
-use paas_runtime::ExitReason;
-use tokio::sync::watch;
+use std::time::Duration;
+
+use paas_api::{ExecEvent, LogStream};
+use paas_runtime::{ExitReason, Terminal};
+use tokio::sync::{mpsc, watch};
 
 use super::instance::{self, InstanceSpec};
 use super::{LocalCell, Reporter, STOP_GRACE};
@@ -47,13 +49,16 @@ impl RunningTask {
 impl LocalCell {
     /// Starts the task `name` of `spec` (its start command is the task's command);
     /// `reporter` hears its output, and what comes from `input` is written to its stdin
-    /// (`spec.stdin` must say so) until `input` closes.
+    /// (`spec.stdin` must say so) until `input` closes. With a terminal (`spec.tty`),
+    /// `input` goes to the terminal, and what the task writes to it goes, raw, to
+    /// `screen` instead of the log.
     pub fn run_task(
         self: &Arc<Self>,
         reporter: Arc<dyn Reporter>,
         spec: InstanceSpec,
         name: &str,
-        input: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+        input: Option<mpsc::Receiver<bytes::Bytes>>,
+        screen: Option<mpsc::Sender<ExecEvent>>,
     ) -> Arc<RunningTask> {
         let (stop, mut stopping) = watch::channel(false);
         let (ended, end) = watch::channel(None);
@@ -72,18 +77,33 @@ impl LocalCell {
                 }
             };
             notice(format!("task {name} started"));
-            if let (Some(mut input), Some(mut stdin)) = (input, c.stdin.take()) {
-                // Ends at the end of the input (the pipe closes: end of file for the
-                // task), or when the task no longer reads (a failed write).
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    while let Some(chunk) = input.recv().await {
-                        if stdin.write_all(&chunk).await.is_err() {
-                            return;
+            let terminal = c.terminal.take().map(Arc::new);
+            match (input, &terminal, c.stdin.take()) {
+                (Some(mut input), Some(terminal), _) => {
+                    let terminal = Arc::clone(terminal);
+                    tokio::spawn(async move {
+                        while let Some(chunk) = input.recv().await {
+                            if terminal.write_all(&chunk).await.is_err() {
+                                return;
+                            }
                         }
-                    }
-                });
+                    });
+                }
+                (Some(mut input), None, Some(mut stdin)) => {
+                    // Ends at the end of the input (the pipe closes: end of file for
+                    // the task), or when the task no longer reads (a failed write).
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        while let Some(chunk) = input.recv().await {
+                            if stdin.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+                _ => {}
             }
+            let shown = terminal.map(|t| tokio::spawn(show(t, screen)));
             let pumps = (
                 instance::spawn_pump(&reporter, &app, &source, LogStream::Out, c.stdout.take()),
                 instance::spawn_pump(&reporter, &app, &source, LogStream::Err, c.stderr.take()),
@@ -99,6 +119,13 @@ impl LocalCell {
                 }
             };
             let _ = tokio::join!(pumps.0, pumps.1);
+            if let Some(shown) = shown {
+                // Its last output, unless something it left behind holds the terminal.
+                let abort = shown.abort_handle();
+                if tokio::time::timeout(SCREEN_WAIT, shown).await.is_err() {
+                    abort.abort();
+                }
+            }
             instance::clean_up(&spec, c).await;
             notice(match &end {
                 TaskEnd::Exited(code) => format!("task {name} exited with {code}"),
@@ -108,5 +135,39 @@ impl LocalCell {
             let _ = ended.send(Some(end));
         });
         Arc::new(RunningTask { stop, end })
+    }
+}
+
+/// How long a task's terminal may still be read once the task ended.
+const SCREEN_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends what the task writes to its terminal to `screen`, as it comes, until the
+/// terminal closes. Bytes of a character split between two reads wait for the rest.
+async fn show(terminal: Arc<Terminal>, screen: Option<mpsc::Sender<ExecEvent>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match terminal.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let whole = match std::str::from_utf8(&pending) {
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            _ => pending.len(),
+        };
+        let rest = pending.split_off(whole);
+        let data = String::from_utf8_lossy(&pending).into_owned();
+        pending = rest;
+        if let Some(screen) = &screen {
+            // Waits for a slow client: the task's writes wait too, as on a terminal.
+            if screen.send(ExecEvent::Tty { data }).await.is_err() {
+                return;
+            }
+        }
+    }
+    if let (false, Some(screen)) = (pending.is_empty(), &screen) {
+        let data = String::from_utf8_lossy(&pending).into_owned();
+        let _ = screen.send(ExecEvent::Tty { data }).await;
     }
 }

@@ -1086,6 +1086,7 @@ impl Platform {
                         // This host's router drops it first; the platform drains.
                         drain: std::time::Duration::ZERO,
                         stdin: false,
+                        tty: None,
                     },
                 ))
             })

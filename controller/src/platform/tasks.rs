@@ -43,6 +43,14 @@ impl Platform {
             ..Default::default()
         };
         self.check_quota(&record.space, more).await?;
+        if req.tty.is_some() && attached.is_none() {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                "terminal-needs-attach",
+                "a task with a terminal must be attached: someone has to be at it",
+                Some("ask for it with ?attach, as `paas run` does"),
+            ));
+        }
         let name = req.name.clone().unwrap_or_else(random_name);
         let (reporter, input, attached): (Arc<dyn Reporter>, _, _) = match attached {
             Some(Attached { output, input }) => (
@@ -55,6 +63,7 @@ impl Platform {
             ),
             None => (Arc::clone(self) as Arc<dyn Reporter>, None, None),
         };
+        let screen = req.tty.and(attached.clone());
         let (task, running) = self
             .start_task(
                 &record,
@@ -63,7 +72,7 @@ impl Platform {
                 &req.command,
                 &req,
                 reporter,
-                input,
+                (input, screen),
             )
             .await?;
         let (platform, app, answer) = (Arc::clone(self), app.clone(), task.clone());
@@ -197,7 +206,15 @@ impl Platform {
         }
         let record = &record;
         let (task, running) = self
-            .start_task(record, release, "release", command, &req, reporter, None)
+            .start_task(
+                record,
+                release,
+                "release",
+                command,
+                &req,
+                reporter,
+                (None, None),
+            )
             .await?;
         // Held to the staging time limit: the app's lock is held meanwhile.
         let limit = self.staging_timeout;
@@ -228,7 +245,8 @@ impl Platform {
     }
 
     /// Records and starts task `name` (`command`, with `req`'s limits) of `release`;
-    /// `reporter` hears its output, and `input` is its stdin (else `/dev/null`).
+    /// `reporter` hears its output, and `input` is its stdin (else `/dev/null`); with a
+    /// terminal (`req.tty`), `input` goes to it and `screen` gets what it shows.
     #[allow(clippy::too_many_arguments)]
     async fn start_task(
         self: &Arc<Self>,
@@ -238,7 +256,10 @@ impl Platform {
         command: &str,
         req: &TaskRequest,
         reporter: Arc<dyn Reporter>,
-        input: Option<mpsc::Receiver<bytes::Bytes>>,
+        (input, screen): (
+            Option<mpsc::Receiver<bytes::Bytes>>,
+            Option<mpsc::Sender<ExecEvent>>,
+        ),
     ) -> Result<(TaskSummary, Arc<RunningTask>), Error> {
         let app = &record.name;
         if self.cluster.as_ref().is_some_and(|c| !c.runs_instances) {
@@ -310,8 +331,12 @@ impl Platform {
             uris,
             drain: std::time::Duration::ZERO,
             stdin: input.is_some(),
+            tty: req.tty.map(|t| paas_runtime::TtySize {
+                rows: t.rows,
+                cols: t.cols,
+            }),
         };
-        let running = self.cell.run_task(reporter, spec, name, input);
+        let running = self.cell.run_task(reporter, spec, name, input, screen);
         self.running_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -132,6 +132,7 @@ fn run() -> Result<ExitCode, String> {
         writable: None,
         id_map,
         stdin: false,
+        tty: None,
         survivor_label: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()

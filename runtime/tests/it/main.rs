@@ -64,6 +64,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
         writable: None,
         id_map: None,
         stdin: false,
+        tty: None,
         survivor_label: None,
     }
 }
@@ -400,4 +401,40 @@ async fn a_process_given_stdin_reads_what_the_daemon_writes_and_others_read_noth
     )
     .await;
     assert_eq!((r, out.as_str()), (ExitReason::Exited(0), "end\n"));
+}
+
+#[tokio::test]
+async fn a_process_given_a_terminal_has_its_own_pty_as_controlling_terminal() {
+    let f = fixture("10.251.10.0/24");
+    let mut cfg = config(
+        "rt-tty",
+        "tty; stty size; id -u; read line; echo got:$line; exit 3",
+        NetworkMode::Isolated,
+    );
+    cfg.tty = Some(paas_runtime::TtySize {
+        rows: 33,
+        cols: 101,
+    });
+    let mut c = f.runtime.start(cfg).await.unwrap();
+    let terminal = c.terminal.take().expect("a terminal");
+    terminal.write_all(b"typed\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = terminal.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let r = c.wait().await;
+    c.destroy().await;
+    let seen = String::from_utf8_lossy(&seen);
+    assert_eq!(r, ExitReason::Exited(3), "{seen}");
+    let lines: Vec<&str> = seen.lines().map(|l| l.trim_end_matches('\r')).collect();
+    // The terminal echoes what was typed; the process's own lines are around it.
+    assert!(lines.contains(&"/dev/pts/0"), "its own devpts: {seen:?}");
+    assert!(lines.contains(&"33 101"), "the size asked for: {seen:?}");
+    assert!(lines.contains(&"2000"), "{seen:?}");
+    assert!(lines.contains(&"got:typed"), "{seen:?}");
 }
