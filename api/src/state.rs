@@ -188,6 +188,47 @@ pub struct Assignment {
     pub drains: LogDrains,
 }
 
+/// A task a controller has a cell of another host run (`POST /tasks` on its peer
+/// listener); for an attached one, the request's body goes on with the task's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskOrder {
+    /// The task's id (its GUID), by which it is terminated.
+    pub id: String,
+    /// Its name in the app's log (`APP/TASK/<name>`).
+    pub name: String,
+    /// What to run: the droplet, env and limits of the app, and the task's command as
+    /// `start_command` (`process` is `task`).
+    pub run: Assignment,
+    /// Someone is at it: it ends when they leave, and its input follows the order.
+    #[serde(default)]
+    pub attached: bool,
+    /// A terminal of this size instead of pipes (attached only).
+    #[serde(default)]
+    pub tty: Option<crate::TerminalSize>,
+}
+
+/// What a cell's host answers a [`TaskOrder`] with, NDJSON: the task's output as it
+/// comes (its lines are kept in that host's log too), then how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TaskEvent {
+    /// A line the task printed.
+    Output {
+        stream: crate::LogStream,
+        line: String,
+    },
+    /// What it wrote to its terminal.
+    Tty { data: String },
+    /// It exited with `exit_code`, or ended for the reason `failure` (`terminated`: it
+    /// was asked to stop).
+    Ended {
+        exit_code: Option<i32>,
+        failure: Option<String>,
+        #[serde(default)]
+        terminated: bool,
+    },
+}
+
 /// Where an app's log lines go on to: the syslog drain URLs of its bound services.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogDrains {

@@ -199,6 +199,7 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
     assert_eq!(seen, on, "both controllers see the same placements");
 
     logs_and_exec_reach_every_cell(data);
+    tasks_run_on_cells_through_a_controller_without_one(data);
     a_buildpack_added_on_one_controller_stages_on_the_other(data);
     // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
     let holders = || {
@@ -285,6 +286,76 @@ fn logs_and_exec_reach_every_cell(data: &Path) {
     args.extend(command);
     let out = paas(Ctl::One, &args, data);
     assert!(out.contains(&format!("from {index}")), "{out}");
+}
+
+/// The second controller has no cell: its tasks run on a cell of another host, their
+/// lines reach `paas logs`, `paas run` streams and exits as the task does, and the
+/// other controller terminates a task it did not start.
+fn tasks_run_on_cells_through_a_controller_without_one(data: &Path) {
+    let tasks = |ctl| -> Vec<serde_json::Value> {
+        serde_json::from_str(&paas(ctl, &["tasks", "hello", "--json"], data)).unwrap()
+    };
+    let named = |ctl, name: &str| tasks(ctl).into_iter().find(|t| t["name"] == name);
+    paas(
+        Ctl::Two,
+        &[
+            "run-task",
+            "hello",
+            "echo task-on-a-cell",
+            "--name",
+            "remote",
+        ],
+        data,
+    );
+    assert!(
+        eventually(30, || named(Ctl::Two, "remote")
+            .is_some_and(|t| t["state"] == "succeeded")),
+        "{:?}",
+        named(Ctl::Two, "remote")
+    );
+    let ids: Vec<String> = cells(Ctl::Two, data)
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    let ran_on = named(Ctl::One, "remote").unwrap()["cell"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ids.contains(&ran_on),
+        "ran on a cell of the cluster: {ran_on} of {ids:?}"
+    );
+    assert!(
+        eventually(10, || paas(Ctl::Two, &["logs", "hello", "--recent"], data)
+            .contains("[APP/TASK/remote] OUT task-on-a-cell")),
+        "the task's line, kept by its cell's host"
+    );
+
+    let out = paas_command(
+        Ctl::Two,
+        &["run", "hello", "--", "echo attached-out; exit 3"],
+        data,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "attached-out\n");
+
+    paas(
+        Ctl::Two,
+        &["run-task", "hello", "sleep 600", "--name", "sleeper"],
+        data,
+    );
+    let sequence = named(Ctl::One, "sleeper").unwrap()["sequence"].to_string();
+    paas(Ctl::One, &["terminate-task", "hello", &sequence], data);
+    assert!(
+        eventually(20, || named(Ctl::Two, "sleeper")
+            .is_some_and(
+                |t| t["state"] == "failed" && t["failure"] == "terminated"
+            )),
+        "{:?}",
+        named(Ctl::Two, "sleeper")
+    );
 }
 
 /// Placements no app wants (here one of a droplet hello never had, written into etcd by

@@ -19,7 +19,7 @@ pub(crate) mod query;
 mod routes;
 mod services;
 mod streams;
-mod tasks;
+pub(crate) mod tasks;
 mod uploads;
 mod watch;
 

@@ -69,9 +69,9 @@ pub async fn run(
 
 /// Reads an attached task's request (the body's first line, JSON) and hands the rest of
 /// the body, as it comes, to the returned input.
-async fn request_then_input(
+pub(crate) async fn request_then_input<T: serde::de::DeserializeOwned>(
     mut body: Body,
-) -> Result<(TaskRequest, tokio::sync::mpsc::Receiver<Bytes>), Failure> {
+) -> Result<(T, tokio::sync::mpsc::Receiver<Bytes>), Failure> {
     let invalid = |why: String| Failure::new(400, "invalid-request", why, None);
     let mut head = BytesMut::new();
     let mut rest = None;
@@ -91,7 +91,7 @@ async fn request_then_input(
             )));
         }
     }
-    let req: TaskRequest = serde_json::from_slice(&head)
+    let req: T = serde_json::from_slice(&head)
         .map_err(|e| invalid(format!("the request body is not valid: {e}")))?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     tokio::spawn(async move {

@@ -59,6 +59,10 @@ pub trait Reporter: Send + Sync + 'static {
     /// An instance became routable, or stopped being so.
     fn routable_changed(&self);
 
+    /// A line of `app`'s task that another host's log already keeps: passed on to
+    /// whoever waits on the task, not logged again here.
+    fn pass_on(&self, _app: &AppName, _source: &str, _stream: LogStream, _line: &str) {}
+
     /// An instance of `app` starts here: its log lines go on to `drains` from now on.
     fn drains(&self, _app: &AppName, _app_guid: &str, _drains: &paas_api::state::LogDrains) {}
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use paas_api::state::TaskEvent;
 use paas_api::{ExecEvent, LogStream};
 use paas_runtime::{ExitReason, Terminal};
 use tokio::sync::{mpsc, watch};
@@ -24,7 +25,40 @@ pub enum TaskEnd {
     Terminated,
 }
 
-/// A task under way on this cell.
+impl TaskEnd {
+    /// As a cell's host tells a controller.
+    pub fn to_event(&self) -> TaskEvent {
+        let (exit_code, failure, terminated) = match self {
+            TaskEnd::Exited(code) => (Some(*code), None, false),
+            TaskEnd::Failed(why) => (None, Some(why.clone()), false),
+            TaskEnd::Terminated => (None, None, true),
+        };
+        TaskEvent::Ended {
+            exit_code,
+            failure,
+            terminated,
+        }
+    }
+
+    /// From what a cell's host told (`None` for an event that is not an end).
+    pub fn from_event(event: &TaskEvent) -> Option<TaskEnd> {
+        match event {
+            TaskEvent::Ended {
+                terminated: true, ..
+            } => Some(TaskEnd::Terminated),
+            TaskEvent::Ended {
+                exit_code: Some(code),
+                ..
+            } => Some(TaskEnd::Exited(*code)),
+            TaskEvent::Ended { failure, .. } => Some(TaskEnd::Failed(
+                failure.clone().unwrap_or_else(|| "ended".into()),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A task under way, on this cell or on another host's.
 pub struct RunningTask {
     stop: watch::Sender<bool>,
     end: watch::Receiver<Option<TaskEnd>>,
@@ -36,6 +70,18 @@ impl RunningTask {
     pub async fn terminate(&self) -> TaskEnd {
         let _ = self.stop.send(true);
         self.ended().await
+    }
+
+    /// A task another host runs: the returned receiver hears when it is asked to stop
+    /// (the caller tells that host), and the sender is where its end goes.
+    pub fn elsewhere() -> (
+        Arc<RunningTask>,
+        watch::Receiver<bool>,
+        watch::Sender<Option<TaskEnd>>,
+    ) {
+        let (stop, stopping) = watch::channel(false);
+        let (ended, end) = watch::channel(None);
+        (Arc::new(RunningTask { stop, end }), stopping, ended)
     }
 
     /// Waits until it ended.

@@ -30,6 +30,7 @@ use crate::store::Store;
 
 mod server;
 mod stage;
+mod tasks;
 
 /// The port peers listen on unless told otherwise (`--peer-port`).
 pub const DEFAULT_PORT: u16 = 9444;
@@ -71,6 +72,8 @@ pub struct Peers {
     logs: Arc<Logs>,
     /// What stagings for peers use.
     kit: StagingKit,
+    /// The tasks this host's cell runs for controllers (`POST /tasks`), by id.
+    tasks: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::cell::task::RunningTask>>>,
 }
 
 /// What a host needs to stage for a controller without a cell.
@@ -130,6 +133,7 @@ impl Peers {
             cell,
             logs,
             kit,
+            tasks: Default::default(),
         });
         peers.readdress().await?;
         Ok(peers)
@@ -327,6 +331,38 @@ impl Peers {
         Ok(ndjson(resp))
     }
 
+    /// Has the cell at `addr` run task `order`; its output as it comes, then its end.
+    /// For an attached task, `input` follows the order as the task's input.
+    pub async fn run_task(
+        &self,
+        addr: &str,
+        order: &paas_api::state::TaskOrder,
+        input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::state::TaskEvent>> {
+        let mut head = serde_json::to_vec(order)?;
+        head.push(b'\n');
+        let body = OrderThenInput {
+            head: Some(Bytes::from(head)),
+            input,
+        };
+        let resp = self
+            .request_with(addr, http::Method::POST, "/tasks", body)
+            .await?;
+        Ok(ndjson(resp))
+    }
+
+    /// Terminates task `id` on the cell at `addr`.
+    pub async fn terminate_task(&self, addr: &str, id: &str) -> anyhow::Result<()> {
+        self.request(
+            addr,
+            http::Method::POST,
+            &format!("/tasks/{id}/terminate"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
     /// One request to the peer at `addr`; an answer other than 200 is an error.
     async fn request(
         &self,
@@ -335,6 +371,22 @@ impl Peers {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let body = Full::new(Bytes::from(body.unwrap_or_default()));
+        self.request_with(addr, method, path, body).await
+    }
+
+    /// [`Peers::request`] with a body of any kind (one that streams, too).
+    async fn request_with<B>(
+        &self,
+        addr: &str,
+        method: http::Method,
+        path: &str,
+        body: B,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow::anyhow!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))??;
@@ -356,7 +408,7 @@ impl Peers {
             .uri(path)
             .header(header::HOST, PEER_SERVER_NAME)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .body(body)?;
         let resp = send.send_request(req).await?;
         if resp.status() != StatusCode::OK {
             bail!("it answered {}", resp.status());
@@ -394,6 +446,33 @@ fn ndjson<T: serde::de::DeserializeOwned + Send + 'static>(
         }
     });
     rx
+}
+
+/// A task order's request body: the order as one line, then the task's input as it
+/// comes (none for a task nobody is at).
+struct OrderThenInput {
+    head: Option<Bytes>,
+    input: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+}
+
+impl hyper::body::Body for OrderThenInput {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Some(head) = self.head.take() {
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(head))));
+        }
+        match &mut self.input {
+            Some(input) => input
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c)))),
+            None => std::task::Poll::Ready(None),
+        }
+    }
 }
 
 /// A new cluster secret: a random token and a self-signed certificate for

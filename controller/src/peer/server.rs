@@ -12,7 +12,10 @@
 //! - `POST /stage` (a `StageOrder`): stages an app for a controller without a cell
 //!   (`stage.rs`), answering its output lines and then the droplet's hash, NDJSON;
 //! - `GET /usage`: each instance placed on this host's cell as measured now (CPU,
-//!   memory, disk), by id.
+//!   memory, disk), by id;
+//! - `POST /tasks` (a `TaskOrder` line, then an attached task's input): runs a task on
+//!   this host's cell for a controller (`tasks.rs`), answering its output and then its
+//!   end, NDJSON; `POST /tasks/ID/terminate` stops it.
 
 use std::sync::Arc;
 
@@ -43,6 +46,8 @@ impl Peers {
             .route("/instances/{id}/exec", post(exec))
             .route("/usage", get(usage))
             .route("/stage", post(stage))
+            .route("/tasks", post(run_task))
+            .route("/tasks/{id}/terminate", post(terminate_task))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self),
                 only_peers,
@@ -146,5 +151,21 @@ async fn exec(State(peers): State<Arc<Peers>>, Path(id): Path<String>, body: Bod
             tracing::warn!(instance = %id, "exec for a peer: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+async fn run_task(State(peers): State<Arc<Peers>>, body: Body) -> Response {
+    let Ok((order, input)) = crate::api::tasks::request_then_input(body).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let (out, resp) = crate::api::body::ndjson_stream();
+    tokio::spawn(peers.run_task_for_peer(order, input, out));
+    resp.into_response()
+}
+
+async fn terminate_task(State(peers): State<Arc<Peers>>, Path(id): Path<String>) -> Response {
+    match peers.terminate_task_here(&id).await {
+        true => StatusCode::OK.into_response(),
+        false => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -1,9 +1,14 @@
 //! Tasks: one-off commands of an app (`paas run-task`), each in a container of its own
-//! from the app's current droplet, on this host's cell; and the release phase: the
-//! droplet's `release` process type, run as a task before a new release rolls out.
+//! from the app's current droplet, on this host's cell or, for a controller of a
+//! cluster without one, on a cell of another host through its peer listener
+//! (`peer/tasks.rs`); and the release phase: the droplet's `release` process type, run
+//! as a task before a new release rolls out.
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use paas_api::state::TaskEvent;
 use paas_api::{AppName, DeployEvent, ExecEvent, LogLine, LogStream, TaskRequest, TaskSummary};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
@@ -138,19 +143,38 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .get(&task.id)
             .cloned();
-        let Some(running) = running else {
-            return Err(Error::new(
+        if let Some(running) = running {
+            let end = running.terminate().await;
+            return Ok(finished(task, &end));
+        }
+        // Started through another controller: the cell's host that runs it stops it,
+        // and that controller records its end.
+        match self.terminate_on_its_cell(&task).await {
+            Ok(()) => Ok(finished(task, &TaskEnd::Terminated)),
+            Err(why) => Err(Error::new(
                 ErrorKind::Refused,
                 "task-elsewhere",
                 format!(
-                    "task {sequence} of app {app} runs on cell {}, not on this controller's",
+                    "task {sequence} of app {app} runs on cell {}, which {why}",
                     task.cell
                 ),
-                Some("terminate it through the controller of that cell's host"),
-            ));
-        };
-        let end = running.terminate().await;
-        Ok(finished(task, &end))
+                Some("see `paas cells`; try again"),
+            )),
+        }
+    }
+
+    /// Asks the host of the cell that runs `task` to terminate it; says why not.
+    async fn terminate_on_its_cell(&self, task: &TaskSummary) -> Result<(), String> {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or("is not this host's (its paasd may have stopped)")?;
+        let peer = cluster.view.peer_of(&task.cell).ok_or("is not up")?;
+        cluster
+            .peers
+            .terminate_task(&peer, &task.id)
+            .await
+            .map_err(|e| format!("could not be asked to stop it: {e:#}"))
     }
 
     /// Terminates the task of id `id` if it runs on this host; waits until it ended.
@@ -172,7 +196,16 @@ impl Platform {
             return;
         };
         for t in tasks.iter().filter(|t| t.state == "running") {
-            self.terminate_running(&t.id).await;
+            let here = self
+                .running_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&t.id);
+            if here {
+                self.terminate_running(&t.id).await;
+            } else if let Err(why) = self.terminate_on_its_cell(t).await {
+                tracing::warn!(app = %app, task = t.sequence, "terminating a task of a deleted app: its cell {why}");
+            }
         }
     }
 
@@ -262,14 +295,6 @@ impl Platform {
         ),
     ) -> Result<(TaskSummary, Arc<RunningTask>), Error> {
         let app = &record.name;
-        if self.cluster.as_ref().is_some_and(|c| !c.runs_instances) {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                "no-cell-here",
-                "this controller runs no cell, and tasks run on their controller's own cell",
-                Some("run it through a controller with the cell role (`paasd --roles controller,cell`)"),
-            ));
-        }
         let mut settings = record.settings.clone();
         settings.memory = req.memory.unwrap_or(settings.memory);
         settings.disk = req.disk.or(settings.disk);
@@ -277,13 +302,7 @@ impl Platform {
             .id_map(app)
             .await
             .map_err(|e| Error::internal(format!("{e:#}")))?;
-        let blob = self.blob(&release.droplet).await?;
-        let droplet_dir = self
-            .cell
-            .droplet_dir(&release.droplet, &blob, ids)
-            .await
-            .map_err(|e| Error::internal(format!("{e:#}")))?;
-        let uris = self
+        let uris: Vec<String> = self
             .store
             .app_routes(app)
             .await
@@ -292,7 +311,19 @@ impl Platform {
             .map(ToString::to_string)
             .collect();
         // Everything that can fail comes before the task is recorded as running.
-        let system_env = self.service_env(record).await?.vars();
+        let services = self.service_env(record).await?;
+        let system_env = services.vars();
+        let elsewhere = self.cell_for_task(record, &settings).await?;
+        let droplet_dir = match &elsewhere {
+            Some(_) => std::path::PathBuf::new(),
+            None => {
+                let blob = self.blob(&release.droplet).await?;
+                self.cell
+                    .droplet_dir(&release.droplet, &blob, ids)
+                    .await
+                    .map_err(|e| Error::internal(format!("{e:#}")))?
+            }
+        };
         let task = TaskSummary {
             id: crate::store::new_guid(),
             sequence: 0,
@@ -306,13 +337,42 @@ impl Platform {
             memory: settings.memory,
             disk: settings.disk_or_default(),
             droplet: release.droplet.clone(),
-            cell: self.cell.id().to_string(),
+            cell: match &elsewhere {
+                Some((cell, _)) => cell.clone(),
+                None => self.cell.id().to_string(),
+            },
         };
         let task = self
             .store
             .add_task(app, task)
             .await
             .map_err(Error::internal)?;
+        if let Some((_, peer)) = elsewhere {
+            let order = paas_api::state::TaskOrder {
+                id: task.id.clone(),
+                name: name.to_string(),
+                run: paas_api::state::Assignment {
+                    app: app.clone(),
+                    app_guid: record.guid.clone(),
+                    process: "task".into(),
+                    index: 0,
+                    settings,
+                    start_command: command.to_string(),
+                    droplet: release.droplet.clone(),
+                    env: record.env.clone().into_iter().collect(),
+                    system_env,
+                    id_base: ids.host_base,
+                    uris,
+                    drains: services.drains,
+                },
+                attached: input.is_some(),
+                tty: req.tty,
+            };
+            let running = self
+                .run_task_elsewhere(&task, order, &peer, reporter, input, screen)
+                .await?;
+            return Ok((task, running));
+        }
         let spec = InstanceSpec {
             id: task.id.clone(),
             app: app.clone(),
@@ -342,6 +402,139 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .insert(task.id.clone(), Arc::clone(&running));
         Ok((task, running))
+    }
+
+    /// Where a task of `record` with `settings` runs: here (`None`), unless this is a
+    /// controller of a cluster without a cell of its own; then on the cell (its id and
+    /// peer address) with room that runs most of the app's instances (it has the
+    /// droplet, and `paas logs` reads its log), else the one with the most room.
+    async fn cell_for_task(
+        &self,
+        record: &AppRecord,
+        settings: &paas_api::AppSettings,
+    ) -> Result<Option<(String, String)>, Error> {
+        let Some(cluster) = self.cluster.as_ref().filter(|c| !c.runs_instances) else {
+            return Ok(None);
+        };
+        let mut of_app: HashMap<String, u32> = HashMap::new();
+        for p in self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&record.name)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cell) = p.cell() {
+                *of_app.entry(cell.to_string()).or_default() += 1;
+            }
+        }
+        let need = settings.memory.bytes();
+        let cells = self.store.cells().await.map_err(Error::internal)?;
+        let free =
+            |c: &paas_api::state::CellPresence| c.memory_bytes.saturating_sub(c.memory_used_bytes);
+        let chosen = cells
+            .iter()
+            .filter(|c| free(c) >= need)
+            .filter_map(|c| Some((c, cluster.view.peer_of(&c.id)?)))
+            .max_by_key(|(c, _)| (of_app.get(&c.id).copied().unwrap_or(0), free(c)));
+        match chosen {
+            Some((c, peer)) => Ok(Some((c.id.clone(), peer))),
+            None => Err(Error::new(
+                ErrorKind::Refused,
+                "no-room",
+                format!(
+                    "no cell that is up has {} free for the task",
+                    settings.memory
+                ),
+                Some("run it with less memory (-m), or add a cell"),
+            )),
+        }
+    }
+
+    /// Has the cell at `peer` run `task` (as `order` says), and follows it: its lines go
+    /// on to `reporter` (that host's log keeps them), its terminal's output to
+    /// `screen`, `input` to it, and a terminate request to that host.
+    async fn run_task_elsewhere(
+        self: &Arc<Self>,
+        task: &TaskSummary,
+        order: paas_api::state::TaskOrder,
+        peer: &str,
+        reporter: Arc<dyn Reporter>,
+        input: Option<mpsc::Receiver<bytes::Bytes>>,
+        screen: Option<mpsc::Sender<ExecEvent>>,
+    ) -> Result<Arc<RunningTask>, Error> {
+        let app = &order.run.app;
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Error::internal("not a cluster"))?;
+        let started = async {
+            if self.blobs.exists(&order.run.droplet) {
+                cluster.peers.announce(&order.run.droplet).await?;
+            }
+            cluster.peers.run_task(peer, &order, input).await
+        };
+        let mut events = match started.await {
+            Ok(events) => events,
+            Err(e) => {
+                let why = format!("cell {} could not be reached: {e:#}", task.cell);
+                self.task_ended(app, task.clone(), &TaskEnd::Failed(why.clone()))
+                    .await;
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "cell-unreachable",
+                    format!("the task could not start: {why}"),
+                    Some("see `paas cells`; try again"),
+                ));
+            }
+        };
+        let (running, mut stopping, ended) = RunningTask::elsewhere();
+        self.running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.id.clone(), Arc::clone(&running));
+        let (platform, peer, id, app) = (
+            Arc::clone(self),
+            peer.to_string(),
+            task.id.clone(),
+            app.clone(),
+        );
+        let source = format!("APP/TASK/{}", order.name);
+        tokio::spawn(async move {
+            let mut asked = false;
+            let end = loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(TaskEvent::Output { stream, line }) => {
+                            reporter.pass_on(&app, &source, stream, &line);
+                        }
+                        Some(TaskEvent::Tty { data }) => {
+                            if let Some(s) = &screen {
+                                let _ = s.send(ExecEvent::Tty { data }).await;
+                            }
+                        }
+                        Some(e) => match TaskEnd::from_event(&e) {
+                            Some(end) => break end,
+                            None => continue,
+                        },
+                        None => break TaskEnd::Failed(
+                            "its cell's host stopped answering; see `paas logs` for what it printed".into(),
+                        ),
+                    },
+                    Ok(()) = stopping.changed(), if !asked => {
+                        asked = true;
+                        if let Some(cluster) = &platform.cluster {
+                            if let Err(e) = cluster.peers.terminate_task(&peer, &id).await {
+                                tracing::warn!(task = %id, "terminating a task on {peer}: {e:#}");
+                            }
+                        }
+                    }
+                }
+            };
+            let _ = ended.send(Some(end));
+        });
+        Ok(running)
     }
 
     /// Records how `task` of `app` ended, and an event that says so.
@@ -460,6 +653,10 @@ enum TeeTo {
 impl Reporter for Tee {
     fn log(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
         self.platform.log(app, source, stream, line);
+        self.pass_on(app, source, stream, line);
+    }
+
+    fn pass_on(&self, _app: &AppName, source: &str, stream: LogStream, line: &str) {
         match &self.to {
             TeeTo::Deploy(events) => {
                 let _ = events.send(DeployEvent::Log(LogLine {
