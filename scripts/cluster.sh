@@ -69,6 +69,15 @@ reap() {
   done
   awk -v d="$real/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # Their cgroups (named as their folders; empty once their processes are gone), in
+  # every v1 hierarchy and in v2's.
+  local c g
+  for c in "$real"/*/containers/*/; do
+    [ -d "$c" ] || continue
+    for g in /sys/fs/cgroup/*/paas/"$(basename "$c")" /sys/fs/cgroup/paas/"$(basename "$c")"; do
+      [ -d "$g" ] && rmdir "$g" 2>/dev/null || true
+    done
+  done
 }
 
 start_cell() { # N: paasd --roles cell on paas-c-cellN
