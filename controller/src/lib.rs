@@ -77,11 +77,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
     let sink_cell = Arc::clone(&logs_of);
     let access: edge::AccessSink = Arc::new(move |batch: &[paas_router::feed::AccessLine]| {
         let Some(p) = sink_cell.get() else { return };
+        // One write per app's file for the batch, not one per line.
+        let mut by_app: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
         for entry in batch {
+            by_app.entry(&entry.app).or_default().push(&entry.line);
+        }
+        for (app, lines) in by_app {
             // From a process that faces every client: names are checked again.
-            if let Ok(app) = paas_api::AppName::parse(&entry.app) {
+            if let Ok(app) = paas_api::AppName::parse(app) {
                 p.logs
-                    .append(&app, "RTR", paas_api::LogStream::Out, &entry.line);
+                    .append_all(&app, "RTR", paas_api::LogStream::Out, lines);
             }
         }
     });

@@ -94,6 +94,18 @@ impl Logs {
 
     /// Records one line (none for an app deleted in the last [`REMOVED_FOR`]).
     pub fn append(&self, app: &AppName, source: &str, stream: LogStream, line: &str) {
+        self.append_all(app, source, stream, [line]);
+    }
+
+    /// Records `lines` of one source, in one write to the app's file (the router's
+    /// access log comes in batches).
+    pub fn append_all<'a>(
+        &self,
+        app: &AppName,
+        source: &str,
+        stream: LogStream,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) {
         let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
         if removed
             .get(app.as_str())
@@ -102,25 +114,33 @@ impl Logs {
             return;
         }
         drop(removed);
-        let line = LogLine {
-            timestamp_ms: now_ms(),
-            source: source.to_string(),
-            stream,
-            line: line.to_string(),
-        };
+        let timestamp_ms = now_ms();
         let rotate_path = self.path(app);
         self.with_app(app, |log| {
-            if log.recent.len() == RECENT_LINES {
-                log.recent.pop_front();
+            let mut json = Vec::new();
+            for line in lines {
+                let line = LogLine {
+                    timestamp_ms,
+                    source: source.to_string(),
+                    stream,
+                    line: line.to_string(),
+                };
+                if serde_json::to_writer(&mut json, &line).is_ok() {
+                    json.push(b'\n');
+                }
+                if log.recent.len() == RECENT_LINES {
+                    log.recent.pop_front();
+                }
+                log.recent.push_back(line.clone());
+                self.drains.send(app, &line);
+                let _ = log.live.send(line);
             }
-            log.recent.push_back(line.clone());
-            if let (Some(f), Ok(mut json)) = (log.file.as_mut(), serde_json::to_vec(&line)) {
-                json.push(b'\n');
+            if let Some(f) = log.file.as_mut().filter(|_| !json.is_empty()) {
                 if f.write_all(&json).is_ok() {
                     log.written += json.len() as u64;
                 } else {
-                    // A full disk took part of the line: cut the file back to whole
-                    // lines (the line stays in memory, for `--recent` and followers).
+                    // A full disk took part of the lines: cut the file back to whole
+                    // lines (they stay in memory, for `--recent` and followers).
                     let _ = f.set_len(log.written);
                 }
             }
@@ -133,8 +153,6 @@ impl Logs {
                     .ok();
                 log.written = 0;
             }
-            self.drains.send(app, &line);
-            let _ = log.live.send(line);
         });
     }
 

@@ -562,7 +562,7 @@ impl Router {
     ) {
         self.metrics.observe(status, duration, router_made);
         if let Some(sink) = &self.access {
-            sink(&AccessLog {
+            sink(AccessLog {
                 host: served.host,
                 app: served.app,
                 instance: served.instance,

@@ -173,7 +173,7 @@ async fn each_direct_request_gets_an_access_log_entry() {
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink_lines = Arc::clone(&lines);
     let r = Arc::new(Router::new().with_access_log(Arc::new(
-        move |e: &paas_router::ops::AccessLog| {
+        move |e: paas_router::ops::AccessLog| {
             let entry = (e.app.clone(), e.instance, e.line());
             sink_lines.lock().unwrap().push(entry);
         },
