@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # One backend (nginx answering a small response), then paas-router, HAProxy and nginx in
-# front of it, each with one worker thread, loaded in turn by wrk (keep-alive, 50
-# connections), in rounds; each figure is the median of its rounds. `paasd` is
-# paas-router as paasd runs it: fed its table over its Unix socket, with its access log
-# on, every line sent back to the feeder (a stand-in for paasd, on CPU 0). The proxies run on
-# CPU 1; wrk and the backend share CPU 0. Then TLS runs (wrk over HTTPS) and
-# HTTP/2-over-TLS runs (h2load, 50 connections, 10 streams each) of paas-router beside
-# nginx, in rounds as well.
+# front of it, each with one worker thread, loaded in turn, in rounds; each figure is
+# the median of its rounds. `paasd` is paas-router as paasd runs it: fed its table and
+# certificate over its Unix socket, with its access log on, every line sent back to the
+# feeder (a stand-in for paasd, on CPU 0, that drops them). The proxies run on CPU 1;
+# the load generator and the backend share CPU 0.
 #
-#   sudo benches/router.sh [SECONDS] [ROUNDS]   (default 5 s per run, 5 rounds)
+# Four protocols: HTTP/1.1 GETs and 1 KiB POSTs (wrk, keep-alive, 50 connections), GETs
+# over TLS (wrk), and HTTP/2 over TLS (h2load, 50 connections of 10 streams). For each
+# run, besides requests per second and p99, the CPU time the proxy's processes spent
+# (user + system, from /proc/PID/stat before and after) over the requests it served.
 #
-# Last line: router rps ratio paas/haproxy: X.XX
+#   benches/router.sh [SECONDS] [ROUNDS]   (as root; default 5 s per run, 5 rounds)
+#
+# Last line: router cpu ratio haproxy/paas: X.XX  (HTTP/1.1 GETs: HAProxy's CPU time per
+# request over paas-router's; above 1, paas spends less)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
@@ -37,9 +41,12 @@ cleanup() {
 trap cleanup EXIT
 
 BACK=18901 PAAS=18902 HAPROXY=18903 NGINX=18904 PAAS_TLS=18905 NGINX_TLS=18906 PAASD=18907
+PAASD_TLS=18908 HAPROXY_TLS=18909
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj "/CN=bench.localhost" -addext "subjectAltName=DNS:bench.localhost" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/both.pem"
+printf 'wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' > "$work/post.lua"
 cat > "$work/backend.conf" <<NGX
 daemon off; worker_processes 1; pid $work/backend.pid; error_log $work/backend.err;
 events { worker_connections 4096; }
@@ -68,6 +75,7 @@ defaults
   http-reuse always
 frontend f
   bind 127.0.0.1:$HAPROXY
+  bind 127.0.0.1:$HAPROXY_TLS ssl crt $work/both.pem alpn h2,http/1.1
   default_backend b
 backend b
   server s1 127.0.0.1:$BACK
@@ -78,10 +86,10 @@ taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAAS --threads 1 \
   --https-listen 127.0.0.1:$PAAS_TLS --cert "$work/cert.pem" --key "$work/key.pem" \
   --admin-listen 127.0.0.1:0 --route bench.localhost=127.0.0.1:$BACK >"$work/paas.out" 2>"$work/paas.err" & pids+=($!)
 taskset -c 1 target/release/paas-router --listen 127.0.0.1:$PAASD --threads 1 \
-  --admin-listen 127.0.0.1:0 --drain-seconds 0 --feed "$work/feed.sock" >"$work/paasd.out" 2>"$work/paasd.err" & pids+=($!)
+  --https-listen 127.0.0.1:$PAASD_TLS --admin-listen 127.0.0.1:0 --drain-seconds 0 --feed "$work/feed.sock" >"$work/paasd.out" 2>"$work/paasd.err" & pids+=($!)
 for _ in $(seq 100); do [ -S "$work/feed.sock" ] && break; sleep 0.05; done
 # The feeder: the route table in, the access log out.
-taskset -c 0 python3 - "$work/feed.sock" "$BACK" >"$work/feeder.out" 2>&1 <<'PY' & pids+=($!)
+taskset -c 0 python3 - "$work/feed.sock" "$BACK" "$work" >"$work/feeder.out" 2>&1 <<'PY' & pids+=($!)
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
@@ -90,6 +98,9 @@ f.readline()  # hello
 route = {"host": "bench.localhost", "path": "", "app": "bench", "balance": "round-robin",
          "max_body_bytes": None, "backends": [{"addr": f"127.0.0.1:{sys.argv[2]}", "index": 0}]}
 f.write(json.dumps({"routes": [route]}).encode() + b"\n")
+pem = lambda name: open(f"{sys.argv[3]}/{name}.pem").read()
+cert = {"domain": "bench.localhost", "default": True, "cert_pem": pem("cert"), "key_pem": pem("key")}
+f.write(json.dumps({"certificates": [cert]}).encode() + b"\n")
 f.flush()
 # The access log is read and dropped: this measures the router's side of it, not a
 # Python parser's (paasd's side, appending lines to the app's log, is Rust).
@@ -105,63 +116,120 @@ for port in $BACK $PAAS $HAPROXY $NGINX $PAASD; do
   done
 done
 
-# Prints "RPS P99_MS" for one wrk run against URL $1.
-load() {
-  taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "$1" >/dev/null
-  taskset -c 0 wrk -t1 -c50 -d"${secs}s" --latency -H 'Host: bench.localhost' "$1" > "$work/wrk.txt"
-  local rps p99
-  rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.txt")
-  p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$work/wrk.txt")
-  if grep -q 'Non-2xx' "$work/wrk.txt"; then echo "warning: non-2xx answers from $1" >&2; fi
-  echo "$rps $p99"
+# CPU time (clock ticks, user + system) spent so far by process $1 and its children
+# (nginx's workers).
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$p/stat" ] || continue
+    total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+
+# One second of protocol $1 against port $2, not measured: connections and caches warm.
+warm() {
+  case $1 in
+    h1) taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "http://127.0.0.1:$2/" ;;
+    post) taskset -c 0 wrk -t1 -c50 -d1s -s "$work/post.lua" -H 'Host: bench.localhost' "http://127.0.0.1:$2/" ;;
+    tls) taskset -c 0 wrk -t1 -c50 -d1s -H 'Host: bench.localhost' "https://127.0.0.1:$2/" ;;
+    h2) taskset -c 0 h2load -c50 -m10 -D 1 -H ':authority: bench.localhost' "https://127.0.0.1:$2/" ;;
+  esac >/dev/null 2>&1 || true
 }
 
-# Short rounds of all four in turn, each round in another order, so that a slow spell of
-# this shared machine (they last seconds) falls on each alike; each figure is the median
-# of its rounds.
+# Prints "RPS P99_MS REQUESTS" for one run of protocol $1 against port $2.
+load() {
+  local proto=$1 port=$2 url rps p99 n
+  case $proto in
+    h1 | post) url="http://127.0.0.1:$port/" ;;
+    tls | h2) url="https://127.0.0.1:$port/" ;;
+  esac
+  if [ "$proto" = h2 ]; then
+    taskset -c 0 h2load -c50 -m10 -D "$secs" -H ':authority: bench.localhost' \
+      --log-file "$work/h2.log" "$url" > "$work/h2.txt" 2>&1 || true
+    rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { v = $(i - 1); gsub(/,/, "", v); print v } }' "$work/h2.txt")
+    n=$(awk '/^requests:/ { print $8 }' "$work/h2.txt")
+    ok=$(awk '/^status codes:/ { print $3 }' "$work/h2.txt")
+    [ "${ok:-0}" != 0 ] || { echo "warning: h2load got no 2xx from port $port:" >&2; tail -n 5 "$work/h2.txt" >&2; }
+    # The log's third column is each request's time in microseconds.
+    p99=$(awk '{ print $3 }' "$work/h2.log" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", v[int(NR * 0.99)] / 1000; else print "-" }')
+    echo "${rps:-0} $p99 ${n:-0}"
+    return
+  fi
+  local script=()
+  [ "$proto" = post ] && script=(-s "$work/post.lua")
+  taskset -c 0 wrk -t1 -c50 -d"${secs}s" --latency "${script[@]}" -H 'Host: bench.localhost' "$url" > "$work/wrk.txt"
+  rps=$(awk '/^Requests\/sec:/ { print $2 }' "$work/wrk.txt")
+  n=$(awk '/requests in/ { print $1 }' "$work/wrk.txt")
+  p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' "$work/wrk.txt")
+  if grep -q 'Non-2xx' "$work/wrk.txt"; then echo "warning: non-2xx answers from port $port ($proto)" >&2; fi
+  echo "$rps $p99 $n"
+}
+
+pid_of() {
+  case $1 in
+    paas) pgrep -f "paas-router --listen 127.0.0.1:$PAAS " ;;
+    paasd) pgrep -f "paas-router --listen 127.0.0.1:$PAASD " ;;
+    haproxy) pgrep -f "haproxy -f $work/haproxy.cfg" ;;
+    nginx) cat "$work/proxy.pid" ;;
+  esac
+}
+port_of() { # proxy protocol
+  case $1:$2 in
+    direct:*) echo $BACK ;;
+    paas:h1 | paas:post) echo $PAAS ;; paas:*) echo $PAAS_TLS ;;
+    paasd:h1 | paasd:post) echo $PAASD ;; paasd:*) echo $PAASD_TLS ;;
+    haproxy:h1 | haproxy:post) echo $HAPROXY ;; haproxy:*) echo $HAPROXY_TLS ;;
+    nginx:h1 | nginx:post) echo $NGINX ;; nginx:*) echo $NGINX_TLS ;;
+  esac
+}
+for name in paas paasd haproxy nginx; do
+  for _ in $(seq 100); do curl -sk -o /dev/null -H 'Host: bench.localhost' "https://127.0.0.1:$(port_of $name tls)/" && break; sleep 0.05; done
+done
+
+# Short rounds of every proxy in turn, each round in another order, so that a slow spell
+# of this shared machine (they last seconds) falls on each alike; each figure is the
+# median of its rounds.
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-declare -A rps p99
-order=(direct paas paasd haproxy nginx)
+declare -A rps p99 cpu
+protos=(h1 post tls h2)
+proxies=(paas paasd haproxy nginx)
 for round in $(seq "$rounds"); do
-  for i in "${!order[@]}"; do
-    name=${order[$(((i + round) % ${#order[@]}))]}
-    case $name in direct) port=$BACK ;; paas) port=$PAAS ;; paasd) port=$PAASD ;; haproxy) port=$HAPROXY ;; nginx) port=$NGINX ;; esac
-    read -r r p < <(load "http://127.0.0.1:$port/")
-    rps[$name]+="$r "; p99[$name]+="$p "
-    printf 'round %d  %-8s requests/s %10s   p99 %8s ms\n' "$round" "$name" "$r" "$p"
+  for proto in "${protos[@]}"; do
+    list=("${proxies[@]}")
+    [ "$proto" = h1 ] && list+=(direct)
+    for i in "${!list[@]}"; do
+      name=${list[$(((i + round) % ${#list[@]}))]}
+      pid=$( [ "$name" = direct ] && cat "$work/backend.pid" || pid_of "$name")
+      warm "$proto" "$(port_of "$name" "$proto")"
+      before=$(ticks "$pid")
+      read -r r p n < <(load "$proto" "$(port_of "$name" "$proto")")
+      after=$(ticks "$pid")
+      c=$(awk -v t=$((after - before)) -v n="$n" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')
+      rps[$name:$proto]+="$r "; p99[$name:$proto]+="$p "; cpu[$name:$proto]+="$c "
+      printf 'round %d  %-5s %-8s requests/s %10s   p99 %8s ms   cpu us/request %6s\n' "$round" "$proto" "$name" "$r" "$p" "$c"
+    done
   done
 done
-for name in "${order[@]}"; do
-  rps[$name]=$(median <<<"${rps[$name]}"); p99[$name]=$(median <<<"${p99[$name]}")
-  printf '%-8s requests/s %10s   p99 %8s ms   (medians of %d rounds)\n' "$name" "${rps[$name]}" "${p99[$name]}" "$rounds"
-done
-# TLS (HTTP/1.1 over TLS, keep-alive) and HTTP/2 over TLS, beside nginx, in rounds too.
-declare -A tls tls99 h2
-for name in paas nginx; do
-  case $name in paas) port=$PAAS_TLS ;; nginx) port=$NGINX_TLS ;; esac
-  for _ in $(seq 100); do curl -sk -o /dev/null -H 'Host: bench.localhost' "https://127.0.0.1:$port/" && break; sleep 0.05; done
-done
-tls_order=(paas nginx)
-for round in $(seq "$rounds"); do
-  for i in 0 1; do
-    name=${tls_order[$(((i + round) % 2))]}
-    case $name in paas) port=$PAAS_TLS ;; nginx) port=$NGINX_TLS ;; esac
-    read -r r p < <(load "https://127.0.0.1:$port/")
-    tls[$name]+="$r "; tls99[$name]+="$p "
-    taskset -c 0 h2load -c50 -m10 -D "$secs" --warm-up-time 1 -H ':authority: bench.localhost' \
-      "https://127.0.0.1:$port/" > "$work/h2.txt" 2>&1 || true
-    h2rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($i ~ /req\/s/) { v = $(i - 1); gsub(/,/, "", v); print v } }' "$work/h2.txt")
-    h2ok=$(awk '/^status codes:/ { print $3 }' "$work/h2.txt")
-    [ "${h2ok:-0}" != 0 ] || { echo "warning: h2load got no 2xx from $name:" >&2; tail -n 5 "$work/h2.txt" >&2; }
-    h2[$name]+="${h2rps:-0} "
-    printf 'round %d  %-8s TLS requests/s %10s   p99 %8s ms   HTTP/2 requests/s %10s\n' \
-      "$round" "$name" "$r" "$p" "${h2rps:-?}"
+echo "medians of $rounds rounds of ${secs} s:"
+for proto in "${protos[@]}"; do
+  list=("${proxies[@]}")
+  [ "$proto" = h1 ] && list+=(direct)
+  for name in "${list[@]}"; do
+    for m in rps p99 cpu; do
+      declare -n arr=$m
+      arr[$name:$proto]=$(median <<<"${arr[$name:$proto]}")
+      unset -n arr
+    done
+    printf '%-5s %-8s requests/s %10s   p99 %8s ms   cpu us/request %6s\n' "$proto" "$name" \
+      "${rps[$name:$proto]}" "${p99[$name:$proto]}" "${cpu[$name:$proto]}"
   done
 done
-for name in paas nginx; do
-  printf '%-8s TLS requests/s %10s   p99 %8s ms   HTTP/2 requests/s %10s   (medians)\n' "$name" \
-    "$(median <<<"${tls[$name]}")" "$(median <<<"${tls99[$name]}")" "$(median <<<"${h2[$name]}")"
+echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'); direct: the backend's own CPU; paasd: the router only, its lines dropped by a stand-in feeder)"
+for proto in "${protos[@]}"; do
+  case $proto in h1) what="HTTP/1.1" ;; post) what="HTTP/1.1 1 KiB POST" ;; tls) what="TLS" ;; h2) what="HTTP/2" ;; esac
+  echo "cpu us per request ($what): paas ${cpu[paas:$proto]}, paasd ${cpu[paasd:$proto]}, haproxy ${cpu[haproxy:$proto]}, nginx ${cpu[nginx:$proto]}"
 done
-ratio=$(awk -v a="${rps[paas]}" -v b="${rps[haproxy]}" 'BEGIN { printf "%.2f", a / b }')
-echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'))"
-echo "router rps ratio paas/haproxy: $ratio"
+echo "router rps ratio paas/haproxy: $(awk -v a="${rps[paas:h1]}" -v b="${rps[haproxy:h1]}" 'BEGIN { printf "%.2f", a / b }')"
+echo "router cpu ratio haproxy/paas: $(awk -v a="${cpu[haproxy:h1]}" -v b="${cpu[paas:h1]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
