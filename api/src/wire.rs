@@ -663,6 +663,10 @@ pub struct ExecRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum ExecEvent {
+    /// An attached task's number, first: what resizes its terminal or terminates it.
+    Task {
+        sequence: u64,
+    },
     Output {
         stream: LogStream,
         line: String,

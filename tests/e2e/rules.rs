@@ -113,6 +113,11 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/v1/apps/{name}/tasks/{sequence}/terminate",
         Rule::Develop,
     ),
+    (
+        "POST",
+        "/v1/apps/{name}/tasks/{sequence}/resize",
+        Rule::Develop,
+    ),
     ("PUT", "/v1/apps/{name}/services/{service}", Rule::Develop),
     (
         "DELETE",

@@ -392,10 +392,34 @@ fn paas_run_from_a_terminal_gives_the_task_a_terminal_of_its_own() {
     assert!(lines.contains(&"stdin-is-a-tty"), "{shown:?}");
     assert!(lines.contains(&"got:typed"), "{shown:?}");
 
+    // The person's terminal resized: so is the task's (SIGWINCH reaches paas, which
+    // tells the API). Without job control, the background paas is in the pty's
+    // foreground process group, and takes the pty as its input explicitly.
+    let command = format!(
+        "stty rows 33 cols 101; {} run termy -- 'stty size; sleep 3; stty size' </dev/tty & sleep 1.5; stty rows 40 cols 120; wait",
+        paas.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("PAAS_HOME", d.home.path())
+        .env("PAAS_API", &d.api)
+        .env("PAAS_TOKEN", d.token())
+        .env("PAAS_CA_CERT", d.cert())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let sizes: Vec<&str> = shown
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.contains(' ') && l.split(' ').all(|w| w.parse::<u16>().is_ok()))
+        .collect();
+    assert_eq!(sizes, ["33 101", "40 120"], "{shown:?}");
+
     // Without a terminal, or with --no-tty, pipes as before.
     let out = d.paas(&["run", "termy", "--", "test -t 0 || echo pipes"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "pipes\n", "{out:?}");
     let tasks = tasks(&d, "termy");
-    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
     assert_eq!(tasks[0]["exit_code"], 4);
 }

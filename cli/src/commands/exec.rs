@@ -71,7 +71,7 @@ pub async fn follow(
     resp: http::Response<hyper::body::Incoming>,
     lost: &str,
 ) -> Result<(), Failure> {
-    let code = follow_to_end(resp, lost).await?;
+    let code = follow_to_end(resp, lost, None).await?;
     exit_with(code)
 }
 
@@ -84,10 +84,12 @@ pub fn exit_with(code: i32) -> Result<(), Failure> {
     }
 }
 
-/// Prints a command's output stream as it comes and answers its exit code.
+/// Prints a command's output stream as it comes and answers its exit code; an attached
+/// task's number goes to `task`.
 pub async fn follow_to_end(
     resp: http::Response<hyper::body::Incoming>,
     lost: &str,
+    task: Option<&std::sync::OnceLock<u64>>,
 ) -> Result<i32, Failure> {
     let mut code = None;
     let (stdout, stderr) = (Screen::stdout(), Screen::stderr());
@@ -108,6 +110,11 @@ pub async fn follow_to_end(
             ExecEvent::Tty { data } => {
                 let mut o = std::io::stdout().lock();
                 let _ = o.write_all(data.as_bytes()).and_then(|_| o.flush());
+            }
+            ExecEvent::Task { sequence } => {
+                if let Some(t) = task {
+                    let _ = t.set(sequence);
+                }
             }
             ExecEvent::Exit { code: c } => code = Some(c),
         }

@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::io::Read;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -83,9 +84,37 @@ pub async fn run(args: Args, ctx: super::Ctx) -> Result<(), Failure> {
     }
     // Restored before paas exits with the task's code.
     let raw = crate::tty::RawMode::enter();
-    let code = super::exec::follow_to_end(resp, lost).await;
+    let number: Arc<OnceLock<u64>> = Arc::default();
+    let resizing = tokio::spawn(follow_resizes(ctx, name.clone(), Arc::clone(&number)));
+    let code = super::exec::follow_to_end(resp, lost, Some(&number)).await;
+    resizing.abort();
     drop(raw);
     super::exec::exit_with(code?)
+}
+
+/// Gives the task's terminal the size of this one each time it is resized (SIGWINCH),
+/// once the task's number is known.
+async fn follow_resizes(ctx: super::Ctx, app: paas_api::AppName, number: Arc<OnceLock<u64>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut resized), Ok(client)) = (signal(SignalKind::window_change()), super::client(ctx))
+    else {
+        return;
+    };
+    while resized.recv().await.is_some() {
+        let (Some(sequence), Some((rows, cols))) = (number.get(), crate::tty::size()) else {
+            continue;
+        };
+        let body = serde_json::to_vec(&TerminalSize { rows, cols }).unwrap_or_default();
+        // Best effort: a lost resize leaves the old size, as over a flaky ssh.
+        let _ = client
+            .send(
+                Method::POST,
+                &format!("/v1/apps/{app}/tasks/{sequence}/resize"),
+                Bytes::from(body),
+                "application/json",
+            )
+            .await;
+    }
 }
 
 /// The request's body: the task as one JSON line, then what `paas` reads on its stdin,

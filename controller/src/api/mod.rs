@@ -293,6 +293,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(tasks::terminate),
         ),
         e(
+            Method::POST,
+            "/v1/apps/{name}/tasks/{sequence}/resize",
+            App(Develop),
+            post(tasks::resize),
+        ),
+        e(
             Method::PUT,
             "/v1/apps/{name}/services/{service}",
             App(Develop),

@@ -44,6 +44,10 @@ pub async fn run(
         .await?;
     let (out, resp) = body::ndjson_stream();
     tokio::spawn(async move {
+        out.send(&ExecEvent::Task {
+            sequence: task.sequence,
+        })
+        .await;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -155,8 +159,36 @@ pub async fn terminate(
     State(p): State<Arc<Platform>>,
     Path((name, sequence)): Path<(String, String)>,
 ) -> Result<Response<ApiBody>, Failure> {
-    let app = AppName::parse(&name)
-        .map_err(|e| Failure::new(400, "invalid-name", e.to_string(), None))?;
+    let (app, sequence) = task_path(&name, &sequence)?;
+    let task = p.terminate_task(&app, sequence).await?;
+    Ok(body::json(200, &task))
+}
+
+/// Gives a running task's terminal a new size (`{"rows": R, "cols": C}`): the person's
+/// terminal was resized.
+pub async fn resize(
+    State(p): State<Arc<Platform>>,
+    Path((name, sequence)): Path<(String, String)>,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let (app, sequence) = task_path(&name, &sequence)?;
+    let size: paas_api::TerminalSize = read_json(body).await?;
+    if size.rows == 0 || size.cols == 0 {
+        return Err(Failure::new(
+            422,
+            "invalid-size",
+            "a terminal has at least one row and one column",
+            None,
+        ));
+    }
+    p.resize_task(&app, sequence, size).await?;
+    Ok(body::empty(204))
+}
+
+/// The app and task number of a task's path.
+fn task_path(name: &str, sequence: &str) -> Result<(AppName, u64), Failure> {
+    let app =
+        AppName::parse(name).map_err(|e| Failure::new(400, "invalid-name", e.to_string(), None))?;
     let sequence: u64 = sequence.parse().map_err(|_| {
         Failure::new(
             400,
@@ -165,6 +197,5 @@ pub async fn terminate(
             Some(&format!("see `paas tasks {app}`")),
         )
     })?;
-    let task = p.terminate_task(&app, sequence).await?;
-    Ok(body::json(200, &task))
+    Ok((app, sequence))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use paas_api::state::TaskEvent;
 use paas_api::{ExecEvent, LogStream};
-use paas_runtime::{ExitReason, Terminal};
+use paas_runtime::{ExitReason, Terminal, TtySize};
 use tokio::sync::{mpsc, watch};
 
 use super::instance::{self, InstanceSpec};
@@ -58,10 +58,23 @@ impl TaskEnd {
     }
 }
 
+/// The caller's side of a task another host runs ([`RunningTask::elsewhere`]).
+pub struct Elsewhere {
+    pub running: Arc<RunningTask>,
+    /// Hears when it is asked to stop (the caller tells that host).
+    pub stopping: watch::Receiver<bool>,
+    /// Hears when its terminal is resized (the caller tells that host).
+    pub sizes: watch::Receiver<Option<TtySize>>,
+    /// Where its end goes.
+    pub ended: watch::Sender<Option<TaskEnd>>,
+}
+
 /// A task under way, on this cell or on another host's.
 pub struct RunningTask {
     stop: watch::Sender<bool>,
     end: watch::Receiver<Option<TaskEnd>>,
+    /// Its terminal's size, when the person's changes.
+    size: watch::Sender<Option<TtySize>>,
 }
 
 impl RunningTask {
@@ -72,16 +85,22 @@ impl RunningTask {
         self.ended().await
     }
 
-    /// A task another host runs: the returned receiver hears when it is asked to stop
-    /// (the caller tells that host), and the sender is where its end goes.
-    pub fn elsewhere() -> (
-        Arc<RunningTask>,
-        watch::Receiver<bool>,
-        watch::Sender<Option<TaskEnd>>,
-    ) {
+    /// Gives its terminal (if it has one) a new size.
+    pub fn resize(&self, size: TtySize) {
+        let _ = self.size.send(Some(size));
+    }
+
+    /// A task another host runs: its handle, and the ends the caller follows it with.
+    pub fn elsewhere() -> Elsewhere {
         let (stop, stopping) = watch::channel(false);
         let (ended, end) = watch::channel(None);
-        (Arc::new(RunningTask { stop, end }), stopping, ended)
+        let (size, sizes) = watch::channel(None);
+        Elsewhere {
+            running: Arc::new(RunningTask { stop, end, size }),
+            stopping,
+            sizes,
+            ended,
+        }
     }
 
     /// Waits until it ended.
@@ -108,6 +127,7 @@ impl LocalCell {
     ) -> Arc<RunningTask> {
         let (stop, mut stopping) = watch::channel(false);
         let (ended, end) = watch::channel(None);
+        let (size, mut sizes) = watch::channel(None::<TtySize>);
         let cell = Arc::clone(self);
         let source = format!("APP/TASK/{name}");
         let name = name.to_string();
@@ -149,6 +169,16 @@ impl LocalCell {
                 }
                 _ => {}
             }
+            // The person's terminal resized: so is the task's.
+            let resizing = terminal.clone().map(|t| {
+                tokio::spawn(async move {
+                    while sizes.changed().await.is_ok() {
+                        if let Some(s) = *sizes.borrow_and_update() {
+                            let _ = t.resize(s);
+                        }
+                    }
+                })
+            });
             let shown = terminal.map(|t| tokio::spawn(show(t, screen)));
             let pumps = (
                 instance::spawn_pump(&reporter, &app, &source, LogStream::Out, c.stdout.take()),
@@ -172,6 +202,9 @@ impl LocalCell {
                     abort.abort();
                 }
             }
+            if let Some(r) = resizing {
+                r.abort();
+            }
             instance::clean_up(&spec, c).await;
             notice(match &end {
                 TaskEnd::Exited(code) => format!("task {name} exited with {code}"),
@@ -180,7 +213,7 @@ impl LocalCell {
             });
             let _ = ended.send(Some(end));
         });
-        Arc::new(RunningTask { stop, end })
+        Arc::new(RunningTask { stop, end, size })
     }
 }
 

@@ -351,6 +351,27 @@ impl Peers {
         Ok(ndjson(resp))
     }
 
+    /// Resizes the terminal of task `id` on the cell at `addr`.
+    pub async fn resize_task(
+        &self,
+        addr: &str,
+        id: &str,
+        size: paas_runtime::TtySize,
+    ) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&paas_api::TerminalSize {
+            rows: size.rows,
+            cols: size.cols,
+        })?;
+        self.request(
+            addr,
+            http::Method::POST,
+            &format!("/tasks/{id}/resize"),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Terminates task `id` on the cell at `addr`.
     pub async fn terminate_task(&self, addr: &str, id: &str) -> anyhow::Result<()> {
         self.request(

@@ -15,7 +15,8 @@
 //!   memory, disk), by id;
 //! - `POST /tasks` (a `TaskOrder` line, then an attached task's input): runs a task on
 //!   this host's cell for a controller (`tasks.rs`), answering its output and then its
-//!   end, NDJSON; `POST /tasks/ID/terminate` stops it.
+//!   end, NDJSON; `POST /tasks/ID/terminate` stops it, `POST /tasks/ID/resize` (a
+//!   `TerminalSize`) resizes its terminal.
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ impl Peers {
             .route("/stage", post(stage))
             .route("/tasks", post(run_task))
             .route("/tasks/{id}/terminate", post(terminate_task))
+            .route("/tasks/{id}/resize", post(resize_task))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self),
                 only_peers,
@@ -165,6 +167,20 @@ async fn run_task(State(peers): State<Arc<Peers>>, body: Body) -> Response {
 
 async fn terminate_task(State(peers): State<Arc<Peers>>, Path(id): Path<String>) -> Response {
     match peers.terminate_task_here(&id).await {
+        true => StatusCode::OK.into_response(),
+        false => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn resize_task(
+    State(peers): State<Arc<Peers>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let Ok(size) = crate::api::read_json::<paas_api::TerminalSize>(body).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match peers.resize_task_here(&id, size) {
         true => StatusCode::OK.into_response(),
         false => StatusCode::NOT_FOUND.into_response(),
     }

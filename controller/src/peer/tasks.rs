@@ -113,6 +113,24 @@ impl Peers {
         out.send(&end.to_event()).await;
     }
 
+    /// Resizes the terminal of task `id` if this host's cell runs it.
+    pub(super) fn resize_task_here(&self, id: &str, size: paas_api::TerminalSize) -> bool {
+        let running = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        running
+            .map(|r| {
+                r.resize(paas_runtime::TtySize {
+                    rows: size.rows,
+                    cols: size.cols,
+                })
+            })
+            .is_some()
+    }
+
     /// Terminates task `id` if this host's cell runs it; waits until it ended.
     pub(super) async fn terminate_task_here(&self, id: &str) -> bool {
         let running = self

@@ -163,6 +163,43 @@ impl Platform {
         }
     }
 
+    /// Gives the terminal of task `sequence` of `app` a new size; the task must have been
+    /// started through this controller.
+    pub async fn resize_task(
+        &self,
+        app: &AppName,
+        sequence: u64,
+        size: paas_api::TerminalSize,
+    ) -> Result<(), Error> {
+        self.app_record(app).await?;
+        let task = self
+            .store
+            .task(app, sequence)
+            .await
+            .map_err(Error::internal)?
+            .filter(|t| t.state == "running");
+        let running = task.and_then(|t| {
+            self.running_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&t.id)
+                .cloned()
+        });
+        let Some(running) = running else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "no-such-task",
+                format!("app {app} has no task {sequence} running through this controller"),
+                Some(&format!("see `paas tasks {app}`")),
+            ));
+        };
+        running.resize(paas_runtime::TtySize {
+            rows: size.rows,
+            cols: size.cols,
+        });
+        Ok(())
+    }
+
     /// Asks the host of the cell that runs `task` to terminate it; says why not.
     async fn terminate_on_its_cell(&self, task: &TaskSummary) -> Result<(), String> {
         let cluster = self
@@ -489,7 +526,12 @@ impl Platform {
                 ));
             }
         };
-        let (running, mut stopping, ended) = RunningTask::elsewhere();
+        let crate::cell::task::Elsewhere {
+            running,
+            mut stopping,
+            mut sizes,
+            ended,
+        } = RunningTask::elsewhere();
         self.running_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -522,6 +564,12 @@ impl Platform {
                             "its cell's host stopped answering; see `paas logs` for what it printed".into(),
                         ),
                     },
+                    Ok(()) = sizes.changed() => {
+                        let size = *sizes.borrow_and_update();
+                        if let (Some(size), Some(cluster)) = (size, &platform.cluster) {
+                            let _ = cluster.peers.resize_task(&peer, &id, size).await;
+                        }
+                    }
                     Ok(()) = stopping.changed(), if !asked => {
                         asked = true;
                         if let Some(cluster) = &platform.cluster {
