@@ -200,6 +200,7 @@ fn the_local_cluster_places_spreads_recovers_and_goes_away_whole() {
 
     logs_and_exec_reach_every_cell(data);
     tasks_run_on_cells_through_a_controller_without_one(data);
+    a_canary_paused_by_one_controller_is_finished_through_the_other(data);
     a_buildpack_added_on_one_controller_stages_on_the_other(data);
     // Every blob (the package too, which no cell fetches) is kept on two hosts at least.
     let holders = || {
@@ -355,6 +356,66 @@ fn tasks_run_on_cells_through_a_controller_without_one(data: &Path) {
             )),
         "{:?}",
         named(Ctl::Two, "sleeper")
+    );
+}
+
+/// A canary deployment paused through the first controller (which holds it: its canary
+/// and the app's lock) is refused changes and finished through the second.
+fn a_canary_paused_by_one_controller_is_finished_through_the_other(data: &Path) {
+    let revision = |ctl| -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&paas(ctl, &["revisions", "hello", "--json"], data)).unwrap();
+        let list = v
+            .as_array()
+            .or_else(|| v["resources"].as_array())
+            .unwrap()
+            .clone();
+        list.iter()
+            .find(|r| r["current"] == true)
+            .and_then(|r| r["version"].as_u64())
+            .unwrap()
+    };
+    let before = revision(Ctl::One);
+    let path = repo().join("examples/python-app");
+    let out = paas(
+        Ctl::One,
+        &[
+            "push",
+            "hello",
+            "-p",
+            path.to_str().unwrap(),
+            "--strategy",
+            "canary",
+        ],
+        data,
+    );
+    assert!(out.contains("paas continue-deployment hello"), "{out}");
+    assert_eq!(
+        instances(Ctl::Two, data).len() as u64,
+        N + 1,
+        "the canary beside the old ones"
+    );
+    let busy = paas_command(Ctl::Two, &["restart", "hello"], data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("deployment of app hello is paused"),
+        "refused at once on the other controller: {busy:?}"
+    );
+    let out = paas(Ctl::Two, &["continue-deployment", "hello"], data);
+    assert!(out.contains("is running"), "{out}");
+    assert!(revision(Ctl::Two) > before, "the new revision is current");
+    assert!(
+        eventually(20, || instances(Ctl::Two, data).len() as u64 == N),
+        "{:?}",
+        instances(Ctl::Two, data)
+    );
+    let none = paas_command(Ctl::Two, &["cancel-deployment", "hello"], data)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("has no paused deployment"),
+        "{none:?}"
     );
 }
 

@@ -72,6 +72,9 @@ pub struct Peers {
     logs: Arc<Logs>,
     /// What stagings for peers use.
     kit: StagingKit,
+    /// This host's platform, when it is a controller: what finishes the paused
+    /// deployments it holds for the others (`POST /deployments/APP/...`).
+    platform: std::sync::OnceLock<std::sync::Weak<crate::platform::Platform>>,
     /// The tasks this host's cell runs for controllers (`POST /tasks`), by id.
     tasks: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::cell::task::RunningTask>>>,
 }
@@ -134,6 +137,7 @@ impl Peers {
             logs,
             kit,
             tasks: Default::default(),
+            platform: Default::default(),
         });
         peers.readdress().await?;
         Ok(peers)
@@ -156,6 +160,39 @@ impl Peers {
             }
         }
         Ok(())
+    }
+
+    /// Where this host serves its peers.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// This host's controller, which finishes the paused deployments it holds.
+    pub fn serve_platform(&self, platform: std::sync::Weak<crate::platform::Platform>) {
+        let _ = self.platform.set(platform);
+    }
+
+    /// Has the controller at `addr` finish `app`'s paused deployment; its events.
+    pub async fn continue_deployment(
+        &self,
+        addr: &str,
+        app: &paas_api::AppName,
+    ) -> anyhow::Result<tokio::sync::mpsc::Receiver<paas_api::DeployEvent>> {
+        let path = format!("/deployments/{app}/continue");
+        let resp = self.request(addr, http::Method::POST, &path, None).await?;
+        Ok(ndjson(resp))
+    }
+
+    /// Has the controller at `addr` take `app`'s paused deployment back.
+    pub async fn cancel_deployment(
+        &self,
+        addr: &str,
+        app: &paas_api::AppName,
+    ) -> anyhow::Result<()> {
+        let path = format!("/deployments/{app}/cancel");
+        self.request(addr, http::Method::POST, &path, None)
+            .await
+            .map(drop)
     }
 
     /// Tells the cluster that this host keeps blob `sha256`.

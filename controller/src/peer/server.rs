@@ -16,7 +16,10 @@
 //! - `POST /tasks` (a `TaskOrder` line, then an attached task's input): runs a task on
 //!   this host's cell for a controller (`tasks.rs`), answering its output and then its
 //!   end, NDJSON; `POST /tasks/ID/terminate` stops it, `POST /tasks/ID/resize` (a
-//!   `TerminalSize`) resizes its terminal.
+//!   `TerminalSize`) resizes its terminal;
+//! - `POST /deployments/APP/continue` and `.../cancel`: finishes or takes back a paused
+//!   canary deployment this controller holds, for another controller (the first
+//!   answers the deployment's events, NDJSON).
 
 use std::sync::Arc;
 
@@ -50,6 +53,8 @@ impl Peers {
             .route("/tasks", post(run_task))
             .route("/tasks/{id}/terminate", post(terminate_task))
             .route("/tasks/{id}/resize", post(resize_task))
+            .route("/deployments/{app}/continue", post(continue_deployment))
+            .route("/deployments/{app}/cancel", post(cancel_deployment))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self),
                 only_peers,
@@ -183,5 +188,47 @@ async fn resize_task(
     match peers.resize_task_here(&id, size) {
         true => StatusCode::OK.into_response(),
         false => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// This host's platform, and the app of a deployment path.
+fn holder(peers: &Peers, app: &str) -> Option<(Arc<crate::platform::Platform>, AppName)> {
+    let platform = peers.platform.get().and_then(std::sync::Weak::upgrade)?;
+    Some((platform, AppName::parse(app).ok()?))
+}
+
+async fn continue_deployment(State(peers): State<Arc<Peers>>, Path(app): Path<String>) -> Response {
+    let Some((platform, app)) = holder(&peers, &app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (out, resp) = crate::api::body::ndjson_stream();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<paas_api::DeployEvent>();
+    tokio::spawn(async move {
+        let failed = tx.clone();
+        let run = platform.continue_deployment(&app, &tx);
+        if let Err(e) = platform.run_roll_out(&app, "deployment", run).await {
+            let _ = failed.send(paas_api::DeployEvent::Failed { error: e.body });
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if !out.send(&e).await {
+                return;
+            }
+        }
+    });
+    resp.into_response()
+}
+
+async fn cancel_deployment(State(peers): State<Arc<Peers>>, Path(app): Path<String>) -> Response {
+    let Some((platform, app)) = holder(&peers, &app) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match platform.cancel_deployment(&app).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::warn!(%app, "cancelling a deployment for a peer: {}", e.body.message);
+            StatusCode::CONFLICT.into_response()
+        }
     }
 }

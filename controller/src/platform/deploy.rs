@@ -25,7 +25,6 @@ impl Platform {
         rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        self.can_roll_out(rollout)?;
         let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         // Only a package uploaded to this app, or one of its releases': a blob's hash
@@ -240,7 +239,6 @@ impl Platform {
         rollout: &RolloutRequest,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
-        self.can_roll_out(rollout)?;
         let held = self.lock_app(app).await?;
         let record = self.app_record(app).await?;
         let (release, what) = match version {

@@ -192,7 +192,7 @@ impl Platform {
         // Made now, so that the data folder is closed over it at start.
         std::fs::create_dir_all(dir.join("caches"))
             .with_context(|| format!("creating {}", dir.join("caches").display()))?;
-        Ok(Arc::new(Platform {
+        let platform = Arc::new(Platform {
             domain: cfg.domain.clone(),
             router_port,
             store,
@@ -218,7 +218,12 @@ impl Platform {
             paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
-        }))
+        });
+        if let Some(cluster) = &platform.cluster {
+            // Its paused deployments are finished here for other controllers.
+            cluster.peers.serve_platform(Arc::downgrade(&platform));
+        }
+        Ok(platform)
     }
 
     /// After a start: removes what an earlier run left behind, then starts every app's
@@ -506,6 +511,7 @@ impl Platform {
     /// host, and in a cluster across controllers (`app-locks/APP`).
     async fn lock_app(&self, app: &AppName) -> Result<AppLock, Error> {
         self.not_paused(app)?;
+        self.not_paused_elsewhere(app).await?;
         let local = {
             let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
             Arc::clone(locks.entry(app.clone()).or_default())

@@ -64,21 +64,7 @@ impl Platform {
         Ok(Some(held))
     }
 
-    /// Refuses what this platform cannot do of `rollout`: a canary in a cluster, whose
-    /// pause would live in one controller's memory while the others wait on the app.
-    pub(super) fn can_roll_out(&self, rollout: &RolloutRequest) -> Result<(), Error> {
-        if rollout.strategy == Some(Strategy::Canary) && self.cluster.is_some() {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                "canary-on-one-host-only",
-                "canary deployments run on a single host for now: in a cluster, a paused one would hold the app on one controller",
-                Some("use --strategy rolling, or no strategy"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Refuses a change of `app` while a canary deployment of it is paused.
+    /// Refuses a change of `app` while a canary deployment of it is paused here.
     pub(super) fn not_paused(&self, app: &AppName) -> Result<(), Error> {
         if self
             .paused
@@ -86,16 +72,53 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(app)
         {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                "deployment-paused",
-                format!("a canary deployment of app {app} is paused"),
-                Some(&format!(
-                    "finish it with `paas continue-deployment {app}` or take it back with `paas cancel-deployment {app}`"
-                )),
-            ));
+            return Err(paused(app));
         }
         Ok(())
+    }
+
+    /// In a cluster, refuses a change of `app` while another controller holds a paused
+    /// canary deployment of it (it holds the app's lock: waiting for it would hang).
+    pub(super) async fn not_paused_elsewhere(&self, app: &AppName) -> Result<(), Error> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        match self.store.paused_at(app).await.map_err(Error::internal)? {
+            Some(at) if at.host != self.cell.id() => Err(paused(app)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records, in a cluster, that this controller holds `app`'s paused deployment.
+    async fn note_paused(&self, app: &AppName) -> Result<(), Error> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let at = crate::store::PausedAt {
+            host: self.cell.id().to_string(),
+            peer: cluster.peers.addr().to_string(),
+        };
+        self.store
+            .set_paused(app, &at)
+            .await
+            .map_err(Error::internal)
+    }
+
+    /// The controller of the cluster that holds `app`'s paused deployment, if another
+    /// one does; a record of this one's own that it no longer holds is dropped.
+    async fn paused_elsewhere(&self, app: &AppName) -> Result<Option<String>, Error> {
+        if self.cluster.is_none() {
+            return Ok(None);
+        }
+        match self.store.paused_at(app).await.map_err(Error::internal)? {
+            Some(at) if at.host != self.cell.id() => Ok(Some(at.peer)),
+            Some(_) => {
+                // This controller restarted since: its canary and lock are gone.
+                let _ = self.store.clear_paused(app).await;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Starts the canary: one new web instance, routed beside the old ones once healthy;
@@ -162,16 +185,23 @@ impl Platform {
                     held,
                 },
             );
+        self.note_paused(app).await?;
         let _ = events.send(DeployEvent::Paused { message });
         Ok(())
     }
 
-    /// Finishes a paused canary deployment: the rest rolls out as `rolling` does.
+    /// Finishes a paused canary deployment: the rest rolls out as `rolling` does. In a
+    /// cluster, the controller that holds it does so.
     pub async fn continue_deployment(
         self: &Arc<Self>,
         app: &AppName,
         events: &UnboundedSender<DeployEvent>,
     ) -> Result<(), Error> {
+        if !self.holds_paused(app) {
+            if let Some(peer) = self.paused_elsewhere(app).await? {
+                return self.continue_there(app, &peer, events).await;
+            }
+        }
         let paused = self.take_paused(app)?;
         let Paused {
             release,
@@ -205,7 +235,21 @@ impl Platform {
     }
 
     /// Takes a paused canary deployment back: the canary stops, the old release runs on.
+    /// In a cluster, the controller that holds it does so.
     pub async fn cancel_deployment(self: &Arc<Self>, app: &AppName) -> Result<(), Error> {
+        if !self.holds_paused(app) {
+            if let Some(peer) = self.paused_elsewhere(app).await? {
+                let cluster = self
+                    .cluster
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("not a cluster"))?;
+                return cluster
+                    .peers
+                    .cancel_deployment(&peer, app)
+                    .await
+                    .map_err(|e| holder_unreachable(app, &peer, &e));
+            }
+        }
         let paused = self.take_paused(app)?;
         self.forget(app, &paused.canary);
         stop_all(paused.canary).await;
@@ -224,19 +268,64 @@ impl Platform {
         Ok(())
     }
 
-    fn take_paused(&self, app: &AppName) -> Result<Paused, Error> {
+    fn holds_paused(&self, app: &AppName) -> bool {
         self.paused
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(app)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    "no-paused-deployment",
-                    format!("app {app} has no paused deployment"),
-                    Some("a canary deployment (`--strategy canary`) pauses; see `paas events`"),
-                )
-            })
+            .contains_key(app)
+    }
+
+    /// Has the controller at `peer`, which holds `app`'s paused deployment, finish it;
+    /// its events come here.
+    async fn continue_there(
+        &self,
+        app: &AppName,
+        peer: &str,
+        events: &UnboundedSender<DeployEvent>,
+    ) -> Result<(), Error> {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Error::internal("not a cluster"))?;
+        let mut there = cluster
+            .peers
+            .continue_deployment(peer, app)
+            .await
+            .map_err(|e| holder_unreachable(app, peer, &e))?;
+        while let Some(event) = there.recv().await {
+            if let DeployEvent::Failed { error } = event {
+                return Err(Error {
+                    kind: ErrorKind::Refused,
+                    body: error,
+                });
+            }
+            let _ = events.send(event);
+        }
+        Ok(())
+    }
+
+    fn take_paused(&self, app: &AppName) -> Result<Paused, Error> {
+        let taken = self
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(app);
+        if taken.is_some() && self.cluster.is_some() {
+            let (store, app) = (self.store.clone(), app.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.clear_paused(&app).await {
+                    tracing::warn!(%app, "clearing the record of a paused deployment: {e}");
+                }
+            });
+        }
+        taken.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "no-paused-deployment",
+                format!("app {app} has no paused deployment"),
+                Some("a canary deployment (`--strategy canary`) pauses; see `paas events`"),
+            )
+        })
     }
 
     /// Replaces the app's instances with `release`'s, `max_in_flight` at a time, process
@@ -367,4 +456,24 @@ impl Platform {
         stop_all(fresh).await;
         self.failed(app, what, failure).await
     }
+}
+
+fn paused(app: &AppName) -> Error {
+    Error::new(
+        ErrorKind::Conflict,
+        "deployment-paused",
+        format!("a canary deployment of app {app} is paused"),
+        Some(&format!(
+            "finish it with `paas continue-deployment {app}` or take it back with `paas cancel-deployment {app}`"
+        )),
+    )
+}
+
+fn holder_unreachable(app: &AppName, peer: &str, e: &anyhow::Error) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        "controller-unreachable",
+        format!("the controller at {peer} holds app {app}'s paused deployment and could not be reached: {e:#}"),
+        Some("try again; if that controller is gone, the app's lock expires and the canary is taken back"),
+    )
 }
