@@ -80,12 +80,9 @@ impl Platform {
     /// In a cluster, refuses a change of `app` while another controller holds a paused
     /// canary deployment of it (it holds the app's lock: waiting for it would hang).
     pub(super) async fn not_paused_elsewhere(&self, app: &AppName) -> Result<(), Error> {
-        if self.cluster.is_none() {
-            return Ok(());
-        }
-        match self.store.paused_at(app).await.map_err(Error::internal)? {
-            Some(at) if at.host != self.cell.id() => Err(paused(app)),
-            _ => Ok(()),
+        match self.paused_elsewhere(app).await? {
+            Some(_) => Err(paused(app)),
+            None => Ok(()),
         }
     }
 
@@ -104,21 +101,30 @@ impl Platform {
             .map_err(Error::internal)
     }
 
-    /// The controller of the cluster that holds `app`'s paused deployment, if another
-    /// one does; a record of this one's own that it no longer holds is dropped.
+    /// The peer address of the controller of the cluster that holds `app`'s paused
+    /// deployment, if another one does. A record that is stale is dropped: this
+    /// controller's own when it no longer holds the pause (it restarted), or any when
+    /// the app's lock, which the holder keeps for the whole pause, is free (the holder
+    /// died; the leader takes its canary back).
     async fn paused_elsewhere(&self, app: &AppName) -> Result<Option<String>, Error> {
         if self.cluster.is_none() {
             return Ok(None);
         }
-        match self.store.paused_at(app).await.map_err(Error::internal)? {
-            Some(at) if at.host != self.cell.id() => Ok(Some(at.peer)),
-            Some(_) => {
-                // This controller restarted since: its canary and lock are gone.
-                let _ = self.store.clear_paused(app).await;
-                Ok(None)
-            }
-            None => Ok(None),
+        let Some(at) = self.store.paused_at(app).await.map_err(Error::internal)? else {
+            return Ok(None);
+        };
+        let locked = self
+            .store
+            .is_held(&super::converge::app_lock_key(app))
+            .await
+            .map_err(Error::internal)?;
+        if at.host != self.cell.id() && locked {
+            return Ok(Some(at.peer));
         }
+        if !self.holds_paused(app) {
+            let _ = self.store.clear_paused(app).await;
+        }
+        Ok(None)
     }
 
     /// Starts the canary: one new web instance, routed beside the old ones once healthy;
