@@ -21,7 +21,7 @@
 //! as source `LGR`, which is never drained itself.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -34,8 +34,14 @@ use tokio::sync::mpsc;
 
 use crate::logs::Logs;
 
-/// Lines that wait per drain while it is slow or away.
+/// Lines that wait per drain while it is slow or away, at most.
 pub const QUEUE: usize = 1000;
+/// Bytes of lines that wait per drain, at most: lines may be 16 KiB each.
+pub const QUEUE_BYTES: usize = 1 << 20;
+/// The most drains of one app: each holds a queue and a task.
+pub const MAX_DRAINS: usize = 5;
+/// How many times one line is tried before it is given up.
+const TRIES: u32 = 3;
 /// The log source of what the drains say about themselves.
 pub const SOURCE: &str = "LGR";
 /// How long a connection or a request may take.
@@ -53,6 +59,8 @@ pub struct Drains {
 struct Drain {
     url: String,
     queue: mpsc::Sender<LogLine>,
+    /// Bytes of lines in `queue`.
+    queued: Arc<AtomicUsize>,
     lost: Arc<AtomicU64>,
     task: tokio::task::AbortHandle,
 }
@@ -91,24 +99,41 @@ impl Drains {
             if now.iter().any(|d: &Drain| &d.url == url) {
                 continue;
             }
+            if now.len() == MAX_DRAINS {
+                tracing::warn!(%app, "more than {MAX_DRAINS} syslog drains: {url} is left out");
+                if let Some(logs) = logs.upgrade() {
+                    logs.append(
+                        app,
+                        SOURCE,
+                        LogStream::Err,
+                        &format!(
+                            "syslog drain {url} is left out: an app drains to {MAX_DRAINS} at most"
+                        ),
+                    );
+                }
+                continue;
+            }
             if let Some(i) = old.iter().position(|d| &d.url == url) {
                 now.push(old.swap_remove(i));
                 continue;
             }
             let (queue, rx) = mpsc::channel(QUEUE);
             let lost = Arc::new(AtomicU64::new(0));
+            let queued = Arc::new(AtomicUsize::new(0));
             let run = Run {
                 app: app.clone(),
                 url: url.clone(),
                 from: from.clone(),
                 allowed: self.allowed.clone(),
                 lost: Arc::clone(&lost),
+                queued: Arc::clone(&queued),
                 logs: logs.clone(),
             };
             let task = tokio::spawn(run.drain(rx)).abort_handle();
             now.push(Drain {
                 url: url.clone(),
                 queue,
+                queued,
                 lost,
                 task,
             });
@@ -125,7 +150,14 @@ impl Drains {
         }
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         for d in apps.get(app.as_str()).into_iter().flatten() {
+            let bytes = line.line.len();
+            if d.queued.load(Ordering::Relaxed) + bytes > QUEUE_BYTES {
+                d.lost.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            d.queued.fetch_add(bytes, Ordering::Relaxed);
             if d.queue.try_send(line.clone()).is_err() {
+                d.queued.fetch_sub(bytes, Ordering::Relaxed);
                 d.lost.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -147,11 +179,14 @@ struct Run {
     from: Sender,
     allowed: Vec<Ipv4Net>,
     lost: Arc<AtomicU64>,
+    queued: Arc<AtomicUsize>,
     logs: Weak<Logs>,
 }
 
 impl Run {
-    /// Sends what comes on `rx`, reconnecting with a growing pause after a failure.
+    /// Sends what comes on `rx`, reconnecting with a growing pause after a failure (of
+    /// the connection or of a send: the pause only shrinks back once a line went
+    /// through). A line that fails [`TRIES`] times is given up.
     async fn drain(self, mut rx: mpsc::Receiver<LogLine>) {
         let target = match Target::parse(&self.url) {
             Ok(t) => t,
@@ -161,12 +196,15 @@ impl Run {
             }
         };
         let (mut backoff, mut failing) = (Duration::from_secs(1), false);
-        let mut pending: Option<LogLine> = None;
+        let mut pending: Option<(LogLine, u32)> = None;
         loop {
-            let line = match pending.take() {
-                Some(l) => l,
+            let (line, tries) = match pending.take() {
+                Some(p) => p,
                 None => match rx.recv().await {
-                    Some(l) => l,
+                    Some(l) => {
+                        self.queued.fetch_sub(l.line.len(), Ordering::Relaxed);
+                        (l, 0)
+                    }
                     None => return,
                 },
             };
@@ -175,44 +213,63 @@ impl Run {
                 Err(e) => {
                     if !failing {
                         self.say(&format!(
-                            "syslog drain {} cannot be reached: {e}; lines past the {QUEUE} that wait are lost until it can",
-                            self.url
+                            "syslog drain {} cannot be reached: {e}; lines past the {} KiB that wait are lost until it can",
+                            self.url,
+                            QUEUE_BYTES >> 10
                         ));
                         failing = true;
                     }
-                    pending = Some(line);
+                    pending = self.again(line, tries);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
-            if failing {
-                let lost = self.lost.swap(0, Ordering::Relaxed);
-                self.say(&format!(
-                    "syslog drain {} is reached again; {lost} lines were lost meanwhile",
-                    self.url
-                ));
-                failing = false;
-            }
-            backoff = Duration::from_secs(1);
-            let mut next = Some(line);
-            while let Some(line) = next.take() {
+            let mut next = Some((line, tries));
+            while let Some((line, tries)) = next.take() {
                 let message = format_message(&self.from, &line);
                 if let Err(e) = conn.send(&message).await {
-                    self.say(&format!(
-                        "syslog drain {} went away: {e}; reconnecting",
-                        self.url
-                    ));
-                    failing = true;
-                    pending = Some(line);
+                    if !failing {
+                        self.say(&format!(
+                            "syslog drain {} failed: {e}; trying again",
+                            self.url
+                        ));
+                        failing = true;
+                    }
+                    pending = self.again(line, tries);
                     break;
                 }
-                next = rx.recv().await;
-                if next.is_none() {
-                    return;
+                if failing {
+                    let lost = self.lost.swap(0, Ordering::Relaxed);
+                    self.say(&format!(
+                        "syslog drain {} takes lines again; {lost} were lost meanwhile",
+                        self.url
+                    ));
+                    failing = false;
                 }
+                backoff = Duration::from_secs(1);
+                next = match rx.recv().await {
+                    Some(l) => {
+                        self.queued.fetch_sub(l.line.len(), Ordering::Relaxed);
+                        Some((l, 0))
+                    }
+                    None => return,
+                };
+            }
+            if pending.is_some() || failing {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+
+    /// `line` to try once more, unless it has failed [`TRIES`] times (then it is lost).
+    fn again(&self, line: LogLine, tries: u32) -> Option<(LogLine, u32)> {
+        if tries + 1 >= TRIES {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some((line, tries + 1))
     }
 
     fn say(&self, what: &str) {
@@ -390,16 +447,48 @@ impl Target {
     }
 }
 
-/// Whether a drain may connect to `ip`.
+/// Whether a drain may connect to `ip`. An IPv6 address that carries an IPv4 one (mapped,
+/// compatible, NAT64 or 6to4) is judged as that IPv4 address, since that is what it
+/// reaches.
 fn permitted(ip: IpAddr, allowed: &[Ipv4Net], own: &[IpAddr]) -> bool {
-    let v4 = match ip {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+    let ip = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+        v4 => v4,
     };
-    if v4.is_some_and(|v4| allowed.iter().any(|n| n.contains(v4))) {
-        return true;
+    if let IpAddr::V4(v4) = ip {
+        if allowed.iter().any(|n| n.contains(v4)) {
+            return true;
+        }
     }
-    !paas_runtime::network::egress_denied(ip) && !own.contains(&ip) && !ip.is_unspecified()
+    let own_v4 = |o: &IpAddr| match o {
+        IpAddr::V6(v6) => embedded_v4(*v6).map_or(*o, IpAddr::V4),
+        v4 => *v4,
+    };
+    !paas_runtime::network::egress_denied(ip)
+        && !own.iter().any(|o| own_v4(o) == ip)
+        && !ip.is_unspecified()
+}
+
+/// The IPv4 address an IPv6 one carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
+/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, RFC 6052; `64:ff9b:1::/48`, RFC 8215) or 6to4
+/// (`2002:AABB:CCDD::/48`, RFC 3056).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let last32 =
+        || std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, ..] => Some(last32()),
+        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(last32()),
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(last32()),
+        [0x64, 0xff9b, 1, ..] => Some(last32()),
+        [0x2002, a, b, ..] => Some(std::net::Ipv4Addr::new(
+            (a >> 8) as u8,
+            a as u8,
+            (b >> 8) as u8,
+            b as u8,
+        )),
+        _ => None,
+    }
 }
 
 /// The addresses of this host's interfaces.
@@ -476,7 +565,12 @@ impl Connection {
                     send.ready().await?;
                     let resp = send.send_request(req).await?;
                     let status = resp.status();
-                    resp.into_body().collect().await?;
+                    // Read to its end (the connection is reused) and thrown away as it
+                    // comes: a hostile drain's answer may be endless.
+                    let mut body = resp.into_body();
+                    while let Some(frame) = body.frame().await {
+                        frame?;
+                    }
                     Ok::<_, hyper::Error>(status)
                 })
                 .await
@@ -550,5 +644,20 @@ mod tests {
         assert!(!permitted("::ffff:10.0.0.1".parse().unwrap(), &[], &own));
         assert!(permitted("127.0.0.1".parse().unwrap(), &allowed, &own));
         assert!(permitted("198.51.100.1".parse().unwrap(), &[], &own));
+        // IPv6 forms of refused IPv4 addresses are refused too.
+        for v6 in [
+            "::ffff:203.0.113.7",
+            "::127.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::7f00:1",
+            "2002:a00:5::1",
+            "2002:cb00:7107::1",
+        ] {
+            assert!(!permitted(v6.parse().unwrap(), &[], &own), "{v6}");
+        }
+        assert!(
+            permitted("64:ff9b::c633:6401".parse().unwrap(), &[], &own),
+            "NAT64 of 198.51.100.1"
+        );
     }
 }

@@ -181,6 +181,8 @@ impl Logs {
     /// An app of this name was made: its lines are kept again, even if one of its name
     /// was deleted a moment ago.
     pub fn created(&self, app: &AppName) {
+        // The drains of an app of this name that was deleted are not this one's.
+        self.drains.remove(app);
         self.removed
             .lock()
             .unwrap_or_else(|p| p.into_inner())

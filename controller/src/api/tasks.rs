@@ -66,6 +66,8 @@ pub async fn run(
             }
         }
         // The client left before the end: so does the task, as `heroku run`'s does.
+        // Its output has nowhere to go now: whatever waits to send it must not wait.
+        drop(events);
         p.terminate_running(&task.id).await;
     });
     Ok(resp)

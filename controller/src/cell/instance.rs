@@ -480,7 +480,12 @@ async fn run_once(
             reason = c.wait() => return Outcome::exited(reason, true),
             _ = stopped(stop) => return stop_now(ctx, inst, c).await,
             _ = tokio::time::sleep_until(deadline) => break false,
-            ok = ready_to_route(check, readiness, addr, check_timeout) => if ok { break true } else {
+            ok = ready_to_route(
+                check,
+                readiness.map(|r| (r, spec.settings.readiness_timeout())),
+                addr,
+                check_timeout,
+            ) => if ok { break true } else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             },
         }
@@ -604,14 +609,14 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// readiness check if it has one.
 async fn ready_to_route(
     check: &HealthCheck,
-    readiness: Option<&HealthCheck>,
+    readiness: Option<(&HealthCheck, Duration)>,
     addr: SocketAddr,
     timeout: Duration,
 ) -> bool {
     healthy(check, addr, timeout).await
         && match readiness {
             None => true,
-            Some(r) => healthy(r, addr, timeout).await,
+            Some((r, readiness_timeout)) => healthy(r, addr, readiness_timeout).await,
         }
 }
 

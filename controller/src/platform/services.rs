@@ -127,7 +127,21 @@ impl Platform {
             .await
             .map_err(Error::internal)?
             .ok_or_else(|| no_service(name))?;
+        // A changed syslog drain applies at once, here (as a binding's does).
+        let apps = self.store.apps().await.map_err(Error::internal)?;
+        for app in apps.iter().filter(|a| a.services.iter().any(|s| s == name)) {
+            self.refresh_drains(app).await;
+        }
         Ok(())
+    }
+
+    /// Sends `record`'s log lines on this host to the drains of the services bound to it
+    /// now (instances on other hosts' cells take them at their next start).
+    async fn refresh_drains(&self, record: &AppRecord) {
+        if let Ok(env) = self.service_env(record).await {
+            self.logs
+                .set_drains(&record.name, &record.guid, &env.drains);
+        }
     }
 
     /// Deletes service `name`, which no app may be bound to.
@@ -175,6 +189,9 @@ impl Platform {
             .await
             .map_err(Error::internal)?;
         if changed {
+            if let Ok(now) = self.app_record(app).await {
+                self.refresh_drains(&now).await;
+            }
             let what = if bound { "bound" } else { "unbound" };
             self.record_event(
                 app,

@@ -18,6 +18,11 @@ use crate::cell::{InstanceSpec, Reporter};
 use crate::logs::now_ms;
 use crate::store::{AppRecord, Release};
 
+/// How often a task on another host's cell is asked again to terminate until it ends.
+const TERMINATE_AGAIN: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a task's terminal output waits for a stalled client before it is dropped.
+const SCREEN_STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long a shutdown waits for its terminated tasks to be recorded.
 const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -545,6 +550,19 @@ impl Platform {
         let source = format!("APP/TASK/{}", order.name);
         tokio::spawn(async move {
             let mut asked = false;
+            // A terminate the cell's host did not take (the task was still being
+            // readied there, or the host did not answer) is asked again.
+            let mut again = tokio::time::interval(TERMINATE_AGAIN);
+            let ask = || {
+                let (platform, peer, id) = (Arc::clone(&platform), peer.clone(), id.clone());
+                tokio::spawn(async move {
+                    if let Some(cluster) = &platform.cluster {
+                        if let Err(e) = cluster.peers.terminate_task(&peer, &id).await {
+                            tracing::warn!(task = %id, "terminating a task on {peer}: {e:#}");
+                        }
+                    }
+                });
+            };
             let end = loop {
                 tokio::select! {
                     event = events.recv() => match event {
@@ -553,7 +571,9 @@ impl Platform {
                         }
                         Some(TaskEvent::Tty { data }) => {
                             if let Some(s) = &screen {
-                                let _ = s.send(ExecEvent::Tty { data }).await;
+                                // A client that stays stalled loses output rather than
+                                // holding up the task's stop.
+                                let _ = tokio::time::timeout(SCREEN_STALL, s.send(ExecEvent::Tty { data })).await;
                             }
                         }
                         Some(e) => match TaskEnd::from_event(&e) {
@@ -572,12 +592,10 @@ impl Platform {
                     }
                     Ok(()) = stopping.changed(), if !asked => {
                         asked = true;
-                        if let Some(cluster) = &platform.cluster {
-                            if let Err(e) = cluster.peers.terminate_task(&peer, &id).await {
-                                tracing::warn!(task = %id, "terminating a task on {peer}: {e:#}");
-                            }
-                        }
+                        again.reset();
+                        ask();
                     }
+                    _ = again.tick(), if asked => ask(),
                 }
             };
             let _ = ended.send(Some(end));
@@ -620,10 +638,12 @@ impl Platform {
             .values()
             .cloned()
             .collect();
-        crate::join_all(running.into_iter().map(|t| async move {
+        let all = crate::join_all(running.into_iter().map(|t| async move {
             t.terminate().await;
-        }))
-        .await;
+        }));
+        // Bounded: a task on another host's cell that does not answer must not hold
+        // the shutdown.
+        let _ = tokio::time::timeout(crate::cell::STOP_GRACE + RECORD_WAIT, all).await;
         let recorded = async {
             while !self
                 .running_tasks
