@@ -56,6 +56,9 @@ pub struct Edge {
     /// The last `Sync` asked for, and the last the router answered.
     sync_asked: std::sync::atomic::AtomicU64,
     synced: watch::Sender<u64>,
+    /// The pid of the router this run started with nothing behind it yet (none was
+    /// running): what a start that fails must not leave behind.
+    fresh: Option<u32>,
 }
 
 /// How long a change waits for the router to apply it before its answer goes out.
@@ -79,7 +82,16 @@ impl Edge {
             task: Mutex::new(None),
             sync_asked: std::sync::atomic::AtomicU64::new(0),
             synced: watch::channel(0).0,
+            fresh: None,
         }
+    }
+
+    /// A guard that stops the router this run started, if it did, unless disarmed once
+    /// paasd's start has gone through: a paasd that fails to start (etcd unreachable,
+    /// a bad flag found late) leaves no router behind. A router an earlier run left is
+    /// never stopped so: traffic to its instances goes on.
+    pub fn until_started(&self) -> FreshRouter {
+        FreshRouter { pid: self.fresh }
     }
 
     /// Waits (2 s at most) until the router has applied every table and certificate
@@ -116,6 +128,7 @@ impl Edge {
             dir,
             cfg: cfg.clone(),
         };
+        let mut fresh = None;
         let (conn, hello) = match launcher.find_running().await {
             Some((conn, hello, socket)) => {
                 let addrs = hello_addrs(&hello)?;
@@ -136,10 +149,17 @@ impl Edge {
                     }
                 }
             }
-            None => launcher.spawn(None, None).await?,
+            None => {
+                let spawned = launcher.spawn(None, None).await?;
+                fresh = Some(spawned.1.pid);
+                spawned
+            }
         };
         let addrs = hello_addrs(&hello)?;
-        let edge = Arc::new(Self::new(Some(addrs)));
+        let edge = Arc::new(Self {
+            fresh,
+            ..Self::new(Some(addrs))
+        });
         let control = edge
             .control_rx
             .lock()
@@ -607,4 +627,28 @@ async fn respawn(launcher: &Launcher, addrs: Option<&RouterAddrs>) -> Option<Con
         }
     }
     None
+}
+
+/// See [`Edge::until_started`].
+pub struct FreshRouter {
+    pid: Option<u32>,
+}
+
+impl FreshRouter {
+    /// paasd started: the router stays.
+    pub fn disarm(mut self) {
+        self.pid = None;
+    }
+}
+
+impl Drop for FreshRouter {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
+            tracing::info!(pid, "paasd did not start: stopping the router it started");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }

@@ -95,6 +95,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
         true => edge::Edge::start(&cfg, access).await?,
         false => edge::Edge::none(),
     };
+    let router_until_started = edge.until_started();
     // In a cluster, hosts fetch blobs from each other.
     let peer_listener = match cfg.etcd_endpoints.is_empty() {
         true => None,
@@ -148,6 +149,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
     };
     platform.refresh_certificates().await;
     platform.restore().await;
+    router_until_started.disarm();
     // The table now holds every instance that runs: the router may have it.
     edge.open();
 

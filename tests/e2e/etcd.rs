@@ -354,6 +354,18 @@ fn paasd_says_which_etcd_it_cannot_reach() {
         err.contains("connecting to etcd at http://127.0.0.1:1 (--etcd-endpoints)"),
         "{err}"
     );
+    // The router it started before it found etcd away is not left behind.
+    let left = crate::harness::router_processes(data.path().to_str().unwrap());
+    for pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        left.is_empty(),
+        "a paas-router outlived a paasd that did not start: {left:?}"
+    );
 }
 
 #[test]
