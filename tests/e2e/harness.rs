@@ -161,28 +161,30 @@ impl Daemon {
 
     /// Runs the CLI in folder `dir`.
     pub fn paas_in(&self, dir: &Path, args: &[&str]) -> Output {
-        Command::new(bin("paas"))
+        self.as_cli(&mut Command::new(bin("paas")))
             .args(args)
             .current_dir(dir)
-            .env("PAAS_HOME", self.home.path())
-            .env("PAAS_API", &self.api)
-            .env("PAAS_TOKEN", self.token())
-            .env("PAAS_CA_CERT", self.cert())
             .output()
             .expect("running paas")
     }
 
     /// Starts the CLI without waiting for it, its stdout piped (for commands that follow).
     pub fn paas_spawn(&self, args: &[&str]) -> Child {
-        Command::new(bin("paas"))
+        self.as_cli(&mut Command::new(bin("paas")))
             .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running paas")
+    }
+
+    /// `command` with the environment that points the CLI at this paasd (for a CLI run
+    /// under another program, such as `script`).
+    pub fn as_cli<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command
             .env("PAAS_HOME", self.home.path())
             .env("PAAS_API", &self.api)
             .env("PAAS_TOKEN", self.token())
             .env("PAAS_CA_CERT", self.cert())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("running paas")
     }
 
     /// Runs the CLI and insists it succeeds; returns its stdout.

@@ -253,17 +253,14 @@ fn paas_run_streams_a_task_s_output_returns_its_exit_code_and_ends_it_when_left(
     );
 
     // Input goes through as it is typed, and its end is the task's end of file.
-    let mut talk = std::process::Command::new(crate::harness::bin("paas"))
+    let mut talk = d
+        .as_cli(&mut std::process::Command::new(crate::harness::bin("paas")))
         .args([
             "run",
             "runner",
             "--",
             "while read l; do echo heard:$l; done; echo done",
         ])
-        .env("PAAS_HOME", d.home.path())
-        .env("PAAS_API", &d.api)
-        .env("PAAS_TOKEN", d.token())
-        .env("PAAS_CA_CERT", d.cert())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -355,12 +352,9 @@ fn paas_run_from_a_terminal_gives_the_task_a_terminal_of_its_own() {
         "stty rows 33 cols 101; {} run termy -- 'tty; stty size; test -t 0 && echo stdin-is-a-tty; read l; echo got:$l; exit 4'",
         paas.display()
     );
-    let mut session = std::process::Command::new("script")
+    let mut session = d
+        .as_cli(&mut std::process::Command::new("script"))
         .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("PAAS_HOME", d.home.path())
-        .env("PAAS_API", &d.api)
-        .env("PAAS_TOKEN", d.token())
-        .env("PAAS_CA_CERT", d.cert())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -399,12 +393,9 @@ fn paas_run_from_a_terminal_gives_the_task_a_terminal_of_its_own() {
         "stty rows 33 cols 101; {} run termy -- 'stty size; sleep 3; stty size' </dev/tty & sleep 1.5; stty rows 40 cols 120; wait",
         paas.display()
     );
-    let out = std::process::Command::new("script")
+    let out = d
+        .as_cli(&mut std::process::Command::new("script"))
         .args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env("PAAS_HOME", d.home.path())
-        .env("PAAS_API", &d.api)
-        .env("PAAS_TOKEN", d.token())
-        .env("PAAS_CA_CERT", d.cert())
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

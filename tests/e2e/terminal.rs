@@ -79,12 +79,9 @@ fn paas_on_terminal_with(d: &Daemon, args: &[&str], redirect: &str) -> Vec<u8> {
     }
     line.push(' ');
     line.push_str(redirect);
-    let out = Command::new("script")
+    let out = d
+        .as_cli(&mut Command::new("script"))
         .args(["-qec", &line, "/dev/null"])
-        .env("PAAS_HOME", d.home.path())
-        .env("PAAS_API", &d.api)
-        .env("PAAS_TOKEN", d.token())
-        .env("PAAS_CA_CERT", d.cert())
         .env("NO_COLOR", "1")
         .env("SHELL", "/bin/sh")
         .output()

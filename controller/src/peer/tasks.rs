@@ -113,14 +113,18 @@ impl Peers {
         out.send(&end.to_event()).await;
     }
 
-    /// Resizes the terminal of task `id` if this host's cell runs it.
-    pub(super) fn resize_task_here(&self, id: &str, size: paas_api::TerminalSize) -> bool {
-        let running = self
-            .tasks
+    /// Task `id`, if this host's cell runs it for a controller.
+    fn task_here(&self, id: &str) -> Option<Arc<crate::cell::task::RunningTask>> {
+        self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .cloned();
+            .cloned()
+    }
+
+    /// Resizes the terminal of task `id` if this host's cell runs it.
+    pub(super) fn resize_task_here(&self, id: &str, size: paas_api::TerminalSize) -> bool {
+        let running = self.task_here(id);
         running
             .map(|r| {
                 r.resize(paas_runtime::TtySize {
@@ -133,12 +137,7 @@ impl Peers {
 
     /// Terminates task `id` if this host's cell runs it; waits until it ended.
     pub(super) async fn terminate_task_here(&self, id: &str) -> bool {
-        let running = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned();
+        let running = self.task_here(id);
         match running {
             Some(r) => {
                 r.terminate().await;

@@ -142,12 +142,7 @@ impl Platform {
                 None,
             ));
         }
-        let running = self
-            .running_tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&task.id)
-            .cloned();
+        let running = self.running_task(&task.id);
         if let Some(running) = running {
             let end = running.terminate().await;
             return Ok(finished(task, &end));
@@ -183,13 +178,7 @@ impl Platform {
             .await
             .map_err(Error::internal)?
             .filter(|t| t.state == "running");
-        let running = task.and_then(|t| {
-            self.running_tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&t.id)
-                .cloned()
-        });
+        let running = task.and_then(|t| self.running_task(&t.id));
         let Some(running) = running else {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -221,12 +210,7 @@ impl Platform {
 
     /// Terminates the task of id `id` if it runs on this host; waits until it ended.
     pub async fn terminate_running(&self, id: &str) {
-        let running = self
-            .running_tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned();
+        let running = self.running_task(id);
         if let Some(r) = running {
             r.terminate().await;
         }
@@ -238,11 +222,7 @@ impl Platform {
             return;
         };
         for t in tasks.iter().filter(|t| t.state == "running") {
-            let here = self
-                .running_tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&t.id);
+            let here = self.running_task(&t.id).is_some();
             if here {
                 self.terminate_running(&t.id).await;
             } else if let Err(why) = self.terminate_on_its_cell(t).await {
@@ -601,6 +581,15 @@ impl Platform {
             let _ = ended.send(Some(end));
         });
         Ok(running)
+    }
+
+    /// The task of id `id` this controller follows, if any.
+    fn running_task(&self, id: &str) -> Option<Arc<RunningTask>> {
+        self.running_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
 
     /// Records how `task` of `app` ended, and an event that says so.
