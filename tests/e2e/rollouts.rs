@@ -130,6 +130,20 @@ fn a_rolling_deploy_fails_no_request_and_a_failing_one_puts_the_old_release_back
     assert_eq!(current_revision(&d), 2);
     let bad = d.paas(&["restart", "roller", "--max-in-flight", "2"]);
     assert!(!bad.status.success(), "max-in-flight needs a strategy");
+
+    // A delete right after a restart stops the instances the restart retires too:
+    // once it is answered, nothing of the app runs or is left on disk.
+    d.paas_ok(&["restart", "roller"]);
+    d.paas_ok(&["delete", "roller", "-f"]);
+    let data = d.dir.path().to_str().unwrap();
+    assert_eq!(crate::harness::container_processes(data), Vec::<i32>::new());
+    let folders: Vec<_> = std::fs::read_dir(d.dir.path().join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(folders.is_empty(), "container folders left: {folders:?}");
 }
 
 #[test]

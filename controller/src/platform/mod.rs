@@ -924,6 +924,17 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .remove(app)
             .unwrap_or_default();
+        // Those a roll-out retires are stopped now too, not after their drain: once
+        // the delete is answered, nothing of the app runs. (Stopping twice is harmless.)
+        let retiring: Vec<Placed> = self
+            .retiring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|r| r.app() == app)
+            .cloned()
+            .collect();
+        let old: Vec<Placed> = old.into_iter().chain(retiring).collect();
         self.store
             .delete_app(app, delete_routes)
             .await
