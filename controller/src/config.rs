@@ -38,9 +38,9 @@ pub struct Config {
     /// The pool instance addresses come from.
     pub instance_cidr: String,
     /// Networks instances with outbound access may reach although they are private.
-    pub outbound_allow: Vec<paas_runtime::network::Ipv4Net>,
+    pub outbound_allow: Vec<paas_egress::Ipv4Net>,
     /// Networks syslog drains may reach although they are private (or loopback, …).
-    pub drain_allow: Vec<paas_runtime::network::Ipv4Net>,
+    pub drain_allow: Vec<paas_egress::Ipv4Net>,
     /// The host routes between its other networks: leave that traffic alone.
     pub host_routes: bool,
     /// The `paas-init` binary.

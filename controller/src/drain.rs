@@ -9,7 +9,7 @@
 //! The URL is the tenant's and the connection leaves from the host, which makes a drain
 //! a server-side request forgery (CWE-918) waiting to happen: the networks the host
 //! refuses instances' outbound traffic to (private, loopback, link-local, cloud
-//! metadata, …, [`paas_runtime::network::egress_denied`]) and the host's own addresses
+//! metadata, …, [`paas_egress::egress_denied`]) and the host's own addresses
 //! are refused here too, unless the operator allows a network (`paasd --drain-allow`).
 //! The name is resolved once per connection and the address checked is the one
 //! connected to, so a DNS answer that changes after the check (rebinding) does not
@@ -20,15 +20,15 @@
 //! and each recovery (with the count of lines lost) is said once in the app's own log,
 //! as source `LGR`, which is never drained itself.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use paas_api::{AppName, LogLine, LogStream};
-use paas_runtime::network::Ipv4Net;
+use paas_egress::Ipv4Net;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -317,54 +317,24 @@ enum Scheme {
 
 impl Target {
     fn parse(url: &str) -> Result<Target, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or("the URL has no scheme; write syslog://HOST:PORT")?;
-        let (scheme, default_port) = match scheme {
-            "syslog" => (Scheme::Syslog, 514),
-            "syslog-tls" => (Scheme::SyslogTls, 6514),
-            "http" => (Scheme::Http, 80),
-            "https" => (Scheme::Https, 443),
-            other => {
-                return Err(format!(
-                    "{other}:// drains are not supported; use syslog://, syslog-tls:// or https://"
-                ))
-            }
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.contains('@') {
-            return Err("a user or password in a drain URL is not supported".into());
-        }
-        let (host, port) = match authority.strip_prefix('[') {
-            Some(v6) => {
-                let (host, after) = v6.split_once(']').ok_or("an IPv6 host lacks its `]`")?;
-                (host, after.strip_prefix(':'))
-            }
-            None => match authority.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            },
-        };
-        if host.is_empty() {
-            return Err("the URL names no host".into());
-        }
-        let port = match port {
-            Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port"))?,
-            None => default_port,
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
+        let schemes = [
+            ("syslog", 514),
+            ("syslog-tls", 6514),
+            ("http", 80),
+            ("https", 443),
+        ];
+        let e = paas_egress::Endpoint::parse(url, &schemes)?;
+        let scheme = match e.scheme.as_str() {
+            "syslog" => Scheme::Syslog,
+            "syslog-tls" => Scheme::SyslogTls,
+            "http" => Scheme::Http,
+            _ => Scheme::Https,
         };
         Ok(Target {
             scheme,
-            host: host.to_string(),
-            port,
-            path,
+            host: e.host,
+            port: e.port,
+            path: e.path,
         })
     }
 
@@ -379,22 +349,7 @@ impl Target {
         let stream: Box<dyn Stream> = match self.scheme {
             Scheme::Syslog | Scheme::Http => Box::new(tcp),
             Scheme::SyslogTls | Scheme::Https => {
-                let config = tls_config()?;
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| format!("{}: {e}", self.host))?;
-                let tls = tokio::time::timeout(
-                    TIMEOUT,
-                    tokio_rustls::TlsConnector::from(config).connect(name, tcp),
-                )
-                .await
-                .map_err(|_| {
-                    format!(
-                        "no TLS handshake with {addr} within {} s",
-                        TIMEOUT.as_secs()
-                    )
-                })?
-                .map_err(|e| format!("TLS with {addr}: {e}"))?;
-                Box::new(tls)
+                Box::new(paas_egress::connect_tls(&self.host, tcp, TIMEOUT).await?)
             }
         };
         Ok(match self.scheme {
@@ -420,113 +375,15 @@ impl Target {
 
     /// The first address of the host that the rule lets drains reach.
     async fn resolve(&self, allowed: &[Ipv4Net]) -> Result<SocketAddr, String> {
-        let addrs: Vec<SocketAddr> = tokio::time::timeout(
-            TIMEOUT,
-            tokio::net::lookup_host((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| format!("resolving {} took over {} s", self.host, TIMEOUT.as_secs()))?
-        .map_err(|e| format!("resolving {}: {e}", self.host))?
-        .collect();
-        let own = host_addresses();
-        addrs
-            .iter()
-            .find(|a| permitted(a.ip(), allowed, &own))
-            .copied()
-            .ok_or_else(|| {
-                let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-                let what = if ips == [self.host.trim_matches(['[', ']'])] {
-                    format!("{} is an address", self.host)
-                } else {
-                    format!("{} resolves to {}, addresses", self.host, ips.join(", "))
-                };
-                format!(
+        paas_egress::resolve(&self.host, self.port, allowed, TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                paas_egress::ResolveError::Refused(what) => format!(
                     "{what} where the platform sends no logs (private, loopback, link-local, metadata or this host's own); use a public address, or ask the operator to allow the network (paasd --drain-allow CIDR)"
-                )
+                ),
+                other => other.to_string(),
             })
     }
-}
-
-/// Whether a drain may connect to `ip`. An IPv6 address that carries an IPv4 one (mapped,
-/// compatible, NAT64 or 6to4) is judged as that IPv4 address, since that is what it
-/// reaches.
-fn permitted(ip: IpAddr, allowed: &[Ipv4Net], own: &[IpAddr]) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    if let IpAddr::V4(v4) = ip {
-        if allowed.iter().any(|n| n.contains(v4)) {
-            return true;
-        }
-    }
-    let own_v4 = |o: &IpAddr| match o {
-        IpAddr::V6(v6) => embedded_v4(*v6).map_or(*o, IpAddr::V4),
-        v4 => *v4,
-    };
-    !paas_runtime::network::egress_denied(ip)
-        && !own.iter().any(|o| own_v4(o) == ip)
-        && !ip.is_unspecified()
-}
-
-/// The IPv4 address an IPv6 one carries: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible
-/// (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, RFC 6052; `64:ff9b:1::/48`, RFC 8215) or 6to4
-/// (`2002:AABB:CCDD::/48`, RFC 3056).
-fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
-    let s = v6.segments();
-    let last32 =
-        || std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    match s {
-        [0, 0, 0, 0, 0, 0xffff, ..] => Some(last32()),
-        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(last32()),
-        [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(last32()),
-        [0x64, 0xff9b, 1, ..] => Some(last32()),
-        [0x2002, a, b, ..] => Some(std::net::Ipv4Addr::new(
-            (a >> 8) as u8,
-            a as u8,
-            (b >> 8) as u8,
-            b as u8,
-        )),
-        _ => None,
-    }
-}
-
-/// The addresses of this host's interfaces.
-fn host_addresses() -> Vec<IpAddr> {
-    let Ok(list) = nix::ifaddrs::getifaddrs() else {
-        return Vec::new();
-    };
-    list.filter_map(|i| {
-        let a = i.address?;
-        a.as_sockaddr_in()
-            .map(|s| IpAddr::V4(s.ip()))
-            .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
-    })
-    .collect()
-}
-
-/// TLS as a client of the world: the host's CA bundle.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            const BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-            let pem = std::fs::read(BUNDLE).map_err(|e| {
-                format!("reading the host's CA bundle {BUNDLE}: {e} (install ca-certificates)")
-            })?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Ok(Arc::new(config))
-        })
-        .clone()
 }
 
 trait Stream: tokio::io::AsyncRead + AsyncWrite + Unpin + Send {}
@@ -624,40 +481,6 @@ mod tests {
         assert_eq!(
             format_message(&from, &line),
             "<11>1 2025-12-02T00:00:00.123Z team-a.shop 6f1c [APP/PROC/WEB/0] - - boom"
-        );
-    }
-
-    #[test]
-    fn the_host_s_neighbourhood_is_refused_unless_allowed() {
-        let own: Vec<IpAddr> = vec!["203.0.113.7".parse().unwrap()];
-        let allowed: Vec<Ipv4Net> = vec!["127.0.0.1/32".parse().unwrap()];
-        assert!(!permitted("127.0.0.1".parse().unwrap(), &[], &own));
-        assert!(!permitted(
-            "169.254.169.254".parse().unwrap(),
-            &allowed,
-            &own
-        ));
-        assert!(
-            !permitted("203.0.113.7".parse().unwrap(), &[], &own),
-            "the host's own"
-        );
-        assert!(!permitted("::ffff:10.0.0.1".parse().unwrap(), &[], &own));
-        assert!(permitted("127.0.0.1".parse().unwrap(), &allowed, &own));
-        assert!(permitted("198.51.100.1".parse().unwrap(), &[], &own));
-        // IPv6 forms of refused IPv4 addresses are refused too.
-        for v6 in [
-            "::ffff:203.0.113.7",
-            "::127.0.0.1",
-            "64:ff9b::a00:5",
-            "64:ff9b:1::7f00:1",
-            "2002:a00:5::1",
-            "2002:cb00:7107::1",
-        ] {
-            assert!(!permitted(v6.parse().unwrap(), &[], &own), "{v6}");
-        }
-        assert!(
-            permitted("64:ff9b::c633:6401".parse().unwrap(), &[], &own),
-            "NAT64 of 198.51.100.1"
         );
     }
 }

@@ -53,7 +53,7 @@ impl Logs {
     /// `drain_allow`: networks drains may reach although the rule refuses them.
     pub fn open(
         dir: PathBuf,
-        drain_allow: Vec<paas_runtime::network::Ipv4Net>,
+        drain_allow: Vec<paas_egress::Ipv4Net>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(Logs {

@@ -86,13 +86,13 @@ struct Args {
     /// private, link-local, carrier-grade NAT or a cloud metadata address (all refused
     /// otherwise), such as a database on the host's LAN; repeatable.
     #[arg(long = "outbound-allow", value_name = "CIDR")]
-    outbound_allow: Vec<paas_runtime::network::Ipv4Net>,
+    outbound_allow: Vec<paas_egress::Ipv4Net>,
     /// A network that syslog drains (a bound service's `-l URL`) may reach although it
     /// is private, loopback, link-local, carrier-grade NAT, a cloud metadata address or
     /// this host's own (all refused otherwise, since the URL is a tenant's), such as a
     /// log server on the host's LAN; repeatable.
     #[arg(long = "drain-allow", value_name = "CIDR")]
-    drain_allow: Vec<paas_runtime::network::Ipv4Net>,
+    drain_allow: Vec<paas_egress::Ipv4Net>,
     /// This host is meant to route between its other networks (a gateway, or Docker on
     /// the same host): keep forwarding that traffic. Otherwise paasd drops it, because
     /// the IP forwarding it turns on for instances' outbound access would make the host
