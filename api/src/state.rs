@@ -86,6 +86,22 @@ pub struct StoredRoute {
     /// the default space's).
     #[serde(default)]
     pub space: Option<String>,
+    /// The route service its requests go through first (`paas bind-route-service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_service: Option<RouteServiceBinding>,
+}
+
+/// A user-provided service bound to a route as its route service: the router sends the
+/// route's requests to `url` first, signed with `key`, and passes on to the app only
+/// what comes back with a valid signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteServiceBinding {
+    /// The service instance's name.
+    pub service: String,
+    /// Its `route_service_url`, as it was when bound or last updated.
+    pub url: String,
+    /// 32 random bytes in hex, made at binding: only the store and routers know them.
+    pub key: String,
 }
 
 impl StoredRoute {
@@ -102,6 +118,8 @@ impl StoredRoute {
             app: self.app.as_ref().map(ToString::to_string),
             balance: self.balance,
             max_body_bytes: self.max_body,
+            route_service_url: self.route_service.as_ref().map(|b| b.url.clone()),
+            route_service_key: self.route_service.as_ref().map(|b| b.key.clone()),
             backends,
         }
     }

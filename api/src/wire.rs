@@ -417,6 +417,13 @@ pub enum DeployEvent {
     Failed { error: ErrorBody },
 }
 
+/// `PUT /v1/routes/route-service?host=H&path=P`: the service to bind to the route as
+/// its route service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BindRouteService {
+    pub service: String,
+}
+
 /// `GET /v1/routes`: every route, with the running instances of the app it is mapped
 /// to; routers that run apart from `paasd` build their table from it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -435,6 +442,13 @@ pub struct RouteEntry {
     /// no limit.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// The route service requests go through before the app (`bind-route-service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_service_url: Option<String>,
+    /// The secret the router signs what it sends the route service with: given to
+    /// routers (and admins) only, never listed to tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_service_key: Option<String>,
     /// The running instances: `ip:port` and instance index.
     pub backends: Vec<RouteBackend>,
 }

@@ -171,6 +171,11 @@ enum Command {
     UnmapRoute(commands::routes::MapArgs),
     /// Delete a route, unmapping it first.
     DeleteRoute(commands::routes::DeleteRouteArgs),
+    /// Send a route's requests through a route service (a user-provided service made
+    /// with -r https://...) before they reach the app.
+    BindRouteService(commands::routes::RouteServiceArgs),
+    /// Stop sending a route's requests through its route service.
+    UnbindRouteService(commands::routes::RouteServiceArgs),
     /// List the domains routes can be made under.
     Domains(commands::routes::ListArgs),
     /// Add a domain for routes, optionally with its HTTPS certificate.
@@ -266,6 +271,8 @@ fn main() {
             Command::MapRoute(a) => commands::routes::map(a, skip).await,
             Command::UnmapRoute(a) => commands::routes::unmap(a, skip).await,
             Command::DeleteRoute(a) => commands::routes::delete(a, skip).await,
+            Command::BindRouteService(a) => commands::routes::bind_route_service(a, skip).await,
+            Command::UnbindRouteService(a) => commands::routes::unbind_route_service(a, skip).await,
             Command::Domains(a) => commands::routes::domains(a, skip).await,
             Command::CreateDomain(a) => commands::routes::create_domain(a, skip).await,
             Command::DeleteDomain(a) => commands::routes::delete_domain(a, skip).await,

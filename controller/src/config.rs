@@ -41,6 +41,8 @@ pub struct Config {
     pub outbound_allow: Vec<paas_egress::Ipv4Net>,
     /// Networks syslog drains may reach although they are private (or loopback, …).
     pub drain_allow: Vec<paas_egress::Ipv4Net>,
+    /// Networks the router may reach route services in although they are private.
+    pub route_service_allow: Vec<paas_egress::Ipv4Net>,
     /// The host routes between its other networks: leave that traffic alone.
     pub host_routes: bool,
     /// The `paas-init` binary.

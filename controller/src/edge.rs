@@ -370,6 +370,10 @@ impl Launcher {
             args.push("--trusted-proxy".to_string());
             args.push(proxy.to_string());
         }
+        for net in &cfg.route_service_allow {
+            args.push("--route-service-allow".to_string());
+            args.push(net.to_string());
+        }
         args
     }
 
@@ -402,6 +406,8 @@ impl Launcher {
                 "PAAS_ROUTER_LOG",
                 std::env::var("PAASD_LOG").unwrap_or_else(|_| "info".into()),
             )
+            // A private CA route services' certificates may be issued by.
+            .envs(std::env::var_os("SSL_CERT_FILE").map(|f| ("SSL_CERT_FILE", f)))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -51,10 +51,7 @@ pub fn now_ms() -> u64 {
 
 impl Logs {
     /// `drain_allow`: networks drains may reach although the rule refuses them.
-    pub fn open(
-        dir: PathBuf,
-        drain_allow: Vec<paas_egress::Ipv4Net>,
-    ) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf, drain_allow: Vec<paas_egress::Ipv4Net>) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         Ok(Logs {
             dir,

@@ -93,6 +93,12 @@ struct Args {
     /// log server on the host's LAN; repeatable.
     #[arg(long = "drain-allow", value_name = "CIDR")]
     drain_allow: Vec<paas_egress::Ipv4Net>,
+    /// A network route services (`paas bind-route-service`) may be reached in,
+    /// although it is private, loopback, link-local, a cloud metadata address or this
+    /// host's own (refused otherwise, as for drains); repeatable. The router checks
+    /// their certificates against the host's CAs and those of SSL_CERT_FILE.
+    #[arg(long = "route-service-allow", value_name = "CIDR")]
+    route_service_allow: Vec<paas_egress::Ipv4Net>,
     /// This host is meant to route between its other networks (a gateway, or Docker on
     /// the same host): keep forwarding that traffic. Otherwise paasd drops it, because
     /// the IP forwarding it turns on for instances' outbound access would make the host
@@ -190,6 +196,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
         instance_cidr: args.instance_cidr,
         outbound_allow: args.outbound_allow,
         drain_allow: args.drain_allow,
+        route_service_allow: args.route_service_allow,
         host_routes: args.host_routes,
         router_exe,
         init_exe,

@@ -21,6 +21,7 @@ mod limit;
 pub mod ops;
 mod pool;
 pub mod proxy;
+pub mod route_service;
 mod server;
 pub mod table;
 pub mod tls;

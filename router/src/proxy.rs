@@ -15,8 +15,9 @@ pub enum Body {
     /// The app's answer, counted as a request under way to its instance until sent.
     App(crate::pool::PooledBody, crate::table::ActiveRequest),
     Local(Full<Bytes>),
-    /// The app's answer to an upgrade, on a connection of its own (not pooled).
-    Upgrade(hyper::body::Incoming),
+    /// An answer on a connection of its own (not pooled): the app's to an upgrade, or
+    /// a route service's.
+    Unpooled(hyper::body::Incoming),
 }
 
 impl hyper::body::Body for Body {
@@ -32,7 +33,7 @@ impl hyper::body::Body for Body {
             Body::Local(b) => std::pin::Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            Body::Upgrade(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Body::Unpooled(b) => std::pin::Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -40,7 +41,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::App(b, _) => b.is_end_stream(),
             Body::Local(b) => b.is_end_stream(),
-            Body::Upgrade(b) => b.is_end_stream(),
+            Body::Unpooled(b) => b.is_end_stream(),
         }
     }
 
@@ -48,7 +49,7 @@ impl hyper::body::Body for Body {
         match self {
             Body::App(b, _) => b.size_hint(),
             Body::Local(b) => b.size_hint(),
-            Body::Upgrade(b) => b.size_hint(),
+            Body::Unpooled(b) => b.size_hint(),
         }
     }
 }
@@ -353,7 +354,7 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// A request id a client may send and have kept: 1 to 200 of `A-Za-z0-9-_.:`.

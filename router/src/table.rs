@@ -5,6 +5,7 @@
 //! the most specific wildcard; among that host's routes the longest path prefix that
 //! matches on a segment boundary wins (`/api` takes `/api` and `/api/v1`, not `/apis`).
 
+use crate::route_service::RouteService;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,15 +80,22 @@ pub struct Pool {
     pub balance: Balance,
     /// The largest request body the route takes, in bytes; `None` for no limit.
     pub max_body: Option<u64>,
+    /// The route service requests go through first, if one is bound.
+    pub route_service: Option<BoundService>,
     next: AtomicUsize,
 }
 
+/// A route's route service, or why the one bound cannot be used (its requests then
+/// fail: a route service is never skipped).
+pub type BoundService = Result<Arc<RouteService>, Arc<str>>;
+
 /// How a route treats its requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteOptions {
     pub balance: Balance,
     /// The largest request body, in bytes; `None` for no limit.
     pub max_body: Option<u64>,
+    pub route_service: Option<BoundService>,
 }
 
 impl Pool {
@@ -149,6 +157,9 @@ pub struct RouteTable {
     /// Wildcard routes by the suffix they match, with its leading dot: `*.example.com`
     /// is kept as `.example.com`.
     wildcards: HashMap<String, HostRoutes>,
+    /// Whether any route has a route service: only then does a request's path need
+    /// to look (see the direct path).
+    route_services: bool,
 }
 
 impl RouteTable {
@@ -184,11 +195,13 @@ impl RouteTable {
             None => self.exact.entry(host).or_default(),
         };
         let path = path.trim_end_matches('/').to_string();
+        self.route_services |= options.route_service.is_some();
         let pool = Pool {
             app: Arc::from(app),
             backends,
             balance: options.balance,
             max_body: options.max_body,
+            route_service: options.route_service,
             // Start each pool at a different place so that many routers (or a
             // restarted one) do not all send their first request to instance 0.
             next: AtomicUsize::new(random_start()),
@@ -217,9 +230,18 @@ impl RouteTable {
                 .iter()
                 .filter_map(|b| Some(Backend::new(b.addr.parse().ok()?, b.index)))
                 .collect();
+            let route_service = e.route_service_url.as_deref().map(|url| {
+                RouteService::new(url, e.route_service_key.as_deref().unwrap_or(""))
+                    .map(Arc::new)
+                    .map_err(|why| {
+                        tracing::warn!(host = %e.host, path = %e.path, "the route service {url} cannot be used: {why}");
+                        Arc::from(format!("its route service {url} cannot be used: {why}"))
+                    })
+            });
             let options = RouteOptions {
                 balance: e.balance,
                 max_body: e.max_body_bytes,
+                route_service,
             };
             t.insert_with(&e.host, &e.path, app, backends, options);
         }
@@ -238,6 +260,11 @@ impl RouteTable {
         host.match_indices('.')
             .filter_map(|(i, _)| self.wildcards.get(&host[i..]))
             .find_map(|routes| routes.lookup(path))
+    }
+
+    /// Whether any route has a route service.
+    pub fn has_route_services(&self) -> bool {
+        self.route_services
     }
 
     /// Makes each backend share the request count of the same instance in `old`, so
@@ -376,13 +403,14 @@ mod tests {
     const LEAST: RouteOptions = RouteOptions {
         balance: Balance::LeastConnections,
         max_body: None,
+        route_service: None,
     };
 
     #[test]
     fn least_connections_picks_the_idlest_and_counts_carry_over() {
         let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         let mut t = RouteTable::new();
-        t.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
+        t.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST.clone());
         let pool = t.lookup("a.localhost", "/").unwrap();
         let busy: Vec<ActiveRequest> = [0, 0, 2]
             .iter()
@@ -394,7 +422,7 @@ mod tests {
         assert_eq!(pool.backends[0].active(), 2);
         // A new snapshot of the same instances keeps their counts.
         let mut next = RouteTable::new();
-        next.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
+        next.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST.clone());
         next.insert_route("other.localhost", "", "a", vec![b(0)]);
         next.carry_counts_from(&t);
         assert_eq!(

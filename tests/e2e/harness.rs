@@ -40,6 +40,8 @@ pub struct Daemon {
     pool: u32,
     /// Flags given to paasd besides the harness's own.
     extra: Vec<String>,
+    /// Environment variables given to paasd besides the harness's own.
+    env: Vec<(String, String)>,
     pub api: String,
     pub router: SocketAddr,
     /// The router's HTTPS listener.
@@ -61,16 +63,26 @@ impl Daemon {
     /// Starts paasd on the data folder `dir` (made by the caller, say on a small
     /// filesystem), with `extra` flags too.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// As [`Daemon::start_in`], with environment variables `env` too.
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let home = tempfile::tempdir().unwrap();
         let pool = NEXT_POOL.fetch_add(1, Ordering::SeqCst) + 10 * (std::process::id() % 20);
-        let (child, api, router, https, admin) = spawn(dir.path(), pool, &extra);
+        let (child, api, router, https, admin) = spawn(dir.path(), pool, &extra, &env);
         Daemon {
             child,
             dir,
             home,
             pool,
             extra,
+            env,
             api,
             router,
             https,
@@ -92,7 +104,8 @@ impl Daemon {
 
     /// Starts paasd again on the same data, after [`Daemon::kill`].
     pub fn restart(&mut self) {
-        let (child, api, router, https, admin) = spawn(self.dir.path(), self.pool, &self.extra);
+        let (child, api, router, https, admin) =
+            spawn(self.dir.path(), self.pool, &self.extra, &self.env);
         self.child = child;
         self.api = api;
         self.router = router;
@@ -385,6 +398,7 @@ fn spawn(
     dir: &Path,
     pool: u32,
     extra: &[String],
+    env: &[(String, String)],
 ) -> (Child, String, SocketAddr, SocketAddr, SocketAddr) {
     let mut child = Command::new(bin("paasd"))
         .args(["--data-dir"])
@@ -402,6 +416,7 @@ fn spawn(
         .args(["--instance-cidr", &format!("10.247.{}.0/24", pool % 250)])
         .args(["--start-timeout", "30"])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("PAASD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -493,11 +508,25 @@ impl HttpResponse {
 
 /// A one-shot HTTP/1.1 GET with `Connection: close`.
 pub fn get(addr: SocketAddr, host: &str, path: &str) -> HttpResponse {
+    get_with(addr, host, path, &[])
+}
+
+/// As [`get`], with `headers` in the request too.
+pub fn get_with(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut s = TcpStream::connect(addr).expect("connecting to the router");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = Vec::new();

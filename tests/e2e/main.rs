@@ -20,6 +20,7 @@ mod refusals;
 mod releases;
 mod restart;
 mod rollouts;
+mod route_services;
 mod routes;
 mod rules;
 mod services;

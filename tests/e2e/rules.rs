@@ -127,6 +127,8 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/apps/{name}/system-env", Rule::Develop),
     ("GET", "/v1/routes", Rule::SignedIn),
     ("DELETE", "/v1/routes", Rule::SignedIn),
+    ("PUT", "/v1/routes/route-service", Rule::SignedIn),
+    ("DELETE", "/v1/routes/route-service", Rule::SignedIn),
     ("GET", "/v1/certificates", Rule::Admin),
     ("GET", "/v1/cells", Rule::Admin),
     ("GET", "/v1/services", Rule::SignedIn),

@@ -1,11 +1,12 @@
-//! Routes and domains: `routes`, `map-route`, `unmap-route`, `delete-route`, `domains`,
-//! `create-domain`, `delete-domain`, with Cloud Foundry's arguments.
+//! Routes and domains: `routes`, `map-route`, `unmap-route`, `delete-route`,
+//! `bind-route-service`, `unbind-route-service`, `domains`, `create-domain`,
+//! `delete-domain`, with Cloud Foundry's arguments.
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::Method;
-use paas_api::{Balance, CreateDomain, DomainInfo, MapRoute, Route, RouteEntry};
+use paas_api::{Balance, BindRouteService, CreateDomain, DomainInfo, MapRoute, Route, RouteEntry};
 
 use super::apps::print_table;
 use crate::client::{check, Client};
@@ -116,6 +117,31 @@ pub struct DeleteRouteArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct RouteServiceArgs {
+    /// The domain, e.g. localhost or apps.example.com (see `paas domains`).
+    domain: String,
+    /// The user-provided service made with `-r https://...`.
+    service: String,
+    /// The host name under the domain. Without it the route is the domain itself.
+    #[arg(long = "hostname", short = 'n', value_name = "HOST")]
+    hostname: Option<String>,
+    /// The route's path prefix, e.g. /api.
+    #[arg(long = "path", value_name = "PATH")]
+    path: Option<String>,
+}
+
+impl RouteServiceArgs {
+    fn route(&self) -> Result<Route, Failure> {
+        RouteArgs {
+            domain: self.domain.clone(),
+            hostname: self.hostname.clone(),
+            path: self.path.clone(),
+        }
+        .route()
+    }
+}
+
+#[derive(Debug, clap::Args)]
 pub struct CreateDomainArgs {
     /// The domain, e.g. apps.example.com. Its DNS should point at the router.
     domain: String,
@@ -148,7 +174,7 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
         println!("No routes: `paas push` maps NAME.DOMAIN, `paas map-route` maps others.");
         return Ok(());
     }
-    let rows: Vec<[String; 5]> = routes
+    let rows: Vec<[String; 6]> = routes
         .iter()
         .map(|r| {
             [
@@ -161,10 +187,21 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
                 r.app.clone().unwrap_or_else(|| "-".into()),
                 r.backends.len().to_string(),
                 r.balance.as_str().to_string(),
+                r.route_service_url.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    print_table(&["host", "path", "app", "instances", "balance"], &rows);
+    print_table(
+        &[
+            "host",
+            "path",
+            "app",
+            "instances",
+            "balance",
+            "route service",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -255,6 +292,63 @@ pub async fn delete(args: DeleteRouteArgs, ctx: super::Ctx) -> Result<(), Failur
         .await?;
     println!("Deleted route {route}");
     Ok(())
+}
+
+pub async fn bind_route_service(args: RouteServiceArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let route = args.route()?;
+    let body = serde_json::to_vec(&BindRouteService {
+        service: args.service.clone(),
+    })
+    .map_err(|e| Failure::general(e.to_string()))?;
+    let resp = super::client(ctx)?
+        .send(
+            Method::PUT,
+            &format!("/v1/routes/route-service?{}", route_query(&route)),
+            Bytes::from(body),
+            "application/json",
+        )
+        .await?;
+    let resp = check(resp, exit::GENERAL).await?;
+    if resp.status() == http::StatusCode::CREATED {
+        println!(
+            "Bound route service {} to route {route}: its requests go through it first",
+            args.service
+        );
+    } else {
+        println!(
+            "Route service {} was bound to route {route} already",
+            args.service
+        );
+    }
+    Ok(())
+}
+
+pub async fn unbind_route_service(args: RouteServiceArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let route = args.route()?;
+    super::client(ctx)?
+        .delete(&format!(
+            "/v1/routes/route-service?{}&service={}",
+            route_query(&route),
+            encode_query(&args.service)
+        ))
+        .await?;
+    println!(
+        "Unbound route service {} from route {route}: its requests go straight to the app",
+        args.service
+    );
+    Ok(())
+}
+
+/// `s` for a query string: unreserved characters as they are, others %-encoded.
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `host=H&path=P`: both are made of URL-safe characters only (see [`Route`]).

@@ -324,6 +324,19 @@ pub fn endpoints() -> Vec<Endpoint> {
             SignedIn,
             delete(routes::delete_route),
         ),
+        // The route's and the service's spaces are checked by the handler.
+        e(
+            Method::PUT,
+            "/v1/routes/route-service",
+            SignedIn,
+            put(routes::bind_route_service),
+        ),
+        e(
+            Method::DELETE,
+            "/v1/routes/route-service",
+            SignedIn,
+            delete(routes::unbind_route_service),
+        ),
         // Private keys: only routers (with the admin token) and admins read them.
         e(
             Method::GET,

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::Extension;
 use http::{Response, Uri};
-use paas_api::{CreateDomain, MapRoute, Route};
+use paas_api::{BindRouteService, CreateDomain, MapRoute, Route};
 
 use super::body::{self, ApiBody};
 use super::extract::{read_json, AppPath, NamePath};
@@ -38,6 +38,13 @@ pub async fn list(
         let space = key.ok().and_then(|k| spaces.get(&k));
         space.is_some_and(|s| caller.sees(s) && only.as_ref().is_none_or(|o| o == s))
     });
+    // A route service's signing key goes to routers (the admin token) only: a tenant
+    // who had it could sign requests past their route service.
+    if !caller.admin {
+        for e in &mut routes {
+            e.route_service_key = None;
+        }
+    }
     page::list(&routes, uri.path(), uri.query().unwrap_or(""))
 }
 
@@ -60,6 +67,42 @@ pub async fn app_routes(
     p.app_record(&app).await?;
     let routes = p.store.app_routes(&app).await.map_err(Failure::internal)?;
     page::list(&routes, uri.path(), uri.query().unwrap_or(""))
+}
+
+/// `PUT /v1/routes/route-service?host=H&path=P` with `{"service": NAME}` binds the
+/// service to the route as its route service: 201, or 200 when it was bound already.
+pub async fn bind_route_service(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    body: Body,
+) -> Result<Response<ApiBody>, Failure> {
+    let route = route_in_query(uri.query().unwrap_or(""))?;
+    let asked: BindRouteService = read_json(body).await?;
+    let added = p
+        .bind_route_service(&caller, &route, &asked.service)
+        .await?;
+    Ok(body::json(if added { 201 } else { 200 }, &route))
+}
+
+/// `DELETE /v1/routes/route-service?host=H&path=P&service=NAME` unbinds it.
+pub async fn unbind_route_service(
+    State(p): State<Arc<Platform>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    let q = uri.query().unwrap_or("");
+    let route = route_in_query(q)?;
+    let service = query::param(q, "service").ok_or_else(|| {
+        Failure::new(
+            400,
+            "invalid-request",
+            "name the service with &service=NAME",
+            None,
+        )
+    })?;
+    p.unbind_route_service(&caller, &route, &service).await?;
+    Ok(body::empty(204))
 }
 
 /// Maps the route of the body to the app (creating it if new): 201 when it was not

@@ -37,6 +37,13 @@ pub struct Error {
     pub body: ErrorBody,
 }
 
+/// A store failure met on the way is an internal error (or a full disk).
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::internal(e)
+    }
+}
+
 impl Error {
     pub fn new(
         kind: ErrorKind,

@@ -19,6 +19,7 @@ pub mod placed;
 pub mod quota;
 pub use rollout::MAX_IN_FLIGHT;
 mod rollout;
+mod route_services;
 mod routes;
 mod scale;
 mod services;

@@ -120,6 +120,10 @@ impl Platform {
         // a change made meanwhile by another controller is kept.
         let mut check = self.service_doc(name).await?;
         apply(&mut check, req.clone())?;
+        let routes = self.routes_bound_to(name).await?;
+        if check.route_service_url.is_none() && !routes.is_empty() {
+            return Err(route_service_in_use(name, &routes));
+        }
         self.store
             .update_service(name, |doc| {
                 let _ = apply(doc, req.clone());
@@ -127,6 +131,9 @@ impl Platform {
             .await
             .map_err(Error::internal)?
             .ok_or_else(|| no_service(name))?;
+        if let Some(url) = check.route_service_url.as_deref() {
+            self.follow_route_service_url(name, url).await?;
+        }
         // A changed syslog drain applies at once, here (as a binding's does).
         let apps = self.store.apps().await.map_err(Error::internal)?;
         for app in apps.iter().filter(|a| a.services.iter().any(|s| s == name)) {
@@ -147,6 +154,10 @@ impl Platform {
     /// Deletes service `name`, which no app may be bound to.
     pub async fn delete_service(&self, name: &str) -> Result<(), Error> {
         self.service_doc(name).await?;
+        let routes = self.routes_bound_to(name).await?;
+        if !routes.is_empty() {
+            return Err(route_service_in_use(name, &routes));
+        }
         let apps = self.store.apps().await.map_err(Error::internal)?;
         let bound: Vec<String> = apps
             .iter()
@@ -247,7 +258,7 @@ impl Platform {
         Ok(out)
     }
 
-    async fn service_doc(&self, name: &str) -> Result<ServiceDoc, Error> {
+    pub(super) async fn service_doc(&self, name: &str) -> Result<ServiceDoc, Error> {
         self.store
             .service(name)
             .await
@@ -335,6 +346,16 @@ fn apply(doc: &mut ServiceDoc, req: ServiceRequest) -> Result<(), Error> {
         }
         doc.credentials = c;
     }
+    if let Some(v) = req.route_service_url.as_deref() {
+        // Cloud Foundry's rule: what a route service sees is the route's traffic.
+        if !(v.is_empty() || v.starts_with("https://")) {
+            return Err(invalid(
+                "invalid-url",
+                format!("the route service URL {v:?} is not an https:// URL"),
+                "route services are reached over HTTPS only: give -r https://HOST[/PATH]",
+            ));
+        }
+    }
     for (field, value) in [
         ("syslog drain", &req.syslog_drain_url),
         ("route service", &req.route_service_url),
@@ -392,6 +413,19 @@ fn check_name(name: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// Service `name` is the route service of `routes`, so it must stay one.
+fn route_service_in_use(name: &str, routes: &[paas_api::Route]) -> Error {
+    let list: Vec<String> = routes.iter().map(ToString::to_string).collect();
+    Error::new(
+        ErrorKind::Conflict,
+        "route-service-bound",
+        format!("service {name} is the route service of {}", list.join(", ")),
+        Some(&format!(
+            "unbind it from each first: `paas unbind-route-service DOMAIN {name} --hostname HOST`"
+        )),
+    )
 }
 
 fn no_service(name: &str) -> Error {

@@ -237,6 +237,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                 balance: Default::default(),
                 max_body: None,
                 space: None,
+                route_service: None,
             });
         }
     }
@@ -267,6 +268,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                 balance: paas_api::Balance::parse(&balance).map_err(|e| corrupt("a route", e))?,
                 max_body: max_body.and_then(|n| u64::try_from(n).ok()),
                 space: None,
+                route_service: None,
             });
         }
     }

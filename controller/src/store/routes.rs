@@ -89,6 +89,7 @@ impl Store {
                         balance: Balance::default(),
                         max_body: None,
                         space: Some(space.to_string()),
+                        route_service: None,
                     },
                     0,
                 ),
@@ -143,6 +144,27 @@ impl Store {
             }
         }
         Err(StoreError::Contended(format!("route {route}")))
+    }
+
+    /// Changes route `route` with `change`, which may refuse (its error is returned, and
+    /// nothing is written). `Ok(None)` when there is no such route.
+    pub async fn update_route<E: From<StoreError>>(
+        &self,
+        route: &Route,
+        mut change: impl FnMut(&mut StoredRoute) -> Result<(), E>,
+    ) -> Result<Option<StoredRoute>, E> {
+        let key = route_key(route);
+        for _ in 0..CAS_TRIES {
+            let Some((mut row, revision)) = self.route_row(route).await? else {
+                return Ok(None);
+            };
+            change(&mut row)?;
+            let txn = guarded(&key, revision, vec![put(key.clone(), encode(&row))]);
+            if self.kv.txn(txn).await.map_err(StoreError::from)?.succeeded {
+                return Ok(Some(row));
+            }
+        }
+        Err(StoreError::Contended(format!("route {route}")).into())
     }
 
     /// Unmaps (or deletes, when `delete`) every route mapped to `app`.
@@ -273,6 +295,7 @@ mod tests {
                 balance: Balance::RoundRobin,
                 max_body: None,
                 space: Some(DEFAULT_SPACE.into()),
+                route_service: None,
             }]
         );
         // Kept, unmapped, it is still its space's: another space cannot take it.

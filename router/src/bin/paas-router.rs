@@ -50,6 +50,13 @@ struct Args {
     /// replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = paas_router::trust::Cidr::parse)]
     trusted_proxies: Vec<paas_router::trust::Cidr>,
+    /// A network route services (`paas bind-route-service`) may be reached in although
+    /// it is private, loopback, link-local, carrier-grade NAT, a cloud metadata address
+    /// or this host's own (all refused otherwise, since the URL is a tenant's);
+    /// repeatable. Their certificates are checked against the host's CAs and those of
+    /// the file SSL_CERT_FILE names.
+    #[arg(long = "route-service-allow", value_name = "CIDR")]
+    route_service_allow: Vec<paas_egress::Ipv4Net>,
     /// Seconds an app may take to start answering a request; then the client gets 504.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     response_timeout: u64,
@@ -144,6 +151,8 @@ fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
                 app: Some(host.split('.').next().unwrap_or(host).to_string()),
                 balance: Default::default(),
                 max_body_bytes: None,
+                route_service_url: None,
+                route_service_key: None,
                 backends,
             })
         })
@@ -180,6 +189,7 @@ fn run(args: Args) -> Result<(), String> {
             http2_idle_timeout: Duration::from_secs(args.http2_idle_timeout.max(1)),
             websocket_idle_timeout: Duration::from_secs(args.websocket_idle_timeout.max(1)),
             max_websockets: args.max_websockets,
+            route_service_allow: args.route_service_allow.clone(),
             ..Default::default()
         });
         let relay = Arc::new(paas_router::feed::AccessRelay::default());
@@ -266,6 +276,10 @@ fn run(args: Args) -> Result<(), String> {
                     has_routes: false,
                 };
                 let feed = feed_socket(path)?;
+                // The CAs route services are checked against, read while they can be.
+                if let Err(e) = paas_egress::tls_client_config() {
+                    tracing::warn!("route services cannot be reached over HTTPS: {e}");
+                }
                 drop_privileges()?;
                 Some(tokio::spawn(paas_router::feed::serve(
                     feed,

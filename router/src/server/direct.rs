@@ -187,6 +187,15 @@ impl Router {
                 }
             };
             drain.idle.store(false, Ordering::Relaxed);
+            if self.has_route_service(&req) {
+                // Route services are served by the hyper path: the head goes back in
+                // front of what follows it, as read (an absolute-form target as its
+                // path: the Host header, which HTTP/1.1 requires, names the host).
+                let mut head = Vec::with_capacity(bufs.client.len() + 512);
+                h1::write_request_head(&mut head, &req);
+                head.extend_from_slice(&bufs.client);
+                return Left::ToHyper(io, Bytes::from(head));
+            }
             let keep_alive = self
                 .exchange(&mut io, req, conn, drain, &mut bufs, &mut answer_deadline)
                 .await;
@@ -195,6 +204,21 @@ impl Router {
                 return Left::Closed;
             }
         }
+    }
+
+    /// Whether `req`'s route has a route service (one lookup, only when some route of
+    /// the table has one).
+    fn has_route_service(&self, req: &Request<()>) -> bool {
+        let table = self.table.load();
+        if !table.has_route_services() {
+            return false;
+        }
+        let Ok(host) = proxy::request_filter(req) else {
+            return false;
+        };
+        table
+            .lookup(&host, req.uri().path())
+            .is_some_and(|p| p.route_service.is_some())
     }
 
     /// Serves one request and writes its answer to `io`; returns whether the connection

@@ -32,6 +32,7 @@ use crate::ops::{AccessLog, AccessSink, IdleClose, Metrics};
 use crate::pool::Pool;
 use crate::pool::SendError;
 use crate::proxy::{self, Body, Fault, ProxyError};
+use crate::route_service::{self, RouteService};
 use crate::table::{ActiveRequest, Backend, RouteTable};
 use crate::tls;
 use crate::trust::Cidr;
@@ -77,6 +78,9 @@ pub struct RouterConfig {
     pub websocket_idle_timeout: Duration,
     /// The most WebSocket tunnels open at once; one more is answered with 503.
     pub max_websockets: usize,
+    /// Networks route services may be reached in although the egress rule refuses
+    /// them (private, loopback, …): the operator's own services.
+    pub route_service_allow: Vec<paas_egress::Ipv4Net>,
 }
 
 impl Default for RouterConfig {
@@ -92,6 +96,7 @@ impl Default for RouterConfig {
             http2_idle_timeout: Duration::from_secs(60),
             websocket_idle_timeout: Duration::from_secs(300),
             max_websockets: 10_000,
+            route_service_allow: Vec::new(),
         }
     }
 }
@@ -729,7 +734,7 @@ impl Router {
         } else if switching {
             tunnel::mark_upgrade(resp.headers_mut());
         }
-        Ok(resp.map(Body::Upgrade))
+        Ok(resp.map(Body::Unpooled))
     }
 
     async fn proxy(
@@ -739,6 +744,11 @@ impl Router {
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
         let conn: &Conn = &stream.0;
+        if self.table.load().has_route_services() {
+            if let Some(leg) = self.route_service_leg(&mut req, conn, served)? {
+                return self.to_route_service(req, leg, conn, served).await;
+            }
+        }
         let mut picked = self.pick(&req, served)?;
         let started_ms = unix_ms();
         let over_h2 = tunnel::is_h2_websocket(&req);
@@ -840,6 +850,103 @@ impl Router {
         proxy::response_filter(&mut resp, request_id, &picked.backend);
         // The request counts as under way until its response body is sent.
         Ok(resp.map(|body| Body::App(body, picked.active)))
+    }
+}
+
+/// A request on its way to its route's route service.
+struct ServiceLeg {
+    service: Arc<RouteService>,
+    /// What the client asked for, as the service is told.
+    forwarded_url: String,
+    max_body: Option<u64>,
+}
+
+impl Router {
+    /// The route service `req` must go to first: `None` when its route has none, or
+    /// when `req` came back from it (signed for this host and path; the signature is
+    /// then taken off).
+    fn route_service_leg(
+        &self,
+        req: &mut Request<Incoming>,
+        conn: &Conn,
+        served: &mut Served,
+    ) -> Result<Option<ServiceLeg>, ProxyError> {
+        let host = proxy::request_filter(req)?;
+        let table = self.table.load();
+        let Some(pool) = table.lookup(&host, req.uri().path()) else {
+            return Ok(None);
+        };
+        let Some(bound) = &pool.route_service else {
+            return Ok(None);
+        };
+        let service = bound.clone().map_err(|why| {
+            ProxyError::new(
+                StatusCode::BAD_GATEWAY,
+                "route_service_unusable",
+                Fault::Upstream,
+                format!("the route of {host}: {why}"),
+            )
+        })?;
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        if service.came_back(req.headers(), &host, &pq, unix_ms()) {
+            route_service::strip_signature(req.headers_mut());
+            return Ok(None);
+        }
+        if served.logging {
+            served.host.clone_from(&host);
+            served.app = Some(pool.app.to_string());
+        }
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or(host);
+        Ok(Some(ServiceLeg {
+            forwarded_url: route_service::forwarded_url(conn.proto, &authority, &pq),
+            service,
+            max_body: pool.max_body,
+        }))
+    }
+
+    /// Sends `req` to its route's route service, signed, and passes its answer back.
+    async fn to_route_service(
+        &self,
+        mut req: Request<Incoming>,
+        leg: ServiceLeg,
+        conn: &Conn,
+        served: &mut Served,
+    ) -> Result<Response<Body>, ProxyError> {
+        let now = unix_ms();
+        let request_id =
+            proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, conn.trusted, now);
+        if served.logging {
+            served.request_id = Some(request_id.clone());
+        }
+        leg.service.address(&mut req, &leg.forwarded_url, now);
+        let req = req.map(|body| UpstreamBody::new(body, leg.max_body));
+        let mut resp = leg
+            .service
+            .send(
+                req,
+                &self.config.route_service_allow,
+                self.config.response_timeout,
+            )
+            .await?;
+        *resp.version_mut() = http::Version::HTTP_11;
+        proxy::strip_hop_by_hop(resp.headers_mut());
+        resp.headers_mut()
+            .insert(proxy::X_REQUEST_ID.clone(), request_id);
+        Ok(resp.map(Body::Unpooled))
     }
 }
 

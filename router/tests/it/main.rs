@@ -545,7 +545,7 @@ async fn an_instance_at_its_request_cap_gets_no_more_and_least_connections_goes_
         vec![Backend::new(slow, 0), Backend::new(fast, 1)],
         paas_router::RouteOptions {
             balance: paas_router::table::Balance::LeastConnections,
-            max_body: None,
+            ..Default::default()
         },
     );
     let addr = router_with(
