@@ -12,6 +12,7 @@
 #   scripts/cluster.sh up      start it (as root); prints how to use it
 #   scripts/cluster.sh down    stop everything and remove its namespaces and data
 #   scripts/cluster.sh start-cell N   start cell N (1 or 2) again, after it was killed
+#   scripts/cluster.sh start-controller2   start the second controller again, after it was killed
 #
 # PAAS_BIN_DIR picks the binaries (default target/release, built if missing);
 # PAAS_CLUSTER_DIR where state lives (default /var/lib/paas-cluster).
@@ -87,6 +88,14 @@ start_cell() { # N: paasd --roles cell on paas-c-cellN
   wait_for "$dir/cell$c.out" '^paasd ready' "cell $c"
 }
 
+start_controller2() { # the second controller (and router), no cell, on paas-c-ctl2
+  start paasd2 paas-c-ctl2 "$bin/paasd" --data-dir "$dir/paasd2" --roles controller,router \
+    --etcd-endpoints "$etcd_urls" --advertise-address 10.98.0.22 \
+    --api-listen 10.98.0.22:9443 --http-listen 10.98.0.22:8080 --https-listen 10.98.0.22:8443 \
+    --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
+  wait_for "$dir/paasd2.out" '^paasd ready' "the second paasd"
+}
+
 start() { # NAME HOST COMMAND...: runs COMMAND in HOST, logs in $dir/NAME.log
   local name=$1 host=$2
   shift 2
@@ -145,11 +154,7 @@ up() {
     --api-listen 10.98.0.21:9443 --http-listen 10.98.0.21:8080 --https-listen 10.98.0.21:8443 \
     --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
   wait_for "$dir/paasd.out" '^paasd ready' paasd
-  start paasd2 paas-c-ctl2 "$bin/paasd" --data-dir "$dir/paasd2" --roles controller,router \
-    --etcd-endpoints "$etcd_urls" --advertise-address 10.98.0.22 \
-    --api-listen 10.98.0.22:9443 --http-listen 10.98.0.22:8080 --https-listen 10.98.0.22:8443 \
-    --admin-listen 127.0.0.1:9080 --instance-cidr 10.244.0.0/16
-  wait_for "$dir/paasd2.out" '^paasd ready' "the second paasd"
+  start_controller2
   for c in 1 2; do start_cell "$c"; done
   for r in 1 2; do
     start "router$r" "paas-c-r$r" "$bin/paas-router" --listen "10.98.0.3$r:8080" \
@@ -178,5 +183,6 @@ case "${1:-}" in
   down) down ;;
   start-cell) [[ "${2:-}" =~ ^[12]$ ]] || { echo "usage: scripts/cluster.sh start-cell 1|2" >&2; exit 2; }
     rm -f "$dir/cell$2.out"; start_cell "$2" ;;
-  *) echo "usage: scripts/cluster.sh up|down|start-cell 1|2" >&2; exit 2 ;;
+  start-controller2) rm -f "$dir/paasd2.out"; start_controller2 ;;
+  *) echo "usage: scripts/cluster.sh up|down|start-cell 1|2|start-controller2" >&2; exit 2 ;;
 esac

@@ -212,6 +212,9 @@ pub struct Assignment {
 pub struct TaskOrder {
     /// The task's id (its GUID), by which it is terminated.
     pub id: String,
+    /// Its number among the app's tasks: the cell's host records its end under it.
+    #[serde(default)]
+    pub sequence: u64,
     /// Its name in the app's log (`APP/TASK/<name>`).
     pub name: String,
     /// What to run: the droplet, env and limits of the app, and the task's command as

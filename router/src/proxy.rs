@@ -351,7 +351,7 @@ pub fn connection_tokens(h: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

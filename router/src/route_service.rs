@@ -21,6 +21,7 @@
 //! platform's egress rule ([`paas_egress::resolve`], SSRF, CWE-918), over HTTPS checked
 //! against the host's CAs (as cf requires `https://` route service URLs).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
@@ -47,6 +48,25 @@ pub struct RouteService {
     url: String,
     endpoint: Endpoint,
     key: hmac::Key,
+    /// Requests under way to it.
+    in_flight: AtomicUsize,
+}
+
+/// A request counted under way until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize, cap: usize) -> Option<Self> {
+        let was = count.fetch_add(1, Ordering::Relaxed);
+        let leg = InFlight(count);
+        (was < cap).then_some(leg)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for RouteService {
@@ -68,6 +88,7 @@ impl RouteService {
             url: url.to_string(),
             endpoint,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -84,32 +105,45 @@ impl RouteService {
     /// Whether `headers` carry a signature of this service's key, made at most
     /// [`SIGNATURE_LIFETIME`] before `now_ms`, for a URL of `host` (normalised) and
     /// `path_and_query`: a request that came back from the route service.
-    pub fn came_back(
+    pub fn check(
         &self,
         headers: &http::HeaderMap,
         host: &str,
         path_and_query: &str,
         now_ms: u64,
-    ) -> bool {
-        let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(url), Some(sent), Some(signature)) = (
-            text(&FORWARDED_URL),
-            text(&PROXY_METADATA),
-            text(&PROXY_SIGNATURE),
+    ) -> Signature {
+        let Some(signature) = headers.get(&PROXY_SIGNATURE) else {
+            return Signature::Absent;
+        };
+        // Bytes, not visible ASCII only: a path may hold UTF-8.
+        let text = |name: &HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        };
+        let (Some(url), Some(sent)) = (text(&FORWARDED_URL), text(&PROXY_METADATA)) else {
+            return Signature::Invalid("X-CF-Forwarded-Url or X-CF-Proxy-Metadata is missing");
+        };
+        let (Ok(sent_ms), Some(tag)) = (
+            sent.parse::<u64>(),
+            std::str::from_utf8(signature.as_bytes())
+                .ok()
+                .and_then(decode_hex),
         ) else {
-            return false;
+            return Signature::Invalid("it is not the router's");
         };
-        let Ok(sent_ms) = sent.parse::<u64>() else {
-            return false;
-        };
-        let fresh = sent_ms <= now_ms + CLOCK_SKEW_MS
-            && now_ms.saturating_sub(sent_ms) <= SIGNATURE_LIFETIME.as_millis() as u64;
-        let Some(tag) = decode_hex(signature) else {
-            return false;
-        };
-        fresh
-            && hmac::verify(&self.key, signed_text(sent_ms, url).as_bytes(), &tag).is_ok()
-            && names(url, host, path_and_query)
+        if hmac::verify(&self.key, signed_text(sent_ms, url).as_bytes(), &tag).is_err() {
+            return Signature::Invalid("it is not the router's");
+        }
+        if sent_ms > now_ms + CLOCK_SKEW_MS
+            || now_ms.saturating_sub(sent_ms) > SIGNATURE_LIFETIME.as_millis() as u64
+        {
+            return Signature::Invalid("it has expired");
+        }
+        if !names(url, host, path_and_query) {
+            return Signature::Invalid("it was made for another URL");
+        }
+        Signature::Valid
     }
 
     /// Turns `req` (already through the forwarding phase) into the request to the
@@ -142,6 +176,7 @@ impl RouteService {
         req: Request<B>,
         allowed: &[Ipv4Net],
         timeout: Duration,
+        cap: usize,
     ) -> Result<Response<hyper::body::Incoming>, ProxyError>
     where
         B: hyper::body::Body + Send + 'static,
@@ -156,6 +191,19 @@ impl RouteService {
                 format!("the route service at {} cannot be reached: {why}", self.url),
             )
         };
+        // A cap on the requests under way to it: a service that sends requests back
+        // without their signature would have the router open legs without end.
+        let _leg = InFlight::enter(&self.in_flight, cap).ok_or_else(|| {
+            ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "route_service_at_capacity",
+                Fault::Upstream,
+                format!(
+                    "the route service at {} already has {cap} requests under way",
+                    self.url
+                ),
+            )
+        })?;
         let e = &self.endpoint;
         let addr = paas_egress::resolve(&e.host, e.port, allowed, CONNECT_TIMEOUT)
             .await
@@ -199,6 +247,62 @@ impl RouteService {
             })?
             .map_err(|err| fail(err.to_string()))
     }
+}
+
+/// What a request says of having been through the route service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Nothing: it goes to the service.
+    Absent,
+    /// It came back from the service, for this URL, in time.
+    Valid,
+    /// A signature that does not open this URL: why.
+    Invalid(&'static str),
+}
+
+/// `path` as an app reads it, for deciding which route it lies under: each segment
+/// without its `;parameters` and with percent-encoded unreserved characters decoded
+/// (RFC 3986, 6.2.2.2), empty and `.` segments dropped, `..` taking the one before
+/// (RFC 3986, 5.2.4).
+pub fn normalise_path(path: &str) -> String {
+    let mut segments: Vec<String> = Vec::new();
+    for raw in path.split('/') {
+        let raw = raw.split(';').next().unwrap_or("");
+        let segment = decode_unreserved(raw);
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// `s` with each `%XX` that encodes an unreserved character (letters, digits, `-._~`)
+/// decoded; other escapes are kept.
+fn decode_unreserved(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let decoded = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
+            if let Some(c) = decoded {
+                out.push(c as char);
+                i += 3;
+                continue;
+            }
+        }
+        let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
+        out.push(ch);
+        i += ch.len_utf8().max(1);
+    }
+    out
 }
 
 /// Removes the signature headers, so that the app never sees a signature.
@@ -251,6 +355,36 @@ mod tests {
 
     const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
+    fn ok(rs: &RouteService, h: &http::HeaderMap, host: &str, pq: &str, now: u64) -> bool {
+        rs.check(h, host, pq, now) == Signature::Valid
+    }
+
+    #[test]
+    fn paths_are_read_as_an_app_reads_them() {
+        for (given, read) in [
+            ("/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("//admin", "/admin"),
+            ("/admin;jsessionid=1/x", "/admin/x"),
+            ("/x/../admin", "/admin"),
+            ("/./admin/.", "/admin"),
+            ("/../../admin", "/admin"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/%e2%82", "/%e2%82"),
+            ("/caf\u{e9}", "/caf\u{e9}"),
+            ("", "/"),
+        ] {
+            assert_eq!(normalise_path(given), read, "{given}");
+        }
+    }
+
+    #[test]
+    fn a_signature_for_a_utf8_path_checks() {
+        let rs = RouteService::new("https://rs.example.com", KEY).unwrap();
+        let h = signed(&rs, "http://shop.example.com/caf\u{e9}", 5);
+        assert!(ok(&rs, &h, "shop.example.com", "/caf\u{e9}", 5));
+    }
+
     fn signed(rs: &RouteService, url: &str, at: u64) -> http::HeaderMap {
         let mut req = Request::new(());
         rs.address(&mut req, url, at);
@@ -261,25 +395,25 @@ mod tests {
     fn a_signature_opens_only_its_own_url_for_a_minute() {
         let rs = RouteService::new("https://rs.example.com/check", KEY).unwrap();
         let h = signed(&rs, "http://shop.example.com:8080/cart?x=1", 1_000_000);
-        assert!(rs.came_back(&h, "shop.example.com", "/cart?x=1", 1_000_500));
+        assert!(ok(&rs, &h, "shop.example.com", "/cart?x=1", 1_000_500));
         // Over the other scheme, without the port: the same host and path.
-        assert!(rs.came_back(&h, "shop.example.com", "/cart?x=1", 1_059_000));
+        assert!(ok(&rs, &h, "shop.example.com", "/cart?x=1", 1_059_000));
         assert!(
-            !rs.came_back(&h, "shop.example.com", "/cart?x=1", 1_061_000),
+            !ok(&rs, &h, "shop.example.com", "/cart?x=1", 1_061_000),
             "expired"
         );
         assert!(
-            !rs.came_back(&h, "shop.example.com", "/cart?x=2", 1_000_500),
+            !ok(&rs, &h, "shop.example.com", "/cart?x=2", 1_000_500),
             "other query"
         );
         assert!(
-            !rs.came_back(&h, "admin.example.com", "/cart?x=1", 1_000_500),
+            !ok(&rs, &h, "admin.example.com", "/cart?x=1", 1_000_500),
             "other host"
         );
         // Another binding's key does not check it.
         let other =
             RouteService::new("https://rs.example.com/check", &KEY.replace('0', "1")).unwrap();
-        assert!(!other.came_back(&h, "shop.example.com", "/cart?x=1", 1_000_500));
+        assert!(!ok(&other, &h, "shop.example.com", "/cart?x=1", 1_000_500));
     }
 
     #[test]
@@ -291,29 +425,20 @@ mod tests {
             FORWARDED_URL,
             HeaderValue::from_static("http://admin.example.com/"),
         );
-        assert!(
-            !rs.came_back(&h, "admin.example.com", "/", 5_000),
-            "URL swapped"
-        );
+        assert!(!ok(&rs, &h, "admin.example.com", "/", 5_000), "URL swapped");
         let mut h = good.clone();
         h.insert(PROXY_METADATA, HeaderValue::from_static("6000"));
-        assert!(
-            !rs.came_back(&h, "shop.example.com", "/", 6_000),
-            "time moved"
-        );
+        assert!(!ok(&rs, &h, "shop.example.com", "/", 6_000), "time moved");
         let mut h = good.clone();
         h.insert(PROXY_SIGNATURE, HeaderValue::from_static("00"));
         assert!(
-            !rs.came_back(&h, "shop.example.com", "/", 5_000),
+            !ok(&rs, &h, "shop.example.com", "/", 5_000),
             "signature made up"
         );
         let mut h = good.clone();
         h.remove(PROXY_SIGNATURE);
-        assert!(
-            !rs.came_back(&h, "shop.example.com", "/", 5_000),
-            "no signature"
-        );
-        assert!(rs.came_back(&good, "shop.example.com", "/", 5_000));
+        assert!(!ok(&rs, &h, "shop.example.com", "/", 5_000), "no signature");
+        assert!(ok(&rs, &good, "shop.example.com", "/", 5_000));
     }
 
     #[test]

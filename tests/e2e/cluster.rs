@@ -357,6 +357,29 @@ fn tasks_run_on_cells_through_a_controller_without_one(data: &Path) {
         "{:?}",
         named(Ctl::Two, "sleeper")
     );
+
+    // The host of the task's cell records its end: it is known although the
+    // controller that started it was killed meanwhile (and came back).
+    paas(
+        Ctl::Two,
+        &[
+            "run-task",
+            "hello",
+            "sleep 4; echo outlived",
+            "--name",
+            "outliver",
+        ],
+        data,
+    );
+    kill(data, "paasd2");
+    let out = script(&["start-controller2"], data);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        eventually(30, || named(Ctl::One, "outliver")
+            .is_some_and(|t| t["state"] == "succeeded")),
+        "{:?}",
+        named(Ctl::One, "outliver")
+    );
 }
 
 /// A canary deployment paused through the first controller (which holds it: its canary

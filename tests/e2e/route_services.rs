@@ -185,7 +185,7 @@ fn a_route_service_sees_every_request_first_and_cannot_be_bypassed() {
     );
 
     // A client that makes up the headers, or replays the service's for another path,
-    // is sent to the service like any other: it never reaches the app past it.
+    // is refused (sent to the service again, it could loop): it never reaches the app.
     let made_up = [
         ("X-CF-Forwarded-Url", "http://guarded.localhost/c"),
         ("X-CF-Proxy-Signature", "00ff"),
@@ -198,9 +198,55 @@ fn a_route_service_sees_every_request_first_and_cannot_be_bypassed() {
     ];
     for headers in [&made_up[..], &replayed[..]] {
         let r = get("/c", headers);
-        assert_eq!(r.body, "route-service=passed signature=absent path=/c");
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body.contains("route service signature is not valid"),
+            "{}",
+            r.body
+        );
     }
-    assert_eq!(seen(certs.path()).len(), 3, "both went through the service");
+    assert_eq!(seen(certs.path()).len(), 1, "neither reached the service");
+
+    // Bound to a path route, the service sees every spelling of a path under it.
+    d.paas_ok(&["map-route", "guarded", "localhost", "--hostname", "pathy"]);
+    d.paas_ok(&[
+        "map-route",
+        "guarded",
+        "localhost",
+        "--hostname",
+        "pathy",
+        "--path",
+        "/admin",
+    ]);
+    d.paas_ok(&[
+        "bind-route-service",
+        "localhost",
+        "guard",
+        "--hostname",
+        "pathy",
+        "--path",
+        "/admin",
+    ]);
+    let pathy = |path: &str| get_with(d.router, "pathy.localhost", path, &[]).body;
+    assert_eq!(
+        pathy("/shop"),
+        "route-service=none signature=absent path=/shop"
+    );
+    for spelling in [
+        "/admin/x",
+        "/%61dmin",
+        "//admin",
+        "/admin;p=1",
+        "/shop/../admin",
+    ] {
+        // (Python's server reads `//admin` as `/admin` itself.)
+        let body = pathy(spelling);
+        assert!(
+            body.starts_with("route-service=passed signature=absent path=/"),
+            "{spelling}: {body}"
+        );
+    }
+    assert_eq!(seen(certs.path()).len(), 6);
 
     // The signing key reaches routers and admins, never a tenant's listing.
     let listed = d.paas_ok(&["routes", "--json"]);
@@ -253,6 +299,15 @@ fn a_route_service_sees_every_request_first_and_cannot_be_bypassed() {
         get("/d", &[]).body,
         "route-service=none signature=absent path=/d"
     );
-    assert_eq!(seen(certs.path()).len(), 3);
+    assert_eq!(seen(certs.path()).len(), 6);
+    d.paas_ok(&[
+        "unbind-route-service",
+        "localhost",
+        "guard",
+        "--hostname",
+        "pathy",
+        "--path",
+        "/admin",
+    ]);
     d.paas_ok(&["delete-service", "guard"]);
 }

@@ -25,6 +25,15 @@ pub enum TaskEnd {
     Terminated,
 }
 
+/// What the app's `task` event says of task `done`, which ended.
+pub fn end_description(done: &paas_api::TaskSummary) -> String {
+    let how = match &done.failure {
+        None => "succeeded".to_string(),
+        Some(why) => format!("failed: {why}"),
+    };
+    format!("task {} ({}) {how}", done.sequence, done.name)
+}
+
 impl TaskEnd {
     /// As a cell's host tells a controller.
     pub fn to_event(&self) -> TaskEvent {
@@ -38,6 +47,21 @@ impl TaskEnd {
             failure,
             terminated,
         }
+    }
+
+    /// `task` as it ended so.
+    pub fn applied_to(&self, mut task: paas_api::TaskSummary) -> paas_api::TaskSummary {
+        task.ended_ms = Some(crate::logs::now_ms());
+        let (state, exit_code, failure) = match self {
+            TaskEnd::Exited(0) => ("succeeded", Some(0), None),
+            TaskEnd::Exited(code) => ("failed", Some(*code), Some(format!("exited with {code}"))),
+            TaskEnd::Failed(why) => ("failed", None, Some(why.clone())),
+            TaskEnd::Terminated => ("failed", None, Some("terminated".to_string())),
+        };
+        task.state = state.into();
+        task.exit_code = exit_code;
+        task.failure = failure;
+        task
     }
 
     /// From what a cell's host told (`None` for an event that is not an end).

@@ -1,8 +1,9 @@
 //! `POST /tasks`: a task a controller has this host's cell run (a controller without a
 //! cell, or one whose cell has no room). The droplet is fetched by hash as for an
 //! assigned instance; the task's lines are kept in this host's log, as its instances'
-//! are, and streamed back with its end. An attached task ends when its controller
-//! leaves; another goes on, and any controller may terminate it.
+//! are, and streamed back with its end, which this host records in the store (it saw
+//! it, whatever became of the controller). An attached task ends when its controller
+//! leaves; another goes on, and any controller may terminate or resize it.
 
 use std::sync::Arc;
 
@@ -42,7 +43,9 @@ impl Peers {
                     "its droplet could not be readied on cell {}: {e:#}",
                     self.cell.id()
                 );
-                out.send(&TaskEnd::Failed(why).to_event()).await;
+                let end = TaskEnd::Failed(why);
+                self.record_end(&order, &end).await;
+                out.send(&end.to_event()).await;
                 return;
             }
         };
@@ -110,7 +113,39 @@ impl Peers {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&order.id);
+        self.record_end(&order, &end).await;
         out.send(&end.to_event()).await;
+    }
+
+    /// Records how the task of `order` ended, and an event that says so: this host saw
+    /// it end, whether or not its controller still follows it (restarted, or cut off).
+    async fn record_end(&self, order: &TaskOrder, end: &TaskEnd) {
+        let app = &order.run.app;
+        let task = match self.store.task(app, order.sequence).await {
+            Ok(Some(t)) if t.id == order.id && t.state == "running" => t,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(%app, task = order.sequence, "reading a task to record its end: {e}");
+                return;
+            }
+        };
+        let done = end.applied_to(task);
+        if let Err(e) = self.store.update_task(app, &done).await {
+            tracing::error!(%app, task = done.sequence, "recording the end of a task: {e}");
+        }
+        let description = crate::cell::task::end_description(&done);
+        let event = paas_api::AppEvent {
+            timestamp_ms: crate::logs::now_ms(),
+            kind: "task".into(),
+            instance: None,
+            exit_code: done.exit_code,
+            description: description.clone(),
+        };
+        if let Err(e) = self.store.add_event(app, &event).await {
+            tracing::warn!(%app, "recording an event: {e}");
+        }
+        self.logs
+            .append(app, "API", LogStream::Out, &format!("task: {description}"));
     }
 
     /// Task `id`, if this host's cell runs it for a controller.
@@ -174,7 +209,7 @@ impl Reporter for TaskReporter {
         _exit_code: Option<i32>,
         _description: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-        // A task's end is recorded by its controller, from the answer.
+        // A task's end is recorded once it is known (`record_end`).
         Box::pin(async {})
     }
 

@@ -145,12 +145,12 @@ impl Platform {
         let running = self.running_task(&task.id);
         if let Some(running) = running {
             let end = running.terminate().await;
-            return Ok(finished(task, &end));
+            return Ok(end.applied_to(task));
         }
         // Started through another controller: the cell's host that runs it stops it,
         // and that controller records its end.
         match self.terminate_on_its_cell(&task).await {
-            Ok(()) => Ok(finished(task, &TaskEnd::Terminated)),
+            Ok(()) => Ok(TaskEnd::Terminated.applied_to(task)),
             Err(why) => Err(Error::new(
                 ErrorKind::Refused,
                 "task-elsewhere",
@@ -163,8 +163,8 @@ impl Platform {
         }
     }
 
-    /// Gives the terminal of task `sequence` of `app` a new size; the task must have been
-    /// started through this controller.
+    /// Gives the terminal of task `sequence` of `app` a new size, on whichever cell it
+    /// runs.
     pub async fn resize_task(
         &self,
         app: &AppName,
@@ -178,20 +178,42 @@ impl Platform {
             .await
             .map_err(Error::internal)?
             .filter(|t| t.state == "running");
-        let running = task.and_then(|t| self.running_task(&t.id));
-        let Some(running) = running else {
+        let Some(task) = task else {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 "no-such-task",
-                format!("app {app} has no task {sequence} running through this controller"),
+                format!("app {app} has no task {sequence} running"),
                 Some(&format!("see `paas tasks {app}`")),
             ));
         };
-        running.resize(paas_runtime::TtySize {
-            rows: size.rows,
-            cols: size.cols,
-        });
-        Ok(())
+        if let Some(running) = self.running_task(&task.id) {
+            running.resize(paas_runtime::TtySize {
+                rows: size.rows,
+                cols: size.cols,
+            });
+            return Ok(());
+        }
+        // Followed by another controller: the host of its cell resizes it.
+        let resized = async {
+            let cluster = self.cluster.as_ref()?;
+            let peer = cluster.view.peer_of(&task.cell)?;
+            let size = paas_runtime::TtySize {
+                rows: size.rows,
+                cols: size.cols,
+            };
+            cluster.peers.resize_task(&peer, &task.id, size).await.ok()
+        };
+        resized.await.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Refused,
+                "task-elsewhere",
+                format!(
+                    "task {sequence} of app {app} runs on cell {}, which could not be asked to resize it",
+                    task.cell
+                ),
+                Some("see `paas cells`; try again"),
+            )
+        })
     }
 
     /// Asks the host of the cell that runs `task` to terminate it; says why not.
@@ -372,6 +394,7 @@ impl Platform {
         if let Some((_, peer)) = elsewhere {
             let order = paas_api::state::TaskOrder {
                 id: task.id.clone(),
+                sequence: task.sequence,
                 name: name.to_string(),
                 run: paas_api::state::Assignment {
                     app: app.clone(),
@@ -501,8 +524,9 @@ impl Platform {
             Ok(events) => events,
             Err(e) => {
                 let why = format!("cell {} could not be reached: {e:#}", task.cell);
-                self.task_ended(app, task.clone(), &TaskEnd::Failed(why.clone()))
-                    .await;
+                // It never reached that host, so its end is recorded here.
+                let done = TaskEnd::Failed(why.clone()).applied_to(task.clone());
+                self.record_task_end(app, &done).await;
                 return Err(Error::new(
                     ErrorKind::Internal,
                     "cell-unreachable",
@@ -592,29 +616,30 @@ impl Platform {
             .cloned()
     }
 
-    /// Records how `task` of `app` ended, and an event that says so.
+    /// Forgets `task` of `app`, which ended with `end`, and records its end (and an
+    /// event that says so) if it ran on this host's cell. The host of another cell
+    /// records the end of what it ran itself: it saw it, whether or not this
+    /// controller still follows it (restarted, or cut off from that host).
     async fn task_ended(&self, app: &AppName, task: TaskSummary, end: &TaskEnd) -> TaskSummary {
-        let done = finished(task, end);
-        if let Err(e) = self.store.update_task(app, &done).await {
-            tracing::error!(%app, task = done.sequence, "recording the end of a task: {e}");
+        let done = end.applied_to(task);
+        if done.cell == self.cell.id() {
+            self.record_task_end(app, &done).await;
         }
-        let how = match (&done.failure, done.exit_code) {
-            (None, _) => "succeeded".to_string(),
-            (Some(why), _) => format!("failed: {why}"),
-        };
-        self.record_event(
-            app,
-            "task",
-            None,
-            done.exit_code,
-            &format!("task {} ({}) {how}", done.sequence, done.name),
-        )
-        .await;
         self.running_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&done.id);
         done
+    }
+
+    /// Records `done`, a task of `app` that ended, and an event that says how.
+    async fn record_task_end(&self, app: &AppName, done: &TaskSummary) {
+        if let Err(e) = self.store.update_task(app, done).await {
+            tracing::error!(%app, task = done.sequence, "recording the end of a task: {e}");
+        }
+        let description = crate::cell::task::end_description(done);
+        self.record_event(app, "task", None, done.exit_code, &description)
+            .await;
     }
 
     /// Terminates every task under way on this host, and waits (a while) until each
@@ -655,7 +680,7 @@ impl Platform {
         for task in tasks {
             if task.state == "running" && task.cell == self.cell.id() {
                 let end = TaskEnd::Failed("paasd stopped while it ran".into());
-                let done = finished(task, &end);
+                let done = end.applied_to(task);
                 if let Err(e) = self.store.update_task(app, &done).await {
                     tracing::warn!(%app, task = done.sequence, "recording a lost task: {e}");
                 }
@@ -669,21 +694,6 @@ impl Platform {
 pub struct Attached {
     pub output: mpsc::Sender<ExecEvent>,
     pub input: mpsc::Receiver<bytes::Bytes>,
-}
-
-/// `task` as it ended with `end`.
-fn finished(mut task: TaskSummary, end: &TaskEnd) -> TaskSummary {
-    task.ended_ms = Some(now_ms());
-    let (state, exit_code, failure) = match end {
-        TaskEnd::Exited(0) => ("succeeded", Some(0), None),
-        TaskEnd::Exited(code) => ("failed", Some(*code), Some(format!("exited with {code}"))),
-        TaskEnd::Failed(why) => ("failed", None, Some(why.clone())),
-        TaskEnd::Terminated => ("failed", None, Some("terminated".to_string())),
-    };
-    task.state = state.into();
-    task.exit_code = exit_code;
-    task.failure = failure;
-    task
 }
 
 /// A task name as Cloud Foundry makes one up: eight hex digits.

@@ -156,7 +156,7 @@ impl Router {
         loop {
             // A whole request head (slowloris: it must come within the head timeout).
             head_deadline.start();
-            let req = loop {
+            let mut req = loop {
                 let max_head = self.config.max_header_bytes;
                 match h1::take_request(&mut bufs.client, max_head, &mut bufs.request_headers) {
                     RequestHead::Direct(req) => break req,
@@ -190,7 +190,14 @@ impl Router {
             if self.has_route_service(&req) {
                 // Route services are served by the hyper path: the head goes back in
                 // front of what follows it, as read (an absolute-form target as its
-                // path: the Host header, which HTTP/1.1 requires, names the host).
+                // path, the host it named as the Host header).
+                if let Some(v) = req
+                    .uri()
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+                {
+                    req.headers_mut().insert(http::header::HOST, v);
+                }
                 let mut head = Vec::with_capacity(bufs.client.len() + 512);
                 h1::write_request_head(&mut head, &req);
                 head.extend_from_slice(&bufs.client);
@@ -216,9 +223,7 @@ impl Router {
         let Ok(host) = proxy::request_filter(req) else {
             return false;
         };
-        table
-            .lookup(&host, req.uri().path())
-            .is_some_and(|p| p.route_service.is_some())
+        table.service_route(&host, req.uri().path()).is_some()
     }
 
     /// Serves one request and writes its answer to `io`; returns whether the connection

@@ -744,9 +744,14 @@ impl Router {
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
         let conn: &Conn = &stream.0;
+        let mut trusted = conn.trusted;
         if self.table.load().has_route_services() {
-            if let Some(leg) = self.route_service_leg(&mut req, conn, served)? {
-                return self.to_route_service(req, leg, conn, served).await;
+            match self.route_service_leg(&mut req, served)? {
+                Leg::ToService(leg) => return self.to_route_service(req, leg, conn, served).await,
+                // What the route service sends on, it forwards for the client: its
+                // X-Forwarded-* headers are kept and added to, as a trusted proxy's.
+                Leg::CameBack => trusted = true,
+                Leg::Direct => {}
             }
         }
         let mut picked = self.pick(&req, served)?;
@@ -777,13 +782,8 @@ impl Router {
             slot,
             stream: stream.another(),
         });
-        let request_id = proxy::upstream_request_filter(
-            &mut req,
-            &conn.client,
-            conn.proto,
-            conn.trusted,
-            started_ms,
-        );
+        let request_id =
+            proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, trusted, started_ms);
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
@@ -853,31 +853,40 @@ impl Router {
     }
 }
 
+/// Where a request of a table with route services goes first.
+enum Leg {
+    /// Its route has no route service.
+    Direct,
+    /// It came back from its route's route service, signed: on to the app.
+    CameBack,
+    /// To its route's route service.
+    ToService(ServiceLeg),
+}
+
 /// A request on its way to its route's route service.
 struct ServiceLeg {
     service: Arc<RouteService>,
-    /// What the client asked for, as the service is told.
-    forwarded_url: String,
+    /// The host and port the client named, and the path and query it asked for.
+    authority: String,
+    path_and_query: String,
     max_body: Option<u64>,
 }
 
 impl Router {
-    /// The route service `req` must go to first: `None` when its route has none, or
-    /// when `req` came back from it (signed for this host and path; the signature is
-    /// then taken off).
+    /// Where `req` goes first ([`Leg`]). A signature that is there but not valid for
+    /// it is refused (400), as gorouter does: sent to the service again it would loop.
     fn route_service_leg(
         &self,
         req: &mut Request<Incoming>,
-        conn: &Conn,
         served: &mut Served,
-    ) -> Result<Option<ServiceLeg>, ProxyError> {
+    ) -> Result<Leg, ProxyError> {
         let host = proxy::request_filter(req)?;
         let table = self.table.load();
-        let Some(pool) = table.lookup(&host, req.uri().path()) else {
-            return Ok(None);
+        let Some(pool) = table.service_route(&host, req.uri().path()) else {
+            return Ok(Leg::Direct);
         };
         let Some(bound) = &pool.route_service else {
-            return Ok(None);
+            return Ok(Leg::Direct);
         };
         let service = bound.clone().map_err(|why| {
             ProxyError::new(
@@ -892,9 +901,31 @@ impl Router {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        if service.came_back(req.headers(), &host, &pq, unix_ms()) {
-            route_service::strip_signature(req.headers_mut());
-            return Ok(None);
+        match service.check(req.headers(), &host, &pq, unix_ms()) {
+            route_service::Signature::Valid => {
+                route_service::strip_signature(req.headers_mut());
+                return Ok(Leg::CameBack);
+            }
+            route_service::Signature::Invalid(why) => {
+                return Err(ProxyError::new(
+                    StatusCode::BAD_REQUEST,
+                    "route_service_signature_invalid",
+                    Fault::Downstream,
+                    format!(
+                        "the request's route service signature is not valid for it ({why}): a route service must send the request on to X-CF-Forwarded-Url unchanged, with X-CF-Proxy-Signature and X-CF-Proxy-Metadata, within {} s",
+                        route_service::SIGNATURE_LIFETIME.as_secs()
+                    ),
+                ))
+            }
+            route_service::Signature::Absent => {}
+        }
+        if tunnel::is_websocket(req) || tunnel::is_h2_websocket(req) {
+            return Err(ProxyError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "route_service_websocket",
+                Fault::Downstream,
+                format!("the route of {host} goes through a route service, which does not carry WebSockets (as in Cloud Foundry)"),
+            ));
         }
         if served.logging {
             served.host.clone_from(&host);
@@ -911,9 +942,10 @@ impl Router {
                     .map(str::to_string)
             })
             .unwrap_or(host);
-        Ok(Some(ServiceLeg {
-            forwarded_url: route_service::forwarded_url(conn.proto, &authority, &pq),
+        Ok(Leg::ToService(ServiceLeg {
             service,
+            authority,
+            path_and_query: pq,
             max_body: pool.max_body,
         }))
     }
@@ -926,13 +958,32 @@ impl Router {
         conn: &Conn,
         served: &mut Served,
     ) -> Result<Response<Body>, ProxyError> {
+        if let (Some(limit), Some(len)) = (
+            leg.max_body,
+            hyper::body::Body::size_hint(req.body()).exact(),
+        ) {
+            if len > limit {
+                return Err(ProxyError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    Fault::Downstream,
+                    format!("the request body is larger than this route's limit of {limit} bytes"),
+                ));
+            }
+        }
         let now = unix_ms();
         let request_id =
             proxy::upstream_request_filter(&mut req, &conn.client, conn.proto, conn.trusted, now);
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
-        leg.service.address(&mut req, &leg.forwarded_url, now);
+        // The scheme the client used, as a trusted proxy in front may have said.
+        let scheme = match req.headers().get(&proxy::X_FORWARDED_PROTO) {
+            Some(v) if v == "https" => "https",
+            _ => conn.proto,
+        };
+        let url = route_service::forwarded_url(scheme, &leg.authority, &leg.path_and_query);
+        leg.service.address(&mut req, &url, now);
         let req = req.map(|body| UpstreamBody::new(body, leg.max_body));
         let mut resp = leg
             .service
@@ -940,6 +991,7 @@ impl Router {
                 req,
                 &self.config.route_service_allow,
                 self.config.response_timeout,
+                self.config.max_requests_per_instance,
             )
             .await?;
         *resp.version_mut() = http::Version::HTTP_11;
