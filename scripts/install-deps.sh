@@ -3,8 +3,8 @@
 # iproute2 and nftables (instance networks), e2fsprogs (disk quotas), curl, python3 with pip and nodejs with npm (the host
 # stack's languages, used by the shipped buildpacks), a C and C++ compiler (the fuzz
 # target's libFuzzer), protoc with the well-known protobuf files (the etcd client is
-# generated at build time), etcd-server (the state store's tests), and a Rust toolchain
-# check.
+# generated at build time), etcd-server (the state store's tests), mmdebstrap (stacks),
+# and a Rust toolchain check.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -29,6 +29,8 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 # A real etcd, for the state store's conformance suite (and clusters).
 command -v etcd >/dev/null || missing+=(etcd-server)
+# Stacks: `paasd stack build` makes a Debian root filesystem with mmdebstrap.
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -312,6 +312,9 @@ pub struct StageOrder {
     pub outbound: bool,
     /// The first host user id of the app's user namespace.
     pub id_base: u32,
+    /// The stack to build on; `None`: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

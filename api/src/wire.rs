@@ -71,6 +71,10 @@ pub struct AppSettings {
     /// instances). Off by default; `None` in a change keeps what the app has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<bool>,
+    /// The stack it is built and runs on (`paas stacks`; `push -s`); `None` in a change
+    /// keeps what the app has, and a new app gets the platform's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     /// The process types other than `web` (whose settings are the fields above), by
     /// type: what differs from the defaults (one instance, the app's memory and disk,
     /// the `process` health check, the droplet's command).
@@ -415,6 +419,18 @@ pub enum DeployEvent {
     Paused { message: String },
     /// Failed: nothing was changed for the running release.
     Failed { error: ErrorBody },
+}
+
+/// `GET /v1/stacks`: a stack apps may be built and run on (`push -s NAME`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StackInfo {
+    pub name: String,
+    pub description: String,
+    /// A built stack's id: the SHA-256 of its package list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// New apps get it.
+    pub default: bool,
 }
 
 /// `PUT /v1/routes/route-service?host=H&path=P`: the service to bind to the route as

@@ -103,6 +103,8 @@ enum Command {
     Exec(commands::exec::Args),
     /// List buildpacks in detection order.
     Buildpacks(commands::buildpacks::ListArgs),
+    /// List the stacks apps can be built and run on (`push -s STACK`).
+    Stacks(commands::buildpacks::ListArgs),
     /// Add a buildpack from a folder or a .zip, .tgz or .tar.gz archive.
     CreateBuildpack(commands::buildpacks::CreateArgs),
     /// Change a buildpack's bits, position or state.
@@ -263,6 +265,7 @@ fn main() {
             Command::SetEnv(a) => commands::env::set(a, skip).await,
             Command::UnsetEnv(a) => commands::env::unset(a, skip).await,
             Command::Buildpacks(a) => commands::buildpacks::list(a, skip).await,
+            Command::Stacks(a) => commands::buildpacks::stacks(a, skip).await,
             Command::CreateBuildpack(a) => commands::buildpacks::create(a, skip).await,
             Command::UpdateBuildpack(a) => commands::buildpacks::update(a, skip).await,
             Command::DeleteBuildpack(a) => commands::buildpacks::delete(a, skip).await,

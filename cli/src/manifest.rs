@@ -20,6 +20,8 @@ pub struct ManifestApp {
     pub disk_quota: Option<String>,
     pub buildpacks: Vec<String>,
     pub command: Option<String>,
+    /// `stack:`, the stack to build and run on.
+    pub stack: Option<String>,
     pub env: BTreeMap<String, String>,
     pub health_check_type: Option<String>,
     pub health_check_http_endpoint: Option<String>,
@@ -53,8 +55,9 @@ pub struct ManifestProcess {
 }
 
 /// Keys paas reads.
-const KNOWN: [&str; 23] = [
+const KNOWN: [&str; 24] = [
     "processes",
+    "stack",
     "services",
     "health-check-interval",
     "health-check-invocation-timeout",
@@ -289,6 +292,7 @@ pub fn parse(text: &str) -> Result<(Vec<ManifestApp>, Vec<String>), String> {
             memory: web.memory.or(text_of("memory")?),
             disk_quota: web.disk_quota.or(text_of("disk_quota")?),
             command: web.command.or(text_of("command")?),
+            stack: text_of("stack")?,
             health_check_type: web.health_check_type.or(text_of("health-check-type")?),
             health_check_http_endpoint: web
                 .health_check_http_endpoint

@@ -25,6 +25,7 @@ pub mod peer;
 pub mod platform;
 pub mod secrets;
 pub mod shipped;
+pub mod stacks;
 pub mod store;
 
 pub use config::{Config, Roles};

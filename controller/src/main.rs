@@ -121,6 +121,76 @@ struct Args {
     /// load balancer in front stops sending traffic first.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     drain_seconds: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Stacks apps are built and run on.
+    #[command(subcommand)]
+    Stack(StackCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StackCommand {
+    /// Build a stack: a Debian root filesystem (mmdebstrap, from this host's apt
+    /// sources) that apps are built and run on, kept under --data-dir/stacks. A running
+    /// paasd offers it from its next start; new apps get it by default.
+    Build {
+        /// Its name, as `paas push -s NAME` and CF_STACK say it.
+        #[arg(long, default_value = paas_controller::stacks::DEFAULT_NAME)]
+        name: String,
+        /// The Debian packages it holds (comma-separated) [default: shells, CA
+        /// certificates, curl, python3 with pip and venv, nodejs, tzdata and common
+        /// libraries].
+        #[arg(long, value_delimiter = ',', value_name = "PACKAGES")]
+        packages: Vec<String>,
+    },
+    /// List the stacks built here.
+    List,
+}
+
+/// `paasd stack ...`.
+fn stack_command(data_dir: &std::path::Path, command: StackCommand) -> anyhow::Result<()> {
+    let dir = data_dir.join("stacks");
+    match command {
+        StackCommand::Build { name, packages } => {
+            let packages = if packages.is_empty() {
+                paas_controller::stacks::DEFAULT_PACKAGES
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            } else {
+                packages
+            };
+            eprintln!(
+                "Building stack {name} from Debian {} ({} packages and what they need)...",
+                paas_controller::stacks::SUITE,
+                packages.len()
+            );
+            let built = paas_controller::stacks::build(&dir, &name, &packages)?;
+            println!(
+                "Built stack {} ({} packages, id {}); paasd offers it from its next start",
+                built.name,
+                built.packages.len(),
+                &built.id[..12]
+            );
+        }
+        StackCommand::List => {
+            println!("host (this host's own userland)");
+            for s in paas_controller::stacks::current(&dir) {
+                println!(
+                    "{} (Debian {}, {} packages, id {})",
+                    s.name,
+                    s.suite,
+                    s.packages.len(),
+                    &s.id[..12.min(s.id.len())]
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() {
@@ -154,6 +224,9 @@ fn raise_open_file_limit() {
 }
 
 fn real_main(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Stack(command)) = args.command {
+        return stack_command(&args.data_dir, command);
+    }
     raise_open_file_limit();
     let init_exe = match args.init_path {
         Some(p) => p,

@@ -17,11 +17,13 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::cgroup::{Cgroup, CgroupDriver, CgroupError, Limits};
 use crate::network::{AddressPool, InstanceAddress, NetworkError};
 use crate::spec::{ContainerSpec, ExecSpec, IdMap, Mount, MountKind, ProcessSpec};
-use crate::stack::HostStack;
+use crate::stack::Stack;
 use crate::INIT_FAILURE_EXIT_CODE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    #[error("stack {0} is not on this host: build it with `paasd stack build --name {0}` and start paasd again, or see `paas stacks`")]
+    NoStack(String),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -55,6 +57,8 @@ pub struct ContainerConfig {
     /// Unique on this host; names the cgroup and the container's folder.
     pub id: String,
     pub hostname: String,
+    /// The stack it runs on (see [`Runtime::stacks`]).
+    pub stack: String,
     /// Mounts on top of the stack's, in order.
     pub mounts: Vec<Mount>,
     pub args: Vec<String>,
@@ -170,7 +174,8 @@ pub struct Runtime {
     state_dir: PathBuf,
     cgroups: CgroupDriver,
     pool: Arc<AddressPool>,
-    stack: HostStack,
+    /// The stacks containers may run on: the host's first.
+    stacks: Vec<Stack>,
 }
 
 impl Runtime {
@@ -180,7 +185,7 @@ impl Runtime {
         state_dir: PathBuf,
         cgroups: CgroupDriver,
         pool: AddressPool,
-        stack: HostStack,
+        stacks: Vec<Stack>,
     ) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(state_dir.join(ROOT_MOUNT_POINT)).map_err(|source| {
             RuntimeError::Io {
@@ -194,8 +199,13 @@ impl Runtime {
             state_dir,
             cgroups,
             pool: Arc::new(pool),
-            stack,
+            stacks,
         })
+    }
+
+    /// The names of the stacks containers may run on here.
+    pub fn stacks(&self) -> Vec<String> {
+        self.stacks.iter().map(|s| s.name().to_string()).collect()
     }
 
     pub fn cgroup_version(&self) -> u8 {
@@ -291,7 +301,12 @@ impl Runtime {
             write_state(&c.dir, &leftovers).map_err(io("writing its state"))?;
         }
         let survives = leftovers.label.is_some();
-        let (mut mounts, symlinks) = self.stack.mounts();
+        let stack = self
+            .stacks
+            .iter()
+            .find(|s| s.name() == cfg.stack)
+            .ok_or_else(|| RuntimeError::NoStack(cfg.stack.clone()))?;
+        let (mut mounts, symlinks) = stack.mounts();
         // Where the writable layer's changes go: on its quota filesystem (made below,
         // once paas-init is loading) or in the container's folder.
         let layer = cfg.writable.as_ref().map(|layer| {

@@ -32,7 +32,7 @@ pub use container::{
 };
 pub use network::{AddressPool, InstanceAddress, NetworkError};
 pub use spec::{IdMap, TtySize};
-pub use stack::{HostStack, StackError};
+pub use stack::{Stack, StackError};
 pub use terminal::Terminal;
 
 /// The uid and gid apps and buildpacks run as, as in Cloud Foundry's stacks.

@@ -1,11 +1,14 @@
-//! The stack: the read-only operating system files every container sees at `/`.
+//! A stack: the read-only operating system files every container sees at `/`.
 //!
-//! The one stack today is the host's own userland: its `/usr` read-only (with `/bin`,
-//! `/lib`, … as on a merged-usr system) and an `/etc` that the platform writes, so that no
-//! host configuration, secret or user list is visible. It needs no download, so a fresh
-//! host can stage and run apps offline; its languages are the host's (`python3`, `node`).
-//! A root-filesystem stack (a debootstrap'd or cflinuxfs folder) would replace the `/usr`
-//! bind with the whole folder; [`HostStack::mounts`] is the only place that would change.
+//! A stack is a root folder whose `/usr` (with `/bin`, `/lib`, … as on a merged-usr
+//! system) every container of it sees read-only, and an `/etc` that the platform writes,
+//! so that nothing of the host's configuration, secrets or users is visible. Two kinds:
+//!
+//! - `host`: the host's own userland. It needs no download, so a fresh host can stage
+//!   and run apps offline; its languages are whatever the host has installed.
+//! - a built one (`paasd stack build`): a Debian root filesystem made by mmdebstrap,
+//!   which apps can rely on whatever the host runs or is upgraded to, as Cloud
+//!   Foundry's `cflinuxfs4` and Heroku's `heroku-24`.
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -14,8 +17,8 @@ use std::path::{Path, PathBuf};
 use crate::spec::{Mount, MountKind};
 use crate::{VCAP_GID, VCAP_UID};
 
-/// The stack's name, as buildpacks see it in `CF_STACK`.
-pub const STACK_NAME: &str = "host";
+/// The name of the host-userland stack, as buildpacks see it in `CF_STACK`.
+pub const HOST: &str = "host";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -27,22 +30,41 @@ pub enum StackError {
     },
 }
 
-/// The host-userland stack, with its generated `/etc` under `dir`.
+/// A stack: its name, its root folder (`/` for the host's), and its generated `/etc`.
 #[derive(Debug, Clone)]
-pub struct HostStack {
+pub struct Stack {
+    name: String,
+    root: PathBuf,
     etc: PathBuf,
 }
 
 /// Top-level folders that are links into `/usr` on a merged-usr host, or bound on others.
 const USR_LINKS: [&str; 4] = ["bin", "sbin", "lib", "lib64"];
 
-/// Host `/etc` entries copied as they are: the dynamic linker's cache, and the links
-/// that Debian's alternatives system points `/usr/bin` tools through.
+/// The root's `/etc` entries copied as they are: the dynamic linker's cache, and the
+/// links that Debian's alternatives system points `/usr/bin` tools through.
 const ETC_COPIED: [&str; 4] = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives"];
 
-impl HostStack {
-    /// Writes the stack's `/etc` into `dir/etc` (replacing an older one).
-    pub fn prepare(dir: &Path) -> Result<Self, StackError> {
+impl Stack {
+    /// The host-userland stack, its `/etc` written into `dir/etc` (replacing an older
+    /// one).
+    pub fn prepare_host(dir: &Path) -> Result<Self, StackError> {
+        Self::prepare(HOST, Path::new("/"), dir)
+    }
+
+    /// The host-userland stack, with the `/etc` that [`Stack::prepare_host`] wrote into
+    /// `dir` earlier.
+    pub fn open_host(dir: &Path) -> Self {
+        Stack {
+            name: HOST.into(),
+            root: PathBuf::from("/"),
+            etc: dir.join("etc"),
+        }
+    }
+
+    /// Stack `name` of the root folder `root`, its `/etc` written into `dir/etc`
+    /// (replacing an older one).
+    pub fn prepare(name: &str, root: &Path, dir: &Path) -> Result<Self, StackError> {
         let etc = dir.join("etc");
         let err = |path: &Path| {
             let path = path.to_path_buf();
@@ -77,15 +99,16 @@ impl HostStack {
             ("resolv.conf", resolv_conf()),
             (
                 "os-release",
-                "NAME=\"paas host stack\"\nID=paas-host\n".to_string(),
+                format!("NAME=\"paas stack {name}\"\nID=paas-{name}\n"),
             ),
         ];
         for (name, body) in files {
             let p = staging.join(name);
             fs::write(&p, body).map_err(err(&p))?;
         }
-        for name in ETC_COPIED {
-            copy_tree(&Path::new("/etc").join(name), &staging.join(name)).map_err(err(&staging))?;
+        for entry in ETC_COPIED {
+            copy_tree(&root.join("etc").join(entry), &staging.join(entry))
+                .map_err(err(&staging))?;
         }
         // Mount point for the host's CA certificates, bound read-only at start.
         fs::create_dir_all(staging.join("ssl")).map_err(err(&staging))?;
@@ -93,14 +116,15 @@ impl HostStack {
             fs::remove_dir_all(&etc).map_err(err(&etc))?;
         }
         fs::rename(&staging, &etc).map_err(err(&etc))?;
-        Ok(HostStack { etc })
+        Ok(Stack {
+            name: name.to_string(),
+            root: root.to_path_buf(),
+            etc,
+        })
     }
 
-    /// Uses the `/etc` that [`HostStack::prepare`] wrote into `dir` earlier.
-    pub fn open(dir: &Path) -> Self {
-        HostStack {
-            etc: dir.join("etc"),
-        }
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The mounts and links that make up `/` from this stack, before per-container ones.
@@ -108,7 +132,7 @@ impl HostStack {
         let ro = |source: &str, target: &str| Mount {
             target: target.to_string(),
             kind: MountKind::Bind {
-                source: PathBuf::from(source),
+                source: self.root.join(source.trim_start_matches('/')),
                 readonly: true,
             },
         };
@@ -122,12 +146,12 @@ impl HostStack {
                 },
             },
         ];
-        if Path::new("/etc/ssl").is_dir() {
+        if self.root.join("etc/ssl").is_dir() {
             mounts.push(ro("/etc/ssl", "/etc/ssl"));
         }
         let mut links = Vec::new();
         for name in USR_LINKS {
-            let host = Path::new("/").join(name);
+            let host = self.root.join(name);
             match fs::read_link(&host) {
                 Ok(target) => {
                     links.push((target.to_string_lossy().into_owned(), format!("/{name}")))

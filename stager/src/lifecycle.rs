@@ -137,6 +137,8 @@ pub struct StagingRequest {
     pub start_command: Option<String>,
     /// The app's own environment, also written to `ENV_DIR`.
     pub env: Vec<(String, String)>,
+    /// The stack the build runs on, and so the droplet's (`CF_STACK`).
+    pub stack: String,
     pub memory: MemorySize,
     /// The most the build may write (app, dependencies, caches); `None` for no limit.
     pub disk: Option<MemorySize>,
@@ -664,7 +666,7 @@ impl Stager {
             "USER=vcap".to_string(),
             "LANG=C.UTF-8".to_string(),
             "TMPDIR=/tmp".to_string(),
-            format!("CF_STACK={}", paas_runtime::stack::STACK_NAME),
+            format!("CF_STACK={}", req.stack),
             format!("MEMORY_LIMIT={}m", memory_bytes >> 20),
         ];
         env.extend(req.env.iter().map(|(k, v)| format!("{k}={v}")));
@@ -697,6 +699,7 @@ impl Stager {
         let cfg = ContainerConfig {
             id,
             hostname: "staging".to_string(),
+            stack: req.stack.clone(),
             mounts,
             args: vec!["/bin/bash".into(), "-c".into(), timed(&step, &script)],
             env,

@@ -24,6 +24,7 @@ mod route_services;
 mod routes;
 mod rules;
 mod services;
+mod stacks;
 mod supervision;
 mod tasks;
 mod teams;

@@ -128,6 +128,7 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/routes", Rule::SignedIn),
     ("DELETE", "/v1/routes", Rule::SignedIn),
     ("PUT", "/v1/routes/route-service", Rule::SignedIn),
+    ("GET", "/v1/stacks", Rule::SignedIn),
     ("DELETE", "/v1/routes/route-service", Rule::SignedIn),
     ("GET", "/v1/certificates", Rule::Admin),
     ("GET", "/v1/cells", Rule::Admin),

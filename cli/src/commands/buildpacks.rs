@@ -104,6 +104,26 @@ pub async fn list(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `paas stacks`: what apps can be built and run on.
+pub async fn stacks(_: ListArgs, ctx: super::Ctx) -> Result<(), Failure> {
+    let list: Vec<paas_api::StackInfo> = super::client(ctx)?.list("/v1/stacks").await?;
+    if ctx.json {
+        return super::print_json(&list);
+    }
+    let rows: Vec<[String; 3]> = list
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                if s.default { "yes" } else { "" }.to_string(),
+                s.description.clone(),
+            ]
+        })
+        .collect();
+    print_table(&["name", "default", "description"], &rows);
+    Ok(())
+}
+
 pub async fn create(args: CreateArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let name = name(&args.name)?;
     let body = bits(&args.path)?;

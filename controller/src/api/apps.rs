@@ -150,6 +150,35 @@ pub async fn put_app(
         // A push does not say: outbound access stays as it was.
         settings.outbound = Some(existing.as_ref().is_some_and(|a| a.settings.outbound()));
     }
+    match settings.stack.take() {
+        Some(stack) => {
+            if !p.stacks().iter().any(|s| s.name == stack) {
+                return Err(Failure::new(
+                    422,
+                    "unknown-stack",
+                    format!("there is no stack {stack:?} on this platform"),
+                    Some(&format!(
+                        "see `paas stacks`: {}; an operator builds one with `paasd stack build`",
+                        p.stacks()
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ));
+            }
+            settings.stack = Some(stack);
+        }
+        // A push that does not say keeps the app's stack; a new app gets the default.
+        None => {
+            settings.stack = Some(
+                existing
+                    .as_ref()
+                    .and_then(|a| a.settings.stack.clone())
+                    .unwrap_or_else(|| p.default_stack()),
+            )
+        }
+    }
     if settings.processes.is_empty() {
         // Nor does it say how the other process types are scaled: that stays too.
         settings.processes = existing

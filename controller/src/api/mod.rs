@@ -392,6 +392,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             SignedIn,
             get(uploads::buildpacks),
         ),
+        e(Method::GET, "/v1/stacks", SignedIn, get(uploads::stacks)),
         e(
             Method::POST,
             "/v1/buildpacks/{name}",

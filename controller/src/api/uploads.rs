@@ -274,6 +274,14 @@ pub async fn buildpacks(
     page::list(&p.buildpacks.list(), uri.path(), uri.query().unwrap_or(""))
 }
 
+/// The stacks apps may be built and run on.
+pub async fn stacks(
+    State(p): State<Arc<Platform>>,
+    uri: Uri,
+) -> Result<Response<ApiBody>, Failure> {
+    page::list(p.stacks(), uri.path(), uri.query().unwrap_or(""))
+}
+
 /// Adds a buildpack from the uploaded archive; `?position=N` places it (default last).
 pub async fn create_buildpack(
     State(p): State<Arc<Platform>>,

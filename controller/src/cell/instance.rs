@@ -100,6 +100,16 @@ pub struct InstanceSpec {
     pub tty: Option<paas_runtime::TtySize>,
 }
 
+impl InstanceSpec {
+    /// The stack it runs on: its release's, given in its settings.
+    pub fn stack(&self) -> &str {
+        self.settings
+            .stack
+            .as_deref()
+            .unwrap_or(paas_runtime::stack::HOST)
+    }
+}
+
 /// What an instance's task works with: the cell it runs on, and whom it tells.
 #[derive(Clone)]
 struct Ctx {
@@ -768,6 +778,7 @@ pub(super) async fn start(
     let cfg = ContainerConfig {
         id: id.clone(),
         hostname: id.clone(),
+        stack: spec.stack().to_string(),
         mounts,
         writable: Some(WritableLayer {
             target: "/home/vcap".into(),
@@ -839,7 +850,7 @@ fn instance_env(spec: &InstanceSpec, id: &str, ip: std::net::Ipv4Addr) -> Vec<St
         "USER=vcap".to_string(),
         "LANG=C.UTF-8".to_string(),
         "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
-        format!("CF_STACK={}", paas_runtime::stack::STACK_NAME),
+        format!("CF_STACK={}", spec.stack()),
     ]
     .into_iter()
     .chain(

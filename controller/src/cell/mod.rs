@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use paas_api::{AppName, LogStream};
-use paas_runtime::{AddressPool, CgroupDriver, ExecTarget, HostStack, IdMap, Runtime};
+use paas_runtime::{AddressPool, CgroupDriver, ExecTarget, IdMap, Runtime, Stack};
 use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::{Stager, StagingError, StagingRequest, StagingResult};
 
@@ -77,6 +77,8 @@ pub struct LocalCell {
     /// The task that keeps the cell's presence and instances in the state store.
     presence: tokio::sync::mpsc::UnboundedSender<presence::Change>,
     runtime: Arc<Runtime>,
+    /// The stacks offered here, as `paas stacks` lists them: the host's first.
+    stacks: Vec<paas_api::StackInfo>,
     stager: Stager,
     droplets_dir: PathBuf,
     /// The resolv.conf instances with outbound access see: the host's name servers.
@@ -104,7 +106,29 @@ impl LocalCell {
         store: Store,
         peer: Option<std::net::SocketAddr>,
     ) -> anyhow::Result<Arc<Self>> {
-        let stack = HostStack::prepare(&dir.join("stack")).context("preparing the stack")?;
+        // The host's userland first, then each stack built here (`paasd stack build`).
+        let mut stacks =
+            vec![Stack::prepare_host(&dir.join("stack")).context("preparing the host stack")?];
+        let mut stack_infos = vec![paas_api::StackInfo {
+            name: paas_runtime::stack::HOST.into(),
+            description: "this host's own userland (/usr), for offline use".into(),
+            id: None,
+            default: false,
+        }];
+        for built in crate::stacks::current(&dir.join("stacks")) {
+            let stack = Stack::prepare(&built.name, &built.rootfs(), &built.dir)
+                .with_context(|| format!("preparing stack {}", built.name))?;
+            stacks.push(stack);
+            stack_infos.push(paas_api::StackInfo {
+                name: built.name.clone(),
+                description: format!("Debian {}, {} packages", built.suite, built.packages.len()),
+                id: Some(built.id.clone()),
+                default: false,
+            });
+        }
+        // New apps get the first stack built, else the host's.
+        let default = stack_infos.len().min(2) - 1;
+        stack_infos[default].default = true;
         let cgroup_base = Path::new("/sys/fs/cgroup");
         let cgroups = CgroupDriver::detect(cgroup_base).context("finding cgroups")?;
         match paas_runtime::cgroup_mount::favor_dynamic_changes(cgroup_base) {
@@ -137,7 +161,7 @@ impl LocalCell {
                 dir.join("containers"),
                 cgroups,
                 pool,
-                stack,
+                stacks,
             )
             .context("starting the runtime")?,
         );
@@ -182,6 +206,7 @@ impl LocalCell {
             advertise: cfg.advertise_address,
             presence,
             runtime,
+            stacks: stack_infos,
             stager,
             droplets_dir,
             outbound_resolv: outbound_resolv_conf(dir),
@@ -310,6 +335,11 @@ impl LocalCell {
             self.runtime.remove(s).await;
         }
         n
+    }
+
+    /// The stacks containers may run on here: the host's first.
+    pub fn stacks(&self) -> &[paas_api::StackInfo] {
+        &self.stacks
     }
 
     /// The resolv.conf for containers that may reach the world, if the host has name

@@ -64,6 +64,10 @@ impl Peers {
             detect: order.detect,
             start_command: order.start_command.clone(),
             env: order.env.clone(),
+            stack: order
+                .stack
+                .clone()
+                .unwrap_or_else(|| paas_runtime::stack::HOST.to_string()),
             memory: order.memory,
             disk: order.disk,
             timeout: std::time::Duration::from_secs(order.timeout_secs),

@@ -65,6 +65,7 @@ impl Platform {
                 env: record.env.clone(),
                 command: record.settings.command.clone(),
             }),
+            stack: Some(staged.stack),
         };
         let release = self
             .store

@@ -665,6 +665,28 @@ impl Platform {
         }
     }
 
+    /// The stacks apps may be built and run on here: `host`, then those built.
+    pub fn stacks(&self) -> &[paas_api::StackInfo] {
+        self.cell.stacks()
+    }
+
+    /// The stack a new app gets: the first one built, else the host's.
+    pub fn default_stack(&self) -> String {
+        self.stacks()
+            .iter()
+            .find(|s| s.default)
+            .map_or_else(|| paas_runtime::stack::HOST.to_string(), |s| s.name.clone())
+    }
+
+    /// The stack `record` is built on: the one it asks for, else the default.
+    pub fn stack_of(&self, record: &crate::store::AppRecord) -> String {
+        record
+            .settings
+            .stack
+            .clone()
+            .unwrap_or_else(|| self.default_stack())
+    }
+
     /// The resolv.conf for instances that may reach the world, if the host has name
     /// servers they can use.
     pub fn outbound_resolv_conf(&self) -> Option<PathBuf> {

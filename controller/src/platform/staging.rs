@@ -25,6 +25,8 @@ pub(super) struct Staged {
     pub buildpack: String,
     pub start_command: String,
     pub process_types: std::collections::BTreeMap<String, String>,
+    /// The stack it was built on.
+    pub stack: String,
 }
 
 impl Platform {
@@ -75,6 +77,7 @@ impl Platform {
             detect,
             start_command: record.settings.command.clone(),
             env: record.env.clone().into_iter().collect(),
+            stack: self.stack_of(record),
             memory: record.settings.memory,
             disk: Some(record.settings.disk_or_default()),
             timeout: self.staging_timeout,
@@ -114,6 +117,7 @@ impl Platform {
             buildpack: staged.info.detected_buildpack,
             start_command: staged.info.start_command,
             process_types: staged.info.process_types,
+            stack: req.stack,
         })
     }
 
@@ -147,6 +151,7 @@ impl Platform {
             timeout_secs: self.staging_timeout.as_secs(),
             outbound: record.settings.outbound(),
             id_base: ids.host_base,
+            stack: Some(self.stack_of(record)),
         };
         let mut cells = self.store.cells().await.map_err(Error::internal)?;
         let cell = pick_cell(&mut cells, record.settings.memory.bytes(), |_| 0)
@@ -196,6 +201,7 @@ impl Platform {
                         buildpack: detected_buildpack,
                         start_command,
                         process_types,
+                        stack: self.stack_of(record),
                     })
                 }
                 StageEvent::Failed {

@@ -340,6 +340,8 @@ impl Platform {
     ) -> Result<(TaskSummary, Arc<RunningTask>), Error> {
         let app = &record.name;
         let mut settings = record.settings.clone();
+        // On the stack its droplet was built on.
+        settings.stack = Some(release.stack().to_string());
         settings.memory = req.memory.unwrap_or(settings.memory);
         settings.disk = req.disk.or(settings.disk);
         let ids = self

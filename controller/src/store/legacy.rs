@@ -102,6 +102,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
                     start_command: r.get(6)?,
                     process_types: BTreeMap::new(),
                     config: None,
+                    stack: None,
                 },
             ))
         })

@@ -94,6 +94,10 @@ pub struct Release {
     /// before they were recorded.
     #[serde(default)]
     pub config: Option<ReleaseConfig>,
+    /// The stack its droplet was built on, which its instances run on; `None` in
+    /// releases made before stacks were recorded (the host's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 /// What one process type of a release runs: its command, and the settings its
@@ -117,6 +121,11 @@ pub struct ReleaseConfig {
 }
 
 impl Release {
+    /// The stack it was built on.
+    pub fn stack(&self) -> &str {
+        self.stack.as_deref().unwrap_or(paas_runtime::stack::HOST)
+    }
+
     /// The environment its instances get: the one it was made with, or `app_env` for a
     /// release that did not record it.
     pub fn env<'a>(
@@ -130,6 +139,11 @@ impl Release {
     /// start command, then, in name order, every other type the droplet declares (but
     /// [`RELEASE_PHASE`]) and every type the settings give a command of their own.
     pub fn processes(&self, settings: &AppSettings) -> Vec<ProcessPlan> {
+        // Its droplet runs on the stack it was built on, whatever the app asks now.
+        let settings = &AppSettings {
+            stack: Some(self.stack().to_string()),
+            ..settings.clone()
+        };
         let mut plans = vec![ProcessPlan {
             process: paas_api::WEB.to_string(),
             command: self.start_command.clone(),
@@ -876,6 +890,7 @@ pub(crate) mod tests {
             readiness_check_timeout_secs: None,
             disk: None,
             outbound: None,
+            stack: None,
             processes: Default::default(),
         }
     }
@@ -897,6 +912,7 @@ pub(crate) mod tests {
             start_command: "python3 app.py".into(),
             process_types: [("web".to_string(), "python3 app.py".to_string())].into(),
             config: None,
+            stack: None,
         }
     }
 

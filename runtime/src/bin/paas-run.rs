@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    AddressPool, CgroupDriver, ContainerConfig, ExitReason, HostStack, IdMap, Limits, NetworkMode,
-    Runtime, VCAP_GID, VCAP_UID,
+    AddressPool, CgroupDriver, ContainerConfig, ExitReason, IdMap, Limits, NetworkMode, Runtime,
+    Stack, VCAP_GID, VCAP_UID,
 };
 
 const USAGE: &str =
@@ -83,9 +83,9 @@ fn run() -> Result<ExitCode, String> {
     let stack_dir = state.join("stack");
     // The stack's /etc is made once and reused, as paasd reuses it across instances.
     let stack = if stack_dir.join("etc").is_dir() {
-        HostStack::open(&stack_dir)
+        Stack::open_host(&stack_dir)
     } else {
-        HostStack::prepare(&stack_dir).map_err(|e| e.to_string())?
+        Stack::prepare_host(&stack_dir).map_err(|e| e.to_string())?
     };
     let cgroup_base = std::path::Path::new("/sys/fs/cgroup");
     let cgroups = CgroupDriver::detect(cgroup_base).map_err(|e| e.to_string())?;
@@ -94,7 +94,7 @@ fn run() -> Result<ExitCode, String> {
         eprintln!("paas-run: warning: {e}");
     }
     let pool = AddressPool::new("10.255.0.0/30").map_err(|e| e.to_string())?;
-    let runtime = Runtime::new(init, state.join("containers"), cgroups, pool, stack)
+    let runtime = Runtime::new(init, state.join("containers"), cgroups, pool, vec![stack])
         .map_err(|e| e.to_string())?;
     let mut id = [0u8; 4];
     let _ = std::fs::File::open("/dev/urandom")
@@ -106,6 +106,7 @@ fn run() -> Result<ExitCode, String> {
     let cfg = ContainerConfig {
         id: id.clone(),
         hostname: id,
+        stack: paas_runtime::stack::HOST.into(),
         mounts: vec![Mount {
             target: "/tmp".into(),
             kind: MountKind::Tmpfs {

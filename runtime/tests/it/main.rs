@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use paas_runtime::spec::{Mount, MountKind};
 use paas_runtime::{
-    AddressPool, CgroupDriver, ContainerConfig, ExitReason, HostStack, Limits, NetworkMode,
-    Runtime, VCAP_GID, VCAP_UID,
+    AddressPool, CgroupDriver, ContainerConfig, ExitReason, Limits, NetworkMode, Runtime, Stack,
+    VCAP_GID, VCAP_UID,
 };
 use tokio::io::AsyncReadExt;
 
@@ -20,13 +20,13 @@ pub struct Fixture {
 
 pub fn fixture(pool: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let stack = HostStack::prepare(&dir.path().join("stack")).unwrap();
+    let stack = Stack::prepare_host(&dir.path().join("stack")).unwrap();
     let runtime = Runtime::new(
         PathBuf::from(env!("CARGO_BIN_EXE_paas-init")),
         dir.path().join("containers"),
         CgroupDriver::detect(std::path::Path::new("/sys/fs/cgroup")).unwrap(),
         AddressPool::new(pool).unwrap(),
-        stack,
+        vec![stack],
     )
     .unwrap();
     Fixture { runtime, _dir: dir }
@@ -42,6 +42,7 @@ pub fn config(id: &str, script: &str, network: NetworkMode) -> ContainerConfig {
     ContainerConfig {
         id: unique(id),
         hostname: id.to_string(),
+        stack: paas_runtime::stack::HOST.into(),
         mounts: vec![Mount {
             target: "/tmp".into(),
             kind: MountKind::Tmpfs {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paas_api::{AppName, BuildpackName, LogStream, MemorySize};
-use paas_runtime::{AddressPool, CgroupDriver, HostStack, Runtime};
+use paas_runtime::{AddressPool, CgroupDriver, Runtime, Stack};
 use paas_stager::{Buildpack, Stager, StagingError, StagingRequest};
 
 fn repo() -> PathBuf {
@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
         dir.path().join("containers"),
         CgroupDriver::detect(Path::new("/sys/fs/cgroup")).unwrap(),
         AddressPool::new("10.251.200.0/24").unwrap(),
-        HostStack::prepare(&dir.path().join("stack")).unwrap(),
+        vec![Stack::prepare_host(&dir.path().join("stack")).unwrap()],
     )
     .unwrap();
     let stager = Stager::new(Arc::new(runtime), dir.path().join("staging"));
@@ -124,6 +124,7 @@ async fn stage_with_disk(
         detect,
         start_command: None,
         env: vec![("GREETING".into(), "hello".into())],
+        stack: paas_runtime::stack::HOST.into(),
         memory: MemorySize::parse("256M").unwrap(),
         timeout: Duration::from_secs(120),
         droplet_out: droplet.clone(),

@@ -60,6 +60,10 @@ pub struct Args {
     /// The start command, instead of the Procfile's or the buildpack's.
     #[arg(short = 'c', long = "command", value_name = "COMMAND")]
     command: Option<String>,
+    /// The stack to build and run on (see `paas stacks`) [default: the app's, or for a
+    /// new app the platform's default].
+    #[arg(short = 's', long = "stack", value_name = "STACK")]
+    stack: Option<String>,
     /// How to tell an instance is healthy: port, http or process [default: port].
     #[arg(short = 'u', long = "health-check-type", value_name = "TYPE")]
     health_check_type: Option<String>,
@@ -377,6 +381,7 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
                 .or(m.readiness_health_check_invocation_timeout),
             disk,
             outbound: None,
+            stack: args.stack.clone().or(m.stack),
             // Empty: kept as they are (`paas scale --process`).
             processes,
         },

@@ -219,6 +219,7 @@ mod tests {
             readiness_check_timeout_secs: None,
             disk: None,
             outbound: None,
+            stack: None,
             processes: Default::default(),
         };
         assert!(settings_diff(&old, &old).is_empty());
