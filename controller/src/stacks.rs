@@ -3,11 +3,13 @@
 //! on whatever the host has installed or is upgraded to (Cloud Foundry's `cflinuxfs4`,
 //! Heroku's `heroku-24`). The host's own userland stays the stack `host`.
 //!
-//! A stack is kept under the data folder as `stacks/NAME-ID/` (its `rootfs/`, the
-//! `stack.json` that describes it, and the `/etc` the platform writes for it), where ID
-//! is the SHA-256 of its package list with versions: a build that yields the same
-//! packages is the same stack, kept once. `stacks/NAME.current` names the one a name
-//! stands for now. Every container of a stack shares its root read-only.
+//! A stack is kept under the data folder as `stacks/NAME-ID/` (its `rootfs/` and the
+//! `stack.json` that describes it), where ID is the SHA-256 of its package list with
+//! versions: a build that yields the same packages is the same stack, kept once.
+//! `stacks/NAME.current` names the one a name stands for now. Every container of a
+//! stack shares its root read-only, and nothing writes to it after the build (the
+//! `/etc` the platform writes for it lies in `stack-etc/NAME/`), so it may be a link to a
+//! stack built elsewhere.
 //!
 //! One stack holds what apps build with and run on (compilers would go in it too): a
 //! droplet runs on exactly the libraries it was built against, and the root is shared
@@ -25,7 +27,8 @@ pub const DEFAULT_NAME: &str = "bookworm";
 /// The Debian suite stacks are built from.
 pub const SUITE: &str = "bookworm";
 /// What a stack has unless told otherwise: the shells and certificates every app needs,
-/// the languages the shipped buildpacks use, and common libraries apps link against.
+/// the languages and servers the shipped buildpacks use (nginx for static sites), and
+/// common libraries apps link against.
 pub const DEFAULT_PACKAGES: &[&str] = &[
     "bash",
     "ca-certificates",
@@ -34,6 +37,8 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "python3-pip",
     "python3-venv",
     "nodejs",
+    "nginx-light",
+    "golang-go",
     "libpq5",
     "libxml2",
     "libssl3",

@@ -558,6 +558,43 @@ pub fn get_with(
     }
 }
 
+/// A data folder for a paasd that offers the stack `paasd stack build` makes: built
+/// once per test run (into `target/e2e-stack`), linked into each folder (a stack is
+/// only read once built).
+pub fn data_dir_with_stack() -> tempfile::TempDir {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let shared = BUILT.get_or_init(|| {
+        let dir = repo().join("target/e2e-stack");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let built = Command::new(bin("paasd"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["stack", "build"])
+            .output()
+            .expect("running paasd stack build");
+        assert!(
+            built.status.success(),
+            "paasd stack build: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        assert!(String::from_utf8_lossy(&built.stdout).contains("Built stack bookworm"));
+        dir.join("stacks")
+    });
+    let data = tempfile::tempdir().unwrap();
+    let stacks = data.path().join("stacks");
+    std::fs::create_dir_all(&stacks).unwrap();
+    for e in std::fs::read_dir(shared).unwrap().flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".current") {
+            std::fs::copy(e.path(), stacks.join(&name)).unwrap();
+        } else if !name.to_string_lossy().starts_with('.') {
+            std::os::unix::fs::symlink(e.path(), stacks.join(&name)).unwrap();
+        }
+    }
+    data
+}
+
 /// Decodes a chunked body (RFC 9112 §7.1), ignoring extensions and trailers.
 fn dechunk(mut raw: &str) -> String {
     let mut out = String::new();

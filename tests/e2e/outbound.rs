@@ -224,6 +224,9 @@ fn staging_reaches_the_world_only_for_an_app_allowed_outbound() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(4), "staging must fail: {text}");
     assert!(text.contains("cannot download"), "{text}");
+    // The failure names what to do about it.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("paas allow-outbound fetch-app"), "{err}");
 
     d.paas_ok(&["allow-outbound", "fetch-app"]);
     let out = push();

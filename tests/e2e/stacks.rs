@@ -1,27 +1,12 @@
 //! Stacks: a Debian root filesystem built by `paasd stack build` (mmdebstrap, from this
 //! host's apt sources), that apps are staged and run on instead of the host's `/usr`.
 
-use std::process::Command;
-
-use crate::harness::{bin, repo, Daemon};
+use crate::harness::{data_dir_with_stack, repo, Daemon};
 
 #[test]
 fn an_app_on_a_built_stack_sees_the_stack_s_usr_not_the_host_s() {
-    // Built into the data folder before paasd starts, as an operator would.
-    let data = tempfile::tempdir().unwrap();
-    let built = Command::new(bin("paasd"))
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["stack", "build"])
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "paasd stack build: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    assert!(String::from_utf8_lossy(&built.stdout).contains("Built stack bookworm"));
-    let d = Daemon::start_in(data, &[]);
+    // Built before paasd starts, as an operator would (`paasd stack build`).
+    let d = Daemon::start_in(data_dir_with_stack(), &[]);
 
     let listed: Vec<serde_json::Value> =
         serde_json::from_str(&d.paas_ok(&["stacks", "--json"])).unwrap();
@@ -53,6 +38,52 @@ fn an_app_on_a_built_stack_sees_the_stack_s_usr_not_the_host_s() {
         200,
         "it answers through the router"
     );
+
+    // A static site is served by the stack's nginx, with the Staticfile's options.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("Staticfile"), "pushstate: enabled\n").unwrap();
+    let page = format!(
+        "<!doctype html><title>spa</title>{}",
+        "<p>hello</p>".repeat(50)
+    );
+    std::fs::write(site.path().join("index.html"), &page).unwrap();
+    std::fs::write(site.path().join(".env"), "SECRET=1").unwrap();
+    let staged = d.paas_ok(&["push", "spa", "-p", site.path().to_str().unwrap()]);
+    assert!(staged.contains("Installing nginx"), "{staged}");
+    let deep = d.get("spa.localhost", "/orders/42");
+    assert_eq!(
+        (deep.status, deep.body.as_str()),
+        (200, page.as_str()),
+        "pushstate"
+    );
+    assert_eq!(deep.header("server"), Some("nginx"));
+    let zipped = crate::harness::get_with(
+        d.router,
+        "spa.localhost",
+        "/",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    for hidden in ["/.env", "/Staticfile"] {
+        assert_eq!(d.get("spa.localhost", hidden).status, 404, "{hidden}");
+    }
+    assert!(
+        crate::harness::eventually(10, || d
+            .paas_ok(&["logs", "spa", "--recent"])
+            .contains("\"GET /orders/42 HTTP/1.1\" 200")),
+        "nginx's access line is in the app's log"
+    );
+
+    // A Go module builds with the stack's Go, and its build cache is kept.
+    let go_app = repo().join("examples/go-app");
+    let go_app = go_app.to_str().unwrap();
+    let first = d.paas_ok(&["push", "gopher", "-p", go_app]);
+    assert!(first.contains("Build cache: miss"), "{first}");
+    let r = d.get("gopher.localhost", "/x");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("\"language\":\"go\""), "{}", r.body);
+    let again = d.paas_ok(&["push", "gopher", "-p", go_app]);
+    assert!(again.contains("Build cache: hit"), "{again}");
 
     // The stack is the app's, recorded in its settings; an unknown one is refused.
     let app: serde_json::Value =

@@ -116,7 +116,9 @@ impl LocalCell {
             default: false,
         }];
         for built in crate::stacks::current(&dir.join("stacks")) {
-            let stack = Stack::prepare(&built.name, &built.rootfs(), &built.dir)
+            // Its /etc is this host's to write: the stack itself is only read.
+            let etc_dir = dir.join("stack-etc").join(&built.name);
+            let stack = Stack::prepare(&built.name, &built.rootfs(), &etc_dir)
                 .with_context(|| format!("preparing stack {}", built.name))?;
             stacks.push(stack);
             stack_infos.push(paas_api::StackInfo {

@@ -97,16 +97,24 @@ impl Platform {
         let forward = {
             let (platform, record, events) = (Arc::clone(self), record.clone(), events.clone());
             tokio::spawn(async move {
+                let mut network = false;
                 while let Some((stream, line)) = log_rx.recv().await {
+                    network |= wants_network(&line);
                     platform.staging_line(&record, stream, line, &events);
                 }
+                network
             })
         };
         let staged = self.cell.stage(&req, &log_tx).await;
         drop(log_tx);
-        let _ = forward.await;
+        let network = forward.await.unwrap_or(false);
         let staged = staged.map_err(|e| {
-            self.staging_failed(record, &e.to_string(), e.is_user_error(), e.cf_exit_code())
+            self.staging_failed(
+                record,
+                &e.to_string(),
+                (e.is_user_error(), e.cf_exit_code()),
+                network,
+            )
         })?;
         let droplet = store_droplet(&self.blobs, &droplet_tmp).await?;
         drop(droplet_tmp);
@@ -187,9 +195,13 @@ impl Platform {
             .stage(&peer, &order)
             .await
             .map_err(|e| unreachable(format!("{e:#}")))?;
+        let mut network = false;
         while let Some(event) = answers.recv().await {
             match event {
-                StageEvent::Log { stream, line } => self.staging_line(record, stream, line, events),
+                StageEvent::Log { stream, line } => {
+                    network |= wants_network(&line);
+                    self.staging_line(record, stream, line, events)
+                }
                 StageEvent::Staged {
                     droplet,
                     detected_buildpack,
@@ -208,7 +220,14 @@ impl Platform {
                     message,
                     user_error,
                     cf_exit_code,
-                } => return Err(self.staging_failed(record, &message, user_error, cf_exit_code)),
+                } => {
+                    return Err(self.staging_failed(
+                        record,
+                        &message,
+                        (user_error, cf_exit_code),
+                        network,
+                    ))
+                }
             }
         }
         Err(unreachable(
@@ -235,12 +254,13 @@ impl Platform {
 
     /// The error a failed staging answers with (`staging-failed-CODE` when its
     /// buildpack gave Cloud Foundry's exit code), also written to the app's log.
+    /// `network`: the build's output says it could not reach the network.
     fn staging_failed(
         &self,
         record: &AppRecord,
         why: &str,
-        user_error: bool,
-        cf_exit_code: Option<i32>,
+        (user_error, cf_exit_code): (bool, Option<i32>),
+        network: bool,
     ) -> Error {
         let kind = if user_error {
             ErrorKind::Refused
@@ -261,8 +281,32 @@ impl Platform {
             Some(c) => format!("staging failed (code {c}): {why}"),
             None => format!("staging failed: {why}"),
         };
-        Error::new(kind, &code, message, None)
+        let hint = (network && !record.settings.outbound()).then(|| {
+            format!(
+                "the build tried to reach the network, which staging has only for apps allowed to reach the world: `paas allow-outbound {}`, then push again; or vendor the dependencies (vendor/ wheels, a committed node_modules)",
+                record.name
+            )
+        });
+        Error::new(kind, &code, message, hint.as_deref())
     }
+}
+
+/// Whether a build's output line says it could not reach the network (no name server,
+/// no route): what pip, npm, curl, go and bundler print when staging has no network.
+fn wants_network(line: &str) -> bool {
+    const SIGNS: [&str; 10] = [
+        "Temporary failure in name resolution",
+        "Name or service not known",
+        "Could not resolve host",
+        "getaddrinfo",
+        "EAI_AGAIN",
+        "ENOTFOUND",
+        "Network is unreachable",
+        "Failed to establish a new connection",
+        "No matching distribution found",
+        "dial tcp",
+    ];
+    SIGNS.iter().any(|s| line.contains(s))
 }
 
 /// Stores the droplet a staging wrote at `path` as a blob, refusing one that is too
