@@ -142,8 +142,8 @@ enum StackCommand {
         #[arg(long, default_value = paas_controller::stacks::DEFAULT_NAME)]
         name: String,
         /// The Debian packages it holds (comma-separated) [default: shells, CA
-        /// certificates, curl, python3 with pip and venv, nodejs, nginx, Go, tzdata and
-        /// common libraries].
+        /// certificates, curl, python3 with pip and venv, nodejs, nginx, Go, PHP-FPM,
+        /// tzdata and common libraries].
         #[arg(long, value_delimiter = ',', value_name = "PACKAGES")]
         packages: Vec<String>,
     },

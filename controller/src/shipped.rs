@@ -7,7 +7,7 @@ use paas_api::BuildpackName;
 use paas_stager::Buildpack;
 
 /// Shipped buildpacks in detection order.
-pub const SHIPPED: [&str; 5] = ["staticfile", "python", "nodejs", "go", "binary"];
+pub const SHIPPED: [&str; 6] = ["staticfile", "python", "nodejs", "go", "php", "binary"];
 
 static ARCHIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/buildpacks.tar"));
 

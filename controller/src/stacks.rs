@@ -39,6 +39,7 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "nodejs",
     "nginx-light",
     "golang-go",
+    "php8.2-fpm",
     "libpq5",
     "libxml2",
     "libssl3",

@@ -45,6 +45,10 @@ const USR_LINKS: [&str; 4] = ["bin", "sbin", "lib", "lib64"];
 /// links that Debian's alternatives system points `/usr/bin` tools through.
 const ETC_COPIED: [&str; 4] = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives"];
 
+/// The further `/etc` entries a built stack's root gives: configuration of the
+/// languages and servers it has.
+const ETC_OF_BUILT: [&str; 3] = ["php", "nginx", "mime.types"];
+
 impl Stack {
     /// The host-userland stack, its `/etc` written into `dir/etc` (replacing an older
     /// one).
@@ -106,7 +110,14 @@ impl Stack {
             let p = staging.join(name);
             fs::write(&p, body).map_err(err(&p))?;
         }
-        for entry in ETC_COPIED {
+        // A built stack's own configuration of what it ships (PHP's extensions, nginx's
+        // MIME types) comes too; the host's is the host's own business.
+        let built = if root == Path::new("/") {
+            &[][..]
+        } else {
+            &ETC_OF_BUILT[..]
+        };
+        for entry in ETC_COPIED.iter().chain(built) {
             copy_tree(&root.join("etc").join(entry), &staging.join(entry))
                 .map_err(err(&staging))?;
         }

@@ -85,6 +85,19 @@ fn an_app_on_a_built_stack_sees_the_stack_s_usr_not_the_host_s() {
     let again = d.paas_ok(&["push", "gopher", "-p", go_app]);
     assert!(again.contains("Build cache: hit"), "{again}");
 
+    // PHP runs in PHP-FPM behind nginx, with the stack's extensions and the app's env.
+    let php = repo().join("examples/php-app");
+    let staged = d.paas_ok(&["push", "elephant", "-p", php.to_str().unwrap()]);
+    assert!(staged.contains("-----> PHP: PHP 8"), "{staged}");
+    let r = d.get("elephant.localhost", "/some/page");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("\"app\":\"elephant\"") && r.body.contains("\"language\":\"php\""),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.header("server"), Some("nginx"));
+
     // The stack is the app's, recorded in its settings; an unknown one is refused.
     let app: serde_json::Value =
         serde_json::from_str(&d.paas_ok(&["app", "on-stack", "--json"])).unwrap();

@@ -159,7 +159,7 @@ async fn each_example_is_detected_and_gets_a_start_command() {
         (
             "static-site",
             "staticfile",
-            "python3 /home/vcap/deps/staticfile/server.py",
+            "sh /home/vcap/deps/staticfile/start.sh",
         ),
         ("python-app", "python", "python3 app.py"),
         ("node-app", "nodejs", "npm start"),
