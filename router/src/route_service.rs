@@ -92,10 +92,6 @@ impl RouteService {
         })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// The signature of `forwarded_url` sent at `sent_ms`, in hex.
     fn sign(&self, sent_ms: u64, forwarded_url: &str) -> String {
         let tag = hmac::sign(&self.key, signed_text(sent_ms, forwarded_url).as_bytes());

@@ -203,11 +203,6 @@ impl Runtime {
         })
     }
 
-    /// The names of the stacks containers may run on here.
-    pub fn stacks(&self) -> Vec<String> {
-        self.stacks.iter().map(|s| s.name().to_string()).collect()
-    }
-
     pub fn cgroup_version(&self) -> u8 {
         self.cgroups.version()
     }
