@@ -81,6 +81,10 @@ pub fn current(stacks_dir: &Path) -> Vec<BuiltStack> {
             let dir = stacks_dir.join(dir_name.trim());
             let raw = std::fs::read(dir.join("stack.json")).ok()?;
             let mut stack: BuiltStack = serde_json::from_slice(&raw).ok()?;
+            // Its name becomes a folder of the data folder (`stack-etc/NAME`).
+            if !valid_name(&stack.name) {
+                return None;
+            }
             stack.dir = dir;
             stack.rootfs().join("usr").is_dir().then_some(stack)
         })

@@ -298,15 +298,13 @@ pub fn tls_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
                     format!("reading the host's CA bundle {BUNDLE}: {e} (install ca-certificates)")
                 })?;
             }
-            if let Some(path) = extra {
-                let pem = std::fs::read(&path).map_err(|e| {
+            let extra = match extra {
+                Some(path) => Some(std::fs::read(&path).map_err(|e| {
                     format!("reading SSL_CERT_FILE {}: {e}", path.to_string_lossy())
-                })?;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-                    let _ = roots.add(cert);
-                }
-            }
-            if let Ok(pem) = host {
+                })?),
+                None => None,
+            };
+            for pem in extra.iter().chain(host.as_ref().ok()) {
                 for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
                     let _ = roots.add(cert);
                 }

@@ -266,9 +266,12 @@ impl RouteTable {
     /// any: found by the path as given, and by the path as an app would read it
     /// (`/%61dmin`, `//admin`, `/x/../admin;p` are `/admin`), so that no spelling of a
     /// path under a route with a service reaches the app past it.
-    pub fn service_route(&self, host: &str, path: &str) -> Option<&Pool> {
+    pub fn service_route(&self, host: &str, path: &str) -> Option<(&Pool, &BoundService)> {
         let read = crate::route_service::normalise_path(path);
-        let with_service = |p: &str| self.lookup(host, p).filter(|p| p.route_service.is_some());
+        let with_service = |p: &str| {
+            let pool = self.lookup(host, p)?;
+            Some((pool, pool.route_service.as_ref()?))
+        };
         let by_read = with_service(&read);
         by_read.or_else(|| with_service(path))
     }
@@ -421,13 +424,7 @@ mod tests {
     fn least_connections_picks_the_idlest_and_counts_carry_over() {
         let b = |i: u32| Backend::new(SocketAddr::from(([10, 0, 0, i as u8], 8080)), i);
         let mut t = RouteTable::new();
-        t.insert_with(
-            "a.localhost",
-            "",
-            "a",
-            vec![b(0), b(1), b(2)],
-            LEAST.clone(),
-        );
+        t.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
         let pool = t.lookup("a.localhost", "/").unwrap();
         let busy: Vec<ActiveRequest> = [0, 0, 2]
             .iter()
@@ -439,13 +436,7 @@ mod tests {
         assert_eq!(pool.backends[0].active(), 2);
         // A new snapshot of the same instances keeps their counts.
         let mut next = RouteTable::new();
-        next.insert_with(
-            "a.localhost",
-            "",
-            "a",
-            vec![b(0), b(1), b(2)],
-            LEAST.clone(),
-        );
+        next.insert_with("a.localhost", "", "a", vec![b(0), b(1), b(2)], LEAST);
         next.insert_route("other.localhost", "", "a", vec![b(0)]);
         next.carry_counts_from(&t);
         assert_eq!(

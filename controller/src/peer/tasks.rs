@@ -133,19 +133,14 @@ impl Peers {
         if let Err(e) = self.store.update_task(app, &done).await {
             tracing::error!(%app, task = done.sequence, "recording the end of a task: {e}");
         }
-        let description = crate::cell::task::end_description(&done);
         let event = paas_api::AppEvent {
             timestamp_ms: crate::logs::now_ms(),
             kind: "task".into(),
             instance: None,
             exit_code: done.exit_code,
-            description: description.clone(),
+            description: crate::cell::task::end_description(&done),
         };
-        if let Err(e) = self.store.add_event(app, &event).await {
-            tracing::warn!(%app, "recording an event: {e}");
-        }
-        self.logs
-            .append(app, "API", LogStream::Out, &format!("task: {description}"));
+        crate::platform::record_app_event(&self.store, &self.logs, app, &event).await;
     }
 
     /// Task `id`, if this host's cell runs it for a controller.

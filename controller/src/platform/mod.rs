@@ -908,22 +908,11 @@ impl Platform {
             exit_code,
             description: description.to_string(),
         };
-        if let Err(e) = self.store.add_event(app, &event).await {
-            tracing::warn!(%app, "recording an event: {e}");
-        }
+        record_app_event(&self.store, &self.logs, app, &event).await;
         // In a cluster the feed follows the store, where every host records events.
         if self.cluster.is_none() {
             let _ = self.event_feed.send((app.clone(), event));
         }
-        let who = instance
-            .map(|i| format!("instance {i} "))
-            .unwrap_or_default();
-        self.logs.append(
-            app,
-            "API",
-            LogStream::Out,
-            &format!("{kind}: {who}{description}"),
-        );
     }
 
     /// The app's recorded events, and a feed of every event recorded from now on (of
@@ -1246,6 +1235,24 @@ fn no_room(a: &paas_api::state::Assignment, cells: &[paas_api::state::CellPresen
 }
 
 /// Stops instances in parallel and waits until all are gone.
+/// Records `event` of `app` in the store, and says it in the app's log as `API`: what
+/// every host that sees something happen to an app does.
+pub(crate) async fn record_app_event(store: &Store, logs: &Logs, app: &AppName, event: &AppEvent) {
+    if let Err(e) = store.add_event(app, event).await {
+        tracing::warn!(%app, "recording an event: {e}");
+    }
+    let who = event
+        .instance
+        .map(|i| format!("instance {i} "))
+        .unwrap_or_default();
+    logs.append(
+        app,
+        "API",
+        LogStream::Out,
+        &format!("{}: {who}{}", event.kind, event.description),
+    );
+}
+
 async fn stop_all(list: Vec<Placed>) {
     crate::join_all(list.into_iter().map(|i| async move { i.stop().await })).await;
 }

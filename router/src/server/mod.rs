@@ -882,10 +882,7 @@ impl Router {
     ) -> Result<Leg, ProxyError> {
         let host = proxy::request_filter(req)?;
         let table = self.table.load();
-        let Some(pool) = table.service_route(&host, req.uri().path()) else {
-            return Ok(Leg::Direct);
-        };
-        let Some(bound) = &pool.route_service else {
+        let Some((pool, bound)) = table.service_route(&host, req.uri().path()) else {
             return Ok(Leg::Direct);
         };
         let service = bound.clone().map_err(|why| {
