@@ -191,6 +191,12 @@ impl Edge {
         self.routes.send_replace(Some(Arc::new(entries)));
     }
 
+    /// Every route table published from now on.
+    #[cfg(test)]
+    pub fn follow_routes(&self) -> watch::Receiver<Option<Arc<Vec<RouteEntry>>>> {
+        self.routes.subscribe()
+    }
+
     /// Publishes the certificates (the default one has `default` set).
     pub fn publish_certificates(&self, entries: Vec<CertificateEntry>) {
         self.certificates.send_replace(Some(Arc::new(entries)));

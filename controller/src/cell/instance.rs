@@ -13,15 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use paas_api::{AppName, AppSettings, HealthCheck, InstanceSummary, LogStream};
-use paas_runtime::spec::{Mount, MountKind};
-use paas_runtime::{
-    Container, ContainerConfig, ExecTarget, ExitReason, Limits, NetworkMode, Usage, UsageProbe,
-    WritableLayer, VCAP_GID, VCAP_UID,
-};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use paas_runtime::{ExecTarget, ExitReason, Usage, UsageProbe};
+use tokio::io::AsyncRead;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::engine::Running;
 use super::forward::Forwarder;
 use super::presence::Change;
 use super::{LocalCell, Reporter, STOP_GRACE};
@@ -29,8 +26,6 @@ use paas_api::state::ActualInstance;
 
 /// The port every instance listens on, as Cloud Foundry sets it.
 pub const APP_PORT: u16 = 8080;
-/// Pids one instance may have.
-const PIDS_LIMIT: u32 = 1024;
 /// An instance that ran this long before crashing has its crash count reset.
 const CRASH_RESET_AFTER: Duration = Duration::from_secs(5 * 60);
 /// Failed checks in a row after which a running instance is killed and restarted.
@@ -131,6 +126,10 @@ pub struct Instance {
     /// See [`InstanceSpec::drain`].
     drain: Duration,
     state: watch::Sender<InstanceState>,
+    /// How its first start ended, once it has: it ran, or why not. Kept apart from
+    /// `state`, which an immediate restart may turn back to `Starting` before anyone
+    /// waiting saw the crash.
+    first_start: watch::Sender<Option<Result<(), String>>>,
     since_ms: AtomicU64,
     /// Reads the running container's usage; with the CPU time and moment of the last
     /// reading, so CPU use is shown over the time between two readings.
@@ -192,17 +191,12 @@ impl Instance {
 
     /// Waits until the instance first runs (`Ok`) or crashes or stops (`Err` with why).
     pub async fn started(&self) -> Result<(), String> {
-        let mut rx = self.state.subscribe();
-        let s = rx
-            .wait_for(|s| !matches!(s, InstanceState::Starting))
-            .await
-            .map(|s| s.clone())
-            .unwrap_or(InstanceState::Stopped);
-        match s {
-            InstanceState::Running => Ok(()),
-            InstanceState::Crashed(why) => Err(why),
-            _ => Err("it was stopped".to_string()),
-        }
+        let mut rx = self.first_start.subscribe();
+        let first = rx.wait_for(Option::is_some).await.map(|s| s.clone());
+        first
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err("it was stopped".to_string()))
     }
 
     /// Stops the instance and waits until it is gone, whoever else asked first.
@@ -225,6 +219,23 @@ impl Instance {
         let since_ms = crate::logs::now_ms();
         self.since_ms.store(since_ms, Ordering::Relaxed);
         self.state.send_replace(s.clone());
+        let outcome = match &s {
+            InstanceState::Starting => None,
+            InstanceState::Crashed(why) => Some(Err(why.clone())),
+            InstanceState::Stopping | InstanceState::Stopped => {
+                Some(Err("it was stopped".to_string()))
+            }
+            _ => Some(Ok(())),
+        };
+        if let Some(outcome) = outcome {
+            self.first_start.send_if_modified(|first| {
+                let unset = first.is_none();
+                if unset {
+                    *first = Some(outcome);
+                }
+                unset
+            });
+        }
         if routed_before != self.routable_addr().is_some() {
             ctx.reporter.routable_changed();
         }
@@ -302,6 +313,7 @@ pub(super) fn spawn(
         cell: cell.id.clone(),
         drain: spec.drain,
         state: watch::channel(InstanceState::Starting).0,
+        first_start: watch::channel(None).0,
         since_ms: AtomicU64::new(crate::logs::now_ms()),
         usage: Mutex::new(None),
         exec: Mutex::new(None),
@@ -345,50 +357,37 @@ async fn supervise(
         inst.set(&ctx, InstanceState::Starting);
         let began = Instant::now();
         let started = match survivor.take() {
-            Some(s) => match take_over(&ctx.cell, s, &spec).await {
+            Some(s) => match ctx.cell.engine.take_over(s, &spec).await {
                 Some(c) => {
                     cell(format!(
                         "instance {} goes on running in the container {} that paasd's last run started",
-                        spec.index, c.id
+                        spec.index,
+                        c.id()
                     ));
                     Ok(c)
                 }
-                None => start(&ctx.cell, &spec, survivor_label(&spec)).await,
+                None => ctx.cell.engine.start(&spec, survivor_label(&spec)).await,
             },
-            None => start(&ctx.cell, &spec, survivor_label(&spec)).await,
+            None => ctx.cell.engine.start(&spec, survivor_label(&spec)).await,
         };
         let (why, exit_code) = match started {
             Err(e) => (format!("could not start: {e}"), None),
             Ok(mut c) => {
-                let addr = c
-                    .address
-                    .as_ref()
-                    .map(|a| SocketAddr::from((a.instance_ip, APP_PORT)));
+                let addr = c.addr();
                 *inst.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((c.usage_probe(), Instant::now(), 0));
+                    c.usage_probe().map(|probe| (probe, Instant::now(), 0));
+                let io = c.take_io();
                 let pumps = (
-                    spawn_pump(
-                        &ctx.reporter,
-                        &spec.app,
-                        &source,
-                        LogStream::Out,
-                        c.stdout.take(),
-                    ),
-                    spawn_pump(
-                        &ctx.reporter,
-                        &spec.app,
-                        &source,
-                        LogStream::Err,
-                        c.stderr.take(),
-                    ),
+                    spawn_pump(&ctx.reporter, &spec.app, &source, LogStream::Out, io.stdout),
+                    spawn_pump(&ctx.reporter, &spec.app, &source, LogStream::Err, io.stderr),
                 );
-                let outcome = run_once(&ctx, &inst, &spec, &mut c, addr, &mut stop).await;
+                let outcome = run_once(&ctx, &inst, &spec, c.as_mut(), addr, &mut stop).await;
                 *inst.usage.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 *inst.exec.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 // Destroyed before its output is read to the end: a shim that was killed
                 // leaves processes behind that hold the pipes open until they die too.
-                clean_up(&spec, c).await;
+                c.destroy().await;
                 let _ = tokio::join!(pumps.0, pumps.1);
                 match outcome {
                     Outcome::Stopped => {
@@ -462,7 +461,7 @@ async fn run_once(
     ctx: &Ctx,
     inst: &Instance,
     spec: &InstanceSpec,
-    c: &mut Container,
+    c: &mut dyn Running,
     addr: Option<SocketAddr>,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
@@ -491,6 +490,7 @@ async fn run_once(
             _ = stopped(stop) => return stop_now(ctx, inst, c).await,
             _ = tokio::time::sleep_until(deadline) => break false,
             ok = ready_to_route(
+                ctx,
                 check,
                 readiness.map(|r| (r, spec.settings.readiness_timeout())),
                 addr,
@@ -543,7 +543,7 @@ async fn run_once(
             _ = tokio::time::sleep_until(wake) => {}
         }
         if Instant::now() >= next_check {
-            let live = healthy(check, addr, check_timeout).await;
+            let live = ctx.cell.engine.healthy(check, addr, check_timeout).await;
             next_check = Instant::now() + interval;
             if live {
                 if failures > 0 {
@@ -573,7 +573,7 @@ async fn run_once(
         }
         // Readiness only decides whether it is routed.
         if let Some(r) = readiness.filter(|_| Instant::now() >= next_readiness) {
-            let passed = healthy(r, addr, readiness_timeout).await;
+            let passed = ctx.cell.engine.healthy(r, addr, readiness_timeout).await;
             next_readiness = Instant::now() + readiness_interval;
             if passed != ready {
                 cell(if passed {
@@ -601,7 +601,7 @@ async fn run_once(
     }
 }
 
-async fn stop_now(ctx: &Ctx, inst: &Instance, c: &mut Container) -> Outcome {
+async fn stop_now(ctx: &Ctx, inst: &Instance, c: &mut dyn Running) -> Outcome {
     inst.set(ctx, InstanceState::Stopping);
     if !inst.drain.is_zero() {
         tokio::time::sleep(inst.drain).await;
@@ -618,46 +618,18 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// Whether a starting instance may be routed: its health check passes, and its
 /// readiness check if it has one.
 async fn ready_to_route(
+    ctx: &Ctx,
     check: &HealthCheck,
     readiness: Option<(&HealthCheck, Duration)>,
     addr: SocketAddr,
     timeout: Duration,
 ) -> bool {
-    healthy(check, addr, timeout).await
+    let engine = &ctx.cell.engine;
+    engine.healthy(check, addr, timeout).await
         && match readiness {
             None => true,
-            Some((r, readiness_timeout)) => healthy(r, addr, readiness_timeout).await,
+            Some((r, readiness_timeout)) => engine.healthy(r, addr, readiness_timeout).await,
         }
-}
-
-/// One health check of at most `timeout`: `port` connects, `http` wants a 2xx or 3xx,
-/// `process` always passes (the process running is the check).
-async fn healthy(check: &HealthCheck, addr: SocketAddr, timeout: Duration) -> bool {
-    match check {
-        HealthCheck::Port => matches!(
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
-            Ok(Ok(_))
-        ),
-        HealthCheck::Http { endpoint } => http_ok(addr, endpoint, timeout).await,
-        HealthCheck::Process => true,
-    }
-}
-
-async fn http_ok(addr: SocketAddr, endpoint: &str, timeout: Duration) -> bool {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!(
-            "GET {endpoint} HTTP/1.0\r\nHost: {}\r\nUser-Agent: paas-health-check\r\n\r\n",
-            addr.ip()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut head = [0u8; 32];
-        let n = s.read(&mut head).await.ok()?;
-        let line = std::str::from_utf8(&head[..n]).ok()?;
-        let code: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some((200..400).contains(&code))
-    };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(true)))
 }
 
 /// The launcher: sources profile scripts as Cloud Foundry's does, then runs the start
@@ -679,32 +651,6 @@ pub fn launcher_args(command: &str) -> Vec<String> {
         "launcher".into(),
         command.to_string(),
     ]
-}
-
-/// Takes over a container paasd's last run started for an instance of the same spec;
-/// `None` (the survivor removed) if that cannot be done. Its outbound access is said
-/// again, as a start says it: the nftables set may have been changed meanwhile.
-async fn take_over(
-    cell: &LocalCell,
-    s: paas_runtime::Survivor,
-    spec: &InstanceSpec,
-) -> Option<Container> {
-    match cell.runtime.adopt(&s) {
-        Ok(c) => {
-            if let Some(a) = &c.address {
-                let outbound = spec.settings.outbound();
-                if let Err(e) = paas_runtime::network::set_outbound(a.instance_ip, outbound).await {
-                    tracing::warn!(app = %spec.app, "restating the outbound access of an instance taken over: {e}");
-                }
-            }
-            Some(c)
-        }
-        Err(e) => {
-            tracing::warn!(container = %s.id, "cannot take over the container paasd's last run left: {e}; starting anew");
-            cell.runtime.remove(s).await;
-            None
-        }
-    }
 }
 
 /// What tells a container an instance runs from any other, for taking one over after
@@ -732,141 +678,6 @@ pub(super) fn survivor_label(spec: &InstanceSpec) -> Option<String> {
     Some(hex::encode(sha2::Sha256::digest(
         what.to_string().as_bytes(),
     )))
-}
-
-/// Starts `spec`'s container on `cell`: its address, outbound access and mounts, the
-/// droplet under a writable layer, the launcher running its start command. With a
-/// `survivor_label`, it outlives paasd (see `ContainerConfig::survivor_label`).
-pub(super) async fn start(
-    cell: &LocalCell,
-    spec: &InstanceSpec,
-    survivor_label: Option<String>,
-) -> Result<Container, String> {
-    let id = container_id(spec);
-    let memory = spec.settings.memory;
-    let address = cell
-        .runtime
-        .allocate_address(&id)
-        .map_err(|e| e.to_string())?;
-    let outbound = spec.settings.outbound();
-    if let Err(e) = paas_runtime::network::set_outbound(address.instance_ip, outbound).await {
-        cell.runtime.release_address(&address);
-        return Err(e.to_string());
-    }
-    let mut mounts = vec![Mount {
-        target: "/tmp".into(),
-        kind: MountKind::Tmpfs {
-            size_bytes: memory.bytes().min(256 << 20),
-            mode: 0o1777,
-            uid: 0,
-            gid: 0,
-        },
-    }];
-    // Name servers only for instances that may reach them: for the others a lookup
-    // would wait for its timeout instead of failing at once.
-    if outbound {
-        if let Some(resolv) = cell.outbound_resolv_conf() {
-            mounts.push(Mount {
-                target: "/etc/resolv.conf".into(),
-                kind: MountKind::Bind {
-                    source: resolv,
-                    readonly: true,
-                },
-            });
-        }
-    }
-    let cfg = ContainerConfig {
-        id: id.clone(),
-        hostname: id.clone(),
-        stack: spec.stack().to_string(),
-        mounts,
-        writable: Some(WritableLayer {
-            target: "/home/vcap".into(),
-            lower: spec.droplet_dir.clone(),
-            disk_bytes: Some(spec.settings.disk_or_default().bytes()),
-        }),
-        args: launcher_args(&spec.start_command),
-        env: instance_env(spec, &id, address.instance_ip),
-        cwd: "/home/vcap/app".into(),
-        uid: VCAP_UID,
-        gid: VCAP_GID,
-        limits: Limits {
-            memory_bytes: memory.bytes(),
-            pids: PIDS_LIMIT,
-        },
-        network: NetworkMode::Routed(address),
-        id_map: Some(spec.id_map),
-        stdin: spec.stdin,
-        tty: spec.tty,
-        survivor_label,
-    };
-    cell.runtime.start(cfg).await.map_err(|e| e.to_string())
-}
-
-/// Destroys a container [`start`] made, and takes back its outbound access.
-pub(super) async fn clean_up(spec: &InstanceSpec, c: Container) {
-    let ip = c.address.as_ref().map(|a| a.instance_ip);
-    c.destroy().await;
-    if let (true, Some(ip)) = (spec.settings.outbound(), ip) {
-        if let Err(e) = paas_runtime::network::set_outbound(ip, false).await {
-            tracing::warn!(app = %spec.app, "revoking outbound access: {e}");
-        }
-    }
-}
-
-/// A container id: the app name (shortened), the index and a random part.
-fn container_id(spec: &InstanceSpec) -> String {
-    let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    let name: String = spec.app.as_str().chars().take(24).collect();
-    format!("{name}-{}-{}", spec.index, hex::encode(b))
-}
-
-/// The instance environment of DESIGN.md, as Cloud Foundry sets it.
-fn instance_env(spec: &InstanceSpec, id: &str, ip: std::net::Ipv4Addr) -> Vec<String> {
-    let uris = &spec.uris;
-    let vcap_application = serde_json::json!({
-        "application_id": spec.app_guid,
-        "application_name": spec.app.as_str(),
-        "application_uris": uris,
-        "name": spec.app.as_str(),
-        "uris": uris,
-        "instance_id": id,
-        "instance_index": spec.index,
-        "limits": { "mem": spec.settings.memory.mb(), "fds": paas_runtime::NOFILE_LIMIT },
-    });
-    vec![
-        format!("PORT={APP_PORT}"),
-        format!("VCAP_APPLICATION={vcap_application}"),
-        format!("CF_INSTANCE_INDEX={}", spec.index),
-        format!("CF_INSTANCE_GUID={id}"),
-        format!("CF_INSTANCE_IP={ip}"),
-        format!("CF_INSTANCE_PORT={APP_PORT}"),
-        format!("CF_INSTANCE_ADDR={ip}:{APP_PORT}"),
-        format!("INSTANCE_INDEX={}", spec.index),
-        format!("MEMORY_LIMIT={}", spec.settings.memory),
-        "HOME=/home/vcap/app".to_string(),
-        "TMPDIR=/home/vcap/tmp".to_string(),
-        "USER=vcap".to_string(),
-        "LANG=C.UTF-8".to_string(),
-        "PATH=/usr/local/bin:/usr/bin:/bin".to_string(),
-        format!("CF_STACK={}", spec.stack()),
-    ]
-    .into_iter()
-    .chain(
-        (!spec.system_env.iter().any(|(k, _)| k == "VCAP_SERVICES"))
-            .then(|| "VCAP_SERVICES={}".to_string()),
-    )
-    .chain(spec.system_env.iter().map(|(k, v)| format!("{k}={v}")))
-    .chain(
-        spec.env
-            .iter()
-            // One value a name: the bindings' (the platform leaves DATABASE_URL out when
-            // the app sets its own).
-            .filter(|(k, _)| !spec.system_env.iter().any(|(s, _)| s == k))
-            .map(|(k, v)| format!("{k}={v}")),
-    )
-    .collect()
 }
 
 /// The longest app log line kept; longer lines are cut.

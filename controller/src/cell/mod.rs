@@ -11,7 +11,11 @@
 
 mod alone;
 mod assigned;
+pub mod engine;
+#[cfg(test)]
+pub mod fake;
 mod forward;
+pub mod host;
 pub mod instance;
 pub mod presence;
 pub mod task;
@@ -25,12 +29,12 @@ use std::time::Duration;
 use anyhow::Context;
 use paas_api::{AppName, LogStream};
 use paas_runtime::{AddressPool, CgroupDriver, ExecTarget, IdMap, Runtime, Stack};
-use paas_stager::archive::{self, ArchivePolicy};
 use paas_stager::{Stager, StagingError, StagingRequest, StagingResult};
 
 use crate::store::Store;
 use crate::Config;
 pub use alone::run_alone;
+pub use engine::Engine;
 pub use instance::{Instance, InstanceSpec, InstanceState};
 
 /// How long a stopping instance gets between SIGTERM and SIGKILL (DESIGN.md).
@@ -67,6 +71,19 @@ pub trait Reporter: Send + Sync + 'static {
     fn drains(&self, _app: &AppName, _app_guid: &str, _drains: &paas_api::state::LogDrains) {}
 }
 
+/// What a cell is made of: see [`LocalCell::new`].
+pub struct Parts {
+    pub id: String,
+    pub engine: Arc<dyn Engine>,
+    /// The stacks offered, the host's first; one is the default.
+    pub stacks: Vec<paas_api::StackInfo>,
+    /// Where droplets are unpacked for instances.
+    pub droplets_dir: PathBuf,
+    pub outbound_resolv: Option<PathBuf>,
+    pub start_timeout: Duration,
+    pub advertise: Option<std::net::Ipv4Addr>,
+}
+
 /// This host's cell. See the module docs.
 pub struct LocalCell {
     /// This cell's name in the cluster, kept in the data folder (`cell-id`).
@@ -76,10 +93,10 @@ pub struct LocalCell {
     advertise: Option<std::net::Ipv4Addr>,
     /// The task that keeps the cell's presence and instances in the state store.
     presence: tokio::sync::mpsc::UnboundedSender<presence::Change>,
-    runtime: Arc<Runtime>,
+    /// What runs containers and stagings here.
+    engine: Arc<dyn Engine>,
     /// The stacks offered here, as `paas stacks` lists them: the host's first.
     stacks: Vec<paas_api::StackInfo>,
-    stager: Stager,
     droplets_dir: PathBuf,
     /// The resolv.conf instances with outbound access see: the host's name servers.
     outbound_resolv: Option<PathBuf>,
@@ -184,8 +201,13 @@ impl LocalCell {
             let _ = std::fs::remove_dir_all(e.path());
         }
         tracing::info!(cgroup_version = runtime.cgroup_version(), "runtime ready");
+        let outbound_resolv = outbound_resolv_conf(dir);
+        let engine = host::HostEngine {
+            runtime,
+            stager,
+            outbound_resolv: outbound_resolv.clone(),
+        };
         let id = cell_id(dir)?;
-        let (presence, changes) = tokio::sync::mpsc::unbounded_channel();
         let me = paas_api::state::CellPresence {
             id: id.clone(),
             address: cfg
@@ -198,25 +220,54 @@ impl LocalCell {
             instances: 0,
             updated_ms: 0,
         };
-        // A controller without the cell role stages here, but is no cell of the cluster:
-        // nothing is placed on it.
-        if cfg.roles.cell {
+        Ok(Self::new(
+            Parts {
+                id,
+                engine: Arc::new(engine),
+                stacks: stack_infos,
+                droplets_dir,
+                outbound_resolv,
+                start_timeout: cfg.start_timeout,
+                advertise: cfg.advertise_address,
+            },
+            // A controller without the cell role stages here, but is no cell of the
+            // cluster: nothing is placed on it.
+            cfg.roles.cell.then_some((store, me)),
+        ))
+    }
+
+    /// A cell of `parts`; with `announce`, it keeps its presence and its instances in
+    /// that state store under that name.
+    pub fn new(
+        parts: Parts,
+        announce: Option<(Store, paas_api::state::CellPresence)>,
+    ) -> Arc<Self> {
+        let (presence, changes) = tokio::sync::mpsc::unbounded_channel();
+        if let Some((store, me)) = announce {
             tokio::spawn(presence::run(store, me, presence.clone(), changes));
         }
-        Ok(Arc::new(LocalCell {
+        let Parts {
             id,
-            advertise: cfg.advertise_address,
-            presence,
-            runtime,
-            stacks: stack_infos,
-            stager,
+            engine,
+            stacks,
             droplets_dir,
-            outbound_resolv: outbound_resolv_conf(dir),
-            start_timeout: cfg.start_timeout,
+            outbound_resolv,
+            start_timeout,
+            advertise,
+        } = parts;
+        Arc::new(LocalCell {
+            id,
+            advertise,
+            presence,
+            engine,
+            stacks,
+            droplets_dir,
+            outbound_resolv,
+            start_timeout,
             assigned: Default::default(),
             following: Default::default(),
             survivors: Default::default(),
-        }))
+        })
     }
 
     /// This cell's name in the cluster.
@@ -298,14 +349,14 @@ impl LocalCell {
 
     /// Removes the containers an earlier run of paasd left behind; returns how many.
     pub async fn clean_up_leftovers(&self) -> usize {
-        self.runtime.clean_up_leftovers().await
+        self.engine.clean_up_leftovers().await
     }
 
     /// Finds the instances an earlier run of paasd left running (removing every other
     /// container it left), so that instances started next with the same spec take them
     /// over instead of starting anew ([`LocalCell::run`]); returns how many.
     pub async fn recover_survivors(&self) -> usize {
-        let found = self.runtime.recover().await;
+        let found = self.engine.recover().await;
         let n = found.len();
         let mut survivors = self.survivors.lock().unwrap_or_else(|p| p.into_inner());
         for s in found {
@@ -334,7 +385,7 @@ impl LocalCell {
                 .collect();
         let n = left.len();
         for s in left {
-            self.runtime.remove(s).await;
+            self.engine.remove(s).await;
         }
         n
     }
@@ -357,7 +408,7 @@ impl LocalCell {
         req: &StagingRequest,
         log: &tokio::sync::mpsc::UnboundedSender<(LogStream, String)>,
     ) -> Result<StagingResult, StagingError> {
-        self.stager.stage(req, log).await
+        self.engine.stage(req, log).await
     }
 
     /// Starts supervising an instance; it runs, is health-checked and restarted until
@@ -372,7 +423,7 @@ impl LocalCell {
         target: &ExecTarget,
         command: &str,
     ) -> Result<tokio::process::Child, paas_runtime::RuntimeError> {
-        self.runtime.exec(target, instance::launcher_args(command))
+        self.engine.exec(target, instance::launcher_args(command))
     }
 
     /// Deletes the droplet `sha`'s unpacked folders (one per user namespace).
@@ -397,34 +448,20 @@ impl LocalCell {
     /// files belong to vcap of that user namespace.
     pub async fn droplet_dir(&self, sha: &str, blob: &Path, ids: IdMap) -> anyhow::Result<PathBuf> {
         let dir = self.droplets_dir.join(format!("{sha}-{:x}", ids.host_base));
-        let (uid, gid) = (
-            ids.host(paas_runtime::VCAP_UID),
-            ids.host(paas_runtime::VCAP_GID),
-        );
         if dir.is_dir() {
             return Ok(dir);
         }
         let blob = blob.to_path_buf();
         let droplets = self.droplets_dir.clone();
         let target = dir.clone();
+        let engine = Arc::clone(&self.engine);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             // A folder of its own: two starts unpacking the same droplet at once must
             // not write into one folder, nor rename a half-made one into place.
             let unpacking = tempfile::Builder::new()
                 .prefix(".unpacking-")
                 .tempdir_in(&droplets)?;
-            let tmp = unpacking.path().to_path_buf();
-            let f = std::fs::File::open(&blob)
-                .with_context(|| format!("opening droplet {}", blob.display()))?;
-            archive::unpack(
-                std::io::BufReader::new(f),
-                &tmp,
-                ArchivePolicy::droplet(),
-                Some((uid, gid)),
-            )
-            .context("unpacking the droplet")?;
-            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
-            std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            engine.unpack_droplet(&blob, unpacking.path(), ids)?;
             let tmp = unpacking.keep();
             if let Err(e) = std::fs::rename(&tmp, &target) {
                 let _ = std::fs::remove_dir_all(&tmp);

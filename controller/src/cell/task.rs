@@ -158,7 +158,7 @@ impl LocalCell {
         tokio::spawn(async move {
             let app = spec.app.clone();
             let notice = |line: String| reporter.log(&app, "CELL", LogStream::Out, &line);
-            let mut c = match instance::start(&cell, &spec, None).await {
+            let mut c = match cell.engine.start(&spec, None).await {
                 Ok(c) => c,
                 Err(e) => {
                     notice(format!("task {name} could not start: {e}"));
@@ -167,8 +167,9 @@ impl LocalCell {
                 }
             };
             notice(format!("task {name} started"));
-            let terminal = c.terminal.take().map(Arc::new);
-            match (input, &terminal, c.stdin.take()) {
+            let io = c.take_io();
+            let terminal = io.terminal.map(Arc::new);
+            match (input, &terminal, io.stdin) {
                 (Some(mut input), Some(terminal), _) => {
                     let terminal = Arc::clone(terminal);
                     tokio::spawn(async move {
@@ -205,8 +206,8 @@ impl LocalCell {
             });
             let shown = terminal.map(|t| tokio::spawn(show(t, screen)));
             let pumps = (
-                instance::spawn_pump(&reporter, &app, &source, LogStream::Out, c.stdout.take()),
-                instance::spawn_pump(&reporter, &app, &source, LogStream::Err, c.stderr.take()),
+                instance::spawn_pump(&reporter, &app, &source, LogStream::Out, io.stdout),
+                instance::spawn_pump(&reporter, &app, &source, LogStream::Err, io.stderr),
             );
             let end = tokio::select! {
                 reason = c.wait() => match reason {
@@ -229,7 +230,7 @@ impl LocalCell {
             if let Some(r) = resizing {
                 r.abort();
             }
-            instance::clean_up(&spec, c).await;
+            c.destroy().await;
             notice(match &end {
                 TaskEnd::Exited(code) => format!("task {name} exited with {code}"),
                 TaskEnd::Failed(why) => format!("task {name} failed: {why}"),

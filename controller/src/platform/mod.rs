@@ -26,6 +26,8 @@ mod services;
 mod spaces;
 mod staging;
 mod tasks;
+#[cfg(test)]
+mod tests;
 pub use tasks::Attached;
 
 use std::collections::HashMap;
@@ -148,13 +150,27 @@ impl Platform {
             tracing::info!(endpoints = %cfg.etcd_endpoints.join(","), "the platform's records are kept in etcd");
             Store::new(paas_kv::Backend::Etcd(Box::new(etcd)))
         };
+        let cell = LocalCell::open(cfg, dir, store.clone(), peer_addr).await?;
+        Self::with_cell(cfg, store, cell, router_port, edge, peer_addr).await
+    }
+
+    /// Opens the rest of the data folder around `store` and `cell`: blobs, logs,
+    /// certificates, buildpacks. Tests give it a cell whose engine only pretends.
+    pub async fn with_cell(
+        cfg: &Config,
+        store: Store,
+        cell: Arc<LocalCell>,
+        router_port: u16,
+        edge: Arc<crate::edge::Edge>,
+        peer_addr: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = &cfg.data_dir;
         let blobs = Blobs::open(dir.join("blobs")).context("opening the blob store")?;
         let resources = Blobs::open(dir.join("resources")).context("opening the resource cache")?;
         let logs = Arc::new(
             Logs::open(dir.join("logs"), cfg.drain_allow.clone())
                 .context("opening the log folder")?,
         );
-        let cell = LocalCell::open(cfg, dir, store.clone(), peer_addr).await?;
         let shipped = crate::shipped::install(&dir.join("buildpacks/shipped"))?;
         let cluster = match peer_addr {
             Some(addr) if !cfg.etcd_endpoints.is_empty() => Some(Cluster {
