@@ -65,12 +65,22 @@ impl FakeEngine {
             .clone()
     }
 
-    /// The containers of `app` not removed yet.
-    pub fn alive(&self, app: &str) -> Vec<Record> {
+    /// Every container of `app` started so far, in order.
+    pub fn of_app(&self, app: &str) -> Vec<Record> {
         self.records()
             .into_iter()
-            .filter(|r| r.app.as_str() == app && r.alive())
+            .filter(|r| r.app.as_str() == app)
             .collect()
+    }
+
+    /// The containers of `app` not removed yet.
+    pub fn alive(&self, app: &str) -> Vec<Record> {
+        self.of_app(app).into_iter().filter(Record::alive).collect()
+    }
+
+    /// The container `id` as it is now.
+    pub fn record(&self, id: &str) -> Option<Record> {
+        self.records().into_iter().find(|r| r.id == id)
     }
 
     /// How many stagings ran.

@@ -255,12 +255,7 @@ async fn a_deploy_routes_the_new_instances_once_healthy_and_drains_the_old_ones(
     );
     // The old ones still serve what was sent to them, out of the table, for the drain.
     for old in &v1 {
-        let now = w
-            .engine
-            .records()
-            .into_iter()
-            .find(|r| r.id == old.id)
-            .unwrap();
+        let now = w.engine.record(&old.id).unwrap();
         assert!(
             now.stop_asked.is_none(),
             "{} is asked to stop only after the drain",
@@ -269,12 +264,7 @@ async fn a_deploy_routes_the_new_instances_once_healthy_and_drains_the_old_ones(
     }
     tokio::time::sleep(crate::cell::DRAIN + Duration::from_secs(1)).await;
     for old in &v1 {
-        let now = w
-            .engine
-            .records()
-            .into_iter()
-            .find(|r| r.id == old.id)
-            .unwrap();
+        let now = w.engine.record(&old.id).unwrap();
         let unrouted = w.unrouted_at("web", old.addr).expect("it left the table");
         let stopped = now.stop_asked.expect("it was asked to stop");
         assert!(
@@ -378,9 +368,8 @@ async fn a_crashing_instance_restarts_at_once_three_times_then_backs_off() {
     tokio::time::sleep(Duration::from_secs(6 * 5 + 60 + 120 + 240 + 10)).await;
     let starts: Vec<Instant> = w
         .engine
-        .records()
+        .of_app("flaky")
         .into_iter()
-        .filter(|r| r.app.as_str() == "flaky")
         .map(|r| r.started)
         .collect();
     let gaps: Vec<Duration> = starts.windows(2).map(|p| p[1] - p[0]).collect();
@@ -427,9 +416,7 @@ async fn an_instance_that_fails_its_health_check_leaves_the_table_then_is_replac
         .expect("it left the table");
     let gone = w
         .engine
-        .records()
-        .into_iter()
-        .find(|r| r.id == first.id)
+        .record(&first.id)
         .and_then(|r| r.stop_asked)
         .expect("it was killed");
     assert!(
@@ -441,11 +428,7 @@ async fn an_instance_that_fails_its_health_check_leaves_the_table_then_is_replac
     let kinds = w.event_kinds(&app).await;
     assert!(kinds.contains(&"crash".to_string()), "{kinds:?}");
     assert_eq!(
-        w.engine
-            .records()
-            .iter()
-            .filter(|r| r.app.as_str() == "sickly")
-            .count(),
+        w.engine.of_app("sickly").len(),
         2,
         "one replacement was started"
     );
