@@ -214,7 +214,7 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .extend(old.iter().cloned());
         let platform = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             // Requests this host's router sent before the switch finish on the old
             // instances. (A cell drains the instances placed on it itself, as routers
             // on other hosts drop them only when it unpublishes them.)

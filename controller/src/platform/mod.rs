@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod accounts;
+mod background;
 mod converge;
 mod deploy;
 mod domains;
@@ -121,6 +122,8 @@ pub struct Platform {
     access_cache: access::AccessCache,
     /// Roll-outs under way.
     in_flight: inflight::InFlight,
+    /// What runs on after the call that started it, waited for at shutdown.
+    background: background::Background,
     /// Every event as it is recorded, for `events --follow`.
     event_feed: tokio::sync::broadcast::Sender<(AppName, AppEvent)>,
 }
@@ -232,6 +235,7 @@ impl Platform {
             login_limits: Default::default(),
             access_cache: Default::default(),
             in_flight: Default::default(),
+            background: Default::default(),
             paused: Mutex::default(),
             app_locks: Mutex::new(HashMap::new()),
             event_feed: tokio::sync::broadcast::channel(256).0,
@@ -323,12 +327,14 @@ impl Platform {
     /// controller or another), and has this host's cell run what is placed on it.
     fn follow_cluster(self: &Arc<Self>, cluster: &Cluster) {
         let me = Arc::clone(self);
-        cluster
-            .view
-            .follow(&self.store, Arc::new(move || me.refresh_routes()));
+        cluster.view.follow(
+            &self.store,
+            &self.background,
+            Arc::new(move || me.refresh_routes()),
+        );
         let me = Arc::clone(self);
         let view = Arc::clone(&cluster.view);
-        tokio::spawn(async move {
+        self.background.spawn_until_shutdown(async move {
             let store = me.store.clone();
             store
                 .mirror(paas_api::state::ASSIGNED, |m| me.learn_placements(&view, m))
@@ -341,12 +347,13 @@ impl Platform {
                 Arc::clone(self) as Arc<dyn Reporter>,
             );
         }
-        tokio::spawn(Arc::clone(self).lead(self.cell.id().to_string()));
+        let background = &self.background;
+        background.spawn_until_shutdown(Arc::clone(self).lead(self.cell.id().to_string()));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let store = self.store.clone();
-        tokio::spawn(async move { store.follow_new_events(tx).await });
+        background.spawn_until_shutdown(async move { store.follow_new_events(tx).await });
         let me = Arc::clone(self);
-        tokio::spawn(async move {
+        background.spawn_until_shutdown(async move {
             let mut names: HashMap<String, AppName> = HashMap::new();
             while let Some((guid, event)) = rx.recv().await {
                 if !names.contains_key(&guid) {
@@ -512,7 +519,8 @@ impl Platform {
             return;
         }
         let (me, sha) = (Arc::clone(self), sha256.to_string());
-        tokio::spawn(async move { me.keep_twice(&sha).await });
+        self.background
+            .spawn(async move { me.keep_twice(&sha).await });
     }
 
     /// The stored app, or the API's 404 when there is none.
@@ -1009,6 +1017,7 @@ impl Platform {
     pub async fn hand_over(&self) {
         self.wait_for_roll_outs(inflight::SHUTDOWN_WAIT).await;
         self.terminate_tasks().await;
+        self.background.shut_down(background::SHUTDOWN_WAIT).await;
     }
 
     /// The user namespace the app's containers run in: host ids of its own, so that no

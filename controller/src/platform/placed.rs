@@ -16,6 +16,7 @@ use paas_api::{AppName, InstanceSummary};
 use paas_kv::Mirrored;
 use tokio::sync::watch;
 
+use super::background::Background;
 use crate::cell::{Instance, InstanceState, LocalCell, STOP_GRACE};
 use crate::store::Store;
 
@@ -127,9 +128,14 @@ impl ClusterView {
     }
 
     /// Follows `actual/` and `cells/` in the store; `on_change` runs after each change.
-    pub fn follow(self: &Arc<Self>, store: &Store, on_change: Arc<dyn Fn() + Send + Sync>) {
+    pub fn follow(
+        self: &Arc<Self>,
+        store: &Store,
+        background: &Background,
+        on_change: Arc<dyn Fn() + Send + Sync>,
+    ) {
         let (view, store_a, notify) = (Arc::clone(self), store.clone(), Arc::clone(&on_change));
-        tokio::spawn(async move {
+        background.spawn_until_shutdown(async move {
             store_a
                 .mirror(state::ACTUAL, |m| {
                     {
@@ -144,7 +150,7 @@ impl ClusterView {
                 .await
         });
         let (view, store_c) = (Arc::clone(self), store.clone());
-        tokio::spawn(async move {
+        background.spawn_until_shutdown(async move {
             store_c
                 .mirror(state::CELLS, |m| {
                     {

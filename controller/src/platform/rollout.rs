@@ -318,7 +318,7 @@ impl Platform {
             .remove(app);
         if taken.is_some() && self.cluster.is_some() {
             let (store, app) = (self.store.clone(), app.clone());
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 if let Err(e) = store.clear_paused(&app).await {
                     tracing::warn!(%app, "clearing the record of a paused deployment: {e}");
                 }

@@ -86,7 +86,7 @@ impl Platform {
             )
             .await?;
         let (platform, app, answer) = (Arc::clone(self), app.clone(), task.clone());
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let end = running.ended().await;
             let done = platform.task_ended(&app, task, &end).await;
             if let Some(to) = attached {
@@ -554,15 +554,17 @@ impl Platform {
             app.clone(),
         );
         let source = format!("APP/TASK/{}", order.name);
-        tokio::spawn(async move {
+        // Cut off at shutdown (after `terminate_tasks`): the cell's host records the
+        // task's end itself.
+        self.background.spawn_until_shutdown(async move {
             let mut asked = false;
             // A terminate the cell's host did not take (the task was still being
             // readied there, or the host did not answer) is asked again.
             let mut again = tokio::time::interval(TERMINATE_AGAIN);
             let ask = || {
-                let (platform, peer, id) = (Arc::clone(&platform), peer.clone(), id.clone());
-                tokio::spawn(async move {
-                    if let Some(cluster) = &platform.cluster {
+                let (me, peer, id) = (Arc::clone(&platform), peer.clone(), id.clone());
+                platform.background.spawn_until_shutdown(async move {
+                    if let Some(cluster) = &me.cluster {
                         if let Err(e) = cluster.peers.terminate_task(&peer, &id).await {
                             tracing::warn!(task = %id, "terminating a task on {peer}: {e:#}");
                         }

@@ -498,3 +498,29 @@ async fn a_rolling_deploy_replaces_one_instance_at_a_time() {
         .iter()
         .all(|r| r.command == "serve v2"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_waits_for_the_platforms_work_and_leaves_none_running() {
+    let w = world().await;
+    let app = w.create("web", 2).await;
+    // What runs before any app does: the store's own upkeep and this test's route
+    // follower.
+    let before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    w.push(&app, "serve v1").await.expect("the first push");
+    // The second push leaves the first release's instances draining, to be stopped
+    // and their droplet collected in the background.
+    w.push(&app, "serve v2").await.expect("the second push");
+    w.platform.shutdown().await;
+    let after = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert_eq!(
+        after, before,
+        "tasks alive before the first push and after the shutdown"
+    );
+    for r in w.engine.records() {
+        assert!(r.destroyed.is_some(), "{} is removed at shutdown", r.id);
+    }
+}
