@@ -192,6 +192,59 @@ fn stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
+/// Whether `path` is an archive that `push -p` unpacks and pushes the files of, as
+/// `cf push -p app.jar` does: a `.jar`, `.war` or `.zip` file.
+pub fn is_zip_app(path: &Path) -> bool {
+    path.is_file()
+        && path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+            ["jar", "war", "zip"]
+                .iter()
+                .any(|z| e.eq_ignore_ascii_case(z))
+        })
+}
+
+/// Unpacks the zip archive `file` (a JAR) into the folder `into`: its files and
+/// folders, each inside `into`. An entry whose name leads outside (`../`, an absolute
+/// path: the "zip slip" of CVE-2018-1002200) or that is a symlink is refused.
+pub fn unzip(file: &Path, into: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let reader = std::fs::File::open(file).context("opening it")?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(reader))
+        .context("it is not a zip archive (a JAR, WAR or ZIP file)")?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).context("reading an entry")?;
+        let Some(rel) = entry.enclosed_name() else {
+            anyhow::bail!(
+                "its entry {:?} would be written outside the app: rebuild the archive without it",
+                entry.name()
+            );
+        };
+        let out = into.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            continue;
+        }
+        if entry.is_symlink() {
+            anyhow::bail!(
+                "its entry {:?} is a symlink, which an app archive may not hold: rebuild the archive without it",
+                entry.name()
+            );
+        }
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut w = std::fs::File::create_new(&out).with_context(|| {
+            format!("writing {} (an entry twice in the archive?)", out.display())
+        })?;
+        std::io::copy(&mut entry, &mut w).with_context(|| format!("unpacking {}", entry.name()))?;
+        let mode = entry.unix_mode().unwrap_or(0o644) & 0o755;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(mode | 0o600))
+            .with_context(|| format!("setting the mode of {}", out.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +289,44 @@ mod tests {
         assert!(err.contains("outside the app folder"), "{err}");
         assert!(stays_inside(Path::new("a/l"), Path::new("../b")));
         assert!(!stays_inside(Path::new("a/l"), Path::new("../../b")));
+    }
+
+    fn zip_of(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut w = zip::ZipWriter::new(file.reopen().unwrap());
+        for (name, body) in entries {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut w, body).unwrap();
+        }
+        w.finish().unwrap();
+        file
+    }
+
+    #[test]
+    fn a_jar_is_unpacked_into_the_folder() {
+        let jar = zip_of(&[
+            ("META-INF/MANIFEST.MF", b"Main-Class: Hello\n"),
+            ("Hello.class", b"\xca\xfe"),
+        ]);
+        let d = tempfile::tempdir().unwrap();
+        unzip(jar.path(), d.path()).unwrap();
+        let manifest = std::fs::read_to_string(d.path().join("META-INF/MANIFEST.MF")).unwrap();
+        assert_eq!(manifest, "Main-Class: Hello\n");
+        assert_eq!(
+            std::fs::read(d.path().join("Hello.class")).unwrap(),
+            b"\xca\xfe"
+        );
+    }
+
+    #[test]
+    fn a_jar_entry_that_leads_outside_is_refused() {
+        let jar = zip_of(&[("../../escaped", b"x")]);
+        let d = tempfile::tempdir().unwrap();
+        let into = d.path().join("a/app");
+        std::fs::create_dir_all(&into).unwrap();
+        let err = format!("{:#}", unzip(jar.path(), &into).unwrap_err());
+        assert!(err.contains("outside the app"), "{err}");
+        assert!(!d.path().join("escaped").exists());
     }
 }

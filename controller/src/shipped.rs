@@ -7,7 +7,16 @@ use paas_api::BuildpackName;
 use paas_stager::Buildpack;
 
 /// Shipped buildpacks in detection order.
-pub const SHIPPED: [&str; 6] = ["staticfile", "python", "nodejs", "go", "php", "binary"];
+pub const SHIPPED: [&str; 8] = [
+    "staticfile",
+    "python",
+    "nodejs",
+    "go",
+    "ruby",
+    "java",
+    "php",
+    "binary",
+];
 
 static ARCHIVE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/buildpacks.tar"));
 

@@ -40,6 +40,13 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "nginx-light",
     "golang-go",
     "php8.2-fpm",
+    // Ruby with Bundler; Rack and Puma as system gems, so a rack app runs offline.
+    "ruby",
+    "bundler",
+    "ruby-rack",
+    "puma",
+    // Java: executable JARs run on the JRE.
+    "openjdk-17-jre-headless",
     "libpq5",
     "libxml2",
     "libssl3",

@@ -110,3 +110,55 @@ fn an_app_on_a_built_stack_sees_the_stack_s_usr_not_the_host_s() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ruby_and_java_apps_run_on_the_stack_s_languages() {
+    let d = Daemon::start_in(data_dir_with_stack(), &[]);
+
+    // A Rack app: Rack and Puma from the stack, its own gem from vendor/cache, offline;
+    // the installed gems are kept in the build cache.
+    let ruby = repo().join("examples/ruby-app");
+    let ruby = ruby.to_str().unwrap();
+    let first = d.paas_ok(&["push", "ruby", "-p", ruby]);
+    assert!(first.contains("-----> Ruby: 3."), "{first}");
+    assert!(first.contains("Installed gems cache: miss"), "{first}");
+    assert!(first.contains("Installing paas_greeting 1.0.0"), "{first}");
+    let r = d.get("ruby.localhost", "/rack");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("\"app\":\"ruby\"") && r.body.contains("\"language\":\"ruby\""),
+        "{}",
+        r.body
+    );
+    let again = d.paas_ok(&["push", "ruby", "-p", ruby]);
+    assert!(again.contains("Installed gems cache: hit"), "{again}");
+    assert!(again.contains("Using paas_greeting 1.0.0"), "{again}");
+
+    // An executable JAR pushed as cf users do (`-p app.jar`): unpacked by the CLI, run
+    // with its Main-Class on the stack's JRE, its heap sized from the memory limit.
+    let jar = repo().join("examples/java-app/hello.jar");
+    let staged = d.paas_ok(&["push", "duke", "-p", jar.to_str().unwrap(), "-m", "256M"]);
+    assert!(
+        staged.contains("-----> Java: openjdk version \"17"),
+        "{staged}"
+    );
+    assert!(staged.contains("Main-Class: Hello"), "{staged}");
+    let r = d.get("duke.localhost", "/jar");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("\"app\":\"duke\"") && r.body.contains("\"language\":\"java\""),
+        "{}",
+        r.body
+    );
+    let heap: u64 = r
+        .body
+        .split("\"max_heap_mib\":")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no max_heap_mib in {}", r.body));
+    assert!(
+        (100..=200).contains(&heap),
+        "the heap is 75% of the 256M limit, not the host's memory: {heap} MiB"
+    );
+}

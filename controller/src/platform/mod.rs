@@ -539,6 +539,9 @@ impl Platform {
         self.not_paused_elsewhere(app).await?;
         let local = {
             let mut locks = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
+            // Locks no one holds or waits for are dropped, so deleted apps' names do
+            // not pile up.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
             Arc::clone(locks.entry(app.clone()).or_default())
         };
         // A canary that pauses while this waits keeps the lock: then this gives up.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use bytes::Bytes;
 use http::Method;
 use paas_api::{
@@ -42,7 +43,7 @@ pub struct Args {
     /// A YAML file of values for ((NAME)) in the manifest; repeatable.
     #[arg(long = "vars-file", value_name = "FILE")]
     vars_files: Vec<PathBuf>,
-    /// The app folder to upload [default: .].
+    /// The app folder to upload, or a .jar, .war or .zip whose files to upload [default: .].
     #[arg(short = 'p', long = "path", value_name = "PATH")]
     path: Option<PathBuf>,
     /// How many instances to run [default: as many as it runs now; 1 for a new app].
@@ -352,11 +353,15 @@ fn plan(args: &Args, m: ManifestApp) -> Result<Plan, Failure> {
         .clone()
         .or(m.path)
         .unwrap_or_else(|| PathBuf::from("."));
-    if !path.is_dir() {
-        return Err(
-            Failure::new(exit::UPLOAD, format!("{} is not a folder", path.display()))
-                .with_hint("give the app's folder with -p PATH, or `path:` in the manifest"),
-        );
+    if !path.is_dir() && !archive::is_zip_app(&path) {
+        return Err(Failure::new(
+            exit::UPLOAD,
+            format!(
+                "{} is not a folder, nor a .jar, .war or .zip file",
+                path.display()
+            ),
+        )
+        .with_hint("give the app's folder (or its JAR) with -p PATH, or `path:` in the manifest"));
     }
     Ok(Plan {
         name,
@@ -418,11 +423,21 @@ async fn push_one(
 
     let tmp = tempfile::NamedTempFile::new()
         .map_err(|e| Failure::new(exit::UPLOAD, format!("creating a temporary file: {e}")))?;
-    let dir = path.clone();
-    let entries = tokio::task::spawn_blocking(move || archive::collect(&dir))
-        .await
-        .map_err(|e| Failure::new(exit::UPLOAD, e.to_string()))?
-        .map_err(|e| Failure::new(exit::UPLOAD, format!("reading {}: {e:#}", path.display())))?;
+    let app = path.clone();
+    // A JAR (or WAR, ZIP) is pushed as the files it holds, as cf does; they stay in
+    // `_unpacked` until the upload is sent.
+    let (_unpacked, entries) = tokio::task::spawn_blocking(move || {
+        if !archive::is_zip_app(&app) {
+            return archive::collect(&app).map(|e| (None, e));
+        }
+        let unpacked = tempfile::tempdir().context("making a temporary folder")?;
+        archive::unzip(&app, unpacked.path())?;
+        let entries = archive::collect(unpacked.path())?;
+        Ok((Some(unpacked), entries))
+    })
+    .await
+    .map_err(|e| Failure::new(exit::UPLOAD, e.to_string()))?
+    .map_err(|e| Failure::new(exit::UPLOAD, format!("reading {}: {e:#}", path.display())))?;
     // Ask which file contents the platform holds already; those are not sent.
     let refs: std::collections::HashSet<ResourceRef> = entries
         .iter()
