@@ -2,10 +2,16 @@
 # Stages a tiny static app (many times) and a 10,000-file app on a fresh paasd and
 # prints how long staging took and how much of that was the platform's own work (the
 # rest is time inside buildpack scripts, which paas measures in the staging container).
+# Then stages the Python and Node.js examples with real dependencies, cold (a new app,
+# an empty build cache) and cached (`paas restage`: the build cache has what the last
+# staging installed), three times each: Python from vendored wheels (Flask, Requests,
+# Jinja2, ... downloaded here with pip), Node.js from a package-lock.json (Express and
+# friends, fetched by npm from the registry: the app is allowed outbound access).
 #
-#   sudo benches/staging.sh [RUNS]      (default 15 pushes of the tiny app)
+#   benches/staging.sh [RUNS]      (as root; default 15 pushes of the tiny app)
 #
-# Last line: staging overhead ms: N   (median platform time of a tiny-app staging)
+# Last line: cached restage ratio: X.XX   (median cached staging / median cold staging,
+#                                          Python and Node.js together)
 #
 # Peers: a cached `pack build` needs a Docker daemon and `cf push` a Cloud Foundry; neither
 # can run on this host, so their published figures are quoted in the issue instead.
@@ -48,3 +54,37 @@ for app in tiny big; do
   echo "$app app: $(wc -l < "$work/$app.txt") stagings, median ${total} ms, ${scripts} ms in buildpack scripts, ${platform} ms platform"
 done
 echo "staging overhead ms: $(awk '{ print $3 }' "$work/tiny.txt" | median)"
+
+# Cold and cached stagings of apps with dependencies (on the host stack: this paasd has
+# no built one).
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
+command -v pip3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null; }
+cp -r examples/python-app "$work/py"
+printf 'flask==3.0.3\nrequests==2.32.3\npyyaml==6.0.2\n' > "$work/py/requirements.txt"
+pip3 download --quiet --disable-pip-version-check --dest "$work/py/vendor" \
+  --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+  -r "$work/py/requirements.txt"
+cp -r examples/node-app "$work/node"
+(cd "$work/node" && npm install --package-lock-only --no-audit --no-fund --silent \
+  express@4 body-parser@1 lodash@4 moment@2 >/dev/null)
+stage_ms() { # what paas printed -> the staging's total ms
+  sed -n 's/.*Staged in \([0-9]*\) ms.*/\1/p' | tail -1
+}
+for app in py node; do
+  : > "$work/$app-cold.txt"
+  : > "$work/$app-cached.txt"
+  for i in 1 2 3; do
+    name="deps-$app-$i"
+    # The app is made with a static site first, to allow it outbound access before
+    # its first staging; each buildpack keeps a build cache of its own.
+    target/release/paas push "$name" -p "$work/tiny" -m 256M --no-start >/dev/null
+    target/release/paas allow-outbound "$name" >/dev/null
+    target/release/paas push "$name" -p "$work/$app" -m 256M | stage_ms >> "$work/$app-cold.txt"
+    target/release/paas restage "$name" | stage_ms >> "$work/$app-cached.txt"
+    target/release/paas delete "$name" -f >/dev/null
+  done
+  echo "$app with dependencies: cold stagings $(paste -sd' ' "$work/$app-cold.txt") ms, cached $(paste -sd' ' "$work/$app-cached.txt") ms"
+done
+cold=$(( $(median < "$work/py-cold.txt") + $(median < "$work/node-cold.txt") ))
+cached=$(( $(median < "$work/py-cached.txt") + $(median < "$work/node-cached.txt") ))
+echo "cached restage ratio: $(awk -v a="$cached" -v b="$cold" 'BEGIN { printf "%.2f", a / b }')"

@@ -37,6 +37,9 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "python3-pip",
     "python3-venv",
     "nodejs",
+    // Debian's nodejs comes without npm; Yarn (1.x) is `yarnpkg`.
+    "npm",
+    "yarnpkg",
     "nginx-light",
     "golang-go",
     "php8.2-fpm",

@@ -162,3 +162,143 @@ fn ruby_and_java_apps_run_on_the_stack_s_languages() {
         "the heap is 75% of the 256M limit, not the host's memory: {heap} MiB"
     );
 }
+
+#[test]
+fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build_cache() {
+    let d = Daemon::start_in(data_dir_with_stack(), &[]);
+
+    // Python: a Pipfile.lock that pins a wheel vendored in vendor/ (staging is offline).
+    let py = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/python-app"), py.path());
+    std::fs::remove_file(py.path().join("requirements.txt")).unwrap();
+    std::fs::write(
+        py.path().join("Pipfile.lock"),
+        r#"{"_meta": {}, "default": {"greeting": {"version": "==1.0"}}, "develop": {"pytest": {"version": "==8.0.0"}}}"#,
+    )
+    .unwrap();
+    std::fs::create_dir(py.path().join("vendor")).unwrap();
+    write_wheel(&py.path().join("vendor/greeting-1.0-py3-none-any.whl"));
+    let path = py.path().to_str().unwrap();
+    let first = d.paas_ok(&["push", "pinned-py", "-p", path]);
+    assert!(
+        first.contains("Installing what Pipfile.lock pins"),
+        "{first}"
+    );
+    assert!(first.contains("Installed packages cache: miss"), "{first}");
+    let probe = "python3 -c 'import greeting; print(greeting.WORD)'";
+    assert_eq!(
+        d.paas_ok(&["exec", "pinned-py", "--", "sh", "-c", probe])
+            .trim(),
+        "cached"
+    );
+    let again = d.paas_ok(&["push", "pinned-py", "-p", path]);
+    assert!(again.contains("Installed packages cache: hit"), "{again}");
+    assert_eq!(d.get("pinned-py.localhost", "/").status, 200);
+
+    // Node.js: `npm ci` from a package-lock.json (made here by npm) whose one
+    // dependency is a tarball in the app, so that staging needs no registry.
+    let node = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples/node-app"), node.path());
+    write_npm_tarball(&node.path().join("greeting-1.0.0.tgz"));
+    let mut package: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(node.path().join("package.json")).unwrap())
+            .unwrap();
+    package["dependencies"] = serde_json::json!({ "greeting": "file:greeting-1.0.0.tgz" });
+    std::fs::write(node.path().join("package.json"), package.to_string()).unwrap();
+    let locked = std::process::Command::new("npm")
+        .args([
+            "install",
+            "--package-lock-only",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+        ])
+        .current_dir(node.path())
+        .output()
+        .expect("running the host's npm");
+    assert!(
+        locked.status.success() && node.path().join("package-lock.json").exists(),
+        "npm made no package-lock.json: {}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+    let path = node.path().to_str().unwrap();
+    let first = d.paas_ok(&["push", "locked-node", "-p", path]);
+    assert!(
+        first.contains("Installing dependencies with npm (package-lock.json)"),
+        "{first}"
+    );
+    assert!(first.contains("Installed modules cache: miss"), "{first}");
+    let probe = "node -e 'console.log(require(\"greeting\").word)'";
+    assert_eq!(
+        d.paas_ok(&["exec", "locked-node", "--", "sh", "-c", probe])
+            .trim(),
+        "cached"
+    );
+    let again = d.paas_ok(&["push", "locked-node", "-p", path]);
+    assert!(again.contains("Installed modules cache: hit"), "{again}");
+    assert_eq!(d.get("locked-node.localhost", "/").status, 200);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A pure-Python wheel of the package `greeting` 1.0, whose `WORD` is "cached".
+fn write_wheel(path: &std::path::Path) {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let info = "greeting-1.0.dist-info";
+    let files = [
+        (
+            "greeting/__init__.py".to_string(),
+            "WORD = \"cached\"\n".to_string(),
+        ),
+        (
+            format!("{info}/METADATA"),
+            "Metadata-Version: 2.1\nName: greeting\nVersion: 1.0\n".into(),
+        ),
+        (
+            format!("{info}/WHEEL"),
+            "Wheel-Version: 1.0\nGenerator: paas-e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                .into(),
+        ),
+        (
+            format!("{info}/RECORD"),
+            format!("greeting/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n"),
+        ),
+    ];
+    for (name, body) in files {
+        w.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(body.as_bytes()).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// An npm package tarball of `greeting` 1.0.0, whose `word` is "cached".
+fn write_npm_tarball(path: &std::path::Path) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let files = [
+        (
+            "package/package.json",
+            r#"{"name": "greeting", "version": "1.0.0", "main": "index.js"}"#,
+        ),
+        ("package/index.js", "exports.word = \"cached\";\n"),
+    ];
+    for (name, body) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(body.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, body.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
