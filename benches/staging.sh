@@ -5,8 +5,10 @@
 # Then stages the Python and Node.js examples with real dependencies, cold (a new app,
 # an empty build cache) and cached (`paas restage`: the build cache has what the last
 # staging installed), three times each: Python from vendored wheels (Flask, Requests,
-# Jinja2, ... downloaded here with pip), Node.js from a package-lock.json (Express and
-# friends, fetched by npm from the registry: the app is allowed outbound access).
+# PyYAML and what they need, downloaded here with pip), Node.js with `npm ci` from a
+# package-lock.json (Lodash, Moment, Axios, Yargs, Chalk and what they need, fetched
+# here with npm and vendored as tarballs: a set in which no two packages need different
+# versions of a third, so that every package the lockfile names is one tarball).
 #
 #   benches/staging.sh [RUNS]      (as root; default 15 pushes of the tiny app)
 #
@@ -56,7 +58,9 @@ done
 echo "staging overhead ms: $(awk '{ print $3 }' "$work/tiny.txt" | median)"
 
 # Cold and cached stagings of apps with dependencies (on the host stack: this paasd has
-# no built one).
+# no built one). Staging is offline, so the dependencies come with the apps: Python
+# wheels in vendor/, and for Node.js a tarball per package in vendor/ that the
+# package-lock.json names (npm installs them as it would from the registry).
 command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm >/dev/null; }
 command -v pip3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null; }
 cp -r examples/python-app "$work/py"
@@ -64,9 +68,24 @@ printf 'flask==3.0.3\nrequests==2.32.3\npyyaml==6.0.2\n' > "$work/py/requirement
 pip3 download --quiet --disable-pip-version-check --dest "$work/py/vendor" \
   --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
   -r "$work/py/requirements.txt"
-cp -r examples/node-app "$work/node"
-(cd "$work/node" && npm install --package-lock-only --no-audit --no-fund --silent \
-  express@4 body-parser@1 lodash@4 moment@2 >/dev/null)
+mkdir -p "$work/npm" "$work/node/vendor"
+cp examples/node-app/* "$work/node/"
+(cd "$work/npm" && echo '{"private": true}' > package.json \
+  && npm install --no-audit --no-fund --silent lodash@4 moment@2 axios@1 yargs@17 chalk@4 uuid@9 dayjs@1 commander@11 >/dev/null)
+deps=
+for d in "$work"/npm/node_modules/* "$work"/npm/node_modules/@*/*; do
+  [ -f "$d/package.json" ] || continue
+  name=${d#"$work"/npm/node_modules/}
+  file=$(echo "$name" | tr '/@' '-_').tgz
+  tar -czf "$work/node/vendor/$file" -C "$(dirname "$d")" --exclude=node_modules \
+    --transform "s,^$(basename "$d"),package," "$(basename "$d")"
+  deps="$deps\"$name\": \"file:vendor/$file\","
+done
+(cd "$work/node" \
+  && node -e 'const fs = require("fs"); const p = JSON.parse(fs.readFileSync("package.json"));
+      p.dependencies = JSON.parse("{" + process.argv[1].replace(/,$/, "") + "}");
+      fs.writeFileSync("package.json", JSON.stringify(p, null, 2));' "$deps" \
+  && npm install --package-lock-only --offline --no-audit --no-fund --silent)
 stage_ms() { # what paas printed -> the staging's total ms
   sed -n 's/.*Staged in \([0-9]*\) ms.*/\1/p' | tail -1
 }
@@ -75,10 +94,6 @@ for app in py node; do
   : > "$work/$app-cached.txt"
   for i in 1 2 3; do
     name="deps-$app-$i"
-    # The app is made with a static site first, to allow it outbound access before
-    # its first staging; each buildpack keeps a build cache of its own.
-    target/release/paas push "$name" -p "$work/tiny" -m 256M --no-start >/dev/null
-    target/release/paas allow-outbound "$name" >/dev/null
     target/release/paas push "$name" -p "$work/$app" -m 256M | stage_ms >> "$work/$app-cold.txt"
     target/release/paas restage "$name" | stage_ms >> "$work/$app-cached.txt"
     target/release/paas delete "$name" -f >/dev/null

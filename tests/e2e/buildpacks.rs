@@ -136,7 +136,7 @@ fn buildpacks_upload_as_zip_and_unsafe_ones_are_refused() {
     }
     let out = d.paas_ok(&["create-buildpack", "zipped", zip_path.to_str().unwrap()]);
     assert!(
-        out.contains("Created buildpack zipped (heroku) at position 7"),
+        out.contains("Created buildpack zipped (heroku) at position 9"),
         "{out}"
     );
     let app = tempfile::tempdir().unwrap();

@@ -193,6 +193,11 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
     );
     let again = d.paas_ok(&["push", "pinned-py", "-p", path]);
     assert!(again.contains("Installed packages cache: hit"), "{again}");
+    // A build that used its cache and changed nothing in it does not pack it again.
+    assert!(
+        again.contains("Build cache for python: unchanged"),
+        "{again}"
+    );
     assert_eq!(d.get("pinned-py.localhost", "/").status, 200);
 
     // Node.js: `npm ci` from a package-lock.json (made here by npm) whose one
