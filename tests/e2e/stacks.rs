@@ -169,7 +169,7 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
 
     // Python: a Pipfile.lock that pins a wheel vendored in vendor/ (staging is offline).
     let py = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("examples/python-app"), py.path());
+    copy_files(&repo().join("examples/python-app"), py.path());
     std::fs::remove_file(py.path().join("requirements.txt")).unwrap();
     std::fs::write(
         py.path().join("Pipfile.lock"),
@@ -203,7 +203,7 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
     // Node.js: `npm ci` from a package-lock.json (made here by npm) whose one
     // dependency is a tarball in the app, so that staging needs no registry.
     let node = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("examples/node-app"), node.path());
+    copy_files(&repo().join("examples/node-app"), node.path());
     write_npm_tarball(&node.path().join("greeting-1.0.0.tgz"));
     let mut package: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(node.path().join("package.json")).unwrap())
@@ -244,7 +244,8 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
     assert_eq!(d.get("locked-node.localhost", "/").status, 200);
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+/// Copies the files at the top of `from` (not its folders) into `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
     for e in std::fs::read_dir(from).unwrap().flatten() {
         if e.file_type().unwrap().is_file() {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
