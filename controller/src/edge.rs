@@ -59,6 +59,8 @@ pub struct Edge {
     /// The pid of the router this run started with nothing behind it yet (none was
     /// running): what a start that fails must not leave behind.
     fresh: Option<u32>,
+    /// paasd did not start and stopped that router: it is not started again.
+    given_up: std::sync::atomic::AtomicBool,
 }
 
 /// How long a change waits for the router to apply it before its answer goes out.
@@ -83,6 +85,7 @@ impl Edge {
             sync_asked: std::sync::atomic::AtomicU64::new(0),
             synced: watch::channel(0).0,
             fresh: None,
+            given_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -90,8 +93,10 @@ impl Edge {
     /// paasd's start has gone through: a paasd that fails to start (etcd unreachable,
     /// a bad flag found late) leaves no router behind. A router an earlier run left is
     /// never stopped so: traffic to its instances goes on.
-    pub fn until_started(&self) -> FreshRouter {
-        FreshRouter { pid: self.fresh }
+    pub fn until_started(self: &Arc<Self>) -> FreshRouter {
+        FreshRouter {
+            armed: self.fresh.map(|pid| (pid, Arc::clone(self))),
+        }
     }
 
     /// Waits (2 s at most) until the router has applied every table and certificate
@@ -532,7 +537,7 @@ async fn feed(
                 Some(FromRouter::Access(lines)) => access(&lines),
                 Some(FromRouter::Synced(n)) => edge.note_synced(n),
                 Some(FromRouter::Hello(_)) => {}
-                None => match respawn(&launcher, addrs.as_ref()).await {
+                None => match respawn(&edge, &launcher, addrs.as_ref()).await {
                     Some(c) => conn = c,
                     None => return,
                 },
@@ -598,7 +603,7 @@ async fn feed(
             },
         };
         if ended {
-            match respawn(&launcher, addrs.as_ref()).await {
+            match respawn(&edge, &launcher, addrs.as_ref()).await {
                 Some(c) => {
                     conn = c;
                     certificates.mark_changed();
@@ -624,8 +629,12 @@ async fn send_latest<T: Clone>(
     }
 }
 
-/// Starts the router again after it died, on the same ports, trying every second.
-async fn respawn(launcher: &Launcher, addrs: Option<&RouterAddrs>) -> Option<Conn> {
+/// Starts the router again after it died, on the same ports, trying every second;
+/// `None` when paasd did not start and stopped it ([`FreshRouter`]).
+async fn respawn(edge: &Edge, launcher: &Launcher, addrs: Option<&RouterAddrs>) -> Option<Conn> {
+    if edge.given_up.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
     tracing::error!("the router ended: starting it again on the same ports");
     for attempt in 1..=u32::MAX {
         match launcher.spawn(addrs, None).await {
@@ -643,24 +652,39 @@ async fn respawn(launcher: &Launcher, addrs: Option<&RouterAddrs>) -> Option<Con
 
 /// See [`Edge::until_started`].
 pub struct FreshRouter {
-    pid: Option<u32>,
+    /// The router's pid, and the edge that would start it again if it died.
+    armed: Option<(u32, Arc<Edge>)>,
 }
 
 impl FreshRouter {
     /// paasd started: the router stays.
     pub fn disarm(mut self) {
-        self.pid = None;
+        self.armed = None;
     }
 }
 
 impl Drop for FreshRouter {
     fn drop(&mut self) {
-        if let Some(pid) = self.pid.and_then(|p| i32::try_from(p).ok()) {
-            tracing::info!(pid, "paasd did not start: stopping the router it started");
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        let Some((pid, edge)) = self.armed.take() else {
+            return;
+        };
+        let Ok(pid) = i32::try_from(pid) else { return };
+        tracing::info!(pid, "paasd did not start: stopping the router it started");
+        // Told before the kill, so that the feed does not start it again.
+        edge.given_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        // Gone before paasd exits, so that whoever started paasd finds nothing of it
+        // left: reaped if it is paasd's child, else waited for (2 s at most) until the
+        // kernel has torn it down (a zombie's command line reads empty).
+        let _ = nix::sys::wait::waitpid(pid, None);
+        for _ in 0..200 {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }
