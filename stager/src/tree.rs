@@ -434,4 +434,26 @@ mod tests {
         assert_eq!(t.read(Path::new("big"), 100).unwrap().unwrap().len(), 100);
         assert_eq!(t.read(Path::new("missing"), 100).unwrap(), None);
     }
+
+    #[test]
+    fn a_digest_sees_changes_inside_and_never_follows_links_out() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "a").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("deps")).unwrap();
+        std::fs::write(root.path().join("deps/pkg.py"), "x = 1").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+        let tree = Tree::open(root.path()).unwrap();
+        let digest = || tree.digest(Path::new(""), 100).unwrap();
+        let first = digest();
+        assert_eq!(digest(), first, "nothing changed");
+        // What the link points at is not the tree's.
+        std::fs::write(outside.path().join("secret"), "changed, and longer").unwrap();
+        std::fs::write(outside.path().join("more"), "b").unwrap();
+        assert_eq!(digest(), first, "the link was not followed");
+        std::fs::write(root.path().join("deps/pkg.py"), "x = 22").unwrap();
+        assert_ne!(digest(), first, "a file inside changed");
+        // A tree with more names than allowed is an error, not a long walk.
+        assert!(tree.digest(Path::new(""), 2).is_err());
+    }
 }
