@@ -178,27 +178,20 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
     .unwrap();
     std::fs::create_dir(py.path().join("vendor")).unwrap();
     write_wheel(&py.path().join("vendor/greeting-1.0-py3-none-any.whl"));
-    let path = py.path().to_str().unwrap();
-    let first = d.paas_ok(&["push", "pinned-py", "-p", path]);
-    assert!(
-        first.contains("Installing what Pipfile.lock pins"),
-        "{first}"
+    push_twice(
+        &d,
+        ("pinned-py", py.path()),
+        "python3 -c 'import greeting; print(greeting.WORD)'",
+        &[
+            "Installing what Pipfile.lock pins",
+            "Installed packages cache: miss",
+        ],
+        // A build that used its cache and changed nothing in it does not pack it again.
+        &[
+            "Installed packages cache: hit",
+            "Build cache for python: unchanged",
+        ],
     );
-    assert!(first.contains("Installed packages cache: miss"), "{first}");
-    let probe = "python3 -c 'import greeting; print(greeting.WORD)'";
-    assert_eq!(
-        d.paas_ok(&["exec", "pinned-py", "--", "sh", "-c", probe])
-            .trim(),
-        "cached"
-    );
-    let again = d.paas_ok(&["push", "pinned-py", "-p", path]);
-    assert!(again.contains("Installed packages cache: hit"), "{again}");
-    // A build that used its cache and changed nothing in it does not pack it again.
-    assert!(
-        again.contains("Build cache for python: unchanged"),
-        "{again}"
-    );
-    assert_eq!(d.get("pinned-py.localhost", "/").status, 200);
 
     // Node.js: `npm ci` from a package-lock.json (made here by npm) whose one
     // dependency is a tarball in the app, so that staging needs no registry.
@@ -226,22 +219,42 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
         "npm made no package-lock.json: {}",
         String::from_utf8_lossy(&locked.stderr)
     );
-    let path = node.path().to_str().unwrap();
-    let first = d.paas_ok(&["push", "locked-node", "-p", path]);
-    assert!(
-        first.contains("Installing dependencies with npm (package-lock.json)"),
-        "{first}"
+    push_twice(
+        &d,
+        ("locked-node", node.path()),
+        "node -e 'console.log(require(\"greeting\").word)'",
+        &[
+            "Installing dependencies with npm (package-lock.json)",
+            "Installed modules cache: miss",
+        ],
+        &["Installed modules cache: hit"],
     );
-    assert!(first.contains("Installed modules cache: miss"), "{first}");
-    let probe = "node -e 'console.log(require(\"greeting\").word)'";
+}
+
+/// Pushes `app` from its folder twice: the first push says each of `first`, its
+/// dependency loads (`probe` prints "cached"), the second push says each of `again`,
+/// and the app answers through the router.
+fn push_twice(
+    d: &Daemon,
+    (app, dir): (&str, &std::path::Path),
+    probe: &str,
+    first: &[&str],
+    again: &[&str],
+) {
+    let path = dir.to_str().unwrap();
+    let out = d.paas_ok(&["push", app, "-p", path]);
+    for said in first {
+        assert!(out.contains(said), "{out}");
+    }
     assert_eq!(
-        d.paas_ok(&["exec", "locked-node", "--", "sh", "-c", probe])
-            .trim(),
+        d.paas_ok(&["exec", app, "--", "sh", "-c", probe]).trim(),
         "cached"
     );
-    let again = d.paas_ok(&["push", "locked-node", "-p", path]);
-    assert!(again.contains("Installed modules cache: hit"), "{again}");
-    assert_eq!(d.get("locked-node.localhost", "/").status, 200);
+    let out = d.paas_ok(&["push", app, "-p", path]);
+    for said in again {
+        assert!(out.contains(said), "{out}");
+    }
+    assert_eq!(d.get(&format!("{app}.localhost"), "/").status, 200);
 }
 
 /// Copies the files at the top of `from` (not its folders) into `to`.
