@@ -11,9 +11,13 @@
 //! `/etc` the platform writes for it lies in `stack-etc/NAME/`), so it may be a link to a
 //! stack built elsewhere.
 //!
-//! One stack holds what apps build with and run on (compilers would go in it too): a
-//! droplet runs on exactly the libraries it was built against, and the root is shared
-//! read-only by every container, so its size costs no more per app.
+//! One stack holds what apps build with and run on, compilers and headers included,
+//! where Heroku and Cloud Foundry keep a build image beside a smaller run image: a
+//! droplet then runs on exactly the libraries it was built against (no second image to
+//! keep in step, nothing built against a header whose library the run image lacks), and
+//! the root is shared read-only by every container, so its size costs no more per app.
+//! A compiler in the run image gives a tenant nothing it could not upload anyway: the
+//! boundary is the container, not the tools inside it.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -50,9 +54,24 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "puma",
     // Java: executable JARs run on the JRE.
     "openjdk-17-jre-headless",
+    // To build what apps bring: C compilers and make (native Python, Ruby and Node.js
+    // extensions, cgo), git (dependencies named by a repository), the language
+    // headers, and the headers of the common libraries below.
+    "build-essential",
+    "pkg-config",
+    "git",
+    "python3-dev",
+    "python3-setuptools",
+    "ruby-dev",
+    "libpq-dev",
+    "libxml2-dev",
+    "libssl-dev",
+    "libffi-dev",
+    "zlib1g-dev",
     "libpq5",
     "libxml2",
     "libssl3",
+    "imagemagick",
     "tzdata",
 ];
 

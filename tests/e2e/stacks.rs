@@ -231,6 +231,63 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
     );
 }
 
+#[test]
+fn a_dependency_in_c_is_compiled_at_staging_with_the_stack_s_compilers() {
+    let d = Daemon::start_in(data_dir_with_stack(), &[]);
+
+    // A Python app whose one requirement is a source distribution with a C extension,
+    // vendored (staging is offline): pip builds it with the stack's gcc and Python.h.
+    let app = tempfile::tempdir().unwrap();
+    copy_files(&repo().join("examples/python-app"), app.path());
+    std::fs::write(app.path().join("requirements.txt"), "nativeword==1.0\n").unwrap();
+    std::fs::create_dir(app.path().join("vendor")).unwrap();
+    write_tar_gz(
+        &app.path().join("vendor/nativeword-1.0.tar.gz"),
+        &[
+            (
+                "nativeword-1.0/PKG-INFO",
+                "Metadata-Version: 2.1\nName: nativeword\nVersion: 1.0\n",
+            ),
+            (
+                "nativeword-1.0/setup.py",
+                "from setuptools import setup, Extension\n\
+                 setup(name=\"nativeword\", version=\"1.0\",\n\
+                 \x20     ext_modules=[Extension(\"nativeword\", [\"nativeword.c\"])])\n",
+            ),
+            ("nativeword-1.0/nativeword.c", NATIVE_WORD_C),
+        ],
+    );
+    let out = d.paas_ok(&["push", "native", "-p", app.path().to_str().unwrap()]);
+    assert!(out.contains("Building wheel for nativeword"), "{out}");
+    let probe = "python3 -c 'import nativeword; print(nativeword.__file__.endswith(\".so\"), nativeword.word())'";
+    assert_eq!(
+        d.paas_ok(&["exec", "native", "--", "sh", "-c", probe])
+            .trim(),
+        "True compiled"
+    );
+    assert_eq!(d.get("native.localhost", "/").status, 200);
+
+    // The rest of what builds need is there too.
+    let tools = "make --version | head -1; git --version; pkg-config --modversion libpq";
+    let said = d.paas_ok(&["exec", "native", "--", "sh", "-c", tools]);
+    assert!(
+        said.contains("GNU Make") && said.contains("git version") && said.contains("15."),
+        "{said}"
+    );
+}
+
+/// A Python module in C: `nativeword.word()` returns "compiled".
+const NATIVE_WORD_C: &str = r#"#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *word(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString("compiled");
+}
+static PyMethodDef methods[] = {{"word", word, METH_NOARGS, "The word."}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "nativeword", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_nativeword(void) { return PyModule_Create(&module); }
+"#;
+
 /// Pushes `app` from its folder twice: the first push says each of `first`, its
 /// dependency loads (`probe` prints "cached"), the second push says each of `again`,
 /// and the app answers through the router.
@@ -300,18 +357,25 @@ fn write_wheel(path: &std::path::Path) {
 
 /// An npm package tarball of `greeting` 1.0.0, whose `word` is "cached".
 fn write_npm_tarball(path: &std::path::Path) {
+    write_tar_gz(
+        path,
+        &[
+            (
+                "package/package.json",
+                r#"{"name": "greeting", "version": "1.0.0", "main": "index.js"}"#,
+            ),
+            ("package/index.js", "exports.word = \"cached\";\n"),
+        ],
+    );
+}
+
+/// A gzipped tarball of `files` (name, text).
+fn write_tar_gz(path: &std::path::Path, files: &[(&str, &str)]) {
     let gz = flate2::write::GzEncoder::new(
         std::fs::File::create(path).unwrap(),
         flate2::Compression::default(),
     );
     let mut tar = tar::Builder::new(gz);
-    let files = [
-        (
-            "package/package.json",
-            r#"{"name": "greeting", "version": "1.0.0", "main": "index.js"}"#,
-        ),
-        ("package/index.js", "exports.word = \"cached\";\n"),
-    ];
     for (name, body) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(body.len() as u64);
