@@ -58,9 +58,17 @@ pub fn read_ca(path: &str) -> Result<String, Failure> {
     })
 }
 
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// Whether the target comes from `PAAS_API` and `PAAS_TOKEN` rather than the config.
+pub fn from_environment() -> bool {
+    env("PAAS_API").is_some() && env("PAAS_TOKEN").is_some()
+}
+
 /// The target from the environment, else from the saved config.
 pub fn load(skip_ssl_validation: bool) -> Result<Target, Failure> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut target = match (env("PAAS_API"), env("PAAS_TOKEN")) {
         (Some(api), Some(token)) => Target {
             api,

@@ -22,6 +22,14 @@ pub struct TargetArgs {
 pub async fn target(args: TargetArgs, ctx: super::Ctx) -> Result<(), Failure> {
     let mut t = crate::config::load(ctx.skip_ssl_validation)?;
     if let Some(space) = args.space {
+        // A space saved in the config file would never be read: the environment's
+        // target wins over the file (config::load).
+        if crate::config::from_environment() {
+            return Err(Failure::general(format!(
+                "cannot switch to space {space}: PAAS_API and PAAS_TOKEN are set, so the CLI does not read a saved space"
+            ))
+            .with_hint(format!("set PAAS_SPACE={space} instead, or unset PAAS_API and PAAS_TOKEN and use `paas login`")));
+        }
         let _: SpaceInfo = super::client(ctx)?
             .json(Method::GET, &format!("/v1/spaces/{space}"), None::<&()>)
             .await?;

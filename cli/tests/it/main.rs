@@ -67,3 +67,17 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     assert_eq!(code, Some(1));
     golden("not-logged-in.txt", &err);
 }
+
+#[test]
+fn switching_space_is_refused_when_the_environment_names_the_target() {
+    let out = Command::new(env!("CARGO_BIN_EXE_paas"))
+        .args(["target", "-s", "other"])
+        .env("PAAS_HOME", "/nonexistent/paas-home")
+        .env("PAAS_API", "https://127.0.0.1:1")
+        .env("PAAS_TOKEN", "t")
+        .output()
+        .expect("running paas");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("set PAAS_SPACE=other instead"), "{stderr}");
+}
