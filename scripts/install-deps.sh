@@ -4,7 +4,7 @@
 # stack's languages, used by the shipped buildpacks), a C and C++ compiler (the fuzz
 # target's libFuzzer), protoc with the well-known protobuf files (the etcd client is
 # generated at build time), etcd-server (the state store's tests), mmdebstrap (stacks),
-# and a Rust toolchain check.
+# chromium with its WebDriver (the web console's tests), and a Rust toolchain check.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,6 +31,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v etcd >/dev/null || missing+=(etcd-server)
 # Stacks: `paasd stack build` makes a Debian root filesystem with mmdebstrap.
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+# The web console's tests drive a real headless Chromium through WebDriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -3,11 +3,13 @@
 //! workspace binaries built (`cargo build --workspace`), which the test command does.
 
 mod api_spec;
+mod browser;
 mod buildpacks;
 mod cells;
 mod chaos;
 mod cluster;
 mod conformance;
+mod console;
 mod disk;
 mod escape;
 mod etcd;

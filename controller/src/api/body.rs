@@ -30,6 +30,15 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response<ApiBody> {
     r
 }
 
+/// `data` as it is, of the given type.
+pub fn bytes(status: u16, data: &'static [u8], content_type: &'static str) -> Response<ApiBody> {
+    let mut r = Response::new(Full::new(Bytes::from_static(data)).boxed());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
 pub fn failure(f: Failure) -> Response<ApiBody> {
     json(f.status, &f.body)
 }

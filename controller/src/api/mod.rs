@@ -12,6 +12,7 @@
 mod accounts;
 mod apps;
 pub(crate) mod body;
+mod console;
 mod extract;
 mod failure;
 mod page;
@@ -433,6 +434,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         );
     }
     router
+        .merge(console::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(no_such_route)
         .with_state(platform)
@@ -531,7 +533,7 @@ pub async fn run(
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Finds who calls (from the bearer token) and lets the request through only if the
+/// Finds who calls (from the bearer token, or the console's cookie) and lets the request through only if the
 /// route's rule allows it; the handler finds the caller in the request's extensions.
 async fn authorize(
     State((platform, access)): State<(Arc<Platform>, Access)>,
@@ -540,7 +542,7 @@ async fn authorize(
     next: Next,
 ) -> Response {
     let address = req.extensions().get::<PeerAddr>().map(|a| a.0.ip());
-    let token = req
+    let bearer = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -549,6 +551,18 @@ async fn authorize(
         req.extensions_mut().insert(Caller::anonymous(address));
         return next.run(req).await;
     }
+    // Without a bearer token, the web console's session cookie, whose changes must
+    // carry its CSRF token.
+    let token = match bearer {
+        Some(token) => Some(token),
+        None => match console::session_token(req.headers()) {
+            Some(token) => match console::check_csrf(req.method(), req.headers(), token) {
+                Ok(()) => Some(token),
+                Err(refused) => return refused.into_response(),
+            },
+            None => None,
+        },
+    };
     let caller = match token {
         Some(token) => platform.caller(token, address).await,
         None => Err(crate::platform::Error::new(

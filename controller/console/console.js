@@ -1,0 +1,503 @@
+"use strict";
+// The paas console. It calls the same /v1 API as the CLI; its session is a cookie the
+// script cannot read, and every change carries the session's CSRF token. Tenant text
+// (names, env, log lines) is only ever set as text, never parsed as HTML.
+
+const session = { user: null, csrf: null };
+// What the page that is shown keeps running (a log stream, a refresh timer), stopped
+// when another page is shown.
+let leaving = [];
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const what = body && body.message ? body.message : `the API answered ${status}`;
+    super(body && body.hint ? `${what} (${body.hint})` : what);
+    this.status = status;
+  }
+}
+
+// el("td", { class: "x" }, "text", child): an element with attributes and children.
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// Stops what the page shown now keeps running; called before another is drawn.
+function leave() {
+  for (const stop of leaving) stop();
+  leaving = [];
+}
+
+function show(...nodes) {
+  document.getElementById("main").replaceChildren(...nodes);
+  document.documentElement.dataset.drawn = "yes";
+}
+
+function say(text) {
+  const status = document.getElementById("status");
+  status.textContent = text;
+  clearTimeout(say.timer);
+  say.timer = setTimeout(() => (status.textContent = ""), 6000);
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// fetch, trying a read again when the network failed under it (a browser on the
+// platform's own host sees a "network change" each time an instance's link comes or
+// goes). A change is never sent twice.
+async function fetchAgain(path, options) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(path, { credentials: "same-origin", ...options });
+    } catch (e) {
+      if ((options.method || "GET") !== "GET" || attempt >= 4 || e.name === "AbortError") throw e;
+      await pause(300 * attempt);
+    }
+  }
+}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (method !== "GET") headers["X-Csrf-Token"] = session.csrf || "";
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetchAgain(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (r.status === 401 && path !== "/console/session") {
+    session.user = null;
+    signInPage("Your session has ended: sign in again.");
+    throw new ApiError(401, { message: "signed out" });
+  }
+  if (!r.ok) {
+    let body = null;
+    try {
+      body = await r.json();
+    } catch (_) {
+      // Not the API's error envelope: the status says it.
+    }
+    throw new ApiError(r.status, body);
+  }
+  return r;
+}
+
+const getJson = async (path) => (await api("GET", path)).json();
+
+// The JSON values of an NDJSON answer, one by one, as they come.
+async function* ndjson(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (line) yield JSON.parse(line);
+    }
+  }
+}
+
+// A change whose answer may be a stream of deploy events (scale, start, restart,
+// rollback): done when the stream says so, an error if it says failed.
+async function change(method, path, body) {
+  const r = await api(method, path, body);
+  if (!(r.headers.get("content-type") || "").includes("ndjson")) return;
+  for await (const ev of ndjson(r)) {
+    if (ev.event === "phase") say(`${ev.phase}…`);
+    if (ev.event === "failed") throw new ApiError(422, ev.error);
+    if (ev.event === "paused") say(ev.message);
+  }
+}
+
+// Asks before a change (a dialog, reachable by keyboard); resolves true to go on.
+function confirmed(question) {
+  const dialog = document.getElementById("confirm");
+  document.getElementById("confirm-text").textContent = question;
+  dialog.returnValue = "";
+  dialog.showModal();
+  document.getElementById("confirm-cancel").focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+// Runs `work` after asking, says how it went, and draws the page again.
+async function act(question, work, done) {
+  if (question && !(await confirmed(question))) return;
+  try {
+    await work();
+    say(done);
+  } catch (e) {
+    say(`Failed: ${e.message}`);
+  }
+  route();
+}
+
+const mib = (bytes) => Math.round(bytes / 1048576);
+const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
+
+// --- Sign-in -----------------------------------------------------------------------
+
+function signInPage(message) {
+  leave();
+  document.getElementById("who").textContent = "";
+  document.getElementById("sign-out").hidden = true;
+  const error = el("p", { id: "sign-in-error", class: message ? "error" : null }, message || "");
+  const user = el("input", { id: "user", name: "user", autocomplete: "username", required: true });
+  const password = el("input", {
+    id: "password",
+    name: "password",
+    type: "password",
+    autocomplete: "current-password",
+    required: true,
+  });
+  const form = el(
+    "form",
+    { class: "signin", "aria-labelledby": "sign-in-title" },
+    el("h1", { id: "sign-in-title" }, "Sign in to paas"),
+    el("label", {}, "User", user),
+    el("label", {}, "Password", password),
+    el("button", { type: "submit", class: "primary", id: "sign-in" }, "Sign in"),
+    error,
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("POST", "/console/session", { user: user.value, password: password.value });
+      signedIn(await r.json());
+      if (!location.hash || location.hash === "#/") location.hash = "#/apps";
+      route();
+    } catch (err) {
+      error.className = "error";
+      error.textContent = err.message;
+    }
+  });
+  show(form);
+  user.focus();
+}
+
+function signedIn(who) {
+  session.user = who.name;
+  session.csrf = who.csrf;
+  document.getElementById("who").textContent = `${who.name}${who.admin ? " (admin)" : ""}`;
+  document.getElementById("sign-out").hidden = false;
+}
+
+async function signOut() {
+  try {
+    await api("DELETE", "/console/session");
+  } catch (_) {
+    // Signed out already.
+  }
+  session.user = session.csrf = null;
+  signInPage("Signed out.");
+}
+
+// --- Apps --------------------------------------------------------------------------
+
+const appColumns = [
+  ["name", "Name", (a) => a.name],
+  ["space", "Space", (a) => a.space],
+  ["state", "State", (a) => a.state],
+  ["instances", "Instances", (a) => a.running_instances],
+  ["memory", "Memory", (a) => a.settings.memory],
+  ["routes", "Routes", (a) => a.routes.join(" ")],
+];
+
+async function appsPage() {
+  const apps = await getJson("/v1/apps?per_page=1000");
+  let sortKey = "name";
+  let ascending = true;
+  const filter = el("input", { id: "filter", type: "search", placeholder: "name, space, state or route" });
+  const body = el("tbody");
+  const head = el("tr");
+  const draw = () => {
+    const needle = filter.value.trim().toLowerCase();
+    const [, , key] = appColumns.find(([k]) => k === sortKey);
+    const rows = apps
+      .filter((a) => !needle || [a.name, a.space, a.state, ...a.routes].some((t) => t.toLowerCase().includes(needle)))
+      .sort((x, y) => {
+        const [a, b] = [key(x), key(y)];
+        const order = typeof a === "number" ? a - b : String(a).localeCompare(String(b));
+        return ascending ? order : -order;
+      });
+    head.replaceChildren(
+      ...appColumns.map(([k, label]) =>
+        el(
+          "th",
+          { scope: "col", "aria-sort": k === sortKey ? (ascending ? "ascending" : "descending") : "none" },
+          el("button", { type: "button", onclick: () => sortBy(k) }, label),
+        ),
+      ),
+    );
+    body.replaceChildren(
+      ...rows.map((a) =>
+        el(
+          "tr",
+          { "data-app": a.name },
+          el("td", {}, el("a", { href: `#/apps/${encodeURIComponent(a.name)}` }, a.name)),
+          el("td", {}, a.space),
+          el("td", {}, a.state),
+          el("td", { class: "instances" }, `${a.running_instances} of ${a.settings.instances}`),
+          el("td", {}, `${a.settings.memory} MiB`),
+          el("td", {}, a.routes.join(", ")),
+        ),
+      ),
+    );
+    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 6 }, apps.length ? "No app matches." : "No apps yet: push one with `paas push NAME`.")));
+  };
+  const sortBy = (k) => {
+    ascending = k === sortKey ? !ascending : true;
+    sortKey = k;
+    draw();
+  };
+  filter.addEventListener("input", draw);
+  draw();
+  show(
+    el("h1", {}, "Apps"),
+    el("label", {}, "Filter", filter),
+    el("div", { class: "scroll" }, el("table", { id: "apps" }, el("caption", { class: "muted" }, `${apps.length} apps`), el("thead", {}, head), body)),
+  );
+}
+
+// --- One app -----------------------------------------------------------------------
+
+async function appPage(name) {
+  const path = `/v1/apps/${encodeURIComponent(name)}`;
+  const app = await getJson(path);
+  const [revisions, events] = await Promise.all([
+    getJson(`${path}/revisions`).catch(() => []),
+    getJson(`${path}/events`).catch(() => []),
+  ]);
+  const instances = el("tbody");
+  const drawInstances = (a) => {
+    const limits = Object.fromEntries((a.processes || []).map((p) => [p.process, p.memory]));
+    instances.replaceChildren(
+      ...a.instances.map((i) => {
+        const limit = limits[i.process] || a.settings.memory;
+        return el(
+          "tr",
+          { "data-instance": i.index },
+          el("td", {}, `${i.process} #${i.index}`),
+          el("td", { class: "state" }, i.state),
+          el("td", {}, `${i.cpu_percent.toFixed(1)} %`),
+          el(
+            "td",
+            {},
+            el("meter", { min: 0, max: limit, value: mib(i.memory_bytes), "aria-label": `memory of ${i.process} #${i.index}` }),
+            ` ${mib(i.memory_bytes)} of ${limit} MiB`,
+          ),
+          el("td", {}, `${mib(i.disk_bytes)} MiB${a.settings.disk ? ` of ${a.settings.disk} MiB` : ""}`),
+          el("td", { class: "muted" }, when(i.since_ms)),
+        );
+      }),
+    );
+    if (!a.instances.length) instances.append(el("tr", {}, el("td", { colspan: 6 }, "No instances.")));
+    document.getElementById("running").textContent = `${a.running_instances} of ${a.settings.instances} running · ${a.state}`;
+  };
+
+  const count = el("input", { id: "scale-instances", type: "number", min: 0, max: 1000, value: app.settings.instances });
+  const memory = el("input", { id: "scale-memory", type: "number", min: 1, value: app.settings.memory });
+  const scaleForm = el(
+    "form",
+    { "aria-label": "Scale" },
+    el("label", {}, "Instances", count),
+    el("label", {}, "Memory (MiB)", memory),
+    el("button", { type: "submit", id: "scale" }, "Scale"),
+  );
+  scaleForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const body = { instances: Number(count.value), memory: Number(memory.value) };
+    act(
+      `Scale ${name} to ${body.instances} instances of ${body.memory} MiB?`,
+      () => change("POST", `${path}/scale`, body),
+      `${name} scaled.`,
+    );
+  });
+
+  const actions = el(
+    "div",
+    { class: "actions" },
+    el("button", { type: "button", id: "start", onclick: () => act(`Start ${name}?`, () => change("POST", `${path}/start`), `${name} started.`) }, "Start"),
+    el("button", { type: "button", id: "restart", onclick: () => act(`Restart every instance of ${name}?`, () => change("POST", `${path}/restart`), `${name} restarted.`) }, "Restart"),
+    el("button", { type: "button", id: "stop", onclick: () => act(`Stop ${name}? It stops answering.`, () => change("POST", `${path}/stop`), `${name} stopped.`) }, "Stop"),
+    el(
+      "button",
+      {
+        type: "button",
+        id: "delete",
+        class: "danger",
+        onclick: () =>
+          act(`Delete ${name} and its instances? This cannot be undone.`, async () => {
+            await api("DELETE", path);
+            location.hash = "#/apps";
+          }, `${name} deleted.`),
+      },
+      "Delete",
+    ),
+  );
+
+  show(
+    el("p", {}, el("a", { href: "#/apps" }, "← Apps")),
+    el("h1", {}, name),
+    el("p", { id: "running" }),
+    el("p", { class: "muted" }, `Space ${app.space} · ${app.detected_buildpack || "no buildpack yet"} · `, app.url ? el("a", { href: app.url }, app.url) : "no route"),
+    actions,
+    el("section", { "aria-labelledby": "h-instances" },
+      el("h2", { id: "h-instances" }, "Instances"),
+      scaleForm,
+      el("div", { class: "scroll" }, el("table", { id: "instances" },
+        el("thead", {}, el("tr", {}, ...["Instance", "State", "CPU", "Memory", "Disk", "Since"].map((h) => el("th", { scope: "col" }, h)))),
+        instances))),
+    el("section", { "aria-labelledby": "h-routes" },
+      el("h2", { id: "h-routes" }, "Routes"),
+      app.routes.length ? el("ul", {}, ...app.routes.map((r) => el("li", {}, r))) : el("p", {}, "No routes.")),
+    envSection(path),
+    revisionsSection(name, path, revisions),
+    logsSection(path),
+    el("section", { "aria-labelledby": "h-events" },
+      el("h2", { id: "h-events" }, "Events"),
+      el("div", { class: "scroll" }, el("table", { id: "events" },
+        el("thead", {}, el("tr", {}, ...["When", "What", "Instance", "Description"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, ...events.slice(-50).reverse().map((e) =>
+          el("tr", {}, el("td", {}, when(e.timestamp_ms)), el("td", {}, e.kind), el("td", {}, e.instance ?? ""), el("td", {}, e.description))))))),
+  );
+  drawInstances(app);
+  // Live figures: the app is read again every few seconds while its page is shown.
+  const timer = setInterval(async () => {
+    try {
+      drawInstances(await getJson(path));
+    } catch (_) {
+      // Shown again at the next tick, or the page changes.
+    }
+  }, 3000);
+  leaving.push(() => clearInterval(timer));
+}
+
+function envSection(path) {
+  const section = el("section", { "aria-labelledby": "h-env" }, el("h2", { id: "h-env" }, "Environment"));
+  const list = el("tbody");
+  let revealed = false;
+  const button = el("button", { type: "button", id: "reveal-env" }, "Reveal values");
+  const draw = async () => {
+    let env = {};
+    try {
+      env = await getJson(`${path}/env`);
+    } catch (e) {
+      list.replaceChildren(el("tr", {}, el("td", { colspan: 2 }, e.message)));
+      return;
+    }
+    list.replaceChildren(
+      ...Object.entries(env).map(([k, v]) =>
+        el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "secret" }, revealed ? v : "••••••••"))),
+    );
+    if (!Object.keys(env).length) list.append(el("tr", {}, el("td", { colspan: 2 }, "No variables set.")));
+  };
+  button.addEventListener("click", () => {
+    revealed = !revealed;
+    button.textContent = revealed ? "Hide values" : "Reveal values";
+    draw();
+  });
+  section.append(button, el("div", { class: "scroll" }, el("table", { id: "env" }, list)));
+  draw();
+  return section;
+}
+
+function revisionsSection(name, path, revisions) {
+  return el("section", { "aria-labelledby": "h-revisions" },
+    el("h2", { id: "h-revisions" }, "Revisions"),
+    el("div", { class: "scroll" }, el("table", { id: "revisions" },
+      el("thead", {}, el("tr", {}, ...["Version", "Buildpack", "Changes", ""].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, ...revisions.slice().reverse().map((r) =>
+        el("tr", { "data-version": r.version },
+          el("td", {}, `v${r.version}${r.current ? " (current)" : ""}`),
+          el("td", {}, r.buildpack || ""),
+          el("td", {}, Array.isArray(r.changes) ? r.changes.join(", ") : String(r.changes || "")),
+          el("td", {}, r.current || !r.available ? "" : el("button", {
+            type: "button",
+            class: "rollback",
+            "aria-label": `Roll back to version ${r.version}`,
+            onclick: () => act(`Roll ${name} back to version ${r.version}?`, () => change("POST", `${path}/rollback`, { version: r.version }), `${name} rolled back to v${r.version}.`),
+          }, "Roll back"))))))));
+}
+
+function logsSection(path) {
+  const view = el("div", { id: "logs", class: "logs", role: "log", "aria-live": "off", tabindex: 0, "aria-label": "Logs" });
+  const source = el("select", { id: "log-source" }, ...["all", "APP", "STG", "RTR", "API", "CELL"].map((s) => el("option", { value: s }, s === "all" ? "All sources" : s)));
+  const lines = [];
+  const matches = (l) => source.value === "all" || l.source.toUpperCase().startsWith(source.value);
+  const line = (l) => el("div", { class: l.stream === "err" ? "err" : null }, `${new Date(l.timestamp_ms).toISOString()} [${l.source}] ${l.line}`);
+  const redraw = () => view.replaceChildren(...lines.filter(matches).map(line));
+  source.addEventListener("change", redraw);
+  const stop = new AbortController();
+  leaving.push(() => stop.abort());
+  // The stream starts with the recent lines, then follows; if the connection breaks it
+  // is opened again, and the view drawn again from what it replays.
+  (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const r = await fetchAgain(`${path}/logs?follow=true`, { signal: stop.signal });
+        if (!r.ok) throw new ApiError(r.status, null);
+        lines.length = 0;
+        view.replaceChildren();
+        for await (const l of ndjson(r)) {
+          lines.push(l);
+          if (lines.length > 2000) lines.shift();
+          if (matches(l)) {
+            const atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
+            view.append(line(l));
+            if (atEnd) view.scrollTop = view.scrollHeight;
+          }
+        }
+      } catch (e) {
+        if (e.name === "AbortError") return;
+        if (e instanceof ApiError) {
+          view.append(el("div", {}, `(no logs: ${e.message})`));
+          return;
+        }
+      }
+      await pause(1000);
+    }
+  })();
+  return el("section", { "aria-labelledby": "h-logs" }, el("h2", { id: "h-logs" }, "Logs (live)"), el("label", {}, "Source", source), view);
+}
+
+// --- Routing -----------------------------------------------------------------------
+
+async function route() {
+  leave();
+  if (!session.user) {
+    try {
+      signedIn(await (await api("GET", "/console/session")).json());
+    } catch (_) {
+      return signInPage();
+    }
+  }
+  const hash = location.hash || "#/apps";
+  const app = hash.match(/^#\/apps\/([^/]+)$/);
+  try {
+    if (app) await appPage(decodeURIComponent(app[1]));
+    else await appsPage();
+    document.getElementById("main").focus({ preventScroll: true });
+  } catch (e) {
+    if (e.status !== 401) show(el("h1", {}, "Not shown"), el("p", { class: "error", id: "page-error" }, e.message), el("p", {}, el("a", { href: "#/apps" }, "Back to apps")));
+  }
+}
+
+window.addEventListener("hashchange", route);
+document.getElementById("sign-out").addEventListener("click", signOut);
+route();
