@@ -365,6 +365,7 @@ async function appPage(name) {
       el("div", { class: "scroll" }, el("table", { id: "instances" },
         el("thead", {}, el("tr", {}, ...["Instance", "State", "CPU", "Memory", "Disk", "Since"].map((h) => el("th", { scope: "col" }, h)))),
         instances))),
+    trafficSection(path),
     el("section", { "aria-labelledby": "h-routes" },
       el("h2", { id: "h-routes" }, "Routes"),
       app.routes.length ? el("ul", {}, ...app.routes.map((r) => el("li", {}, r))) : el("p", {}, "No routes.")),
@@ -388,6 +389,58 @@ async function appPage(name) {
     }
   }, 3000);
   leaving.push(() => clearInterval(timer));
+}
+
+// A small bar chart of one figure per minute over the last hour, as SVG; `label`
+// says what it shows in words, for those who do not see it.
+function chart(id, minutes, figure, label, unit) {
+  const svgNs = "http://www.w3.org/2000/svg";
+  const [width, height] = [600, 80];
+  const svg = document.createElementNS(svgNs, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("id", id);
+  svg.setAttribute("role", "img");
+  const now = Math.floor(Date.now() / 60000);
+  const values = new Array(60).fill(0);
+  for (const m of minutes) {
+    const ago = now - Math.floor(m.start_ms / 60000);
+    if (ago >= 0 && ago < 60) values[59 - ago] = figure(m);
+  }
+  const top = Math.max(...values, 1);
+  values.forEach((v, i) => {
+    const h = Math.round((v / top) * (height - 4));
+    const bar = document.createElementNS(svgNs, "rect");
+    bar.setAttribute("x", String(i * (width / 60) + 1));
+    bar.setAttribute("y", String(height - h));
+    bar.setAttribute("width", String(width / 60 - 2));
+    bar.setAttribute("height", String(h));
+    svg.append(bar);
+  });
+  const last = values[59];
+  const peak = Math.max(...values);
+  svg.setAttribute("aria-label", `${label} per minute over the last hour: this minute ${last}${unit}, highest ${peak}${unit}`);
+  return el("figure", {}, svg, el("figcaption", {}, `${label}: this minute ${last}${unit}, highest in the hour ${peak}${unit}`));
+}
+
+function trafficSection(path) {
+  const body = el("div", { id: "traffic" });
+  const draw = async () => {
+    try {
+      const minutes = await getJson(`${path}/traffic`);
+      body.replaceChildren(
+        chart("chart-requests", minutes, (m) => m.requests, "Requests", ""),
+        chart("chart-errors", minutes, (m) => m.errors, "Server errors (5xx)", ""),
+        chart("chart-p95", minutes, (m) => Math.round(m.p95_ms), "95th percentile response time", " ms"),
+      );
+    } catch (e) {
+      body.replaceChildren(el("p", {}, e.message));
+    }
+  };
+  draw();
+  const timer = setInterval(draw, 10000);
+  leaving.push(() => clearInterval(timer));
+  return el("section", { "aria-labelledby": "h-traffic" }, el("h2", { id: "h-traffic" }, "Traffic (last hour, through this host's router)"), body);
 }
 
 function envSection(path) {

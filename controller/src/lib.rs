@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod shipped;
 pub mod stacks;
 pub mod store;
+pub mod traffic;
 
 pub use config::{Config, Roles};
 
@@ -80,6 +81,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
         let Some(p) = sink_cell.get() else { return };
         // One write per app's file for the batch, not one per line.
         let mut by_app: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        let now = logs::now_ms();
         for entry in batch {
             by_app.entry(&entry.app).or_default().push(&entry.line);
         }
@@ -88,6 +90,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
             if let Ok(app) = paas_api::AppName::parse(app) {
                 p.logs
                     .append_all(&app, "RTR", paas_api::LogStream::Out, lines);
+            }
+        }
+        for entry in batch {
+            if paas_api::AppName::parse(&entry.app).is_ok() {
+                p.traffic
+                    .record(&entry.app, entry.status, entry.micros, now);
             }
         }
     });

@@ -64,6 +64,12 @@ pub struct Hello {
 pub struct AccessLine {
     pub app: String,
     pub line: String,
+    /// The response's status and the time until its head was ready (for the
+    /// platform's per-app figures; absent from an older router).
+    #[serde(default)]
+    pub status: u16,
+    #[serde(default)]
+    pub micros: u64,
 }
 
 /// The longest line a router reads from paasd: a route table of many thousands of
@@ -89,6 +95,8 @@ impl AccessRelay {
                 Some(AccessLine {
                     app: e.app.clone()?,
                     line: e.line(),
+                    status: e.status,
+                    micros: u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
                 })
             })
             .collect();

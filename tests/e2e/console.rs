@@ -151,6 +151,19 @@ fn a_developer_runs_their_app_from_the_console_and_sees_no_other_space() {
     let probe = format!("/console-probe-{}", std::process::id());
     assert_eq!(d.get("shop.localhost", &probe).body, "second");
     b.wait_for_text("#logs", &format!("served {probe}"), 30);
+    // That request counts in the app's traffic, charted by minute.
+    b.refresh();
+    let traffic = b.wait_for_text("#traffic", "Requests: this minute", 30);
+    assert!(
+        !traffic.contains("Requests: this minute 0, highest in the hour 0"),
+        "the request is counted: {traffic}"
+    );
+    assert!(
+        b.run(
+            "return document.querySelectorAll('#chart-requests rect').length;",
+            json!([])
+        ) == json!(60)
+    );
     b.screenshot(&shots.join("app.png"));
     findings.extend(axe_findings(&b));
 

@@ -103,6 +103,7 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/apps/{name}/droplet", Rule::Develop),
     ("GET", "/v1/apps/{name}/logs", Rule::Read),
     ("GET", "/v1/apps/{name}/events", Rule::Read),
+    ("GET", "/v1/apps/{name}/traffic", Rule::Read),
     ("GET", "/v1/apps/{name}/env", Rule::Develop),
     ("PATCH", "/v1/apps/{name}/env", Rule::Develop),
     ("POST", "/v1/apps/{name}/exec", Rule::Develop),

@@ -718,6 +718,17 @@ async fn forward_deploy_events(
     }
 }
 
+/// The app's requests, server errors and p95 response time through this host's
+/// router, by minute, for the last 90 minutes (minutes without traffic left out).
+pub async fn traffic(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    p.app_record(&app).await?;
+    let minutes = p.traffic.of(app.as_str(), crate::logs::now_ms());
+    Ok(body::json(200, &minutes))
+}
+
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
 pub async fn logs(
     State(p): State<Arc<Platform>>,

@@ -259,6 +259,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             Method::GET,
+            "/v1/apps/{name}/traffic",
+            App(Read),
+            get(apps::traffic),
+        ),
+        e(
+            Method::GET,
             "/v1/apps/{name}/env",
             App(Develop),
             get(apps::get_env),

@@ -90,6 +90,8 @@ pub struct Platform {
     /// File contents of uploaded packages, by SHA-256: what a push need not send again.
     pub resources: Blobs,
     pub logs: Arc<Logs>,
+    /// Each app's requests, errors and response times, by minute, from the router.
+    pub traffic: crate::traffic::Traffic,
     /// Where stagings run, and on a single host every instance: this host.
     cell: Arc<LocalCell>,
     /// In a cluster, instances are placed on cells through the state store.
@@ -219,6 +221,7 @@ impl Platform {
             blobs,
             resources,
             logs,
+            traffic: Default::default(),
             cell,
             cluster,
             start_timeout: cfg.start_timeout,
@@ -982,6 +985,7 @@ impl Platform {
         self.reload_routes().await;
         stop_all(old).await;
         self.logs.remove(app);
+        self.traffic.forget(app.as_str());
         let _ = std::fs::remove_dir_all(self.caches_dir.join(app.as_str()));
         Ok(())
     }
