@@ -7,6 +7,13 @@ const session = { user: null, csrf: null };
 // What the page that is shown keeps running (a log stream, a refresh timer), stopped
 // when another page is shown.
 let leaving = [];
+// Counts the pages asked for: a page still loading when another is asked for draws
+// nothing (`stale()`), and its timers stop.
+let navigation = 0;
+const current = () => {
+  const mine = navigation;
+  return () => mine !== navigation;
+};
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -33,6 +40,7 @@ function el(tag, attrs, ...children) {
 
 // Stops what the page shown now keeps running; called before another is drawn.
 function leave() {
+  navigation++;
   for (const stop of leaving) stop();
   leaving = [];
 }
@@ -200,8 +208,10 @@ function signedIn(who) {
 async function signOut() {
   try {
     await api("DELETE", "/console/session");
-  } catch (_) {
-    // Signed out already.
+  } catch (e) {
+    // 401: signed out already (and the sign-in page is shown).
+    if (e.status !== 401) say(`Not signed out: ${e.message}`);
+    return;
   }
   session.user = session.csrf = null;
   signInPage("Signed out.");
@@ -219,7 +229,11 @@ const appColumns = [
 ];
 
 async function appsPage() {
-  const apps = await getJson("/v1/apps?per_page=1000");
+  const stale = current();
+  const answer = await api("GET", "/v1/apps?per_page=1000");
+  const total = Number(answer.headers.get("X-Total-Count") || 0);
+  const apps = await answer.json();
+  if (stale()) return;
   let sortKey = "name";
   let ascending = true;
   const filter = el("input", { id: "filter", type: "search", placeholder: "name, space, state or route" });
@@ -270,7 +284,7 @@ async function appsPage() {
   show(
     el("h1", {}, "Apps"),
     el("label", {}, "Filter", filter),
-    el("div", { class: "scroll" }, el("table", { id: "apps" }, el("caption", { class: "muted" }, `${apps.length} apps`), el("thead", {}, head), body)),
+    el("div", { class: "scroll" }, el("table", { id: "apps" }, el("caption", { class: "muted" }, total > apps.length ? `the first ${apps.length} of ${total} apps (the CLI lists them all)` : `${apps.length} apps`), el("thead", {}, head), body)),
   );
   // benches/console.sh times the page up to here.
   performance.mark("paas-apps-drawn");
@@ -279,12 +293,14 @@ async function appsPage() {
 // --- One app -----------------------------------------------------------------------
 
 async function appPage(name) {
+  const stale = current();
   const path = `/v1/apps/${encodeURIComponent(name)}`;
   const app = await getJson(path);
   const [revisions, events] = await Promise.all([
     getJson(`${path}/revisions`).catch(() => []),
     getJson(`${path}/events`).catch(() => []),
   ]);
+  if (stale()) return;
   const instances = el("tbody");
   const drawInstances = (a) => {
     const limits = Object.fromEntries((a.processes || []).map((p) => [p.process, p.memory]));
@@ -383,7 +399,8 @@ async function appPage(name) {
   // Live figures: the app is read again every few seconds while its page is shown.
   const timer = setInterval(async () => {
     try {
-      drawInstances(await getJson(path));
+      const fresh = await getJson(path);
+      if (!stale()) drawInstances(fresh);
     } catch (_) {
       // Shown again at the next tick, or the page changes.
     }
@@ -515,6 +532,7 @@ function logsSection(path) {
           if (matches(l)) {
             const atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
             view.append(line(l));
+            while (view.childElementCount > 2000) view.firstElementChild.remove();
             if (atEnd) view.scrollTop = view.scrollHeight;
           }
         }

@@ -230,6 +230,17 @@ fn the_console_cookie_changes_nothing_without_its_csrf_token() {
     d.paas_ok(&["set-space-role", "dev", "default", "developer"]);
     push(&d, "default", "shop", "ok");
 
+    // Another site's form cannot sign a browser in (login CSRF): not JSON, refused.
+    let form = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(d.cert())
+        .args(["-H", "Content-Type: text/plain", "--data-binary"])
+        .arg(json!({"user": "dev", "password": "dev-password"}).to_string())
+        .arg(format!("{}/console/session", d.api))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&form.stdout), "403");
+
     // Sign in as the console does; the cookie is the browser's alone to send.
     let out = Command::new("curl")
         .args(["-sS", "-D", "-", "--cacert"])
@@ -244,6 +255,7 @@ fn the_console_cookie_changes_nothing_without_its_csrf_token() {
         .lines()
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .unwrap_or_else(|| panic!("no cookie: {answer}"));
+    assert!(set_cookie.contains("__Host-paas_session="), "{set_cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }

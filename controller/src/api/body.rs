@@ -27,6 +27,9 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response<ApiBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    // Answers may hold secrets (env, a session): no browser keeps them on disk.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

@@ -29,8 +29,10 @@ use super::failure::Failure;
 use super::PeerAddr;
 use crate::platform::Platform;
 
-/// The cookie that holds a signed-in person's access token.
-pub const SESSION_COOKIE: &str = "paas_session";
+/// The cookie that holds a signed-in person's access token. The `__Host-` prefix makes
+/// browsers refuse it unless it is `Secure`, for `/` and set by this very host, so an
+/// app on a neighbouring name cannot plant one (RFC 6265bis, cookie prefixes).
+pub const SESSION_COOKIE: &str = "__Host-paas_session";
 /// The header a change made with the cookie carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -130,8 +132,28 @@ async fn session(
 async fn sign_in(
     State(p): State<Arc<Platform>>,
     peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
     req: Body,
 ) -> Result<Response<ApiBody>, Failure> {
+    // Login CSRF: another site's form could sign the browser in as someone else. A
+    // form cannot send JSON's content type without a preflight the API does not
+    // answer, and a browser says where a request came from (Fetch Metadata).
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if !json || !matches!(site, "same-origin" | "none") {
+        return Err(Failure::new(
+            403,
+            "csrf",
+            "a sign-in must come from the console's own page, as JSON",
+            Some("sign in from the console at /"),
+        ));
+    }
     let address = peer.map(|a| a.0 .0.ip());
     let login: paas_api::auth::LoginRequest = read_json(req).await?;
     let grant = p.login(&login.user, login.password, address).await?;
@@ -169,7 +191,7 @@ async fn sign_out(
     r.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static(
-            "paas_session=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict",
+            "__Host-paas_session=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict",
         ),
     );
     Ok(r)
@@ -184,17 +206,20 @@ fn signed_out() -> Failure {
     )
 }
 
-/// The access token in the request's session cookie, if it has one.
+/// The access token in the request's session cookie, if it has exactly one.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
+        .filter(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value);
+    match (found.next(), found.next()) {
+        (Some(token), None) if !token.is_empty() => Some(token),
+        _ => None,
+    }
 }
 
 /// The CSRF token of the session whose access token is `token`: only a page that was
@@ -247,10 +272,15 @@ mod tests {
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
-        let h = with(&[("cookie", "a=1; paas_session=tok; b=2")]);
+        let h = with(&[("cookie", "a=1; __Host-paas_session=tok; b=2")]);
         assert_eq!(session_token(&h), Some("tok"));
-        assert_eq!(session_token(&with(&[("cookie", "paas_session=")])), None);
-        assert_eq!(session_token(&with(&[("cookie", "xpaas_session=t")])), None);
+        let empty = with(&[("cookie", "__Host-paas_session=")]);
+        assert_eq!(session_token(&empty), None);
+        // Without the prefix, a cookie another site could have set is not taken.
+        assert_eq!(session_token(&with(&[("cookie", "paas_session=t")])), None);
+        // Two (one planted beside the real one): neither is taken.
+        let two = with(&[("cookie", "__Host-paas_session=a; __Host-paas_session=b")]);
+        assert_eq!(session_token(&two), None);
         assert_eq!(session_token(&HeaderMap::new()), None);
     }
 

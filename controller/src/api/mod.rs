@@ -601,7 +601,8 @@ async fn authorize(
         }
     };
     // Every change is recorded with who made it; reads are not.
-    let change = (req.method() != Method::GET && access != Access::Public).then(|| {
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    let change = (!reading && access != Access::Public).then(|| {
         let app = match access {
             Access::App(_) | Access::AppPut => name
                 .as_deref()
