@@ -18,6 +18,7 @@ pub mod cgroup_mount;
 mod container;
 pub mod disk;
 pub mod init;
+pub mod memory;
 pub mod network;
 pub mod output;
 pub mod seccomp;

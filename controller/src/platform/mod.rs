@@ -82,6 +82,10 @@ pub enum Execution {
 /// Every recorded event, as it is recorded, with the app it is about.
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
 
+/// How often paasd hands the allocator's free pages back to the system
+/// (`paas_runtime::memory`).
+const RELEASE_FREE_MEMORY_EVERY: Duration = Duration::from_secs(30);
+
 pub struct Platform {
     pub domain: String,
     router_port: u16,
@@ -247,6 +251,13 @@ impl Platform {
             // Its paused deployments are finished here for other controllers.
             cluster.peers.serve_platform(Arc::downgrade(&platform));
         }
+        platform.background.spawn_until_shutdown(async {
+            let mut every = tokio::time::interval(RELEASE_FREE_MEMORY_EVERY);
+            loop {
+                every.tick().await;
+                paas_runtime::memory::release_free_memory();
+            }
+        });
         Ok(platform)
     }
 
