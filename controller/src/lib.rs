@@ -79,24 +79,25 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = Stop>) -> anyhow::R
     let sink_cell = Arc::clone(&logs_of);
     let access: edge::AccessSink = Arc::new(move |batch: &[paas_router::feed::AccessLine]| {
         let Some(p) = sink_cell.get() else { return };
-        // One write per app's file for the batch, not one per line.
-        let mut by_app: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        // One write per app's file for the batch, not one per line; each response
+        // counted in the app's traffic too.
+        let mut by_app: std::collections::BTreeMap<&str, Vec<&paas_router::feed::AccessLine>> =
+            Default::default();
         let now = logs::now_ms();
         for entry in batch {
-            by_app.entry(&entry.app).or_default().push(&entry.line);
+            by_app.entry(&entry.app).or_default().push(entry);
         }
-        for (app, lines) in by_app {
+        for (app, entries) in by_app {
             // From a process that faces every client: names are checked again.
-            if let Ok(app) = paas_api::AppName::parse(app) {
-                p.logs
-                    .append_all(&app, "RTR", paas_api::LogStream::Out, lines);
+            let Ok(app) = paas_api::AppName::parse(app) else {
+                continue;
+            };
+            for e in &entries {
+                p.traffic.record(app.as_str(), e.status, e.micros, now);
             }
-        }
-        for entry in batch {
-            if paas_api::AppName::parse(&entry.app).is_ok() {
-                p.traffic
-                    .record(&entry.app, entry.status, entry.micros, now);
-            }
+            let lines = entries.iter().map(|e| e.line.as_str());
+            p.logs
+                .append_all(&app, "RTR", paas_api::LogStream::Out, lines);
         }
     });
     // The router is a process of its own, so traffic goes on while paasd is away.

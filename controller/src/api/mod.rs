@@ -539,8 +539,9 @@ pub async fn run(
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Finds who calls (from the bearer token, or the console's cookie) and lets the request through only if the
-/// route's rule allows it; the handler finds the caller in the request's extensions.
+/// Finds who calls (from the bearer token, or the console's cookie) and lets the
+/// request through only if the route's rule allows it; the handler finds the caller in
+/// the request's extensions.
 async fn authorize(
     State((platform, access)): State<(Arc<Platform>, Access)>,
     params: RawPathParams,
