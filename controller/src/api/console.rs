@@ -13,6 +13,7 @@
 //! "synchronizer token", derived from the session so that no state is kept): a page of
 //! another site cannot read it, and without it a change is refused with 403.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -113,19 +114,39 @@ struct Session {
     csrf: String,
 }
 
+impl Session {
+    /// The session whose access token is `token`, if it is still good.
+    async fn of(p: &Platform, token: &str, address: Option<IpAddr>) -> Result<Session, Failure> {
+        let caller = p.caller(token, address).await?;
+        Ok(Session {
+            who: p.whoami(&caller).await,
+            csrf: csrf_token(token),
+        })
+    }
+}
+
+/// The `Set-Cookie` value that gives the browser `token` for `max_age` seconds (an
+/// empty token and 0 take it away).
+fn session_cookie(token: &str, max_age: u64) -> Result<HeaderValue, Failure> {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
+    ))
+    .map_err(Failure::internal)
+}
+
+fn address(peer: Option<Extension<PeerAddr>>) -> Option<IpAddr> {
+    peer.map(|Extension(PeerAddr(a))| a.ip())
+}
+
 async fn session(
     State(p): State<Arc<Platform>>,
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
 ) -> Result<Response<ApiBody>, Failure> {
     let token = session_token(&headers).ok_or_else(signed_out)?;
-    let caller = p.caller(token, peer.map(|a| a.0 .0.ip())).await?;
     Ok(body::json(
         200,
-        &Session {
-            who: p.whoami(&caller).await,
-            csrf: csrf_token(token),
-        },
+        &Session::of(&p, token, address(peer)).await?,
     ))
 }
 
@@ -154,24 +175,14 @@ async fn sign_in(
             Some("sign in from the console at /"),
         ));
     }
-    let address = peer.map(|a| a.0 .0.ip());
+    let address = address(peer);
     let login: paas_api::auth::LoginRequest = read_json(req).await?;
     let grant = p.login(&login.user, login.password, address).await?;
-    let caller = p.caller(&grant.access_token, address).await?;
-    let mut r = body::json(
-        200,
-        &Session {
-            who: p.whoami(&caller).await,
-            csrf: csrf_token(&grant.access_token),
-        },
-    );
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
-        grant.access_token, grant.expires_in
-    );
+    let session = Session::of(&p, &grant.access_token, address).await?;
+    let mut r = body::json(200, &session);
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(Failure::internal)?,
+        session_cookie(&grant.access_token, grant.expires_in)?,
     );
     Ok(r)
 }
@@ -183,17 +194,13 @@ async fn sign_out(
 ) -> Result<Response<ApiBody>, Failure> {
     if let Some(token) = session_token(&headers) {
         check_csrf(&Method::DELETE, &headers, token)?;
-        if let Ok(caller) = p.caller(token, peer.map(|a| a.0 .0.ip())).await {
+        if let Ok(caller) = p.caller(token, address(peer)).await {
             p.logout(&caller).await?;
         }
     }
     let mut r = body::empty(204);
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "__Host-paas_session=; Path=/; Max-Age=0; Secure; HttpOnly; SameSite=Strict",
-        ),
-    );
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0)?);
     Ok(r)
 }
 
