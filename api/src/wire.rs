@@ -269,6 +269,10 @@ pub struct InstanceSummary {
     /// CPU use since the previous reading (or since start), in percent of one core.
     #[serde(default)]
     pub cpu_percent: f64,
+    /// CPU time its container has used since it started, in nanoseconds (0 when its
+    /// cell does not say).
+    #[serde(default)]
+    pub cpu_ns: u64,
     /// Bytes written to its disk (the writable layer).
     #[serde(default)]
     pub disk_bytes: u64,

@@ -156,6 +156,18 @@ async function act(question, work, done) {
 }
 
 const mib = (bytes) => Math.round(bytes / 1048576);
+
+// A table with a header row: `columns` are [heading, (row) => cell text or node].
+function table(id, columns, rows, empty) {
+  const body = el("tbody", {}, ...rows.map((r) => el("tr", {}, ...columns.map(([, cell]) => el("td", {}, cell(r))))));
+  if (!rows.length) body.append(el("tr", {}, el("td", { colspan: columns.length }, empty)));
+  return el("div", { class: "scroll" }, el("table", { id },
+    el("thead", {}, el("tr", {}, ...columns.map(([h]) => el("th", { scope: "col" }, h)))),
+    body));
+}
+
+const section = (id, title, ...children) =>
+  el("section", { "aria-labelledby": `h-${id}` }, el("h2", { id: `h-${id}` }, title), ...children);
 const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
 
 // --- Sign-in -----------------------------------------------------------------------
@@ -164,6 +176,7 @@ function signInPage(message) {
   leave();
   document.getElementById("who").textContent = "";
   document.getElementById("sign-out").hidden = true;
+  document.getElementById("pages").hidden = true;
   const error = el("p", { id: "sign-in-error", class: message ? "error" : null }, message || "");
   const user = el("input", { id: "user", name: "user", autocomplete: "username", required: true });
   const password = el("input", {
@@ -203,6 +216,9 @@ function signedIn(who) {
   session.csrf = who.csrf;
   document.getElementById("who").textContent = `${who.name}${who.admin ? " (admin)" : ""}`;
   document.getElementById("sign-out").hidden = false;
+  document.getElementById("pages").hidden = false;
+  // Cells are the platform's own: only an admin may list them.
+  document.getElementById("cells-link").hidden = !who.admin;
 }
 
 async function signOut() {
@@ -373,7 +389,8 @@ async function appPage(name) {
     el("p", {}, el("a", { href: "#/apps" }, "← Apps")),
     el("h1", {}, name),
     el("p", { id: "running" }),
-    el("p", { class: "muted" }, `Space ${app.space} · ${app.detected_buildpack || "no buildpack yet"} · `, app.url ? el("a", { href: app.url }, app.url) : "no route"),
+    el("p", { class: "muted" }, `Space ${app.space} · ${app.detected_buildpack || "no buildpack yet"} · `, app.url ? el("a", { href: app.url }, app.url) : "no route",
+      " · ", el("a", { href: `#/apps/${encodeURIComponent(name)}/staging`, id: "staging-link" }, "staging log")),
     actions,
     el("section", { "aria-labelledby": "h-instances" },
       el("h2", { id: "h-instances" }, "Instances"),
@@ -381,13 +398,16 @@ async function appPage(name) {
       el("div", { class: "scroll" }, el("table", { id: "instances" },
         el("thead", {}, el("tr", {}, ...["Instance", "State", "CPU", "Memory", "Disk", "Since"].map((h) => el("th", { scope: "col" }, h)))),
         instances))),
+    usageSection(path),
     trafficSection(path),
     el("section", { "aria-labelledby": "h-routes" },
       el("h2", { id: "h-routes" }, "Routes"),
       app.routes.length ? el("ul", {}, ...app.routes.map((r) => el("li", {}, r))) : el("p", {}, "No routes.")),
     envSection(path),
+    servicesSection(name, app.space),
+    tasksSection(name, path),
     revisionsSection(name, path, revisions),
-    logsSection(path),
+    logsSection(path, "Logs (live)"),
     el("section", { "aria-labelledby": "h-events" },
       el("h2", { id: "h-events" }, "Events"),
       el("div", { class: "scroll" }, el("table", { id: "events" },
@@ -410,7 +430,7 @@ async function appPage(name) {
 
 // A small bar chart of one figure per minute over the last hour, as SVG; `label`
 // says what it shows in words, for those who do not see it.
-function chart(id, minutes, figure, label, unit) {
+function chart(id, minutes, figure, label, unit, note) {
   const svgNs = "http://www.w3.org/2000/svg";
   const [width, height] = [600, 80];
   const svg = document.createElementNS(svgNs, "svg");
@@ -437,7 +457,68 @@ function chart(id, minutes, figure, label, unit) {
   const last = values[59];
   const peak = Math.max(...values);
   svg.setAttribute("aria-label", `${label} per minute over the last hour: this minute ${last}${unit}, highest ${peak}${unit}`);
-  return el("figure", {}, svg, el("figcaption", {}, `${label}: this minute ${last}${unit}, highest in the hour ${peak}${unit}`));
+  return el("figure", {}, svg, el("figcaption", {}, `${label}: this minute ${last}${unit}, highest in the hour ${peak}${unit}${note || ""}`));
+}
+
+// CPU and memory of all the app's instances together, by minute (read every 15 s by
+// paasd, so a chart goes on across restarts and deploys).
+function usageSection(path) {
+  const body = el("div", { id: "usage" });
+  const draw = async () => {
+    try {
+      const minutes = await getJson(`${path}/usage`);
+      const latest = minutes[minutes.length - 1];
+      const given = latest && latest.memory_limit_bytes ? ` (${mib(latest.memory_limit_bytes)} MiB given to ${latest.instances} running)` : "";
+      body.replaceChildren(
+        chart("chart-cpu", minutes, (m) => m.cpu_percent, "CPU, all instances", " % of a core"),
+        chart("chart-memory", minutes, (m) => mib(m.memory_bytes), "Memory, all instances", " MiB", given),
+      );
+    } catch (e) {
+      body.replaceChildren(el("p", {}, e.message));
+    }
+  };
+  draw();
+  const timer = setInterval(draw, 15000);
+  leaving.push(() => clearInterval(timer));
+  return section("usage", "CPU and memory (last hour)", body);
+}
+
+// The services bound to the app (their credentials are never listed).
+function servicesSection(name, space) {
+  const body = el("div", {}, el("p", {}, "Loading…"));
+  getJson("/v1/services?per_page=1000").then(
+    (all) => {
+      const bound = all.filter((s) => s.space === space && s.bound_apps.includes(name));
+      body.replaceChildren(table("app-services", [
+        ["Service", (s) => s.name],
+        ["Kind", (s) => s.label],
+        ["Tags", (s) => s.tags.join(", ")],
+      ], bound, "No services bound: `paas bind-service APP SERVICE` binds one."));
+    },
+    (e) => body.replaceChildren(el("p", {}, e.message)),
+  );
+  return section("services", "Services", body);
+}
+
+// The app's tasks (`paas run-task`), newest first; a running one can be terminated.
+function tasksSection(name, path) {
+  const body = el("div", {}, el("p", {}, "Loading…"));
+  getJson(`${path}/tasks`).then(
+    (tasks) => body.replaceChildren(table("tasks", [
+      ["Task", (t) => `#${t.sequence} ${t.name}`],
+      ["Command", (t) => t.command],
+      ["State", (t) => (t.failure ? `${t.state}: ${t.failure}` : t.state)],
+      ["Started", (t) => when(t.started_ms)],
+      ["Ended", (t) => when(t.ended_ms)],
+      ["", (t) => t.state !== "running" ? "" : el("button", {
+        type: "button",
+        "aria-label": `Terminate task ${t.sequence}`,
+        onclick: () => act(`Terminate task #${t.sequence} of ${name}?`, () => api("POST", `${path}/tasks/${t.sequence}/terminate`), `Task #${t.sequence} terminated.`),
+      }, "Terminate")],
+    ], tasks.slice().reverse(), "No tasks: `paas run-task APP COMMAND` runs one.")),
+    (e) => body.replaceChildren(el("p", {}, e.message)),
+  );
+  return section("tasks", "Tasks", body);
 }
 
 function trafficSection(path) {
@@ -507,9 +588,12 @@ function revisionsSection(name, path, revisions) {
           }, "Roll back"))))))));
 }
 
-function logsSection(path) {
-  const view = el("div", { id: "logs", class: "logs", role: "log", "aria-live": "off", tabindex: 0, "aria-label": "Logs" });
-  const source = el("select", { id: "log-source" }, ...["all", "APP", "STG", "RTR", "API", "CELL"].map((s) => el("option", { value: s }, s === "all" ? "All sources" : s)));
+// The app's log, live. `only` fixes the source (the staging log page shows STG);
+// otherwise the reader picks it.
+function logsSection(path, title, only) {
+  const view = el("div", { id: "logs", class: "logs", role: "log", "aria-live": "off", tabindex: 0, "aria-label": title });
+  const choices = only ? [only] : ["all", "APP", "STG", "RTR", "API", "CELL"];
+  const source = el("select", { id: "log-source" }, ...choices.map((s) => el("option", { value: s }, s === "all" ? "All sources" : s)));
   const lines = [];
   const matches = (l) => source.value === "all" || l.source.toUpperCase().startsWith(source.value);
   const line = (l) => el("div", { class: l.stream === "err" ? "err" : null }, `${new Date(l.timestamp_ms).toISOString()} [${l.source}] ${l.line}`);
@@ -546,10 +630,115 @@ function logsSection(path) {
       await pause(1000);
     }
   })();
-  return el("section", { "aria-labelledby": "h-logs" }, el("h2", { id: "h-logs" }, "Logs (live)"), el("label", {}, "Source", source), view);
+  return section("logs", title, only ? null : el("label", {}, "Source", source), view);
+}
+
+// A push's staging output as it comes: the STG lines of the app's log.
+async function stagingPage(name) {
+  const stale = current();
+  const path = `/v1/apps/${encodeURIComponent(name)}`;
+  await getJson(path);
+  if (stale()) return;
+  show(
+    el("p", {}, el("a", { href: `#/apps/${encodeURIComponent(name)}` }, `← ${name}`)),
+    el("h1", {}, `Staging of ${name}`),
+    el("p", { class: "muted" }, "The buildpacks' output of this app's recent stagings, then each new line as it comes: push from the CLI and watch it here."),
+    logsSection(path, "Staging log (live)", "STG"),
+  );
+}
+
+// --- The platform's pages ------------------------------------------------------------
+
+async function routesPage() {
+  const stale = current();
+  const [routes, domains] = await Promise.all([getJson("/v1/routes?per_page=1000"), getJson("/v1/domains?per_page=1000")]);
+  if (stale()) return;
+  show(
+    el("h1", {}, "Routes"),
+    table("routes", [
+      ["Route", (r) => `${r.host}${r.path}`],
+      ["App", (r) => (r.app ? el("a", { href: `#/apps/${encodeURIComponent(r.app)}` }, r.app) : "not mapped")],
+      ["Instances", (r) => String(r.backends.length)],
+      ["Balance", (r) => r.balance],
+      ["Route service", (r) => r.route_service_url || ""],
+    ], routes, "No routes: `paas map-route APP DOMAIN --hostname HOST` makes one."),
+    section("domains", "Domains", table("domains", [
+      ["Domain", (d) => d.name],
+      ["Shared", (d) => (d.space ? `private to ${d.space}` : "every space")],
+      ["HTTPS", (d) => (d.has_certificate || d.default ? "certificate" : "none")],
+      ["", (d) => (d.default ? "the platform's own" : "")],
+    ], domains, "No domains.")),
+  );
+}
+
+async function servicesPage() {
+  const stale = current();
+  const services = await getJson("/v1/services?per_page=1000");
+  if (stale()) return;
+  show(
+    el("h1", {}, "Services"),
+    table("services", [
+      ["Service", (s) => s.name],
+      ["Space", (s) => s.space],
+      ["Kind", (s) => s.label],
+      ["Tags", (s) => s.tags.join(", ")],
+      ["Bound apps", (s) => s.bound_apps.join(", ")],
+      ["Log drain", (s) => (s.syslog_drain_url ? "yes" : "")],
+    ], services, "No services: `paas create-user-provided-service NAME -p '{...}'` makes one."),
+  );
+}
+
+async function buildpacksPage() {
+  const stale = current();
+  const [buildpacks, stacks] = await Promise.all([getJson("/v1/buildpacks?per_page=1000"), getJson("/v1/stacks")]);
+  if (stale()) return;
+  show(
+    el("h1", {}, "Buildpacks"),
+    el("p", { class: "muted" }, "A push without `-b` tries the enabled ones in this order."),
+    table("buildpacks", [
+      ["Position", (b) => String(b.position)],
+      ["Buildpack", (b) => b.name],
+      ["Dialect", (b) => b.dialect],
+      ["Enabled", (b) => (b.enabled ? "enabled" : "disabled")],
+      ["Origin", (b) => (b.shipped ? "shipped" : "added")],
+    ], buildpacks, "No buildpacks."),
+    section("stacks", "Stacks", table("stacks", [
+      ["Stack", (t) => t.name],
+      ["Description", (t) => t.description],
+      ["", (t) => (t.default ? "default" : "")],
+    ], stacks, "No stacks.")),
+  );
+}
+
+async function cellsPage() {
+  const stale = current();
+  const cells = await getJson("/v1/cells?per_page=1000");
+  if (stale()) return;
+  show(
+    el("h1", {}, "Cells"),
+    table("cells", [
+      ["Cell", (c) => c.id],
+      ["Address", (c) => c.address],
+      ["Memory given", (c) => [
+        el("meter", { min: 0, max: Math.max(1, mib(c.memory_bytes)), value: mib(c.memory_used_bytes), "aria-label": `memory given on ${c.id}` }),
+        ` ${mib(c.memory_used_bytes)} of ${mib(c.memory_bytes)} MiB`,
+      ]],
+      ["Instances", (c) => String(c.instances)],
+      ["Last seen", (c) => when(c.updated_ms)],
+    ], cells, "No cell is up: instances have nowhere to run."),
+  );
 }
 
 // --- Routing -----------------------------------------------------------------------
+
+const pages = [
+  [/^#\/apps\/([^/]+)\/staging$/, stagingPage],
+  [/^#\/apps\/([^/]+)$/, appPage],
+  [/^#\/routes$/, routesPage],
+  [/^#\/services$/, servicesPage],
+  [/^#\/buildpacks$/, buildpacksPage],
+  [/^#\/cells$/, cellsPage],
+];
 
 async function route() {
   leave();
@@ -561,10 +750,15 @@ async function route() {
     }
   }
   const hash = location.hash || "#/apps";
-  const app = hash.match(/^#\/apps\/([^/]+)$/);
+  for (const link of document.querySelectorAll("#pages a")) {
+    const here = hash === link.getAttribute("href") || hash.startsWith(`${link.getAttribute("href")}/`);
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   try {
-    if (app) await appPage(decodeURIComponent(app[1]));
-    else await appsPage();
+    const [pattern, page] = pages.find(([p]) => p.test(hash)) || [null, appsPage];
+    const found = pattern ? hash.match(pattern) : [];
+    await page(...found.slice(1).map(decodeURIComponent));
     document.getElementById("main").focus({ preventScroll: true });
   } catch (e) {
     if (e.status !== 401) show(el("h1", {}, "Not shown"), el("p", { class: "error", id: "page-error" }, e.message), el("p", {}, el("a", { href: "#/apps" }, "Back to apps")));

@@ -28,6 +28,7 @@ pub mod shipped;
 pub mod stacks;
 pub mod store;
 pub mod traffic;
+pub mod usage_history;
 
 pub use config::{Config, Roles};
 

@@ -1,6 +1,8 @@
 //! The web console in a real headless Chromium: signed in as a developer of one space,
 //! it shows an app the CLI pushed, scales it, streams its logs live, rolls it back, and
-//! refuses another space's app; its session cookie cannot make a change without the
+//! refuses another space's app; an admin sees the platform's pages (routes, services,
+//! buildpacks, cells), an app's CPU and memory over time, its services and tasks, and a
+//! push's staging log as it comes; its session cookie cannot make a change without the
 //! CSRF token. Screenshots of each page land in `target/console-screenshots/`.
 
 use std::process::Command;
@@ -76,25 +78,27 @@ fn api_port(d: &Daemon) -> u16 {
     d.api.rsplit(':').next().unwrap().parse().unwrap()
 }
 
+/// `paas push NAME` of the app in `dir` into `space`, as a command to run.
+fn push_command(d: &Daemon, space: &str, name: &str, dir: &std::path::Path) -> Command {
+    let mut push = Command::new(bin("paas"));
+    d.as_cli(&mut push).env("PAAS_SPACE", space).args([
+        "push",
+        name,
+        "-p",
+        dir.to_str().unwrap(),
+        "-b",
+        "binary",
+        "-c",
+        "python3 server.py",
+        "-m",
+        "64M",
+    ]);
+    push
+}
+
 fn push(d: &Daemon, space: &str, name: &str, body: &str) {
     let app = logging_app(body);
-    let out = d
-        .as_cli(&mut Command::new(bin("paas")))
-        .env("PAAS_SPACE", space)
-        .args([
-            "push",
-            name,
-            "-p",
-            app.path().to_str().unwrap(),
-            "-b",
-            "binary",
-            "-c",
-            "python3 server.py",
-            "-m",
-            "64M",
-        ])
-        .output()
-        .unwrap();
+    let out = push_command(d, space, name, app.path()).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -221,6 +225,155 @@ fn a_developer_runs_their_app_from_the_console_and_sees_no_other_space() {
         );
     }
     narrow.screenshot(&shots.join("app-375px.png"));
+}
+
+/// Signs `b` in as `user` and waits for the apps page.
+fn sign_in(b: &Browser, d: &Daemon, user: &str, password: &str) {
+    b.goto(&format!("{}/", d.api));
+    b.type_into("#user", user);
+    b.type_into("#password", password);
+    b.click("#sign-in");
+    b.wait_for_text("main h1", "Apps", 20);
+}
+
+/// Waits (at most `secs`) until `script` answers true in the page.
+fn wait_until(b: &Browser, script: &str, what: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while b.run(script, json!([])) != json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {secs} s for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn an_admin_sees_the_platform_an_app_s_usage_tasks_services_and_a_staging_live() {
+    let d = Daemon::start();
+    d.paas_ok(&["create-user", "ops", "ops-password", "--admin"]);
+    push(&d, "default", "shop", "first");
+    d.paas_ok(&[
+        "create-user-provided-service",
+        "orders-db",
+        "-p",
+        r#"{"uri":"postgres://db.internal/orders"}"#,
+    ]);
+    d.paas_ok(&["bind-service", "shop", "orders-db"]);
+    d.paas_ok(&["map-route", "shop", "localhost", "--hostname", "store"]);
+    d.paas_ok(&["run-task", "shop", "echo migrated", "--name", "migrate"]);
+    let shots = repo().join("target/console-screenshots");
+    let b = Browser::start(1280, api_port(&d));
+    sign_in(&b, &d, "ops", "ops-password");
+    let mut findings = Vec::new();
+
+    // The app page: its usage charted by minute (paasd reads it every 15 s), its
+    // bound service (never its credentials) and its task.
+    b.goto(&format!("{}/#/apps/shop", d.api));
+    b.wait_for_text("#app-services", "orders-db", 20);
+    assert!(!b.text("main").contains("db.internal"), "credentials shown");
+    b.wait_for_text("#tasks", "migrate", 20);
+    wait_until(
+        &b,
+        "const u = document.getElementById('usage');\
+         return !!u && /Memory, all instances: .*highest in the hour [1-9][0-9]* MiB/.test(u.innerText);",
+        "the instance's memory charted",
+        60,
+    );
+    let usage = b.text("#usage");
+    assert!(usage.contains("64 MiB given to 1 running"), "{usage}");
+    assert_eq!(
+        b.run(
+            "return document.querySelectorAll('#chart-memory rect').length;",
+            json!([])
+        ),
+        json!(60)
+    );
+    b.screenshot(&shots.join("app-usage.png"));
+
+    // The platform's pages, as an admin sees them.
+    let pages = [
+        (
+            "#/routes",
+            [("#routes", "store.localhost"), ("#domains", "localhost")],
+        ),
+        (
+            "#/services",
+            [("#services", "orders-db"), ("#services", "shop")],
+        ),
+        (
+            "#/buildpacks",
+            [("#buildpacks", "binary"), ("#stacks", "host")],
+        ),
+        ("#/cells", [("#cells", "64 of"), ("#cells", "127.0.0.1")]),
+    ];
+    for (page, shown) in pages {
+        b.goto(&format!("{}/{page}", d.api));
+        for (table, wanted) in shown {
+            b.wait_for_text(table, wanted, 20);
+        }
+        b.screenshot(&shots.join(format!("{}.png", &page[2..])));
+        findings.extend(axe_findings(&b));
+    }
+
+    // A push's staging output appears as it comes, and nothing but staging output.
+    assert_eq!(d.get("shop.localhost", "/app-line").body, "first");
+    b.goto(&format!("{}/#/apps/shop/staging", d.api));
+    b.wait_for_text("#logs", "[STG]", 20);
+    let before = b.run(
+        "return document.querySelectorAll('#logs div').length;",
+        json!([]),
+    );
+    let app = logging_app("second");
+    let mut pushing = push_command(&d, "default", "shop", app.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        &b,
+        &format!("return document.querySelectorAll('#logs div').length > {before};"),
+        "a line of the new staging",
+        120,
+    );
+    assert!(pushing.wait().unwrap().success());
+    let staging = b.text("#logs");
+    assert!(!staging.contains("served /app-line"), "{staging}");
+    assert!(staging.lines().all(|l| l.contains("[STG]")), "{staging}");
+    b.screenshot(&shots.join("staging.png"));
+    findings.extend(axe_findings(&b));
+    assert!(findings.is_empty(), "axe-core found: {findings:#?}");
+
+    // At 375 px wide none of these pages sticks out.
+    let narrow = Browser::start(375, api_port(&d));
+    sign_in(&narrow, &d, "ops", "ops-password");
+    for (page, shown) in pages {
+        narrow.goto(&format!("{}/{page}", d.api));
+        narrow.find(shown[0].0);
+        let widths = narrow.run(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            json!([]),
+        );
+        assert!(
+            widths[1].as_u64().unwrap() <= 375,
+            "{page} is {} px wide at 375",
+            widths[1]
+        );
+    }
+
+    // A developer sees no Cells link, and the API refuses them the cells.
+    d.paas_ok(&["create-user", "dev", "dev-password"]);
+    d.paas_ok(&["set-space-role", "dev", "default", "developer"]);
+    let dev = Browser::start(1280, api_port(&d));
+    sign_in(&dev, &d, "dev", "dev-password");
+    assert_eq!(
+        dev.run(
+            "return document.getElementById('cells-link').hidden;",
+            json!([])
+        ),
+        json!(true)
+    );
+    dev.goto(&format!("{}/#/cells", d.api));
+    dev.wait_for_text("#page-error", "", 20);
 }
 
 #[test]

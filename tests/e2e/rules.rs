@@ -104,6 +104,7 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ("GET", "/v1/apps/{name}/logs", Rule::Read),
     ("GET", "/v1/apps/{name}/events", Rule::Read),
     ("GET", "/v1/apps/{name}/traffic", Rule::Read),
+    ("GET", "/v1/apps/{name}/usage", Rule::Read),
     ("GET", "/v1/apps/{name}/env", Rule::Develop),
     ("PATCH", "/v1/apps/{name}/env", Rule::Develop),
     ("POST", "/v1/apps/{name}/exec", Rule::Develop),

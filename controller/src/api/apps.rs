@@ -729,6 +729,16 @@ pub async fn traffic(
     Ok(body::json(200, &minutes))
 }
 
+/// The app's CPU and memory, all instances together, by minute, for the last hour.
+pub async fn usage(
+    State(p): State<Arc<Platform>>,
+    AppPath(app): AppPath,
+) -> Result<Response<ApiBody>, Failure> {
+    p.app_record(&app).await?;
+    let minutes = p.usage_history.of(app.as_str(), crate::logs::now_ms());
+    Ok(body::json(200, &minutes))
+}
+
 /// `?recent` (the default) answers the recent lines; `?follow=true` keeps streaming.
 pub async fn logs(
     State(p): State<Arc<Platform>>,

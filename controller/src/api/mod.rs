@@ -265,6 +265,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         e(
             Method::GET,
+            "/v1/apps/{name}/usage",
+            App(Read),
+            get(apps::usage),
+        ),
+        e(
+            Method::GET,
             "/v1/apps/{name}/env",
             App(Develop),
             get(apps::get_env),

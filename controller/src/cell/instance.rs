@@ -170,6 +170,7 @@ impl Instance {
             since_ms: self.since_ms.load(Ordering::Relaxed),
             memory_bytes: now.memory_bytes,
             cpu_percent: (cpu_percent * 10.0).round() / 10.0,
+            cpu_ns: now.cpu_ns,
             disk_bytes: now.disk_bytes,
             cell: self.cell.clone(),
         }

@@ -83,8 +83,8 @@ pub enum Execution {
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
 
 /// How often paasd hands the allocator's free pages back to the system
-/// (`paas_runtime::memory`).
-const RELEASE_FREE_MEMORY_EVERY: Duration = Duration::from_secs(30);
+/// (`paas_runtime::memory`): every second usage reading, so every 30 s.
+const RELEASE_FREE_MEMORY_EVERY_TICKS: u64 = 2;
 
 pub struct Platform {
     pub domain: String,
@@ -96,6 +96,8 @@ pub struct Platform {
     pub logs: Arc<Logs>,
     /// Each app's requests, errors and response times, by minute, from the router.
     pub traffic: crate::traffic::Traffic,
+    /// Each app's CPU and memory, by minute, as its instances were last read.
+    pub usage_history: crate::usage_history::UsageHistory,
     /// Where stagings run, and on a single host every instance: this host.
     cell: Arc<LocalCell>,
     /// In a cluster, instances are placed on cells through the state store.
@@ -226,6 +228,7 @@ impl Platform {
             resources,
             logs,
             traffic: Default::default(),
+            usage_history: Default::default(),
             cell,
             cluster,
             start_timeout: cfg.start_timeout,
@@ -251,11 +254,20 @@ impl Platform {
             // Its paused deployments are finished here for other controllers.
             cluster.peers.serve_platform(Arc::downgrade(&platform));
         }
-        platform.background.spawn_until_shutdown(async {
-            let mut every = tokio::time::interval(RELEASE_FREE_MEMORY_EVERY);
-            loop {
+        // The platform's upkeep: its apps' usage read for the console's charts, and
+        // the allocator's free pages handed back to the system (`paas_runtime::memory`).
+        let weak = Arc::downgrade(&platform);
+        platform.background.spawn_until_shutdown(async move {
+            let mut every = tokio::time::interval(crate::usage_history::SAMPLE_EVERY);
+            for tick in 0u64.. {
                 every.tick().await;
-                paas_runtime::memory::release_free_memory();
+                let Some(platform) = weak.upgrade() else {
+                    return;
+                };
+                platform.sample_usage().await;
+                if tick % RELEASE_FREE_MEMORY_EVERY_TICKS == 0 {
+                    paas_runtime::memory::release_free_memory();
+                }
             }
         });
         Ok(platform)
@@ -600,6 +612,36 @@ impl Platform {
                 self.summary_with(app, routes, &usage)
             })
             .collect()
+    }
+
+    /// Reads every app's instances once, for the charts of their usage over the last
+    /// hour (`usage_history.rs`).
+    async fn sample_usage(&self) {
+        let apps = match self.store.apps().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::warn!("reading apps to sample their usage: {e}");
+                return;
+            }
+        };
+        let now = crate::logs::now_ms();
+        for app in self.summaries(&apps).await {
+            let limits: HashMap<&str, u64> = app
+                .processes
+                .iter()
+                .map(|p| (p.process.as_str(), p.memory.bytes()))
+                .collect();
+            let limit = |i: &paas_api::InstanceSummary| {
+                limits
+                    .get(i.process.as_str())
+                    .copied()
+                    .unwrap_or(app.settings.memory.bytes())
+            };
+            self.usage_history
+                .record(app.name.as_str(), &app.instances, limit, now);
+        }
+        self.usage_history
+            .retain(&apps.iter().map(|a| a.name.as_str()).collect());
     }
 
     /// What the other cells that run instances of `apps` measure of them (CPU, memory,

@@ -295,6 +295,7 @@ impl Assigned {
             // Cells do not report usage yet: what it is given, not what it uses.
             memory_bytes: 0,
             cpu_percent: 0.0,
+            cpu_ns: 0,
             disk_bytes: 0,
             cell: self.cell.clone(),
         }

@@ -504,7 +504,7 @@ async fn a_shutdown_waits_for_the_platforms_work_and_leaves_none_running() {
     let w = world().await;
     let app = w.create("web", 2).await;
     // What runs before any app does: the store's own upkeep, this test's route
-    // follower, and the platform's memory upkeep (which the shutdown ends).
+    // follower, and the platform's upkeep (which the shutdown ends).
     let before = tokio::runtime::Handle::current()
         .metrics()
         .num_alive_tasks()
