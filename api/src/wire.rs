@@ -316,6 +316,10 @@ pub struct AppSummary {
     /// The detected or chosen buildpack of the running droplet.
     #[serde(default)]
     pub detected_buildpack: Option<String>,
+    /// When its running release was deployed (or rolled back to), in milliseconds
+    /// since the epoch; `None` before its first deploy.
+    #[serde(default)]
+    pub last_deploy_ms: Option<u64>,
     /// The start command of the running release.
     #[serde(default)]
     pub start_command: Option<String>,

@@ -242,6 +242,7 @@ const appColumns = [
   ["instances", "Instances", (a) => a.running_instances],
   ["memory", "Memory", (a) => a.settings.memory],
   ["routes", "Routes", (a) => a.routes.join(" ")],
+  ["deployed", "Last deploy", (a) => a.last_deploy_ms || 0],
 ];
 
 async function appsPage() {
@@ -285,10 +286,11 @@ async function appsPage() {
           el("td", { class: "instances" }, `${a.running_instances} of ${a.settings.instances}`),
           el("td", {}, `${a.settings.memory} MiB`),
           el("td", {}, a.routes.join(", ")),
+          el("td", {}, a.last_deploy_ms ? when(a.last_deploy_ms) : "never"),
         ),
       ),
     );
-    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 6 }, apps.length ? "No app matches." : "No apps yet: push one with `paas push NAME`.")));
+    if (!rows.length) body.append(el("tr", {}, el("td", { colspan: appColumns.length }, apps.length ? "No app matches." : "No apps yet: push one with `paas push NAME`.")));
   };
   const sortBy = (k) => {
     ascending = k === sortKey ? !ascending : true;

@@ -132,6 +132,7 @@ fn a_developer_runs_their_app_from_the_console_and_sees_no_other_space() {
     // The apps page: the developer's app, not the other space's.
     let apps = b.wait_for_text("#apps", "shop", 20);
     assert!(apps.contains("1 of 1"), "{apps}");
+    assert!(!apps.contains("never"), "its last deploy is shown: {apps}");
     assert!(!apps.contains("hidden"), "{apps}");
     b.screenshot(&shots.join("apps.png"));
     findings.extend(axe_findings(&b));

@@ -743,6 +743,7 @@ impl Platform {
             droplet: app.release.as_ref().map(|r| r.droplet.clone()),
             detected_buildpack: app.release.as_ref().map(|r| r.buildpack.clone()),
             start_command: app.release.as_ref().map(|r| r.start_command.clone()),
+            last_deploy_ms: app.deployed_at.map(|s| s.max(0) as u64 * 1000),
             instances,
             processes,
         }

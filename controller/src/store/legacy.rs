@@ -172,6 +172,7 @@ fn read(path: &Path, domain: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>
             services: Vec::new(),
             space: super::default_space(),
             packages: Vec::new(),
+            deployed_at: None,
             created_at,
             updated_at,
         };

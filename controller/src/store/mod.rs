@@ -74,6 +74,8 @@ pub struct AppRecord {
     /// The packages last uploaded to it (what a deployment may name besides its
     /// releases' packages).
     pub packages: Vec<String>,
+    /// When its release was last set (a deploy, a rollback), in seconds since the epoch.
+    pub deployed_at: Option<i64>,
 }
 
 /// What runs: a droplet with its start command, and the app's own configuration it
@@ -328,6 +330,9 @@ struct AppDoc {
     space: String,
     #[serde(default)]
     packages: Vec<String>,
+    /// When `release` was last set; absent in apps stored before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deployed_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -470,6 +475,7 @@ impl Store {
                         services: Vec::new(),
                         space: space.to_string(),
                         packages: Vec::new(),
+                        deployed_at: None,
                         created_at: now(),
                         updated_at: now(),
                     };
@@ -546,9 +552,12 @@ impl Store {
 
     /// Makes `release` the one `app` runs.
     pub async fn set_release(&self, app: &AppName, release: &Release) -> Result<(), StoreError> {
-        self.update_app(app, |doc| doc.release = Some(release.clone()))
-            .await?
-            .ok_or_else(|| StoreError::NoApp(app.clone()))
+        self.update_app(app, |doc| {
+            doc.release = Some(release.clone());
+            doc.deployed_at = Some(now());
+        })
+        .await?
+        .ok_or_else(|| StoreError::NoApp(app.clone()))
     }
 
     /// Marks the app stopped (it is not started after a restart of paasd) or not.
@@ -850,6 +859,7 @@ fn record(name: AppName, doc: AppDoc) -> AppRecord {
         services: doc.services,
         space: doc.space,
         packages: doc.packages,
+        deployed_at: doc.deployed_at,
     }
 }
 
@@ -1024,14 +1034,17 @@ pub(crate) mod tests {
             let r1 = s.add_release(&name, release("d1")).await.unwrap();
             let r2 = s.add_release(&name, release("d2")).await.unwrap();
             assert_eq!((r1.version, r2.version), (1, 2));
-            assert!(
-                s.app(&name).await.unwrap().unwrap().release.is_none(),
-                "not current until set"
-            );
+            let before = s.app(&name).await.unwrap().unwrap();
+            assert!(before.release.is_none(), "not current until set");
+            assert_eq!(before.deployed_at, None);
             s.set_release(&name, &r2).await.unwrap();
         }
         let s = Store::open_sqlite(&path, "localhost").await.unwrap();
         let app = s.app(&name).await.unwrap().unwrap();
+        assert!(
+            app.deployed_at.is_some_and(|t| t > 0),
+            "when it was deployed"
+        );
         assert_eq!(app.settings.instances, 3);
         assert_eq!(app.release.unwrap().droplet, "d2");
         assert_eq!(s.apps().await.unwrap().len(), 1);
