@@ -291,6 +291,7 @@ fn an_admin_sees_the_platform_an_app_s_usage_tasks_services_and_a_staging_live()
         json!(60)
     );
     b.screenshot(&shots.join("app-usage.png"));
+    findings.extend(axe_findings(&b));
 
     // The platform's pages, as an admin sees them.
     let pages = [
