@@ -73,15 +73,37 @@ async function fetchAgain(path, options) {
   }
 }
 
+// The access token lasts an hour; then the refresh cookie is traded (once) for a new
+// pair. Requests that find the session expired at the same time share one refresh.
+let refreshing = null;
+function refreshSession() {
+  refreshing = refreshing || (async () => {
+    try {
+      const r = await fetchAgain("/console/session/refresh", { method: "POST" });
+      if (!r.ok) return false;
+      signedIn(await r.json());
+      return true;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
 async function api(method, path, body) {
-  const headers = {};
-  if (method !== "GET") headers["X-Csrf-Token"] = session.csrf || "";
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetchAgain(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  const send = () => {
+    const headers = {};
+    if (method !== "GET") headers["X-Csrf-Token"] = session.csrf || "";
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetchAgain(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  };
+  const signingIn = method === "POST" && path === "/console/session";
+  let r = await send();
+  if (r.status === 401 && !signingIn && (await refreshSession())) r = await send();
   if (r.status === 401 && path !== "/console/session") {
     session.user = null;
     signInPage("Your session has ended: sign in again.");
@@ -609,6 +631,8 @@ function logsSection(path, title, only) {
     while (!stop.signal.aborted) {
       try {
         const r = await fetchAgain(`${path}/logs?follow=true`, { signal: stop.signal });
+        // The session expired while the log was followed: refreshed, it goes on.
+        if (r.status === 401 && (await refreshSession())) continue;
         if (!r.ok) throw new ApiError(r.status, null);
         lines.length = 0;
         view.replaceChildren();

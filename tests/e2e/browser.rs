@@ -170,6 +170,11 @@ impl Browser {
         );
     }
 
+    /// Deletes the page's cookie `name`, as its expiry would (`HttpOnly` ones too).
+    pub fn delete_cookie(&self, name: &str) {
+        self.session_call("DELETE", &format!("/cookie/{name}"), None);
+    }
+
     /// Loads the page shown again.
     pub fn refresh(&self) {
         self.session_call("POST", "/refresh", Some(json!({})));

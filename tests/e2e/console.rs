@@ -120,6 +120,8 @@ fn a_developer_runs_their_app_from_the_console_and_sees_no_other_space() {
     let b = Browser::start(1280, api_port(&d));
     b.goto(&format!("{}/", d.api));
     b.find("#user");
+    // Signed out, the pages are not offered.
+    assert!(!b.text("body").contains("Buildpacks"));
     b.screenshot(&shots.join("sign-in.png"));
     let mut findings = axe_findings(&b);
     b.type_into("#user", "dev");
@@ -186,6 +188,13 @@ fn a_developer_runs_their_app_from_the_console_and_sees_no_other_space() {
     b.wait_for_text("#status", "rolled back to v1", 90);
     assert_eq!(d.get("shop.localhost", "/").body, "first");
     b.screenshot(&shots.join("revisions.png"));
+
+    // An hour on, the access token's cookie has expired: the console trades the
+    // refresh cookie for a new pair and goes on, signed in.
+    b.delete_cookie("__Host-paas_session");
+    b.goto(&format!("{}/#/apps", d.api));
+    b.wait_for_text("#apps", "shop", 20);
+    assert_eq!(b.text("#who"), "dev");
 
     // Another space's app: refused, as the API refuses it (not found, not a leak).
     b.goto(&format!("{}/#/apps/hidden", d.api));
@@ -378,6 +387,29 @@ fn an_admin_sees_the_platform_an_app_s_usage_tasks_services_and_a_staging_live()
     dev.wait_for_text("#page-error", "", 20);
 }
 
+/// `NAME=VALUE` of the cookie `name` an answer (head and body) sets, after checking
+/// it is the browser's alone to send.
+fn cookie_of(answer: &str, name: &str) -> String {
+    let set_cookie = answer
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase().starts_with("set-cookie:") && l.contains(&format!("{name}="))
+        })
+        .unwrap_or_else(|| panic!("no cookie {name}: {answer}"));
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    set_cookie
+        .split_once(':')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn the_console_cookie_changes_nothing_without_its_csrf_token() {
     let d = Daemon::start();
@@ -407,23 +439,24 @@ fn the_console_cookie_changes_nothing_without_its_csrf_token() {
 
     // Sign in as the console does; the cookie is the browser's alone to send.
     let answer = sign_in("application/json");
-    let set_cookie = answer
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
-        .unwrap_or_else(|| panic!("no cookie: {answer}"));
-    assert!(set_cookie.contains("__Host-paas_session="), "{set_cookie}");
-    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(set_cookie.contains(attribute), "{set_cookie}");
-    }
-    let cookie = set_cookie
-        .split_once(':')
-        .unwrap()
-        .1
-        .split(';')
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let cookie = cookie_of(&answer, "__Host-paas_session");
+    let refresh_cookie = cookie_of(&answer, "__Host-paas_refresh");
+    // The refresh cookie gets a new pair of tokens, once.
+    let refresh = |cookie: &str| -> u16 {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .arg("--cacert")
+            .arg(d.cert())
+            .args(["-H", &format!("Cookie: {cookie}")])
+            .arg(format!("{}/console/session/refresh", d.api))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).parse().unwrap()
+    };
+    let first = sign_in("application/json");
+    let first_refresh = cookie_of(&first, "__Host-paas_refresh");
+    assert_eq!(refresh(&first_refresh), 200);
+    assert_eq!(refresh(&first_refresh), 401, "a refresh token is used once");
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     let session: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     let csrf = session["csrf"].as_str().unwrap().to_string();
@@ -459,4 +492,6 @@ fn the_console_cookie_changes_nothing_without_its_csrf_token() {
     // Signed out, the cookie is worth nothing.
     assert_eq!(call("DELETE", "/console/session", Some(&csrf)), 204);
     assert_eq!(call("GET", "/v1/apps/shop", None), 401);
+    // Nor is the refresh cookie of that session.
+    assert_eq!(refresh(&refresh_cookie), 401);
 }

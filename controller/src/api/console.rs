@@ -8,6 +8,11 @@
 //! cookie when a request has no bearer token, so a person sees and changes exactly what
 //! their roles allow, through the same rules, audit trail and stream re-checks.
 //!
+//! The access token lasts an hour; a second cookie holds its refresh token, which the
+//! page trades once for a new pair (`POST /console/session/refresh`) when the first has
+//! expired, so a session lasts while it is used, and ends after [`IDLE_SIGN_OUT`]
+//! without use or at sign-out (which revokes both tokens).
+//!
 //! A cookie is sent by the browser whoever made the page that asks, so every change made
 //! with it must also carry the session's CSRF token in `X-Csrf-Token` (OWASP's
 //! "synchronizer token", derived from the session so that no state is kept): a page of
@@ -18,7 +23,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use http::{header, HeaderMap, HeaderValue, Method, Response};
 use serde::Serialize;
@@ -34,6 +39,11 @@ use crate::platform::Platform;
 /// browsers refuse it unless it is `Secure`, for `/` and set by this very host, so an
 /// app on a neighbouring name cannot plant one (RFC 6265bis, cookie prefixes).
 pub const SESSION_COOKIE: &str = "__Host-paas_session";
+/// The cookie that holds the session's refresh token (same attributes).
+pub const REFRESH_COOKIE: &str = "__Host-paas_refresh";
+/// A console session not used for this long is signed out: its refresh cookie
+/// expires (each refresh sets it again).
+const IDLE_SIGN_OUT: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
 /// The header a change made with the cookie carries its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -65,6 +75,7 @@ pub fn router() -> Router<Arc<Platform>> {
             "/console/session",
             get(session).post(sign_in).delete(sign_out),
         )
+        .route("/console/session/refresh", post(refresh))
 }
 
 async fn index() -> Response<ApiBody> {
@@ -125,13 +136,55 @@ impl Session {
     }
 }
 
-/// The `Set-Cookie` value that gives the browser `token` for `max_age` seconds (an
-/// empty token and 0 take it away).
-fn session_cookie(token: &str, max_age: u64) -> Result<HeaderValue, Failure> {
+/// The `Set-Cookie` value that gives the browser cookie `name` holding `token` for
+/// `max_age` seconds (an empty token and 0 take it away).
+fn cookie(name: &str, token: &str, max_age: u64) -> Result<HeaderValue, Failure> {
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
+        "{name}={token}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Strict"
     ))
     .map_err(Failure::internal)
+}
+
+/// The answer to a sign-in or a refresh: the session, and the cookies of its tokens.
+async fn signed_in(
+    p: &Platform,
+    grant: &paas_api::auth::TokenGrant,
+    address: Option<IpAddr>,
+) -> Result<Response<ApiBody>, Failure> {
+    let session = Session::of(p, &grant.access_token, address).await?;
+    let mut r = body::json(200, &session);
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        cookie(SESSION_COOKIE, &grant.access_token, grant.expires_in)?,
+    );
+    h.append(
+        header::SET_COOKIE,
+        cookie(
+            REFRESH_COOKIE,
+            &grant.refresh_token,
+            IDLE_SIGN_OUT.as_secs(),
+        )?,
+    );
+    Ok(r)
+}
+
+/// Refuses a sign-in or refresh another site's page asked for: a browser says where a
+/// request came from (Fetch Metadata); a client that is not a browser says nothing.
+fn from_the_console(headers: &HeaderMap, json: bool) -> Result<(), Failure> {
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    if !json || !matches!(site, "same-origin" | "none") {
+        return Err(Failure::new(
+            403,
+            "csrf",
+            "a sign-in must come from the console's own page, as JSON",
+            Some("sign in from the console at /"),
+        ));
+    }
+    Ok(())
 }
 
 fn address(peer: Option<Extension<PeerAddr>>) -> Option<IpAddr> {
@@ -163,28 +216,24 @@ async fn sign_in(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    if !json || !matches!(site, "same-origin" | "none") {
-        return Err(Failure::new(
-            403,
-            "csrf",
-            "a sign-in must come from the console's own page, as JSON",
-            Some("sign in from the console at /"),
-        ));
-    }
+    from_the_console(&headers, json)?;
     let address = address(peer);
     let login: paas_api::auth::LoginRequest = read_json(req).await?;
     let grant = p.login(&login.user, login.password, address).await?;
-    let session = Session::of(&p, &grant.access_token, address).await?;
-    let mut r = body::json(200, &session);
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        session_cookie(&grant.access_token, grant.expires_in)?,
-    );
-    Ok(r)
+    signed_in(&p, &grant, address).await
+}
+
+/// Trades the refresh cookie (once) for a new pair of tokens, when the access token
+/// has expired.
+async fn refresh(
+    State(p): State<Arc<Platform>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+) -> Result<Response<ApiBody>, Failure> {
+    from_the_console(&headers, true)?;
+    let token = cookie_value(&headers, REFRESH_COOKIE).ok_or_else(signed_out)?;
+    let grant = p.refresh(token).await?;
+    signed_in(&p, &grant, address(peer)).await
 }
 
 async fn sign_out(
@@ -197,10 +246,15 @@ async fn sign_out(
         if let Ok(caller) = p.caller(token, address(peer)).await {
             p.logout(&caller).await?;
         }
+    } else if let Some(refresh) = cookie_value(&headers, REFRESH_COOKIE) {
+        // Its access token has expired: the refresh token is revoked on its own.
+        from_the_console(&headers, true)?;
+        p.revoke(refresh).await?;
     }
     let mut r = body::empty(204);
-    r.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0)?);
+    let h = r.headers_mut();
+    h.append(header::SET_COOKIE, cookie(SESSION_COOKIE, "", 0)?);
+    h.append(header::SET_COOKIE, cookie(REFRESH_COOKIE, "", 0)?);
     Ok(r)
 }
 
@@ -215,13 +269,19 @@ fn signed_out() -> Failure {
 
 /// The access token in the request's session cookie, if it has exactly one.
 pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of the request's cookie `wanted`, if it has exactly one (a second may
+/// have been planted beside the real one: then neither is taken).
+fn cookie_value<'a>(headers: &'a HeaderMap, wanted: &str) -> Option<&'a str> {
     let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == SESSION_COOKIE)
+        .filter(|(name, _)| *name == wanted)
         .map(|(_, value)| value);
     match (found.next(), found.next()) {
         (Some(token), None) if !token.is_empty() => Some(token),

@@ -375,6 +375,17 @@ impl Platform {
         }
     }
 
+    /// Ends the login `token` (an access or a refresh token) belongs to: both tokens of
+    /// its pair.
+    pub async fn revoke(&self, token: &str) -> Result<(), Error> {
+        self.store
+            .take_token(&token_hash(token.trim()))
+            .await
+            .map_err(Error::internal)?;
+        self.access_cache.forget_callers();
+        Ok(())
+    }
+
     /// Ends the caller's login: its access token and the refresh token of its pair.
     pub async fn logout(&self, caller: &Caller) -> Result<(), Error> {
         if let Some(hash) = &caller.token_hash {
