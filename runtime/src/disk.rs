@@ -83,6 +83,38 @@ pub fn remove(dir: &Path) {
     }
 }
 
+/// Unmounts the quota filesystem of `dir` without writing back what the kernel still
+/// holds for it, for a disk whose content is thrown away (a finished staging's).
+/// A plain unmount writes every dirty page to the image first (measured: 150-190 ms
+/// for a Node.js build's 45 MB, on every staging); ext4's shutdown ioctl
+/// (`EXT4_IOC_SHUTDOWN` with `NOLOGFLUSH`, as xfstests' `godown` uses it) drops them.
+/// It is only ever sent to a filesystem on a loop device mounted at `dir/disk`: sent to
+/// the host's own filesystem it would stop it, so anything else is only unmounted.
+pub fn discard(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    /// `_IOR('X', 125, __u32)`, from linux/fs/ext4/ext4.h.
+    const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587d;
+    const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 0x2;
+    /// Loop devices' major number (linux/major.h).
+    const LOOP_MAJOR: u32 = 7;
+    let mount = mount_point(dir);
+    let our_loop_disk = match (std::fs::metadata(dir), std::fs::metadata(&mount)) {
+        (Ok(parent), Ok(disk)) => {
+            disk.dev() != parent.dev() && libc::major(disk.dev()) == LOOP_MAJOR
+        }
+        _ => false,
+    };
+    if our_loop_disk {
+        if let Ok(root) = std::fs::File::open(&mount) {
+            let flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+            // SAFETY: the ioctl reads one u32 through the pointer, which outlives it.
+            let _ = unsafe { libc::ioctl(root.as_raw_fd(), EXT4_IOC_SHUTDOWN, &flags) };
+        }
+    }
+    remove(dir);
+}
+
 async fn run(
     tool: &'static str,
     package: &'static str,

@@ -211,7 +211,8 @@ impl Stager {
             },
             None => self.stage_in(&work, req, log).await,
         };
-        paas_runtime::disk::remove(&work);
+        // What the build left is thrown away: unmounted without being written back.
+        paas_runtime::disk::discard(&work);
         let _ = tokio::fs::remove_dir_all(&work).await;
         result.map(|(info, in_buildpacks)| {
             let total = started.elapsed();

@@ -342,6 +342,49 @@ async fn the_writable_layer_is_held_to_its_disk_quota() {
     );
 }
 
+/// A staging's disk is thrown away without writing back its dirty pages: afterwards it
+/// is unmounted and its loop device freed. The shutdown ioctl only ever reaches such a
+/// disk: a folder without one keeps its (the host's) filesystem working.
+#[tokio::test]
+async fn a_discarded_disk_is_unmounted_and_nothing_else_is_shut_down() {
+    use std::os::unix::fs::MetadataExt;
+    let mounted = |p: &std::path::Path| {
+        std::fs::metadata(p).unwrap().dev() != std::fs::metadata(p.parent().unwrap()).unwrap().dev()
+    };
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::create_dir(paas_runtime::disk::mount_point(plain.path())).unwrap();
+    paas_runtime::disk::discard(plain.path());
+    std::fs::write(plain.path().join("still-writable"), "yes").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mount = paas_runtime::disk::create(dir.path(), 64 << 20, 0, 0)
+        .await
+        .unwrap();
+    std::fs::write(mount.join("scratch"), vec![7u8; 8 << 20]).unwrap();
+    assert!(mounted(&mount));
+    let image = dir.path().join("disk.img");
+    let loops = || {
+        let out = std::process::Command::new("losetup")
+            .arg("-j")
+            .arg(&image)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(!loops().is_empty(), "the disk is on a loop device");
+    paas_runtime::disk::discard(dir.path());
+    assert!(!mounted(&mount), "unmounted");
+    // The loop device frees itself once the filesystem is gone (autoclear).
+    for _ in 0..100 {
+        if loops().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(loops(), "", "the loop device is freed");
+    std::fs::write(dir.path().join("after"), "ok").unwrap();
+}
+
 /// After `favor_dynamic_changes`, the host's cgroup v2 mount lists `favordynmods` and
 /// keeps its other options. Hosts without a cgroup v2 mount have nothing to check.
 #[test]
