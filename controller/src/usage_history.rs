@@ -212,27 +212,19 @@ mod tests {
     #[test]
     fn a_restarted_container_counts_from_its_next_reading() {
         let h = UsageHistory::default();
-        let limit = |_: &InstanceSummary| 256 * MIB;
-        h.record(
-            "shop",
-            &[instance("a", "running", 9_000_000_000, MIB)],
-            limit,
-            0,
-        );
+        let read = |cpu_ns, at| {
+            h.record(
+                "shop",
+                &[instance("a", "running", cpu_ns, MIB)],
+                |_| MIB,
+                at,
+            )
+        };
+        read(9_000_000_000, 0);
         // Its CPU counter began again: no reading this time, not a huge or negative one.
-        h.record(
-            "shop",
-            &[instance("a", "running", 1_000, MIB)],
-            limit,
-            15_000,
-        );
+        read(1_000, 15_000);
         assert_eq!(h.of("shop", 15_000)[0].cpu_percent, 0.0);
-        h.record(
-            "shop",
-            &[instance("a", "running", 1_500_001_000, MIB)],
-            limit,
-            30_000,
-        );
+        read(1_500_001_000, 30_000);
         assert_eq!(h.of("shop", 30_000)[0].cpu_percent, 10.0);
     }
 
