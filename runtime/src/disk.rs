@@ -99,7 +99,8 @@ pub fn discard(dir: &Path) {
     /// Loop devices' major number (linux/major.h).
     const LOOP_MAJOR: u32 = 7;
     let mount = mount_point(dir);
-    let our_loop_disk = match (std::fs::metadata(dir), std::fs::metadata(&mount)) {
+    // Not followed if a link: only the mount itself counts.
+    let our_loop_disk = match (std::fs::metadata(dir), std::fs::symlink_metadata(&mount)) {
         (Ok(parent), Ok(disk)) => {
             disk.dev() != parent.dev() && libc::major(disk.dev()) == LOOP_MAJOR
         }
