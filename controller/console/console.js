@@ -178,6 +178,7 @@ async function act(question, work, done) {
 }
 
 const mib = (bytes) => Math.round(bytes / 1048576);
+const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
 
 // A table with a header row: `columns` are [heading, (row) => cell text or node].
 function table(id, columns, rows, empty) {
@@ -190,7 +191,6 @@ function table(id, columns, rows, empty) {
 
 const section = (id, title, ...children) =>
   el("section", { "aria-labelledby": `h-${id}` }, el("h2", { id: `h-${id}` }, title), ...children);
-const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
 
 // --- Sign-in -----------------------------------------------------------------------
 
@@ -416,24 +416,21 @@ async function appPage(name) {
     el("p", { class: "muted" }, `Space ${app.space} · ${app.detected_buildpack || "no buildpack yet"} · `, app.url ? el("a", { href: app.url }, app.url) : "no route",
       " · ", el("a", { href: `#/apps/${encodeURIComponent(name)}/staging`, id: "staging-link" }, "staging log")),
     actions,
-    el("section", { "aria-labelledby": "h-instances" },
-      el("h2", { id: "h-instances" }, "Instances"),
+    section("instances", "Instances",
       scaleForm,
       el("div", { class: "scroll" }, el("table", { id: "instances" },
         el("thead", {}, el("tr", {}, ...["Instance", "State", "CPU", "Memory", "Disk", "Since"].map((h) => el("th", { scope: "col" }, h)))),
         instances))),
     usageSection(path),
     trafficSection(path),
-    el("section", { "aria-labelledby": "h-routes" },
-      el("h2", { id: "h-routes" }, "Routes"),
+    section("routes", "Routes",
       app.routes.length ? el("ul", {}, ...app.routes.map((r) => el("li", {}, r))) : el("p", {}, "No routes.")),
     envSection(path),
     servicesSection(name, app.space),
     tasksSection(name, path),
     revisionsSection(name, path, revisions),
     logsSection(path, "Logs (live)"),
-    el("section", { "aria-labelledby": "h-events" },
-      el("h2", { id: "h-events" }, "Events"),
+    section("events", "Events",
       el("div", { class: "scroll" }, el("table", { id: "events" },
         el("thead", {}, el("tr", {}, ...["When", "What", "Instance", "Description"].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, ...events.slice(-50).reverse().map((e) =>
@@ -562,11 +559,11 @@ function trafficSection(path) {
   draw();
   const timer = setInterval(draw, 10000);
   leaving.push(() => clearInterval(timer));
-  return el("section", { "aria-labelledby": "h-traffic" }, el("h2", { id: "h-traffic" }, "Traffic (last hour, through this host's router)"), body);
+  return section("traffic", "Traffic (last hour, through this host's router)", body);
 }
 
 function envSection(path) {
-  const section = el("section", { "aria-labelledby": "h-env" }, el("h2", { id: "h-env" }, "Environment"));
+  const part = section("env", "Environment");
   const list = el("tbody");
   let revealed = false;
   const button = el("button", { type: "button", id: "reveal-env" }, "Reveal values");
@@ -589,14 +586,13 @@ function envSection(path) {
     button.textContent = revealed ? "Hide values" : "Reveal values";
     draw();
   });
-  section.append(button, el("div", { class: "scroll" }, el("table", { id: "env" }, list)));
+  part.append(button, el("div", { class: "scroll" }, el("table", { id: "env" }, list)));
   draw();
-  return section;
+  return part;
 }
 
 function revisionsSection(name, path, revisions) {
-  return el("section", { "aria-labelledby": "h-revisions" },
-    el("h2", { id: "h-revisions" }, "Revisions"),
+  return section("revisions", "Revisions",
     el("div", { class: "scroll" }, el("table", { id: "revisions" },
       el("thead", {}, el("tr", {}, ...["Version", "Buildpack", "Changes", ""].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, ...revisions.slice().reverse().map((r) =>
