@@ -16,6 +16,12 @@ pub const MAX_HEADERS: usize = 100;
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// The largest response head the router takes from an app.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The largest request body the direct path takes: it holds the whole body before the
+/// request goes to the app (as nginx's `proxy_request_buffering` and HAProxy's
+/// `http-buffer-request` do), so that a request whose instance cannot be reached can go
+/// to another one. hyper streams larger ones, and may hold up to about 400 KiB of a
+/// connection's bytes itself.
+pub const MAX_DIRECT_BODY: u64 = 64 * 1024;
 
 /// How an app's response body is framed.
 pub enum Framing {
@@ -91,10 +97,12 @@ impl HeaderSpans {
 pub enum RequestHead {
     /// Not all of it has come.
     Partial,
-    /// A request the direct path serves, its head taken from the buffer.
-    Direct(Request<()>),
-    /// One for hyper (HTTP/2's preface, HTTP/1.0, a body, an upgrade, `Expect`, a head
-    /// too large or malformed); nothing was taken from the buffer.
+    /// A request the direct path serves, its head taken from the buffer, and the length
+    /// of its body (at most [`MAX_DIRECT_BODY`]), whose bytes follow in the buffer or
+    /// are still to come.
+    Direct(Request<()>, usize),
+    /// One for hyper (HTTP/2's preface, HTTP/1.0, a chunked or large body, an upgrade,
+    /// `Expect`, a head too large or malformed); nothing was taken from the buffer.
     Hyper,
     /// One for hyper, found to be so once its head was taken: this head, then the rest
     /// of the buffer.
@@ -102,8 +110,11 @@ pub enum RequestHead {
 }
 
 /// Takes the request head at the start of `buf` if the direct path serves it: HTTP/1.1,
-/// no body, no upgrade, no `Expect`, at most `max_head` bytes, and every part valid for
-/// the `http` types. Its headers go into a map taken from `headers`, to reuse one (its
+/// no body or one framed by a single `Content-Length` of at most [`MAX_DIRECT_BODY`],
+/// no upgrade, no `Expect`, at most `max_head` bytes, and every part valid for the `http`
+/// types. Any other framing goes to hyper, which refuses what could smuggle a request
+/// past the app (RFC 9112, 6.3 and 11.2: both `Transfer-Encoding` and
+/// `Content-Length`, differing lengths, a list). Its headers go into a map taken from `headers`, to reuse one (its
 /// room is kept across requests: a new map per request costs two allocations).
 pub fn take_request(buf: &mut BytesMut, max_head: usize, headers: &mut HeaderMap) -> RequestHead {
     if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
@@ -122,7 +133,7 @@ fn take_request_with(
     headers: &mut HeaderMap,
 ) -> RequestHead {
     let mut parsed_headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-    let (len, method, path) = {
+    let (len, method, path, body) = {
         let mut parsed = httparse::Request::new(&mut []);
         let len = match parsed.parse_with_uninit_headers(buf, &mut parsed_headers) {
             Ok(httparse::Status::Complete(len)) if len <= max_head => len,
@@ -138,16 +149,24 @@ fn take_request_with(
         if method == Method::CONNECT {
             return RequestHead::Hyper;
         }
+        let mut body = None;
         for h in parsed.headers.iter() {
-            let body_or_upgrade = ["content-length", "transfer-encoding", "upgrade", "expect"]
+            if h.name.eq_ignore_ascii_case("content-length") {
+                match (body, direct_body_length(h.value)) {
+                    (None, Some(n)) => body = Some(n),
+                    // A second one, or one the direct path does not take.
+                    _ => return RequestHead::Hyper,
+                }
+            }
+            let chunked_or_upgrade = ["transfer-encoding", "upgrade", "expect"]
                 .iter()
                 .any(|n| h.name.eq_ignore_ascii_case(n));
-            if body_or_upgrade {
+            if chunked_or_upgrade {
                 return RequestHead::Hyper;
             }
             spans.push(buf, h);
         }
-        (len, method, span(buf, path.as_bytes()))
+        (len, method, span(buf, path.as_bytes()), body.unwrap_or(0))
     };
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path)).ok();
@@ -160,7 +179,18 @@ fn take_request_with(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
-    RequestHead::Direct(req)
+    RequestHead::Direct(req, body)
+}
+
+/// A `Content-Length` value the direct path takes: digits only (RFC 9110, 8.6), at most
+/// [`MAX_DIRECT_BODY`].
+fn direct_body_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || digits.len() > 7 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    usize::try_from(n).ok().filter(|_| n <= MAX_DIRECT_BODY)
 }
 
 /// Takes the app's response head at the start of `buf`, dropping any 1xx informational

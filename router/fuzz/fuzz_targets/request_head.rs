@@ -47,10 +47,17 @@ fn one_whole_head(out: &[u8], request: bool) -> bool {
 fn direct_path(data: &[u8]) {
     let mut buf = bytes::BytesMut::from(data);
     match h1::take_request(&mut buf, 8192, &mut http::HeaderMap::new()) {
-        h1::RequestHead::Direct(req) => {
+        h1::RequestHead::Direct(req, body) => {
             let mut out = Vec::new();
             h1::write_request_head(&mut out, &req);
             assert!(one_whole_head(&out, true), "{:?}", String::from_utf8_lossy(&out));
+            // The one length the head declares is the body the direct path reads.
+            let headers = req.headers();
+            let lengths: Vec<_> = headers.get_all(http::header::CONTENT_LENGTH).iter().collect();
+            assert!(lengths.len() <= 1 && !headers.contains_key(http::header::TRANSFER_ENCODING));
+            let declared = lengths.first().map_or(Some(0), |v| v.to_str().ok()?.trim().parse().ok());
+            assert_eq!(declared, Some(body));
+            assert!(body as u64 <= h1::MAX_DIRECT_BODY);
         }
         h1::RequestHead::HyperTaken(head) => {
             // Nothing is lost on the way to hyper.

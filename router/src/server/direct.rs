@@ -1,7 +1,9 @@
-//! The direct path: HTTP/1.1 requests without a body, proxied without hyper.
+//! The direct path: HTTP/1.1 requests without a body or with a small one of known
+//! length, proxied without hyper.
 //!
-//! Most requests through a router are of this kind (GET, HEAD, DELETE, … on keep-alive
-//! connections), and for them hyper's server and client cost more than the proxying
+//! Most requests through a router are of this kind (GET, HEAD, DELETE, form and API
+//! POSTs, … on keep-alive connections), and for them hyper's server and client cost more
+//! than the proxying
 //! itself: a connection task on each side, a channel and a oneshot between them, and
 //! bodies polled frame by frame. Profiled under `benches/router.sh`, the router spent
 //! 7.6-8.7 µs of user time per request against HAProxy's 3.7-3.9, with the same four
@@ -9,16 +11,19 @@
 //! 27.7k user instructions under callgrind, HAProxy's 30.0k.
 //!
 //! This path serves a request in its client connection's own task. It parses the head
-//! with httparse, runs the same phases as every request ([`Router::pick`],
-//! [`proxy::upstream_request_filter`], [`proxy::response_filter`]), writes the head to a
-//! pooled raw connection to the instance, and passes the app's response back: the head
+//! with httparse, reads the whole body when there is one (at most
+//! [`h1::MAX_DIRECT_BODY`], framed by `Content-Length`), runs the same phases as every
+//! request ([`Router::pick`], the route's body limit, [`proxy::upstream_request_filter`],
+//! [`proxy::response_filter`]), writes the head and body in one write to a pooled raw
+//! connection to the instance, and passes the app's response back: the head
 //! rewritten, the body byte for byte, followed by its framing (length, chunks, or the
 //! connection's end) to know where it ends.
 //!
 //! Anything else hands the connection to hyper for the rest of its life, with the bytes
-//! already read put back in front: HTTP/2's preface, HTTP/1.0, a request with a body or
-//! `Expect`, an upgrade, and any head hyper must refuse (too large, malformed). So every
-//! defence of the hyper path (the framing guard, 431, 400) still applies to them.
+//! already read put back in front: HTTP/2's preface, HTTP/1.0, a chunked or larger body,
+//! any framing that is not one plain `Content-Length`, `Expect`, an upgrade, and any
+//! head hyper must refuse (too large, malformed). So every defence of the hyper path
+//! (the framing guard, 431, 400) still applies to them.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +37,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::{content_length, log_refusal, unix_ms, unreachable, Conn, Picked, Router, Served};
+use super::{
+    body_too_large, content_length, log_refusal, unix_ms, unreachable, Conn, Picked, Router, Served,
+};
 use crate::framing::ChunkedEnd;
 use crate::h1::{self, AppHead, Framing, RequestHead};
 use crate::pool::{self, SendError};
@@ -156,10 +163,10 @@ impl Router {
         loop {
             // A whole request head (slowloris: it must come within the head timeout).
             head_deadline.start();
-            let mut req = loop {
+            let (mut req, body) = loop {
                 let max_head = self.config.max_header_bytes;
                 match h1::take_request(&mut bufs.client, max_head, &mut bufs.request_headers) {
-                    RequestHead::Direct(req) => break req,
+                    RequestHead::Direct(req, body) => break (req, body),
                     RequestHead::Partial => {}
                     RequestHead::Hyper => return Left::ToHyper(io, bufs.client.freeze()),
                     RequestHead::HyperTaken(head) => {
@@ -203,9 +210,33 @@ impl Router {
                 head.extend_from_slice(&bufs.client);
                 return Left::ToHyper(io, Bytes::from(head));
             }
+            // The whole body, within the time an app has to answer (hyper's path gives
+            // sending the body and the answer that much together).
+            answer_deadline.start();
+            while bufs.client.len() < body {
+                bufs.client.reserve(body - bufs.client.len());
+                let read = tokio::select! {
+                    biased;
+                    read = io.read_buf(&mut bufs.client) => read,
+                    () = answer_deadline.passed() => return Left::Closed,
+                };
+                if !matches!(read, Ok(n) if n > 0) {
+                    // The client went away with its body cut short.
+                    return Left::Closed;
+                }
+            }
             let keep_alive = self
-                .exchange(&mut io, req, conn, drain, &mut bufs, &mut answer_deadline)
+                .exchange(
+                    &mut io,
+                    req,
+                    body,
+                    conn,
+                    drain,
+                    &mut bufs,
+                    &mut answer_deadline,
+                )
                 .await;
+            bufs.client.advance(body);
             if !keep_alive {
                 let _ = io.shutdown().await;
                 return Left::Closed;
@@ -226,12 +257,14 @@ impl Router {
         table.service_route(&host, req.uri().path()).is_some()
     }
 
-    /// Serves one request and writes its answer to `io`; returns whether the connection
-    /// can carry another.
+    /// Serves one request, whose `body` is the first bytes of `bufs.client`, and writes
+    /// its answer to `io`; returns whether the connection can carry another.
+    #[allow(clippy::too_many_arguments)]
     async fn exchange<IO>(
         &self,
         io: &mut IO,
         mut req: Request<()>,
+        body: usize,
         conn: &Conn,
         drain: &Drain,
         bufs: &mut Buffers,
@@ -245,7 +278,7 @@ impl Router {
         let client_closes =
             proxy::connection_tokens(req.headers()).any(|t| t.eq_ignore_ascii_case("close"));
         let answer = self
-            .forward(&mut req, conn, &mut served, bufs, deadline)
+            .forward(&mut req, body, conn, &mut served, bufs, deadline)
             .await;
         recycle(&mut bufs.request_headers, req.headers_mut());
         let (picked, mut stream, app_head) = match answer {
@@ -297,23 +330,29 @@ impl Router {
         }
     }
 
-    /// Routes `req`, sends it to an instance and reads the response's head: the
-    /// instance's connection comes back with it, the rest of the response in `bufs.app`.
+    /// Routes `req`, sends it with its `body` (the first bytes of `bufs.client`) to an
+    /// instance and reads the response's head: the instance's connection comes back with
+    /// it, the rest of the response in `bufs.app`.
     async fn forward(
         &self,
         req: &mut Request<()>,
+        body: usize,
         conn: &Conn,
         served: &mut Served,
         bufs: &mut Buffers,
         deadline: &mut Deadline,
     ) -> Result<(Picked, TcpStream, AppHead), ProxyError> {
         let mut picked = self.pick(req, served)?;
+        if let Some(limit) = picked.max_body.filter(|&limit| body as u64 > limit) {
+            return Err(body_too_large(limit));
+        }
         let request_id =
             proxy::upstream_request_filter(req, &conn.client, conn.proto, conn.trusted, unix_ms());
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
         h1::write_request_head(&mut bufs.out, req);
+        bufs.out.extend_from_slice(&bufs.client[..body]);
         // Only such a request may reach the app twice without harm (RFC 9110, 9.2.2).
         let idempotent = req.method().is_idempotent();
         let head_only = req.method() == Method::HEAD;

@@ -1,8 +1,9 @@
 //! The listener: accepts connections and runs each request through the phases.
 //!
-//! HTTP/1.1 requests without a body go the direct path ([`direct`]); the first request of
-//! a connection that does not (HTTP/2, an upgrade, a body, …) hands the connection to
-//! hyper for the rest of its life.
+//! HTTP/1.1 requests without a body or with a small one of known length go the direct
+//! path ([`direct`]); the first request of a connection that does not (HTTP/2, an
+//! upgrade, a chunked or large body, …) hands the connection to hyper for the rest of its
+//! life.
 //!
 //! What a client may hold is bounded: connections in total and per client address
 //! ([`caps`], at accept), a request head's size and time, HTTP/2 streams and resets per
@@ -794,20 +795,12 @@ impl Router {
                 .await;
         }
         let max_body = picked.max_body;
-        let too_large = |limit: u64| {
-            ProxyError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                Fault::Downstream,
-                format!("the request body is larger than this route's limit of {limit} bytes"),
-            )
-        };
         // A declared length over the limit is refused before the app sees anything.
         if let (Some(limit), Some(len)) =
             (max_body, hyper::body::Body::size_hint(req.body()).exact())
         {
             if len > limit {
-                return Err(too_large(limit));
+                return Err(body_too_large(limit));
             }
         }
         let mut req = req.map(|body| UpstreamBody::new(body, max_body));
@@ -828,7 +821,7 @@ impl Router {
                 Err((e, back)) => {
                     // A body cut off at the route's limit is the client's doing.
                     if matches!(&e, SendError::Request(h) if limit::is_body_too_large(h)) {
-                        return Err(too_large(max_body.unwrap_or(0)));
+                        return Err(body_too_large(max_body.unwrap_or(0)));
                     }
                     let unreachable = unreachable(&picked.app, &picked.backend, &e);
                     // A request the app saw and did not answer goes elsewhere once: a
@@ -960,12 +953,7 @@ impl Router {
             hyper::body::Body::size_hint(req.body()).exact(),
         ) {
             if len > limit {
-                return Err(ProxyError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    Fault::Downstream,
-                    format!("the request body is larger than this route's limit of {limit} bytes"),
-                ));
+                return Err(body_too_large(limit));
             }
         }
         let now = unix_ms();
@@ -1000,6 +988,16 @@ impl Router {
 }
 
 /// A response's Content-Length, for the access log.
+/// The answer to a request whose body is over its route's `limit`.
+fn body_too_large(limit: u64) -> ProxyError {
+    ProxyError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        Fault::Downstream,
+        format!("the request body is larger than this route's limit of {limit} bytes"),
+    )
+}
+
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(http::header::CONTENT_LENGTH)?
         .to_str()

@@ -119,21 +119,91 @@ async fn every_response_framing_passes_through_on_one_connection_each_side() {
 }
 
 #[tokio::test]
-async fn a_connection_moves_to_hyper_at_its_first_request_with_a_body() {
-    let (app, _) = framing_backend().await;
+async fn a_body_of_known_length_stays_on_the_direct_path_a_chunked_one_moves_to_hyper() {
+    let (app, accepted) = framing_backend().await;
     let r = router(app_table(app)).await;
+    let big = "b".repeat(usize::try_from(paas_router::h1::MAX_DIRECT_BODY).unwrap() + 1);
     let requests = "GET /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n\
          POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 4\r\n\r\nping\
-         GET /length HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n";
-    let out = raw(r, requests).await;
+         PUT /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 0\r\n\r\n\
+         GET /length HTTP/1.1\r\nHost: app.localhost\r\n\r\n";
+    // The body comes apart from its head, as a slow client sends it.
+    let (head, body) = (
+        "POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        "p-o-n",
+    );
+    let out = raw_in_parts(r, &[requests, head, body]).await;
     let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
-    assert_eq!(answers.len(), 3, "{out}");
+    assert_eq!(answers.len(), 5, "{out}");
     assert!(answers[0].ends_with("hello"), "{out}");
     assert!(
-        answers[1].ends_with("ping"),
+        answers[1].ends_with("\r\n\r\nping"),
         "the body reached the app: {out}"
     );
-    assert!(answers[2].ends_with("hello"), "{out}");
+    assert!(answers[2].contains("content-length: 0\r\n"), "{out}");
+    assert!(answers[3].ends_with("hello"), "{out}");
+    assert!(answers[4].ends_with("\r\n\r\np-o-n"), "{out}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the direct path's pooled connection carried every request"
+    );
+    // A body over the direct path's limit goes to hyper (whose pool opens connections
+    // of its own), and the connection stays with hyper. (Chunked bodies: see
+    // `a_route_s_body_limit_refuses_larger_bodies_with_413`.)
+    let requests = format!(
+        "POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: {}\r\n\r\n{big}\
+         GET /length HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    let out = raw(r, &requests).await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{}", &out[..300.min(out.len())]);
+    assert!(answers[0].ends_with(&big), "{}", &out[..300.min(out.len())]);
+    assert!(
+        answers[1].ends_with("hello"),
+        "{}",
+        &out[out.len().saturating_sub(300)..]
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "hyper's pool made a connection of its own"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_route_s_limit_is_refused_on_the_direct_path_and_the_connection_goes_on() {
+    let (app, _) = framing_backend().await;
+    let mut t = RouteTable::new();
+    let limited = paas_router::RouteOptions {
+        max_body: Some(3),
+        ..Default::default()
+    };
+    t.insert_with(
+        "app.localhost",
+        "",
+        "app",
+        vec![Backend::new(app, 0)],
+        limited,
+    );
+    let r = router(t).await;
+    let out = raw(
+        r,
+        "POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 4\r\n\r\nping\
+         POST /post HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 3\r\nConnection: close\r\n\r\npin",
+    )
+    .await;
+    let answers: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{out}");
+    assert!(
+        answers[0].starts_with("413") && answers[0].contains("x-paas-router-error: body_too_large"),
+        "{out}"
+    );
+    assert!(
+        answers[1].starts_with("200") && answers[1].ends_with("\r\n\r\npin"),
+        "the refused body was skipped, not read as a request: {out}"
+    );
 }
 
 #[tokio::test]
@@ -211,10 +281,15 @@ async fn a_slow_access_log_writer_never_holds_a_request_back() {
     let (release, held) = std::sync::mpsc::channel::<()>();
     let written = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&written);
+    // The size of the batch the writer is stuck with (it gathers what comes within
+    // 20 ms of its first entry, so it may hold more than one).
+    let stuck_with = Arc::new(AtomicUsize::new(0));
+    let stuck = Arc::clone(&stuck_with);
     let held = std::sync::Mutex::new(held);
     let r = Arc::new(Router::new().with_queued_access_log(
         4,
         move |batch: &[paas_router::ops::AccessLog]| {
+            let _ = stuck.compare_exchange(0, batch.len(), Ordering::SeqCst, Ordering::SeqCst);
             // The writer is stuck until the test lets it go.
             let _ = held.lock().unwrap().recv();
             counted.fetch_add(batch.len(), Ordering::SeqCst);
@@ -241,8 +316,14 @@ async fn a_slow_access_log_writer_never_holds_a_request_back() {
         .find_map(|l| l.strip_prefix("paas_router_access_log_dropped_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("the dropped counter is exported");
-    // At most the queue (4) and the batch the writer holds (1) wait; the rest dropped.
-    assert!(dropped >= 15, "{dropped} dropped: {metrics}");
+    // Only the queue (4) and the batch the writer holds wait; the rest was dropped.
+    let stuck_with = stuck_with.load(Ordering::SeqCst) as u64;
+    assert!(dropped > 0, "nothing dropped: {metrics}");
+    assert_eq!(
+        dropped + 4 + stuck_with,
+        20,
+        "{dropped} dropped, {stuck_with} held by the writer: {metrics}"
+    );
     for _ in 0..25 {
         let _ = release.send(());
     }
