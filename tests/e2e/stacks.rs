@@ -229,6 +229,38 @@ fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build
         ],
         &["Installed modules cache: hit"],
     );
+
+    // Yarn 1.x (the stack's `yarnpkg`): `--frozen-lockfile` from a yarn.lock that names
+    // the same tarball with its SHA-1, as Yarn writes it.
+    let yarn = tempfile::tempdir().unwrap();
+    copy_files(&repo().join("examples/node-app"), yarn.path());
+    let tarball = yarn.path().join("greeting-1.0.0.tgz");
+    write_npm_tarball(&tarball);
+    std::fs::write(yarn.path().join("package.json"), package.to_string()).unwrap();
+    let sha1 = std::process::Command::new("sha1sum")
+        .arg(&tarball)
+        .output()
+        .expect("running sha1sum");
+    let sha1 = String::from_utf8_lossy(&sha1.stdout);
+    let sha1 = sha1.split_whitespace().next().expect("a SHA-1");
+    std::fs::write(
+        yarn.path().join("yarn.lock"),
+        format!(
+            "# yarn lockfile v1\n\n\n\"greeting@file:greeting-1.0.0.tgz\":\n  \
+             version \"1.0.0\"\n  resolved \"file:greeting-1.0.0.tgz#{sha1}\"\n"
+        ),
+    )
+    .unwrap();
+    push_twice(
+        &d,
+        ("locked-yarn", yarn.path()),
+        "node -e 'console.log(require(\"greeting\").word)'",
+        &[
+            "Installing dependencies with yarn (yarn.lock)",
+            "Installed modules cache: miss",
+        ],
+        &["Installed modules cache: hit"],
+    );
 }
 
 #[test]
