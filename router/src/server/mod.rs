@@ -748,7 +748,12 @@ impl Router {
         let mut trusted = conn.trusted;
         if self.table.load().has_route_services() {
             match self.route_service_leg(&mut req, served)? {
-                Leg::ToService(leg) => return self.to_route_service(req, leg, conn, served).await,
+                // Boxed, as is the WebSocket path below: the future of every request
+                // served through hyper (a task for each HTTP/2 stream) is as large as its
+                // largest branch, and is moved into its task's allocation.
+                Leg::ToService(leg) => {
+                    return Box::pin(self.to_route_service(req, leg, conn, served)).await
+                }
                 // What the route service sends on, it forwards for the client: its
                 // X-Forwarded-* headers are kept and added to, as a trusted proxy's.
                 Leg::CameBack => trusted = true,
@@ -790,9 +795,7 @@ impl Router {
         }
         if let Some(upgrade) = upgrade {
             let backend = picked.backend.clone();
-            return self
-                .websocket(req, upgrade, backend, request_id, &picked.app)
-                .await;
+            return Box::pin(self.websocket(req, upgrade, backend, request_id, &picked.app)).await;
         }
         let max_body = picked.max_body;
         // A declared length over the limit is refused before the app sees anything.
