@@ -114,8 +114,9 @@ pub enum RequestHead {
 /// no upgrade, no `Expect`, at most `max_head` bytes, and every part valid for the `http`
 /// types. Any other framing goes to hyper, which refuses what could smuggle a request
 /// past the app (RFC 9112, 6.3 and 11.2: both `Transfer-Encoding` and
-/// `Content-Length`, differing lengths, a list). Its headers go into a map taken from `headers`, to reuse one (its
-/// room is kept across requests: a new map per request costs two allocations).
+/// `Content-Length`, differing lengths, a list). Its headers go into a map taken from
+/// `headers`, to reuse one (its room is kept across requests: a new map per request
+/// costs two allocations).
 pub fn take_request(buf: &mut BytesMut, max_head: usize, headers: &mut HeaderMap) -> RequestHead {
     if buf.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(buf) {
         return RequestHead::Partial;
