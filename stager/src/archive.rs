@@ -421,6 +421,9 @@ fn walk(
     let owner = dest.and_then(|(_, o)| o);
     let mut stats = ArchiveStats::default();
     let mut seen = Seen::default();
+    // Folders this unpack made or found, so that the folder of many files is made (or
+    // checked) once, not once per file and per level above it.
+    let mut made = HashSet::new();
     for_each_member(reader, |member, entry| {
         stats.entries += 1;
         if stats.entries > limits.max_entries {
@@ -440,7 +443,7 @@ fn walk(
             tar::EntryType::Directory => {
                 seen.claim(&raw, &path, Kind::Dir)?;
                 if let Some(t) = &tree {
-                    t.mkdir_all(&path, 0o755).map_err(write_err)?;
+                    mkdir_all(t, &mut made, &path).map_err(write_err)?;
                     t.chmod_dir(&path, mode | 0o700).map_err(write_err)?;
                 }
             }
@@ -453,8 +456,13 @@ fn walk(
                 let budget = limits.max_bytes - stats.bytes;
                 let read = match &tree {
                     Some(t) => {
-                        mkdir_parent(t, &path).map_err(write_err)?;
+                        mkdir_parent(t, &mut made, &path).map_err(write_err)?;
                         let mut f = t.create(&path, mode).map_err(write_err)?;
+                        if let Some((uid, gid)) = owner {
+                            // Through the open file: no second lookup of its path.
+                            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+                                .map_err(write_err)?;
+                        }
                         io::copy(&mut entry.take(budget + 1), &mut f)
                             .map_err(ArchiveError::Corrupt)?
                     }
@@ -490,7 +498,7 @@ fn walk(
                     seen.walk_target(&raw, &path, &link)?;
                 }
                 if let Some(t) = &tree {
-                    mkdir_parent(t, &path).map_err(write_err)?;
+                    mkdir_parent(t, &mut made, &path).map_err(write_err)?;
                     t.symlink(&path, &link).map_err(write_err)?;
                 }
             }
@@ -503,7 +511,7 @@ fn walk(
                     .ok_or_else(|| unsafe_entry(&raw, "it is a hardlink to something other than a file earlier in the archive"))?;
                 seen.claim(&raw, &path, Kind::File)?;
                 if let Some(t) = &tree {
-                    mkdir_parent(t, &path).map_err(write_err)?;
+                    mkdir_parent(t, &mut made, &path).map_err(write_err)?;
                     t.hard_link(&source, &path).map_err(write_err)?;
                 }
             }
@@ -518,7 +526,8 @@ fn walk(
                 return Ok(());
             }
         }
-        if let (Some(t), Some((uid, gid))) = (&tree, owner) {
+        let file = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
+        if let (Some(t), Some((uid, gid)), false) = (&tree, owner, file) {
             t.chown(&path, uid, gid).map_err(write_err)?;
         }
         Ok(())
@@ -527,11 +536,28 @@ fn walk(
 }
 
 /// Makes the folders above `path` that no entry named (archives may leave them out).
-fn mkdir_parent(tree: &Tree, path: &Path) -> io::Result<()> {
+fn mkdir_parent(tree: &Tree, made: &mut HashSet<PathBuf>, path: &Path) -> io::Result<()> {
     match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => tree.mkdir_all(p, 0o755),
+        Some(p) if !p.as_os_str().is_empty() => mkdir_all(tree, made, p),
         _ => Ok(()),
     }
+}
+
+/// Makes the folder `path` and those above it, unless this unpack already has (`made`).
+/// Skipping a known folder skips no check: every later operation resolves its path
+/// again, refusing symlinks, and the archive cannot put anything but a folder at a name
+/// it used for one ([`Seen::claim`]).
+fn mkdir_all(tree: &Tree, made: &mut HashSet<PathBuf>, path: &Path) -> io::Result<()> {
+    if made.contains(path) {
+        return Ok(());
+    }
+    tree.mkdir_all(path, 0o755)?;
+    for a in path.ancestors().take_while(|a| !a.as_os_str().is_empty()) {
+        if !made.insert(a.to_path_buf()) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

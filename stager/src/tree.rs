@@ -203,10 +203,6 @@ impl Tree {
     /// that name, never writing through one.
     pub fn create(&self, rel: &Path, mode: u32) -> io::Result<File> {
         let (dir, name) = self.parent_of(rel)?;
-        match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(nix::Error::ENOENT) => {}
-            Err(e) => return Err(errno(e)),
-        }
         let how = OpenHow::new()
             .flags(
                 OFlag::O_WRONLY
@@ -217,7 +213,17 @@ impl Tree {
             )
             .mode(Mode::from_bits_truncate(mode & 0o777))
             .resolve(resolve());
-        let f = File::from(openat2(&dir, name, how).map_err(errno)?);
+        // O_EXCL never opens what is there: something of that name is removed first
+        // (unless it is a folder), then the file made anew. Most names are new, so the
+        // removal is tried only when needed.
+        let f = match openat2(&dir, name, how) {
+            Err(nix::Error::EEXIST) => {
+                unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(errno)?;
+                openat2(&dir, name, how).map_err(errno)?
+            }
+            opened => opened.map_err(errno)?,
+        };
+        let f = File::from(f);
         // The umask may have taken bits away.
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777))?;
         Ok(f)

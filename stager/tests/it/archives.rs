@@ -473,3 +473,47 @@ fn a_symlink_target_longer_than_the_kernel_takes_is_refused_by_the_scan() {
     let unpacked = archive::unpack(data.as_slice(), dest.path(), ArchivePolicy::droplet(), None);
     assert!(unpacked.is_err(), "unpack agrees");
 }
+
+#[test]
+fn unpacking_for_an_owner_gives_it_every_entry_with_its_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let data = tar_gz(&[
+        E::File("app/a/one", b"1", 0o640),
+        E::File("app/a/two", b"2", 0o755),
+        E::File("app/b/c/three", b"3", 0o600),
+        // A folder named after files were put in it: made once, its mode still set.
+        E::Dir("app/a"),
+        E::Symlink("app/link", "a/one"),
+        E::Hardlink("app/hard", "app/a/two"),
+    ]);
+    let dest = tempfile::tempdir().unwrap();
+    let owner = (2_000_123, 2_000_456);
+    archive::unpack(
+        data.as_slice(),
+        dest.path(),
+        ArchivePolicy::upload(),
+        Some(owner),
+    )
+    .unwrap();
+    let meta = |rel: &str| std::fs::symlink_metadata(dest.path().join(rel)).unwrap();
+    for rel in [
+        "app/a",
+        "app/a/one",
+        "app/a/two",
+        "app/b/c/three",
+        "app/link",
+        "app/hard",
+    ] {
+        assert_eq!((meta(rel).uid(), meta(rel).gid()), owner, "{rel}");
+    }
+    let mode = |rel: &str| meta(rel).permissions().mode() & 0o777;
+    assert_eq!(mode("app/a/one"), 0o640);
+    assert_eq!(mode("app/a/two"), 0o755);
+    assert_eq!(mode("app/b/c/three"), 0o600);
+    assert_eq!(mode("app/a"), 0o755);
+    assert_eq!(std::fs::read(dest.path().join("app/link")).unwrap(), b"1");
+    assert_eq!(
+        std::fs::read(dest.path().join("app/b/c/three")).unwrap(),
+        b"3"
+    );
+}
