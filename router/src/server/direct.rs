@@ -210,8 +210,8 @@ impl Router {
                 head.extend_from_slice(&bufs.client);
                 return Left::ToHyper(io, Bytes::from(head));
             }
-            // The whole body, within the time an app has to answer (hyper's path gives
-            // sending the body and the answer that much together).
+            // The whole body, within the time an app has to answer; the app then has
+            // that long again to start its answer.
             answer_deadline.start();
             while bufs.client.len() < body {
                 bufs.client.reserve(body - bufs.client.len());
@@ -351,6 +351,15 @@ impl Router {
         if served.logging {
             served.request_id = Some(request_id.clone());
         }
+        if body > 0 {
+            // The app reads the body by the length the router read it by. The filter
+            // drops what the client's Connection header names, Content-Length too if it
+            // is named: the body would then reach the app as a request of its own
+            // (request smuggling, RFC 9112 11.2).
+            let length = http::HeaderValue::from(body);
+            req.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, length);
+        }
         h1::write_request_head(&mut bufs.out, req);
         bufs.out.extend_from_slice(&bufs.client[..body]);
         // Only such a request may reach the app twice without harm (RFC 9110, 9.2.2).
@@ -436,8 +445,23 @@ async fn try_exchange(
     head_only: bool,
 ) -> Result<AppHead, Failure> {
     let exchange = |e: std::io::Error| SendError::Exchange(e);
-    if let Err(e) = stream.write_all(head).await {
-        return Err(Failure::Unsent(exchange(e)));
+    // A request of which some bytes went out may have reached the app: only one that
+    // failed at its first byte is unsent (a body makes a request more than one write).
+    let mut written = 0;
+    while written < head.len() {
+        match stream.write(&head[written..]).await {
+            Ok(n) if n > 0 => written += n,
+            done => {
+                let e = done
+                    .err()
+                    .unwrap_or_else(|| std::io::ErrorKind::WriteZero.into());
+                return Err(if written == 0 {
+                    Failure::Unsent(exchange(e))
+                } else {
+                    Failure::NoAnswer(exchange(e))
+                });
+            }
+        }
     }
     let mut got_any = false;
     loop {

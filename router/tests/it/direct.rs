@@ -337,3 +337,51 @@ async fn a_slow_access_log_writer_never_holds_a_request_back() {
     )
     .await;
 }
+
+// A client that names Content-Length in its Connection header asks every proxy to drop
+// it (hop-by-hop, RFC 9110 7.6.1). Were it dropped while the body went on, the app would
+// read a POST without a body and then the body as a request of its own, one that passed
+// no phase of the router (request smuggling, RFC 9112 11.2).
+#[tokio::test]
+async fn a_body_whose_length_the_client_calls_hop_by_hop_is_never_read_as_a_request() {
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    let app = spawn_backend(move |mut s| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let mut got = Vec::new();
+            while let Some((head, body)) = read_request(&mut s, &mut got).await {
+                seen.lock().unwrap().push(head);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let r = router(app_table(app)).await;
+    let smuggled =
+        "GET /admin HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n";
+    let out = raw(
+        r,
+        &format!(
+            "POST / HTTP/1.1\r\nHost: app.localhost\r\nConnection: content-length, close\r\n\
+             Content-Length: {}\r\n\r\n{smuggled}",
+            smuggled.len()
+        ),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.ends_with(smuggled),
+        "the app got the body as a body: {out}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let heads = heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "the app saw one request: {heads:?}");
+    assert!(heads[0].starts_with("POST / "), "{heads:?}");
+}
