@@ -187,11 +187,14 @@ fn take_request_with(
 /// [`MAX_DIRECT_BODY`].
 fn direct_body_length(value: &[u8]) -> Option<usize> {
     let digits = value.trim_ascii();
+    // Seven digits hold every length the path takes, and cannot overflow.
     if digits.is_empty() || digits.len() > 7 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    usize::try_from(n).ok().filter(|_| n <= MAX_DIRECT_BODY)
+    let n = digits
+        .iter()
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    (n as u64 <= MAX_DIRECT_BODY).then_some(n)
 }
 
 /// Takes the app's response head at the start of `buf`, dropping any 1xx informational

@@ -211,8 +211,10 @@ impl Router {
                 return Left::ToHyper(io, Bytes::from(head));
             }
             // The whole body, within the time an app has to answer; the app then has
-            // that long again to start its answer.
-            answer_deadline.start();
+            // that long again to start its answer. (No clock read when it has come.)
+            if bufs.client.len() < body {
+                answer_deadline.start();
+            }
             while bufs.client.len() < body {
                 bufs.client.reserve(body - bufs.client.len());
                 let read = tokio::select! {

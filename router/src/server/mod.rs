@@ -990,7 +990,6 @@ impl Router {
     }
 }
 
-/// A response's Content-Length, for the access log.
 /// The answer to a request whose body is over its route's `limit`.
 fn body_too_large(limit: u64) -> ProxyError {
     ProxyError::new(
@@ -1001,6 +1000,7 @@ fn body_too_large(limit: u64) -> ProxyError {
     )
 }
 
+/// A response's Content-Length, for the access log.
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(http::header::CONTENT_LENGTH)?
         .to_str()
