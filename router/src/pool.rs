@@ -30,8 +30,14 @@ use crate::limit::UpstreamBody;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a connection to an instance may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections kept per instance.
-const MAX_IDLE_PER_INSTANCE: usize = 256;
+/// Idle connections kept per instance. Above the concurrency one instance commonly
+/// sees: HTTP/2 clients keep many requests in flight each (50 connections of 10 streams
+/// in `benches/router.sh`), and when more requests were under way than the pool could
+/// keep, every burst closed the surplus and connected again (a tenth of HTTP/2 requests
+/// paid a connect at a cap of 256). Connections idle past [`IDLE_TIMEOUT`] still go, so
+/// the cap only bounds what a burst leaves behind for those seconds. HAProxy keeps idle
+/// server connections without a cap by default (`pool-max-conn -1`).
+const MAX_IDLE_PER_INSTANCE: usize = 1024;
 
 /// Why a request did not get a response from the instance.
 #[derive(Debug)]
