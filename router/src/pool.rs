@@ -30,7 +30,7 @@ use crate::limit::UpstreamBody;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long a connection to an instance may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections kept per instance. Above the concurrency one instance commonly
+/// Idle connections kept per instance, set above the concurrency one instance commonly
 /// sees: HTTP/2 clients keep many requests in flight each (50 connections of 10 streams
 /// in `benches/router.sh`), and when more requests were under way than the pool could
 /// keep, every burst closed the surplus and connected again (a tenth of HTTP/2 requests
