@@ -403,6 +403,94 @@ impl ChunkedBody {
     }
 }
 
+/// The most bytes of trailer fields a decoded chunked body may end with.
+const MAX_TRAILER: usize = 16 * 1024;
+
+/// Decodes one chunked body: an app's response passed on over HTTP/2, which has no
+/// chunks of its own (`server::raw`). It follows the chunks as [`ChunkedBody`] does and
+/// gives their data, then the trailer fields.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    chunk: ChunkedBody,
+    /// The trailer section as read so far, its final CRLF included.
+    trailer: Vec<u8>,
+}
+
+/// What a [`ChunkedDecoder`] found in the bytes it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// The next bytes of the body's data.
+    Data(bytes::Bytes),
+    /// More bytes are needed.
+    More,
+    /// The body ended, with these trailer fields (usually none).
+    End(http::HeaderMap),
+    /// The bytes are not a chunked body.
+    Malformed,
+}
+
+impl ChunkedDecoder {
+    /// Takes what it can from the front of `buf`: data, or the chunks' framing.
+    pub fn decode(&mut self, buf: &mut bytes::BytesMut) -> Decoded {
+        loop {
+            if let Chunk::Data(left) = self.chunk.0 {
+                if buf.is_empty() {
+                    return Decoded::More;
+                }
+                let n = left.min(buf.len() as u64);
+                self.chunk.0 = if n == left {
+                    Chunk::DataCr
+                } else {
+                    Chunk::Data(left - n)
+                };
+                return Decoded::Data(buf.split_to(n as usize).freeze());
+            }
+            // The framing between data, a byte at a time: a size line and a CRLF a chunk.
+            let Some(&byte) = buf.first() else {
+                return Decoded::More;
+            };
+            let in_trailer = matches!(self.chunk.0, Chunk::Trailer { .. });
+            let state = follow_chunk(self.chunk.0, &buf[..1]).1;
+            let _ = buf.split_to(1);
+            if in_trailer {
+                if self.trailer.len() == MAX_TRAILER {
+                    return Decoded::Malformed;
+                }
+                self.trailer.push(byte);
+            }
+            match state {
+                State::Chunked(next) => self.chunk.0 = next,
+                State::Head => return self.trailer_fields(),
+                _ => return Decoded::Malformed,
+            }
+        }
+    }
+
+    /// The trailer section, read to its empty line, as fields.
+    fn trailer_fields(&self) -> Decoded {
+        let mut fields = http::HeaderMap::new();
+        if self.trailer.len() <= 2 {
+            return Decoded::End(fields);
+        }
+        let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(httparse::Status::Complete((_, parsed))) =
+            httparse::parse_headers(&self.trailer, &mut parsed)
+        else {
+            return Decoded::Malformed;
+        };
+        for h in parsed {
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(h.name.as_bytes()),
+                http::HeaderValue::from_bytes(h.value),
+            ) else {
+                return Decoded::Malformed;
+            };
+            fields.append(name, value);
+        }
+        Decoded::End(fields)
+    }
+}
+
 /// The answer to a refused head: it ends the connection.
 fn refusal(why: &str) -> Vec<u8> {
     let body = format!("bad request: {why}\n");
@@ -567,6 +655,63 @@ mod tests {
             );
         }
         assert_eq!(ChunkedBody::new().follow(b"zz\r\n"), ChunkedEnd::Malformed);
+    }
+
+    /// Decodes `parts` fed one after another: the data, how it ended, and how many
+    /// bytes were left after its end.
+    fn decode_parts(parts: &[&[u8]]) -> (Vec<u8>, Decoded, usize) {
+        let mut d = ChunkedDecoder::default();
+        let mut buf = bytes::BytesMut::new();
+        let mut data = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            buf.extend_from_slice(part);
+            loop {
+                match d.decode(&mut buf) {
+                    Decoded::Data(b) => data.extend_from_slice(&b),
+                    Decoded::More => break,
+                    end => {
+                        let unread: usize = parts[i + 1..].iter().map(|p| p.len()).sum();
+                        return (data, end, buf.len() + unread);
+                    }
+                }
+            }
+        }
+        (data, Decoded::More, buf.len())
+    }
+
+    #[test]
+    fn a_chunked_body_split_anywhere_decodes_to_its_data_and_trailers() {
+        let body = b"5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nEtag: 1\r\nX-Sum: ab\r\n\r\nHTTP/1.1";
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("etag", http::HeaderValue::from_static("1"));
+        trailers.insert("x-sum", http::HeaderValue::from_static("ab"));
+        for split in 0..body.len() {
+            let (data, end, left) = decode_parts(&[&body[..split], &body[split..]]);
+            assert_eq!(
+                (&data[..], end, left),
+                (&b"hello world"[..], Decoded::End(trailers.clone()), 8),
+                "split at {split}"
+            );
+        }
+        let (data, end, _) = decode_parts(&[b"3\r\nabc\r\n0\r\n\r\n"]);
+        assert_eq!(
+            (&data[..], end),
+            (&b"abc"[..], Decoded::End(http::HeaderMap::new()))
+        );
+    }
+
+    #[test]
+    fn a_malformed_chunked_body_stops_decoding() {
+        for body in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\nhello\r\n",
+            b"0\r\nno colon\r\n\r\n",
+        ] {
+            assert_eq!(decode_parts(&[body]).1, Decoded::Malformed, "{body:?}");
+        }
+        let huge = format!("0\r\nx: {}\r\n\r\n", "a".repeat(MAX_TRAILER));
+        assert_eq!(decode_parts(&[huge.as_bytes()]).1, Decoded::Malformed);
     }
 
     #[test]

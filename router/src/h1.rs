@@ -303,7 +303,7 @@ fn take_response_with(
 }
 
 /// The request line and headers of `req`, in origin form, into `out`.
-pub fn write_request_head(out: &mut Vec<u8>, req: &Request<()>) {
+pub fn write_request_head<B>(out: &mut Vec<u8>, req: &Request<B>) {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');

@@ -364,24 +364,49 @@ impl Router {
         }
         h1::write_request_head(&mut bufs.out, req);
         bufs.out.extend_from_slice(&bufs.client[..body]);
+        deadline.start();
+        let sent = tokio::select! {
+            biased;
+            sent = self.exchange_head(&mut picked, &bufs.out, req, served, &mut bufs.app, &mut bufs.response_headers) => Some(sent),
+            () = deadline.passed() => None,
+        };
+        match sent {
+            Some(Ok((stream, mut app_head))) => {
+                proxy::response_filter(&mut app_head.resp, request_id, &picked.backend);
+                Ok((picked, stream, app_head))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(self.too_slow(&picked)),
+        }
+    }
+
+    /// Writes `head` (a request's head and its whole body, if any) to `picked`'s
+    /// instance and reads the response's head: the instance's connection comes back
+    /// with it, the rest of the response in `app`. A request that did not reach the app,
+    /// or an idempotent one that got no answer (once), goes to another instance. Shared
+    /// by the direct path and by hyper's for requests without a body.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn exchange_head<B>(
+        &self,
+        picked: &mut Picked,
+        head: &[u8],
+        req: &Request<B>,
+        served: &mut Served,
+        app: &mut BytesMut,
+        headers: &mut HeaderMap,
+    ) -> Result<(TcpStream, AppHead), ProxyError> {
         // Only such a request may reach the app twice without harm (RFC 9110, 9.2.2).
         let idempotent = req.method().is_idempotent();
         let head_only = req.method() == Method::HEAD;
         let mut tried = Vec::new();
         let mut unanswered_retried = false;
-        deadline.start();
         loop {
             let addr = picked.backend.addr;
-            let sent = tokio::select! {
-                biased;
-                sent = self.send_head(addr, &bufs.out, &mut bufs.app, &mut bufs.response_headers, idempotent, head_only) => sent,
-                () = deadline.passed() => return Err(self.too_slow(&picked)),
-            };
-            let (e, elsewhere) = match sent {
-                Ok((stream, mut app_head)) => {
-                    proxy::response_filter(&mut app_head.resp, request_id, &picked.backend);
-                    return Ok((picked, stream, app_head));
-                }
+            let (e, elsewhere) = match self
+                .send_head(addr, head, app, headers, idempotent, head_only)
+                .await
+            {
+                Ok(answer) => return Ok(answer),
                 // Nothing reached the app.
                 Err(Failure::Unsent(e @ SendError::Connect(_))) => (e, true),
                 // The app may have seen it, and no byte of an answer came: its instance
@@ -401,7 +426,7 @@ impl Router {
                 self.pool.eject(picked.backend.addr);
                 return Err(unreachable);
             }
-            if !self.try_elsewhere(&mut picked, req.uri().path(), &mut tried, served) {
+            if !self.try_elsewhere(picked, req.uri().path(), &mut tried, served) {
                 return Err(unreachable);
             }
         }

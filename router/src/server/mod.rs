@@ -13,6 +13,7 @@
 
 mod caps;
 mod direct;
+mod raw;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -38,6 +39,7 @@ use crate::table::{ActiveRequest, Backend, RouteTable};
 use crate::tls;
 use crate::trust::Cidr;
 use crate::tunnel;
+pub use raw::RawBody;
 
 /// The most instances one request is tried on.
 const MAX_TRIES: usize = 3;
@@ -169,12 +171,12 @@ struct Tracked {
 
 impl hyper::body::Body for Tracked {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = proxy::BodyError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, proxy::BodyError>>> {
         std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -809,6 +811,9 @@ impl Router {
                 return Err(body_too_large(limit));
             }
         }
+        if hyper::body::Body::is_end_stream(req.body()) {
+            return self.proxy_bodiless(req, picked, request_id, served).await;
+        }
         let mut req = req.map(|body| UpstreamBody::new(body, max_body));
         // A request is tried on another instance when nothing reached the app (the
         // connection could not be made), or when the app gave no answer to one that may
@@ -849,6 +854,51 @@ impl Router {
         proxy::response_filter(&mut resp, request_id, &picked.backend);
         // The request counts as under way until its response body is sent.
         Ok(resp.map(|body| Body::App(body, picked.active)))
+    }
+}
+
+impl Router {
+    /// Sends a request without a body as the direct path does (`raw`): its head in one
+    /// write on a pooled raw connection, the response head parsed with httparse, its body
+    /// read by [`RawBody`].
+    async fn proxy_bodiless(
+        &self,
+        mut req: Request<Incoming>,
+        mut picked: Picked,
+        request_id: HeaderValue,
+        served: &mut Served,
+    ) -> Result<Response<Body>, ProxyError> {
+        // The app reads the body by what the head says, and there is none: a length the
+        // client declared and did not send (an HTTP/2 HEADERS frame that ends its stream)
+        // must not make the app wait for bytes, or read the next request as them.
+        let h = req.headers_mut();
+        h.remove(http::header::CONTENT_LENGTH);
+        h.remove(http::header::TRANSFER_ENCODING);
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+            // Methods that give a body a meaning are sent with their length (RFC 9110,
+            // 8.6), here none.
+            req.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        let mut head = Vec::with_capacity(1024);
+        crate::h1::write_request_head(&mut head, &req);
+        let mut app = bytes::BytesMut::new();
+        let mut headers = http::HeaderMap::new();
+        // One time limit for every try.
+        let deadline = tokio::time::Instant::now() + self.config.response_timeout;
+        let sent = tokio::time::timeout_at(
+            deadline,
+            self.exchange_head(&mut picked, &head, &req, served, &mut app, &mut headers),
+        )
+        .await;
+        let Ok(sent) = sent else {
+            return Err(self.too_slow(&picked));
+        };
+        let (stream, mut app_head) = sent?;
+        proxy::response_filter(&mut app_head.resp, request_id, &picked.backend);
+        let back = (picked.backend.addr, Arc::clone(&self.pool));
+        let body = RawBody::new(stream, app, app_head.framing, app_head.keep_alive, back);
+        Ok(app_head.resp.map(|()| Body::Raw(body, picked.active)))
     }
 }
 

@@ -385,3 +385,117 @@ async fn a_body_whose_length_the_client_calls_hop_by_hop_is_never_read_as_a_requ
     assert_eq!(heads.len(), 1, "the app saw one request: {heads:?}");
     assert!(heads[0].starts_with("POST / "), "{heads:?}");
 }
+
+/// HTTP/2 requests without a body go to the app as the direct path sends them, and the
+/// app's HTTP/1.1 framings are turned into HTTP/2's: chunks into DATA frames (their
+/// trailer into trailers), a body that runs to the app's close into a stream that ends.
+#[tokio::test]
+async fn every_response_framing_reaches_an_http2_client_on_one_app_connection() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let (app, accepted) = framing_backend().await;
+    let r = router(app_table(app)).await;
+    let tcp = TcpStream::connect(r).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    let get = |method: http::Method, path: &str| {
+        let mut send = send.clone();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://app.localhost{path}"))
+            .version(http::Version::HTTP_2)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        async move {
+            let resp = send.send_request(req).await.expect("HTTP/2 request");
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.expect("the whole body");
+            let trailers = body.trailers().cloned();
+            let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+            (status, text, trailers)
+        }
+    };
+    let (status, body, _) = get(http::Method::GET, "/length").await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    let (status, body, trailers) = get(http::Method::GET, "/chunked").await;
+    assert_eq!((status, body.as_str()), (200, "hello world"));
+    let trailers = trailers.expect("the app's trailer field, as HTTP/2 trailers");
+    assert_eq!(trailers.get("etag").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    let (status, body, _) = get(http::Method::HEAD, "/head").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, body, _) = get(http::Method::GET, "/none").await;
+    assert_eq!((status, body.as_str()), (204, ""));
+    let (status, body, _) = get(http::Method::GET, "/hints").await;
+    assert_eq!((status, body.as_str()), (200, "hinted"));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled connection to the app carried every request"
+    );
+    let (status, body, _) = get(http::Method::GET, "/close").await;
+    assert_eq!((status, body.as_str()), (200, "until the app closes"));
+    // That connection is gone with the body: the next request needs a new one.
+    let (status, body, _) = get(http::Method::GET, "/length").await;
+    assert_eq!((status, body.as_str()), (200, "hello"));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+/// An app that breaks its chunked framing mid-body: the client's stream fails rather
+/// than ending as if whole, and the app's connection is not used again.
+#[tokio::test]
+async fn a_malformed_chunked_body_fails_the_http2_stream_and_its_app_connection() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let app = spawn_backend(move |mut s| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut got = Vec::new();
+            while let Some((head, _)) = read_request(&mut s, &mut got).await {
+                let answer = if head.starts_with("GET /bad ") {
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                };
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let r = router(app_table(app)).await;
+    let tcp = TcpStream::connect(r).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    let req = |path: &str| {
+        http::Request::get(format!("http://app.localhost{path}"))
+            .version(http::Version::HTTP_2)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    // The stream is reset: before its head reaches the client or after it.
+    let bad = match send.send_request(req("/bad")).await {
+        Ok(resp) => resp.into_body().collect().await.map(|b| b.to_bytes()),
+        Err(e) => Err(e),
+    };
+    assert!(
+        bad.is_err(),
+        "a body cut by a framing error must not end as if whole: {bad:?}"
+    );
+    let resp = send.send_request(req("/good")).await.expect("a response");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the broken connection was closed, not pooled"
+    );
+}
