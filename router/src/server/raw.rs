@@ -120,8 +120,15 @@ impl Body for RawBody {
                 Rest::Chunked(decoder) => match decoder.decode(&mut this.buf) {
                     Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Decoded::More => {}
-                    Decoded::End(trailers) => {
+                    Decoded::End(mut trailers) => {
                         this.end();
+                        // Fields that frame, route or describe a connection have no place
+                        // in trailers (RFC 9110, 6.5.1), and HTTP/2 refuses the
+                        // connection-specific ones (RFC 9113, 8.2.2).
+                        crate::proxy::strip_hop_by_hop(&mut trailers);
+                        for name in [http::header::CONTENT_LENGTH, http::header::HOST] {
+                            trailers.remove(name);
+                        }
                         if trailers.is_empty() {
                             return Poll::Ready(None);
                         }
