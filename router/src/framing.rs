@@ -472,12 +472,22 @@ impl ChunkedDecoder {
         if self.trailer.len() <= 2 {
             return Decoded::End(fields);
         }
+        // Lines end with CRLF (httparse would also split at a bare LF), and the section
+        // is parsed whole, to its empty line.
+        let bare_lf = self
+            .trailer
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || self.trailer[i - 1] != b'\r'));
         let mut parsed = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let Ok(httparse::Status::Complete((_, parsed))) =
+        let Ok(httparse::Status::Complete((len, parsed))) =
             httparse::parse_headers(&self.trailer, &mut parsed)
         else {
             return Decoded::Malformed;
         };
+        if bare_lf || len != self.trailer.len() {
+            return Decoded::Malformed;
+        }
         for h in parsed {
             let (Ok(name), Ok(value)) = (
                 http::HeaderName::from_bytes(h.name.as_bytes()),
@@ -707,6 +717,7 @@ mod tests {
             b"5\r\nhelloXX",
             b"5\nhello\r\n",
             b"0\r\nno colon\r\n\r\n",
+            b"0\r\nx: a\ncontent-length: 9\r\n\r\n",
         ] {
             assert_eq!(decode_parts(&[body]).1, Decoded::Malformed, "{body:?}");
         }

@@ -245,9 +245,12 @@ fn take_response_with(
         let mut chunked = None;
         for h in parsed.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
+                // Digits only (RFC 9110, 8.6): `parse` would also take a leading `+`.
                 let n = std::str::from_utf8(h.value)
                     .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
                     .ok_or("its response has an invalid Content-Length")?;
                 if length.is_some_and(|l| l != n) {
                     return Err("its response has differing Content-Lengths");
@@ -271,6 +274,13 @@ fn take_response_with(
     let mut keep_alive = http11 && !closes;
     let no_body =
         head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if no_body && length.is_some_and(|n| n > 0) {
+        // An app that sends the body it describes anyway (to HEAD, or with a 204 or
+        // 304) may send it in a later segment, after the connection went back to the
+        // pool: the next request would read it as its answer. Such a connection is not
+        // used again.
+        keep_alive = false;
+    }
     let framing = match (chunked, length) {
         _ if no_body => Framing::Empty,
         (Some(true), l) => {

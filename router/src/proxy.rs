@@ -344,10 +344,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if !h.keys().any(|n| is_hop_by_hop(n.as_str())) {
         return;
     }
-    // Headers a sender names in `Connection` come with a `Connection` header; `close`,
-    // `keep-alive` and the like name nothing more to remove.
+    // Headers a sender names in `Connection` come with a `Connection` header;
+    // `keep-alive` and the like are removed below.
     let named: Vec<HeaderName> = connection_tokens(h)
-        .filter(|t| !t.eq_ignore_ascii_case("close") && !is_hop_by_hop(t))
+        .filter(|t| !is_hop_by_hop(t))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for n in named {

@@ -811,7 +811,8 @@ impl Router {
                 return Err(body_too_large(limit));
             }
         }
-        if hyper::body::Body::is_end_stream(req.body()) {
+        // (A plain CONNECT's answer opens a tunnel: it stays with hyper's client.)
+        if hyper::body::Body::is_end_stream(req.body()) && req.method() != Method::CONNECT {
             return self.proxy_bodiless(req, picked, request_id, served).await;
         }
         let mut req = req.map(|body| UpstreamBody::new(body, max_body));
