@@ -394,15 +394,9 @@ async fn a_body_whose_length_the_client_calls_hop_by_hop_is_never_read_as_a_requ
 #[tokio::test]
 async fn every_response_framing_reaches_an_http2_client_on_one_app_connection() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let (app, accepted) = framing_backend().await;
     let r = router(app_table(app)).await;
-    let tcp = TcpStream::connect(r).await.unwrap();
-    let (send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("HTTP/2 handshake");
-    tokio::spawn(conn);
+    let send = crate::h2::h2_client(TcpStream::connect(r).await.unwrap()).await;
     let get = |method: http::Method, path: &str| {
         let mut send = send.clone();
         let req = http::Request::builder()
@@ -453,7 +447,6 @@ async fn every_response_framing_reaches_an_http2_client_on_one_app_connection() 
 #[tokio::test]
 async fn a_malformed_chunked_body_fails_the_http2_stream_and_bad_trailer_fields_are_dropped() {
     use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&accepted);
     let app = spawn_backend(move |mut s| {
@@ -477,12 +470,7 @@ async fn a_malformed_chunked_body_fails_the_http2_stream_and_bad_trailer_fields_
     })
     .await;
     let r = router(app_table(app)).await;
-    let tcp = TcpStream::connect(r).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("HTTP/2 handshake");
-    tokio::spawn(conn);
+    let mut send = crate::h2::h2_client(TcpStream::connect(r).await.unwrap()).await;
     let req = |path: &str| {
         http::Request::get(format!("http://app.localhost{path}"))
             .version(http::Version::HTTP_2)

@@ -6,16 +6,26 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use paas_router::{Backend, RouteTable};
 
+/// An HTTP/2 client on `io` ("prior knowledge" over TCP, or after ALPN over TLS); its
+/// connection runs in a task of its own.
+pub async fn h2_client<IO>(io: IO) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
 /// Sends GET `uri` over HTTP/2 on `io`; returns status and body.
 pub async fn h2_get<IO>(io: IO, uri: &str) -> (u16, String)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .expect("HTTP/2 handshake");
-    tokio::spawn(conn);
+    let mut send = h2_client(io).await;
     let req = http::Request::get(uri)
         .version(http::Version::HTTP_2)
         .body(Empty::<Bytes>::new())
@@ -81,12 +91,7 @@ async fn a_burst_of_streams_leaves_every_connection_it_opened_for_the_next() {
     let mut clients = Vec::new();
     for _ in 0..3 {
         let tcp = tokio::net::TcpStream::connect(r).await.unwrap();
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .expect("HTTP/2 handshake");
-        tokio::spawn(conn);
-        clients.push(send);
+        clients.push(h2_client(tcp).await);
     }
     for burst in 1..=2 {
         let mut requests = tokio::task::JoinSet::new();
