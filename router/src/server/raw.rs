@@ -5,7 +5,9 @@
 //!
 //! Through hyper's client, each such request crossed a channel to the connection's task
 //! and a oneshot back, and was copied first in case it had to go again. Under callgrind
-//! that was about 15k of the 68k user instructions of a proxied HTTP/2 request.
+//! (h2load, 50 connections of 10 streams) a proxied HTTP/2 request took 67-68k user
+//! instructions that way, and about 57k this way (with hop-by-hop headers found in one
+//! pass, `proxy::strip_hop_by_hop`); HAProxy takes about 35k.
 
 use std::io;
 use std::net::SocketAddr;
