@@ -554,6 +554,15 @@ pub fn response_filter<B>(resp: &mut Response<B>, request_id: HeaderValue, backe
     }
 }
 
+/// Phase for the trailer fields of an app's chunked response passed on over HTTP/2:
+/// fields that frame, route or describe a connection have no place in trailers (RFC
+/// 9110, 6.5.1), and HTTP/2 refuses the connection-specific ones (RFC 9113, 8.2.2).
+pub fn trailer_filter(trailers: &mut HeaderMap) {
+    strip_hop_by_hop(trailers);
+    trailers.remove(header::CONTENT_LENGTH);
+    trailers.remove(header::HOST);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

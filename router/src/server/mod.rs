@@ -872,23 +872,22 @@ impl Router {
         // The app reads the body by what the head says, and there is none: a length the
         // client declared and did not send (an HTTP/2 HEADERS frame that ends its stream)
         // must not make the app wait for bytes, or read the next request as them.
+        // Methods that give a body a meaning are sent with their length (RFC 9110, 8.6),
+        // here none.
+        let says_length = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
         let h = req.headers_mut();
         h.remove(http::header::CONTENT_LENGTH);
         h.remove(http::header::TRANSFER_ENCODING);
-        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
-            // Methods that give a body a meaning are sent with their length (RFC 9110,
-            // 8.6), here none.
-            req.headers_mut()
-                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        if says_length {
+            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         }
         let mut head = Vec::with_capacity(1024);
         crate::h1::write_request_head(&mut head, &req);
         let mut app = bytes::BytesMut::new();
         let mut headers = http::HeaderMap::new();
         // One time limit for every try.
-        let deadline = tokio::time::Instant::now() + self.config.response_timeout;
-        let sent = tokio::time::timeout_at(
-            deadline,
+        let sent = tokio::time::timeout(
+            self.config.response_timeout,
             self.exchange_head(&mut picked, &head, &req, served, &mut app, &mut headers),
         )
         .await;

@@ -89,11 +89,16 @@ impl RawBody {
         }
     }
 
-    /// The body cannot go on: the connection is closed.
-    fn fail(&mut self, why: &str) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    /// The body ends here, whole or not: the connection is closed.
+    fn close(&mut self) {
         self.rest = Rest::Done;
         self.stream = None;
-        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, why))))
+    }
+
+    /// The body cannot go on: the connection is closed.
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.close();
+        Poll::Ready(Some(Err(e)))
     }
 }
 
@@ -124,19 +129,15 @@ impl Body for RawBody {
                     Decoded::More => {}
                     Decoded::End(mut trailers) => {
                         this.end();
-                        // Fields that frame, route or describe a connection have no place
-                        // in trailers (RFC 9110, 6.5.1), and HTTP/2 refuses the
-                        // connection-specific ones (RFC 9113, 8.2.2).
-                        crate::proxy::strip_hop_by_hop(&mut trailers);
-                        for name in [http::header::CONTENT_LENGTH, http::header::HOST] {
-                            trailers.remove(name);
-                        }
+                        crate::proxy::trailer_filter(&mut trailers);
                         if trailers.is_empty() {
                             return Poll::Ready(None);
                         }
                         return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                     }
-                    Decoded::Malformed => return this.fail("the app's chunked body is malformed"),
+                    Decoded::Malformed => {
+                        return this.fail(invalid("the app's chunked body is malformed"))
+                    }
                 },
                 Rest::UntilClose if !this.buf.is_empty() => {
                     let data = this.buf.split().freeze();
@@ -156,19 +157,16 @@ impl Body for RawBody {
                 &mut this.buf
             )) {
                 Ok(0) if matches!(this.rest, Rest::UntilClose) => {
-                    this.rest = Rest::Done;
-                    this.stream = None;
+                    this.close();
                     return Poll::Ready(None);
                 }
                 Ok(0) => {
-                    return this.fail("the app closed the connection before its response ended")
+                    return this.fail(invalid(
+                        "the app closed the connection before its response ended",
+                    ))
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    this.rest = Rest::Done;
-                    this.stream = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
+                Err(e) => return this.fail(e),
             }
         }
     }
@@ -184,4 +182,8 @@ impl Body for RawBody {
             _ => SizeHint::default(),
         }
     }
+}
+
+fn invalid(why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
