@@ -16,8 +16,13 @@ enum E<'a> {
 }
 
 fn tar_gz(entries: &[E]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut b = tar::Builder::new(gz);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain_tar(entries)).unwrap();
+    gz.finish().unwrap()
+}
+
+fn plain_tar(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_old();
         let (name, data, kind, mode, link): (&str, &[u8], _, u32, Option<&str>) = match e {
@@ -38,9 +43,7 @@ fn tar_gz(entries: &[E]) -> Vec<u8> {
         h.set_cksum();
         b.append(&h, data).unwrap();
     }
-    let mut gz = b.into_inner().unwrap();
-    gz.flush().unwrap();
-    gz.finish().unwrap()
+    b.into_inner().unwrap()
 }
 
 /// Unpacks into `root/dest` and returns the result and what ended up in `root` outside
@@ -516,4 +519,25 @@ fn unpacking_for_an_owner_gives_it_every_entry_with_its_mode() {
         std::fs::read(dest.path().join("app/b/c/three")).unwrap(),
         b"3"
     );
+}
+
+#[test]
+fn a_packed_tar_is_stored_gzipped_only_when_it_passes_the_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (packed, sealed) = (dir.path().join("packed.tar"), dir.path().join("sealed.tgz"));
+    let good = plain_tar(&[E::Dir("app"), E::File("app/a.txt", b"hello", 0o644)]);
+    std::fs::write(&packed, &good).unwrap();
+    let stats = archive::seal(&packed, &sealed, ArchivePolicy::droplet()).unwrap();
+    assert_eq!((stats.entries, stats.bytes), (2, 5));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&sealed).unwrap())
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, good, "the stored archive is the checked tar, byte for byte");
+
+    let (packed, sealed) = (dir.path().join("bad.tar"), dir.path().join("bad.tgz"));
+    std::fs::write(&packed, plain_tar(&[E::File("../escape", b"x", 0o644)])).unwrap();
+    let err = archive::seal(&packed, &sealed, ArchivePolicy::droplet()).unwrap_err();
+    assert!(err.to_string().contains(".."), "{err}");
+    assert!(!sealed.exists(), "nothing is stored for a refused archive");
 }
