@@ -411,7 +411,7 @@ impl Stager {
         let policy = ArchivePolicy::droplet();
         let output = Output::Archive {
             to: packed_tar.clone(),
-            max: policy.max_bytes,
+            max: policy.max_tar_bytes(),
         };
         let packed = self
             .run_step(
@@ -426,7 +426,7 @@ impl Stager {
             )
             .await;
         let checked = match packed {
-            Ok((ExitReason::Exited(0), _)) => seal_archive(&packed_tar, &tmp, policy)
+            Ok((ExitReason::Exited(0), _)) => seal_archive(&packed_tar, &tmp, policy, deadline)
                 .await
                 .map_err(StagingError::BadDroplet),
             Ok((reason, _)) => Err(StagingError::StepFailed {
@@ -475,7 +475,7 @@ impl Stager {
             );
             let output = Output::Archive {
                 to: packed_tar.clone(),
-                max: MAX_CACHE_BYTES,
+                max: ArchivePolicy::droplet().max_tar_bytes(),
             };
             let packed = self
                 .run_step(
@@ -491,9 +491,17 @@ impl Stager {
                 .await;
             let saved = match packed {
                 Ok((ExitReason::Exited(0), _)) => {
-                    seal_archive(&packed_tar, &tmp, ArchivePolicy::droplet())
+                    seal_archive(&packed_tar, &tmp, ArchivePolicy::droplet(), deadline)
                         .await
                         .map_err(|e| e.to_string())
+                        .and_then(|()| match std::fs::metadata(&tmp) {
+                            Ok(m) if m.len() > MAX_CACHE_BYTES => Err(format!(
+                                "it is larger than the {} MiB kept, packed",
+                                MAX_CACHE_BYTES >> 20
+                            )),
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        })
                 }
                 Ok((reason, _)) => Err(format!("packing it failed ({reason})")),
                 Err(e) => Err(e.to_string()),
@@ -792,7 +800,7 @@ impl Stager {
     }
 }
 
-/// The largest build cache kept for one buildpack.
+/// The largest build cache kept for one buildpack, gzipped.
 const MAX_CACHE_BYTES: u64 = 1 << 30;
 
 /// The most names a build cache may hold for its digest to be taken (and so for it to
@@ -878,9 +886,15 @@ async fn restore_caches(
 
 /// Checks the plain tar a staging container packed, as untrusted input, and writes it
 /// gzipped to `out` ([`archive::seal`]).
-async fn seal_archive(tar: &Path, out: &Path, policy: ArchivePolicy) -> Result<(), ArchiveError> {
+async fn seal_archive(
+    tar: &Path,
+    out: &Path,
+    policy: ArchivePolicy,
+    deadline: Instant,
+) -> Result<(), ArchiveError> {
     let (tar, out) = (tar.to_path_buf(), out.to_path_buf());
-    tokio::task::spawn_blocking(move || archive::seal(&tar, &out, policy).map(|_| ()))
+    let deadline = deadline.into_std();
+    tokio::task::spawn_blocking(move || archive::seal(&tar, &out, policy, deadline).map(|_| ()))
         .await
         .map_err(|e| ArchiveError::Corrupt(std::io::Error::other(e)))?
 }

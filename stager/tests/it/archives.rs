@@ -527,17 +527,73 @@ fn a_packed_tar_is_stored_gzipped_only_when_it_passes_the_checks() {
     let (packed, sealed) = (dir.path().join("packed.tar"), dir.path().join("sealed.tgz"));
     let good = plain_tar(&[E::Dir("app"), E::File("app/a.txt", b"hello", 0o644)]);
     std::fs::write(&packed, &good).unwrap();
-    let stats = archive::seal(&packed, &sealed, ArchivePolicy::droplet()).unwrap();
+    let stats = archive::seal(&packed, &sealed, ArchivePolicy::droplet(), in_a_minute()).unwrap();
     assert_eq!((stats.entries, stats.bytes), (2, 5));
-    let mut unzipped = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&sealed).unwrap())
-        .read_to_end(&mut unzipped)
-        .unwrap();
-    assert_eq!(unzipped, good, "the stored archive is the checked tar, byte for byte");
+    // The checks stop at the first zero block; the platform ends the archive after it.
+    let mut expected = good.clone();
+    expected.extend_from_slice(&[0; 512]);
+    assert_eq!(
+        gunzip(&sealed),
+        expected,
+        "the stored archive is the checked tar"
+    );
 
     let (packed, sealed) = (dir.path().join("bad.tar"), dir.path().join("bad.tgz"));
     std::fs::write(&packed, plain_tar(&[E::File("../escape", b"x", 0o644)])).unwrap();
-    let err = archive::seal(&packed, &sealed, ArchivePolicy::droplet()).unwrap_err();
+    let err = archive::seal(&packed, &sealed, ArchivePolicy::droplet(), in_a_minute()).unwrap_err();
     assert!(err.to_string().contains(".."), "{err}");
     assert!(!sealed.exists(), "nothing is stored for a refused archive");
+
+    let past = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    std::fs::write(&packed, &good).unwrap();
+    let err = archive::seal(&packed, &sealed, ArchivePolicy::droplet(), past).unwrap_err();
+    assert!(err.to_string().contains("time ran out"), "{err}");
+    assert!(!sealed.exists(), "nothing is stored past the deadline");
+}
+
+#[test]
+fn what_follows_the_end_of_a_packed_tar_is_not_stored() {
+    // One entry, a lone zero block (where the tar crate, GNU tar and the checks stop),
+    // then an entry the checks would refuse: `tar --ignore-zeros` would unpack it.
+    let dir = tempfile::tempdir().unwrap();
+    let first = plain_tar(&[E::File("a.txt", b"hello", 0o644)]);
+    let first = &first[..first.len() - 1024]; // without its end-of-archive blocks
+    let hidden = plain_tar(&[E::File("../escape", b"x", 0o4755)]);
+    let mut packed_bytes = first.to_vec();
+    packed_bytes.extend_from_slice(&[0; 512]);
+    packed_bytes.extend_from_slice(&hidden);
+    let (packed, sealed) = (dir.path().join("packed.tar"), dir.path().join("sealed.tgz"));
+    std::fs::write(&packed, &packed_bytes).unwrap();
+    archive::seal(&packed, &sealed, ArchivePolicy::droplet(), in_a_minute()).unwrap();
+    let stored = gunzip(&sealed);
+    let mut expected = first.to_vec();
+    expected.extend_from_slice(&[0; 512 + 1024]);
+    assert_eq!(
+        stored, expected,
+        "the checked entries, then an end of archive"
+    );
+    let mut all = tar::Archive::new(stored.as_slice());
+    all.set_ignore_zeros(true);
+    let names: Vec<String> = all
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["a.txt"],
+        "even reading past zero blocks finds nothing more"
+    );
+}
+
+fn in_a_minute() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(60)
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
 }
