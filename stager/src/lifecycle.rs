@@ -496,7 +496,7 @@ impl Stager {
                         .map_err(|e| e.to_string())
                         .and_then(|()| match std::fs::metadata(&tmp) {
                             Ok(m) if m.len() > MAX_CACHE_BYTES => Err(format!(
-                                "it is larger than the {} MiB kept, packed",
+                                "packed, it is over the {} MiB a build cache may take",
                                 MAX_CACHE_BYTES >> 20
                             )),
                             Ok(_) => Ok(()),
