@@ -18,7 +18,8 @@
 //!   (the tar crate would read them whole), and so is the work of checking paths.
 //!
 //! [`scan`] applies the same checks without writing, so an upload can be refused before
-//! it is stored. [`unpack`] writes through a [`Tree`]: every path is resolved beneath the
+//! it is stored; [`seal`] applies them to the plain tar a staging container packed, and
+//! stores exactly what it checked, gzipped. [`unpack`] writes through a [`Tree`]: every path is resolved beneath the
 //! target folder with no symlink followed, so even an archive the checks missed, or a
 //! folder that already held links, cannot make it write elsewhere. On error the caller
 //! removes the folder, so nothing half-written is ever used.
