@@ -395,7 +395,6 @@ impl Stager {
         deadline: Instant,
     ) -> Result<(), StagingError> {
         let tmp = req.droplet_out.with_extension("packing");
-        let packed_tar = req.droplet_out.with_extension("packing.tar");
         let mut script = String::from("cd /home/vcap || exit 1\n");
         for p in left_out {
             let p = crate::shell::quote(&p.to_string_lossy());
@@ -408,39 +407,17 @@ impl Stager {
             env = droplet::LAUNCH_ENV,
             info = droplet::INFO,
         ));
-        let policy = ArchivePolicy::droplet();
-        let output = Output::Archive {
-            to: packed_tar.clone(),
-            max: policy.max_tar_bytes(),
-        };
-        let packed = self
-            .run_step(
-                req,
-                layout,
-                "pack".into(),
-                script,
-                Vec::new(),
-                log,
-                output,
-                deadline,
-            )
-            .await;
-        let checked = match packed {
-            Ok((ExitReason::Exited(0), _)) => seal_archive(&packed_tar, &tmp, policy, deadline)
-                .await
-                .map_err(StagingError::BadDroplet),
-            Ok((reason, _)) => Err(StagingError::StepFailed {
-                buildpack: "(the platform's droplet packer)".into(),
-                step: "pack the droplet",
-                reason,
-            }),
-            Err(e) => Err(e),
-        };
-        let _ = std::fs::remove_file(&packed_tar);
-        if let Err(e) = checked {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        self.pack_sealed(req, layout, "pack".into(), script, &tmp, log, deadline)
+            .await
+            .map_err(|e| match e {
+                Packing::Failed(e) => e,
+                Packing::Exited(reason) => StagingError::StepFailed {
+                    buildpack: "(the platform's droplet packer)".into(),
+                    step: "pack the droplet",
+                    reason,
+                },
+                Packing::Refused(e) => StagingError::BadDroplet(e),
+            })?;
         std::fs::rename(&tmp, &req.droplet_out).map_err(io_err("storing the droplet"))
     }
 
@@ -468,45 +445,26 @@ impl Stager {
             }
             let (archive_path, version_path) = cache_paths(store, bp);
             let tmp = archive_path.with_extension("tgz.tmp");
-            let packed_tar = archive_path.with_extension("tar.tmp");
             let script = format!(
                 "cd /tmp/cache/{} || exit 1\nexec tar --create --file=- .\n",
                 bp.name
             );
-            let output = Output::Archive {
-                to: packed_tar.clone(),
-                max: ArchivePolicy::droplet().max_tar_bytes(),
+            let saved = match self
+                .pack_sealed(req, layout, format!("pc{i}"), script, &tmp, log, deadline)
+                .await
+            {
+                Ok(()) => match std::fs::metadata(&tmp) {
+                    Ok(m) if m.len() > MAX_CACHE_BYTES => Err(format!(
+                        "packed, it is over the {} MiB a build cache may take",
+                        MAX_CACHE_BYTES >> 20
+                    )),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(Packing::Exited(reason)) => Err(format!("packing it failed ({reason})")),
+                Err(Packing::Failed(e)) => Err(e.to_string()),
+                Err(Packing::Refused(e)) => Err(e.to_string()),
             };
-            let packed = self
-                .run_step(
-                    req,
-                    layout,
-                    format!("pc{i}"),
-                    script,
-                    Vec::new(),
-                    log,
-                    output,
-                    deadline,
-                )
-                .await;
-            let saved = match packed {
-                Ok((ExitReason::Exited(0), _)) => {
-                    seal_archive(&packed_tar, &tmp, ArchivePolicy::droplet(), deadline)
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| match std::fs::metadata(&tmp) {
-                            Ok(m) if m.len() > MAX_CACHE_BYTES => Err(format!(
-                                "packed, it is over the {} MiB a build cache may take",
-                                MAX_CACHE_BYTES >> 20
-                            )),
-                            Ok(_) => Ok(()),
-                            Err(e) => Err(e.to_string()),
-                        })
-                }
-                Ok((reason, _)) => Err(format!("packing it failed ({reason})")),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = std::fs::remove_file(&packed_tar);
             let saved = saved.and_then(|()| {
                 std::fs::rename(&tmp, &archive_path).map_err(|e| e.to_string())?;
                 std::fs::write(&version_path, &bp.version).map_err(|e| e.to_string())
@@ -531,6 +489,47 @@ impl Stager {
                 }
             }
         }
+    }
+
+    /// Runs `script`, a step that packs a plain tar to its stdout, and seals what it
+    /// packed into `out` ([`archive::seal`]: checked, gzipped, synced). The plain tar,
+    /// kept beside `out` meanwhile, is removed whatever happens; so is `out` on failure.
+    #[allow(clippy::too_many_arguments)]
+    async fn pack_sealed(
+        &self,
+        req: &StagingRequest,
+        layout: &Layout,
+        step: String,
+        script: String,
+        out: &Path,
+        log: &LogSink,
+        deadline: Instant,
+    ) -> Result<(), Packing> {
+        let mut plain = out.as_os_str().to_owned();
+        plain.push(".tar");
+        let plain = PathBuf::from(plain);
+        let policy = ArchivePolicy::droplet();
+        let output = Output::Archive {
+            to: plain.clone(),
+            max: policy.max_tar_bytes(),
+        };
+        let packed = self
+            .run_step(req, layout, step, script, Vec::new(), log, output, deadline)
+            .await;
+        let sealed = match packed {
+            Ok((ExitReason::Exited(0), _)) => {
+                let (from, to, deadline) = (plain.clone(), out.to_path_buf(), deadline.into_std());
+                tokio::task::spawn_blocking(move || archive::seal(&from, &to, policy, deadline))
+                    .await
+                    .unwrap_or_else(|e| Err(ArchiveError::Corrupt(std::io::Error::other(e))))
+                    .map(|_| ())
+                    .map_err(Packing::Refused)
+            }
+            Ok((reason, _)) => Err(Packing::Exited(reason)),
+            Err(e) => Err(Packing::Failed(e)),
+        };
+        let _ = std::fs::remove_file(&plain);
+        sealed
     }
 
     /// Keeps a Cloud Native buildpack's `cache` layers for its next staging: copied into
@@ -884,19 +883,14 @@ async fn restore_caches(
     digests
 }
 
-/// Checks the plain tar a staging container packed, as untrusted input, and writes it
-/// gzipped to `out` ([`archive::seal`]).
-async fn seal_archive(
-    tar: &Path,
-    out: &Path,
-    policy: ArchivePolicy,
-    deadline: Instant,
-) -> Result<(), ArchiveError> {
-    let (tar, out) = (tar.to_path_buf(), out.to_path_buf());
-    let deadline = deadline.into_std();
-    tokio::task::spawn_blocking(move || archive::seal(&tar, &out, policy, deadline).map(|_| ()))
-        .await
-        .map_err(|e| ArchiveError::Corrupt(std::io::Error::other(e)))?
+/// Why a packing step's archive was not stored ([`Stager::pack_sealed`]).
+enum Packing {
+    /// The step could not run, or its output could not be saved.
+    Failed(StagingError),
+    /// The step ended other than with 0.
+    Exited(ExitReason),
+    /// What it packed did not pass the checks, or could not be stored.
+    Refused(ArchiveError),
 }
 
 fn cache_paths(store: &Path, bp: &Buildpack) -> (PathBuf, PathBuf) {
