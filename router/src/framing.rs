@@ -47,11 +47,12 @@ enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// In the chunk-size line; `digits` seen so far, `size` their value; `ext` once past
-    /// a `;` extension.
+    /// a `;` extension; `line` bytes of the line so far.
     Size {
         size: u64,
         digits: u8,
         ext: bool,
+        line: u16,
     },
     /// Got the size line's CR.
     SizeLf {
@@ -68,6 +69,23 @@ enum Chunk {
         empty: bool,
         cr: bool,
     },
+}
+
+/// The longest chunk-size line followed, extensions included. RFC 9112 (7.1.1) leaves
+/// the limit to the recipient; without one, a sender makes a reader take in any number
+/// of bytes for a body of a few (CVE-2023-39326 in Go's net/http, CVE-2024-22019 in
+/// Node.js). A longer line is malformed here: a request passes to hyper, which has a
+/// limit of its own, and an app's response is cut.
+const MAX_CHUNK_LINE: u16 = 4096;
+
+impl Chunk {
+    /// The start of a chunk-size line.
+    const SIZE_LINE: Chunk = Chunk::Size {
+        size: 0,
+        digits: 0,
+        ext: false,
+        line: 0,
+    };
 }
 
 /// Follows a connection's stream of HTTP/1 requests: where each head and body ends, and
@@ -266,11 +284,7 @@ fn check_head(input: &[u8], max_head: usize) -> Head {
     let next = if chunked {
         // hyper refuses a Transfer-Encoding that does not end in chunked; a sound one is
         // followed chunk by chunk.
-        State::Chunked(Chunk::Size {
-            size: 0,
-            digits: 0,
-            ext: false,
-        })
+        State::Chunked(Chunk::SIZE_LINE)
     } else if lengths == 0 {
         State::Head
     } else {
@@ -302,26 +316,43 @@ fn follow_chunk(mut chunk: Chunk, bytes: &[u8]) -> (usize, State) {
         let b = bytes[at];
         at += 1;
         chunk = match chunk {
-            Chunk::Size { size, digits, ext } => match (b, ext) {
-                (b'\r', _) if digits > 0 => Chunk::SizeLf { size },
-                (b';', _) if digits > 0 => Chunk::Size {
-                    size,
-                    digits,
-                    ext: true,
-                },
-                (_, true) if b != b'\n' => Chunk::Size { size, digits, ext },
-                (b' ' | b'\t', false) if digits > 0 => Chunk::Size {
-                    size,
-                    digits,
-                    ext: true,
-                },
-                (_, false) if b.is_ascii_hexdigit() && digits < 16 => Chunk::Size {
-                    size: size << 4 | u64::from((b as char).to_digit(16).unwrap_or(0)),
-                    digits: digits + 1,
-                    ext,
-                },
-                _ => return (at, State::Passthrough),
-            },
+            Chunk::Size {
+                size,
+                digits,
+                ext,
+                line,
+            } => {
+                let line = line + 1;
+                match (b, ext) {
+                    (b'\r', _) if digits > 0 => Chunk::SizeLf { size },
+                    _ if line > MAX_CHUNK_LINE => return (at, State::Passthrough),
+                    (b';', _) if digits > 0 => Chunk::Size {
+                        size,
+                        digits,
+                        ext: true,
+                        line,
+                    },
+                    (_, true) if b != b'\n' => Chunk::Size {
+                        size,
+                        digits,
+                        ext,
+                        line,
+                    },
+                    (b' ' | b'\t', false) if digits > 0 => Chunk::Size {
+                        size,
+                        digits,
+                        ext: true,
+                        line,
+                    },
+                    (_, false) if b.is_ascii_hexdigit() && digits < 16 => Chunk::Size {
+                        size: size << 4 | u64::from((b as char).to_digit(16).unwrap_or(0)),
+                        digits: digits + 1,
+                        ext,
+                        line,
+                    },
+                    _ => return (at, State::Passthrough),
+                }
+            }
             Chunk::SizeLf { size } if b == b'\n' => {
                 if size == 0 {
                     Chunk::Trailer {
@@ -333,11 +364,7 @@ fn follow_chunk(mut chunk: Chunk, bytes: &[u8]) -> (usize, State) {
                 }
             }
             Chunk::DataCr if b == b'\r' => Chunk::DataLf,
-            Chunk::DataLf if b == b'\n' => Chunk::Size {
-                size: 0,
-                digits: 0,
-                ext: false,
-            },
+            Chunk::DataLf if b == b'\n' => Chunk::SIZE_LINE,
             Chunk::Trailer { empty, cr: false } if b == b'\r' => Chunk::Trailer { empty, cr: true },
             Chunk::Trailer { empty, cr: true } if b == b'\n' => {
                 if empty {
@@ -377,11 +404,7 @@ pub enum ChunkedEnd {
 
 impl Default for ChunkedBody {
     fn default() -> Self {
-        ChunkedBody(Chunk::Size {
-            size: 0,
-            digits: 0,
-            ext: false,
-        })
+        ChunkedBody(Chunk::SIZE_LINE)
     }
 }
 
@@ -665,6 +688,31 @@ mod tests {
             );
         }
         assert_eq!(ChunkedBody::new().follow(b"zz\r\n"), ChunkedEnd::Malformed);
+    }
+
+    #[test]
+    fn a_chunk_size_line_is_followed_up_to_its_limit_and_no_further() {
+        // The line's length counts every byte before its CR: size, extensions, spaces.
+        // (`line` never passes MAX_CHUNK_LINE + 1, so its u16 cannot overflow.)
+        let body = |line_len: usize| {
+            let ext = "e".repeat(line_len - 2);
+            format!("1;{ext}\r\nx\r\n0\r\n\r\n").into_bytes()
+        };
+        let longest = body(usize::from(MAX_CHUNK_LINE));
+        assert_eq!(
+            ChunkedBody::new().follow(&longest),
+            ChunkedEnd::Ended(longest.len())
+        );
+        // Fed a byte at a time, as a slow sender would, the count still holds.
+        let mut c = ChunkedBody::new();
+        let too_long = body(usize::from(MAX_CHUNK_LINE) + 1);
+        let ends: Vec<ChunkedEnd> = too_long.chunks(1).map(|b| c.follow(b)).collect();
+        assert!(ends.contains(&ChunkedEnd::Malformed), "{:?}", ends.last());
+        // A request's chunked body with such a line is no longer followed: hyper refuses it.
+        let mut f = Follower::new(8192);
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        f.follow(&[&head[..], &too_long].concat());
+        assert!(f.passing_through());
     }
 
     /// Decodes `parts` fed one after another: the data, how it ended, and how many

@@ -197,6 +197,16 @@ fn direct_body_length(value: &[u8]) -> Option<usize> {
     (n as u64 <= MAX_DIRECT_BODY).then_some(n)
 }
 
+/// A Content-Length value: digits only (RFC 9110, 8.6), with optional whitespace around
+/// them; `parse` alone would also take a leading `+`.
+fn content_length_value(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 /// Takes the app's response head at the start of `buf`, dropping any 1xx informational
 /// responses before it, and checks it; `None` while incomplete. `head_request`: the
 /// response answers HEAD, so it has no body whatever it says. Its headers go into
@@ -242,20 +252,22 @@ fn take_response_with(
             continue;
         }
         let mut length: Option<u64> = None;
+        let mut repeated_length = false;
         let mut chunked = None;
         for h in parsed.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
-                // Digits only (RFC 9110, 8.6): `parse` would also take a leading `+`.
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .ok_or("its response has an invalid Content-Length")?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("its response has differing Content-Lengths");
+                // A list of one value repeated ("3, 3"), like a repeated field, counts as
+                // that value and goes on as one field (RFC 9110, 8.6); differing values
+                // are refused.
+                for value in h.value.split(|b| *b == b',') {
+                    let n = content_length_value(value)
+                        .ok_or("its response has an invalid Content-Length")?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err("its response has differing Content-Lengths");
+                    }
+                    repeated_length |= length.is_some();
+                    length = Some(n);
                 }
-                length = Some(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 // Only the last coding counts: chunked, or the body runs to the close.
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or_default();
@@ -263,8 +275,20 @@ fn take_response_with(
             }
             spans.push(buf, h);
         }
-        break (len, status, parsed.version == Some(1), length, chunked);
+        if parsed.version == Some(0) && chunked.is_some() {
+            // HTTP/1.0 has no Transfer-Encoding: its framing is faulty (RFC 9112, 6.1),
+            // whatever else the head says.
+            return Err("its HTTP/1.0 response has a Transfer-Encoding");
+        }
+        break (
+            len,
+            status,
+            parsed.version == Some(1),
+            (length, repeated_length),
+            chunked,
+        );
     };
+    let (length, repeated_length) = length;
     let head = buf.split_to(len).freeze();
     // Room for X-Request-Id and a sticky session's cookie.
     let mut map = spans
@@ -296,7 +320,12 @@ fn take_response_with(
             map.remove(header::CONTENT_LENGTH);
             Framing::UntilClose
         }
-        (None, Some(n)) => Framing::Length(n),
+        (None, Some(n)) => {
+            if repeated_length {
+                map.insert(header::CONTENT_LENGTH, n.into());
+            }
+            Framing::Length(n)
+        }
         (None, None) => Framing::UntilClose,
     };
     if matches!(framing, Framing::UntilClose) {
@@ -376,4 +405,64 @@ fn http_date(with: impl FnOnce(&str)) {
         }
         with(&cached.1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(head: &str) -> Result<Option<AppHead>, &'static str> {
+        take_response(&mut BytesMut::from(head), false, &mut HeaderMap::new())
+    }
+
+    #[test]
+    fn a_content_length_repeated_with_one_value_is_that_length_sent_once() {
+        for head in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n",
+        ] {
+            let app = response(head).unwrap().unwrap();
+            assert!(matches!(app.framing, Framing::Length(3)), "{head:?}");
+            let sent: Vec<_> = app
+                .resp
+                .headers()
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .collect();
+            assert_eq!(sent, ["3"], "{head:?}");
+        }
+        for (head, why) in [
+            (
+                "content-length: 3, 4",
+                "its response has differing Content-Lengths",
+            ),
+            (
+                "content-length: 3, ",
+                "its response has an invalid Content-Length",
+            ),
+            (
+                "content-length: +3",
+                "its response has an invalid Content-Length",
+            ),
+        ] {
+            let head = format!("HTTP/1.1 200 OK\r\n{head}\r\n\r\n");
+            assert_eq!(response(&head).err(), Some(why), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn an_http_1_0_response_with_a_transfer_encoding_is_refused() {
+        for coding in ["chunked", "gzip"] {
+            let head = format!(
+                "HTTP/1.0 200 OK\r\ntransfer-encoding: {coding}\r\ncontent-length: 2\r\n\r\n"
+            );
+            assert_eq!(
+                response(&head).err(),
+                Some("its HTTP/1.0 response has a Transfer-Encoding"),
+                "{head:?}"
+            );
+        }
+        let plain = response("HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n").unwrap();
+        assert!(matches!(plain.unwrap().framing, Framing::Length(2)));
+    }
 }
