@@ -52,8 +52,16 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "bundler",
     "ruby-rack",
     "puma",
-    // Java: executable JARs run on the JRE.
+    // Java: executable JARs run on the JRE; Maven projects build with the JDK, Maven,
+    // and the plugins its default build uses, from Debian's repository in the stack
+    // (/usr/share/maven-repo), offline.
     "openjdk-17-jre-headless",
+    "openjdk-17-jdk-headless",
+    "maven",
+    "libmaven-resources-plugin-java",
+    "libmaven-compiler-plugin-java",
+    "libsurefire-java",
+    "libmaven-jar-plugin-java",
     // To build what apps bring: C compilers and make (native Python, Ruby and Node.js
     // extensions, cgo), git (dependencies named by a repository), the language
     // headers, and the headers of the common libraries below.

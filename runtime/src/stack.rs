@@ -47,8 +47,9 @@ const ETC_COPIED: [&str; 4] = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alt
 
 /// The further `/etc` entries a built stack's root gives: configuration of the
 /// languages and servers it has.
-/// (The JRE's `lib/security` and other settings are links into `java-17-openjdk`.)
-const ETC_OF_BUILT: [&str; 4] = ["php", "nginx", "mime.types", "java-17-openjdk"];
+/// (The JRE's `lib/security` and other settings are links into `java-17-openjdk`;
+/// Maven's `conf` is a link to `/etc/maven`.)
+const ETC_OF_BUILT: [&str; 5] = ["php", "nginx", "mime.types", "java-17-openjdk", "maven"];
 
 impl Stack {
     /// The host-userland stack, its `/etc` written into `dir/etc` (replacing an older

@@ -164,6 +164,57 @@ fn ruby_and_java_apps_run_on_the_stack_s_languages() {
 }
 
 #[test]
+fn a_maven_project_builds_offline_on_the_stack_and_its_repository_is_kept_in_the_build_cache() {
+    let d = Daemon::start_in(data_dir_with_stack(), &[]);
+
+    // The example as a Maven project: its plugins come from the stack's Debian
+    // repository, with no network; what Maven resolved is kept in the build cache.
+    let app = repo().join("examples/java-app");
+    let app = app.to_str().unwrap();
+    let first = d.paas_ok(&["push", "maven", "-p", app, "-m", "256M"]);
+    assert!(
+        first.contains("-----> Building with Apache Maven 3."),
+        "{first}"
+    );
+    assert!(first.contains("Maven repository cache: miss"), "{first}");
+    assert!(first.contains("BUILD SUCCESS"), "{first}");
+    assert!(first.contains("Running target/hello-1.0.jar"), "{first}");
+    let r = d.get("maven.localhost", "/built");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("\"app\":\"maven\"") && r.body.contains("\"language\":\"java\""),
+        "{}",
+        r.body
+    );
+    let again = d.paas_ok(&["push", "maven", "-p", app, "-m", "256M"]);
+    assert!(again.contains("Maven repository cache: hit"), "{again}");
+    assert!(again.contains("BUILD SUCCESS"), "{again}");
+
+    // A dependency Debian does not package needs Maven Central, which staging reaches
+    // only for apps allowed outbound access: the failure says so.
+    let project = tempfile::tempdir().unwrap();
+    copy_files(&repo().join("examples/java-app"), project.path());
+    let pom = std::fs::read_to_string(project.path().join("pom.xml")).unwrap();
+    let pom = pom.replacen(
+        "<build>",
+        "<dependencies><dependency><groupId>io.example.paas</groupId>\
+         <artifactId>not-in-debian</artifactId><version>1.0</version></dependency>\
+         </dependencies><build>",
+        1,
+    );
+    std::fs::write(project.path().join("pom.xml"), pom).unwrap();
+    let out = d.paas(&["push", "fetching", "-p", project.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "the build cannot succeed offline: {text}"
+    );
+    assert!(text.contains("io.example.paas:not-in-debian"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("paas allow-outbound fetching"), "{err}");
+}
+
+#[test]
 fn python_and_node_dependencies_install_from_lockfiles_and_are_kept_in_the_build_cache() {
     let d = Daemon::start_in(data_dir_with_stack(), &[]);
 
