@@ -66,9 +66,25 @@ impl BlobWriter {
     }
 }
 
+/// A temporary file of the store untouched this long was left by a paasd that was
+/// killed while it wrote it (an upload, a droplet being packed). Files in use are
+/// written far more often, and stagings end long before; a second paasd (an upgrade in
+/// place) shares the folder, so only age tells what is left over.
+const STALE_TMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl Blobs {
+    /// Opens the store in `dir`, removing temporary files left over from a day ago or
+    /// more.
     pub fn open(dir: PathBuf) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(dir.join("tmp")).map_err(io("creating", &dir))?;
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io("creating", &dir))?;
+        let removed = remove_files_older_than(&tmp, STALE_TMP_AGE);
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} temporary files left in {} by an earlier run",
+                tmp.display()
+            );
+        }
         Ok(Blobs { dir })
     }
 
@@ -154,6 +170,29 @@ pub fn is_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Removes the regular files directly in `dir` last modified `age` ago or more; returns
+/// how many.
+fn remove_files_older_than(dir: &Path, age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    entries
+        .flatten()
+        .filter(|e| {
+            // The entry's own metadata: a link is not followed.
+            e.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .is_some_and(|a| a >= age)
+            })
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +227,25 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+    }
+
+    #[test]
+    fn temporary_files_a_day_old_are_removed_at_open_and_newer_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let day_ago = std::time::SystemTime::now() - STALE_TMP_AGE;
+        let stale = std::fs::File::create(tmp.join("droplet-left")).unwrap();
+        stale.set_modified(day_ago).unwrap();
+        std::fs::write(tmp.join("upload-now"), b"in use").unwrap();
+        std::fs::create_dir(tmp.join("a-folder")).unwrap();
+        Blobs::open(dir.path().to_path_buf()).unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a-folder", "upload-now"]);
     }
 
     #[test]
