@@ -444,7 +444,9 @@ impl Stager {
                 continue;
             }
             let (archive_path, version_path) = cache_paths(store, bp);
-            let tmp = archive_path.with_extension("tgz.tmp");
+            // Named for this staging: two stagings of one app on one cell (pushes
+            // through two controllers) each pack their own, and the last rename wins.
+            let tmp = archive_path.with_extension(format!("tgz.{}.tmp", req.id));
             let script = format!(
                 "cd /tmp/cache/{} || exit 1\nexec tar --create --file=- .\n",
                 bp.name
