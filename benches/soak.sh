@@ -3,7 +3,10 @@
 # (wrk) while a loop pushes, scales, restarts, sets env, maps and unmaps routes, and
 # makes and deletes an app; every 10 s the resident memory and open descriptors of
 # paasd and of its router are sampled. After a warm-up (the first quarter), growth is
-# the least-squares slope of each series, per hour.
+# the least-squares slope of each series, per hour. Beside it, from paasd's own log
+# every 15 s: its live heap (what the allocator handed out and did not get back) and
+# its resident memory right after it returned its free pages (growth in the first is
+# data kept; growth in the sampled RSS alone is free memory touched between trims).
 #
 #   benches/soak.sh [SECONDS]    (as root; default 1800)
 #
@@ -13,6 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-1800}
 . benches/lib.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+export PAASD_LOG=info,paasd_memory=debug
 start_paasd 10.246.44.0/24
 
 write_app "$work/app"
@@ -56,11 +60,14 @@ grep -E "Requests/sec|Non-2xx|Socket errors" "$work/wrk" || true
 echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB and fds, router rss KiB and fds)"
 # Every fifth minute's sample, to see the shape (a warm-up that levels off, or a slope).
 awk 'NR == 1 || ($1 % 300) < 10' "$work/samples"; tail -1 "$work/samples"
-python3 - "$work/samples" <<'PY'
-import sys
+python3 - "$work/samples" "$work/log" <<'PY'
+import re, sys
 rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
 rows = rows[len(rows) // 4:]  # after the warm-up
-def slope(col):
+log = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[2], errors="replace").read())  # no colours
+heap = [int(m.group(1)) for m in re.finditer(r"in_use_kib=(\d+)", log)]
+trimmed = [int(m.group(1)) for m in re.finditer(r"resident_kib=(\d+)", log)]
+def slope(col, rows=rows):
     xs = [r[0] for r in rows]; ys = [r[col] for r in rows]
     n = len(xs)
     if n < 2: return 0.0
@@ -68,6 +75,11 @@ def slope(col):
     var = sum((x - mx) ** 2 for x in xs)
     return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var * 3600
 p_rss, p_fds, r_rss, r_fds = slope(1), slope(2), slope(3), slope(4)
+for what, series in (("live heap", heap), ("rss right after trimming", trimmed)):
+    if series:
+        # One reading every 15 s; the same warm-up left out.
+        kept = [[i * 15.0, kib] for i, kib in enumerate(series)][len(series) // 4:]
+        print(f"paasd {what}: {series[0]} -> {series[-1]} KiB, growth KiB/h {slope(1, kept):.0f}")
 print(f"paasd growth: rss KiB/h {p_rss:.0f}, fds/h {p_fds:.1f}")
 print(f"router growth: rss KiB/h {r_rss:.0f}, fds/h {r_fds:.1f}")
 print(f"soak growth: rss KiB/h {p_rss + r_rss:.0f}, fds/h {p_fds + r_fds:.0f}")

@@ -193,7 +193,12 @@ fn stack_command(data_dir: &std::path::Path, command: StackCommand) -> anyhow::R
     Ok(())
 }
 
+/// glibc arenas paasd's allocator may use (`paas_runtime::memory::limit_arenas`): its
+/// tokio workers and blocking threads share them.
+const MALLOC_ARENAS: u32 = 2;
+
 fn main() {
+    paas_runtime::memory::limit_arenas(MALLOC_ARENAS);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PAASD_LOG")

@@ -82,10 +82,6 @@ pub enum Execution {
 /// Every recorded event, as it is recorded, with the app it is about.
 pub type EventFeed = tokio::sync::broadcast::Receiver<(AppName, AppEvent)>;
 
-/// How often paasd hands the allocator's free pages back to the system
-/// (`paas_runtime::memory`): every second usage reading, so every 30 s.
-const RELEASE_FREE_MEMORY_EVERY_TICKS: u64 = 2;
-
 pub struct Platform {
     pub domain: String,
     router_port: u16,
@@ -254,19 +250,29 @@ impl Platform {
             // Its paused deployments are finished here for other controllers.
             cluster.peers.serve_platform(Arc::downgrade(&platform));
         }
-        // The platform's upkeep: its apps' usage read for the console's charts, and
-        // the allocator's free pages handed back to the system (`paas_runtime::memory`).
+        // The platform's upkeep, every 15 s: its apps' usage read for the console's
+        // charts, and the allocator's free pages handed back to the system
+        // (`paas_runtime::memory`).
         let weak = Arc::downgrade(&platform);
         platform.background.spawn_until_shutdown(async move {
             let mut every = tokio::time::interval(crate::usage_history::SAMPLE_EVERY);
-            for tick in 0u64.. {
+            loop {
                 every.tick().await;
                 let Some(platform) = weak.upgrade() else {
                     return;
                 };
                 platform.sample_usage().await;
-                if tick % RELEASE_FREE_MEMORY_EVERY_TICKS == 0 {
-                    paas_runtime::memory::release_free_memory();
+                paas_runtime::memory::release_free_memory();
+                if let Some(heap) = paas_runtime::memory::heap_use() {
+                    // `PAASD_LOG=info,paasd_memory=debug` shows it (benches/soak.sh).
+                    tracing::debug!(
+                        target: "paasd_memory",
+                        resident_kib = paas_runtime::memory::resident_bytes().unwrap_or(0) / 1024,
+                        in_use_kib = heap.in_use / 1024,
+                        free_kib = heap.free / 1024,
+                        mapped_kib = heap.mapped / 1024,
+                        "allocator after trimming"
+                    );
                 }
             }
         });
