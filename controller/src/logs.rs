@@ -67,26 +67,28 @@ impl Logs {
 
     fn with_app<R>(&self, app: &AppName, f: impl FnOnce(&mut AppLog) -> R) -> R {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = apps.entry(app.to_string()).or_insert_with(|| {
-            let path = self.path(app);
-            let recent = read_tail(&path);
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .ok();
-            let written = file
-                .as_ref()
-                .and_then(|f| f.metadata().ok())
-                .map_or(0, |m| m.len());
-            AppLog {
-                recent,
-                live: broadcast::channel(1024).0,
-                file,
-                written,
-            }
+        // Looked up before it is inserted: the name is not copied for every line.
+        if let Some(log) = apps.get_mut(app.as_str()) {
+            return f(log);
+        }
+        let path = self.path(app);
+        let recent = read_tail(&path);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok();
+        let written = file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.len());
+        let log = apps.entry(app.to_string()).or_insert(AppLog {
+            recent,
+            live: broadcast::channel(1024).0,
+            file,
+            written,
         });
-        f(entry)
+        f(log)
     }
 
     /// Records one line (none for an app deleted in the last [`REMOVED_FOR`]).

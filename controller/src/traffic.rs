@@ -95,7 +95,13 @@ impl Traffic {
             apps.minutes
                 .retain(|_, m| m.back().is_some_and(|m| m.at + KEPT_MINUTES as u64 > at));
         }
-        let minutes = apps.minutes.entry(app.to_string()).or_default();
+        // Looked up before it is inserted: the name is not copied for every response.
+        if !apps.minutes.contains_key(app) {
+            apps.minutes.insert(app.to_string(), VecDeque::new());
+        }
+        let Some(minutes) = apps.minutes.get_mut(app) else {
+            return;
+        };
         if minutes.back().is_none_or(|m| m.at < at) {
             minutes.push_back(Minute::new(at));
         }
