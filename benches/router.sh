@@ -116,15 +116,16 @@ for port in $BACK $PAAS $HAPROXY $NGINX $PAASD; do
   done
 done
 
-# CPU time (clock ticks, user + system) spent so far by process $1 and its children
-# (nginx's workers).
+# CPU time (clock ticks) spent so far by process $1 and its children (nginx's workers):
+# "USER SYSTEM".
 ticks() {
-  local total=0 p
+  local user=0 system=0 p u s
   for p in "$1" $(pgrep -P "$1" || true); do
     [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    read -r u s < <(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12, $13 }')
+    user=$((user + u)) system=$((system + s))
   done
-  echo "$total"
+  echo "$user $system"
 }
 hz=$(getconf CLK_TCK)
 
@@ -192,7 +193,9 @@ done
 # of this shared machine (they last seconds) falls on each alike; each figure is the
 # median of its rounds.
 median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-declare -A rps p99 cpu
+declare -A rps p99 cpu usr sys
+# Microseconds per request of $1 clock ticks over the run's $n requests.
+per() { awk -v t="$1" -v n="$n" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }'; }
 protos=(h1 post tls h2)
 proxies=(paas paasd haproxy nginx)
 for round in $(seq "$rounds"); do
@@ -203,11 +206,12 @@ for round in $(seq "$rounds"); do
       name=${list[$(((i + round) % ${#list[@]}))]}
       pid=$( [ "$name" = direct ] && cat "$work/backend.pid" || pid_of "$name")
       warm "$proto" "$(port_of "$name" "$proto")"
-      before=$(ticks "$pid")
+      read -r u0 s0 < <(ticks "$pid")
       read -r r p n < <(load "$proto" "$(port_of "$name" "$proto")")
-      after=$(ticks "$pid")
-      c=$(awk -v t=$((after - before)) -v n="$n" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print 0 }')
+      read -r u1 s1 < <(ticks "$pid")
+      c=$(per $((u1 - u0 + s1 - s0)))
       rps[$name:$proto]+="$r "; p99[$name:$proto]+="$p "; cpu[$name:$proto]+="$c "
+      usr[$name:$proto]+="$(per $((u1 - u0))) "; sys[$name:$proto]+="$(per $((s1 - s0))) "
       printf 'round %d  %-5s %-8s requests/s %10s   p99 %8s ms   cpu us/request %6s\n' "$round" "$proto" "$name" "$r" "$p" "$c"
     done
   done
@@ -217,7 +221,7 @@ for proto in "${protos[@]}"; do
   list=("${proxies[@]}")
   [ "$proto" = h1 ] && list+=(direct)
   for name in "${list[@]}"; do
-    for m in rps p99 cpu; do
+    for m in rps p99 cpu usr sys; do
       declare -n arr=$m
       arr[$name:$proto]=$(median <<<"${arr[$name:$proto]}")
       unset -n arr
@@ -227,6 +231,10 @@ for proto in "${protos[@]}"; do
   done
 done
 echo "($(haproxy -v | head -n1 | awk '{ print "HAProxy", $3 }'), $(nginx -v 2>&1 | sed 's/.*\///; s/^/nginx /'); direct: the backend's own CPU; paasd: the router only, its lines dropped by a stand-in feeder)"
+# Where each proxy's CPU goes: its own code (user) or the kernel's (system: TCP/IP,
+# loopback, epoll), which no proxy can make cheaper than its system calls cost.
+split() { echo "${usr[$1:$2]} + ${sys[$1:$2]}"; }
+echo "user + system us per request (HTTP/1.1): paas $(split paas h1), paasd $(split paasd h1), haproxy $(split haproxy h1), nginx $(split nginx h1)"
 for proto in "${protos[@]}"; do
   case $proto in h1) what="HTTP/1.1" ;; post) what="HTTP/1.1 1 KiB POST" ;; tls) what="TLS" ;; h2) what="HTTP/2" ;; esac
   echo "cpu us per request ($what): paas ${cpu[paas:$proto]}, paasd ${cpu[paasd:$proto]}, haproxy ${cpu[haproxy:$proto]}, nginx ${cpu[nginx:$proto]}"
