@@ -4,9 +4,10 @@
 //! blocking threads come and go: under `benches/soak.sh` paasd's resident memory grew
 //! about 18 MiB an hour while heaptrack showed a live heap that never passed 4.2 MiB.
 //! `malloc_trim` hands the free pages of every arena back, and capping the number of
-//! arenas keeps the free memory that builds up between two trims small: each arena
-//! keeps its own free lists, so a dozen arenas hold a dozen sets of free pages that
-//! later allocations touch again.
+//! arenas lowers how much free memory builds up between two trims: each arena keeps
+//! its own free lists, so a dozen arenas hold a dozen sets of free pages that later
+//! allocations touch again. Fragmentation inside the arenas still grows slowly (see
+//! `benches/soak.sh`, which prints the live heap beside the resident memory).
 
 #![allow(unsafe_code)]
 
@@ -38,7 +39,7 @@ pub fn limit_arenas(arenas: u32) {
 }
 
 /// What the allocator holds, summed over its arenas (glibc's `mallinfo2`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct HeapUse {
     /// Bytes handed out and not yet freed: the program's live heap.
     pub in_use: u64,

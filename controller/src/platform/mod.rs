@@ -263,8 +263,12 @@ impl Platform {
                 };
                 platform.sample_usage().await;
                 paas_runtime::memory::release_free_memory();
+                // `PAASD_LOG=info,paasd_memory=debug` shows it (benches/soak.sh); the
+                // figures, which lock every arena, are read only then.
+                if !tracing::enabled!(target: "paasd_memory", tracing::Level::DEBUG) {
+                    continue;
+                }
                 if let Some(heap) = paas_runtime::memory::heap_use() {
-                    // `PAASD_LOG=info,paasd_memory=debug` shows it (benches/soak.sh).
                     tracing::debug!(
                         target: "paasd_memory",
                         resident_kib = paas_runtime::memory::resident_bytes().unwrap_or(0) / 1024,
