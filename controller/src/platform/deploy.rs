@@ -314,21 +314,29 @@ impl Platform {
     }
 
     /// Deletes the droplets (blob and unpacked folder) that only releases older than the
-    /// last [`KEPT_REVISIONS`] of their app use.
-    async fn collect_droplets(&self) {
-        match self.store.unneeded_droplets(KEPT_REVISIONS).await {
-            Ok(list) => {
-                for sha in list {
-                    let _ = std::fs::remove_file(self.blobs.path(&sha));
-                    self.cell.forget_droplet(&sha);
-                    if let Some(peers) = self.peers() {
-                        peers.forget(&sha).await;
-                    }
-                    tracing::info!(droplet = %sha, "collected an old droplet");
-                }
+    /// last [`KEPT_REVISIONS`] of their app use, and returns them. Each is collected
+    /// once: the releases stay, so a droplet whose blob this host no longer has was
+    /// collected before (or never kept here), and is passed over.
+    pub(super) async fn collect_droplets(&self) -> Vec<String> {
+        let list = match self.store.unneeded_droplets(KEPT_REVISIONS).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!("finding old droplets: {e}");
+                return Vec::new();
             }
-            Err(e) => tracing::warn!("finding old droplets: {e}"),
+        };
+        let mut collected = Vec::new();
+        for sha in list.into_iter().filter(|sha| self.blobs.exists(sha)) {
+            self.cell.forget_droplet(&sha);
+            if let Some(peers) = self.peers() {
+                peers.forget(&sha).await;
+            }
+            // Last: while the blob is there, a collection cut short is done again.
+            let _ = std::fs::remove_file(self.blobs.path(&sha));
+            tracing::info!(droplet = %sha, "collected an old droplet");
+            collected.push(sha);
         }
+        collected
     }
 
     /// Stops every instance and keeps the app stopped, also across restarts of paasd.

@@ -463,6 +463,30 @@ async fn a_rollback_runs_the_old_release_again() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_old_droplet_is_collected_once() {
+    let w = world().await;
+    let app = w.create("aging", 1).await;
+    for v in 1..=7 {
+        w.push(&app, &format!("serve v{v}")).await.expect("a push");
+    }
+    // Collection runs once the replaced instances have stopped.
+    tokio::time::sleep(crate::cell::DRAIN + Duration::from_secs(1)).await;
+    let releases = w.platform.store.releases(&app).await.unwrap();
+    let kept: Vec<bool> = releases
+        .iter()
+        .map(|r| w.platform.blobs.exists(&r.droplet))
+        .collect();
+    assert_eq!(
+        kept,
+        [true, true, true, true, true, false, false],
+        "newest first"
+    );
+    // Before, every deploy collected every old droplet again: a line in the log for
+    // each, and work that grew with the app's history.
+    assert_eq!(w.platform.collect_droplets().await, Vec::<String>::new());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_rolling_deploy_replaces_one_instance_at_a_time() {
     let w = world().await;
     let app = w.create("roll", 3).await;

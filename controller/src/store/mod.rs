@@ -12,6 +12,7 @@
 //! - `releases/GUID/VERSION` and `events/GUID/SLOT`: keyed by the app's GUID, not its
 //!   name, so a new app of a deleted app's name never sees the old one's history, and
 //!   what a delete leaves behind (it removes these after the app) is unreachable.
+//!   An app keeps its newest [`KEPT_RELEASES`] releases and the one it runs.
 //!   Events are a ring of `EVENTS_KEPT` slots, numbered by `event-seq/GUID`.
 //! - `routes/HOSTPATH`, `domains/NAME`, `buildpacks` (the ordered list, whole),
 //!   `id-slots/next` (the next slot of host user ids: slots are never handed out twice).
@@ -252,6 +253,11 @@ const EVENTS_KEPT: u64 = 500;
 
 /// How often a compare-and-swap is tried again when another writer got in between.
 const CAS_TRIES: usize = 20;
+
+/// Releases kept per app, as Cloud Foundry keeps revisions (its
+/// `max_retained_revisions_per_app`): older ones are deleted as new ones are added, so
+/// an app's history, and what reading it costs every deploy, stays bounded.
+pub const KEPT_RELEASES: usize = 100;
 
 /// The keys of the layout in the module docs.
 pub(crate) mod keys {
@@ -525,15 +531,59 @@ impl Store {
             .await?
             .ok_or_else(|| StoreError::NoApp(app.clone()))?;
         for _ in 0..CAS_TRIES {
-            let newest = self.releases_of(&doc.guid).await?.pop();
+            let (kvs, _) = self.kv.range(&keys::releases(&doc.guid)).await?;
+            let newest: Option<Release> = kvs.last().map(decode).transpose()?;
             release.version = newest.map_or(1, |r| r.version + 1);
             let key = keys::release(&doc.guid, release.version);
             let txn = guarded(&key, 0, vec![put(key.clone(), encode(&release))]);
             if self.kv.txn(txn).await?.succeeded {
+                self.prune_releases(&doc, &kvs, release.version).await?;
                 return Ok(release);
             }
         }
         Err(StoreError::Contended(format!("the releases of app {app}")))
+    }
+
+    /// Deletes the releases of `doc`'s app that fall out of the newest [`KEPT_RELEASES`]
+    /// now that `newest` was added, except the one the app runs. `kvs` are its
+    /// releases from before, oldest first (keys sort by version).
+    async fn prune_releases(
+        &self,
+        doc: &AppDoc,
+        kvs: &[KeyValue],
+        newest: i64,
+    ) -> Result<(), StoreError> {
+        let oldest_kept = newest - KEPT_RELEASES as i64 + 1;
+        if oldest_kept <= 1 {
+            return Ok(());
+        }
+        let running = doc
+            .release
+            .as_ref()
+            .map(|r| keys::release(&doc.guid, r.version));
+        // Keys hold the version zero-padded, so key order is version order.
+        let oldest_kept = keys::release(&doc.guid, oldest_kept);
+        let old: Vec<Op> = kvs
+            .iter()
+            .take_while(|kv| kv.key < oldest_kept)
+            .filter(|kv| Some(&kv.key) != running.as_ref())
+            .map(|kv| Op::Delete {
+                key: kv.key.clone(),
+            })
+            .collect();
+        // In batches: one etcd transaction holds at most 128 writes, and a store from
+        // before the cap may hold thousands of releases of one app.
+        let mut old = old.into_iter().peekable();
+        while old.peek().is_some() {
+            let then = old.by_ref().take(paas_kv::MAX_TXN_OPS).collect();
+            self.kv
+                .txn(Txn {
+                    then,
+                    ..Txn::default()
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Notes that package `sha` was uploaded to `app`, so a deployment of the app may
@@ -1064,6 +1114,37 @@ pub(crate) mod tests {
         assert!(s.releases(&name).await.unwrap().is_empty());
         let r = s.add_release(&name, release("d3")).await.unwrap();
         assert_eq!(r.version, 1);
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_releases_are_kept_and_the_running_one() {
+        let (_dir, s) = store().await;
+        let name = AppName::parse("web").unwrap();
+        s.put_app(&name, &settings(1), "default").await.unwrap();
+        let first = s.add_release(&name, release("d1")).await.unwrap();
+        s.add_release(&name, release("d2")).await.unwrap();
+        s.set_release(&name, &first).await.unwrap();
+        let extra = 7;
+        for i in 3..=(KEPT_RELEASES + extra) {
+            s.add_release(&name, release(&format!("d{i}")))
+                .await
+                .unwrap();
+        }
+        let versions: Vec<i64> = s
+            .releases(&name)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
+        let newest = (KEPT_RELEASES + extra) as i64;
+        let mut expected: Vec<i64> = (newest - KEPT_RELEASES as i64 + 1..=newest).rev().collect();
+        expected.push(1); // the release the app runs stays
+        assert_eq!(versions, expected);
+        assert!(s.release(&name, 2).await.unwrap().is_none());
+        // Numbering goes on from the newest.
+        let next = s.add_release(&name, release("dn")).await.unwrap();
+        assert_eq!(next.version, newest + 1);
     }
 
     #[tokio::test]
