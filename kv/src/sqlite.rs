@@ -180,6 +180,34 @@ fn current_revision(db: &Connection) -> rusqlite::Result<Revision> {
 }
 
 /// The newest row of `key`, if it exists and is not a deletion.
+/// The newest row of each live key in `[?1, ?2)`, in key order.
+const RANGE_BETWEEN: &str = "SELECT l.key, l.value, l.create_rev, l.rev, l.lease, l.deleted
+     FROM kv_log l
+     JOIN (SELECT key, MAX(id) AS id FROM kv_log WHERE key >= ?1 AND key < ?2 GROUP BY key) n
+     ON l.id = n.id
+     WHERE l.deleted = 0 ORDER BY l.key";
+/// The same from `?1` on, for a prefix that has no end.
+const RANGE_FROM: &str = "SELECT l.key, l.value, l.create_rev, l.rev, l.lease, l.deleted
+     FROM kv_log l
+     JOIN (SELECT key, MAX(id) AS id FROM kv_log WHERE key >= ?1 GROUP BY key) n
+     ON l.id = n.id
+     WHERE l.deleted = 0 ORDER BY l.key";
+
+/// The least key above every key that starts with `prefix`: etcd's range end, by
+/// characters rather than bytes since keys are text (SQLite compares text bytewise, and
+/// UTF-8's byte order is its characters' order). `None` when no key is above them all.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut end = prefix.to_string();
+    while let Some(last) = end.pop() {
+        // The next character, over the surrogates, which are no characters.
+        if let Some(next) = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32) {
+            end.push(next);
+            return Some(end);
+        }
+    }
+    None
+}
+
 fn latest(db: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
     db.query_row(
         "SELECT key, value, create_rev, rev, lease, deleted FROM kv_log
@@ -380,21 +408,24 @@ impl Kv for SqliteKv {
         self.with_db(move |db| {
             let tx = db.transaction().map_err(storage)?;
             let rows = {
+                // Bounded on both sides, so SQLite reads only the prefix's part of the
+                // key index, not the whole log (3 ms for a few keys among 23,000 rows
+                // with `substr(key, ...) = prefix`; 0.06 ms so).
+                let end = prefix_end(&prefix);
                 let mut stmt = tx
-                    .prepare(
-                        "SELECT l.key, l.value, l.create_rev, l.rev, l.lease, l.deleted
-                         FROM kv_log l
-                         JOIN (SELECT key, MAX(id) AS id FROM kv_log
-                               WHERE substr(key, 1, length(?1)) = ?1 GROUP BY key) n
-                         ON l.id = n.id
-                         WHERE l.deleted = 0 ORDER BY l.key",
-                    )
+                    .prepare(if end.is_some() {
+                        RANGE_BETWEEN
+                    } else {
+                        RANGE_FROM
+                    })
                     .map_err(storage)?;
-                let rows = stmt
-                    .query_map(params![prefix], row_to_kv)
-                    .map_err(storage)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .map_err(storage)?;
+                let rows = match &end {
+                    Some(end) => stmt.query_map(params![prefix, end], row_to_kv),
+                    None => stmt.query_map(params![prefix], row_to_kv),
+                }
+                .map_err(storage)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(storage)?;
                 rows
             };
             let rev = current_revision(&tx).map_err(storage)?;
@@ -530,5 +561,19 @@ impl Kv for SqliteKv {
             .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_ends_at_its_last_character_moved_one_up() {
+        assert_eq!(prefix_end("/paas/apps/").as_deref(), Some("/paas/apps0"));
+        assert_eq!(prefix_end("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_end("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10ffff}"), None);
+        assert_eq!(prefix_end(""), None);
     }
 }

@@ -55,6 +55,24 @@ pub async fn puts_gets_and_ranges_by_prefix(kv: &impl Kv, p: &str) {
     assert!(at >= r3, "read at the revision of the last write or later");
     let (only_x, _) = kv.range(&format!("{p}x/")).await.unwrap();
     assert_eq!(only_x.len(), 1);
+    // Keys just outside a prefix on either side, and the highest character inside it.
+    for key in [
+        format!("{p}x."),
+        format!("{p}x0"),
+        format!("{p}x/\u{10ffff}"),
+    ] {
+        kv.put(&key, b"edge".to_vec()).await.unwrap();
+    }
+    let (x, _) = kv.range(&format!("{p}x/")).await.unwrap();
+    let keys: Vec<&str> = x.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, [format!("{p}x/"), format!("{p}x/\u{10ffff}")]);
+    for key in [
+        format!("{p}x."),
+        format!("{p}x0"),
+        format!("{p}x/\u{10ffff}"),
+    ] {
+        kv.delete(&key).await.unwrap();
+    }
 
     kv.delete(&format!("{p}b")).await.unwrap();
     assert_eq!(kv.get(&format!("{p}b")).await.unwrap(), None);
