@@ -537,7 +537,10 @@ impl Store {
             let key = keys::release(&doc.guid, release.version);
             let txn = guarded(&key, 0, vec![put(key.clone(), encode(&release))]);
             if self.kv.txn(txn).await?.succeeded {
-                self.prune_releases(&doc, &kvs, release.version).await?;
+                // The release is made: a failure here leaves old ones for the next.
+                if let Err(e) = self.prune_releases(&doc, &kvs, release.version).await {
+                    tracing::warn!(app = %app, "deleting releases past the newest {KEPT_RELEASES}: {e}");
+                }
                 return Ok(release);
             }
         }
