@@ -179,7 +179,6 @@ fn current_revision(db: &Connection) -> rusqlite::Result<Revision> {
     )
 }
 
-/// The newest row of `key`, if it exists and is not a deletion.
 /// The newest row of each live key in `[?1, ?2)`, in key order.
 const RANGE_BETWEEN: &str = "SELECT l.key, l.value, l.create_rev, l.rev, l.lease, l.deleted
      FROM kv_log l
@@ -208,6 +207,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
     None
 }
 
+/// The newest row of `key`, if it exists and is not a deletion.
 fn latest(db: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
     db.query_row(
         "SELECT key, value, create_rev, rev, lease, deleted FROM kv_log

@@ -581,7 +581,7 @@ pub async fn revisions(
             available: p.blobs.exists(&r.droplet),
             current: Some(r.version) == current,
             version: r.version,
-            changes: r.changes_since(releases.get(i + 1)),
+            changes: r.changes_in_history(releases.get(i + 1)),
             droplet: r.droplet.clone(),
             buildpack: r.buildpack.clone(),
             start_command: r.start_command.clone(),

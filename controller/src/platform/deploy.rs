@@ -228,7 +228,34 @@ impl Platform {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|r| !old.iter().any(|o| o.id() == r.id()));
             platform.collect_droplets().await;
+            let mut apps: Vec<AppName> = old.iter().map(|o| o.app().clone()).collect();
+            apps.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            apps.dedup();
+            for app in apps {
+                platform.prune_releases(&app).await;
+            }
         });
+    }
+
+    /// Deletes the app's releases past its newest [`crate::store::KEPT_RELEASES`] (as
+    /// Cloud Foundry keeps revisions), so its history, and what every deploy reads of it,
+    /// stays bounded. A release goes only once its droplet is collected everywhere or a
+    /// kept release shares it: a droplet is found for collection through its releases.
+    pub(super) async fn prune_releases(&self, app: &AppName) {
+        let past = match self.store.releases_past_kept(app).await {
+            Ok(Some(past)) => past,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(app = %app, "reading old releases: {e}"),
+        };
+        let mut versions = Vec::new();
+        for r in &past.releases {
+            if past.kept_droplets.contains(&r.droplet) || !self.has_blob(&r.droplet).await {
+                versions.push(r.version);
+            }
+        }
+        if let Err(e) = self.store.delete_releases(&past, &versions).await {
+            tracing::warn!(app = %app, "deleting old releases: {e}");
+        }
     }
 
     /// Rolls the app over to `release` (its current one for a restart, an older one for a
@@ -315,8 +342,9 @@ impl Platform {
 
     /// Deletes the droplets (blob and unpacked folder) that only releases older than the
     /// last [`KEPT_REVISIONS`] of their app use, and returns them. Each is collected
-    /// once: the releases stay, so a droplet whose blob this host no longer has was
-    /// collected before (or never kept here), and is passed over.
+    /// once: its releases stay until it is collected everywhere
+    /// ([`Platform::prune_releases`]), so a droplet whose blob this host no longer has
+    /// was collected before (or never kept here), and is passed over.
     pub(super) async fn collect_droplets(&self) -> Vec<String> {
         let list = match self.store.unneeded_droplets(KEPT_REVISIONS).await {
             Ok(list) => list,

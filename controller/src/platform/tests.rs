@@ -487,6 +487,34 @@ async fn an_old_droplet_is_collected_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_app_keeps_its_newest_releases_and_no_droplet_is_left_without_one() {
+    let w = world().await;
+    let app = w.create("long-lived", 1).await;
+    let pushes = crate::store::KEPT_RELEASES + 3;
+    for v in 1..=pushes {
+        w.push(&app, &format!("serve v{v}")).await.expect("a push");
+        // Each roll-out collects and prunes once its old instance has stopped.
+        tokio::time::sleep(crate::cell::DRAIN + Duration::from_secs(1)).await;
+    }
+    let releases = w.platform.store.releases(&app).await.unwrap();
+    let versions: Vec<i64> = releases.iter().map(|r| r.version).collect();
+    let newest = pushes as i64;
+    assert_eq!(
+        versions,
+        (newest - crate::store::KEPT_RELEASES as i64 + 1..=newest)
+            .rev()
+            .collect::<Vec<_>>()
+    );
+    // Every droplet still kept belongs to one of the newest five releases.
+    let kept: Vec<bool> = releases
+        .iter()
+        .map(|r| w.platform.blobs.exists(&r.droplet))
+        .collect();
+    assert_eq!(kept.iter().filter(|k| **k).count(), 5);
+    assert!(kept[..5].iter().all(|k| *k));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_rolling_deploy_replaces_one_instance_at_a_time() {
     let w = world().await;
     let app = w.create("roll", 3).await;

@@ -12,7 +12,8 @@
 //! - `releases/GUID/VERSION` and `events/GUID/SLOT`: keyed by the app's GUID, not its
 //!   name, so a new app of a deleted app's name never sees the old one's history, and
 //!   what a delete leaves behind (it removes these after the app) is unreachable.
-//!   An app keeps its newest [`KEPT_RELEASES`] releases and the one it runs.
+//!   An app keeps its newest [`KEPT_RELEASES`] releases and the one it runs; the
+//!   platform deletes older ones once their droplets are collected.
 //!   Events are a ring of `EVENTS_KEPT` slots, numbered by `event-seq/GUID`.
 //! - `routes/HOSTPATH`, `domains/NAME`, `buildpacks` (the ordered list, whole),
 //!   `id-slots/next` (the next slot of host user ids: slots are never handed out twice).
@@ -180,6 +181,18 @@ impl Release {
             });
         }
         plans
+    }
+
+    /// What this release changed since the one before it, `older`: the next in a list
+    /// of the app's releases, newest first. Versions follow one another, so a gap is
+    /// releases deleted as too old, and what changed is not known.
+    pub fn changes_in_history(&self, older: Option<&Release>) -> String {
+        match older.filter(|b| b.version == self.version - 1) {
+            None if self.version > 1 => {
+                format!("not known: revision {} is no longer kept", self.version - 1)
+            }
+            before => self.changes_since(before),
+        }
     }
 
     /// What this release changed from `before` (the one made before it): droplet, env
@@ -391,6 +404,15 @@ fn guarded(key: &str, revision: i64, ops: Vec<Op>) -> Txn {
     }
 }
 
+/// An app's releases past the newest [`KEPT_RELEASES`] ([`Store::releases_past_kept`]).
+pub struct PastReleases {
+    guid: String,
+    /// Oldest first; never the one the app runs.
+    pub releases: Vec<Release>,
+    /// The droplets of the releases kept, and of the one the app runs.
+    pub kept_droplets: std::collections::HashSet<String>,
+}
+
 /// Cheap to clone: clones share the backend's connection.
 #[derive(Clone)]
 pub struct Store {
@@ -537,48 +559,53 @@ impl Store {
             let key = keys::release(&doc.guid, release.version);
             let txn = guarded(&key, 0, vec![put(key.clone(), encode(&release))]);
             if self.kv.txn(txn).await?.succeeded {
-                // The release is made: a failure here leaves old ones for the next.
-                if let Err(e) = self.prune_releases(&doc, &kvs, release.version).await {
-                    tracing::warn!(app = %app, "deleting releases past the newest {KEPT_RELEASES}: {e}");
-                }
                 return Ok(release);
             }
         }
         Err(StoreError::Contended(format!("the releases of app {app}")))
     }
 
-    /// Deletes the releases of `doc`'s app that fall out of the newest [`KEPT_RELEASES`]
-    /// now that `newest` was added, except the one the app runs. `kvs` are its
-    /// releases from before, oldest first (keys sort by version).
-    async fn prune_releases(
+    /// The releases of `app` past its newest [`KEPT_RELEASES`], other than the one it
+    /// runs, oldest first; `None` if there is no such app.
+    pub async fn releases_past_kept(
         &self,
-        doc: &AppDoc,
-        kvs: &[KeyValue],
-        newest: i64,
-    ) -> Result<(), StoreError> {
-        let oldest_kept = newest - KEPT_RELEASES as i64 + 1;
-        if oldest_kept <= 1 {
-            return Ok(());
-        }
-        let running = doc
-            .release
-            .as_ref()
-            .map(|r| keys::release(&doc.guid, r.version));
-        // Keys hold the version zero-padded, so key order is version order.
-        let oldest_kept = keys::release(&doc.guid, oldest_kept);
-        let old: Vec<Op> = kvs
-            .iter()
-            .take_while(|kv| kv.key < oldest_kept)
-            .filter(|kv| Some(&kv.key) != running.as_ref())
-            .map(|kv| Op::Delete {
-                key: kv.key.clone(),
-            })
+        app: &AppName,
+    ) -> Result<Option<PastReleases>, StoreError> {
+        let Some((doc, _)) = self.app_doc(app).await? else {
+            return Ok(None);
+        };
+        let mut all = self.releases_of(&doc.guid).await?;
+        let past_count = all.len().saturating_sub(KEPT_RELEASES);
+        let kept = all.split_off(past_count);
+        let running = doc.release.as_ref().map(|r| r.version);
+        all.retain(|r| Some(r.version) != running);
+        let kept_droplets = kept
+            .into_iter()
+            .map(|r| r.droplet)
+            .chain(doc.release.map(|r| r.droplet))
             .collect();
-        // In batches: one etcd transaction holds at most 128 writes, and a store from
-        // before the cap may hold thousands of releases of one app.
-        let mut old = old.into_iter().peekable();
-        while old.peek().is_some() {
-            let then = old.by_ref().take(paas_kv::MAX_TXN_OPS).collect();
+        Ok(Some(PastReleases {
+            guid: doc.guid,
+            releases: all,
+            kept_droplets,
+        }))
+    }
+
+    /// Deletes `versions` of the releases `past` was read from (of that app, not of a
+    /// new app of its name), in batches: one etcd transaction holds at most 128 writes,
+    /// and a store from before the cap may hold thousands of releases of one app.
+    pub async fn delete_releases(
+        &self,
+        past: &PastReleases,
+        versions: &[i64],
+    ) -> Result<(), StoreError> {
+        for batch in versions.chunks(paas_kv::MAX_TXN_OPS) {
+            let then = batch
+                .iter()
+                .map(|v| Op::Delete {
+                    key: keys::release(&past.guid, *v),
+                })
+                .collect();
             self.kv
                 .txn(Txn {
                     then,
@@ -1072,6 +1099,24 @@ pub(crate) mod tests {
         };
         assert_eq!(restaged.changes_since(Some(&third)), "new droplet (python)");
         assert_eq!(third.changes_since(Some(&third)), "nothing new");
+        // In an app's history, a gap in the versions is releases deleted as too old.
+        let numbered = |r: &Release, version| Release {
+            version,
+            ..r.clone()
+        };
+        let (v1, v2, v5) = (
+            numbered(&first, 1),
+            numbered(&second, 2),
+            numbered(&second, 5),
+        );
+        assert_eq!(v1.changes_in_history(None), "first release");
+        assert_eq!(
+            v2.changes_in_history(Some(&v1)),
+            "env ~A +C -B, start command"
+        );
+        let gone = "not known: revision 4 is no longer kept";
+        assert_eq!(v5.changes_in_history(Some(&v1)), gone);
+        assert_eq!(v5.changes_in_history(None), gone);
     }
 
     #[tokio::test]
@@ -1120,31 +1165,34 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_newest_releases_are_kept_and_the_running_one() {
+    async fn releases_past_the_kept_ones_are_offered_but_never_the_running_one() {
         let (_dir, s) = store().await;
         let name = AppName::parse("web").unwrap();
         s.put_app(&name, &settings(1), "default").await.unwrap();
         let first = s.add_release(&name, release("d1")).await.unwrap();
-        s.add_release(&name, release("d2")).await.unwrap();
         s.set_release(&name, &first).await.unwrap();
-        let extra = 7;
-        for i in 3..=(KEPT_RELEASES + extra) {
+        let newest = (KEPT_RELEASES + 4) as i64;
+        for i in 2..=newest {
             s.add_release(&name, release(&format!("d{i}")))
                 .await
                 .unwrap();
         }
-        let versions: Vec<i64> = s
+        let past = s.releases_past_kept(&name).await.unwrap().unwrap();
+        let versions: Vec<i64> = past.releases.iter().map(|r| r.version).collect();
+        assert_eq!(versions, [2, 3, 4], "oldest first, not the running v1");
+        assert!(past.kept_droplets.contains("d1") && past.kept_droplets.contains("d5"));
+        assert!(!past.kept_droplets.contains("d4"));
+        s.delete_releases(&past, &[2, 4]).await.unwrap();
+        let left: Vec<i64> = s
             .releases(&name)
             .await
             .unwrap()
             .iter()
             .map(|r| r.version)
             .collect();
-        let newest = (KEPT_RELEASES + extra) as i64;
-        let mut expected: Vec<i64> = (newest - KEPT_RELEASES as i64 + 1..=newest).rev().collect();
-        expected.push(1); // the release the app runs stays
-        assert_eq!(versions, expected);
-        assert!(s.release(&name, 2).await.unwrap().is_none());
+        let mut expected: Vec<i64> = (5..=newest).rev().collect();
+        expected.extend([3, 1]);
+        assert_eq!(left, expected);
         // Numbering goes on from the newest.
         let next = s.add_release(&name, release("dn")).await.unwrap();
         assert_eq!(next.version, newest + 1);
