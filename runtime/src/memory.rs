@@ -6,8 +6,9 @@
 //! `malloc_trim` hands the free pages of every arena back, and capping the number of
 //! arenas lowers how much free memory builds up between two trims: each arena keeps
 //! its own free lists, so a dozen arenas hold a dozen sets of free pages that later
-//! allocations touch again. Fragmentation inside the arenas still grows slowly (see
-//! `benches/soak.sh`, which prints the live heap beside the resident memory).
+//! allocations touch again. Blocks of 128 KiB and more are mapped apart, so a big
+//! transient leaves nothing resident behind it (`benches/soak.sh` prints the live heap
+//! beside the resident memory).
 
 #![allow(unsafe_code)]
 
@@ -34,6 +35,25 @@ pub fn limit_arenas(arenas: u32) {
         // SAFETY: mallopt takes two integers and only sets an allocator parameter.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
+/// Serves every allocation of `bytes` or more with a mapping of its own, returned to the
+/// system when it is freed (`mallopt(M_MMAP_THRESHOLD)`), and gives back the top of a
+/// heap once `bytes` of it are free (`M_TRIM_THRESHOLD`). glibc's defaults start there
+/// but rise to the largest block freed so far (up to 32 MiB): after one big transient
+/// (a droplet's gzip state, a long log response), blocks that size come from the arenas
+/// and their pages stay resident until the next trim. Setting both turns that off.
+/// Call it first thing in `main`, with [`limit_arenas`].
+pub fn map_large_blocks_apart(bytes: u32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers and only sets allocator parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, bytes);
         }
     }
 }
