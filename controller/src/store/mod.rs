@@ -993,6 +993,12 @@ pub(crate) mod tests {
         (dir, s)
     }
 
+    /// The versions of the app's releases, newest first.
+    async fn release_versions(s: &Store, name: &AppName) -> Vec<i64> {
+        let releases = s.releases(name).await.unwrap();
+        releases.iter().map(|r| r.version).collect()
+    }
+
     fn release(droplet: &str) -> Release {
         Release {
             version: 0,
@@ -1146,13 +1152,7 @@ pub(crate) mod tests {
         assert_eq!(app.settings.instances, 3);
         assert_eq!(app.release.unwrap().droplet, "d2");
         assert_eq!(s.apps().await.unwrap().len(), 1);
-        let versions: Vec<i64> = s
-            .releases(&name)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.version)
-            .collect();
+        let versions = release_versions(&s, &name).await;
         assert_eq!(versions, vec![2, 1], "newest first");
         assert!(s.delete_app(&name, true).await.unwrap());
         assert!(s.app(&name).await.unwrap().is_none());
@@ -1183,13 +1183,7 @@ pub(crate) mod tests {
         assert!(past.kept_droplets.contains("d1") && past.kept_droplets.contains("d5"));
         assert!(!past.kept_droplets.contains("d4"));
         s.delete_releases(&past, &[2, 4]).await.unwrap();
-        let left: Vec<i64> = s
-            .releases(&name)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.version)
-            .collect();
+        let left = release_versions(&s, &name).await;
         let mut expected: Vec<i64> = (5..=newest).rev().collect();
         expected.extend([3, 1]);
         assert_eq!(left, expected);
