@@ -268,8 +268,8 @@ const EVENTS_KEPT: u64 = 500;
 const CAS_TRIES: usize = 20;
 
 /// Releases kept per app, as Cloud Foundry keeps revisions (its
-/// `max_retained_revisions_per_app`): older ones are deleted as new ones are added, so
-/// an app's history, and what reading it costs every deploy, stays bounded.
+/// `max_retained_revisions_per_app`): the platform deletes older ones after a roll-out,
+/// so an app's history, and what reading it costs every deploy, stays bounded.
 pub const KEPT_RELEASES: usize = 100;
 
 /// The keys of the layout in the module docs.
@@ -592,28 +592,17 @@ impl Store {
     }
 
     /// Deletes `versions` of the releases `past` was read from (of that app, not of a
-    /// new app of its name), in batches: one etcd transaction holds at most 128 writes,
-    /// and a store from before the cap may hold thousands of releases of one app.
+    /// new app of its name); a store from before the cap may hold thousands.
     pub async fn delete_releases(
         &self,
         past: &PastReleases,
         versions: &[i64],
     ) -> Result<(), StoreError> {
-        for batch in versions.chunks(paas_kv::MAX_TXN_OPS) {
-            let then = batch
-                .iter()
-                .map(|v| Op::Delete {
-                    key: keys::release(&past.guid, *v),
-                })
-                .collect();
-            self.kv
-                .txn(Txn {
-                    then,
-                    ..Txn::default()
-                })
-                .await?;
-        }
-        Ok(())
+        let keys: Vec<String> = versions
+            .iter()
+            .map(|v| keys::release(&past.guid, *v))
+            .collect();
+        self.delete_keys(&keys).await
     }
 
     /// Notes that package `sha` was uploaded to `app`, so a deployment of the app may
@@ -910,16 +899,20 @@ impl Store {
 
     async fn delete_prefix(&self, prefix: &str) -> Result<(), StoreError> {
         let (kvs, _) = self.kv.range(prefix).await?;
-        for batch in kvs.chunks(paas_kv::MAX_TXN_OPS) {
-            let ops = batch
+        let keys: Vec<String> = kvs.into_iter().map(|kv| kv.key).collect();
+        self.delete_keys(&keys).await
+    }
+
+    /// Deletes `keys`, in batches: one etcd transaction holds at most 128 writes.
+    async fn delete_keys(&self, keys: &[String]) -> Result<(), StoreError> {
+        for batch in keys.chunks(paas_kv::MAX_TXN_OPS) {
+            let then = batch
                 .iter()
-                .map(|kv| Op::Delete {
-                    key: kv.key.clone(),
-                })
+                .map(|key| Op::Delete { key: key.clone() })
                 .collect();
             self.kv
                 .txn(Txn {
-                    then: ops,
+                    then,
                     ..Txn::default()
                 })
                 .await?;
