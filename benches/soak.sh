@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Does paasd or its router grow over time? For SECONDS, steady HTTP load on one app
 # (wrk) while a loop pushes, scales, restarts, sets env, maps and unmaps routes, and
-# makes and deletes an app; every 10 s the resident memory and open descriptors of
-# paasd and of its router are sampled. After a warm-up (the first quarter), growth is
-# the least-squares slope of each series, per hour. Beside it, from paasd's own log
-# every 15 s: its live heap (what the allocator handed out and did not get back) and
-# its resident memory right after it returned its free pages (growth in the first is
-# data kept; growth in the sampled RSS alone is free memory touched between trims).
+# makes and deletes an app; every 10 s the resident memory of paasd and of its router
+# is sampled. Their open descriptors are counted at rest, once a minute: each instance
+# holds half a dozen in paasd, and with replaced instances still draining the count at
+# any moment swings by tens, so the loop pauses until only the wanted instances run.
+# After a warm-up (the first quarter), growth is the least-squares slope of each series,
+# per hour. Beside it, from each process's own log every 15 s: its live heap (what the
+# allocator handed out and did not get back) and its resident memory right after it
+# returned its free pages (growth in the first is data kept; growth in the sampled RSS
+# alone is free memory touched between trims).
 #
 #   benches/soak.sh [SECONDS]    (as root; default 1800)
 #
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-1800}
 . benches/lib.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-export PAASD_LOG=info,paasd_memory=debug
+export PAASD_LOG=info,paas_memory=debug  # paasd passes it on to its router
 start_paasd 10.246.44.0/24
 
 write_app "$work/app"
@@ -26,8 +29,16 @@ push steady 2
 push churn 1
 
 router_pid=$(pgrep -f "paas-router.*$work" | head -1)
-sample() { # PID -> "RSS_KIB FDS"
-  echo "$(awk '/^VmRSS/ { print $2 }' "/proc/$1/status") $(ls "/proc/$1/fd" | wc -l)"
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+fds() { ls "/proc/$1/fd" | wc -l; }
+# At rest: steady's 2 instances and churn's 2 (the loop's step 1 always scales it to 2)
+# are the only containers, nothing staging or draining. Waits at most 30 s.
+wanted_containers=4
+settle() {
+  for _ in $(seq 300); do
+    [ "$(ls "$work/data/containers" | wc -l)" -eq "$wanted_containers" ] && return
+    sleep 0.1
+  done
 }
 
 # The load: keep-alive GETs on the steady app for the whole run (wrk stops by itself).
@@ -35,8 +46,10 @@ wrk -t1 -c4 -d"${secs}s" -H "Host: steady.localhost" "http://$router/" >"$work/w
 load=$!
 
 : >"$work/samples"
+: >"$work/at-rest"
 start=$(date +%s)
 next_sample=$start
+next_rest=$start
 i=0
 while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
   i=$((i + 1))
@@ -51,22 +64,28 @@ while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
   esac
   now=$(date +%s)
   if [ "$now" -ge "$next_sample" ]; then
-    echo "$((now - start)) $(sample "$pid") $(sample "$router_pid")" >>"$work/samples"
+    echo "$((now - start)) $(rss "$pid") $(rss "$router_pid")" >>"$work/samples"
     next_sample=$((now + 10))
+  fi
+  if [ $((i % 6)) -eq 4 ] && [ "$now" -ge "$next_rest" ]; then
+    settle
+    echo "$(( $(date +%s) - start )) $(fds "$pid") $(fds "$router_pid") $(ls "$work/data/containers" | wc -l)" >>"$work/at-rest"
+    next_rest=$((now + 60))
   fi
 done
 wait "$load" || true
 grep -E "Requests/sec|Non-2xx|Socket errors" "$work/wrk" || true
-echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB and fds, router rss KiB and fds)"
+echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB, router rss KiB)"
 # Every fifth minute's sample, to see the shape (a warm-up that levels off, or a slope).
 awk 'NR == 1 || ($1 % 300) < 10' "$work/samples"; tail -1 "$work/samples"
-python3 - "$work/samples" "$work/log" <<'PY'
-import re, sys
-rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
-rows = rows[len(rows) // 4:]  # after the warm-up
-log = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[2], errors="replace").read())  # no colours
-heap = [int(m.group(1)) for m in re.finditer(r"in_use_kib=(\d+)", log)]
-trimmed = [int(m.group(1)) for m in re.finditer(r"resident_kib=(\d+)", log)]
+echo "at rest: $(wc -l <"$work/at-rest") (seconds, paasd fds, router fds, containers)"
+awk 'NR == 1 || ($1 % 300) < 60' "$work/at-rest"; tail -1 "$work/at-rest"
+python3 - "$work/samples" "$work/at-rest" "$work/log" "$work/data/router/router.log" "$wanted_containers" <<'PY'
+import os, re, sys
+def after_warm_up(path):
+    rows = [list(map(float, l.split())) for l in open(path) if l.strip()]
+    return rows[len(rows) // 4:]
+rows, rest = after_warm_up(sys.argv[1]), after_warm_up(sys.argv[2])
 def slope(col, rows=rows):
     xs = [r[0] for r in rows]; ys = [r[col] for r in rows]
     n = len(xs)
@@ -74,12 +93,22 @@ def slope(col, rows=rows):
     mx, my = sum(xs) / n, sum(ys) / n
     var = sum((x - mx) ** 2 for x in xs)
     return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var * 3600
-p_rss, p_fds, r_rss, r_fds = slope(1), slope(2), slope(3), slope(4)
-for what, series in (("live heap", heap), ("rss right after trimming", trimmed)):
-    if series:
-        # One reading every 15 s; the same warm-up left out.
-        kept = [[i * 15.0, kib] for i, kib in enumerate(series)][len(series) // 4:]
-        print(f"paasd {what}: {series[0]} -> {series[-1]} KiB, growth KiB/h {slope(1, kept):.0f}")
+p_rss, r_rss = slope(1), slope(2)
+p_fds, r_fds = slope(1, rest), slope(2, rest)
+# A rest the 30 s did not reach (an instance that never stopped) counts as it is.
+wanted = int(sys.argv[5])
+unsettled = sum(1 for r in rest if r[3] != wanted)
+if unsettled:
+    print(f"{unsettled} of {len(rest)} rest samples had other than {wanted} containers")
+for name, path in (("paasd", sys.argv[3]), ("router", sys.argv[4])):
+    if not os.path.exists(path): continue
+    log = re.sub(r"\x1b\[[0-9;]*m", "", open(path, errors="replace").read())  # no colours
+    for what, field in (("live heap", "in_use_kib"), ("rss right after trimming", "resident_kib")):
+        series = [int(m.group(1)) for m in re.finditer(field + r"=(\d+)", log)]
+        if series:
+            # One reading every 15 s; the same warm-up left out.
+            kept = [[i * 15.0, kib] for i, kib in enumerate(series)][len(series) // 4:]
+            print(f"{name} {what}: {series[0]} -> {series[-1]} KiB, growth KiB/h {slope(1, kept):.0f}")
 print(f"paasd growth: rss KiB/h {p_rss:.0f}, fds/h {p_fds:.1f}")
 print(f"router growth: rss KiB/h {r_rss:.0f}, fds/h {r_fds:.1f}")
 print(f"soak growth: rss KiB/h {p_rss + r_rss:.0f}, fds/h {p_fds + r_fds:.0f}")

@@ -196,13 +196,10 @@ fn stack_command(data_dir: &std::path::Path, command: StackCommand) -> anyhow::R
 /// glibc arenas paasd's allocator may use (`paas_runtime::memory::limit_arenas`): its
 /// tokio workers and blocking threads share them.
 const MALLOC_ARENAS: u32 = 2;
-/// Blocks this big or bigger are mapped apart (`paas_runtime::memory::map_large_blocks_apart`):
-/// glibc's own starting threshold, kept from rising.
-const MALLOC_MAP_APART: u32 = 128 << 10;
 
 fn main() {
     paas_runtime::memory::limit_arenas(MALLOC_ARENAS);
-    paas_runtime::memory::map_large_blocks_apart(MALLOC_MAP_APART);
+    paas_runtime::memory::map_large_blocks_apart(paas_runtime::memory::LARGE_BLOCK);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PAASD_LOG")

@@ -12,6 +12,13 @@
 
 #![allow(unsafe_code)]
 
+/// The size from which paas's daemons map blocks apart ([`map_large_blocks_apart`]):
+/// glibc's own starting threshold, kept from rising.
+pub const LARGE_BLOCK: u32 = 128 << 10;
+
+/// How often the daemons hand their free pages back ([`release_free_memory`]).
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Returns the allocator's free pages to the system (glibc's `malloc_trim(0)`: every
 /// arena, not just the top of the main heap). Takes well under a millisecond for a
 /// daemon's heap; call it now and then, not per request.
@@ -21,6 +28,27 @@ pub fn release_free_memory() {
     // free lists under its locks; it is safe to call from any thread at any time.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// [`release_free_memory`], then, where `PAASD_LOG` (or `PAAS_ROUTER_LOG`) has
+/// `paas_memory=debug`, a log line with what the allocator holds after it
+/// (`benches/soak.sh` reads them). The figures lock every arena, so they are read only
+/// then.
+pub fn release_free_memory_and_report() {
+    release_free_memory();
+    if !tracing::enabled!(target: "paas_memory", tracing::Level::DEBUG) {
+        return;
+    }
+    if let Some(heap) = heap_use() {
+        tracing::debug!(
+            target: "paas_memory",
+            resident_kib = resident_bytes().unwrap_or(0) / 1024,
+            in_use_kib = heap.in_use / 1024,
+            free_kib = heap.free / 1024,
+            mapped_kib = heap.mapped / 1024,
+            "allocator after trimming"
+        );
     }
 }
 

@@ -262,22 +262,7 @@ impl Platform {
                     return;
                 };
                 platform.sample_usage().await;
-                paas_runtime::memory::release_free_memory();
-                // `PAASD_LOG=info,paasd_memory=debug` shows it (benches/soak.sh); the
-                // figures, which lock every arena, are read only then.
-                if !tracing::enabled!(target: "paasd_memory", tracing::Level::DEBUG) {
-                    continue;
-                }
-                if let Some(heap) = paas_runtime::memory::heap_use() {
-                    tracing::debug!(
-                        target: "paasd_memory",
-                        resident_kib = paas_runtime::memory::resident_bytes().unwrap_or(0) / 1024,
-                        in_use_kib = heap.in_use / 1024,
-                        free_kib = heap.free / 1024,
-                        mapped_kib = heap.mapped / 1024,
-                        "allocator after trimming"
-                    );
-                }
+                paas_runtime::memory::release_free_memory_and_report();
             }
         });
         Ok(platform)

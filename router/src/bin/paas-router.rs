@@ -110,6 +110,8 @@ struct Args {
 }
 
 fn main() {
+    let args = Args::parse();
+    settle_allocator(args.threads);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PAAS_ROUTER_LOG")
@@ -117,11 +119,26 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
     if let Err(e) = run(args) {
         eprintln!("paas-router: {e}");
         std::process::exit(1);
     }
+}
+
+/// glibc's allocator as paasd has it (`paas_runtime::memory`): an arena per worker
+/// thread and one for the main thread, the access log's writer and tokio's blocking
+/// threads, where glibc would make up to eight per core and keep each one's free pages
+/// (the main thread takes glibc's first arena and each worker the next one free, so no
+/// two workers share one); blocks of 128 KiB and more mapped apart, so a big transient
+/// leaves nothing resident; and the free pages handed back every 15 s (`run`). Called
+/// before any other thread starts.
+fn settle_allocator(threads: Option<usize>) {
+    let workers = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let arenas = workers.max(1).saturating_add(1);
+    paas_runtime::memory::limit_arenas(u32::try_from(arenas).unwrap_or(u32::MAX));
+    paas_runtime::memory::map_large_blocks_apart(paas_runtime::memory::LARGE_BLOCK);
 }
 
 fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
@@ -180,6 +197,13 @@ fn run(args: Args) -> Result<(), String> {
     };
     let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(paas_runtime::memory::TRIM_EVERY);
+            loop {
+                every.tick().await;
+                paas_runtime::memory::release_free_memory_and_report();
+            }
+        });
         let mut router = Router::with_config(paas_router::RouterConfig {
             max_requests_per_instance: args.max_requests_per_instance.max(1),
             trusted_proxies: args.trusted_proxies.clone(),
