@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Does paasd or its router grow over time? For SECONDS, steady HTTP load on one app
 # (wrk) while a loop pushes, scales, restarts, sets env, maps and unmaps routes, and
-# makes and deletes an app; every 10 s the resident memory of paasd and of its router
-# is sampled. Their open descriptors are counted at rest, once a minute: each instance
-# holds half a dozen in paasd, and with replaced instances still draining the count at
-# any moment swings by tens, so the loop pauses until only the wanted instances run.
-# After a warm-up (the first quarter), growth is the least-squares slope of each series,
-# per hour. Beside it, from each process's own log every 15 s: its live heap (what the
-# allocator handed out and did not get back) and its resident memory right after it
-# returned its free pages (growth in the first is data kept; growth in the sampled RSS
-# alone is free memory touched between trims).
+# makes and deletes an app. Once a minute the loop pauses until only the wanted
+# instances run (nothing staging or draining) and samples, at rest, the resident memory
+# and open descriptors of paasd and of its router: what an operation under way holds
+# (each instance half a dozen descriptors in paasd, a deploy a few hundred KiB) swings
+# a sample taken at any moment by more than an hour's growth. After a warm-up (the
+# first quarter), growth is the least-squares slope of each series, per hour. Beside
+# it: the same slope of the resident memory sampled every 10 s whatever is under way,
+# and, from each process's own log every 15 s, its live heap (what the allocator handed
+# out and did not get back) and its resident memory right after it returned its free
+# pages (growth in the first is data kept; growth in the sampled RSS alone is free
+# memory touched between trims).
 #
 #   benches/soak.sh [SECONDS]    (as root; default 1800)
 #
@@ -69,7 +71,7 @@ while [ $(( $(date +%s) - start )) -lt "$secs" ]; do
   fi
   if [ $((i % 6)) -eq 4 ] && [ "$now" -ge "$next_rest" ]; then
     settle
-    echo "$(( $(date +%s) - start )) $(fds "$pid") $(fds "$router_pid") $(ls "$work/data/containers" | wc -l)" >>"$work/at-rest"
+    echo "$(( $(date +%s) - start )) $(rss "$pid") $(fds "$pid") $(rss "$router_pid") $(fds "$router_pid") $(ls "$work/data/containers" | wc -l)" >>"$work/at-rest"
     next_rest=$((now + 60))
   fi
 done
@@ -78,7 +80,7 @@ grep -E "Requests/sec|Non-2xx|Socket errors" "$work/wrk" || true
 echo "operations: $i; samples: $(wc -l <"$work/samples") (seconds, paasd rss KiB, router rss KiB)"
 # Every fifth minute's sample, to see the shape (a warm-up that levels off, or a slope).
 awk 'NR == 1 || ($1 % 300) < 10' "$work/samples"; tail -1 "$work/samples"
-echo "at rest: $(wc -l <"$work/at-rest") (seconds, paasd fds, router fds, containers)"
+echo "at rest: $(wc -l <"$work/at-rest") (seconds, paasd rss KiB and fds, router rss KiB and fds, containers)"
 awk 'NR == 1 || ($1 % 300) < 60' "$work/at-rest"; tail -1 "$work/at-rest"
 python3 - "$work/samples" "$work/at-rest" "$work/log" "$work/data/router/router.log" "$wanted_containers" <<'PY'
 import os, re, sys
@@ -93,11 +95,10 @@ def slope(col, rows=rows):
     mx, my = sum(xs) / n, sum(ys) / n
     var = sum((x - mx) ** 2 for x in xs)
     return 0.0 if var == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var * 3600
-p_rss, r_rss = slope(1), slope(2)
-p_fds, r_fds = slope(1, rest), slope(2, rest)
+p_rss, p_fds, r_rss, r_fds = (slope(col, rest) for col in (1, 2, 3, 4))
 # A rest the 30 s did not reach (an instance that never stopped) counts as it is.
 wanted = int(sys.argv[5])
-unsettled = sum(1 for r in rest if r[3] != wanted)
+unsettled = sum(1 for r in rest if r[5] != wanted)
 if unsettled:
     print(f"{unsettled} of {len(rest)} rest samples had other than {wanted} containers")
 for name, path in (("paasd", sys.argv[3]), ("router", sys.argv[4])):
@@ -109,7 +110,8 @@ for name, path in (("paasd", sys.argv[3]), ("router", sys.argv[4])):
             # One reading every 15 s; the same warm-up left out.
             kept = [[i * 15.0, kib] for i, kib in enumerate(series)][len(series) // 4:]
             print(f"{name} {what}: {series[0]} -> {series[-1]} KiB, growth KiB/h {slope(1, kept):.0f}")
-print(f"paasd growth: rss KiB/h {p_rss:.0f}, fds/h {p_fds:.1f}")
-print(f"router growth: rss KiB/h {r_rss:.0f}, fds/h {r_fds:.1f}")
+print(f"sampled every 10 s, whatever is under way: paasd rss KiB/h {slope(1):.0f}, router {slope(2):.0f}")
+print(f"paasd growth at rest: rss KiB/h {p_rss:.0f}, fds/h {p_fds:.1f}")
+print(f"router growth at rest: rss KiB/h {r_rss:.0f}, fds/h {r_fds:.1f}")
 print(f"soak growth: rss KiB/h {p_rss + r_rss:.0f}, fds/h {p_fds + r_fds:.0f}")
 PY
