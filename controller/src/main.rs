@@ -193,13 +193,12 @@ fn stack_command(data_dir: &std::path::Path, command: StackCommand) -> anyhow::R
     Ok(())
 }
 
-/// glibc arenas paasd's allocator may use (`paas_runtime::memory::limit_arenas`): its
-/// tokio workers and blocking threads share them.
+/// glibc arenas paasd's allocator may use (`paas_runtime::memory::settle_for_daemon`):
+/// its tokio workers and blocking threads share them.
 const MALLOC_ARENAS: u32 = 2;
 
 fn main() {
-    paas_runtime::memory::limit_arenas(MALLOC_ARENAS);
-    paas_runtime::memory::map_large_blocks_apart(paas_runtime::memory::LARGE_BLOCK);
+    paas_runtime::memory::settle_for_daemon(MALLOC_ARENAS);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PAASD_LOG")

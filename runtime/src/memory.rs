@@ -12,17 +12,23 @@
 
 #![allow(unsafe_code)]
 
-/// The size from which paas's daemons map blocks apart ([`map_large_blocks_apart`]):
+/// The size from which the daemons map blocks apart ([`map_large_blocks_apart`]):
 /// glibc's own starting threshold, kept from rising.
-pub const LARGE_BLOCK: u32 = 128 << 10;
+const LARGE_BLOCK: u32 = 128 << 10;
 
-/// How often the daemons hand their free pages back ([`release_free_memory`]).
-pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+/// Sets glibc's allocator up for a long-running daemon: at most `arenas` arenas
+/// ([`limit_arenas`]) and blocks of 128 KiB and more mapped apart
+/// ([`map_large_blocks_apart`]). Call it first thing in `main`, before other threads
+/// start, and call [`release_free_memory_and_report`] now and then.
+pub fn settle_for_daemon(arenas: u32) {
+    limit_arenas(arenas);
+    map_large_blocks_apart(LARGE_BLOCK);
+}
 
 /// Returns the allocator's free pages to the system (glibc's `malloc_trim(0)`: every
 /// arena, not just the top of the main heap). Takes well under a millisecond for a
 /// daemon's heap; call it now and then, not per request.
-pub fn release_free_memory() {
+fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes no pointer and only reorganises the allocator's own
     // free lists under its locks; it is safe to call from any thread at any time.
@@ -55,8 +61,7 @@ pub fn release_free_memory_and_report() {
 /// Caps glibc's allocator at `arenas` arenas (`mallopt(M_ARENA_MAX)`). glibc makes up
 /// to eight per core as threads contend; a daemon whose hot paths are async tasks on a
 /// few worker threads gains little from more and keeps their free pages resident.
-/// Call it first thing in `main`, before other threads start.
-pub fn limit_arenas(arenas: u32) {
+fn limit_arenas(arenas: u32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let arenas = libc::c_int::try_from(arenas).unwrap_or(libc::c_int::MAX);
@@ -73,8 +78,7 @@ pub fn limit_arenas(arenas: u32) {
 /// but rise to the largest block freed so far (up to 32 MiB): after one big transient
 /// (a droplet's gzip state, a long log response), blocks that size come from the arenas
 /// and their pages stay resident until the next trim. Setting both turns that off.
-/// Call it first thing in `main`, with [`limit_arenas`].
-pub fn map_large_blocks_apart(bytes: u32) {
+fn map_large_blocks_apart(bytes: u32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
@@ -88,18 +92,18 @@ pub fn map_large_blocks_apart(bytes: u32) {
 
 /// What the allocator holds, summed over its arenas (glibc's `mallinfo2`).
 #[derive(Debug, Clone, Copy)]
-pub struct HeapUse {
+struct HeapUse {
     /// Bytes handed out and not yet freed: the program's live heap.
-    pub in_use: u64,
+    in_use: u64,
     /// Bytes freed but kept by the allocator (resident or not).
-    pub free: u64,
+    free: u64,
     /// Bytes of large allocations mapped on their own.
-    pub mapped: u64,
+    mapped: u64,
 }
 
 /// The allocator's figures now, or `None` where the allocator is not glibc's. Walks
 /// every arena under its lock: call it now and then, not per request.
-pub fn heap_use() -> Option<HeapUse> {
+fn heap_use() -> Option<HeapUse> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallinfo2 takes nothing and returns a plain struct by value.
@@ -115,7 +119,7 @@ pub fn heap_use() -> Option<HeapUse> {
 }
 
 /// This process's resident memory, in bytes (`/proc/self/statm`).
-pub fn resident_bytes() -> Option<u64> {
+fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(

@@ -137,9 +137,12 @@ fn settle_allocator(threads: Option<usize>) {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let arenas = workers.max(1).saturating_add(1);
-    paas_runtime::memory::limit_arenas(u32::try_from(arenas).unwrap_or(u32::MAX));
-    paas_runtime::memory::map_large_blocks_apart(paas_runtime::memory::LARGE_BLOCK);
+    paas_runtime::memory::settle_for_daemon(u32::try_from(arenas).unwrap_or(u32::MAX));
 }
+
+/// How often the router hands its allocator's free pages back, as paasd does at each
+/// of its usage readings.
+const TRIM_EVERY: Duration = Duration::from_secs(15);
 
 fn fixed_routes(flags: &[String]) -> Result<Vec<RouteEntry>, String> {
     flags
@@ -198,7 +201,7 @@ fn run(args: Args) -> Result<(), String> {
     let rt = rt.enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
         tokio::spawn(async {
-            let mut every = tokio::time::interval(paas_runtime::memory::TRIM_EVERY);
+            let mut every = tokio::time::interval(TRIM_EVERY);
             loop {
                 every.tick().await;
                 paas_runtime::memory::release_free_memory_and_report();
